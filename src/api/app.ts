@@ -1,0 +1,138 @@
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import * as OpenApiValidator from 'express-openapi-validator';
+import swaggerUiDist from 'swagger-ui-dist';
+import type { Config } from '../config';
+import type { Db } from '../db/knex';
+import { requestContext, type Logger } from '../logger';
+import type { Metrics } from '../metrics';
+import { apiKeyAuth } from './auth';
+import { ApiError, errorHandler } from './errors';
+import { eventRoutes } from './events';
+import { runChecks, type Check } from './health';
+import { triggerRoutes } from './triggers';
+import { WebhookValidators, webhookRoutes } from './webhooks';
+
+/** openapi.yaml sits at the repository root, next to dist/ and src/. */
+export const OPENAPI_PATH = path.resolve(__dirname, '..', '..', 'openapi.yaml');
+
+export interface AppDeps {
+  config: Config;
+  db: Db;
+  logger: Logger;
+  metrics: Metrics;
+  checks: Record<string, Check>;
+  role?: string;
+  /** Tests turn this on so every response is checked against openapi.yaml. */
+  validateResponses?: boolean;
+}
+
+interface RawRequest extends Request {
+  rawBody?: Buffer;
+}
+
+export function createApp(deps: AppDeps): express.Express {
+  const { config, logger, metrics } = deps;
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', false);
+  app.set('query parser', 'extended');
+
+  // Request id on every log line of the request, and echoed back.
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    const given = req.get('x-request-id');
+    const requestId = given && /^[A-Za-z0-9._:-]{1,128}$/.test(given) ? given : randomUUID();
+    res.setHeader('X-Request-Id', requestId);
+    const started = process.hrtime.bigint();
+    res.on('finish', () => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      const route = req.route ? `${req.baseUrl}${String((req.route as { path: string }).path)}` : 'unmatched';
+      metrics.httpDuration.observe({ method: req.method, route, status: String(res.statusCode) }, seconds);
+      const level = res.statusCode >= 500 ? 'error' : 'debug';
+      logger.log(level, 'http', {
+        request_id: requestId,
+        method: req.method,
+        route,
+        status: res.statusCode,
+        ms: Math.round(seconds * 1000),
+      });
+    });
+    requestContext.run({ requestId }, next);
+  });
+
+  if (config.corsOrigins.length > 0) {
+    app.use((req, res, next) => {
+      const origin = req.get('origin');
+      if (origin && (config.corsOrigins.includes('*') || config.corsOrigins.includes(origin))) {
+        res.setHeader('Access-Control-Allow-Origin', config.corsOrigins.includes('*') ? '*' : origin);
+        res.setHeader('Vary', 'Origin');
+        res.setHeader('Access-Control-Allow-Headers', 'Authorization, Content-Type, X-API-Key, Idempotency-Key, X-Request-Id');
+        res.setHeader('Access-Control-Allow-Methods', 'GET, POST, PUT, DELETE, OPTIONS');
+      }
+      if (req.method === 'OPTIONS') return void res.status(204).end();
+      next();
+    });
+  }
+
+  const health = (_req: Request, res: Response) => {
+    void runChecks(deps.role ?? 'api', deps.checks).then((report) => res.status(report.status === 'healthy' ? 200 : 503).json(report));
+  };
+  app.get('/health', health);
+  app.get('/health/ready', health);
+  app.get('/metrics', (_req, res, next) => {
+    metrics.registry
+      .metrics()
+      .then((text) => res.type(metrics.registry.contentType).send(text))
+      .catch(next);
+  });
+
+  const specText = fs.readFileSync(OPENAPI_PATH, 'utf8');
+  app.get('/openapi.yaml', (_req, res) => res.type('application/yaml').send(specText));
+  app.get('/swagger/swagger-initializer.js', (_req, res) =>
+    res
+      .type('application/javascript')
+      .send(`window.onload = () => { window.ui = SwaggerUIBundle({ url: '/openapi.yaml', dom_id: '#swagger-ui' }); };`),
+  );
+  app.get('/swagger', (req, res, next) =>
+    req.path === '/swagger' && !req.originalUrl.endsWith('/') ? res.redirect(301, '/swagger/') : next(),
+  );
+  app.use('/swagger', express.static(swaggerUiDist.getAbsoluteFSPath(), { index: 'index.html', maxAge: '1h' }));
+
+  app.use(
+    '/api/v1',
+    express.json({
+      limit: config.webhookMaxBodyBytes,
+      strict: false,
+      type: ['application/json', 'application/*+json'],
+      verify: (req, _res, buf) => {
+        (req as RawRequest).rawBody = buf;
+      },
+    }),
+  );
+
+  // Management routes need a key (when keys are configured); the webhook receiver does not.
+  const auth = apiKeyAuth(config.apiKeys);
+  app.use('/api/v1', (req, res, next) => (req.path.startsWith('/webhook/') ? next() : auth(req, res, next)));
+
+  app.use(
+    OpenApiValidator.middleware({
+      apiSpec: OPENAPI_PATH,
+      validateRequests: { allowUnknownQueryParameters: false, allErrors: true },
+      validateResponses: deps.validateResponses ? { removeAdditional: false } : false,
+      validateSecurity: false,
+      validateFormats: true,
+      ignorePaths: /^\/(?!api\/v1(\/|$))/,
+    }),
+  );
+
+  const validators = new WebhookValidators();
+  app.use('/api/v1', triggerRoutes({ db: deps.db, config, validators }));
+  app.use('/api/v1', webhookRoutes({ db: deps.db, config, validators }));
+  app.use('/api/v1', eventRoutes({ db: deps.db }));
+
+  app.use((_req, _res, next) => next(new ApiError('NOT_FOUND', 'No such route')));
+  app.use(errorHandler(logger));
+  return app;
+}

@@ -1,0 +1,94 @@
+import { Router } from 'express';
+import type { Db } from '../db/knex';
+import { getEvent, listEvents, type EventFilter, type EventRow, type Cursor } from '../db/events';
+import { ApiError, validationError } from './errors';
+
+export function presentEvent(e: EventRow): Record<string, unknown> {
+  const iso = (d: Date | null) => (d ? d.toISOString() : null);
+  return {
+    id: e.id,
+    trigger_id: e.trigger_id,
+    trigger_type: e.trigger_type,
+    source: e.source,
+    is_test_run: e.is_test_run,
+    payload: e.payload ?? null,
+    scheduled_for: iso(e.scheduled_for),
+    fired_at: e.fired_at.toISOString(),
+    published_at: iso(e.published_at),
+    execution_status: e.execution_status,
+    attempts: e.attempts,
+    response_status: e.response_status,
+    latency_ms: e.latency_ms,
+    error_message: e.error_message,
+    retention_status: e.retention_status,
+    replay_of: e.replay_of ?? null,
+    created_at: e.created_at.toISOString(),
+    updated_at: e.updated_at.toISOString(),
+  };
+}
+
+/** Cursor = base64url of "<fired_at ms>.<id>": opaque to clients, cheap to check. */
+export function encodeCursor(c: Cursor): string {
+  return Buffer.from(`${c.fired_at.getTime()}.${c.id}`).toString('base64url');
+}
+
+export function decodeCursor(s: string): Cursor | null {
+  const m = /^(\d{1,15})\.([0-9a-f-]{36})$/.exec(Buffer.from(s, 'base64url').toString('utf8'));
+  return m ? { fired_at: new Date(Number(m[1])), id: m[2] } : null;
+}
+
+export function eventRoutes(deps: { db: Db }): Router {
+  const r = Router();
+  r.get('/events', async (req, res) => {
+    const q = req.query as Record<string, unknown>;
+    const filter: EventFilter = {
+      retention_status: (q.retention_status as 'active' | 'archived' | undefined) ?? 'active',
+      trigger_id: q.trigger_id as string | undefined,
+      source: q.source as EventFilter['source'],
+      execution_status: q.execution_status as EventFilter['execution_status'],
+      is_test_run: q.is_test_run === undefined ? undefined : q.is_test_run === true || q.is_test_run === 'true',
+      from: q.from ? new Date(q.from as string) : undefined,
+      to: q.to ? new Date(q.to as string) : undefined,
+    };
+    const limit = Number(q.limit ?? 20);
+    if (q.cursor !== undefined) {
+      const cursor = decodeCursor(String(q.cursor));
+      if (!cursor) throw validationError([{ field: 'query.cursor', message: 'not a cursor returned by this API' }]);
+      const { rows } = await listEvents(deps.db, filter, limit + 1, { cursor });
+      const pageRows = rows.slice(0, limit);
+      const last = pageRows[pageRows.length - 1];
+      res.json({
+        events: pageRows.map(presentEvent),
+        pagination: {
+          current_page: null,
+          page_size: limit,
+          total_pages: null,
+          total_records: null,
+          next_cursor: rows.length > limit && last ? encodeCursor(last) : null,
+        },
+      });
+      return;
+    }
+    const page = Number(q.page ?? 1);
+    const { rows, total } = await listEvents(deps.db, filter, limit, { offset: (page - 1) * limit });
+    const last = rows[rows.length - 1];
+    const totalRecords = total ?? 0;
+    res.json({
+      events: rows.map(presentEvent),
+      pagination: {
+        current_page: page,
+        page_size: limit,
+        total_pages: Math.ceil(totalRecords / limit),
+        total_records: totalRecords,
+        next_cursor: last && page * limit < totalRecords ? encodeCursor(last) : null,
+      },
+    });
+  });
+
+  r.get('/events/:id', async (req, res) => {
+    const e = await getEvent(deps.db, String(req.params.id));
+    if (!e) throw new ApiError('EVENT_NOT_FOUND', `No event with id ${String(req.params.id)}`);
+    res.json(presentEvent(e));
+  });
+  return r;
+}

@@ -1,0 +1,262 @@
+import { randomUUID } from 'node:crypto';
+import { Router, type Request } from 'express';
+import type { Config } from '../config';
+import type { Db } from '../db/knex';
+import { recordEvents } from '../db/fire';
+import { getTrigger, insertTrigger, listTriggers, updateTrigger, deleteTrigger, type TriggerRow, type TriggerStatus } from '../db/triggers';
+import { cancelPending, insertOccurrences, nextRuns } from '../db/schedules';
+import { triggerStats } from '../db/events';
+import { validateTriggerConfig } from '../triggers/validate';
+import { firstOccurrence } from '../triggers/schedule';
+import { newEventId } from '../triggers/event-id';
+import type { TriggerConfig, TriggerType, WebhookConfig } from '../triggers/types';
+import { ApiError, validationError } from './errors';
+import type { WebhookValidators } from './webhooks';
+
+export interface TriggerView {
+  id: string;
+  name: string;
+  type: TriggerType;
+  status: TriggerStatus;
+  config: Record<string, unknown>;
+  next_scheduled_run: string | null;
+  webhook_url: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+/** The API view of a trigger: a webhook `secret` is write-only (only `has_secret` is shown). */
+export function presentTrigger(t: TriggerRow, next: Date | null | undefined, publicBaseUrl: string): TriggerView {
+  const config: Record<string, unknown> = { ...(t.config as unknown as Record<string, unknown>) };
+  if (t.type === 'webhook') {
+    config.has_secret = typeof config.secret === 'string';
+    delete config.secret;
+  }
+  return {
+    id: t.id,
+    name: t.name,
+    type: t.type,
+    status: t.status,
+    config,
+    next_scheduled_run: next ? next.toISOString() : null,
+    webhook_url: t.type === 'webhook' ? `${publicBaseUrl}/api/v1/webhook/${t.id}` : null,
+    created_at: t.created_at.toISOString(),
+    updated_at: t.updated_at.toISOString(),
+  };
+}
+
+function checkedConfig(type: TriggerType, input: unknown, now: Date): TriggerConfig {
+  const result = validateTriggerConfig(type, input, now);
+  if (!result.ok) throw validationError(result.errors);
+  return result.config;
+}
+
+/**
+ * The first occurrence to schedule when a trigger is created or (re)activated. A one-shot whose time has
+ * already passed by more than a second is not scheduled again on an edit (it fired, or it was missed while
+ * inactive); on create, validation has already refused a run_at more than 60 s in the past.
+ */
+function occurrenceToSchedule(t: { type: TriggerType; config: TriggerConfig }, now: Date, isCreate: boolean): Date | null {
+  const first = firstOccurrence(t.type, t.config, now);
+  if (first && t.type === 'time_scheduled' && !isCreate && first.getTime() < now.getTime() - 1000) return null;
+  return first;
+}
+
+function idParam(req: Request): string {
+  return String(req.params.id);
+}
+
+export function triggerRoutes(deps: { db: Db; config: Config; validators: WebhookValidators }): Router {
+  const { db, config } = deps;
+  const r = Router();
+
+  r.post('/triggers', async (req, res) => {
+    const body = req.body as { name: string; type: TriggerType; status?: TriggerStatus; config: unknown };
+    const now = new Date();
+    const cfg = checkedConfig(body.type, body.config, now);
+    const row: TriggerRow = {
+      id: randomUUID(),
+      name: body.name,
+      type: body.type,
+      status: body.status ?? 'active',
+      config: cfg,
+      version: 1,
+      created_at: now,
+      updated_at: now,
+    };
+    const next = row.status === 'active' ? occurrenceToSchedule(row, now, true) : null;
+    await db.transaction(async (trx) => {
+      await insertTrigger(trx, row);
+      if (next) await insertOccurrences(trx, [{ trigger_id: row.id, fire_at: next }], now);
+    });
+    res
+      .status(201)
+      .location(`/api/v1/triggers/${row.id}`)
+      .json(presentTrigger(row, next, config.publicBaseUrl));
+  });
+
+  r.get('/triggers', async (req, res) => {
+    const q = req.query as { type?: TriggerType; status?: TriggerStatus; page?: number; limit?: number };
+    const page = Number(q.page ?? 1);
+    const limit = Number(q.limit ?? 20);
+    const { rows, total } = await listTriggers(db, { type: q.type, status: q.status }, limit, (page - 1) * limit);
+    const next = await nextRuns(
+      db,
+      rows.map((t) => t.id),
+    );
+    res.json({
+      triggers: rows.map((t) => presentTrigger(t, next.get(t.id), config.publicBaseUrl)),
+      pagination: { current_page: page, page_size: limit, total_pages: Math.ceil(total / limit), total_records: total },
+    });
+  });
+
+  r.get('/triggers/:id', async (req, res) => {
+    const t = await getTrigger(db, idParam(req));
+    if (!t) throw new ApiError('TRIGGER_NOT_FOUND', `No trigger with id ${idParam(req)}`);
+    const next = await nextRuns(db, [t.id]);
+    res.json(presentTrigger(t, next.get(t.id), config.publicBaseUrl));
+  });
+
+  r.put('/triggers/:id', async (req, res) => {
+    const id = idParam(req);
+    const body = req.body as { name?: string; type?: TriggerType; status?: TriggerStatus; config?: Record<string, unknown> };
+    const now = new Date();
+    const updated = await db.transaction(async (trx) => {
+      // The row lock serialises concurrent edits of one trigger, so schedule rows follow the last edit.
+      const t = await getTrigger(trx, id, { forUpdate: true });
+      if (!t) throw new ApiError('TRIGGER_NOT_FOUND', `No trigger with id ${id}`);
+      if (body.type !== undefined && body.type !== t.type) {
+        throw validationError([{ field: 'type', message: `the type of a trigger cannot change (it is ${t.type})` }]);
+      }
+      let cfg: TriggerConfig | undefined;
+      if (body.config !== undefined) {
+        const input: Record<string, unknown> = { ...body.config };
+        const stored = t.config as WebhookConfig;
+        // The secret is write-only: omitting it keeps the stored one; null removes it.
+        if (t.type === 'webhook' && !('secret' in input) && stored.secret !== undefined) input.secret = stored.secret;
+        if (input.secret === null) delete input.secret;
+        cfg = checkedConfig(t.type, input, now);
+      }
+      const status = body.status ?? t.status;
+      const scheduleChanged = cfg !== undefined || status !== t.status;
+      await updateTrigger(trx, id, { name: body.name, status: body.status, config: cfg }, now);
+      const after: TriggerRow = {
+        ...t,
+        name: body.name ?? t.name,
+        status,
+        config: cfg ?? t.config,
+        version: t.version + 1,
+        updated_at: now,
+      };
+      if (scheduleChanged && t.type !== 'webhook') {
+        // Edits affect future firings only: pending occurrences go, the next one is computed from now.
+        await cancelPending(trx, id, now);
+        const next = status === 'active' ? occurrenceToSchedule(after, now, false) : null;
+        if (next) await insertOccurrences(trx, [{ trigger_id: id, fire_at: next }], now);
+      }
+      return after;
+    });
+    deps.validators.forget(id);
+    const next = await nextRuns(db, [id]);
+    res.json(presentTrigger(updated, next.get(id), config.publicBaseUrl));
+  });
+
+  r.delete('/triggers/:id', async (req, res) => {
+    const id = idParam(req);
+    // Schedule rows go with the trigger (ON DELETE CASCADE); event logs stay, keeping the id as a value.
+    if (!(await deleteTrigger(db, id))) throw new ApiError('TRIGGER_NOT_FOUND', `No trigger with id ${id}`);
+    deps.validators.forget(id);
+    res.status(204).end();
+  });
+
+  r.post('/triggers/:id/test', async (req, res) => {
+    const t = await getTrigger(db, idParam(req));
+    if (!t) throw new ApiError('TRIGGER_NOT_FOUND', `No trigger with id ${idParam(req)}`);
+    const body = (req.body ?? {}) as { payload?: unknown };
+    const payload = await testPayload(t.type, t.config, body.payload, deps.validators, t.id, t.version);
+    const now = new Date();
+    const id = newEventId();
+    await db.transaction((trx) =>
+      recordEvents(
+        trx,
+        [
+          {
+            id,
+            trigger_id: t.id,
+            trigger_type: t.type,
+            source: 'manual-test',
+            is_test_run: true,
+            payload,
+            scheduled_for: null,
+            fired_at: now,
+          },
+        ],
+        config.kafkaTopic,
+        now,
+      ),
+    );
+    res.status(202).json({ event_id: id, status: 'accepted' });
+  });
+
+  r.post('/triggers/test', async (req, res) => {
+    const body = req.body as { type: TriggerType; config: unknown; payload?: unknown };
+    const now = new Date();
+    const cfg = checkedConfig(body.type, body.config, now);
+    const payload = await testPayload(body.type, cfg, body.payload, deps.validators, null, 0);
+    const id = newEventId();
+    // Nothing but the event is stored; it carries its own delivery config for the worker.
+    await db.transaction((trx) =>
+      recordEvents(
+        trx,
+        [
+          {
+            id,
+            trigger_id: null,
+            trigger_type: body.type,
+            source: 'manual-test',
+            is_test_run: true,
+            payload,
+            delivery_config: cfg,
+            scheduled_for: null,
+            fired_at: now,
+          },
+        ],
+        config.kafkaTopic,
+        now,
+      ),
+    );
+    res.status(202).json({ event_id: id, status: 'accepted' });
+  });
+
+  r.get('/triggers/:id/stats', async (req, res) => {
+    const t = await getTrigger(db, idParam(req));
+    if (!t) throw new ApiError('TRIGGER_NOT_FOUND', `No trigger with id ${idParam(req)}`);
+    const windowHours = 48;
+    const s = await triggerStats(db, t.id, new Date(Date.now() - windowHours * 3600_000));
+    res.json({ trigger_id: t.id, window_hours: windowHours, ...s, last_fired_at: s.last_fired_at ? s.last_fired_at.toISOString() : null });
+  });
+
+  return r;
+}
+
+/** A test run's payload: the one given, else the configured one; webhook payloads must pass the schema. */
+async function testPayload(
+  type: TriggerType,
+  cfg: TriggerConfig,
+  given: unknown,
+  validators: WebhookValidators,
+  triggerId: string | null,
+  version: number,
+): Promise<unknown> {
+  if (type !== 'webhook') return given !== undefined ? given : ((cfg as { payload?: unknown }).payload ?? null);
+  const payload = given !== undefined ? given : {};
+  const errors = validators.validate(triggerId, version, (cfg as WebhookConfig).schema, payload);
+  if (errors.length > 0) {
+    throw new ApiError(
+      'SCHEMA_VALIDATION_FAILED',
+      'The payload does not match the trigger schema',
+      errors.map((e) => ({ field: `payload${e.pointer === '/' ? '' : e.pointer}`, message: e.message })),
+    );
+  }
+  return payload;
+}

@@ -1,0 +1,196 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { Router, type Request } from 'express';
+import type { Knex } from 'knex';
+import type { Config } from '../config';
+import type { Db } from '../db/knex';
+import { recordEvents } from '../db/fire';
+import { getTrigger, type TriggerRow } from '../db/triggers';
+import { claimIdempotencyKey, storedResponse } from '../db/idempotency';
+import { compileWebhookSchema } from '../triggers/json-schema';
+import { newEventId } from '../triggers/event-id';
+import type { WebhookConfig } from '../triggers/types';
+import { ApiError } from './errors';
+
+type Validate = (data: unknown) => { valid: true } | { valid: false; errors: { pointer: string; message: string }[] };
+
+/**
+ * Compiled validators cached per (trigger id, version). The version column is bumped by every edit, and
+ * each request reads the trigger row anyway, so a schema edit takes effect on the next request on every
+ * API instance; stale entries are simply never hit again (and the cache is bounded).
+ */
+export class WebhookValidators {
+  private cache = new Map<string, Validate>();
+  constructor(private readonly max = 10_000) {}
+
+  validate(triggerId: string | null, version: number, schema: unknown, data: unknown): { pointer: string; message: string }[] {
+    const key = triggerId ? `${triggerId}:${version}` : null;
+    let fn = key ? this.cache.get(key) : undefined;
+    if (!fn) {
+      const compiled = compileWebhookSchema(schema);
+      // Stored schemas compiled at create time; this only fails if the compiler's rules changed since.
+      if (!compiled.ok) throw new ApiError('VALIDATION_FAILED', `The trigger schema no longer compiles: ${compiled.message}`);
+      fn = compiled.validate;
+      if (key) {
+        if (this.cache.size >= this.max) this.cache.delete(this.cache.keys().next().value as string);
+        this.cache.set(key, fn);
+      }
+    }
+    const result = fn(data);
+    return result.valid ? [] : result.errors;
+  }
+
+  forget(triggerId: string): void {
+    for (const k of this.cache.keys()) if (k.startsWith(`${triggerId}:`)) this.cache.delete(k);
+  }
+}
+
+const SIGNATURE_TOLERANCE_SECONDS = 300;
+
+/** X-Signature: sha256=<hex HMAC of the raw body>, or the Standard Webhooks headers (v1 = HMAC over id.timestamp.body). */
+export function verifySignature(req: Request, secret: string, raw: Buffer, nowMs = Date.now()): boolean {
+  const eq = (a: Buffer, b: Buffer) => a.length === b.length && timingSafeEqual(a, b);
+  const simple = req.get('x-signature');
+  if (simple) {
+    const m = /^sha256=([0-9a-fA-F]{64})$/.exec(simple.trim());
+    if (!m) return false;
+    return eq(Buffer.from(m[1].toLowerCase(), 'hex'), createHmac('sha256', secret).update(raw).digest());
+  }
+  const id = req.get('webhook-id');
+  const ts = req.get('webhook-timestamp');
+  const sigs = req.get('webhook-signature');
+  if (!id || !ts || !sigs || !/^\d{1,12}$/.test(ts)) return false;
+  if (Math.abs(nowMs / 1000 - Number(ts)) > SIGNATURE_TOLERANCE_SECONDS) return false;
+  const expected = createHmac('sha256', secret).update(`${id}.${ts}.`).update(raw).digest();
+  return sigs
+    .split(' ')
+    .map((s) => s.trim())
+    .filter((s) => s.startsWith('v1,'))
+    .some((s) => eq(Buffer.from(s.slice(3), 'base64'), expected));
+}
+
+interface RawRequest extends Request {
+  rawBody?: Buffer;
+}
+
+export function webhookRoutes(deps: { db: Db; config: Config; validators: WebhookValidators }): Router {
+  const { db, config, validators } = deps;
+  const r = Router();
+
+  async function loadWebhookTrigger(req: RawRequest): Promise<TriggerRow> {
+    const id = String(req.params.trigger_id);
+    const t = await getTrigger(db, id);
+    // A trigger of another type answers 404 too: the webhook URL space does not reveal other triggers.
+    if (!t || t.type !== 'webhook') throw new ApiError('TRIGGER_NOT_FOUND', `No webhook trigger with id ${id}`);
+    if (t.status !== 'active') throw new ApiError('TRIGGER_INACTIVE', 'This webhook trigger is inactive; activate it to accept events');
+    const secret = (t.config as WebhookConfig).secret;
+    if (secret !== undefined && !verifySignature(req, secret, req.rawBody ?? Buffer.alloc(0))) {
+      throw new ApiError('INVALID_SIGNATURE', 'This trigger requires a signed request (X-Signature or Standard Webhooks headers)');
+    }
+    return t;
+  }
+
+  /**
+   * Runs `write` in a transaction guarded by the Idempotency-Key, if any: the first request stores its
+   * answer in the same commit as its events; a repeat within 24 h gets that answer back and writes nothing.
+   */
+  async function idempotent(
+    req: Request,
+    triggerId: string,
+    write: (trx: Knex.Transaction) => Promise<{ status: number; body: unknown }>,
+  ): Promise<{ status: number; body: unknown }> {
+    const key = req.get('idempotency-key');
+    if (!key) return db.transaction(write);
+    const scope = `webhook:${triggerId}`;
+    const replay = await storedResponse(db, scope, key, 24 * 3600);
+    if (replay) return replay;
+    try {
+      return await db.transaction(async (trx) => {
+        const answer = await write(trx);
+        await claimIdempotencyKey(trx, scope, key, answer, new Date(), 24 * 3600);
+        return answer;
+      });
+    } catch (e) {
+      // A concurrent request with the same key committed first: answer as it did.
+      const again = await storedResponse(db, scope, key, 24 * 3600);
+      if (again) return again;
+      throw e;
+    }
+  }
+
+  r.post('/webhook/:trigger_id', async (req: RawRequest, res) => {
+    const t = await loadWebhookTrigger(req);
+    const payload: unknown = req.body;
+    const errors = validators.validate(t.id, t.version, (t.config as WebhookConfig).schema, payload);
+    if (errors.length > 0) {
+      throw new ApiError(
+        'SCHEMA_VALIDATION_FAILED',
+        `The payload does not match the trigger schema (${errors.length} error${errors.length > 1 ? 's' : ''})`,
+        errors.map((e) => ({ field: e.pointer, message: e.message })),
+      );
+    }
+    const answer = await idempotent(req, t.id, async (trx) => {
+      const now = new Date();
+      const id = newEventId();
+      await recordEvents(
+        trx,
+        [
+          {
+            id,
+            trigger_id: t.id,
+            trigger_type: 'webhook',
+            source: 'webhook',
+            is_test_run: false,
+            payload,
+            scheduled_for: null,
+            fired_at: now,
+          },
+        ],
+        config.kafkaTopic,
+        now,
+      );
+      return { status: 202, body: { event_id: id, status: 'accepted' } };
+    });
+    res.status(answer.status).json(answer.body);
+  });
+
+  r.post('/webhook/:trigger_id/batch', async (req: RawRequest, res) => {
+    const t = await loadWebhookTrigger(req);
+    const items = (req.body as { events: unknown[] }).events;
+    const schema = (t.config as WebhookConfig).schema;
+    const checked = items.map((payload, index) => ({ index, payload, errors: validators.validate(t.id, t.version, schema, payload) }));
+    const valid = checked.filter((c) => c.errors.length === 0);
+    const answer = await idempotent(req, t.id, async (trx) => {
+      const now = new Date();
+      const ids = new Map<number, string>(valid.map((c) => [c.index, newEventId()]));
+      await recordEvents(
+        trx,
+        valid.map((c) => ({
+          id: ids.get(c.index) as string,
+          trigger_id: t.id,
+          trigger_type: 'webhook' as const,
+          source: 'webhook' as const,
+          is_test_run: false,
+          payload: c.payload,
+          scheduled_for: null,
+          fired_at: now,
+        })),
+        config.kafkaTopic,
+        now,
+      );
+      const results = checked.map((c) =>
+        c.errors.length === 0
+          ? { index: c.index, status: 'accepted', event_id: ids.get(c.index) }
+          : {
+              index: c.index,
+              status: 'rejected',
+              errors: c.errors.map((e) => ({ field: `events/${c.index}${e.pointer === '/' ? '' : e.pointer}`, message: e.message })),
+            },
+      );
+      const status = valid.length === items.length ? 202 : valid.length === 0 ? 400 : 207;
+      return { status, body: { accepted: valid.length, rejected: items.length - valid.length, results } };
+    });
+    res.status(answer.status).json(answer.body);
+  });
+
+  return r;
+}

@@ -1,0 +1,196 @@
+/**
+ * The one place that reads the environment. Every variable is parsed once into a frozen, typed object
+ * with units in the names; a bad value stops start-up with one line naming the variable and what it
+ * accepts. Defaults live here and nowhere else (the README's configuration table mirrors this list).
+ */
+
+export type Environment = 'development' | 'test' | 'production';
+export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
+
+export interface Config {
+  readonly environment: Environment;
+  readonly logLevel: LogLevel;
+  readonly databaseUrl: string;
+  readonly dbPoolMax: number;
+  readonly kafkaBrokers: string;
+  readonly kafkaTopic: string;
+  readonly kafkaDlqTopic: string;
+  readonly kafkaPartitions: number;
+  readonly kafkaConsumerGroup: string;
+  readonly kafkaMessageTimeoutMs: number;
+  readonly apiPort: number;
+  readonly relayPort: number;
+  readonly workerPort: number;
+  readonly publicBaseUrl: string;
+  readonly corsOrigins: readonly string[];
+  readonly apiKeys: readonly string[];
+  readonly webhookMaxBodyBytes: number;
+  readonly schedulerIntervalMs: number;
+  readonly outboxPollIntervalMs: number;
+  readonly relayBatchSize: number;
+  readonly misfireGraceSeconds: number;
+  readonly retentionActiveSeconds: number;
+  readonly retentionDeleteAfterSeconds: number;
+  readonly retentionSweepIntervalMs: number;
+  readonly workerConcurrency: number;
+  readonly deliveryAllowPrivateNetworks: boolean;
+  readonly migrateOnStart: boolean;
+  readonly shutdownTimeoutMs: number;
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    readonly accepts: string,
+    readonly value: string,
+  ) {
+    super(`${variable}=${JSON.stringify(value)} is invalid: expected ${accepts}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+function str(env: Env, name: string, def: string): string {
+  const v = env[name];
+  return v === undefined || v.trim() === '' ? def : v.trim();
+}
+
+function int(env: Env, name: string, def: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return def;
+  const accepts = `an integer from ${min} to ${max}`;
+  if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(name, accepts, raw);
+  const n = Number(raw.trim());
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw new ConfigError(name, accepts, raw);
+  return n;
+}
+
+function bool(env: Env, name: string, def: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return def;
+  const v = raw.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+  if (['0', 'false', 'no', 'off'].includes(v)) return false;
+  throw new ConfigError(name, 'true or false', raw);
+}
+
+function oneOf<T extends string>(env: Env, name: string, def: T, allowed: readonly T[]): T {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return def;
+  const v = raw.trim().toLowerCase() as T;
+  if (!allowed.includes(v)) throw new ConfigError(name, `one of ${allowed.join(', ')}`, raw);
+  return v;
+}
+
+/** A duration: plain milliseconds ("250") or with a unit ("250ms", "5s", "1m"). */
+export function parseDurationMs(raw: string): number | null {
+  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/.exec(raw.trim());
+  if (!m) return null;
+  const n = Number(m[1]);
+  const unit = m[2] ?? 'ms';
+  const factor = unit === 'ms' ? 1 : unit === 's' ? 1000 : unit === 'm' ? 60_000 : 3_600_000;
+  const ms = Math.round(n * factor);
+  return Number.isFinite(ms) ? ms : null;
+}
+
+function duration(env: Env, name: string, defMs: number, minMs: number, maxMs: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return defMs;
+  const ms = parseDurationMs(raw);
+  if (ms === null || ms < minMs || ms > maxMs) {
+    throw new ConfigError(name, `a duration from ${minMs}ms to ${maxMs}ms (e.g. 250ms, 5s)`, raw);
+  }
+  return ms;
+}
+
+function url(env: Env, name: string, def: string, protocols: readonly string[]): string {
+  const raw = str(env, name, def);
+  let parsed: URL;
+  try {
+    parsed = new URL(raw);
+  } catch {
+    throw new ConfigError(name, `a URL (${protocols.join(' or ')})`, raw);
+  }
+  if (!protocols.includes(parsed.protocol)) {
+    throw new ConfigError(name, `a URL (${protocols.join(' or ')})`, raw);
+  }
+  return raw.replace(/\/+$/, '');
+}
+
+function list(env: Env, name: string): string[] {
+  return str(env, name, '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}
+
+function brokers(env: Env, name: string, def: string): string {
+  const raw = str(env, name, def);
+  const parts = raw.split(',').map((s) => s.trim());
+  if (parts.some((p) => !/^[A-Za-z0-9.\-_[\]:]+:\d{1,5}$/.test(p))) {
+    throw new ConfigError(name, 'comma-separated host:port pairs', raw);
+  }
+  return parts.join(',');
+}
+
+function topic(env: Env, name: string, def: string): string {
+  const raw = str(env, name, def);
+  if (!/^[A-Za-z0-9._-]{1,200}$/.test(raw)) {
+    throw new ConfigError(name, 'a Kafka topic name ([A-Za-z0-9._-], up to 200 chars)', raw);
+  }
+  return raw;
+}
+
+export function loadConfig(env: Env = process.env): Config {
+  const apiPort = int(env, 'API_PORT', 8080, 0, 65535);
+  const kafkaTopic = topic(env, 'KAFKA_TOPIC', 'trigger-events');
+  const apiKeys = list(env, 'API_KEYS');
+  if (apiKeys.some((k) => k.length < 8)) {
+    throw new ConfigError('API_KEYS', 'comma-separated keys of at least 8 characters', '<redacted>');
+  }
+  const cfg: Config = {
+    environment: oneOf<Environment>(env, 'ENVIRONMENT', 'development', ['development', 'test', 'production']),
+    logLevel: oneOf<LogLevel>(env, 'LOG_LEVEL', 'info', ['error', 'warn', 'info', 'debug']),
+    databaseUrl: url(env, 'DATABASE_URL', 'mysql://root@127.0.0.1:3306/event_triggers', ['mysql:', 'mariadb:']),
+    dbPoolMax: int(env, 'DB_POOL_MAX', 10, 2, 200),
+    kafkaBrokers: brokers(env, 'KAFKA_BROKERS', '127.0.0.1:9092'),
+    kafkaTopic,
+    kafkaDlqTopic: topic(env, 'KAFKA_DLQ_TOPIC', `${kafkaTopic}.dlq`),
+    kafkaPartitions: int(env, 'KAFKA_PARTITIONS', 6, 1, 1000),
+    kafkaConsumerGroup: str(env, 'KAFKA_CONSUMER_GROUP', 'etp-delivery-worker'),
+    kafkaMessageTimeoutMs: duration(env, 'KAFKA_MESSAGE_TIMEOUT_MS', 10_000, 1000, 300_000),
+    apiPort,
+    relayPort: int(env, 'RELAY_PORT', 8081, 0, 65535),
+    workerPort: int(env, 'WORKER_PORT', 8082, 0, 65535),
+    publicBaseUrl: url(env, 'PUBLIC_BASE_URL', `http://127.0.0.1:${apiPort}`, ['http:', 'https:']),
+    corsOrigins: list(env, 'CORS_ORIGINS'),
+    apiKeys,
+    webhookMaxBodyBytes: int(env, 'WEBHOOK_MAX_BODY_BYTES', 1_048_576, 1024, 64 * 1_048_576),
+    schedulerIntervalMs: duration(env, 'SCHEDULER_INTERVAL', 250, 10, 60_000),
+    outboxPollIntervalMs: duration(env, 'OUTBOX_POLL_INTERVAL', 50, 5, 60_000),
+    relayBatchSize: int(env, 'RELAY_BATCH_SIZE', 500, 1, 10_000),
+    misfireGraceSeconds: int(env, 'MISFIRE_GRACE_SECONDS', 60, 1, 86_400),
+    retentionActiveSeconds: int(env, 'RETENTION_ACTIVE_SECONDS', 7200, 1, 365 * 86_400),
+    retentionDeleteAfterSeconds: int(env, 'RETENTION_DELETE_AFTER_SECONDS', 172_800, 1, 3650 * 86_400),
+    retentionSweepIntervalMs: duration(env, 'RETENTION_SWEEP_INTERVAL', 5000, 100, 3_600_000),
+    workerConcurrency: int(env, 'WORKER_CONCURRENCY', 32, 1, 1000),
+    deliveryAllowPrivateNetworks: bool(env, 'DELIVERY_ALLOW_PRIVATE_NETWORKS', false),
+    migrateOnStart: bool(env, 'MIGRATE_ON_START', true),
+    shutdownTimeoutMs: duration(env, 'SHUTDOWN_TIMEOUT', 10_000, 100, 600_000),
+  };
+  if (cfg.retentionDeleteAfterSeconds <= cfg.retentionActiveSeconds) {
+    throw new ConfigError(
+      'RETENTION_DELETE_AFTER_SECONDS',
+      `a number of seconds greater than RETENTION_ACTIVE_SECONDS (${cfg.retentionActiveSeconds})`,
+      String(cfg.retentionDeleteAfterSeconds),
+    );
+  }
+  return Object.freeze(cfg);
+}
+
+/** The database name in DATABASE_URL (created at start-up when missing). */
+export function databaseName(databaseUrl: string): string {
+  const name = decodeURIComponent(new URL(databaseUrl).pathname.replace(/^\//, ''));
+  return name === '' ? 'event_triggers' : name;
+}

@@ -1,0 +1,19 @@
+import type { Knex } from 'knex';
+import { eventMessage, toKafka } from '../kafka/message';
+import { insertEvents, type EventInsert } from './events';
+import { insertOutbox } from './outbox';
+
+/**
+ * The transactional outbox in one call: event logs and their outbox rows, inside the caller's
+ * transaction. An event whose id already exists is not logged again and gets no second outbox row.
+ * Returns the ids that were new.
+ */
+export async function recordEvents(trx: Knex.Transaction, events: EventInsert[], topic: string, now: Date): Promise<Set<string>> {
+  const inserted = await insertEvents(trx, events, now);
+  await insertOutbox(
+    trx,
+    events.filter((e) => inserted.has(e.id)).map((e) => ({ event_id: e.id, message: toKafka(topic, eventMessage(e)), available_at: now })),
+    now,
+  );
+  return inserted;
+}

@@ -1,0 +1,77 @@
+import path from 'node:path';
+import knexFactory, { Knex } from 'knex';
+import mysql from 'mysql2/promise';
+import { databaseName } from '../config';
+
+export type Db = Knex;
+
+function connectionOptions(databaseUrl: string) {
+  const u = new URL(databaseUrl);
+  return {
+    host: u.hostname,
+    port: u.port ? Number(u.port) : 3306,
+    user: decodeURIComponent(u.username || 'root'),
+    password: decodeURIComponent(u.password || ''),
+    database: databaseName(databaseUrl),
+  };
+}
+
+/** Creates the database named in DATABASE_URL when it does not exist yet. */
+export async function ensureDatabase(databaseUrl: string): Promise<void> {
+  const { database, ...server } = connectionOptions(databaseUrl);
+  const conn = await mysql.createConnection({ ...server, connectTimeout: 5000 });
+  try {
+    await conn.query(`CREATE DATABASE IF NOT EXISTS \`${database.replace(/`/g, '``')}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`);
+  } finally {
+    await conn.end();
+  }
+}
+
+export function createDb(databaseUrl: string, poolMax = 10): Db {
+  return knexFactory({
+    client: 'mysql2',
+    connection: {
+      ...connectionOptions(databaseUrl),
+      // Times are stored and read in UTC; DATETIME(3) columns come back as JS Dates.
+      timezone: 'Z',
+      dateStrings: false,
+      supportBigNumbers: true,
+      bigNumberStrings: false,
+      connectTimeout: 5000,
+      charset: 'utf8mb4',
+    },
+    pool: {
+      min: 0,
+      max: poolMax,
+      afterCreate(conn: { query: (sql: string, cb: (err: Error | null) => void) => void }, done: (err: Error | null, c: unknown) => void) {
+        // UTC session, and READ COMMITTED for every transaction: claims lock only the rows they return.
+        conn.query("SET time_zone = '+00:00'", (err) => {
+          if (err) return done(err, conn);
+          conn.query('SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED', (err2) => done(err2, conn));
+        });
+      },
+    },
+    acquireConnectionTimeout: 10_000,
+  });
+}
+
+/** Where the migrations are: compiled JS next to dist/, or the TypeScript sources when run under ts-node. */
+export function migrationConfig(): Knex.MigratorConfig {
+  const compiled = !__filename.endsWith('.ts');
+  return compiled
+    ? { directory: path.join(__dirname, '..', 'migrations'), loadExtensions: ['.js'], tableName: 'knex_migrations' }
+    : { directory: path.join(__dirname, '..', '..', 'migrations'), loadExtensions: ['.ts'], tableName: 'knex_migrations' };
+}
+
+export async function migrateLatest(db: Db): Promise<string[]> {
+  const [, applied] = (await db.migrate.latest(migrationConfig())) as [number, string[]];
+  return applied;
+}
+
+/** MariaDB returns JSON columns as text, MySQL as parsed values: accept both. */
+export function parseJson<T = unknown>(v: unknown): T {
+  if (v === null || v === undefined) return null as T;
+  if (Buffer.isBuffer(v)) return JSON.parse(v.toString('utf8')) as T;
+  if (typeof v === 'string') return JSON.parse(v) as T;
+  return v as T;
+}

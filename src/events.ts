@@ -1,0 +1,26 @@
+import { EventEmitter } from 'node:events';
+
+/**
+ * Typed lifecycle events. The hot paths emit these; logging and metrics subscribe to them (see
+ * metrics.ts), so neither is sprinkled through the relay or worker loops.
+ */
+export interface LifecycleEvents {
+  'relay:fired': { count: number; lagsSeconds: number[] };
+  'relay:claimed': { kind: 'schedules' | 'outbox'; count: number };
+  'relay:published': { count: number };
+  'relay:publish_failed': { count: number; error: string };
+  'relay:error': { step: string; error: Error };
+  'relay:swept': { archived: number; deleted: number; outboxCleaned: number };
+  'worker:delivered': { outcome: 'success' | 'retry' | 'failure' | 'skipped'; durationMs: number; status: number | null };
+  'worker:dlq': { eventId: string };
+  'worker:error': { error: Error };
+}
+
+export class Lifecycle extends EventEmitter {
+  emitEvent<K extends keyof LifecycleEvents>(name: K, payload: LifecycleEvents[K]): void {
+    this.emit(name, payload);
+  }
+  onEvent<K extends keyof LifecycleEvents>(name: K, fn: (payload: LifecycleEvents[K]) => void): this {
+    return this.on(name, fn);
+  }
+}

@@ -1,0 +1,58 @@
+import type { TriggerType } from '../triggers/types';
+import type { OutgoingMessage } from './producer';
+
+export type EventSource = 'webhook' | 'scheduler' | 'manual-test' | 'replay';
+
+/** What the platform puts on `trigger-events` (and what any consumer, in any language, reads). */
+export interface EventMessage {
+  event_id: string;
+  trigger_id: string | null;
+  type: TriggerType;
+  payload: unknown;
+  fired_at: string;
+  scheduled_for: string | null;
+  source: EventSource;
+  is_test_run: boolean;
+  replay_of: string | null;
+}
+
+/** Retries of a delivery travel on a side topic that only the worker reads, so other consumers see each event once. */
+export interface RetryMessage extends EventMessage {
+  delivery_attempt: number;
+}
+
+export interface EventFacts {
+  id: string;
+  trigger_id: string | null;
+  trigger_type: TriggerType;
+  payload: unknown;
+  fired_at: Date;
+  scheduled_for: Date | null;
+  source: EventSource;
+  is_test_run: boolean;
+  replay_of?: string | null;
+}
+
+export function eventMessage(e: EventFacts): EventMessage {
+  return {
+    event_id: e.id,
+    trigger_id: e.trigger_id,
+    type: e.trigger_type,
+    payload: e.payload ?? null,
+    fired_at: e.fired_at.toISOString(),
+    scheduled_for: e.scheduled_for ? e.scheduled_for.toISOString() : null,
+    source: e.source,
+    is_test_run: e.is_test_run,
+    replay_of: e.replay_of ?? null,
+  };
+}
+
+/** Key = trigger id (one trigger's events stay in one partition); headers let consumers route without parsing. */
+export function toKafka(topic: string, msg: EventMessage | RetryMessage): OutgoingMessage {
+  return {
+    topic,
+    key: msg.trigger_id ?? msg.event_id,
+    value: Buffer.from(JSON.stringify(msg)),
+    headers: { 'event-id': msg.event_id, 'content-type': 'application/json', 'event-source': msg.source },
+  };
+}

@@ -1,0 +1,132 @@
+import client from 'prom-client';
+import type { Db } from './db/knex';
+import type { Lifecycle } from './events';
+
+/** Every metric of the platform, on one registry per process; roles subscribe them to lifecycle events. */
+export class Metrics {
+  readonly registry = new client.Registry();
+  readonly httpDuration: client.Histogram<'method' | 'route' | 'status'>;
+  readonly fireLag: client.Histogram;
+  readonly published: client.Counter;
+  readonly publishFailures: client.Counter;
+  readonly batchSize: client.Histogram<'kind'>;
+  readonly deliveries: client.Counter<'outcome'>;
+  readonly deliveryDuration: client.Histogram;
+  readonly deliveryRetries: client.Counter;
+  readonly dlq: client.Counter;
+  readonly archived: client.Counter;
+  readonly deleted: client.Counter;
+
+  constructor(private db: Db | null) {
+    client.collectDefaultMetrics({ register: this.registry, prefix: 'etp_' });
+    const r = [this.registry];
+    this.httpDuration = new client.Histogram({
+      name: 'etp_http_request_duration_seconds',
+      help: 'HTTP request duration by method, route template and status',
+      labelNames: ['method', 'route', 'status'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: r,
+    });
+    this.fireLag = new client.Histogram({
+      name: 'etp_fire_lag_seconds',
+      help: 'fired_at minus scheduled_for of scheduled events',
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers: r,
+    });
+    this.published = new client.Counter({ name: 'etp_events_published_total', help: 'Outbox rows published to Kafka', registers: r });
+    this.publishFailures = new client.Counter({
+      name: 'etp_outbox_publish_failures_total',
+      help: 'Outbox rows whose publish failed (left unpublished for a retry)',
+      registers: r,
+    });
+    this.batchSize = new client.Histogram({
+      name: 'etp_relay_batch_size',
+      help: 'Rows claimed per relay batch',
+      labelNames: ['kind'],
+      buckets: [1, 5, 10, 50, 100, 250, 500, 1000, 5000],
+      registers: r,
+    });
+    this.deliveries = new client.Counter({
+      name: 'etp_deliveries_total',
+      help: 'Delivery attempts by outcome',
+      labelNames: ['outcome'],
+      registers: r,
+    });
+    this.deliveryDuration = new client.Histogram({
+      name: 'etp_delivery_duration_seconds',
+      help: 'Duration of HTTP delivery attempts',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers: r,
+    });
+    this.deliveryRetries = new client.Counter({
+      name: 'etp_delivery_retries_total',
+      help: 'Deliveries scheduled for a retry',
+      registers: r,
+    });
+    this.dlq = new client.Counter({ name: 'etp_dlq_total', help: 'Events sent to the dead-letter topic', registers: r });
+    this.archived = new client.Counter({ name: 'etp_events_archived_total', help: 'Event logs moved to archived', registers: r });
+    this.deleted = new client.Counter({ name: 'etp_events_deleted_total', help: 'Event logs deleted by retention', registers: r });
+
+    const db0 = this.db;
+    if (db0) {
+      const gauge = (name: string, help: string, labelNames: string[], collect: (g: client.Gauge) => Promise<void>) =>
+        new client.Gauge({
+          name,
+          help,
+          labelNames,
+          registers: r,
+          async collect() {
+            try {
+              await collect(this);
+            } catch {
+              /* a scrape during a DB outage reports the previous values */
+            }
+          },
+        });
+      gauge('etp_outbox_backlog', 'Unpublished outbox rows', [], async (g) => {
+        const [rows] = (await db0.raw('SELECT COUNT(*) AS n FROM outbox WHERE published = 0')) as [Array<{ n: number }>];
+        g.set(Number(rows[0]?.n ?? 0));
+      });
+      gauge('etp_schedules_due', 'Pending schedule rows whose fire_at has passed', [], async (g) => {
+        const [rows] = (await db0.raw(
+          "SELECT COUNT(*) AS n FROM trigger_schedules WHERE status = 'pending' AND fire_at <= UTC_TIMESTAMP(3)",
+        )) as [Array<{ n: number }>];
+        g.set(Number(rows[0]?.n ?? 0));
+      });
+      gauge('etp_triggers', 'Triggers by type and status', ['type', 'status'], async (g) => {
+        const [rows] = (await db0.raw('SELECT type, status, COUNT(*) AS n FROM triggers GROUP BY type, status')) as [
+          Array<{ type: string; status: string; n: number }>,
+        ];
+        g.reset();
+        for (const row of rows) g.set({ type: row.type, status: row.status }, Number(row.n));
+      });
+      gauge('etp_event_logs', 'Event logs by retention status', ['retention_status'], async (g) => {
+        const [rows] = (await db0.raw('SELECT retention_status, COUNT(*) AS n FROM event_logs GROUP BY retention_status')) as [
+          Array<{ retention_status: string; n: number }>,
+        ];
+        g.reset();
+        g.set({ retention_status: 'active' }, 0);
+        g.set({ retention_status: 'archived' }, 0);
+        for (const row of rows) g.set({ retention_status: row.retention_status }, Number(row.n));
+      });
+    }
+  }
+
+  /** Lifecycle events become metric updates here, and only here. */
+  subscribe(events: Lifecycle): void {
+    events.onEvent('relay:fired', (e) => e.lagsSeconds.forEach((l) => this.fireLag.observe(Math.max(0, l))));
+    events.onEvent('relay:claimed', (e) => this.batchSize.observe({ kind: e.kind }, e.count));
+    events.onEvent('relay:published', (e) => this.published.inc(e.count));
+    events.onEvent('relay:publish_failed', (e) => this.publishFailures.inc(e.count));
+    events.onEvent('relay:swept', (e) => {
+      this.archived.inc(e.archived);
+      this.deleted.inc(e.deleted);
+    });
+    events.onEvent('worker:delivered', (e) => {
+      this.deliveries.inc({ outcome: e.outcome });
+      if (e.outcome !== 'skipped') this.deliveryDuration.observe(e.durationMs / 1000);
+      if (e.outcome === 'retry') this.deliveryRetries.inc();
+    });
+    events.onEvent('worker:dlq', () => this.dlq.inc());
+  }
+}

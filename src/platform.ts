@@ -1,0 +1,163 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import express from 'express';
+import type { Config } from './config';
+import { createDb, ensureDatabase, migrateLatest, type Db } from './db/knex';
+import { Lifecycle } from './events';
+import { EventProducer, ensureTopics } from './kafka/producer';
+import { coerceError, createLogger, type Logger } from './logger';
+import { Metrics } from './metrics';
+import { createApp } from './api/app';
+import { dbCheck, runChecks, type Check } from './api/health';
+import { Relay } from './relay/relay';
+import { Worker } from './worker/worker';
+import { sleep } from './util';
+
+export type Role = 'api' | 'relay' | 'worker';
+
+export interface Platform {
+  /** Bound ports of the HTTP servers started (api, or the relay's / worker's health endpoints). */
+  ports: Partial<Record<Role, number>>;
+  db: Db;
+  stop(): Promise<void>;
+}
+
+/** Connect with retries: a broker that is still starting (or briefly down) is waited for, not fatal. */
+async function connectProducer(producer: EventProducer, logger: Logger, deadlineMs: number): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await producer.connect(10_000);
+      return;
+    } catch (e) {
+      if (Date.now() > deadlineMs) throw e;
+      logger.warn('kafka not reachable yet, retrying', { attempt, error: coerceError(e).message });
+      await sleep(Math.min(5000, 250 * attempt));
+    }
+  }
+}
+
+/** Migrations from several processes at once: knex's lock makes the others wait, then find nothing to do. */
+async function migrateWithLock(db: Db, logger: Logger): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const applied = await migrateLatest(db);
+      if (applied.length > 0) logger.info('migrations applied', { applied });
+      return;
+    } catch (e) {
+      const msg = coerceError(e).message;
+      if (!/already locked/i.test(msg) || attempt > 60) throw e;
+      await sleep(500);
+    }
+  }
+}
+
+function listen(app: http.RequestListener, port: number): Promise<http.Server> {
+  return new Promise((resolve, reject) => {
+    const server = http.createServer(app);
+    server.keepAliveTimeout = 65_000;
+    server.once('error', reject);
+    server.listen(port, '0.0.0.0', () => resolve(server));
+  });
+}
+
+/** A small server for the relay's / worker's own /health and /metrics when they run alone. */
+function sideApp(role: string, metrics: Metrics, checks: Record<string, Check>): express.Express {
+  const app = express();
+  app.get('/health', (_req, res) => void runChecks(role, checks).then((r) => res.status(r.status === 'healthy' ? 200 : 503).json(r)));
+  app.get(
+    '/metrics',
+    (_req, res, next) => void metrics.registry.metrics().then((t) => res.type(metrics.registry.contentType).send(t), next),
+  );
+  return app;
+}
+
+/**
+ * Wires the chosen roles: config → logger → pools → Kafka → roles. Entry points only call this;
+ * tests call it too (with port 0) to run real roles in-process.
+ */
+export async function startPlatform(config: Config, roles: Role[], opts: { logger?: Logger; migrate?: boolean } = {}): Promise<Platform> {
+  const logger = opts.logger ?? createLogger(config.logLevel, roles.join('+'));
+  await ensureDatabase(config.databaseUrl);
+  const db = createDb(config.databaseUrl, config.dbPoolMax);
+  if (opts.migrate ?? config.migrateOnStart) await migrateWithLock(db, logger);
+
+  const events = new Lifecycle();
+  const metrics = new Metrics(db);
+  metrics.subscribe(events);
+  events.onEvent('relay:error', (e) => logger.warn('relay step failed', { step: e.step, error: e.error.message }));
+  events.onEvent('relay:publish_failed', (e) => logger.warn('publish failed; rows stay in the outbox', { count: e.count, error: e.error }));
+  events.onEvent('relay:swept', (e) => logger.info('retention sweep', e));
+  events.onEvent('worker:error', (e) => logger.warn('worker error', { error: e.error.message }));
+  events.onEvent('worker:dlq', (e) => logger.warn('event dead-lettered', { event_id: e.eventId }));
+
+  const producer = new EventProducer({
+    brokers: config.kafkaBrokers,
+    messageTimeoutMs: config.kafkaMessageTimeoutMs,
+    clientId: `etp-${roles.join('-')}`,
+  });
+  const needsKafkaNow = roles.includes('relay') || roles.includes('worker');
+  if (needsKafkaNow) {
+    await connectProducer(producer, logger, Date.now() + 120_000);
+    await ensureTopics(config.kafkaBrokers, [
+      { name: config.kafkaTopic, partitions: config.kafkaPartitions },
+      { name: `${config.kafkaTopic}.retry`, partitions: config.kafkaPartitions },
+      { name: config.kafkaDlqTopic, partitions: config.kafkaPartitions },
+    ]);
+  } else {
+    // The api never produces; it keeps a client only for the health check, connected in the background.
+    void connectProducer(producer, logger, Number.POSITIVE_INFINITY).catch(() => undefined);
+  }
+  const checks: Record<string, Check> = { database: dbCheck(db), kafka: () => producer.ping() };
+
+  const servers: http.Server[] = [];
+  const ports: Platform['ports'] = {};
+  let relay: Relay | null = null;
+  let worker: Worker | null = null;
+
+  if (roles.includes('relay')) {
+    relay = new Relay({ db, producer, config, events });
+    relay.start();
+  }
+  if (roles.includes('worker')) {
+    worker = new Worker({ db, producer, config, events, logger });
+    await worker.start();
+    checks.consumer = () => worker!.check();
+  }
+  if (roles.includes('api')) {
+    const app = createApp({ config, db, logger, metrics, checks, role: roles.join('+') });
+    const server = await listen(app, config.apiPort);
+    servers.push(server);
+    ports.api = (server.address() as AddressInfo).port;
+    logger.info('api listening', { port: ports.api });
+  } else {
+    const role = roles.includes('relay') ? 'relay' : 'worker';
+    const port = role === 'relay' ? config.relayPort : config.workerPort;
+    const server = await listen(sideApp(roles.join('+'), metrics, checks), port);
+    servers.push(server);
+    ports[role] = (server.address() as AddressInfo).port;
+  }
+  logger.info('started', { roles, ports });
+
+  let stopping: Promise<void> | null = null;
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      logger.info('stopping', { roles });
+      // Order: stop accepting → finish in-flight work → flush and close Kafka → close pools last.
+      await Promise.all(
+        servers.map(
+          (s) =>
+            new Promise<void>((resolve) => {
+              s.close(() => resolve());
+              s.closeIdleConnections();
+            }),
+        ),
+      );
+      await Promise.all([relay?.stop(), worker?.stop()]);
+      await producer.close();
+      await db.destroy();
+      logger.info('stopped', { roles });
+    })();
+    return stopping;
+  };
+  return { ports, db, stop };
+}

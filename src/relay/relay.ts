@@ -1,0 +1,75 @@
+import type { Config } from '../config';
+import type { Db } from '../db/knex';
+import type { Lifecycle } from '../events';
+import type { EventProducer } from '../kafka/producer';
+import { coerceError } from '../logger';
+import { backoffMs, WakeableDelay, withDbRetry } from '../util';
+import { fireDue, publishOutbox, sweep } from './steps';
+
+type Step = () => Promise<{ full: boolean; nextInMs?: number }>;
+
+/**
+ * A relay: three independent loops over the same database, no leader, any number of instances.
+ *   schedules → event logs + outbox rows (+ next occurrence), one transaction per batch;
+ *   outbox    → Kafka, delivery reports awaited, then marked published, one transaction per batch;
+ *   sweep     → retention (active → archived → deleted) and clean-up of finished rows.
+ */
+export class Relay {
+  private stopping = false;
+  private loops: Promise<void>[] = [];
+  private readonly delays = { schedules: new WakeableDelay(), outbox: new WakeableDelay(), sweep: new WakeableDelay() };
+  private stopped: Promise<void> | null = null;
+
+  constructor(private readonly deps: { db: Db; producer: EventProducer; config: Config; events: Lifecycle }) {}
+
+  start(): void {
+    const { db, producer, config, events } = this.deps;
+    const idleMs = config.schedulerIntervalMs;
+    this.loops = [
+      this.loop('schedules', this.delays.schedules, idleMs, async () => {
+        const r = await withDbRetry(() => fireDue(db, config, events));
+        if (r.fired > 0) this.delays.outbox.wake(); // new outbox rows: publish them now, not at the next poll
+        return r;
+      }),
+      this.loop('outbox', this.delays.outbox, Math.min(idleMs, config.outboxPollIntervalMs), () =>
+        publishOutbox(db, producer, config, events),
+      ),
+      this.loop('sweep', this.delays.sweep, config.retentionSweepIntervalMs, () => withDbRetry(() => sweep(db, config, events))),
+    ];
+  }
+
+  /** Lets an API in the same process signal "there is something to publish". */
+  wakeOutbox(): void {
+    this.delays.outbox.wake();
+  }
+
+  /**
+   * The one loop shape: run the step; go again at once after a full batch; otherwise wait until the step's
+   * hint (e.g. the next due fire_at) or the idle ceiling; back off with jitter while the step keeps failing.
+   */
+  private async loop(name: string, delay: WakeableDelay, idleMs: number, step: Step): Promise<void> {
+    let failures = 0;
+    while (!this.stopping) {
+      let waitMs: number;
+      try {
+        const r = await step();
+        failures = 0;
+        waitMs = r.full ? 0 : Math.max(0, Math.min(idleMs, r.nextInMs ?? idleMs));
+      } catch (e) {
+        failures++;
+        this.deps.events.emitEvent('relay:error', { step: name, error: coerceError(e) });
+        waitMs = Math.max(idleMs, backoffMs(failures, 200, 10_000));
+      }
+      if (waitMs > 0 && !this.stopping) await delay.wait(waitMs);
+    }
+  }
+
+  /** Idempotent: stop claiming, let the batch in hand finish (its transaction commits or rolls back). */
+  stop(): Promise<void> {
+    if (this.stopped) return this.stopped;
+    this.stopping = true;
+    Object.values(this.delays).forEach((d) => d.wake());
+    this.stopped = Promise.all(this.loops).then(() => undefined);
+    return this.stopped;
+  }
+}

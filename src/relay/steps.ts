@@ -1,0 +1,128 @@
+import type { Config } from '../config';
+import type { Db } from '../db/knex';
+import { recordEvents } from '../db/fire';
+import { claimDue, earliestPending, insertOccurrences, markDone, deleteFinishedBefore } from '../db/schedules';
+import { getTriggersByIds } from '../db/triggers';
+import { claimUnpublished, deletePublished, markFailed, markPublished } from '../db/outbox';
+import { archiveBefore, deleteBefore, type EventInsert } from '../db/events';
+import { deleteKeysBefore } from '../db/idempotency';
+import type { Lifecycle } from '../events';
+import type { EventProducer } from '../kafka/producer';
+import { scheduledEventId } from '../triggers/event-id';
+import { planDue } from '../triggers/schedule';
+import { backoffMs } from '../util';
+
+/**
+ * Step 1: fire due schedules. One short READ COMMITTED transaction per batch:
+ * claim (SKIP LOCKED) → event logs + outbox rows → mark completed → next occurrence. A crash anywhere
+ * before the commit rolls it all back and the rows are claimed again; the event id is derived from
+ * (trigger id, scheduled time), so however often an occurrence is retried it yields one event log.
+ */
+export async function fireDue(db: Db, config: Config, events: Lifecycle): Promise<{ full: boolean; fired: number; nextInMs?: number }> {
+  const result = await db.transaction(async (trx) => {
+    const due = await claimDue(trx, config.relayBatchSize);
+    if (due.length === 0) return { claimed: 0, fired: 0, lags: [] as number[] };
+    // A plain (non-locking) read: taking trigger row locks here would make every API edit wait on relays.
+    const triggers = await getTriggersByIds(trx, [...new Set(due.map((d) => d.trigger_id))]);
+    const now = new Date();
+    const toLog: EventInsert[] = [];
+    const next: Array<{ trigger_id: string; fire_at: Date }> = [];
+    const completed: number[] = [];
+    const cancelled: number[] = [];
+    for (const row of due) {
+      const t = triggers.get(row.trigger_id);
+      if (!t || t.status !== 'active') {
+        // Inactive: no event for this occurrence; re-activation schedules from "now" (see api/triggers.ts).
+        cancelled.push(row.id);
+        continue;
+      }
+      const plan = planDue(t.type, t.config, row.fire_at, now, config.misfireGraceSeconds * 1000);
+      for (const at of plan.fire) {
+        toLog.push({
+          id: scheduledEventId(t.id, at),
+          trigger_id: t.id,
+          trigger_type: t.type,
+          source: 'scheduler',
+          is_test_run: false,
+          payload: (t.config as { payload?: unknown }).payload ?? null,
+          scheduled_for: at,
+          fired_at: now,
+        });
+      }
+      if (plan.next) next.push({ trigger_id: t.id, fire_at: plan.next });
+      completed.push(row.id);
+    }
+    const inserted = await recordEvents(trx, toLog, config.kafkaTopic, now);
+    await markDone(trx, completed, 'completed', now);
+    await markDone(trx, cancelled, 'cancelled', now);
+    await insertOccurrences(trx, next, now);
+    const lags = toLog.filter((e) => inserted.has(e.id)).map((e) => (now.getTime() - (e.scheduled_for as Date).getTime()) / 1000);
+    return { claimed: due.length, fired: inserted.size, lags };
+  });
+  if (result.claimed > 0) {
+    events.emitEvent('relay:claimed', { kind: 'schedules', count: result.claimed });
+    events.emitEvent('relay:fired', { count: result.fired, lagsSeconds: result.lags });
+  }
+  const full = result.claimed >= config.relayBatchSize;
+  if (full) return { full, fired: result.fired };
+  const earliest = await earliestPending(db);
+  return { full, fired: result.fired, nextInMs: earliest ? earliest.getTime() - Date.now() : undefined };
+}
+
+let consecutivePublishFailures = 0;
+
+/**
+ * Step 2: publish the outbox. Claim (SKIP LOCKED, id order) → produce all → await every delivery report →
+ * mark the delivered ones published and the failed ones retried later → commit. Nothing is dropped: a row
+ * leaves the backlog only in the commit that follows its successful delivery report. A crash between the
+ * report and the commit re-publishes the batch (at-least-once; consumers drop duplicates by event id).
+ */
+export async function publishOutbox(db: Db, producer: EventProducer, config: Config, events: Lifecycle): Promise<{ full: boolean }> {
+  const r = await db.transaction(async (trx) => {
+    const rows = await claimUnpublished(trx, config.relayBatchSize);
+    if (rows.length === 0) return { claimed: 0, ok: 0, failed: 0, error: '' };
+    const outcomes = await producer.publish(rows.map((row) => row.message));
+    const ok = rows.filter((_, i) => outcomes[i] === null);
+    const failed = rows.filter((_, i) => outcomes[i] !== null);
+    const now = new Date();
+    await markPublished(trx, ok, now);
+    const firstError = outcomes.find((o) => o !== null)?.message ?? '';
+    if (failed.length > 0) {
+      consecutivePublishFailures++;
+      const retryAt = new Date(now.getTime() + 500 + backoffMs(consecutivePublishFailures, 500, 15_000));
+      await markFailed(
+        trx,
+        failed.map((f) => f.id),
+        firstError,
+        retryAt,
+      );
+    } else {
+      consecutivePublishFailures = 0;
+    }
+    return { claimed: rows.length, ok: ok.length, failed: failed.length, error: firstError };
+  });
+  if (r.claimed > 0) events.emitEvent('relay:claimed', { kind: 'outbox', count: r.claimed });
+  if (r.ok > 0) events.emitEvent('relay:published', { count: r.ok });
+  if (r.failed > 0) {
+    events.emitEvent('relay:publish_failed', { count: r.failed, error: r.error });
+    throw new Error(`kafka publish failed for ${r.failed} rows: ${r.error}`);
+  }
+  return { full: r.claimed >= config.relayBatchSize };
+}
+
+const SWEEP_BATCH = 1000;
+
+/**
+ * Step 3: retention and clean-up, in bounded batches so no statement holds locks for long. Safe with
+ * several relays at once: each statement is idempotent and touches rows by age only.
+ */
+export async function sweep(db: Db, config: Config, events: Lifecycle): Promise<{ full: boolean }> {
+  const now = new Date();
+  const archived = await archiveBefore(db, new Date(now.getTime() - config.retentionActiveSeconds * 1000), SWEEP_BATCH, now);
+  const deleted = await deleteBefore(db, new Date(now.getTime() - config.retentionDeleteAfterSeconds * 1000), SWEEP_BATCH);
+  const outboxCleaned = await deletePublished(db, new Date(now.getTime() - 60_000), SWEEP_BATCH);
+  await deleteFinishedBefore(db, new Date(now.getTime() - config.retentionDeleteAfterSeconds * 1000), SWEEP_BATCH);
+  await deleteKeysBefore(db, new Date(now.getTime() - Math.max(24 * 3600, config.retentionDeleteAfterSeconds) * 1000), SWEEP_BATCH);
+  if (archived + deleted + outboxCleaned > 0) events.emitEvent('relay:swept', { archived, deleted, outboxCleaned });
+  return { full: archived === SWEEP_BATCH || deleted === SWEEP_BATCH || outboxCleaned === SWEEP_BATCH };
+}

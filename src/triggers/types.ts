@@ -1,0 +1,70 @@
+/**
+ * Trigger domain types. Plain data, shared by the API (validation), the relay (schedule maths) and the
+ * worker (delivery settings). A stored trigger's `config` column holds one of these, already validated
+ * and normalised by `validateTriggerConfig` (every default filled in).
+ */
+
+export const TRIGGER_TYPES = ['webhook', 'time_scheduled', 'cron_scheduled', 'interval_scheduled'] as const;
+export type TriggerType = (typeof TRIGGER_TYPES)[number];
+
+export const HTTP_METHODS = ['POST', 'PUT', 'PATCH', 'GET', 'DELETE'] as const;
+export type HttpMethod = (typeof HTTP_METHODS)[number];
+
+export const MISFIRE_POLICIES = ['fire_once', 'skip', 'fire_all'] as const;
+export type MisfirePolicy = (typeof MISFIRE_POLICIES)[number];
+
+export interface RetryConfig {
+  max_attempts: number;
+  backoff_ms: number;
+}
+
+/** Delivery settings every trigger type has. */
+export interface CommonConfig {
+  endpoint: string;
+  http_method: HttpMethod;
+  headers: Record<string, string>;
+  timeout_ms: number;
+  retry: RetryConfig;
+}
+
+export interface WebhookConfig extends CommonConfig {
+  schema: Record<string, unknown> | boolean;
+  secret?: string;
+}
+
+/** Fires once: at `run_at` (read in `timezone` when it has no offset) or `delay_seconds` after creation. */
+export interface TimeConfig extends CommonConfig {
+  run_at?: string;
+  delay_seconds?: number;
+  timezone: string;
+  payload: unknown;
+}
+
+export interface CronConfig extends CommonConfig {
+  cron: string;
+  timezone: string;
+  payload: unknown;
+  misfire_policy: MisfirePolicy;
+  max_backfill: number;
+}
+
+export interface IntervalConfig extends CommonConfig {
+  interval_seconds: number;
+  start_at?: string;
+  timezone: string;
+  payload: unknown;
+  misfire_policy: MisfirePolicy;
+  max_backfill: number;
+}
+
+export type TriggerConfig = WebhookConfig | TimeConfig | CronConfig | IntervalConfig;
+
+/** One validation problem. `field` is a dotted path such as 'config.cron' or 'config.retry.max_attempts'. */
+export interface FieldError {
+  field: string;
+  message: string;
+}
+
+export function isTriggerType(value: unknown): value is TriggerType {
+  return typeof value === 'string' && (TRIGGER_TYPES as readonly string[]).includes(value);
+}

@@ -1,0 +1,343 @@
+/**
+ * Validation and normalisation of a trigger's `config`. Pure (the caller passes `now`).
+ *
+ * Collects every problem rather than stopping at the first, each with the dotted path of the offending
+ * field ('config.retry.max_attempts'), so the API can answer with one problem+json naming them all.
+ * On success the config comes back normalised: every default filled in, cron patterns single-spaced, and
+ * absent optional fields left out. `undefined` and `null` both count as "absent" (so a client may send
+ * `"delay_seconds": null` next to `run_at`), except for `payload`, where null is a value.
+ */
+import { compileWebhookSchema } from './json-schema';
+import { compileCron, isValidTimeZone, parseLocalDateTime } from './schedule';
+import {
+  HTTP_METHODS,
+  MISFIRE_POLICIES,
+  TRIGGER_TYPES,
+  isTriggerType,
+  type CommonConfig,
+  type CronConfig,
+  type FieldError,
+  type HttpMethod,
+  type IntervalConfig,
+  type MisfirePolicy,
+  type RetryConfig,
+  type TimeConfig,
+  type TriggerConfig,
+  type TriggerType,
+  type WebhookConfig,
+} from './types';
+
+export type ValidationResult = { ok: true; config: TriggerConfig } | { ok: false; errors: FieldError[] };
+
+/** Limits, in one place. */
+export const LIMITS = {
+  endpointMaxLength: 2048,
+  maxHeaders: 50,
+  headerValueMaxLength: 4096,
+  timeoutMs: { min: 100, max: 60_000, default: 10_000 },
+  maxAttempts: { min: 1, max: 20, default: 5 },
+  backoffMs: { min: 10, max: 3_600_000, default: 1000 },
+  secretLength: { min: 16, max: 256 },
+  delaySeconds: { min: 0, max: 31_536_000 },
+  intervalSeconds: { min: 1, max: 31_536_000 },
+  maxBackfill: { min: 1, max: 1000, default: 100 },
+  /** How far in the past a `run_at` may be and still be accepted (it then fires at once). */
+  runAtPastToleranceMs: 60_000,
+} as const;
+
+const COMMON_KEYS = ['endpoint', 'http_method', 'headers', 'timeout_ms', 'retry'] as const;
+const TYPE_KEYS: Record<TriggerType, readonly string[]> = {
+  webhook: ['schema', 'secret'],
+  time_scheduled: ['run_at', 'delay_seconds', 'timezone', 'payload'],
+  cron_scheduled: ['cron', 'timezone', 'payload', 'misfire_policy', 'max_backfill'],
+  interval_scheduled: ['interval_seconds', 'start_at', 'timezone', 'payload', 'misfire_policy', 'max_backfill'],
+};
+const RETRY_KEYS = ['max_attempts', 'backoff_ms'];
+
+/** RFC 9110 token: the characters a header name may use. */
+const HTTP_TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+type Obj = Record<string, unknown>;
+
+function isPlainObject(v: unknown): v is Obj {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function absent(v: unknown): v is undefined | null {
+  return v === undefined || v === null;
+}
+
+class Errors {
+  readonly list: FieldError[] = [];
+  add(field: string, message: string): void {
+    this.list.push({ field, message });
+  }
+}
+
+function unknownKeys(obj: Obj, allowed: readonly string[], prefix: string, errors: Errors): void {
+  for (const key of Object.keys(obj)) {
+    if (!allowed.includes(key)) errors.add(`${prefix}.${key}`, 'unknown property');
+  }
+}
+
+/** An integer in [min, max]; `fallback` when absent (undefined: required). Returns undefined on error. */
+function integer(
+  obj: Obj,
+  key: string,
+  field: string,
+  range: { min: number; max: number },
+  fallback: number | undefined,
+  errors: Errors,
+): number | undefined {
+  const v = obj[key];
+  if (absent(v)) {
+    if (fallback === undefined) errors.add(field, 'is required');
+    return fallback;
+  }
+  if (typeof v !== 'number' || !Number.isInteger(v)) {
+    errors.add(field, 'must be an integer');
+    return undefined;
+  }
+  if (v < range.min || v > range.max) {
+    errors.add(field, `must be between ${range.min} and ${range.max}`);
+    return undefined;
+  }
+  return v;
+}
+
+function oneOf<T extends string>(obj: Obj, key: string, field: string, values: readonly T[], fallback: T, errors: Errors): T {
+  const v = obj[key];
+  if (absent(v)) return fallback;
+  if (typeof v !== 'string' || !(values as readonly string[]).includes(v)) {
+    errors.add(field, `must be one of ${values.join(', ')}`);
+  }
+  return v as T;
+}
+
+function endpoint(obj: Obj, errors: Errors): string {
+  const v = obj.endpoint;
+  if (absent(v)) {
+    errors.add('config.endpoint', 'is required');
+  } else if (typeof v !== 'string') {
+    errors.add('config.endpoint', 'must be a string');
+  } else if (v.length > LIMITS.endpointMaxLength) {
+    errors.add('config.endpoint', `must be at most ${LIMITS.endpointMaxLength} characters`);
+  } else {
+    let url: URL | undefined;
+    try {
+      url = new URL(v);
+    } catch {
+      url = undefined;
+    }
+    if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.hostname === '') {
+      errors.add('config.endpoint', 'must be an absolute http or https URL');
+    }
+  }
+  return v as string;
+}
+
+function headers(obj: Obj, errors: Errors): Record<string, string> {
+  const v = obj.headers;
+  if (absent(v)) return {};
+  if (!isPlainObject(v)) {
+    errors.add('config.headers', 'must be an object of header names to string values');
+    return {};
+  }
+  const names = Object.keys(v);
+  if (names.length > LIMITS.maxHeaders) errors.add('config.headers', `must have at most ${LIMITS.maxHeaders} headers`);
+  const seen = new Set<string>();
+  const out: Record<string, string> = {};
+  for (const name of names) {
+    const field = `config.headers.${name}`;
+    const value = v[name];
+    if (!HTTP_TOKEN_RE.test(name)) errors.add(field, 'is not a valid HTTP header name');
+    else if (seen.has(name.toLowerCase())) errors.add(field, 'duplicates another header (names are case-insensitive)');
+    seen.add(name.toLowerCase());
+    if (typeof value !== 'string') errors.add(field, 'must be a string');
+    else if (value.length > LIMITS.headerValueMaxLength) {
+      errors.add(field, `must be at most ${LIMITS.headerValueMaxLength} characters`);
+    } else if (/[\r\n\0]/.test(value)) errors.add(field, 'must not contain CR, LF or NUL');
+    else out[name] = value;
+  }
+  return out;
+}
+
+function retry(obj: Obj, errors: Errors): RetryConfig {
+  const v = obj.retry;
+  const r: Obj = absent(v) ? {} : isPlainObject(v) ? v : {};
+  if (!absent(v) && !isPlainObject(v)) errors.add('config.retry', 'must be an object');
+  unknownKeys(r, RETRY_KEYS, 'config.retry', errors);
+  return {
+    max_attempts: integer(r, 'max_attempts', 'config.retry.max_attempts', LIMITS.maxAttempts, LIMITS.maxAttempts.default, errors)!,
+    backoff_ms: integer(r, 'backoff_ms', 'config.retry.backoff_ms', LIMITS.backoffMs, LIMITS.backoffMs.default, errors)!,
+  };
+}
+
+function common(obj: Obj, errors: Errors): CommonConfig {
+  return {
+    endpoint: endpoint(obj, errors),
+    http_method: oneOf<HttpMethod>(obj, 'http_method', 'config.http_method', HTTP_METHODS, 'POST', errors),
+    headers: headers(obj, errors),
+    timeout_ms: integer(obj, 'timeout_ms', 'config.timeout_ms', LIMITS.timeoutMs, LIMITS.timeoutMs.default, errors)!,
+    retry: retry(obj, errors),
+  };
+}
+
+/** The zone, or UTC by default. Returns `valid: false` (and records the error) for an unknown zone. */
+function timezone(obj: Obj, errors: Errors): { tz: string; valid: boolean } {
+  const v = obj.timezone;
+  if (absent(v)) return { tz: 'UTC', valid: true };
+  if (!isValidTimeZone(v)) {
+    errors.add('config.timezone', 'must be an IANA time zone name, such as Europe/Berlin');
+    return { tz: typeof v === 'string' ? v : 'UTC', valid: false };
+  }
+  // Store the canonical spelling of a differently-cased name ('europe/berlin'), but not ICU's renames
+  // (it would turn Asia/Kolkata into Asia/Calcutta).
+  const resolved = new Intl.DateTimeFormat('en-US', { timeZone: v }).resolvedOptions().timeZone;
+  return { tz: resolved.toLowerCase() === v.toLowerCase() ? resolved : v, valid: true };
+}
+
+function isJsonValue(v: unknown, depth = 0): boolean {
+  if (depth > 256) return false;
+  if (v === null || typeof v === 'string' || typeof v === 'boolean') return true;
+  if (typeof v === 'number') return Number.isFinite(v);
+  if (Array.isArray(v)) return v.every((x) => isJsonValue(x, depth + 1));
+  if (isPlainObject(v)) return Object.values(v).every((x) => isJsonValue(x, depth + 1));
+  return false;
+}
+
+function payload(obj: Obj, errors: Errors): unknown {
+  const v = obj.payload;
+  if (v === undefined) return null;
+  if (!isJsonValue(v)) errors.add('config.payload', 'must be a JSON value');
+  return v;
+}
+
+/** An ISO 8601 date-time, read in `tz` when it has no offset. Returns the instant, or undefined. */
+function dateTime(obj: Obj, key: string, tz: { tz: string; valid: boolean }, errors: Errors): Date | undefined {
+  const v = obj[key];
+  const field = `config.${key}`;
+  if (typeof v !== 'string') {
+    errors.add(field, 'must be an ISO 8601 date-time string');
+    return undefined;
+  }
+  // With an unknown zone (already reported) only the format can be checked.
+  const d = parseLocalDateTime(v, tz.valid ? tz.tz : 'UTC');
+  if (!d) {
+    errors.add(field, 'must be an ISO 8601 date-time, such as 2030-01-31T09:00:00 or 2030-01-31T09:00:00Z');
+    return undefined;
+  }
+  return tz.valid || /(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$/.test(v.trim()) ? d : undefined;
+}
+
+function misfire(obj: Obj, errors: Errors): { misfire_policy: MisfirePolicy; max_backfill: number } {
+  return {
+    misfire_policy: oneOf<MisfirePolicy>(obj, 'misfire_policy', 'config.misfire_policy', MISFIRE_POLICIES, 'fire_once', errors),
+    max_backfill: integer(obj, 'max_backfill', 'config.max_backfill', LIMITS.maxBackfill, LIMITS.maxBackfill.default, errors)!,
+  };
+}
+
+function webhook(obj: Obj, base: CommonConfig, errors: Errors): WebhookConfig {
+  const config: WebhookConfig = { ...base, schema: obj.schema as WebhookConfig['schema'] };
+  if (absent(obj.schema)) {
+    errors.add('config.schema', 'is required');
+  } else {
+    const compiled = compileWebhookSchema(obj.schema);
+    if (!compiled.ok) errors.add('config.schema', compiled.message);
+  }
+  if (!absent(obj.secret)) {
+    const s = obj.secret;
+    if (typeof s !== 'string') errors.add('config.secret', 'must be a string');
+    else if (s.length < LIMITS.secretLength.min || s.length > LIMITS.secretLength.max) {
+      errors.add('config.secret', `must be ${LIMITS.secretLength.min} to ${LIMITS.secretLength.max} characters`);
+    } else config.secret = s;
+  }
+  return config;
+}
+
+function time(obj: Obj, base: CommonConfig, now: Date, errors: Errors): TimeConfig {
+  const tz = timezone(obj, errors);
+  const config: TimeConfig = { ...base, timezone: tz.tz, payload: payload(obj, errors) };
+  const hasRunAt = !absent(obj.run_at);
+  const hasDelay = !absent(obj.delay_seconds);
+  if (hasRunAt && hasDelay) {
+    errors.add('config.run_at', 'give either run_at or delay_seconds, not both');
+  } else if (!hasRunAt && !hasDelay) {
+    errors.add('config.run_at', 'run_at or delay_seconds is required');
+  } else if (hasRunAt) {
+    const at = dateTime(obj, 'run_at', tz, errors);
+    if (at && at.getTime() < now.getTime() - LIMITS.runAtPastToleranceMs) {
+      errors.add('config.run_at', 'run_at is in the past');
+    }
+    if (typeof obj.run_at === 'string') config.run_at = obj.run_at.trim();
+  } else {
+    const delay = integer(obj, 'delay_seconds', 'config.delay_seconds', LIMITS.delaySeconds, undefined, errors);
+    if (delay !== undefined) config.delay_seconds = delay;
+  }
+  return config;
+}
+
+function cron(obj: Obj, base: CommonConfig, now: Date, errors: Errors): CronConfig {
+  const tz = timezone(obj, errors);
+  const v = obj.cron;
+  let pattern = '';
+  if (absent(v)) {
+    errors.add('config.cron', 'is required');
+  } else if (typeof v !== 'string') {
+    errors.add('config.cron', 'must be a string');
+  } else {
+    pattern = v.trim().split(/\s+/).join(' ');
+    const compiled = compileCron(v, tz.valid ? tz.tz : 'UTC');
+    if (!compiled.ok) errors.add('config.cron', compiled.message);
+    else if (compiled.cron.nextRun(now) === null) errors.add('config.cron', 'never fires (no matching date)');
+  }
+  return { ...base, cron: pattern, timezone: tz.tz, payload: payload(obj, errors), ...misfire(obj, errors) };
+}
+
+function interval(obj: Obj, base: CommonConfig, errors: Errors): IntervalConfig {
+  const tz = timezone(obj, errors);
+  const seconds = integer(obj, 'interval_seconds', 'config.interval_seconds', LIMITS.intervalSeconds, undefined, errors);
+  const config: IntervalConfig = {
+    ...base,
+    interval_seconds: seconds as number,
+    timezone: tz.tz,
+    payload: payload(obj, errors),
+    ...misfire(obj, errors),
+  };
+  if (!absent(obj.start_at)) {
+    dateTime(obj, 'start_at', tz, errors);
+    if (typeof obj.start_at === 'string') config.start_at = obj.start_at.trim();
+  }
+  return config;
+}
+
+/**
+ * Validate `input` as the config of a trigger of `type`, as of `now` (which decides whether a `run_at` is
+ * in the past and whether a cron pattern still has an occurrence). See LIMITS for the numbers.
+ */
+export function validateTriggerConfig(type: TriggerType, input: unknown, now: Date): ValidationResult {
+  if (!isTriggerType(type)) {
+    return { ok: false, errors: [{ field: 'type', message: `must be one of ${TRIGGER_TYPES.join(', ')}` }] };
+  }
+  if (!isPlainObject(input)) return { ok: false, errors: [{ field: 'config', message: 'must be an object' }] };
+
+  const errors = new Errors();
+  unknownKeys(input, [...COMMON_KEYS, ...TYPE_KEYS[type]], 'config', errors);
+  const base = common(input, errors);
+  let config: TriggerConfig;
+  switch (type) {
+    case 'webhook':
+      config = webhook(input, base, errors);
+      break;
+    case 'time_scheduled':
+      config = time(input, base, now, errors);
+      break;
+    case 'cron_scheduled':
+      config = cron(input, base, now, errors);
+      break;
+    case 'interval_scheduled':
+      config = interval(input, base, errors);
+      break;
+  }
+  return errors.list.length > 0 ? { ok: false, errors: errors.list } : { ok: true, config };
+}

@@ -1,0 +1,59 @@
+import { expect } from 'chai';
+import { ConfigError, loadConfig, parseDurationMs } from '../../src/config';
+
+describe('config', () => {
+  it('applies every default with no environment', () => {
+    const c = loadConfig({});
+    expect(c.databaseUrl).to.equal('mysql://root@127.0.0.1:3306/event_triggers');
+    expect(c.kafkaBrokers).to.equal('127.0.0.1:9092');
+    expect(c.kafkaTopic).to.equal('trigger-events');
+    expect(c.kafkaDlqTopic).to.equal('trigger-events.dlq');
+    expect(c.apiPort).to.equal(8080);
+    expect(c.schedulerIntervalMs).to.equal(250);
+    expect(c.retentionActiveSeconds).to.equal(7200);
+    expect(c.retentionDeleteAfterSeconds).to.equal(172_800);
+    expect(c.publicBaseUrl).to.equal('http://127.0.0.1:8080');
+    expect(Object.isFrozen(c)).to.equal(true);
+  });
+
+  const bad: Array<[string, string, RegExp]> = [
+    ['API_PORT', 'eighty', /API_PORT.*integer from 0 to 65535/],
+    ['API_PORT', '70000', /API_PORT/],
+    ['DATABASE_URL', 'postgres://x/y', /DATABASE_URL.*mysql/],
+    ['KAFKA_BROKERS', 'localhost', /KAFKA_BROKERS.*host:port/],
+    ['SCHEDULER_INTERVAL', 'soon', /SCHEDULER_INTERVAL.*duration/],
+    ['LOG_LEVEL', 'loud', /LOG_LEVEL.*one of error, warn, info, debug/],
+    ['DELIVERY_ALLOW_PRIVATE_NETWORKS', 'maybe', /DELIVERY_ALLOW_PRIVATE_NETWORKS.*true or false/],
+    ['RETENTION_ACTIVE_SECONDS', '-5', /RETENTION_ACTIVE_SECONDS/],
+    ['PUBLIC_BASE_URL', 'not a url', /PUBLIC_BASE_URL/],
+  ];
+  for (const [name, value, pattern] of bad) {
+    it(`rejects ${name}=${value} with a message naming the variable`, () => {
+      expect(() => loadConfig({ [name]: value })).to.throw(ConfigError, pattern);
+    });
+  }
+
+  it('rejects a delete window that is not longer than the active window', () => {
+    expect(() => loadConfig({ RETENTION_ACTIVE_SECONDS: '100', RETENTION_DELETE_AFTER_SECONDS: '50' })).to.throw(
+      /RETENTION_DELETE_AFTER_SECONDS/,
+    );
+  });
+
+  it('never echoes API keys in its error', () => {
+    try {
+      loadConfig({ API_KEYS: 'short' });
+      expect.fail('should throw');
+    } catch (e) {
+      expect((e as Error).message).to.match(/API_KEYS/);
+      expect((e as Error).message).not.to.include('short');
+    }
+  });
+
+  it('parses durations with units', () => {
+    expect(parseDurationMs('250')).to.equal(250);
+    expect(parseDurationMs('250ms')).to.equal(250);
+    expect(parseDurationMs('5s')).to.equal(5000);
+    expect(parseDurationMs('2m')).to.equal(120_000);
+    expect(parseDurationMs('x')).to.equal(null);
+  });
+});
