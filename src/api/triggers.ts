@@ -6,10 +6,10 @@ import { recordEvents } from '../db/fire';
 import { getTrigger, insertTrigger, listTriggers, updateTrigger, deleteTrigger, type TriggerRow, type TriggerStatus } from '../db/triggers';
 import { cancelPending, insertOccurrences, nextRuns } from '../db/schedules';
 import { triggerStats } from '../db/events';
-import { validateTriggerConfig } from '../triggers/validate';
+import { LIMITS, validateTriggerConfig } from '../triggers/validate';
 import { firstOccurrence } from '../triggers/schedule';
 import { newEventId } from '../triggers/event-id';
-import type { TriggerConfig, TriggerType, WebhookConfig } from '../triggers/types';
+import type { TimeConfig, TriggerConfig, TriggerType, WebhookConfig } from '../triggers/types';
 import { ApiError, validationError } from './errors';
 import type { WebhookValidators } from './webhooks';
 
@@ -51,15 +51,26 @@ function checkedConfig(type: TriggerType, input: unknown, now: Date): TriggerCon
   return result.config;
 }
 
+/** The config fields that decide when a trigger fires. Other edits (endpoint, payload, retry, …) keep its schedule. */
+const TIMING_FIELDS = ['run_at', 'delay_seconds', 'timezone', 'cron', 'interval_seconds', 'start_at'] as const;
+
+function sameTiming(a: TriggerConfig, b: TriggerConfig): boolean {
+  const pick = (c: TriggerConfig) => JSON.stringify(TIMING_FIELDS.map((k) => (c as unknown as Record<string, unknown>)[k] ?? null));
+  return pick(a) === pick(b);
+}
+
 /**
- * The first occurrence to schedule when a trigger is created or (re)activated. A one-shot whose time has
- * already passed by more than a second is not scheduled again on an edit (it fired, or it was missed while
- * inactive); on create, validation has already refused a run_at more than 60 s in the past.
+ * The occurrence to schedule when a trigger is created, (re)activated, or its timing is edited.
+ * A one-shot's instant is fixed — `run_at`, or `created_at + delay_seconds` ("that many seconds after
+ * creation") — so reactivating it never moves it and never repeats one that has passed (it fired, or was
+ * missed while inactive). `fresh` (create, or an edit of the timing fields) still schedules an instant up
+ * to the validation tolerance in the past, to fire at once; otherwise more than a second late is dropped.
  */
-function occurrenceToSchedule(t: { type: TriggerType; config: TriggerConfig }, now: Date, isCreate: boolean): Date | null {
-  const first = firstOccurrence(t.type, t.config, now);
-  if (first && t.type === 'time_scheduled' && !isCreate && first.getTime() < now.getTime() - 1000) return null;
-  return first;
+function occurrenceToSchedule(t: Pick<TriggerRow, 'type' | 'config' | 'created_at'>, now: Date, fresh: boolean): Date | null {
+  if (t.type !== 'time_scheduled') return firstOccurrence(t.type, t.config, now);
+  const at = firstOccurrence(t.type, t.config, t.created_at);
+  const toleranceMs = fresh ? LIMITS.runAtPastToleranceMs : 1000;
+  return at && at.getTime() >= now.getTime() - toleranceMs ? at : null;
 }
 
 function idParam(req: Request): string {
@@ -132,13 +143,29 @@ export function triggerRoutes(deps: { db: Db; config: Config; validators: Webhoo
       if (body.config !== undefined) {
         const input: Record<string, unknown> = { ...body.config };
         const stored = t.config as WebhookConfig;
-        // The secret is write-only: omitting it keeps the stored one; null removes it.
-        if (t.type === 'webhook' && !('secret' in input) && stored.secret !== undefined) input.secret = stored.secret;
+        if (t.type === 'webhook') {
+          // `has_secret` is the read-only marker GET shows, so a config read back from GET can be sent again.
+          delete input.has_secret;
+          // The secret is write-only: omitting it keeps the stored one; null removes it.
+          if (!('secret' in input) && stored.secret !== undefined) input.secret = stored.secret;
+        }
         if (input.secret === null) delete input.secret;
         cfg = checkedConfig(t.type, input, now);
       }
       const status = body.status ?? t.status;
-      const scheduleChanged = cfg !== undefined || status !== t.status;
+      const timingChanged = cfg !== undefined && !sameTiming(t.config, cfg);
+      if (timingChanged && t.type === 'time_scheduled' && (cfg as TimeConfig).delay_seconds !== undefined) {
+        // Like a run_at in the past: the delay counts from creation, so refuse one that has already elapsed.
+        const at = firstOccurrence(t.type, cfg!, t.created_at);
+        if (at && at.getTime() < now.getTime() - LIMITS.runAtPastToleranceMs) {
+          throw validationError([
+            {
+              field: 'config.delay_seconds',
+              message: `counts from the trigger's creation (${t.created_at.toISOString()}), so it has already elapsed; give run_at instead`,
+            },
+          ]);
+        }
+      }
       await updateTrigger(trx, id, { name: body.name, status: body.status, config: cfg }, now);
       const after: TriggerRow = {
         ...t,
@@ -148,10 +175,11 @@ export function triggerRoutes(deps: { db: Db; config: Config; validators: Webhoo
         version: t.version + 1,
         updated_at: now,
       };
-      if (scheduleChanged && t.type !== 'webhook') {
-        // Edits affect future firings only: pending occurrences go, the next one is computed from now.
+      if ((timingChanged || status !== t.status) && t.type !== 'webhook') {
+        // Edits affect future firings only: pending occurrences go and the next one is computed after now.
+        // Edits that leave the timing alone keep the pending row (the relay reads the config when it fires).
         await cancelPending(trx, id, now);
-        const next = status === 'active' ? occurrenceToSchedule(after, now, false) : null;
+        const next = status === 'active' ? occurrenceToSchedule(after, now, timingChanged) : null;
         if (next) await insertOccurrences(trx, [{ trigger_id: id, fire_at: next }], now);
       }
       return after;
@@ -255,7 +283,8 @@ async function testPayload(
     throw new ApiError(
       'SCHEMA_VALIDATION_FAILED',
       'The payload does not match the trigger schema',
-      errors.map((e) => ({ field: `payload${e.pointer === '/' ? '' : e.pointer}`, message: e.message })),
+      // JSON pointers into the request body ({ payload }), as the webhook route reports them.
+      errors.map((e) => ({ field: `/payload${e.pointer === '/' ? '' : e.pointer}`, message: e.message })),
     );
   }
   return payload;

@@ -183,7 +183,8 @@ export function webhookRoutes(deps: { db: Db; config: Config; validators: Webhoo
           : {
               index: c.index,
               status: 'rejected',
-              errors: c.errors.map((e) => ({ field: `events/${c.index}${e.pointer === '/' ? '' : e.pointer}`, message: e.message })),
+              // A JSON pointer into the request body, like the single route's pointers into its payload.
+              errors: c.errors.map((e) => ({ field: `/events/${c.index}${e.pointer === '/' ? '' : e.pointer}`, message: e.message })),
             },
       );
       const status = valid.length === items.length ? 202 : valid.length === 0 ? 400 : 207;

@@ -41,11 +41,12 @@ export class EventProducer {
         'batch.num.messages': 10_000,
         'queue.buffering.max.messages': 500_000,
         'compression.codec': 'lz4',
-        'message.timeout.ms': opts.messageTimeoutMs,
         'socket.keepalive.enable': true,
         'reconnect.backoff.max.ms': 2000,
       } as Kafka.ProducerGlobalConfig,
-      {},
+      // message.timeout.ms must be set in the topic config: set globally, node-rdkafka's producer never
+      // timed a message out while the broker was down (measured here), so a publish hung instead of failing.
+      { 'message.timeout.ms': opts.messageTimeoutMs },
     );
     this.producer.on('delivery-report', (err, report) => {
       const p = report.opaque as Pending | undefined;

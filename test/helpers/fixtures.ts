@@ -1,0 +1,53 @@
+import { randomUUID } from 'node:crypto';
+import type { Db } from '../../src/db/knex';
+import { validateTriggerConfig } from '../../src/triggers/validate';
+import type { TriggerType } from '../../src/triggers/types';
+
+/**
+ * Inserts triggers and their first schedule row straight into the database, in bulk (the API would take
+ * minutes for thousands): the relay under test cannot tell the difference.
+ */
+export async function insertScheduledTriggers(
+  db: Db,
+  n: number,
+  opts: { type?: TriggerType; fireAt: Date; config?: Record<string, unknown>; status?: 'active' | 'inactive' },
+): Promise<string[]> {
+  const type = opts.type ?? 'time_scheduled';
+  const now = new Date();
+  const input =
+    opts.config ??
+    (type === 'time_scheduled'
+      ? {
+          endpoint: 'http://127.0.0.1:9/none',
+          run_at: new Date(Math.max(opts.fireAt.getTime(), now.getTime())).toISOString(),
+          payload: { n: 1 },
+        }
+      : {});
+  const v = validateTriggerConfig(type, input, now);
+  if (!v.ok) throw new Error(JSON.stringify(v.errors));
+  const ids: string[] = [];
+  const chunk = 1000;
+  for (let i = 0; i < n; i += chunk) {
+    const rows = Array.from({ length: Math.min(chunk, n - i) }, (_, j) => ({
+      id: randomUUID(),
+      name: `bulk-${i + j}`,
+      type,
+      status: opts.status ?? 'active',
+      config: JSON.stringify(v.config),
+      version: 1,
+      created_at: now,
+      updated_at: now,
+    }));
+    await db('triggers').insert(rows);
+    await db('trigger_schedules').insert(
+      rows.map((r) => ({ trigger_id: r.id, fire_at: opts.fireAt, status: 'pending', created_at: now, updated_at: now })),
+    );
+    ids.push(...rows.map((r) => r.id));
+  }
+  return ids;
+}
+
+export async function count(db: Db, table: string, where: Record<string, unknown> = {}): Promise<number> {
+  const row = (await db(table).where(where).count<{ n: number }[]>({ n: '*' }))[0];
+  return Number(row?.n ?? 0);
+}
