@@ -13,6 +13,16 @@ import type { CommonConfig } from '../triggers/types';
 import { backoffMs, sleep, withDbRetry } from '../util';
 import { deliver, type Outcome } from './delivery';
 
+/** "(event id):(attempt)" of a message, or null when it is not one of ours. */
+function dedupeKey(m: Kafka.Message): string | null {
+  try {
+    const v = JSON.parse((m.value as Buffer).toString('utf8')) as { event_id?: string; delivery_attempt?: number };
+    return v.event_id ? `${v.event_id}:${v.delivery_attempt ?? 1}` : null;
+  } catch {
+    return null;
+  }
+}
+
 /**
  * The built-in consumer: Kafka → the trigger's HTTP endpoint. One consumer group; offsets are committed
  * only after a batch's outcomes are durable in MySQL, so a crash redelivers, and the (event id, attempt)
@@ -70,7 +80,16 @@ export class Worker {
         const batch = await this.consume(this.deps.config.workerConcurrency);
         if (batch.length === 0) continue;
         // All of a batch is handled concurrently, then committed: commits stay in order per partition.
-        await Promise.all(batch.map((m) => this.handle(m)));
+        // Copies of one (event, attempt) in the same batch (a relay re-publish) are handled once.
+        const seen = new Set<string>();
+        const unique = batch.filter((m) => {
+          const k = dedupeKey(m);
+          if (k === null) return true;
+          if (seen.has(k)) return false;
+          seen.add(k);
+          return true;
+        });
+        await Promise.all(unique.map((m) => this.handle(m)));
         const next = new Map<string, Kafka.TopicPartitionOffset>();
         for (const m of batch) {
           const k = `${m.topic}:${m.partition}`;
