@@ -60,7 +60,10 @@ export function verifySignature(req: Request, secret: string, raw: Buffer, nowMs
   const sigs = req.get('webhook-signature');
   if (!id || !ts || !sigs || !/^\d{1,12}$/.test(ts)) return false;
   if (Math.abs(nowMs / 1000 - Number(ts)) > SIGNATURE_TOLERANCE_SECONDS) return false;
-  const expected = createHmac('sha256', secret).update(`${id}.${ts}.`).update(raw).digest();
+  // Standard Webhooks secrets look like `whsec_<base64>` and the HMAC key is the decoded bytes (that is
+  // what the standardwebhooks/svix libraries sign with); any other secret is used as it is.
+  const key = secret.startsWith('whsec_') ? Buffer.from(secret.slice(6), 'base64') : secret;
+  const expected = createHmac('sha256', key).update(`${id}.${ts}.`).update(raw).digest();
   return sigs
     .split(' ')
     .map((s) => s.trim())
