@@ -11,12 +11,17 @@ export default tseslint.config(
     rules: {
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       '@typescript-eslint/no-require-imports': 'off',
-      // SQL only with bindings: a template literal passed to raw() must not interpolate values.
+      // SQL only with bindings: the SQL text given to raw() / whereRaw() / … must not interpolate or
+      // concatenate values (test/integration/security.test.ts checks that these selectors fire).
       'no-restricted-syntax': [
         'error',
         {
-          selector: "CallExpression[callee.property.name='raw'] > TemplateLiteral.arguments:first-child[expressions.length>0]",
+          selector: "CallExpression[callee.property.name=/^(raw|[a-z]+Raw)$/] > TemplateLiteral.arguments:first-child[expressions.length>0]",
           message: 'Build SQL with bindings (? / ??), never by interpolating values into raw().',
+        },
+        {
+          selector: "CallExpression[callee.property.name=/^(raw|[a-z]+Raw)$/] > BinaryExpression.arguments:first-child[operator='+']",
+          message: 'Build SQL with bindings (? / ??), never by concatenating values into raw().',
         },
       ],
     },

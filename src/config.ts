@@ -25,9 +25,16 @@ export interface Config {
   readonly corsOrigins: readonly string[];
   readonly apiKeys: readonly string[];
   readonly webhookMaxBodyBytes: number;
+  /** Requests per second per API key (burst: twice that); 0 disables. In memory, per API process. */
+  readonly rateLimitPerKey: number;
+  /** Requests per second per webhook trigger (burst: twice that); 0 disables. In memory, per API process. */
+  readonly rateLimitPerWebhook: number;
   readonly schedulerIntervalMs: number;
   readonly outboxPollIntervalMs: number;
   readonly relayBatchSize: number;
+  readonly outboxOrdering: boolean;
+  readonly outboxShards: number;
+  readonly relayLeaseMs: number;
   readonly misfireGraceSeconds: number;
   readonly retentionActiveSeconds: number;
   readonly retentionDeleteAfterSeconds: number;
@@ -167,9 +174,14 @@ export function loadConfig(env: Env = process.env): Config {
     corsOrigins: list(env, 'CORS_ORIGINS'),
     apiKeys,
     webhookMaxBodyBytes: int(env, 'WEBHOOK_MAX_BODY_BYTES', 1_048_576, 1024, 64 * 1_048_576),
+    rateLimitPerKey: int(env, 'RATE_LIMIT_PER_KEY', 100, 0, 1_000_000),
+    rateLimitPerWebhook: int(env, 'RATE_LIMIT_PER_WEBHOOK', 1000, 0, 1_000_000),
     schedulerIntervalMs: duration(env, 'SCHEDULER_INTERVAL', 250, 10, 60_000),
     outboxPollIntervalMs: duration(env, 'OUTBOX_POLL_INTERVAL', 50, 5, 60_000),
     relayBatchSize: int(env, 'RELAY_BATCH_SIZE', 500, 1, 10_000),
+    outboxOrdering: oneOf(env, 'OUTBOX_ORDERING', 'on', ['on', 'off']) === 'on',
+    outboxShards: int(env, 'OUTBOX_SHARDS', 64, 1, 4096),
+    relayLeaseMs: duration(env, 'RELAY_LEASE_MS', 5000, 500, 600_000),
     misfireGraceSeconds: int(env, 'MISFIRE_GRACE_SECONDS', 60, 1, 86_400),
     retentionActiveSeconds: int(env, 'RETENTION_ACTIVE_SECONDS', 7200, 1, 365 * 86_400),
     retentionDeleteAfterSeconds: int(env, 'RETENTION_DELETE_AFTER_SECONDS', 172_800, 1, 3650 * 86_400),

@@ -13,6 +13,10 @@ export interface LifecycleEvents {
   'relay:swept': { archived: number; deleted: number; outboxCleaned: number };
   'worker:delivered': { outcome: 'success' | 'retry' | 'failure' | 'skipped'; durationMs: number; status: number | null };
   'worker:dlq': { eventId: string };
+  /** One HTTP attempt recorded in delivery_attempts; `outcome` is what it led to. */
+  'worker:attempt': { outcome: 'success' | 'retry' | 'failure'; status: number | null };
+  /** Events replayed by the API (one request: one, or a bulk replay's total). */
+  'api:replayed': { count: number };
   'worker:error': { error: Error };
 }
 

@@ -16,6 +16,8 @@ export class Metrics {
   readonly dlq: client.Counter;
   readonly archived: client.Counter;
   readonly deleted: client.Counter;
+  readonly replays: client.Counter;
+  readonly deliveryAttempts: client.Counter<'outcome'>;
 
   constructor(private db: Db | null) {
     client.collectDefaultMetrics({ register: this.registry, prefix: 'etp_' });
@@ -66,6 +68,13 @@ export class Metrics {
     this.dlq = new client.Counter({ name: 'etp_dlq_total', help: 'Events sent to the dead-letter topic', registers: r });
     this.archived = new client.Counter({ name: 'etp_events_archived_total', help: 'Event logs moved to archived', registers: r });
     this.deleted = new client.Counter({ name: 'etp_events_deleted_total', help: 'Event logs deleted by retention', registers: r });
+    this.replays = new client.Counter({ name: 'etp_replays_total', help: 'Events replayed through the API', registers: r });
+    this.deliveryAttempts = new client.Counter({
+      name: 'etp_delivery_attempts_total',
+      help: 'HTTP delivery attempts recorded in the attempts history, by the outcome they led to',
+      labelNames: ['outcome'],
+      registers: r,
+    });
 
     const db0 = this.db;
     if (db0) {
@@ -128,5 +137,7 @@ export class Metrics {
       if (e.outcome === 'retry') this.deliveryRetries.inc();
     });
     events.onEvent('worker:dlq', () => this.dlq.inc());
+    events.onEvent('worker:attempt', (e) => this.deliveryAttempts.inc({ outcome: e.outcome }));
+    events.onEvent('api:replayed', (e) => this.replays.inc(e.count));
   }
 }

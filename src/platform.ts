@@ -5,6 +5,7 @@ import type { Config } from './config';
 import { createDb, ensureDatabase, migrateLatest, type Db } from './db/knex';
 import { Lifecycle } from './events';
 import { EventProducer, ensureTopics } from './kafka/producer';
+import { configureOutboxShards } from './db/outbox';
 import { coerceError, createLogger, type Logger } from './logger';
 import { Metrics } from './metrics';
 import { createApp } from './api/app';
@@ -77,6 +78,7 @@ function sideApp(role: string, metrics: Metrics, checks: Record<string, Check>):
  */
 export async function startPlatform(config: Config, roles: Role[], opts: { logger?: Logger; migrate?: boolean } = {}): Promise<Platform> {
   const logger = opts.logger ?? createLogger(config.logLevel, roles.join('+'));
+  configureOutboxShards(config.outboxShards);
   await ensureDatabase(config.databaseUrl);
   const db = createDb(config.databaseUrl, config.dbPoolMax);
   if (opts.migrate ?? config.migrateOnStart) await migrateWithLock(db, logger);
@@ -116,7 +118,7 @@ export async function startPlatform(config: Config, roles: Role[], opts: { logge
 
   if (roles.includes('relay')) {
     relay = new Relay({ db, producer, config, events });
-    relay.start();
+    await relay.start();
   }
   if (roles.includes('worker')) {
     worker = new Worker({ db, producer, config, events, logger });

@@ -12,6 +12,9 @@ import { apiKeyAuth } from './auth';
 import { ApiError, errorHandler } from './errors';
 import { eventRoutes } from './events';
 import { runChecks, type Check } from './health';
+import { JsonTooDeepError, jsonDepthExceeds } from './json-depth';
+import { operatorRoutes } from './operator';
+import { rateLimits } from './rate-limit';
 import { triggerRoutes } from './triggers';
 import { WebhookValidators, webhookRoutes } from './webhooks';
 
@@ -100,6 +103,7 @@ export function createApp(deps: AppDeps): express.Express {
   );
   app.use('/swagger', express.static(swaggerUiDist.getAbsoluteFSPath(), { index: 'index.html', maxAge: '1h' }));
 
+  app.use('/api/v1', rateLimits(config));
   app.use(
     '/api/v1',
     express.json({
@@ -107,6 +111,7 @@ export function createApp(deps: AppDeps): express.Express {
       strict: false,
       type: ['application/json', 'application/*+json'],
       verify: (req, _res, buf) => {
+        if (jsonDepthExceeds(buf)) throw new JsonTooDeepError();
         (req as RawRequest).rawBody = buf;
       },
     }),
@@ -131,6 +136,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.use('/api/v1', triggerRoutes({ db: deps.db, config, validators }));
   app.use('/api/v1', webhookRoutes({ db: deps.db, config, validators }));
   app.use('/api/v1', eventRoutes({ db: deps.db }));
+  app.use('/api/v1', operatorRoutes({ db: deps.db, config, metrics }));
 
   app.use((_req, _res, next) => next(new ApiError('NOT_FOUND', 'No such route')));
   app.use(errorHandler(logger));

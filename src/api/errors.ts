@@ -14,6 +14,7 @@ export const ERRORS = {
   EVENT_NOT_FOUND: { status: 404, title: 'Event not found' },
   METHOD_NOT_ALLOWED: { status: 405, title: 'Method not allowed' },
   TRIGGER_INACTIVE: { status: 409, title: 'The trigger is inactive' },
+  EVENT_NOT_REPLAYABLE: { status: 409, title: 'The event cannot be replayed' },
   PAYLOAD_TOO_LARGE: { status: 413, title: 'The body is too large' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Unsupported media type' },
   RATE_LIMITED: { status: 429, title: 'Too many requests' },

@@ -5,9 +5,10 @@ import type { Db } from '../db/knex';
 import { recordEvents } from '../db/fire';
 import { getTrigger, insertTrigger, listTriggers, updateTrigger, deleteTrigger, type TriggerRow, type TriggerStatus } from '../db/triggers';
 import { cancelPending, insertOccurrences, nextRuns } from '../db/schedules';
+import { setTags, tagsOf } from '../db/tags';
 import { triggerStats } from '../db/events';
 import { LIMITS, validateTriggerConfig } from '../triggers/validate';
-import { firstOccurrence } from '../triggers/schedule';
+import { firstOccurrence, occurrenceAt } from '../triggers/schedule';
 import { newEventId } from '../triggers/event-id';
 import type { TimeConfig, TriggerConfig, TriggerType, WebhookConfig } from '../triggers/types';
 import { ApiError, validationError } from './errors';
@@ -21,12 +22,13 @@ export interface TriggerView {
   config: Record<string, unknown>;
   next_scheduled_run: string | null;
   webhook_url: string | null;
+  tags: string[];
   created_at: string;
   updated_at: string;
 }
 
 /** The API view of a trigger: a webhook `secret` is write-only (only `has_secret` is shown). */
-export function presentTrigger(t: TriggerRow, next: Date | null | undefined, publicBaseUrl: string): TriggerView {
+export function presentTrigger(t: TriggerRow, next: Date | null | undefined, publicBaseUrl: string, tags: string[]): TriggerView {
   const config: Record<string, unknown> = { ...(t.config as unknown as Record<string, unknown>) };
   if (t.type === 'webhook') {
     config.has_secret = typeof config.secret === 'string';
@@ -40,6 +42,7 @@ export function presentTrigger(t: TriggerRow, next: Date | null | undefined, pub
     config,
     next_scheduled_run: next ? next.toISOString() : null,
     webhook_url: t.type === 'webhook' ? `${publicBaseUrl}/api/v1/webhook/${t.id}` : null,
+    tags: [...tags].sort(),
     created_at: t.created_at.toISOString(),
     updated_at: t.updated_at.toISOString(),
   };
@@ -52,7 +55,7 @@ function checkedConfig(type: TriggerType, input: unknown, now: Date): TriggerCon
 }
 
 /** The config fields that decide when a trigger fires. Other edits (endpoint, payload, retry, …) keep its schedule. */
-const TIMING_FIELDS = ['run_at', 'delay_seconds', 'timezone', 'cron', 'interval_seconds', 'start_at'] as const;
+const TIMING_FIELDS = ['run_at', 'delay_seconds', 'timezone', 'cron', 'interval_seconds', 'start_at', 'end_at', 'jitter_seconds'] as const;
 
 function sameTiming(a: TriggerConfig, b: TriggerConfig): boolean {
   const pick = (c: TriggerConfig) => JSON.stringify(TIMING_FIELDS.map((k) => (c as unknown as Record<string, unknown>)[k] ?? null));
@@ -66,7 +69,7 @@ function sameTiming(a: TriggerConfig, b: TriggerConfig): boolean {
  * missed while inactive). `fresh` (create, or an edit of the timing fields) still schedules an instant up
  * to the validation tolerance in the past, to fire at once; otherwise more than a second late is dropped.
  */
-function occurrenceToSchedule(t: Pick<TriggerRow, 'type' | 'config' | 'created_at'>, now: Date, fresh: boolean): Date | null {
+export function occurrenceToSchedule(t: Pick<TriggerRow, 'type' | 'config' | 'created_at'>, now: Date, fresh: boolean): Date | null {
   if (t.type !== 'time_scheduled') return firstOccurrence(t.type, t.config, now);
   const at = firstOccurrence(t.type, t.config, t.created_at);
   const toleranceMs = fresh ? LIMITS.runAtPastToleranceMs : 1000;
@@ -82,7 +85,7 @@ export function triggerRoutes(deps: { db: Db; config: Config; validators: Webhoo
   const r = Router();
 
   r.post('/triggers', async (req, res) => {
-    const body = req.body as { name: string; type: TriggerType; status?: TriggerStatus; config: unknown };
+    const body = req.body as { name: string; type: TriggerType; status?: TriggerStatus; config: unknown; tags?: string[] };
     const now = new Date();
     const cfg = checkedConfig(body.type, body.config, now);
     const row: TriggerRow = {
@@ -95,28 +98,30 @@ export function triggerRoutes(deps: { db: Db; config: Config; validators: Webhoo
       created_at: now,
       updated_at: now,
     };
-    const next = row.status === 'active' ? occurrenceToSchedule(row, now, true) : null;
+    const first = row.status === 'active' ? occurrenceToSchedule(row, now, true) : null;
+    const next = first ? occurrenceAt(row.id, row.type, row.config, first) : null;
+    const tags = body.tags ?? [];
     await db.transaction(async (trx) => {
       await insertTrigger(trx, row);
-      if (next) await insertOccurrences(trx, [{ trigger_id: row.id, fire_at: next }], now);
+      await setTags(trx, row.id, tags);
+      if (next) await insertOccurrences(trx, [{ trigger_id: row.id, ...next }], now);
     });
     res
       .status(201)
       .location(`/api/v1/triggers/${row.id}`)
-      .json(presentTrigger(row, next, config.publicBaseUrl));
+      .json(presentTrigger(row, next?.fire_at, config.publicBaseUrl, tags));
   });
 
   r.get('/triggers', async (req, res) => {
-    const q = req.query as { type?: TriggerType; status?: TriggerStatus; page?: number; limit?: number };
+    const q = req.query as { type?: TriggerType; status?: TriggerStatus; page?: number; limit?: number; tag?: string | string[]; q?: string };
     const page = Number(q.page ?? 1);
     const limit = Number(q.limit ?? 20);
-    const { rows, total } = await listTriggers(db, { type: q.type, status: q.status }, limit, (page - 1) * limit);
-    const next = await nextRuns(
-      db,
-      rows.map((t) => t.id),
-    );
+    const tags = q.tag === undefined ? undefined : [...new Set(Array.isArray(q.tag) ? q.tag : [q.tag])];
+    const { rows, total } = await listTriggers(db, { type: q.type, status: q.status, tags, nameContains: q.q }, limit, (page - 1) * limit);
+    const ids = rows.map((t) => t.id);
+    const [next, tagMap] = await Promise.all([nextRuns(db, ids), tagsOf(db, ids)]);
     res.json({
-      triggers: rows.map((t) => presentTrigger(t, next.get(t.id), config.publicBaseUrl)),
+      triggers: rows.map((t) => presentTrigger(t, next.get(t.id), config.publicBaseUrl, tagMap.get(t.id) ?? [])),
       pagination: { current_page: page, page_size: limit, total_pages: Math.ceil(total / limit), total_records: total },
     });
   });
@@ -124,13 +129,19 @@ export function triggerRoutes(deps: { db: Db; config: Config; validators: Webhoo
   r.get('/triggers/:id', async (req, res) => {
     const t = await getTrigger(db, idParam(req));
     if (!t) throw new ApiError('TRIGGER_NOT_FOUND', `No trigger with id ${idParam(req)}`);
-    const next = await nextRuns(db, [t.id]);
-    res.json(presentTrigger(t, next.get(t.id), config.publicBaseUrl));
+    const [next, tagMap] = await Promise.all([nextRuns(db, [t.id]), tagsOf(db, [t.id])]);
+    res.json(presentTrigger(t, next.get(t.id), config.publicBaseUrl, tagMap.get(t.id) ?? []));
   });
 
   r.put('/triggers/:id', async (req, res) => {
     const id = idParam(req);
-    const body = req.body as { name?: string; type?: TriggerType; status?: TriggerStatus; config?: Record<string, unknown> };
+    const body = req.body as {
+      name?: string;
+      type?: TriggerType;
+      status?: TriggerStatus;
+      config?: Record<string, unknown>;
+      tags?: string[];
+    };
     const now = new Date();
     const updated = await db.transaction(async (trx) => {
       // The row lock serialises concurrent edits of one trigger, so schedule rows follow the last edit.
@@ -167,6 +178,7 @@ export function triggerRoutes(deps: { db: Db; config: Config; validators: Webhoo
         }
       }
       await updateTrigger(trx, id, { name: body.name, status: body.status, config: cfg }, now);
+      if (body.tags !== undefined) await setTags(trx, id, body.tags);
       const after: TriggerRow = {
         ...t,
         name: body.name ?? t.name,
@@ -180,13 +192,13 @@ export function triggerRoutes(deps: { db: Db; config: Config; validators: Webhoo
         // Edits that leave the timing alone keep the pending row (the relay reads the config when it fires).
         await cancelPending(trx, id, now);
         const next = status === 'active' ? occurrenceToSchedule(after, now, timingChanged) : null;
-        if (next) await insertOccurrences(trx, [{ trigger_id: id, fire_at: next }], now);
+        if (next) await insertOccurrences(trx, [{ trigger_id: id, ...occurrenceAt(id, t.type, after.config, next) }], now);
       }
       return after;
     });
     deps.validators.forget(id);
-    const next = await nextRuns(db, [id]);
-    res.json(presentTrigger(updated, next.get(id), config.publicBaseUrl));
+    const [next, tagMap] = await Promise.all([nextRuns(db, [id]), tagsOf(db, [id])]);
+    res.json(presentTrigger(updated, next.get(id), config.publicBaseUrl, tagMap.get(id) ?? []));
   });
 
   r.delete('/triggers/:id', async (req, res) => {

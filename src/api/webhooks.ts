@@ -162,6 +162,26 @@ export function webhookRoutes(deps: { db: Db; config: Config; validators: Webhoo
     const schema = (t.config as WebhookConfig).schema;
     const checked = items.map((payload, index) => ({ index, payload, errors: validators.validate(t.id, t.version, schema, payload) }));
     const valid = checked.filter((c) => c.errors.length === 0);
+    const answerFor = (ids: Map<number, string>) => {
+      const results = checked.map((c) =>
+        c.errors.length === 0
+          ? { index: c.index, status: 'accepted', event_id: ids.get(c.index) }
+          : {
+              index: c.index,
+              status: 'rejected',
+              // A JSON pointer into the request body, like the single route's pointers into its payload.
+              errors: c.errors.map((e) => ({ field: `/events/${c.index}${e.pointer === '/' ? '' : e.pointer}`, message: e.message })),
+            },
+      );
+      const status = valid.length === items.length ? 202 : valid.length === 0 ? 400 : 207;
+      return { status, body: { accepted: valid.length, rejected: items.length - valid.length, results } };
+    };
+    // Nothing accepted: answer without a transaction, so a rejected request leaves no row behind (not even
+    // its Idempotency-Key), as on the single route; the answer depends only on the body anyway.
+    if (valid.length === 0) {
+      const rejected = answerFor(new Map());
+      return void res.status(rejected.status).json(rejected.body);
+    }
     const answer = await idempotent(req, t.id, async (trx) => {
       const now = new Date();
       const ids = new Map<number, string>(valid.map((c) => [c.index, newEventId()]));
@@ -180,18 +200,7 @@ export function webhookRoutes(deps: { db: Db; config: Config; validators: Webhoo
         config.kafkaTopic,
         now,
       );
-      const results = checked.map((c) =>
-        c.errors.length === 0
-          ? { index: c.index, status: 'accepted', event_id: ids.get(c.index) }
-          : {
-              index: c.index,
-              status: 'rejected',
-              // A JSON pointer into the request body, like the single route's pointers into its payload.
-              errors: c.errors.map((e) => ({ field: `/events/${c.index}${e.pointer === '/' ? '' : e.pointer}`, message: e.message })),
-            },
-      );
-      const status = valid.length === items.length ? 202 : valid.length === 0 ? 400 : 207;
-      return { status, body: { accepted: valid.length, rejected: items.length - valid.length, results } };
+      return answerFor(ids);
     });
     res.status(answer.status).json(answer.body);
   });

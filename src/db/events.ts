@@ -262,3 +262,39 @@ export async function updateDeliveryOutcome(
       updated_at: o.now,
     });
 }
+
+export interface ReplayFilter {
+  trigger_id?: string;
+  execution_status?: ExecutionStatus;
+  from?: Date;
+  to?: Date;
+}
+
+/**
+ * One batch of a bulk replay: events of either retention state, oldest first on (fired_at, id), strictly
+ * after `after` (keyset paging, so each batch is a short index range read) and fired before `before` (the
+ * request's start, so the replays the request itself writes are never picked up). With a trigger id,
+ * idx_events_trigger_fired (trigger_id, fired_at, id) serves the range and the order; otherwise
+ * idx_events_fired (fired_at, + the primary key id) does.
+ */
+export async function eventsToReplay(q: Q, f: ReplayFilter, before: Date, after: Cursor | null, limit: number): Promise<EventRow[]> {
+  const index = f.trigger_id ? 'idx_events_trigger_fired' : 'idx_events_fired';
+  const to = f.to && f.to.getTime() < before.getTime() ? f.to : before;
+  const rows = (await q(q.raw('?? FORCE INDEX (??)', ['event_logs', index]))
+    .modify((b) => {
+      if (f.trigger_id) b.where('trigger_id', f.trigger_id);
+      if (f.execution_status) b.where('execution_status', f.execution_status);
+      if (f.from) b.where('fired_at', '>=', f.from);
+      b.where('fired_at', '<', to);
+      if (after)
+        b.where((w) =>
+          w.where('fired_at', '>', after.fired_at).orWhere((w2) => w2.where('fired_at', '=', after.fired_at).andWhere('id', '>', after.id)),
+        );
+    })
+    .orderBy([
+      { column: 'fired_at', order: 'asc' },
+      { column: 'id', order: 'asc' },
+    ])
+    .limit(limit)) as Record<string, unknown>[];
+  return rows.map(fromDb);
+}

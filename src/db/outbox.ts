@@ -10,6 +10,28 @@ export interface OutboxInsert {
   available_at: Date;
 }
 
+let shardCount = 64;
+
+/**
+ * OUTBOX_SHARDS, set once per process at start-up (platform.ts). It is process-wide rather than passed to
+ * every writer of the outbox because every process must agree on it anyway: a row's shard is fixed when
+ * it is written. Changing it needs an empty outbox (stop writers, drain, restart all with the new value).
+ */
+export function configureOutboxShards(n: number): void {
+  shardCount = n;
+}
+
+/** FNV-1a of the message key (the trigger id) mod the shard count: one trigger, one shard. */
+export function shardOf(key: string | null, shards = shardCount): number {
+  let h = 0x811c9dc5;
+  const s = key ?? '';
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h % shards;
+}
+
 export async function insertOutbox(q: Q, rows: OutboxInsert[], now: Date): Promise<void> {
   if (rows.length === 0) return;
   await q('outbox').insert(
@@ -17,9 +39,12 @@ export async function insertOutbox(q: Q, rows: OutboxInsert[], now: Date): Promi
       event_id: r.event_id,
       topic: r.message.topic,
       msg_key: r.message.key,
+      shard: shardOf(r.message.key),
       value: r.message.value,
       headers: JSON.stringify(r.message.headers),
       available_at: r.available_at,
+      // 0 = ready to publish, 2 = waiting for available_at (see promoteDue), 1 = published
+      published: r.available_at.getTime() > now.getTime() ? 2 : 0,
       created_at: now,
     })),
   );
@@ -30,29 +55,84 @@ export interface ClaimedOutbox {
   event_id: string;
   message: OutgoingMessage;
   attempts: number;
+  shard: number;
 }
 
-/**
- * Claims unpublished rows in id order. idx_outbox_claim (published, id) gives the order without a sort;
- * rows not yet available (a delivery retry's future available_at) are filtered after the index lookup and,
- * at READ COMMITTED, their locks are released at once. SKIP LOCKED: relays never wait for each other.
- */
-export async function claimUnpublished(trx: Knex.Transaction, limit: number): Promise<ClaimedOutbox[]> {
-  const [rows] = (await trx.raw(
-    `SELECT id, event_id, topic, msg_key, value, headers, attempts FROM outbox
-      WHERE published = 0 AND available_at <= UTC_TIMESTAMP(3)
-      ORDER BY id
-      LIMIT ? FOR UPDATE SKIP LOCKED`,
-    [limit],
-  )) as [
-    Array<{ id: number; event_id: string; topic: string; msg_key: string | null; value: Buffer; headers: string | null; attempts: number }>,
-  ];
-  return rows.map((r) => ({
+type OutboxDbRow = {
+  id: number;
+  event_id: string;
+  topic: string;
+  msg_key: string | null;
+  shard: number;
+  value: Buffer;
+  headers: string | null;
+  attempts: number;
+};
+
+function fromDb(r: OutboxDbRow): ClaimedOutbox {
+  return {
     id: Number(r.id),
     event_id: r.event_id,
     attempts: r.attempts,
+    shard: Number(r.shard),
     message: { topic: r.topic, key: r.msg_key, value: r.value, headers: parseJson<Record<string, string>>(r.headers) ?? {} },
-  }));
+  };
+}
+
+/**
+ * Claims ready rows in id order. idx_outbox_claim (published, id) gives the order without a sort; rows
+ * that must wait (a delivery retry's future available_at) sit at published = 2 until promoteDue() moves
+ * them, so the claim never walks past them. SKIP LOCKED: relays never wait for each other.
+ */
+export async function claimUnpublished(trx: Knex.Transaction, limit: number): Promise<ClaimedOutbox[]> {
+  const [rows] = (await trx.raw(
+    `SELECT id, event_id, topic, msg_key, shard, value, headers, attempts FROM outbox
+      WHERE published = 0
+      ORDER BY id
+      LIMIT ? FOR UPDATE SKIP LOCKED`,
+    [limit],
+  )) as [OutboxDbRow[]];
+  return rows.map(fromDb);
+}
+
+/**
+ * The ordered claim: only rows of the shards this relay holds a lease on, each shard in id order. Each
+ * pass is one statement, a UNION ALL of one part per shard, each an equality lookup on
+ * idx_outbox_shard_claim (shard, published, id) — no sort, and no row of another relay's shard is read or
+ * locked. No SKIP LOCKED: the lease (verified in this transaction) makes this relay the only claimer of
+ * these rows, and skipping one would let the rows behind it overtake it.
+ *
+ * The batch is shared fairly between shards; budget left unused by quiet shards goes, in a few more
+ * passes, to the shards that filled their share (one hot trigger still gets whole batches). `full` says a
+ * shard had more than it was given, so the caller should claim again at once.
+ */
+export async function claimUnpublishedInShards(
+  trx: Knex.Transaction,
+  limit: number,
+  shards: number[],
+): Promise<{ rows: ClaimedOutbox[]; full: boolean }> {
+  const rows: ClaimedOutbox[] = [];
+  let hot = shards.map((shard) => ({ shard, after: 0 }));
+  for (let pass = 0; pass < 4 && hot.length > 0 && rows.length < limit; pass++) {
+    const quota = Math.max(1, Math.ceil((limit - rows.length) / hot.length));
+    const part = `(SELECT id, event_id, topic, msg_key, shard, value, headers, attempts FROM outbox
+      WHERE shard = ? AND published = 0 AND id > ? ORDER BY id LIMIT ? FOR UPDATE)`;
+    // Only the fixed part text is repeated; shard numbers, positions and limits are bound.
+    const sql = hot.map(() => part).join(' UNION ALL ');
+    const [got] = (await trx.raw(
+      sql,
+      hot.flatMap((h) => [h.shard, h.after, quota]),
+    )) as [OutboxDbRow[]];
+    const claimed = got.map(fromDb);
+    rows.push(...claimed);
+    const next: typeof hot = [];
+    for (const h of hot) {
+      const mine = claimed.filter((r) => r.shard === h.shard);
+      if (mine.length === quota) next.push({ shard: h.shard, after: mine[mine.length - 1].id });
+    }
+    hot = next;
+  }
+  return { rows, full: hot.length > 0 };
 }
 
 export async function markPublished(trx: Knex.Transaction, rows: ClaimedOutbox[], now: Date): Promise<void> {
@@ -74,11 +154,27 @@ export async function markPublished(trx: Knex.Transaction, rows: ClaimedOutbox[]
     });
 }
 
-export async function markFailed(trx: Knex.Transaction, ids: number[], error: string, retryAt: Date): Promise<void> {
+/** Records a failed publish. retryAt null keeps the row where it is (ordered mode: the shard waits instead). */
+export async function markFailed(trx: Knex.Transaction, ids: number[], error: string, retryAt: Date | null): Promise<void> {
   if (ids.length === 0) return;
-  await trx('outbox')
-    .whereIn('id', ids)
-    .update({ attempts: trx.raw('attempts + 1'), last_error: error.slice(0, 2000), available_at: retryAt });
+  const values: Record<string, unknown> = { attempts: trx.raw('attempts + 1'), last_error: error.slice(0, 2000) };
+  if (retryAt) {
+    values.available_at = retryAt;
+    values.published = 2;
+  }
+  await trx('outbox').whereIn('id', ids).update(values);
+}
+
+/**
+ * Moves waiting rows whose time has come into the ready range (published = 0), in bounded batches, via
+ * idx_outbox_waiting (published, available_at). Idempotent: several relays may run it at once.
+ */
+export async function promoteDue(q: Q, limit = 1000): Promise<number> {
+  const [res] = (await q.raw(
+    'UPDATE outbox SET published = 0 WHERE published = 2 AND available_at <= UTC_TIMESTAMP(3) ORDER BY available_at LIMIT ?',
+    [limit],
+  )) as [{ affectedRows: number }];
+  return res.affectedRows;
 }
 
 /** Published rows are history; delete them in small batches (short locks, no long purge). */

@@ -3,22 +3,57 @@ import type { Knex } from 'knex';
 type Q = Knex | Knex.Transaction;
 
 /**
- * Inserts one pending occurrence. The unique key (trigger_id, fire_at) makes computing the same
+ * Inserts pending occurrences. The unique key (trigger_id, fire_at) makes computing the same
  * occurrence twice a no-op; a row cancelled by an earlier edit is revived, a completed one never is
- * (so an occurrence can never fire twice).
+ * (so an occurrence can never fire twice). `scheduled_for` is the nominal time of a jittered occurrence
+ * (null: the same as fire_at).
  */
-export async function insertOccurrences(q: Q, rows: Array<{ trigger_id: string; fire_at: Date }>, now: Date): Promise<void> {
+export async function insertOccurrences(
+  q: Q,
+  rows: Array<{ trigger_id: string; fire_at: Date; scheduled_for?: Date | null }>,
+  now: Date,
+): Promise<void> {
   if (rows.length === 0) return;
-  const placeholders = rows.map(() => "(?, ?, 'pending', ?, ?)").join(',');
-  const bindings = rows.flatMap((r) => [r.trigger_id, r.fire_at, now, now]);
-  // Only "(?, ?, ...)" placeholder groups are put into the text; every value is bound.
-  const sql = `INSERT INTO trigger_schedules (trigger_id, fire_at, status, created_at, updated_at) VALUES ${placeholders}
-     ON DUPLICATE KEY UPDATE status = IF(status = 'cancelled', 'pending', status), updated_at = VALUES(updated_at)`;
+  const placeholders = rows.map(() => "(?, ?, ?, 'pending', ?, ?)").join(',');
+  const bindings = rows.flatMap((r) => [
+    r.trigger_id,
+    r.fire_at,
+    r.scheduled_for && r.scheduled_for.getTime() !== r.fire_at.getTime() ? r.scheduled_for : null,
+    now,
+    now,
+  ]);
+  // Only "(?, ?, ...)" placeholder groups are put into the text; every value is bound. The assignments run
+  // left to right, so scheduled_for is taken over before status flips a cancelled row back to pending.
+  const sql = `INSERT INTO trigger_schedules (trigger_id, fire_at, scheduled_for, status, created_at, updated_at) VALUES ${placeholders}
+     ON DUPLICATE KEY UPDATE scheduled_for = IF(status = 'cancelled', VALUES(scheduled_for), scheduled_for),
+       status = IF(status = 'cancelled', 'pending', status), updated_at = VALUES(updated_at)`;
   await q.raw(sql, bindings);
 }
 
 export async function cancelPending(q: Q, triggerId: string, now: Date): Promise<number> {
   return q('trigger_schedules').where({ trigger_id: triggerId, status: 'pending' }).update({ status: 'cancelled', updated_at: now });
+}
+
+/** cancelPending for many triggers (bulk pause/resume), in statements of at most 1,000 trigger ids. */
+export async function cancelPendingMany(q: Q, triggerIds: string[], now: Date): Promise<number> {
+  let n = 0;
+  for (let i = 0; i < triggerIds.length; i += 1000) {
+    n += await q('trigger_schedules')
+      .whereIn('trigger_id', triggerIds.slice(i, i + 1000))
+      .andWhere('status', 'pending')
+      .update({ status: 'cancelled', updated_at: now });
+  }
+  return n;
+}
+
+/** A trigger's earliest pending occurrence (what the relay fires next), or null. */
+export async function pendingOccurrence(q: Q, triggerId: string): Promise<{ fire_at: Date; scheduled_for: Date } | null> {
+  const row = (await q('trigger_schedules')
+    .select('fire_at', 'scheduled_for')
+    .where({ trigger_id: triggerId, status: 'pending' })
+    .orderBy('fire_at')
+    .first()) as { fire_at: Date; scheduled_for: Date | null } | undefined;
+  return row ? { fire_at: row.fire_at, scheduled_for: row.scheduled_for ?? row.fire_at } : null;
 }
 
 /** The next pending occurrence of each trigger, in one query (no N+1 in list responses). */
@@ -39,6 +74,8 @@ export interface DueRow {
   id: number;
   trigger_id: string;
   fire_at: Date;
+  /** The nominal time of a jittered occurrence; null when it is fire_at itself. */
+  scheduled_for: Date | null;
 }
 
 /**
@@ -51,7 +88,7 @@ export interface DueRow {
  */
 export async function claimDue(trx: Knex.Transaction, limit: number): Promise<DueRow[]> {
   const [rows] = (await trx.raw(
-    `SELECT id, trigger_id, fire_at FROM trigger_schedules
+    `SELECT id, trigger_id, fire_at, scheduled_for FROM trigger_schedules
       WHERE status = 'pending' AND fire_at <= UTC_TIMESTAMP(3)
       ORDER BY fire_at
       LIMIT ? FOR UPDATE SKIP LOCKED`,

@@ -52,13 +52,27 @@ export async function getTriggersByIds(q: Q, ids: string[]): Promise<Map<string,
 export interface TriggerFilter {
   type?: TriggerType;
   status?: TriggerStatus;
+  /** Triggers carrying every one of these tags. */
+  tags?: string[];
+  /** Triggers whose name contains this text (case-insensitive: the column's _ci collation). */
+  nameContains?: string;
 }
 
-/** Newest first; served by idx_triggers_*_created (no filesort). */
+/** A LIKE pattern matching names that contain `text` literally: `%`, `_` and the escape `!` are escaped. */
+export function containsPattern(text: string): string {
+  return `%${text.replace(/[!%_]/g, '!$&')}%`;
+}
+
+/**
+ * Newest first; served by idx_triggers_*_created (no filesort). With tags, see listTriggersByTags. A name
+ * search (`LIKE '%…%'`) can use no index: it filters the rows that walk visits.
+ */
 export async function listTriggers(q: Q, f: TriggerFilter, limit: number, offset: number): Promise<{ rows: TriggerRow[]; total: number }> {
+  if (f.tags && f.tags.length > 0) return listTriggersByTags(q, { ...f, tags: f.tags }, limit, offset);
   const base = q('triggers').modify((b) => {
     if (f.type) b.where('type', f.type);
     if (f.status) b.where('status', f.status);
+    if (f.nameContains) b.whereRaw("name LIKE ? ESCAPE '!'", [containsPattern(f.nameContains)]);
   });
   const [rows, countRow] = await Promise.all([
     base
@@ -90,4 +104,96 @@ export async function updateTrigger(
 export async function deleteTrigger(q: Q, id: string): Promise<boolean> {
   const n = await q('triggers').where({ id }).delete();
   return n > 0;
+}
+
+/**
+ * The FROM/WHERE of "triggers carrying all these tags", driven by the tag index. STRAIGHT_JOIN fixes the
+ * join order: idx_tags_tag (tag, trigger_id) gives the first tag's triggers (ref), each reached by primary
+ * key (eq_ref), each further tag checked by the tags' primary key (eq_ref). Left to itself, the optimizer
+ * may prefer walking all triggers in created_at order to avoid a sort, which on a rare tag reads the whole
+ * table; this way the cost is the number of triggers carrying the first tag (sorted after, by created_at).
+ */
+function byTags(f: TriggerFilter & { tags: string[] }, extra: { ids?: string[] } = {}): { sql: string; bindings: Knex.RawBinding[] } {
+  const [first, ...rest] = f.tags;
+  // Only fixed fragments and "?" placeholders go into the text; every value is bound.
+  let sql = 'FROM trigger_tags g0 STRAIGHT_JOIN triggers t ON t.id = g0.trigger_id';
+  const bindings: Knex.RawBinding[] = [];
+  rest.forEach((tag, i) => {
+    sql += ` STRAIGHT_JOIN trigger_tags g${i + 1} ON g${i + 1}.trigger_id = g0.trigger_id AND g${i + 1}.tag = ?`;
+    bindings.push(tag);
+  });
+  sql += ' WHERE g0.tag = ?';
+  bindings.push(first!);
+  if (f.type) {
+    sql += ' AND t.type = ?';
+    bindings.push(f.type);
+  }
+  if (f.status) {
+    sql += ' AND t.status = ?';
+    bindings.push(f.status);
+  }
+  if (f.nameContains) {
+    sql += " AND t.name LIKE ? ESCAPE '!'";
+    bindings.push(containsPattern(f.nameContains));
+  }
+  if (extra.ids) {
+    sql += ` AND t.id IN (${extra.ids.map(() => '?').join(',')})`;
+    bindings.push(...extra.ids);
+  }
+  return { sql, bindings };
+}
+
+async function listTriggersByTags(
+  q: Q,
+  f: TriggerFilter & { tags: string[] },
+  limit: number,
+  offset: number,
+): Promise<{ rows: TriggerRow[]; total: number }> {
+  const { sql, bindings } = byTags(f);
+  const page = 'SELECT t.* ' + sql + ' ORDER BY t.created_at DESC, t.id DESC LIMIT ? OFFSET ?';
+  const total = 'SELECT COUNT(*) AS n ' + sql;
+  const [[rows], [counts]] = (await Promise.all([q.raw(page, [...bindings, limit, offset]), q.raw(total, bindings)])) as [
+    [Record<string, unknown>[]],
+    [Array<{ n: number }>],
+  ];
+  return { rows: rows.map(fromDb), total: Number(counts[0]?.n ?? 0) };
+}
+
+/** Which triggers a bulk pause/resume acts on: every given filter applies (AND). */
+export interface BulkFilter {
+  tag?: string;
+  type?: TriggerType;
+  ids?: string[];
+}
+
+/**
+ * The triggers matching `f` that are not already in `status`, locked (FOR UPDATE) for the caller's bulk
+ * status change, as PUT locks the one trigger it edits. By tag: the tag index drives (see byTags); by type:
+ * idx_triggers_type_status_created; by ids: the primary key.
+ */
+export async function lockForStatusChange(trx: Knex.Transaction, f: BulkFilter, status: TriggerStatus): Promise<TriggerRow[]> {
+  const other: TriggerStatus = status === 'active' ? 'inactive' : 'active';
+  if (f.tag !== undefined) {
+    const { sql, bindings } = byTags({ tags: [f.tag], type: f.type, status: other }, { ids: f.ids });
+    const select = 'SELECT t.* ' + sql + ' FOR UPDATE';
+    const [rows] = (await trx.raw(select, bindings)) as [Record<string, unknown>[]];
+    return rows.map(fromDb);
+  }
+  const rows = (await trx('triggers')
+    .where('status', other)
+    .modify((b) => {
+      if (f.type) b.where('type', f.type);
+      if (f.ids) b.whereIn('id', f.ids);
+    })
+    .forUpdate()) as Record<string, unknown>[];
+  return rows.map(fromDb);
+}
+
+/** Sets the status of many triggers (as updateTrigger does for one), in statements of at most 1,000 ids. */
+export async function setStatus(trx: Knex.Transaction, ids: string[], status: TriggerStatus, now: Date): Promise<void> {
+  for (let i = 0; i < ids.length; i += 1000) {
+    await trx('triggers')
+      .whereIn('id', ids.slice(i, i + 1000))
+      .update({ status, updated_at: now, version: trx.raw('version + 1') });
+  }
 }

@@ -4,7 +4,8 @@ import type { Lifecycle } from '../events';
 import type { EventProducer } from '../kafka/producer';
 import { coerceError } from '../logger';
 import { backoffMs, WakeableDelay, withDbRetry } from '../util';
-import { fireDue, publishOutbox, sweep } from './steps';
+import { ShardLeases } from './leases';
+import { fireDue, publishOutbox, sweep, type Ordering } from './steps';
 
 type Step = () => Promise<{ full: boolean; nextInMs?: number }>;
 
@@ -17,14 +18,27 @@ type Step = () => Promise<{ full: boolean; nextInMs?: number }>;
 export class Relay {
   private stopping = false;
   private loops: Promise<void>[] = [];
-  private readonly delays = { schedules: new WakeableDelay(), outbox: new WakeableDelay(), sweep: new WakeableDelay() };
+  private readonly delays = {
+    schedules: new WakeableDelay(),
+    outbox: new WakeableDelay(),
+    sweep: new WakeableDelay(),
+    leases: new WakeableDelay(),
+  };
+  private ordering: Ordering | undefined;
   private stopped: Promise<void> | null = null;
 
   constructor(private readonly deps: { db: Db; producer: EventProducer; config: Config; events: Lifecycle }) {}
 
-  start(): void {
+  async start(): Promise<void> {
     const { db, producer, config, events } = this.deps;
     const idleMs = config.schedulerIntervalMs;
+    if (config.outboxOrdering) {
+      const leases = new ShardLeases(db, config.outboxShards, config.relayLeaseMs);
+      await withDbRetry(() => leases.init());
+      await withDbRetry(() => leases.refresh());
+      this.ordering = { leases, blockedUntil: new Map(), failures: new Map() };
+    }
+    const ordering = this.ordering;
     this.loops = [
       this.loop('schedules', this.delays.schedules, idleMs, async () => {
         const r = await withDbRetry(() => fireDue(db, config, events));
@@ -32,10 +46,20 @@ export class Relay {
         return r;
       }),
       this.loop('outbox', this.delays.outbox, Math.min(idleMs, config.outboxPollIntervalMs), () =>
-        publishOutbox(db, producer, config, events),
+        publishOutbox(db, producer, config, events, ordering),
       ),
       this.loop('sweep', this.delays.sweep, config.retentionSweepIntervalMs, () => withDbRetry(() => sweep(db, config, events))),
     ];
+    if (ordering) {
+      // Renew well inside the lease time, so a live relay never loses a shard to a slow tick.
+      const every = Math.max(100, Math.floor(config.relayLeaseMs / 4));
+      this.loops.push(
+        this.loop('leases', this.delays.leases, every, async () => {
+          await ordering.leases.refresh();
+          return { full: false };
+        }),
+      );
+    }
   }
 
   /** Lets an API in the same process signal "there is something to publish". */
@@ -69,7 +93,10 @@ export class Relay {
     if (this.stopped) return this.stopped;
     this.stopping = true;
     Object.values(this.delays).forEach((d) => d.wake());
-    this.stopped = Promise.all(this.loops).then(() => undefined);
+    this.stopped = Promise.all(this.loops).then(async () => {
+      // Hand our shards over at once rather than making the others wait for the leases to expire.
+      await this.ordering?.leases.release().catch(() => undefined);
+    });
     return this.stopped;
   }
 }

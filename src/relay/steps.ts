@@ -3,14 +3,15 @@ import type { Db } from '../db/knex';
 import { recordEvents } from '../db/fire';
 import { claimDue, earliestPending, insertOccurrences, markDone, deleteFinishedBefore } from '../db/schedules';
 import { getTriggersByIds } from '../db/triggers';
-import { claimUnpublished, deletePublished, markFailed, markPublished } from '../db/outbox';
+import { claimUnpublished, claimUnpublishedInShards, deletePublished, markFailed, markPublished, promoteDue } from '../db/outbox';
 import { archiveBefore, deleteBefore, type EventInsert } from '../db/events';
 import { deleteKeysBefore } from '../db/idempotency';
 import type { Lifecycle } from '../events';
 import type { EventProducer } from '../kafka/producer';
 import { scheduledEventId } from '../triggers/event-id';
-import { planDue } from '../triggers/schedule';
-import { backoffMs } from '../util';
+import { planOccurrence, type Occurrence } from '../triggers/schedule';
+import { backoffMs, withDbRetry } from '../util';
+import type { ShardLeases } from './leases';
 
 /**
  * Step 1: fire due schedules. One short READ COMMITTED transaction per batch:
@@ -26,7 +27,8 @@ export async function fireDue(db: Db, config: Config, events: Lifecycle): Promis
     const triggers = await getTriggersByIds(trx, [...new Set(due.map((d) => d.trigger_id))]);
     const now = new Date();
     const toLog: EventInsert[] = [];
-    const next: Array<{ trigger_id: string; fire_at: Date }> = [];
+    const next: Array<{ trigger_id: string } & Occurrence> = [];
+    const plannedAt = new Map<string, Date>(); // event id → the (jittered) instant it was due, for the lag
     const completed: number[] = [];
     const cancelled: number[] = [];
     for (const row of due) {
@@ -36,8 +38,10 @@ export async function fireDue(db: Db, config: Config, events: Lifecycle): Promis
         cancelled.push(row.id);
         continue;
       }
-      const plan = planDue(t.type, t.config, row.fire_at, now, config.misfireGraceSeconds * 1000);
-      for (const at of plan.fire) {
+      // Jitter: the row's fire_at may lie after its nominal scheduled_for, which names the event.
+      const plan = planOccurrence(t.id, t.type, t.config, row, now, config.misfireGraceSeconds * 1000);
+      for (const { scheduled_for: at, fire_at } of plan.fire) {
+        plannedAt.set(scheduledEventId(t.id, at), fire_at);
         toLog.push({
           id: scheduledEventId(t.id, at),
           trigger_id: t.id,
@@ -49,14 +53,14 @@ export async function fireDue(db: Db, config: Config, events: Lifecycle): Promis
           fired_at: now,
         });
       }
-      if (plan.next) next.push({ trigger_id: t.id, fire_at: plan.next });
+      if (plan.next) next.push({ trigger_id: t.id, ...plan.next });
       completed.push(row.id);
     }
     const inserted = await recordEvents(trx, toLog, config.kafkaTopic, now);
     await markDone(trx, completed, 'completed', now);
     await markDone(trx, cancelled, 'cancelled', now);
     await insertOccurrences(trx, next, now);
-    const lags = toLog.filter((e) => inserted.has(e.id)).map((e) => (now.getTime() - (e.scheduled_for as Date).getTime()) / 1000);
+    const lags = toLog.filter((e) => inserted.has(e.id)).map((e) => (now.getTime() - plannedAt.get(e.id)!.getTime()) / 1000);
     return { claimed: due.length, fired: inserted.size, lags };
   });
   if (result.claimed > 0) {
@@ -69,27 +73,71 @@ export async function fireDue(db: Db, config: Config, events: Lifecycle): Promis
   return { full, fired: result.fired, nextInMs: earliest ? earliest.getTime() - Date.now() : undefined };
 }
 
+/** Ordered mode's state: the relay's shard leases, and shards waiting after a failed publish of their head. */
+export interface Ordering {
+  leases: ShardLeases;
+  blockedUntil: Map<number, number>;
+  failures: Map<number, number>;
+}
+
 let consecutivePublishFailures = 0;
+let lastPromoteMs = 0;
+const PROMOTE_EVERY_MS = 100;
 
 /**
  * Step 2: publish the outbox. Claim (SKIP LOCKED, id order) → produce all → await every delivery report →
  * mark the delivered ones published and the failed ones retried later → commit. Nothing is dropped: a row
  * leaves the backlog only in the commit that follows its successful delivery report. A crash between the
  * report and the commit re-publishes the batch (at-least-once; consumers drop duplicates by event id).
+ *
+ * With `ordering` (OUTBOX_ORDERING=on) only rows of shards this relay leases are claimed, the leases are
+ * verified with their rows locked in the same transaction, and a failed row keeps its place: its shard
+ * (only its shard) waits with back-off and retries from that row, so nothing behind it overtakes it.
  */
-export async function publishOutbox(db: Db, producer: EventProducer, config: Config, events: Lifecycle): Promise<{ full: boolean }> {
+export async function publishOutbox(
+  db: Db,
+  producer: EventProducer,
+  config: Config,
+  events: Lifecycle,
+  ordering?: Ordering,
+): Promise<{ full: boolean }> {
+  if (Date.now() - lastPromoteMs >= PROMOTE_EVERY_MS) {
+    lastPromoteMs = Date.now();
+    await withDbRetry(() => promoteDue(db));
+  }
   const r = await db.transaction(async (trx) => {
-    const rows = await claimUnpublished(trx, config.relayBatchSize);
-    if (rows.length === 0) return { claimed: 0, ok: 0, failed: 0, error: '' };
+    let rows;
+    let full: boolean;
+    if (ordering) {
+      const now = Date.now();
+      const wanted = ordering.leases.owned().filter((s) => (ordering.blockedUntil.get(s) ?? 0) <= now);
+      const shards = await ordering.leases.verify(trx, wanted);
+      ({ rows, full } = await claimUnpublishedInShards(trx, config.relayBatchSize, shards));
+    } else {
+      rows = await claimUnpublished(trx, config.relayBatchSize);
+      full = rows.length >= config.relayBatchSize;
+    }
+    if (rows.length === 0) return { claimed: 0, ok: 0, failed: 0, error: '', full: false };
     const outcomes = await producer.publish(rows.map((row) => row.message));
     const ok = rows.filter((_, i) => outcomes[i] === null);
     const failed = rows.filter((_, i) => outcomes[i] !== null);
     const now = new Date();
-    await markPublished(trx, ok, now);
     const firstError = outcomes.find((o) => o !== null)?.message ?? '';
+    if (ordering) {
+      // A failed row keeps its place and only its shard waits. Rows of the same trigger behind it cannot
+      // have been delivered (the idempotent producer fails a partition's queue in order), so nothing of
+      // that trigger overtakes it; other triggers' delivered rows are marked as usual.
+      for (const shard of new Set(failed.map((f) => f.shard))) {
+        const n = (ordering.failures.get(shard) ?? 0) + 1;
+        ordering.failures.set(shard, n);
+        ordering.blockedUntil.set(shard, Date.now() + 200 + backoffMs(n, 500, 15_000));
+      }
+      for (const row of ok) ordering.failures.delete(row.shard);
+    }
+    await markPublished(trx, ok, now);
     if (failed.length > 0) {
       consecutivePublishFailures++;
-      const retryAt = new Date(now.getTime() + 500 + backoffMs(consecutivePublishFailures, 500, 15_000));
+      const retryAt = ordering ? null : new Date(now.getTime() + 500 + backoffMs(consecutivePublishFailures, 500, 15_000));
       await markFailed(
         trx,
         failed.map((f) => f.id),
@@ -99,15 +147,16 @@ export async function publishOutbox(db: Db, producer: EventProducer, config: Con
     } else {
       consecutivePublishFailures = 0;
     }
-    return { claimed: rows.length, ok: ok.length, failed: failed.length, error: firstError };
+    return { claimed: rows.length, ok: ok.length, failed: failed.length, error: firstError, full };
   });
   if (r.claimed > 0) events.emitEvent('relay:claimed', { kind: 'outbox', count: r.claimed });
   if (r.ok > 0) events.emitEvent('relay:published', { count: r.ok });
   if (r.failed > 0) {
     events.emitEvent('relay:publish_failed', { count: r.failed, error: r.error });
-    throw new Error(`kafka publish failed for ${r.failed} rows: ${r.error}`);
+    // Unordered: the whole loop backs off. Ordered: only the failed shards wait; the others go on.
+    if (!ordering) throw new Error(`kafka publish failed for ${r.failed} rows: ${r.error}`);
   }
-  return { full: r.claimed >= config.relayBatchSize };
+  return { full: r.full };
 }
 
 const SWEEP_BATCH = 1000;

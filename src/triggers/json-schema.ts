@@ -18,15 +18,41 @@
  *   `examples`.
  * - remote `$ref`s are never fetched: ajv has no `loadSchema`, so compiling one fails with ajv's
  *   "can't resolve reference" message.
+ * - `uniqueItems: true` is refused unless `items` has only scalar types (ajv then checks with a hash, in
+ *   linear time) or `maxItems` is at most MAX_UNIQUE_ITEMS: otherwise ajv compares items pairwise, and a
+ *   1 MiB body of distinct objects costs minutes of CPU (20,000 items took 4.5 s).
+ *
+ * Matching is bounded too, whatever the pattern: `pattern`, `patternProperties` and `propertyNames`
+ * patterns run on RE2 (re2js, a pure-JS port of RE2) through ajv's `code.regExp` option, so a payload
+ * string is matched in time linear in its length. The heuristic above only catches exponential cases;
+ * polynomial ones like `\d+\d+\d+x` are just as fatal on a 1 MiB string with a backtracking engine.
+ * Native `re2` needs a native build; cutting strings short before matching would change what a pattern
+ * means. The price: RE2 has no lookaround or backreferences, so such a pattern is refused when the
+ * trigger is saved (with RE2's message), and `\s` means ASCII space characters only. The heuristic stays
+ * as well, so saved patterns remain safe for receivers that re-validate with a backtracking engine.
+ * No static rule bounds the rest: nested in-place applicators (`anyOf`/`$ref` within each other) make
+ * the work exponential in the schema's nesting or the payload's depth, and `allErrors` keeps every failed
+ * branch's errors. So compiling, and validating with a schema that uses such keywords, run under a
+ * wall-clock bound (COMPILE_TIMEOUT_MS, VALIDATE_TIMEOUT_MS; see `bounded`): a schema too costly for a
+ * payload rejects that payload with an error saying so. At most MAX_REPORTED_ERRORS errors are reported.
  */
+import vm from 'node:vm';
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
 import Ajv2019 from 'ajv/dist/2019';
 import Ajv2020 from 'ajv/dist/2020';
 import addFormats from 'ajv-formats';
+import type { RegExpEngine } from 'ajv/dist/types';
+import { RE2JS } from 're2js';
 
 export const MAX_SCHEMA_BYTES = 64 * 1024;
 export const MAX_SCHEMA_DEPTH = 32;
 export const MAX_PATTERN_LENGTH = 1024;
+export const MAX_UNIQUE_ITEMS = 100;
+/** Wall-clock bounds on compiling a schema and on validating one payload (see `bounded`). */
+export const COMPILE_TIMEOUT_MS = 1000;
+export const VALIDATE_TIMEOUT_MS = 500;
+/** A payload failing everywhere would otherwise answer with one error per value (a 1 MiB body, 300k errors). */
+export const MAX_REPORTED_ERRORS = 100;
 
 export interface SchemaError {
   pointer: string;
@@ -39,7 +65,26 @@ export type CompiledSchema = { ok: true; validate: SchemaValidate } | { ok: fals
 
 type AjvLike = Pick<Ajv, 'compile' | 'removeSchema'>;
 
-const ajvOptions = { allErrors: true, strict: false, logger: false as const };
+/** ajv's regex engine: RE2, linear-time (see the file comment). JS syntax errors keep JS's message. */
+const re2Engine: RegExpEngine = Object.assign(
+  (pattern: string, u: string) => {
+    new RegExp(pattern, u); // throws "Invalid regular expression: …" for what is not a regex at all
+    let re: RE2JS;
+    try {
+      re = RE2JS.compile(RE2JS.translateRegExp(pattern));
+    } catch (e) {
+      throw new Error(
+        `pattern ${JSON.stringify(pattern)} is not supported (${e instanceof Error ? e.message : String(e)}); patterns are matched with RE2: no lookaround or backreferences`,
+        { cause: e },
+      );
+    }
+    // ajv caches compiled patterns by their toString(): it must tell patterns apart.
+    return { test: (s: string) => re.test(s), toString: () => `re2:${pattern}` };
+  },
+  { code: 're2Engine' },
+);
+
+const ajvOptions = { allErrors: true, strict: false, logger: false as const, code: { regExp: re2Engine } };
 let instances: { draft07: AjvLike; draft2019: AjvLike; draft2020: AjvLike } | undefined;
 
 function ajvFor(schema: unknown): AjvLike {
@@ -88,7 +133,9 @@ export function compileWebhookSchema(schema: unknown): CompiledSchema {
   const ajv = ajvFor(schema);
   let fn: ValidateFunction;
   try {
-    fn = ajv.compile(schema as object | boolean);
+    const compiled = bounded(() => ajv.compile(schema as object | boolean), COMPILE_TIMEOUT_MS);
+    if (!compiled.ok) return { ok: false, message: `schema is too costly to compile (${compiled.why}); simplify it` };
+    fn = compiled.value;
   } catch (e) {
     return { ok: false, message: e instanceof Error ? e.message : String(e) };
   } finally {
@@ -100,11 +147,80 @@ export function compileWebhookSchema(schema: unknown): CompiledSchema {
       /* nothing cached */
     }
   }
+  const guarded = usesCostlyKeywords(schema);
   const validate: SchemaValidate = (data) => {
-    if (fn(data)) return { valid: true };
-    return { valid: false, errors: (fn.errors ?? []).map(toSchemaError) };
+    const run = guarded ? bounded(() => fn(data), VALIDATE_TIMEOUT_MS) : { ok: true as const, value: fn(data) };
+    if (!run.ok) {
+      return {
+        valid: false,
+        errors: [{ pointer: '/', message: `the trigger's schema is too costly for this payload (${run.why}); validation was stopped` }],
+      };
+    }
+    if (run.value) return { valid: true };
+    return { valid: false, errors: (fn.errors ?? []).slice(0, MAX_REPORTED_ERRORS).map(toSchemaError) };
   };
   return { ok: true, validate };
+}
+
+/**
+ * Keywords that make validation cost more than one pass over the payload: in-place applicators (each
+ * `$ref`/`anyOf` inside another multiplies the work on the same value, so a 1.7 kB schema of 22 nested
+ * `anyOf: [{$ref}, {$ref}]` costs 4M evaluations and 2 GB per request), pairwise comparisons and scans.
+ */
+const COSTLY_KEYWORDS = new Set([
+  '$ref',
+  '$dynamicRef',
+  '$recursiveRef',
+  'allOf',
+  'anyOf',
+  'oneOf',
+  'not',
+  'if',
+  'dependentSchemas',
+  'dependencies',
+  'contains',
+  'uniqueItems',
+  'enum',
+  'unevaluatedProperties',
+  'unevaluatedItems',
+]);
+
+function usesCostlyKeywords(schema: unknown): boolean {
+  const stack: unknown[] = [schema];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (Array.isArray(v)) stack.push(...v);
+    else if (isPlainObject(v)) {
+      for (const [key, child] of Object.entries(v)) {
+        if (COSTLY_KEYWORDS.has(key)) return true;
+        if (!DATA_KEYWORDS.has(key)) stack.push(child);
+      }
+    }
+  }
+  return false;
+}
+
+/**
+ * Calls `fn` under a wall-clock bound. vm's `timeout` makes V8 terminate whatever JavaScript runs when
+ * time is up — here, ajv's generated code — so a costly schema costs at most `timeoutMs` of one core per
+ * request, and the memory it can allocate in that time, instead of hanging or crashing the process. A
+ * stack overflow (a schema that recurses on the same value, such as `{"$ref": "#"}`) is stopped the same
+ * way. The bound costs ~0.1 ms per call (a watchdog thread), so schemas without costly keywords skip it.
+ */
+const sandbox = vm.createContext({ fn: null as unknown });
+const callFn = new vm.Script('fn()');
+
+function bounded<T>(fn: () => T, timeoutMs: number): { ok: true; value: T } | { ok: false; why: string } {
+  sandbox.fn = fn;
+  try {
+    return { ok: true, value: callFn.runInContext(sandbox, { timeout: timeoutMs }) as T };
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ERR_SCRIPT_EXECUTION_TIMEOUT') return { ok: false, why: `over ${timeoutMs} ms` };
+    if (e instanceof RangeError) return { ok: false, why: 'unbounded recursion' };
+    throw e;
+  } finally {
+    sandbox.fn = null;
+  }
 }
 
 function escapePointerToken(token: string): string {
@@ -152,6 +268,9 @@ function findUnsafePattern(schema: unknown): string | null {
       continue;
     }
     if (!isPlainObject(v)) continue;
+    if (v.uniqueItems === true && !scalarItems(v.items) && !(typeof v.maxItems === 'number' && v.maxItems <= MAX_UNIQUE_ITEMS)) {
+      return `uniqueItems needs "items" of scalar types (string, number, integer, boolean, null) or "maxItems" of at most ${MAX_UNIQUE_ITEMS}`;
+    }
     for (const [key, child] of Object.entries(v)) {
       if (DATA_KEYWORDS.has(key)) continue;
       if (key === 'pattern' && typeof child === 'string') {
@@ -168,6 +287,16 @@ function findUnsafePattern(schema: unknown): string | null {
     }
   }
   return null;
+}
+
+const SCALAR_TYPES = new Set(['string', 'number', 'integer', 'boolean', 'null']);
+
+/** `items` declares only scalar types, so ajv can check uniqueness with a hash. */
+function scalarItems(items: unknown): boolean {
+  if (!isPlainObject(items)) return false;
+  const t = items.type;
+  const types = Array.isArray(t) ? t : [t];
+  return types.length > 0 && types.every((x) => typeof x === 'string' && SCALAR_TYPES.has(x));
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -17,8 +17,9 @@
  *   inside a gap do not exist and are skipped, and the repeated hour fires on both passes.
  *   This is croner's own behaviour with `fixedTimeRule: 'no-wildcard'`; no wrapper is needed.
  */
+import { createHash } from 'node:crypto';
 import { Cron, type CronOptions } from 'croner';
-import type { CronConfig, IntervalConfig, MisfirePolicy, TimeConfig, TriggerConfig, TriggerType } from './types';
+import type { CronConfig, IntervalConfig, MisfirePolicy, RecurringOptions, TimeConfig, TriggerConfig, TriggerType } from './types';
 
 const SECOND_MS = 1000;
 const DAY_MS = 86_400_000;
@@ -255,6 +256,26 @@ function intervalAnchor(config: IntervalConfig): number | null {
   return d ? ceilToSecond(d.getTime()) : null;
 }
 
+/**
+ * The window of a recurring trigger in ms: nothing fires before `start` or after `end` (null: open).
+ * For intervals `start_at` is the grid anchor too (see intervalAnchor); for cron it only bounds it.
+ */
+function windowOf(type: TriggerType, config: TriggerConfig): { start: number | null; end: number | null } {
+  if (type !== 'cron_scheduled' && type !== 'interval_scheduled') return { start: null, end: null };
+  const c = config as RecurringOptions & { timezone?: string };
+  const read = (v: string | undefined) => {
+    if (v === undefined) return null;
+    const d = parseLocalDateTime(v, c.timezone ?? 'UTC');
+    return d ? d.getTime() : null;
+  };
+  return { start: read(c.start_at), end: read(c.end_at) };
+}
+
+/** `d`, or null when it is past the window's end. */
+function inWindow(d: Date | null, end: number | null): Date | null {
+  return d !== null && end !== null && d.getTime() > end ? null : d;
+}
+
 function timeOccurrence(config: TimeConfig, now: Date): Date | null {
   if (config.run_at !== undefined) {
     const d = parseLocalDateTime(config.run_at, config.timezone ?? 'UTC');
@@ -284,7 +305,10 @@ export function firstOccurrence(type: TriggerType, config: TriggerConfig, now: D
       return timeOccurrence(config as TimeConfig, now);
     case 'cron_scheduled': {
       const cron = cronOf(config as CronConfig);
-      return cron ? cronNext(cron, now) : null;
+      const { start, end } = windowOf(type, config);
+      // croner steps whole seconds from the floor of its argument, so start - 1 ms lets start itself count.
+      const after = start !== null && start - 1 > now.getTime() ? new Date(start - 1) : now;
+      return cron ? inWindow(cronNext(cron, after), end) : null;
     }
     case 'interval_scheduled': {
       const cfg = config as IntervalConfig;
@@ -292,12 +316,13 @@ export function firstOccurrence(type: TriggerType, config: TriggerConfig, now: D
       if (Number.isNaN(step)) return null;
       const anchor = intervalAnchor(cfg);
       const t = now.getTime();
+      const { end } = windowOf(type, config);
       if (anchor === null) {
         if (cfg.start_at !== undefined) return null; // unparseable start_at
-        return new Date(ceilToSecond(t) + step);
+        return inWindow(new Date(ceilToSecond(t) + step), end);
       }
-      if (anchor >= t) return new Date(anchor);
-      return new Date(anchor + Math.ceil((t - anchor) / step) * step);
+      if (anchor >= t) return inWindow(new Date(anchor), end);
+      return inWindow(new Date(anchor + Math.ceil((t - anchor) / step) * step), end);
     }
     default:
       return null;
@@ -307,17 +332,18 @@ export function firstOccurrence(type: TriggerType, config: TriggerConfig, now: D
 /**
  * The occurrence after a *scheduled* one (not after "now", so a late relay never makes the grid drift).
  * time_scheduled and webhook: null. cron: croner's next run strictly after `previousScheduled`, in the
- * trigger's timezone. interval: `previousScheduled + interval_seconds`.
+ * trigger's timezone. interval: `previousScheduled + interval_seconds`. Null past the window's `end_at`.
  */
 export function nextOccurrence(type: TriggerType, config: TriggerConfig, previousScheduled: Date): Date | null {
+  const { end } = windowOf(type, config);
   switch (type) {
     case 'cron_scheduled': {
       const cron = cronOf(config as CronConfig);
-      return cron ? cronNext(cron, previousScheduled) : null;
+      return cron ? inWindow(cronNext(cron, previousScheduled), end) : null;
     }
     case 'interval_scheduled': {
       const step = intervalMs(config as IntervalConfig);
-      return Number.isNaN(step) ? null : new Date(previousScheduled.getTime() + step);
+      return Number.isNaN(step) ? null : inWindow(new Date(previousScheduled.getTime() + step), end);
     }
     default:
       return null;
@@ -325,7 +351,8 @@ export function nextOccurrence(type: TriggerType, config: TriggerConfig, previou
 }
 
 /**
- * The next `count` occurrences strictly after `from` (count is clamped to 0..MAX_UPCOMING).
+ * The next `count` nominal occurrences strictly after `from` (count is clamped to 0..MAX_UPCOMING), inside
+ * the window (`start_at`, `end_at`).
  * time_scheduled: [run_at] if it is after `from` (with `delay_seconds`: [from + delay], i.e. as if created
  * at `from`); webhook: []. interval without `start_at`: as if created at `from`.
  */
@@ -342,9 +369,10 @@ export function upcoming(type: TriggerType, config: TriggerConfig, from: Date, c
     case 'cron_scheduled': {
       const cron = cronOf(config as CronConfig);
       if (!cron) return out;
-      let cursor = from;
+      const { start, end } = windowOf(type, config);
+      let cursor = start !== null && start - 1 > from.getTime() ? new Date(start - 1) : from;
       while (out.length < n) {
-        const d = cronNext(cron, cursor);
+        const d = inWindow(cronNext(cron, cursor), end);
         if (d === null) break;
         out.push(d);
         cursor = d;
@@ -366,7 +394,8 @@ export function upcoming(type: TriggerType, config: TriggerConfig, from: Date, c
       } else {
         first = anchor + (Math.floor((t - anchor) / step) + 1) * step;
       }
-      for (let i = 0; i < n; i++) out.push(new Date(first + i * step));
+      const { end } = windowOf(type, config);
+      for (let i = 0; i < n && (end === null || first + i * step <= end); i++) out.push(new Date(first + i * step));
       return out;
     }
     default:
@@ -398,6 +427,9 @@ export interface DuePlan {
  *   - skip: fire the latest due occurrence only if now - latest <= graceMs; next = first occurrence > now.
  *   - fire_all: fire the most recent min(count, max_backfill) due occurrences, ascending; next = first > now.
  *
+ * Windows: an occurrence after `end_at` is never due (a relay back after the window's end fires at most the
+ * occurrences inside it, by the policy), and `next` is null past `end_at`.
+ *
  * `skip` applies its grace to a single late occurrence too: a daily job missed by five hours is as missed
  * as an hourly job missed five times. So `graceMs` must cover normal relay latency (poll interval + claim
  * time), or an on-time-but-polled-late occurrence would be skipped.
@@ -417,6 +449,10 @@ export function planDue(type: TriggerType, config: TriggerConfig, dueAt: Date, n
   const nowMs = Math.max(now.getTime(), dueAt.getTime());
   const grace = Number.isFinite(graceMs) ? Math.max(0, graceMs) : 0;
   const want = policy === 'fire_all' ? backfill : 1;
+  // Past `end_at` nothing is due: occurrences are looked for up to the window's end only.
+  const { end } = windowOf(type, config);
+  if (end !== null && dueAt.getTime() > end) return { fire: [], next: null };
+  const horizon = end !== null ? Math.min(nowMs, end) : nowMs;
 
   let due: number[]; // ascending, the most recent `want` due occurrences
   let next: Date | null;
@@ -425,7 +461,7 @@ export function planDue(type: TriggerType, config: TriggerConfig, dueAt: Date, n
     const step = intervalMs(cfg as IntervalConfig);
     if (Number.isNaN(step)) return { fire: [dueAt], next: null };
     const d0 = dueAt.getTime();
-    const last = Math.floor((nowMs - d0) / step); // index of the latest due occurrence
+    const last = Math.floor((horizon - d0) / step); // index of the latest due occurrence
     due = [];
     for (let k = Math.max(0, last - want + 1); k <= last; k++) due.push(d0 + k * step);
     next = new Date(d0 + (last + 1) * step);
@@ -433,11 +469,11 @@ export function planDue(type: TriggerType, config: TriggerConfig, dueAt: Date, n
     const cron = cronOf(cfg as CronConfig);
     if (!cron) return { fire: [dueAt], next: null };
     const after = cronNext(cron, dueAt);
-    if (after === null || after.getTime() > nowMs) {
+    if (after === null || after.getTime() > horizon) {
       due = [dueAt.getTime()];
       next = after;
     } else {
-      ({ due, next } = cronLatestDue(cron, dueAt.getTime(), nowMs, want));
+      ({ due, next } = cronLatestDue(cron, dueAt.getTime(), horizon, want));
     }
   } else {
     return { fire: [], next: null };
@@ -448,7 +484,7 @@ export function planDue(type: TriggerType, config: TriggerConfig, dueAt: Date, n
   if (policy === 'skip') fire = nowMs - latest <= grace ? [latest] : [];
   else if (policy === 'fire_all') fire = due;
   else fire = [latest];
-  return { fire: fire.map((t) => new Date(t)), next };
+  return { fire: fire.map((t) => new Date(t)), next: inWindow(next, end) };
 }
 
 /**
@@ -485,4 +521,110 @@ function cronWalkForward(cron: Cron, dueAt: number, nowMs: number, want: number)
   }
   // Cap reached: resume from the last occurrence found; the relay claims it again immediately.
   return { due, next: cronNext(cron, cursor) };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Jitter, runs and local times
+// ---------------------------------------------------------------------------------------------------------
+
+/** One occurrence: its nominal time (the event's `scheduled_for`, and its id's name) and when it fires. */
+export interface Occurrence {
+  scheduled_for: Date;
+  fire_at: Date;
+}
+
+/** A uniform number in [0, 1) from (trigger id, nominal instant): the same inputs always give the same number. */
+function jitterFraction(triggerId: string, nominal: Date): number {
+  const h = createHash('sha256').update(`${triggerId}|${nominal.toISOString()}`).digest();
+  return h.readUIntBE(0, 6) / 2 ** 48;
+}
+
+/**
+ * When the occurrence nominally at `nominal` fires: `nominal` plus a whole number of seconds in
+ * [0, jitter_seconds], derived from (trigger id, nominal time) alone, so the relay, the upcoming view and a
+ * recomputation after a crash all get the same instant, and thousands of `0 * * * *` triggers spread evenly
+ * over the window. The window is narrowed so that an occurrence always fires before the next occurrence's
+ * nominal time (occurrences keep their order, and two of one trigger never share a fire_at) and never after
+ * `end_at`. Without jitter, for other types, or without a trigger id (an unsaved preview): `nominal`.
+ */
+export function jitteredFireAt(triggerId: string | null, type: TriggerType, config: TriggerConfig, nominal: Date): Date {
+  const jitter = (config as RecurringOptions).jitter_seconds ?? 0;
+  if (triggerId === null || !(jitter > 0) || (type !== 'cron_scheduled' && type !== 'interval_scheduled')) return nominal;
+  const t = nominal.getTime();
+  let maxSeconds = Math.floor(jitter);
+  const next = nextOccurrence(type, config, nominal);
+  if (next !== null) maxSeconds = Math.min(maxSeconds, Math.ceil((next.getTime() - t) / SECOND_MS) - 1);
+  const { end } = windowOf(type, config);
+  if (end !== null) maxSeconds = Math.min(maxSeconds, Math.floor((end - t) / SECOND_MS));
+  if (maxSeconds <= 0) return nominal;
+  return new Date(t + Math.floor(jitterFraction(triggerId, nominal) * (maxSeconds + 1)) * SECOND_MS);
+}
+
+/** The occurrence nominally at `nominal`, with its (jittered) fire_at. */
+export function occurrenceAt(triggerId: string | null, type: TriggerType, config: TriggerConfig, nominal: Date): Occurrence {
+  return { scheduled_for: nominal, fire_at: jitteredFireAt(triggerId, type, config, nominal) };
+}
+
+/**
+ * planDue for a claimed schedule row, which may be jittered. Lateness is counted from the row's fire_at (its
+ * planned instant), not from its nominal time: a row jittered by 40 minutes and claimed on time is on time,
+ * so the misfire rules see `now - (fire_at - nominal)`. The occurrences to fire carry their nominal times
+ * (the events' scheduled_for and ids come from them) and their planned instants (for the lag metric); the
+ * next occurrence comes with its own jittered fire_at.
+ */
+export function planOccurrence(
+  triggerId: string,
+  type: TriggerType,
+  config: TriggerConfig,
+  row: { fire_at: Date; scheduled_for?: Date | null },
+  now: Date,
+  graceMs: number,
+): { fire: Occurrence[]; next: Occurrence | null } {
+  const nominal = row.scheduled_for ?? row.fire_at;
+  const shiftMs = Math.max(0, row.fire_at.getTime() - nominal.getTime());
+  const plan = planDue(type, config, nominal, new Date(now.getTime() - shiftMs), graceMs);
+  return {
+    fire: plan.fire.map((at) =>
+      at.getTime() === nominal.getTime() ? { scheduled_for: at, fire_at: row.fire_at } : occurrenceAt(triggerId, type, config, at),
+    ),
+    next: plan.next ? occurrenceAt(triggerId, type, config, plan.next) : null,
+  };
+}
+
+/**
+ * Up to `count` runs (clamped to MAX_UPCOMING) starting with `first`, followed as a relay firing on time
+ * follows them: each next occurrence from the previous nominal one (nextOccurrence: the grid and the window),
+ * each with its jittered fire_at. The upcoming view and the schedule preview are this function.
+ */
+export function runsFrom(
+  triggerId: string | null,
+  type: TriggerType,
+  config: TriggerConfig,
+  first: Occurrence | null,
+  count: number,
+): Occurrence[] {
+  const n = Math.max(0, Math.min(MAX_UPCOMING, Math.floor(Number.isFinite(count) ? count : 0)));
+  const out: Occurrence[] = [];
+  let cur = first;
+  while (cur !== null && out.length < n) {
+    out.push(cur);
+    const next = nextOccurrence(type, config, cur.scheduled_for);
+    cur = next ? occurrenceAt(triggerId, type, config, next) : null;
+  }
+  return out;
+}
+
+/**
+ * `at` as an ISO 8601 wall time in `timeZone` with that zone's UTC offset at that instant, such as
+ * 2027-03-15T09:00:00-04:00 (milliseconds only when not zero). An unknown zone is read as UTC.
+ */
+export function formatInZone(at: Date, timeZone: string): string {
+  const t = at.getTime();
+  const offset = isValidTimeZone(timeZone) ? offsetAt(timeZone, t) : 0;
+  const wall = new Date(t + offset).toISOString();
+  const text = t % SECOND_MS === 0 ? wall.slice(0, 19) : wall.slice(0, 23);
+  const minutes = Math.round(Math.abs(offset) / 60_000);
+  const hh = String(Math.floor(minutes / 60)).padStart(2, '0');
+  const mm = String(minutes % 60).padStart(2, '0');
+  return `${text}${offset < 0 ? '-' : '+'}${hh}:${mm}`;
 }

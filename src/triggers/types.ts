@@ -16,6 +16,8 @@ export type MisfirePolicy = (typeof MISFIRE_POLICIES)[number];
 export interface RetryConfig {
   max_attempts: number;
   backoff_ms: number;
+  /** No delivery attempt starts once the event is older than this (counted from fired_at). */
+  max_age_seconds?: number;
 }
 
 /** Delivery settings every trigger type has. */
@@ -40,7 +42,16 @@ export interface TimeConfig extends CommonConfig {
   payload: unknown;
 }
 
-export interface CronConfig extends CommonConfig {
+/** A recurring trigger's window and spread: nothing fires before `start_at` or after `end_at`. */
+export interface RecurringOptions {
+  /** ISO 8601, read in `timezone` when it has no offset. For intervals it is also the grid's anchor. */
+  start_at?: string;
+  end_at?: string;
+  /** Each occurrence fires at a deterministic offset in [0, jitter_seconds] after its nominal time. */
+  jitter_seconds?: number;
+}
+
+export interface CronConfig extends CommonConfig, RecurringOptions {
   cron: string;
   timezone: string;
   payload: unknown;
@@ -48,9 +59,8 @@ export interface CronConfig extends CommonConfig {
   max_backfill: number;
 }
 
-export interface IntervalConfig extends CommonConfig {
+export interface IntervalConfig extends CommonConfig, RecurringOptions {
   interval_seconds: number;
-  start_at?: string;
   timezone: string;
   payload: unknown;
   misfire_policy: MisfirePolicy;

@@ -8,7 +8,7 @@
  * `"delay_seconds": null` next to `run_at`), except for `payload`, where null is a value.
  */
 import { compileWebhookSchema } from './json-schema';
-import { compileCron, isValidTimeZone, parseLocalDateTime } from './schedule';
+import { compileCron, firstOccurrence, isValidTimeZone, parseLocalDateTime } from './schedule';
 import {
   HTTP_METHODS,
   MISFIRE_POLICIES,
@@ -20,6 +20,7 @@ import {
   type HttpMethod,
   type IntervalConfig,
   type MisfirePolicy,
+  type RecurringOptions,
   type RetryConfig,
   type TimeConfig,
   type TriggerConfig,
@@ -41,6 +42,8 @@ export const LIMITS = {
   delaySeconds: { min: 0, max: 31_536_000 },
   intervalSeconds: { min: 1, max: 31_536_000 },
   maxBackfill: { min: 1, max: 1000, default: 100 },
+  jitterSeconds: { min: 0, max: 3600 },
+  maxAgeSeconds: { min: 1, max: 31_536_000 },
   /** How far in the past a `run_at` may be and still be accepted (it then fires at once). */
   runAtPastToleranceMs: 60_000,
 } as const;
@@ -49,10 +52,10 @@ const COMMON_KEYS = ['endpoint', 'http_method', 'headers', 'timeout_ms', 'retry'
 const TYPE_KEYS: Record<TriggerType, readonly string[]> = {
   webhook: ['schema', 'secret'],
   time_scheduled: ['run_at', 'delay_seconds', 'timezone', 'payload'],
-  cron_scheduled: ['cron', 'timezone', 'payload', 'misfire_policy', 'max_backfill'],
-  interval_scheduled: ['interval_seconds', 'start_at', 'timezone', 'payload', 'misfire_policy', 'max_backfill'],
+  cron_scheduled: ['cron', 'timezone', 'payload', 'misfire_policy', 'max_backfill', 'start_at', 'end_at', 'jitter_seconds'],
+  interval_scheduled: ['interval_seconds', 'start_at', 'timezone', 'payload', 'misfire_policy', 'max_backfill', 'end_at', 'jitter_seconds'],
 };
-const RETRY_KEYS = ['max_attempts', 'backoff_ms'];
+const RETRY_KEYS = ['max_attempts', 'backoff_ms', 'max_age_seconds'];
 
 /** RFC 9110 token: the characters a header name may use. */
 const HTTP_TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -167,10 +170,15 @@ function retry(obj: Obj, errors: Errors): RetryConfig {
   const r: Obj = absent(v) ? {} : isPlainObject(v) ? v : {};
   if (!absent(v) && !isPlainObject(v)) errors.add('config.retry', 'must be an object');
   unknownKeys(r, RETRY_KEYS, 'config.retry', errors);
-  return {
+  const out: RetryConfig = {
     max_attempts: integer(r, 'max_attempts', 'config.retry.max_attempts', LIMITS.maxAttempts, LIMITS.maxAttempts.default, errors)!,
     backoff_ms: integer(r, 'backoff_ms', 'config.retry.backoff_ms', LIMITS.backoffMs, LIMITS.backoffMs.default, errors)!,
   };
+  if (!absent(r.max_age_seconds)) {
+    const maxAge = integer(r, 'max_age_seconds', 'config.retry.max_age_seconds', LIMITS.maxAgeSeconds, undefined, errors);
+    if (maxAge !== undefined) out.max_age_seconds = maxAge;
+  }
+  return out;
 }
 
 function common(obj: Obj, errors: Errors): CommonConfig {
@@ -237,6 +245,24 @@ function misfire(obj: Obj, errors: Errors): { misfire_policy: MisfirePolicy; max
   };
 }
 
+/** `start_at`, `end_at` (not before start_at) and `jitter_seconds` of a recurring trigger, when given. */
+function recurring(obj: Obj, tz: { tz: string; valid: boolean }, config: RecurringOptions, errors: Errors): void {
+  let start: Date | undefined;
+  if (!absent(obj.start_at)) {
+    start = dateTime(obj, 'start_at', tz, errors);
+    if (typeof obj.start_at === 'string') config.start_at = obj.start_at.trim();
+  }
+  if (!absent(obj.end_at)) {
+    const end = dateTime(obj, 'end_at', tz, errors);
+    if (typeof obj.end_at === 'string') config.end_at = obj.end_at.trim();
+    if (end && start && end.getTime() < start.getTime()) errors.add('config.end_at', 'must not be before start_at');
+  }
+  if (!absent(obj.jitter_seconds)) {
+    const jitter = integer(obj, 'jitter_seconds', 'config.jitter_seconds', LIMITS.jitterSeconds, undefined, errors);
+    if (jitter !== undefined) config.jitter_seconds = jitter;
+  }
+}
+
 function webhook(obj: Obj, base: CommonConfig, errors: Errors): WebhookConfig {
   const config: WebhookConfig = { ...base, schema: obj.schema as WebhookConfig['schema'] };
   if (absent(obj.schema)) {
@@ -291,7 +317,9 @@ function cron(obj: Obj, base: CommonConfig, now: Date, errors: Errors): CronConf
     if (!compiled.ok) errors.add('config.cron', compiled.message);
     else if (compiled.cron.nextRun(now) === null) errors.add('config.cron', 'never fires (no matching date)');
   }
-  return { ...base, cron: pattern, timezone: tz.tz, payload: payload(obj, errors), ...misfire(obj, errors) };
+  const config: CronConfig = { ...base, cron: pattern, timezone: tz.tz, payload: payload(obj, errors), ...misfire(obj, errors) };
+  recurring(obj, tz, config, errors);
+  return config;
 }
 
 function interval(obj: Obj, base: CommonConfig, errors: Errors): IntervalConfig {
@@ -304,10 +332,7 @@ function interval(obj: Obj, base: CommonConfig, errors: Errors): IntervalConfig 
     payload: payload(obj, errors),
     ...misfire(obj, errors),
   };
-  if (!absent(obj.start_at)) {
-    dateTime(obj, 'start_at', tz, errors);
-    if (typeof obj.start_at === 'string') config.start_at = obj.start_at.trim();
-  }
+  recurring(obj, tz, config, errors);
   return config;
 }
 
@@ -338,6 +363,9 @@ export function validateTriggerConfig(type: TriggerType, input: unknown, now: Da
     case 'interval_scheduled':
       config = interval(input, base, errors);
       break;
+  }
+  if (errors.list.length === 0 && (config as RecurringOptions).end_at !== undefined && firstOccurrence(type, config, now) === null) {
+    errors.add('config.end_at', 'the schedule has no occurrence between now (or start_at) and end_at');
   }
   return errors.list.length > 0 ? { ok: false, errors: errors.list } : { ok: true, config };
 }

@@ -48,7 +48,15 @@ export function isPrivateAddress(ip: string): boolean {
     );
   }
   const v = ip.toLowerCase();
-  if (v.startsWith('::ffff:')) return isPrivateAddress(v.slice(7));
+  // IPv4-mapped (::ffff:a.b.c.d) and the deprecated IPv4-compatible ::a.b.c.d: judge the IPv4 address.
+  // URL parsing writes them in hex ([::ffff:127.0.0.1] becomes [::ffff:7f00:1]), so read that form too.
+  const embedded = /^::(?:ffff:)?(?:(\d+\.\d+\.\d+\.\d+)|([0-9a-f]{1,4}):([0-9a-f]{1,4}))$/.exec(v);
+  if (embedded) {
+    if (embedded[1]) return isPrivateAddress(embedded[1]);
+    const hi = parseInt(embedded[2]!, 16);
+    const lo = parseInt(embedded[3]!, 16);
+    return isPrivateAddress(`${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`);
+  }
   return (
     v === '::' ||
     v === '::1' ||
@@ -79,12 +87,61 @@ export interface DeliveryRequest {
 
 export interface DeliveryResult {
   outcome: Outcome;
+  startedAt: Date;
   durationMs: number;
+  /** The first RESPONSE_BODY_KEEP_BYTES of the response body; null when no response came back. */
+  responseBody: Buffer | null;
+}
+
+/** How much of a response body a delivery keeps (for the attempts history). */
+export const RESPONSE_BODY_KEEP_BYTES = 4096;
+/** How much more is read and dropped so the connection can be reused; beyond it the body is abandoned. */
+const RESPONSE_BODY_DRAIN_BYTES = 1 << 20;
+
+/**
+ * Reads the first `keep` bytes of a body and drains the rest (up to a bound), so the connection is reused
+ * and a huge answer costs at most the bound. A body that fails mid-way keeps what had arrived.
+ */
+export async function readBodyPrefix(
+  body: ReadableStream<Uint8Array> | null,
+  keep: number,
+  drain = RESPONSE_BODY_DRAIN_BYTES,
+): Promise<Buffer> {
+  if (!body) return Buffer.alloc(0);
+  const chunks: Buffer[] = [];
+  let kept = 0;
+  let seen = 0;
+  const reader = body.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      seen += value.byteLength;
+      if (kept < keep) {
+        const part = Buffer.from(value.buffer, value.byteOffset, Math.min(value.byteLength, keep - kept));
+        chunks.push(Buffer.from(part));
+        kept += part.byteLength;
+      }
+      if (seen > keep + drain) {
+        await reader.cancel().catch(() => undefined);
+        break;
+      }
+    }
+  } catch {
+    /* a body cut short (timeout, reset): keep what arrived */
+  }
+  return Buffer.concat(chunks);
 }
 
 export async function deliver(req: DeliveryRequest, allowPrivate: boolean): Promise<DeliveryResult> {
-  const started = Date.now();
-  const done = (outcome: Outcome): DeliveryResult => ({ outcome, durationMs: Date.now() - started });
+  const startedAt = new Date();
+  const started = startedAt.getTime();
+  const done = (outcome: Outcome, responseBody: Buffer | null = null): DeliveryResult => ({
+    outcome,
+    startedAt,
+    durationMs: Date.now() - started,
+    responseBody,
+  });
   try {
     const refused = await checkEndpointAddress(req.config.endpoint, allowPrivate);
     if (refused) return done({ kind: 'failure', status: null, error: refused });
@@ -111,9 +168,9 @@ export async function deliver(req: DeliveryRequest, allowPrivate: boolean): Prom
       redirect: 'manual',
       signal: AbortSignal.timeout(req.config.timeout_ms),
     });
-    // Drain the body so the connection is reused; its content is not needed.
-    await res.arrayBuffer().catch(() => undefined);
-    return done(classify(res.status, res.headers.get('retry-after')));
+    // Keep the start of the body for the attempts history; drain the rest so the connection is reused.
+    const responseBody = await readBodyPrefix(res.body, RESPONSE_BODY_KEEP_BYTES);
+    return done(classify(res.status, res.headers.get('retry-after')), responseBody);
   } catch (e) {
     const err = e as Error;
     const timedOut = err.name === 'TimeoutError' || err.name === 'AbortError';

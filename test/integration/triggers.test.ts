@@ -95,7 +95,7 @@ describe('trigger management API (issue 3)', () => {
       expect(body.id).to.match(UUID_RE);
       expect(res.headers.location).to.equal(`/api/v1/triggers/${body.id}`);
       expect(Object.keys(body).sort()).to.deep.equal(
-        ['config', 'created_at', 'id', 'name', 'next_scheduled_run', 'status', 'type', 'updated_at', 'webhook_url'].sort(),
+        ['config', 'created_at', 'id', 'name', 'next_scheduled_run', 'status', 'tags', 'type', 'updated_at', 'webhook_url'].sort(),
       );
       expect(body).to.include({ name: 'orders', type: 'webhook', status: 'active', next_scheduled_run: null });
       expect(body.webhook_url).to.equal(`http://127.0.0.1:8080/api/v1/webhook/${body.id}`);

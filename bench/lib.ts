@@ -1,0 +1,480 @@
+/**
+ * Shared pieces of the benchmarks (`npm run bench`): environments in their own database and topic,
+ * percentiles, a progress line, a table printer, CPU accounting of the processes involved, and the
+ * results writer (bench/results/<date>-<name>.json with the machine's facts).
+ */
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import Kafka from 'node-rdkafka';
+import { loadConfig, type Config } from '../src/config';
+import { createDb, ensureDatabase, migrateLatest, type Db } from '../src/db/knex';
+import { dropDatabase, DATABASE_URL_BASE, KAFKA_BROKERS } from '../test/helpers/env';
+
+export const BENCH_ROOT = __dirname;
+export const RESULTS_DIR = path.join(BENCH_ROOT, 'results');
+
+// ------------------------------------------------------------------------------------------ arguments
+
+export interface Args {
+  flags: Set<string>;
+  values: Map<string, string>;
+}
+
+/** `--quick`, `--n=200000`, `--n 200000`. */
+export function parseArgs(argv: string[] = process.argv.slice(2)): Args {
+  const flags = new Set<string>();
+  const values = new Map<string, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (!a.startsWith('--')) continue;
+    const eq = a.indexOf('=');
+    if (eq > 0) values.set(a.slice(2, eq), a.slice(eq + 1));
+    else if (argv[i + 1] !== undefined && !argv[i + 1]!.startsWith('--') && /^[\w.,:-]+$/.test(argv[i + 1]!))
+      values.set(a.slice(2), argv[++i]!);
+    else flags.add(a.slice(2));
+  }
+  return { flags, values };
+}
+
+export function numArg(args: Args, name: string, def: number): number {
+  const raw = args.values.get(name);
+  if (raw === undefined) return def;
+  const n = Number(raw.replace(/_/g, ''));
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name}=${raw}: expected a positive number`);
+  return n;
+}
+
+// ---------------------------------------------------------------------------------------- environment
+
+export interface BenchEnv {
+  /** Environment for loadConfig / relay processes: own database, own topic names. */
+  env: Record<string, string>;
+  config: Config;
+  db: Db;
+  dbName: string;
+  topic: string;
+  cleanup(): Promise<void>;
+}
+
+/** Like test/helpers/env's createTestEnv, but `etp_bench_*` names, a bigger pool, and the topics deleted afterwards. */
+export async function createBenchEnv(label: string, overrides: Record<string, string> = {}): Promise<BenchEnv> {
+  const suffix = `${label
+    .replace(/[^a-z0-9]/gi, '')
+    .slice(0, 20)
+    .toLowerCase()}_${randomBytes(4).toString('hex')}`;
+  const dbName = `etp_bench_${suffix}`;
+  const topic = `etp-bench-${suffix}`;
+  const databaseUrl = `${DATABASE_URL_BASE.replace(/\/?$/, '/')}${dbName}`;
+  const env: Record<string, string> = {
+    DATABASE_URL: databaseUrl,
+    KAFKA_BROKERS,
+    KAFKA_TOPIC: topic,
+    KAFKA_CONSUMER_GROUP: `${topic}-worker`,
+    ENVIRONMENT: 'production',
+    LOG_LEVEL: 'warn',
+    API_PORT: '0',
+    RELAY_PORT: '0',
+    WORKER_PORT: '0',
+    MIGRATE_ON_START: 'false',
+    ...overrides,
+  };
+  const config = loadConfig(env);
+  await ensureDatabase(databaseUrl);
+  const db = createDb(databaseUrl, 12);
+  await migrateLatest(db);
+  return {
+    env,
+    config,
+    db,
+    dbName,
+    topic,
+    async cleanup() {
+      await db.destroy();
+      await dropDatabase(dbName);
+      await deleteTopics([topic, `${topic}.retry`, config.kafkaDlqTopic]).catch(() => undefined);
+    },
+  };
+}
+
+/** Bench topics hold hundreds of MB after a full run: delete them with their database. */
+export async function deleteTopics(topics: string[], timeoutMs = 10_000): Promise<void> {
+  const admin = Kafka.AdminClient.create({ 'metadata.broker.list': KAFKA_BROKERS, 'client.id': 'etp-bench-admin' });
+  try {
+    for (const t of topics) {
+      await new Promise<void>((resolve) => admin.deleteTopic(t, timeoutMs, () => resolve()));
+    }
+  } finally {
+    admin.disconnect();
+  }
+}
+
+// ------------------------------------------------------------------------------------------ statistics
+
+/** Nearest-rank percentile of an ascending array (p in 0..100). */
+export function percentile(sorted: ArrayLike<number>, p: number): number {
+  if (sorted.length === 0) return NaN;
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))]!;
+}
+
+export interface Summary {
+  count: number;
+  min: number;
+  p50: number;
+  p95: number;
+  p99: number;
+  max: number;
+  mean: number;
+}
+
+export function summarize(values: number[]): Summary {
+  const s = Float64Array.from(values).sort();
+  let sum = 0;
+  for (const v of s) sum += v;
+  return {
+    count: s.length,
+    min: s.length ? s[0]! : NaN,
+    p50: percentile(s, 50),
+    p95: percentile(s, 95),
+    p99: percentile(s, 99),
+    max: s.length ? s[s.length - 1]! : NaN,
+    mean: s.length ? sum / s.length : NaN,
+  };
+}
+
+// ------------------------------------------------------------------------------------------- printing
+
+export function fmtInt(n: number): string {
+  return Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '—';
+}
+
+export function fmtMs(ms: number): string {
+  if (!Number.isFinite(ms)) return '—';
+  return ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`;
+}
+
+export function log(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+/**
+ * A progress line on stderr while a long phase works: `render()` every `everyMs` (rewritten in place on a
+ * terminal, one line each time otherwise). Returns stop().
+ */
+export function progress(render: () => string | Promise<string>, everyMs = 2000): () => void {
+  const tty = process.stderr.isTTY;
+  let busy = false;
+  let shown = false;
+  const timer = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    void Promise.resolve()
+      .then(render)
+      .then(
+        (text) => {
+          if (tty) process.stderr.write(`\r\x1b[2K  … ${text}`);
+          else process.stderr.write(`  … ${text}\n`);
+          shown = true;
+        },
+        () => undefined,
+      )
+      .finally(() => (busy = false));
+  }, everyMs);
+  return () => {
+    clearInterval(timer);
+    if (tty && shown) process.stderr.write('\r\x1b[2K');
+  };
+}
+
+/** A plain aligned table (first column left, the others right-aligned). */
+export function table(head: string[], rows: string[][]): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  return [line(head), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
+}
+
+// ------------------------------------------------------------------------------------------ CPU usage
+
+/** CPU seconds (user + system) of a process from /proc (Linux only; null elsewhere or when it is gone). */
+export function cpuSecondsOf(pid: number): number | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may contain spaces) start at field 3; utime/stime are 14/15.
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(rest[11]) + Number(rest[12])) / CLOCK_TICKS;
+  } catch {
+    return null;
+  }
+}
+
+const CLOCK_TICKS = 100; // USER_HZ on every Linux this runs on
+
+/** The pids of the local MariaDB/MySQL server and Kafka broker, found by name in /proc (Linux only). */
+export function servicePids(): { mysqld: number | null; kafka: number | null; kafkaVersion: string | null } {
+  const out = { mysqld: null as number | null, kafka: null as number | null, kafkaVersion: null as string | null };
+  let entries: string[];
+  try {
+    entries = fs.readdirSync('/proc').filter((e) => /^\d+$/.test(e));
+  } catch {
+    return out;
+  }
+  for (const e of entries) {
+    try {
+      const comm = fs.readFileSync(`/proc/${e}/comm`, 'utf8').trim();
+      if (comm === 'mariadbd' || comm === 'mysqld') out.mysqld ??= Number(e);
+      else if (comm === 'java') {
+        const cmd = fs.readFileSync(`/proc/${e}/cmdline`, 'utf8');
+        if (/\bkafka\.Kafka\b/.test(cmd)) {
+          out.kafka ??= Number(e);
+          out.kafkaVersion ??= /kafka[-_](?:2\.\d+-)?(\d+\.\d+\.\d+)/.exec(cmd)?.[1] ?? null;
+        }
+      }
+    } catch {
+      /* process gone */
+    }
+  }
+  return out;
+}
+
+/** CPU seconds used by named processes between begin() and end(), plus wall time and the machine's cores. */
+export class CpuMeter {
+  private start = new Map<string, number>();
+  private t0 = 0;
+  private readonly lost = new Set<string>();
+  constructor(private readonly pids: () => Record<string, number[]>) {}
+
+  begin(): this {
+    this.t0 = performance.now();
+    this.lost.clear();
+    this.start = this.sample();
+    return this;
+  }
+
+  private sample(): Map<string, number> {
+    const m = new Map<string, number>();
+    for (const [name, list] of Object.entries(this.pids())) {
+      let sum = 0;
+      for (const pid of list) {
+        if (pid === process.pid) {
+          const u = process.cpuUsage();
+          sum += (u.user + u.system) / 1e6;
+          continue;
+        }
+        const s = cpuSecondsOf(pid);
+        if (s === null) this.lost.add(name);
+        sum += s ?? 0;
+      }
+      m.set(name, sum);
+    }
+    return m;
+  }
+
+  /**
+   * CPU seconds per process group over the interval, and the share of the whole machine each used. `lost`
+   * names groups with a process that went away meanwhile (e.g. a broker restarted by someone else): their
+   * figures, and the phase's, are not to be trusted.
+   */
+  end(): CpuUse {
+    const wall = (performance.now() - this.t0) / 1000;
+    const now = this.sample();
+    const cpuSeconds: Record<string, number> = {};
+    const machineShare: Record<string, number> = {};
+    for (const [k, v] of now) {
+      cpuSeconds[k] = round(v - (this.start.get(k) ?? 0), 2);
+      machineShare[k] = round((v - (this.start.get(k) ?? 0)) / (wall * os.cpus().length), 3);
+    }
+    return { wallSeconds: round(wall, 3), cpuSeconds, machineShare, lost: [...this.lost] };
+  }
+}
+
+export interface CpuUse {
+  wallSeconds: number;
+  cpuSeconds: Record<string, number>;
+  machineShare: Record<string, number>;
+  lost: string[];
+}
+
+export function round(n: number, digits = 1): number {
+  const f = 10 ** digits;
+  return Math.round(n * f) / f;
+}
+
+// -------------------------------------------------------------------------------------------- results
+
+export interface MachineFacts {
+  os: string;
+  cpuModel: string;
+  cpuCount: number;
+  totalMemoryGiB: number;
+  node: string;
+  mariadb: string;
+  librdkafka: string;
+  kafkaBroker: string | null;
+  db: Record<string, string>;
+  loadAverageAtStart: number[];
+}
+
+/** The facts a reader needs to judge the figures: hardware, versions, and the database's durability settings. */
+export async function machineFacts(db: Db): Promise<MachineFacts> {
+  const cpus = os.cpus();
+  const [[ver]] = (await db.raw('SELECT VERSION() AS v')) as [[{ v: string }]];
+  const [vars] = (await db.raw(
+    `SHOW GLOBAL VARIABLES WHERE Variable_name IN
+       ('innodb_flush_log_at_trx_commit','sync_binlog','log_bin','innodb_buffer_pool_size','innodb_log_file_size',
+        'innodb_doublewrite','innodb_flush_method','max_connections')`,
+  )) as [Array<{ Variable_name: string; Value: string }>];
+  return {
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    cpuModel: cpus[0]?.model ?? 'unknown',
+    cpuCount: cpus.length,
+    totalMemoryGiB: round(os.totalmem() / 1024 ** 3, 1),
+    node: process.version,
+    mariadb: ver.v,
+    librdkafka: Kafka.librdkafkaVersion,
+    kafkaBroker: servicePids().kafkaVersion,
+    db: Object.fromEntries(vars.map((v) => [v.Variable_name, v.Value])),
+    loadAverageAtStart: os.loadavg().map((l) => round(l, 2)),
+  };
+}
+
+/** bench/results/<YYYY-MM-DD>-<name>.json (local date). Returns the path written. */
+export function writeResults(name: string, data: Record<string, unknown>): string {
+  fs.mkdirSync(RESULTS_DIR, { recursive: true });
+  const d = new Date();
+  const date = `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
+  const file = path.join(RESULTS_DIR, `${date}-${name}.json`);
+  fs.writeFileSync(file, `${JSON.stringify({ name, date: d.toISOString(), ...data }, null, 2)}\n`);
+  return file;
+}
+
+// ------------------------------------------------------------------------------------------- helpers
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
+}
+
+/** Polls `fn` until it returns true; the interval may depend on the last value (fine near the end). */
+export async function waitFor(
+  fn: () => Promise<boolean>,
+  opts: { timeoutMs: number; intervalMs: number | (() => number); what: string },
+): Promise<void> {
+  const deadline = Date.now() + opts.timeoutMs;
+  for (;;) {
+    if (await fn()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${opts.timeoutMs} ms waiting for ${opts.what}`);
+    await sleep(typeof opts.intervalMs === 'number' ? opts.intervalMs : opts.intervalMs());
+  }
+}
+
+// -------------------------------------------------------------------------------------- Kafka reader
+
+export interface Seen {
+  /** Date.now() when the consumer got the message (first copy). */
+  consumedAt: number;
+  /** The message timestamp: the relay's produce() time. */
+  producedAt: number;
+  /** scheduled_for of the event, ms since epoch (NaN when null). */
+  scheduledFor: number;
+}
+
+/**
+ * A no-op consumer in its own group from the earliest offset that notes, per event id (the `event-id`
+ * header), when it first saw the message; further copies are counted as duplicates.
+ */
+export class BenchReader {
+  readonly seen = new Map<string, Seen>();
+  duplicates = 0;
+  total = 0;
+  private readonly consumer: Kafka.KafkaConsumer;
+
+  constructor(private readonly topic: string) {
+    this.consumer = new Kafka.KafkaConsumer(
+      {
+        'group.id': `etp-bench-reader-${randomBytes(4).toString('hex')}`,
+        'metadata.broker.list': KAFKA_BROKERS,
+        'enable.auto.commit': false,
+        'fetch.wait.max.ms': 50,
+        'topic.metadata.refresh.interval.ms': 1000,
+      },
+      { 'auto.offset.reset': 'earliest' },
+    );
+  }
+
+  /**
+   * Connects, subscribes and resolves once partitions are assigned (so a later burst is read as it lands).
+   * Flowing mode: node-rdkafka's consume loop hands over each message as it arrives, so the time noted is
+   * the arrival time (consume(n) would hold a batch until n messages or a gap of the consume timeout).
+   */
+  async start(timeoutMs = 30_000): Promise<this> {
+    await new Promise<void>((resolve, reject) => this.consumer.connect({ timeout: 15_000 }, (err) => (err ? reject(err) : resolve())));
+    this.consumer.setDefaultConsumeTimeout(100);
+    // After an empty poll the loop would otherwise sleep 500 ms (node-rdkafka's default) before polling again.
+    this.consumer.setDefaultConsumeLoopTimeoutDelay(0);
+    this.consumer.on('data', (m) => this.note(m, Date.now()));
+    this.consumer.subscribe([this.topic]);
+    this.consumer.consume();
+    await waitFor(async () => this.consumer.assignments().length > 0, { timeoutMs, intervalMs: 100, what: 'partition assignment' });
+    return this;
+  }
+
+  private note(m: Kafka.Message, now: number): void {
+    this.total++;
+    let id: string | undefined;
+    for (const h of m.headers ?? []) {
+      const v = h['event-id'];
+      if (v !== undefined) id = Buffer.isBuffer(v) ? v.toString() : String(v);
+    }
+    if (!id) return;
+    if (this.seen.has(id)) {
+      this.duplicates++;
+      return;
+    }
+    let scheduledFor = NaN;
+    try {
+      const value = JSON.parse((m.value as Buffer).toString('utf8')) as { scheduled_for?: string | null };
+      if (value.scheduled_for) scheduledFor = Date.parse(value.scheduled_for);
+    } catch {
+      /* not ours */
+    }
+    this.seen.set(id, { consumedAt: now, producedAt: m.timestamp ?? NaN, scheduledFor });
+  }
+
+  get distinct(): number {
+    return this.seen.size;
+  }
+
+  async stop(): Promise<void> {
+    try {
+      this.consumer.unsubscribe();
+    } catch {
+      /* ignore */
+    }
+    await new Promise<void>((resolve) => this.consumer.disconnect(() => resolve()));
+  }
+}
+
+/** Sum of the high watermarks of a topic's partitions: how many messages it holds (fresh topic). */
+export async function topicMessageCount(topic: string, partitions: number): Promise<number> {
+  const c = new Kafka.KafkaConsumer(
+    { 'group.id': `etp-bench-wm-${randomBytes(4).toString('hex')}`, 'metadata.broker.list': KAFKA_BROKERS },
+    {},
+  );
+  await new Promise<void>((resolve, reject) => c.connect({ timeout: 15_000 }, (err) => (err ? reject(err) : resolve())));
+  try {
+    let sum = 0;
+    for (let p = 0; p < partitions; p++) {
+      sum += await new Promise<number>((resolve, reject) =>
+        c.queryWatermarkOffsets(topic, p, 10_000, (err, o) => (err ? reject(new Error(err.message)) : resolve(o.highOffset - o.lowOffset))),
+      );
+    }
+    return sum;
+  } finally {
+    await new Promise<void>((resolve) => c.disconnect(() => resolve()));
+  }
+}

@@ -1,0 +1,959 @@
+/**
+ * The relay benchmark of issue 4 (`npm run bench -- relay [--quick]`). Each phase in its own fresh database
+ * and topic, dropped afterwards:
+ *   (a) database-only ceiling: claim + mark 500-row outbox batches with the relay's own SQL, no Kafka,
+ *       1 and 4 concurrent claimers;
+ *   (b) real relay processes (`node dist/main.js relay`) publishing a pre-filled outbox to Kafka with
+ *       delivery reports, 1 and 4 relays;
+ *   (c) burst: time triggers all due at one instant, relays already running;
+ *   (d) steady: a fixed rate of due triggers for a while; fire-lag percentiles.
+ * Options: --quick (smoke run), --n=, --burst=, --rate=, --seconds=, --relays= (for b's second run, c, d),
+ * --only=a,b,c,d.
+ */
+import { randomUUID } from 'node:crypto';
+import os from 'node:os';
+import { claimUnpublished, claimUnpublishedInShards, configureOutboxShards, insertOutbox, markPublished } from '../src/db/outbox';
+import { insertEvents, type EventInsert } from '../src/db/events';
+import { eventMessage, toKafka } from '../src/kafka/message';
+import { validateTriggerConfig } from '../src/triggers/validate';
+import { EventProducer, ensureTopics } from '../src/kafka/producer';
+import { withDbRetry } from '../src/util';
+import type { Db } from '../src/db/knex';
+import { insertScheduledTriggers } from '../test/helpers/fixtures';
+import { spawnRole, type RoleProcess } from '../test/helpers/proc';
+import {
+  BenchReader,
+  CpuMeter,
+  createBenchEnv,
+  fmtInt,
+  fmtMs,
+  log,
+  machineFacts,
+  numArg,
+  parseArgs,
+  progress,
+  round,
+  servicePids,
+  sleep,
+  summarize,
+  table,
+  topicMessageCount,
+  waitFor,
+  writeResults,
+  type BenchEnv,
+  type CpuUse,
+  type Summary,
+} from './lib';
+
+const args = parseArgs();
+const QUICK = args.flags.has('quick');
+const KEEP = args.flags.has('keep'); // keep each phase's database and topic for inspection
+const N = Math.round(numArg(args, 'n', QUICK ? 20_000 : 200_000));
+const BURST = Math.round(numArg(args, 'burst', QUICK ? 5_000 : 50_000));
+const RATE = Math.round(numArg(args, 'rate', 2_000));
+const SECONDS = numArg(args, 'seconds', QUICK ? 10 : 60);
+const MANY = Math.round(numArg(args, 'relays', 4));
+const KEYS = Math.round(numArg(args, 'keys', 1000)); // distinct triggers (message keys) in a pre-filled outbox
+const BATCH = Math.round(numArg(args, 'batch', 500)); // issue 4 fixes 500; --batch is for tuning runs
+const ONLY = new Set((args.values.get('only') ?? 'a,b,c,d,e').split(',').map((s) => s.trim()));
+/** `--env=OUTBOX_ORDERING=off,OUTBOX_SHARDS=16`: extra settings for the relays (and this process's view of them). */
+const EXTRA_ENV = Object.fromEntries(
+  (args.values.get('env') ?? '')
+    .split(',')
+    .filter((kv) => kv.includes('='))
+    .map((kv) => [kv.slice(0, kv.indexOf('=')).trim(), kv.slice(kv.indexOf('=') + 1).trim()]),
+);
+const RELAY_ENV: Record<string, string> = { RELAY_BATCH_SIZE: String(BATCH), ...EXTRA_ENV };
+
+const TARGET = { eventsPerSecond: 25_000, ratio: 0.8, burstMs: 3_000, steadyP99Ms: 250, steadyP50Ms: 50 };
+
+// ------------------------------------------------------------------------------------------- fixtures
+
+/** How long starting relay processes took in this run (to place the start instant just after it). */
+let relaySpawnMs: number | null = null;
+
+/** Measured outbox fill rate of this run (used to place the start instant after the fill); conservative before the first. */
+let outboxFillRate = 8000;
+
+/** A realistic scheduler event (≈300-byte Kafka value) for a pre-filled outbox. */
+function sampleEvent(triggerId: string, at: Date, i: number): EventInsert {
+  return {
+    id: randomUUID(),
+    trigger_id: triggerId,
+    trigger_type: 'time_scheduled',
+    source: 'scheduler',
+    is_test_run: false,
+    payload: { order_id: `ord_${i}`, amount_cents: 1000 + (i % 9000) },
+    scheduled_for: at,
+    fired_at: at,
+  };
+}
+
+/**
+ * Fills event_logs + outbox as the product writes them (one transaction per chunk, same insert code),
+ * with a chosen available_at. Two writers in parallel. Returns rows/s and the mean Kafka value size.
+ */
+async function fillOutbox(e: BenchEnv, n: number, availableAt: Date): Promise<{ seconds: number; valueBytes: number }> {
+  const triggers = Array.from({ length: KEYS }, () => randomUUID());
+  const chunk = 1000;
+  let next = 0;
+  let done = 0;
+  let bytes = 0;
+  const t0 = performance.now();
+  const stop = progress(() => `filling outbox ${fmtInt(done)} / ${fmtInt(n)}`);
+  try {
+    const writer = async () => {
+      for (;;) {
+        const start = next;
+        if (start >= n) return;
+        next += chunk;
+        const now = new Date();
+        const events = Array.from({ length: Math.min(chunk, n - start) }, (_, j) =>
+          sampleEvent(triggers[(start + j) % triggers.length]!, now, start + j),
+        );
+        const rows = events.map((ev) => ({ event_id: ev.id, message: toKafka(e.topic, eventMessage(ev)), available_at: availableAt }));
+        for (const r of rows) bytes += r.message.value.length;
+        await withDbRetry(() =>
+          e.db.transaction(async (trx) => {
+            await insertEvents(trx, events, now);
+            await insertOutbox(trx, rows, now);
+          }),
+        );
+        done += events.length;
+      }
+    };
+    await Promise.all([writer(), writer()]);
+  } finally {
+    stop();
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  outboxFillRate = n / seconds;
+  return { seconds, valueBytes: Math.round(bytes / n) };
+}
+
+/** Triggers whose first (pending) schedule rows fall at the given instants, bulk-inserted like insertScheduledTriggers. */
+async function insertTriggersAt(db: Db, fireTimes: number[]): Promise<void> {
+  const now = new Date();
+  const v = validateTriggerConfig(
+    'time_scheduled',
+    { endpoint: 'http://127.0.0.1:9/none', run_at: new Date(Date.now() + 3600_000).toISOString(), payload: { n: 1 } },
+    now,
+  );
+  if (!v.ok) throw new Error(JSON.stringify(v.errors));
+  const chunk = 1000;
+  let done = 0;
+  const stop = progress(() => `inserting triggers ${fmtInt(done)} / ${fmtInt(fireTimes.length)}`);
+  try {
+    for (let i = 0; i < fireTimes.length; i += chunk) {
+      const rows = fireTimes.slice(i, i + chunk).map((at, j) => ({
+        id: randomUUID(),
+        name: `steady-${i + j}`,
+        type: 'time_scheduled',
+        status: 'active',
+        config: JSON.stringify({ ...v.config, run_at: new Date(at).toISOString() }),
+        version: 1,
+        created_at: now,
+        updated_at: now,
+        fire_at: new Date(at),
+      }));
+      await db('triggers').insert(rows.map(({ fire_at: _f, ...t }) => t));
+      await db('trigger_schedules').insert(
+        rows.map((r) => ({ trigger_id: r.id, fire_at: r.fire_at, status: 'pending', created_at: now, updated_at: now })),
+      );
+      done += rows.length;
+    }
+  } finally {
+    stop();
+  }
+}
+
+async function countUnpublished(db: Db): Promise<number> {
+  const [rows] = (await db.raw('SELECT COUNT(*) AS n FROM outbox WHERE published = 0')) as [Array<{ n: number }>];
+  return Number(rows[0]?.n ?? 0);
+}
+
+/** What an interrupted run must clean up: relay processes and phase environments still alive. */
+const live = { relays: new Set<RoleProcess>(), envs: new Set<BenchEnv>() };
+
+async function spawnRelays(e: BenchEnv, k: number): Promise<RoleProcess[]> {
+  const procs = await Promise.allSettled(Array.from({ length: k }, () => spawnRole('relay', { ...e.env, ...RELAY_ENV }, 90_000)));
+  const ok = procs.flatMap((p) => (p.status === 'fulfilled' ? [p.value] : []));
+  ok.forEach((p) => live.relays.add(p));
+  const failed = procs.find((p) => p.status === 'rejected');
+  if (failed) {
+    await stopRelays(ok);
+    throw (failed as PromiseRejectedResult).reason;
+  }
+  return ok;
+}
+
+async function stopRelays(procs: RoleProcess[]): Promise<void> {
+  await Promise.all(
+    procs.map(async (p) => {
+      live.relays.delete(p);
+      const t = setTimeout(() => p.child.kill('SIGKILL'), 15_000);
+      await p.kill('SIGTERM');
+      clearTimeout(t);
+    }),
+  );
+}
+
+function meterFor(relays: () => RoleProcess[]): CpuMeter {
+  const svc = servicePids();
+  return new CpuMeter(() => ({
+    relays: relays().map((p) => p.child.pid ?? 0),
+    mariadb: svc.mysqld ? [svc.mysqld] : [],
+    kafka: svc.kafka ? [svc.kafka] : [],
+    bench: [process.pid],
+  }));
+}
+
+async function withEnv<T>(label: string, fn: (e: BenchEnv) => Promise<T>): Promise<T> {
+  const e = await createBenchEnv(label, RELAY_ENV);
+  configureOutboxShards(e.config.outboxShards); // rows this process writes must land in the relays' shards
+  live.envs.add(e);
+  try {
+    return await fn(e);
+  } finally {
+    live.envs.delete(e);
+    if (KEEP) {
+      log(`    --keep: database ${e.dbName} and topic ${e.topic} kept`);
+      await e.db.destroy();
+    } else await e.cleanup();
+  }
+}
+
+/** Throughput samples: (seconds since start, rows done) every ~second, to see whether a run slows down as it goes. */
+class Timeline {
+  readonly points: Array<[number, number]> = [];
+  private last = -Infinity;
+  constructor(private readonly t0: number) {}
+  add(done: number): void {
+    const t = (performance.now() - this.t0) / 1000;
+    if (t - this.last >= 1) {
+      this.points.push([round(t, 2), done]);
+      this.last = t;
+    }
+  }
+  /** Rows/s over the first and the second half of the run. */
+  halves(total: number, seconds: number): [number, number] {
+    const mid = this.points.find(([, d]) => d >= total / 2);
+    if (!mid || mid[0] <= 0 || seconds <= mid[0]) return [NaN, NaN];
+    return [mid[1] / mid[0], (total - mid[1]) / (seconds - mid[0])];
+  }
+}
+
+// -------------------------------------------------------------------------------------------- phases
+
+interface CeilingResult {
+  claimers: number;
+  /** true: the ordered claim (claimUnpublishedInShards over disjoint shard sets), false: claimUnpublished */
+  ordered: boolean;
+  rows: number;
+  fillSeconds: number;
+  valueBytes: number;
+  seconds: number;
+  rowsPerSecond: number;
+  firstHalfRowsPerSecond: number;
+  secondHalfRowsPerSecond: number;
+  batchMs: Summary;
+  cpu: CpuUse;
+  timeline: Array<[number, number]>;
+}
+
+/** (a) The database-only ceiling: the relay's claim and mark, in the relay's transaction shape, no Kafka. */
+async function ceiling(claimers: number, ordered = false): Promise<CeilingResult> {
+  return withEnv(`ceil${claimers}${ordered ? 'o' : ''}`, async (e) => {
+    log(`(a) ceiling${ordered ? ' (ordered claim)' : ''}, ${claimers} claimer(s): filling ${fmtInt(N)} outbox rows`);
+    const fill = await fillOutbox(e, N, new Date(Date.now() - 1000));
+    let done = 0;
+    const batchMs: number[] = [];
+    const meter = meterFor(() => []).begin();
+    const t0 = performance.now();
+    const timeline = new Timeline(t0);
+    const stop = progress(() => `claimed+marked ${fmtInt(done)} / ${fmtInt(N)}`);
+    try {
+      await Promise.all(
+        Array.from({ length: claimers }, async (_, i) => {
+          // Ordered: claimer i holds the shards s ≡ i (mod claimers), as relays with their fair share of leases would.
+          const shards = Array.from({ length: e.config.outboxShards }, (_s, s) => s).filter((s) => s % claimers === i);
+          for (;;) {
+            const b0 = performance.now();
+            const n = await withDbRetry(() =>
+              e.db.transaction(async (trx) => {
+                const rows = ordered ? (await claimUnpublishedInShards(trx, BATCH, shards)).rows : await claimUnpublished(trx, BATCH);
+                await markPublished(trx, rows, new Date());
+                return rows.length;
+              }),
+            );
+            if (n === 0) return;
+            batchMs.push(performance.now() - b0);
+            done += n;
+            timeline.add(done);
+          }
+        }),
+      );
+    } finally {
+      stop();
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    const cpu = meter.end();
+    const left = await countUnpublished(e.db);
+    if (left !== 0 || done !== N) throw new Error(`ceiling: ${left} rows left unpublished, ${done} claimed of ${N}`);
+    const [h1, h2] = timeline.halves(N, seconds);
+    return {
+      claimers,
+      ordered,
+      rows: N,
+      fillSeconds: round(fill.seconds, 2),
+      valueBytes: fill.valueBytes,
+      seconds: round(seconds, 3),
+      rowsPerSecond: Math.round(N / seconds),
+      firstHalfRowsPerSecond: Math.round(h1),
+      secondHalfRowsPerSecond: Math.round(h2),
+      batchMs: roundSummary(summarize(batchMs)),
+      cpu,
+      timeline: timeline.points,
+    };
+  });
+}
+
+interface PublishResult {
+  relays: number;
+  rows: number;
+  fillSeconds: number;
+  relaysUpBeforeStartMs: number;
+  seconds: number;
+  eventsPerSecond: number;
+  firstHalfEventsPerSecond: number;
+  secondHalfEventsPerSecond: number;
+  /** The first batch's published_at after the start instant: how long the first claim took to come back. */
+  firstPublishedAtMs: number;
+  lastPublishedAtMs: number;
+  onKafka: number;
+  cpu: CpuUse;
+  /** [ms after the start instant, rows] per published batch (rows of one batch share a published_at). */
+  batches: Array<[number, number]>;
+  timeline: Array<[number, number]>;
+  warnings: string[];
+}
+
+/** (b) Real relay processes publishing a pre-filled outbox to Kafka, from the instant the rows become available. */
+async function publish(k: number): Promise<PublishResult> {
+  return withEnv(`pub${k}`, async (e) => {
+    const warnings: string[] = [];
+    // The rows become available at `start`: after the fill and after the relays are up (start-up excluded).
+    // Relays start slower while they scan a large outbox of not-yet-available rows (their first claims do).
+    const spawnAllowanceMs = Math.max(3000, relaySpawnMs ?? 0) * k + 2000;
+    log(`(b) publish, ${k} relay(s): filling ${fmtInt(N)} outbox rows`);
+    const fillStartedAt = Date.now();
+    const estimatedFillMs = (N / outboxFillRate) * 1000 * 1.3; // checked below
+    const start = new Date(Math.ceil((fillStartedAt + estimatedFillMs + spawnAllowanceMs) / 1000) * 1000);
+    const fill = await fillOutbox(e, N, start);
+    log(`    fill took ${fill.seconds.toFixed(1)} s; starting ${k} relay(s)`);
+    const s0 = Date.now();
+    const relays = await spawnRelays(e, k);
+    relaySpawnMs = Math.max(relaySpawnMs ?? 0, Date.now() - s0);
+    try {
+      const upMs = start.getTime() - Date.now();
+      if (upMs < 200) warnings.push(`relays were up only ${upMs} ms before the rows became available`);
+      log(`    relays started in ${Date.now() - s0} ms, up ${upMs} ms before the rows become available`);
+      // The Kafka topic exists now (created by the relays): good to count messages on later.
+      const meter = meterFor(() => relays);
+      await sleep(start.getTime() - Date.now() - 50);
+      meter.begin();
+      while (Date.now() < start.getTime()) await sleep(1);
+      const t0 = performance.now() - (Date.now() - start.getTime());
+      const timeline = new Timeline(t0);
+      let left = N;
+      const stop = progress(() => `published ${fmtInt(N - left)} / ${fmtInt(N)}`);
+      try {
+        // COUNT(*) over the unpublished range costs the database real work on a 2-core machine: poll rarely
+        // while far from the end, then often as the predicted end nears (cheap then: few rows left).
+        const nextPollMs = () => {
+          const elapsed = performance.now() - t0;
+          const done = N - left;
+          if (done <= 0 || elapsed < 200) return 100;
+          const remainingMs = (left / done) * elapsed;
+          return Math.max(Number(process.env.POLL_FLOOR ?? 5), Math.min(500, remainingMs / 4));
+        };
+        await waitFor(
+          async () => {
+            left = await countUnpublished(e.db);
+            timeline.add(N - left);
+            return left === 0;
+          },
+          { timeoutMs: 30 * 60_000, intervalMs: nextPollMs, what: 'the outbox to drain' },
+        );
+      } finally {
+        stop();
+      }
+      const seconds = (performance.now() - t0) / 1000;
+      const cpu = meter.end();
+      const [[span]] = (await e.db.raw('SELECT MIN(published_at) AS first, MAX(published_at) AS last FROM outbox')) as [
+        [{ first: Date; last: Date }],
+      ];
+      const onKafka = await topicMessageCount(e.topic, e.config.kafkaPartitions);
+      // Every batch marks its rows with one published_at: the batches' times and sizes, for the raw figures.
+      const [batchRows] = (await e.db.raw(
+        'SELECT published_at AS t, COUNT(*) AS n FROM outbox GROUP BY published_at ORDER BY published_at',
+      )) as [Array<{ t: Date; n: number }>];
+      const batches = batchRows.map((r) => [r.t.getTime() - start.getTime(), Number(r.n)] as [number, number]);
+      if (onKafka < N) warnings.push(`only ${onKafka} of ${N} messages on the topic`);
+      const [h1, h2] = timeline.halves(N, seconds);
+      return {
+        relays: k,
+        rows: N,
+        fillSeconds: round(fill.seconds, 2),
+        relaysUpBeforeStartMs: upMs,
+        seconds: round(seconds, 3),
+        eventsPerSecond: Math.round(N / seconds),
+        firstHalfEventsPerSecond: Math.round(h1),
+        secondHalfEventsPerSecond: Math.round(h2),
+        firstPublishedAtMs: span.first.getTime() - start.getTime(),
+        lastPublishedAtMs: span.last.getTime() - start.getTime(),
+        onKafka,
+        cpu,
+        timeline: timeline.points,
+        batches,
+        warnings,
+      };
+    } finally {
+      await stopRelays(relays);
+    }
+  });
+}
+
+interface LagRows {
+  fireLagMs: Summary;
+  publishLagMs: Summary;
+  events: number;
+}
+
+/** fired_at − scheduled_for and published_at − scheduled_for of every event log. */
+async function eventLags(db: Db): Promise<LagRows> {
+  const [rows] = (await db.raw(
+    `SELECT TIMESTAMPDIFF(MICROSECOND, scheduled_for, fired_at) AS fire_us,
+            TIMESTAMPDIFF(MICROSECOND, scheduled_for, published_at) AS pub_us
+       FROM event_logs`,
+  )) as [Array<{ fire_us: number; pub_us: number | null }>];
+  return {
+    events: rows.length,
+    fireLagMs: roundSummary(summarize(rows.map((r) => Number(r.fire_us) / 1000))),
+    publishLagMs: roundSummary(summarize(rows.filter((r) => r.pub_us !== null).map((r) => Number(r.pub_us) / 1000))),
+  };
+}
+
+function roundSummary(s: Summary): Summary {
+  return Object.fromEntries(Object.entries(s).map(([k, v]) => [k, k === 'count' ? v : round(v, 1)])) as unknown as Summary;
+}
+
+/** Measured trigger insert rate of this run (used to place T after the fill); conservative before the first. */
+let triggerInsertRate = 4000;
+
+interface BurstResult {
+  relays: number;
+  triggers: number;
+  fillSeconds: number;
+  allOnKafkaMs: number;
+  lastPublishedAtMs: number;
+  eventsPerSecond: number;
+  fireLagMs: Summary;
+  publishLagMs: Summary;
+  consumeLagMs: Summary;
+  eventLogs: number;
+  distinctOnKafka: number;
+  duplicatesOnKafka: number;
+  cpu: CpuUse;
+  warnings: string[];
+}
+
+/** (c) BURST time triggers all due at one instant T, relays already running; T → all consumed from Kafka. */
+async function burst(k: number): Promise<BurstResult> {
+  return withEnv('burst', async (e) => {
+    const warnings: string[] = [];
+    log(`(c) burst: starting ${k} relays and a consumer`);
+    const relays = await spawnRelays(e, k);
+    const reader = await new BenchReader(e.topic).start();
+    try {
+      const T = new Date(Math.ceil((Date.now() + (BURST / triggerInsertRate) * 1500 + 2000) / 1000) * 1000);
+      log(`    inserting ${fmtInt(BURST)} time triggers due at ${T.toISOString()}`);
+      const f0 = performance.now();
+      await insertScheduledTriggers(e.db, BURST, { fireAt: T });
+      const fillSeconds = (performance.now() - f0) / 1000;
+      triggerInsertRate = BURST / fillSeconds;
+      const margin = T.getTime() - Date.now();
+      if (margin < 100) warnings.push(`the insert finished ${-margin} ms after T: the burst is not one instant`);
+      log(`    insert took ${fillSeconds.toFixed(1)} s; ${margin} ms to T`);
+      const meter = meterFor(() => relays);
+      await sleep(T.getTime() - Date.now() - 50);
+      meter.begin();
+      const stop = progress(() => `on Kafka ${fmtInt(reader.distinct)} / ${fmtInt(BURST)}`);
+      try {
+        await waitFor(async () => reader.distinct >= BURST, { timeoutMs: 10 * 60_000, intervalMs: 5, what: 'every burst event on Kafka' });
+      } finally {
+        stop();
+      }
+      const cpu = meter.end();
+      await sleep(500); // late duplicates, if any
+      const consumed = [...reader.seen.values()].map((s) => s.consumedAt - T.getTime());
+      const consumeLagMs = roundSummary(summarize(consumed));
+      const lags = await eventLags(e.db);
+      const [[last]] = (await e.db.raw('SELECT MAX(published_at) AS t FROM event_logs')) as [[{ t: Date }]];
+      if (lags.events !== BURST) warnings.push(`${lags.events} event logs for ${BURST} triggers`);
+      return {
+        relays: k,
+        triggers: BURST,
+        fillSeconds: round(fillSeconds, 2),
+        allOnKafkaMs: consumeLagMs.max,
+        lastPublishedAtMs: last.t.getTime() - T.getTime(),
+        eventsPerSecond: Math.round(BURST / (consumeLagMs.max / 1000)),
+        fireLagMs: lags.fireLagMs,
+        publishLagMs: lags.publishLagMs,
+        consumeLagMs,
+        eventLogs: lags.events,
+        distinctOnKafka: reader.distinct,
+        duplicatesOnKafka: reader.duplicates,
+        cpu,
+        warnings,
+      };
+    } finally {
+      await reader.stop();
+      await stopRelays(relays);
+    }
+  });
+}
+
+interface SteadyResult {
+  relays: number;
+  ratePerSecond: number;
+  seconds: number;
+  triggers: number;
+  fillSeconds: number;
+  achievedFiresPerSecond: number;
+  fireLagMs: Summary;
+  publishLagMs: Summary;
+  endToEndLagMs: Summary;
+  eventLogs: number;
+  distinctOnKafka: number;
+  duplicatesOnKafka: number;
+  cpu: CpuUse;
+  warnings: string[];
+}
+
+/** (d) RATE fires/s for SECONDS (fire_at spread evenly, inserted beforehand), relays and a consumer running. */
+async function steady(k: number): Promise<SteadyResult> {
+  return withEnv('steady', async (e) => {
+    const warnings: string[] = [];
+    const total = Math.round(RATE * SECONDS);
+    log(`(d) steady: starting ${k} relays and a consumer`);
+    const relays = await spawnRelays(e, k);
+    const reader = await new BenchReader(e.topic).start();
+    try {
+      const S = Math.ceil((Date.now() + (total / triggerInsertRate) * 1500 + 2000) / 1000) * 1000;
+      const times = Array.from({ length: total }, (_, i) => S + Math.floor((i * 1000) / RATE));
+      log(`    inserting ${fmtInt(total)} time triggers, ${fmtInt(RATE)}/s from ${new Date(S).toISOString()} for ${SECONDS} s`);
+      const f0 = performance.now();
+      await insertTriggersAt(e.db, times);
+      const fillSeconds = (performance.now() - f0) / 1000;
+      const margin = S - Date.now();
+      if (margin < 100) warnings.push(`the insert finished ${-margin} ms after the first fire time`);
+      log(`    insert took ${fillSeconds.toFixed(1)} s; ${margin} ms to the first fire time`);
+      const meter = meterFor(() => relays);
+      await sleep(S - Date.now());
+      meter.begin();
+      const stop = progress(
+        () => `fired ${fmtInt(reader.distinct)} / ${fmtInt(total)} (${round((Date.now() - S) / 1000, 0)} s of ${SECONDS})`,
+      );
+      try {
+        await waitFor(async () => reader.distinct >= total, {
+          timeoutMs: SECONDS * 1000 + 10 * 60_000,
+          intervalMs: 20,
+          what: 'every steady event on Kafka',
+        });
+      } finally {
+        stop();
+      }
+      const cpu = meter.end();
+      await sleep(500);
+      const lags = await eventLags(e.db);
+      const [[span]] = (await e.db.raw('SELECT MIN(fired_at) AS a, MAX(fired_at) AS b FROM event_logs')) as [[{ a: Date; b: Date }]];
+      const endToEnd = [...reader.seen.values()].map((s) => s.consumedAt - s.scheduledFor);
+      if (lags.events !== total) warnings.push(`${lags.events} event logs for ${total} triggers`);
+      return {
+        relays: k,
+        ratePerSecond: RATE,
+        seconds: SECONDS,
+        triggers: total,
+        fillSeconds: round(fillSeconds, 2),
+        achievedFiresPerSecond: Math.round(lags.events / Math.max(0.001, (span.b.getTime() - span.a.getTime()) / 1000)),
+        fireLagMs: lags.fireLagMs,
+        publishLagMs: lags.publishLagMs,
+        endToEndLagMs: roundSummary(summarize(endToEnd)),
+        eventLogs: lags.events,
+        distinctOnKafka: reader.distinct,
+        duplicatesOnKafka: reader.duplicates,
+        cpu,
+        warnings,
+      };
+    } finally {
+      await reader.stop();
+      await stopRelays(relays);
+    }
+  });
+}
+
+interface BreakdownResult {
+  rows: number;
+  batches: number;
+  eventsPerSecond: number;
+  stepMs: Record<string, Summary>;
+  shareOfBatch: Record<string, number>;
+  cpu: CpuUse;
+}
+
+/**
+ * (e) Diagnostic: one relay's publish batch, step by step, in this process — the relay's own functions
+ * (claimUnpublished, EventProducer.publish, markPublished) with a clock around each, in the transaction
+ * shape of publishOutbox. Says where a batch's time goes; not a target.
+ */
+async function breakdown(): Promise<BreakdownResult> {
+  const rows = Math.min(N, 50_000);
+  return withEnv('breakdown', async (e) => {
+    log(`(e) breakdown of one relay's publish batch (in-process): filling ${fmtInt(rows)} outbox rows`);
+    await ensureTopics(e.config.kafkaBrokers, [{ name: e.topic, partitions: e.config.kafkaPartitions }]);
+    const producer = new EventProducer({
+      brokers: e.config.kafkaBrokers,
+      messageTimeoutMs: e.config.kafkaMessageTimeoutMs,
+      clientId: 'etp-bench',
+    });
+    await producer.connect();
+    try {
+      await fillOutbox(e, rows, new Date(Date.now() - 1000));
+      const allShards = Array.from({ length: e.config.outboxShards }, (_, i) => i);
+      const steps: Record<string, number[]> = { begin: [], claim: [], 'produce + delivery reports': [], mark: [], commit: [], batch: [] };
+      let done = 0;
+      const meter = meterFor(() => []).begin();
+      const t0 = performance.now();
+      const stop = progress(() => `published ${fmtInt(done)} / ${fmtInt(rows)}`);
+      try {
+        for (;;) {
+          const a = performance.now();
+          const trx = await e.db.transaction();
+          let n = 0;
+          try {
+            const b = performance.now();
+            // The relay's claim in the relay's mode: ordered = one relay holding every shard (lease check left out).
+            const claimed = e.config.outboxOrdering
+              ? (await claimUnpublishedInShards(trx, BATCH, allShards)).rows
+              : await claimUnpublished(trx, BATCH);
+            const c = performance.now();
+            n = claimed.length;
+            if (n > 0) {
+              const outcomes = await producer.publish(claimed.map((r) => r.message));
+              if (outcomes.some((o) => o !== null)) throw new Error(`publish failed: ${outcomes.find((o) => o)?.message}`);
+              const d = performance.now();
+              await markPublished(trx, claimed, new Date());
+              const f = performance.now();
+              await trx.commit();
+              const g = performance.now();
+              steps.begin!.push(b - a);
+              steps.claim!.push(c - b);
+              steps['produce + delivery reports']!.push(d - c);
+              steps.mark!.push(f - d);
+              steps.commit!.push(g - f);
+              steps.batch!.push(g - a);
+            } else {
+              await trx.commit();
+            }
+          } catch (err) {
+            await trx.rollback().catch(() => undefined);
+            throw err;
+          }
+          if (n === 0) break;
+          done += n;
+        }
+      } finally {
+        stop();
+      }
+      const seconds = (performance.now() - t0) / 1000;
+      const cpu = meter.end();
+      const total = steps.batch!.reduce((x, y) => x + y, 0);
+      return {
+        rows,
+        batches: steps.batch!.length,
+        eventsPerSecond: Math.round(rows / seconds),
+        stepMs: Object.fromEntries(Object.entries(steps).map(([k, v]) => [k, roundSummary(summarize(v))])),
+        shareOfBatch: Object.fromEntries(
+          Object.entries(steps)
+            .filter(([k]) => k !== 'batch')
+            .map(([k, v]) => [k, round(v.reduce((x, y) => x + y, 0) / total, 3)]),
+        ),
+        cpu,
+      };
+    } finally {
+      await producer.close();
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------- main
+
+function verdict(ok: boolean): string {
+  return ok ? 'met' : 'NOT met';
+}
+
+function cpuLine(label: string, c: CpuUse): string {
+  const parts = Object.entries(c.cpuSeconds)
+    .filter(([, v]) => v > 0)
+    .map(([k, v]) => `${k} ${v.toFixed(1)} s (${Math.round((c.machineShare[k] ?? 0) * 100)}%)`);
+  return `  ${label.padEnd(22)} wall ${c.wallSeconds.toFixed(1)} s; CPU ${parts.join(', ')}`;
+}
+
+/** Whether the relays run with OUTBOX_ORDERING on (their claim is then claimUnpublishedInShards). */
+let orderedRelays = false;
+
+async function main(): Promise<void> {
+  const settings = {
+    quick: QUICK,
+    outboxRows: N,
+    burstTriggers: BURST,
+    steadyRate: RATE,
+    steadySeconds: SECONDS,
+    relays: MANY,
+    batchSize: BATCH,
+    phases: [...ONLY],
+    relayEnv: RELAY_ENV,
+    relayConfig: {} as Record<string, unknown>,
+  };
+  const probe = await createBenchEnv('facts', RELAY_ENV);
+  let machine;
+  try {
+    machine = await machineFacts(probe.db);
+    // The relay settings that shape these figures, as the relays will read them (defaults included).
+    const c = probe.config;
+    settings.relayConfig = {
+      relayBatchSize: c.relayBatchSize,
+      outboxPollIntervalMs: c.outboxPollIntervalMs,
+      schedulerIntervalMs: c.schedulerIntervalMs,
+      kafkaPartitions: c.kafkaPartitions,
+      dbPoolMax: c.dbPoolMax,
+      ...Object.fromEntries(
+        (['outboxOrdering', 'outboxShards', 'relayLeaseMs'] as const)
+          .filter((k) => k in c)
+          .map((k) => [k, (c as unknown as Record<string, unknown>)[k]]),
+      ),
+    };
+    orderedRelays = (c as unknown as { outboxOrdering?: boolean }).outboxOrdering === true;
+  } finally {
+    await probe.cleanup();
+  }
+  log(`relay benchmark ${QUICK ? '(quick) ' : ''}— ${JSON.stringify(settings)}`);
+  log(
+    `machine: ${machine.cpuCount}× ${machine.cpuModel}, ${machine.totalMemoryGiB} GiB, node ${machine.node}, ${machine.mariadb}, librdkafka ${machine.librdkafka}, load ${machine.loadAverageAtStart.join(' ')}`,
+  );
+
+  const results: Record<string, unknown> = {};
+  const a1 = ONLY.has('a') ? await ceiling(1) : null;
+  const a4 = ONLY.has('a') ? await ceiling(MANY) : null;
+  // Relays in ordered mode claim with claimUnpublishedInShards: measure that claim's ceiling as well.
+  const ao1 = ONLY.has('a') && orderedRelays ? await ceiling(1, true) : null;
+  const ao4 = ONLY.has('a') && orderedRelays ? await ceiling(MANY, true) : null;
+  results.ceiling = [a1, a4, ao1, ao4].filter(Boolean);
+  const b1 = ONLY.has('b') ? await publish(1) : null;
+  const b4 = ONLY.has('b') ? await publish(MANY) : null;
+  results.publish = [b1, b4].filter(Boolean);
+  const c = ONLY.has('c') ? await burst(MANY) : null;
+  results.burst = c;
+  const d = ONLY.has('d') ? await steady(MANY) : null;
+  results.steady = d;
+  const x = ONLY.has('e') ? await breakdown() : null;
+  results.breakdown = x;
+
+  // ------------------------------------------------------------------------------------------ report
+  const rows: string[][] = [];
+  for (const a of [a1, a4, ao1, ao4]) {
+    if (!a) continue;
+    rows.push([
+      `(a) DB-only ceiling${a.ordered ? ' (ordered claim)' : ''}, ${a.claimers} claimer${a.claimers > 1 ? 's' : ''}`,
+      `${fmtInt(a.rowsPerSecond)} rows/s`,
+      `${fmtInt(a.rows)} rows in ${a.seconds.toFixed(2)} s`,
+      '',
+    ]);
+  }
+  const targets: string[][] = [];
+  for (const [b, a, ao] of [
+    [b1, a1, ao1],
+    [b4, a4, ao4],
+  ] as const) {
+    if (!b) continue;
+    const ratio = a ? b.eventsPerSecond / a.rowsPerSecond : NaN;
+    const ratios = [
+      a ? `${ratio.toFixed(2)}× ceiling` : '',
+      ao ? `${(b.eventsPerSecond / ao.rowsPerSecond).toFixed(2)}× ordered ceiling` : '',
+    ]
+      .filter(Boolean)
+      .join(', ');
+    rows.push([
+      `(b) relay publish, ${b.relays} relay${b.relays > 1 ? 's' : ''}${orderedRelays ? ' (ordered)' : ''}`,
+      `${fmtInt(b.eventsPerSecond)} events/s`,
+      `${fmtInt(b.rows)} events in ${b.seconds.toFixed(2)} s (first batch +${fmtMs(b.firstPublishedAtMs)})`,
+      ratios,
+    ]);
+    targets.push([
+      `(b) ${b.relays} relay(s): events/s`,
+      fmtInt(b.eventsPerSecond),
+      `≥ ${fmtInt(TARGET.eventsPerSecond)}`,
+      verdict(b.eventsPerSecond >= TARGET.eventsPerSecond),
+    ]);
+    if (a) targets.push([`(b)/(a) with ${b.relays}`, `${ratio.toFixed(2)}×`, `≥ ${TARGET.ratio}×`, verdict(ratio >= TARGET.ratio)]);
+  }
+  const lags: string[][] = [];
+  const lagRow = (label: string, s: Summary) => [label, fmtMs(s.p50), fmtMs(s.p95), fmtMs(s.p99), fmtMs(s.max)];
+  if (c) {
+    rows.push([
+      `(c) burst, ${c.relays} relays`,
+      `${fmtInt(c.eventsPerSecond)} events/s`,
+      `${fmtInt(c.triggers)} due at T, all on Kafka ${fmtMs(c.allOnKafkaMs)} after T`,
+      '',
+    ]);
+    lags.push(lagRow('(c) burst fire lag (fired_at − scheduled_for)', c.fireLagMs));
+    lags.push(lagRow('(c) burst publish lag (published_at − T)', c.publishLagMs));
+    lags.push(lagRow('(c) burst consume lag (consumed − T)', c.consumeLagMs));
+    targets.push([
+      `(c) burst: T → all on Kafka`,
+      fmtMs(c.allOnKafkaMs),
+      `≤ ${fmtMs(TARGET.burstMs)}`,
+      verdict(c.allOnKafkaMs <= TARGET.burstMs),
+    ]);
+  }
+  if (d) {
+    rows.push([
+      `(d) steady, ${d.relays} relays`,
+      `${fmtInt(d.achievedFiresPerSecond)} fires/s`,
+      `${fmtInt(d.ratePerSecond)}/s × ${d.seconds} s = ${fmtInt(d.eventLogs)} events`,
+      '',
+    ]);
+    lags.push(lagRow('(d) steady fire lag (fired_at − scheduled_for)', d.fireLagMs));
+    lags.push(lagRow('(d) steady publish lag (published_at − scheduled_for)', d.publishLagMs));
+    lags.push(lagRow('(d) steady end-to-end (consumed − scheduled_for)', d.endToEndLagMs));
+    targets.push([
+      `(d) steady fire lag p99`,
+      fmtMs(d.fireLagMs.p99),
+      `< ${TARGET.steadyP99Ms} ms`,
+      verdict(d.fireLagMs.p99 < TARGET.steadyP99Ms),
+    ]);
+    targets.push([
+      `(d) steady fire lag p50`,
+      fmtMs(d.fireLagMs.p50),
+      `< ${TARGET.steadyP50Ms} ms`,
+      verdict(d.fireLagMs.p50 < TARGET.steadyP50Ms),
+    ]);
+  }
+
+  const out: string[] = [];
+  out.push('');
+  out.push(
+    `Relay benchmark${QUICK ? ' (QUICK — smoke run, not the issue-4 sizes)' : ''}: ${machine.cpuCount}× ${machine.cpuModel}, ${machine.totalMemoryGiB} GiB, ${machine.mariadb}, librdkafka ${machine.librdkafka}, batch ${BATCH}`,
+  );
+  out.push('');
+  out.push(table(['phase', 'rate', 'volume / time', 'ratio'], rows));
+  if (lags.length) {
+    out.push('');
+    out.push(table(['lag', 'p50', 'p95', 'p99', 'max'], lags));
+  }
+  out.push('');
+  out.push(table(['target (issue 4)', 'measured', 'target', 'verdict'], targets));
+  const cpuLines = [
+    ...[a1, a4, ao1, ao4]
+      .filter((x): x is CeilingResult => !!x)
+      .map((x) => cpuLine(`(a) ${x.claimers} claimer(s)${x.ordered ? ' ord.' : ''}`, x.cpu)),
+    ...[b1, b4].filter((x): x is PublishResult => !!x).map((x) => cpuLine(`(b) ${x.relays} relay(s)`, x.cpu)),
+    ...(c ? [cpuLine('(c) burst', c.cpu)] : []),
+    ...(d ? [cpuLine('(d) steady', d.cpu)] : []),
+    ...(x ? [cpuLine('(e) breakdown', x.cpu)] : []),
+  ];
+  out.push('');
+  out.push(`Where the CPU went (${os.cpus().length} cores; % of the whole machine):`);
+  out.push(...cpuLines);
+  if (x) {
+    out.push('');
+    out.push(
+      `One relay's ${BATCH}-row publish batch, step by step (e, in-process, ${fmtInt(x.eventsPerSecond)} events/s over ${fmtInt(x.rows)} rows):`,
+    );
+    out.push(
+      table(
+        ['step', 'p50', 'p95', 'mean', 'share'],
+        Object.entries(x.stepMs).map(([k, v]) => [
+          k,
+          `${v.p50.toFixed(1)} ms`,
+          `${v.p95.toFixed(1)} ms`,
+          `${v.mean.toFixed(1)} ms`,
+          k === 'batch' ? '100%' : `${Math.round((x.shareOfBatch[k] ?? 0) * 100)}%`,
+        ]),
+      ),
+    );
+  }
+  const phaseCpu: Array<[string, CpuUse | undefined]> = [
+    ['(a) 1 claimer', a1?.cpu],
+    [`(a) ${MANY} claimers`, a4?.cpu],
+    ['(a) 1 claimer, ordered', ao1?.cpu],
+    [`(a) ${MANY} claimers, ordered`, ao4?.cpu],
+    ['(b) 1 relay', b1?.cpu],
+    [`(b) ${MANY} relays`, b4?.cpu],
+    ['(c) burst', c?.cpu],
+    ['(d) steady', d?.cpu],
+    ['(e) breakdown', x?.cpu],
+  ];
+  const warnings = [
+    ...[b1, b4, c, d].flatMap((r) => (r ? r.warnings : [])),
+    ...phaseCpu.flatMap(([name, cpu]) =>
+      cpu && cpu.lost.length > 0
+        ? [`${name}: ${cpu.lost.join(', ')} went away during the measurement (restarted by someone else?) — do not trust this phase`]
+        : [],
+    ),
+  ];
+  if (warnings.length) {
+    out.push('');
+    out.push('Warnings:');
+    out.push(...warnings.map((w) => `  - ${w}`));
+  }
+  process.stdout.write(`${out.join('\n')}\n`);
+
+  // A smoke run or a subset of phases never overwrites the day's full results.
+  const partial = ['a', 'b', 'c', 'd', 'e'].some((p) => !ONLY.has(p));
+  const file = writeResults(`relay${QUICK ? '-quick' : ''}${partial ? `-${[...ONLY].sort().join('')}` : ''}`, {
+    command: `npm run bench -- relay ${process.argv.slice(2).join(' ')}`.trim(),
+    machine: { ...machine, loadAverageAtEnd: os.loadavg().map((l) => round(l, 2)) },
+    settings,
+    targets: TARGET,
+    verdicts: Object.fromEntries(targets.map((t) => [t[0], { measured: t[1], target: t[2], met: t[3] === 'met' }])),
+    results,
+  });
+  log(`results: ${file}`);
+}
+
+// Interrupted (Ctrl-C, or run.mjs passing a signal on): stop the relays, drop the phase's database and topics.
+let interrupted = false;
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    log(`\n${sig}: stopping relays and dropping the bench databases…`);
+    const t = setTimeout(() => process.exit(130), 20_000);
+    void Promise.allSettled([...live.relays].map((p) => p.kill('SIGKILL')))
+      .then(() => Promise.allSettled([...live.envs].map((e) => e.cleanup())))
+      .finally(() => {
+        clearTimeout(t);
+        process.exit(130);
+      });
+  });
+}
+
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    process.stderr.write(`relay benchmark failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,46 @@
+import type { Knex } from 'knex';
+
+type Q = Knex | Knex.Transaction;
+
+/** One HTTP delivery attempt, as the worker made it. */
+export interface AttemptRow {
+  event_id: string;
+  attempt: number;
+  started_at: Date;
+  duration_ms: number;
+  /** null when no response came back (network error, timeout, refused endpoint). */
+  status_code: number | null;
+  error: string | null;
+  /** The first RESPONSE_BODY_MAX_BYTES of the response body. */
+  response_body: Buffer | null;
+}
+
+/** How much of a response body is kept per attempt. */
+export const RESPONSE_BODY_MAX_BYTES = 4096;
+
+/**
+ * Records an attempt, in the worker's outcome transaction (the caller has just updated the event row, so
+ * the foreign key's shared lock on it is already covered by that row's exclusive lock).
+ */
+export async function insertAttempt(trx: Knex.Transaction, a: AttemptRow): Promise<void> {
+  await trx('delivery_attempts').insert({
+    ...a,
+    duration_ms: Math.max(0, Math.round(a.duration_ms)),
+    error: a.error === null ? null : a.error.slice(0, 2000),
+    response_body: a.response_body === null ? null : a.response_body.subarray(0, RESPONSE_BODY_MAX_BYTES),
+  });
+}
+
+/** One event's attempts in attempt order: a range read of the primary key (event_id, attempt). */
+export async function listAttempts(q: Q, eventId: string): Promise<AttemptRow[]> {
+  const rows = (await q('delivery_attempts').where({ event_id: eventId }).orderBy('attempt')) as Array<Record<string, unknown>>;
+  return rows.map((r) => ({
+    event_id: r.event_id as string,
+    attempt: Number(r.attempt),
+    started_at: r.started_at as Date,
+    duration_ms: Number(r.duration_ms),
+    status_code: r.status_code === null ? null : Number(r.status_code),
+    error: (r.error as string | null) ?? null,
+    response_body: (r.response_body as Buffer | null) ?? null,
+  }));
+}

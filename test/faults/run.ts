@@ -1,0 +1,17 @@
+import { printFigures, runSoak } from './soak';
+
+/** `npm run test:faults -- --minutes 10`: the long soak; exits non-zero if anything was lost or doubled. */
+async function main(): Promise<void> {
+  const i = process.argv.indexOf('--minutes');
+  const minutes = i > 0 ? Number(process.argv[i + 1]) : 10;
+  if (!Number.isFinite(minutes) || minutes <= 0) throw new Error('--minutes must be a positive number');
+  const f = await runSoak({ seconds: Math.round(minutes * 60), kafkaOutageSeconds: 20, killEverySeconds: 5 });
+  printFigures(f);
+  const bad = f.lost + f.doubledEventLogs + f.deliveriesUnfinished + f.stuckProcessing + f.brokenChains;
+  process.exit(bad === 0 ? 0 : 1);
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+  process.exit(1);
+});
