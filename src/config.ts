@@ -32,6 +32,7 @@ export interface Config {
   readonly schedulerIntervalMs: number;
   readonly outboxPollIntervalMs: number;
   readonly relayBatchSize: number;
+  readonly relayConcurrency: number;
   readonly outboxOrdering: boolean;
   readonly outboxShards: number;
   readonly relayLeaseMs: number;
@@ -160,7 +161,7 @@ export function loadConfig(env: Env = process.env): Config {
     environment: oneOf<Environment>(env, 'ENVIRONMENT', 'development', ['development', 'test', 'production']),
     logLevel: oneOf<LogLevel>(env, 'LOG_LEVEL', 'info', ['error', 'warn', 'info', 'debug']),
     databaseUrl: url(env, 'DATABASE_URL', 'mysql://root@127.0.0.1:3306/event_triggers', ['mysql:', 'mariadb:']),
-    dbPoolMax: int(env, 'DB_POOL_MAX', 10, 2, 200),
+    dbPoolMax: int(env, 'DB_POOL_MAX', 20, 2, 200),
     kafkaBrokers: brokers(env, 'KAFKA_BROKERS', '127.0.0.1:9092'),
     kafkaTopic,
     kafkaDlqTopic: topic(env, 'KAFKA_DLQ_TOPIC', `${kafkaTopic}.dlq`),
@@ -179,6 +180,7 @@ export function loadConfig(env: Env = process.env): Config {
     schedulerIntervalMs: duration(env, 'SCHEDULER_INTERVAL', 250, 10, 60_000),
     outboxPollIntervalMs: duration(env, 'OUTBOX_POLL_INTERVAL', 50, 5, 60_000),
     relayBatchSize: int(env, 'RELAY_BATCH_SIZE', 500, 1, 10_000),
+    relayConcurrency: int(env, 'RELAY_CONCURRENCY', 3, 1, 32),
     outboxOrdering: oneOf(env, 'OUTBOX_ORDERING', 'on', ['on', 'off']) === 'on',
     outboxShards: int(env, 'OUTBOX_SHARDS', 64, 1, 4096),
     relayLeaseMs: duration(env, 'RELAY_LEASE_MS', 5000, 500, 600_000),

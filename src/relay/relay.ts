@@ -18,12 +18,9 @@ type Step = () => Promise<{ full: boolean; nextInMs?: number }>;
 export class Relay {
   private stopping = false;
   private loops: Promise<void>[] = [];
-  private readonly delays = {
-    schedules: new WakeableDelay(),
-    outbox: new WakeableDelay(),
-    sweep: new WakeableDelay(),
-    leases: new WakeableDelay(),
-  };
+  private readonly delays = { sweep: new WakeableDelay(), leases: new WakeableDelay() };
+  private readonly fireDelays: WakeableDelay[] = [];
+  private readonly publishDelays: WakeableDelay[] = [];
   private ordering: Ordering | undefined;
   private stopped: Promise<void> | null = null;
 
@@ -39,17 +36,32 @@ export class Relay {
       this.ordering = { leases, blockedUntil: new Map(), failures: new Map() };
     }
     const ordering = this.ordering;
-    this.loops = [
-      this.loop('schedules', this.delays.schedules, idleMs, async () => {
-        const r = await withDbRetry(() => fireDue(db, config, events));
-        if (r.fired > 0) this.delays.outbox.wake(); // new outbox rows: publish them now, not at the next poll
-        return r;
-      }),
-      this.loop('outbox', this.delays.outbox, Math.min(idleMs, config.outboxPollIntervalMs), () =>
-        publishOutbox(db, producer, config, events, ordering),
-      ),
+    const wakePublishers = () => this.publishDelays.forEach((d) => d.wake());
+    this.loops = [];
+    // RELAY_CONCURRENCY lanes of each claim loop: one relay keeps several batches in flight, so the time a
+    // batch waits on MySQL or on Kafka's delivery reports is overlapped by the other lanes (the loop is
+    // latency-bound, not CPU-bound). Fire lanes claim disjoint rows (SKIP LOCKED); in ordered mode each
+    // publish lane takes the held shards with shard % lanes = lane, so a shard is still published by one
+    // lane, in id order.
+    for (let lane = 0; lane < config.relayConcurrency; lane++) {
+      const fireDelay = new WakeableDelay();
+      const publishDelay = new WakeableDelay();
+      this.fireDelays.push(fireDelay);
+      this.publishDelays.push(publishDelay);
+      this.loops.push(
+        this.loop(`schedules-${lane}`, fireDelay, idleMs, async () => {
+          const r = await withDbRetry(() => fireDue(db, config, events));
+          if (r.fired > 0) wakePublishers(); // new outbox rows: publish them now, not at the next poll
+          return r;
+        }),
+        this.loop(`outbox-${lane}`, publishDelay, Math.min(idleMs, config.outboxPollIntervalMs), () =>
+          publishOutbox(db, producer, config, events, ordering, { lane, lanes: config.relayConcurrency }),
+        ),
+      );
+    }
+    this.loops.push(
       this.loop('sweep', this.delays.sweep, config.retentionSweepIntervalMs, () => withDbRetry(() => sweep(db, config, events))),
-    ];
+    );
     if (ordering) {
       // Renew well inside the lease time, so a live relay never loses a shard to a slow tick.
       const every = Math.max(100, Math.floor(config.relayLeaseMs / 4));
@@ -64,7 +76,7 @@ export class Relay {
 
   /** Lets an API in the same process signal "there is something to publish". */
   wakeOutbox(): void {
-    this.delays.outbox.wake();
+    this.publishDelays.forEach((d) => d.wake());
   }
 
   /**
@@ -92,7 +104,7 @@ export class Relay {
   stop(): Promise<void> {
     if (this.stopped) return this.stopped;
     this.stopping = true;
-    Object.values(this.delays).forEach((d) => d.wake());
+    [...Object.values(this.delays), ...this.fireDelays, ...this.publishDelays].forEach((d) => d.wake());
     this.stopped = Promise.all(this.loops).then(async () => {
       // Hand our shards over at once rather than making the others wait for the leases to expire.
       await this.ordering?.leases.release().catch(() => undefined);

@@ -100,6 +100,7 @@ export async function publishOutbox(
   config: Config,
   events: Lifecycle,
   ordering?: Ordering,
+  lane: { lane: number; lanes: number } = { lane: 0, lanes: 1 },
 ): Promise<{ full: boolean }> {
   if (Date.now() - lastPromoteMs >= PROMOTE_EVERY_MS) {
     lastPromoteMs = Date.now();
@@ -110,7 +111,7 @@ export async function publishOutbox(
     let full: boolean;
     if (ordering) {
       const now = Date.now();
-      const wanted = ordering.leases.owned().filter((s) => (ordering.blockedUntil.get(s) ?? 0) <= now);
+      const wanted = ordering.leases.owned().filter((s) => s % lane.lanes === lane.lane && (ordering.blockedUntil.get(s) ?? 0) <= now);
       const shards = await ordering.leases.verify(trx, wanted);
       ({ rows, full } = await claimUnpublishedInShards(trx, config.relayBatchSize, shards));
     } else {
