@@ -168,7 +168,7 @@ async function insertTriggersAt(db: Db, fireTimes: number[]): Promise<void> {
 }
 
 async function countUnpublished(db: Db): Promise<number> {
-  const [rows] = (await db.raw('SELECT COUNT(*) AS n FROM outbox WHERE published = 0')) as [Array<{ n: number }>];
+  const [rows] = (await db.raw('SELECT COUNT(*) AS n FROM outbox WHERE published <> 1')) as [Array<{ n: number }>];
   return Number(rows[0]?.n ?? 0);
 }
 
@@ -396,7 +396,7 @@ async function publish(k: number): Promise<PublishResult> {
       const onKafka = await topicMessageCount(e.topic, e.config.kafkaPartitions);
       // Every batch marks its rows with one published_at: the batches' times and sizes, for the raw figures.
       const [batchRows] = (await e.db.raw(
-        'SELECT published_at AS t, COUNT(*) AS n FROM outbox GROUP BY published_at ORDER BY published_at',
+        'SELECT published_at AS t, COUNT(*) AS n FROM outbox WHERE published_at IS NOT NULL GROUP BY published_at ORDER BY published_at',
       )) as [Array<{ t: Date; n: number }>];
       const batches = batchRows.map((r) => [r.t.getTime() - start.getTime(), Number(r.n)] as [number, number]);
       if (onKafka < N) warnings.push(`only ${onKafka} of ${N} messages on the topic`);
