@@ -27,6 +27,11 @@ export default tseslint.config(
     },
   },
   {
+    // The dashboard runs in the browser (bundled by scripts/build-dashboard.mjs), not in Node.
+    files: ['src/dashboard/**/*.{ts,tsx}'],
+    languageOptions: { globals: { ...globals.browser } },
+  },
+  {
     // Tests EXPLAIN fixed query texts of their own; no request input reaches them.
     files: ['test/**/*.ts'],
     rules: { '@typescript-eslint/no-unused-expressions': 'off', '@typescript-eslint/no-non-null-assertion': 'off', 'no-restricted-syntax': 'off' },

@@ -9,11 +9,13 @@ import type { Db } from '../db/knex';
 import { requestContext, type Logger } from '../logger';
 import type { Metrics } from '../metrics';
 import { apiKeyAuth } from './auth';
+import { dashboardRoutes } from './dashboard';
 import { ApiError, errorHandler } from './errors';
 import { eventRoutes } from './events';
 import { runChecks, type Check } from './health';
 import { JsonTooDeepError, jsonDepthExceeds } from './json-depth';
 import { operatorRoutes } from './operator';
+import { overviewRoutes } from './overview';
 import { rateLimits } from './rate-limit';
 import { triggerRoutes } from './triggers';
 import { WebhookValidators, webhookRoutes } from './webhooks';
@@ -102,6 +104,7 @@ export function createApp(deps: AppDeps): express.Express {
     req.path === '/swagger' && !req.originalUrl.endsWith('/') ? res.redirect(301, '/swagger/') : next(),
   );
   app.use('/swagger', express.static(swaggerUiDist.getAbsoluteFSPath(), { index: 'index.html', maxAge: '1h' }));
+  app.use('/dashboard', dashboardRoutes());
 
   app.use('/api/v1', rateLimits(config));
   app.use(
@@ -137,6 +140,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.use('/api/v1', webhookRoutes({ db: deps.db, config, validators }));
   app.use('/api/v1', eventRoutes({ db: deps.db }));
   app.use('/api/v1', operatorRoutes({ db: deps.db, config, metrics }));
+  app.use('/api/v1', overviewRoutes({ db: deps.db }));
 
   app.use((_req, _res, next) => next(new ApiError('NOT_FOUND', 'No such route')));
   app.use(errorHandler(logger));

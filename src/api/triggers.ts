@@ -113,7 +113,14 @@ export function triggerRoutes(deps: { db: Db; config: Config; validators: Webhoo
   });
 
   r.get('/triggers', async (req, res) => {
-    const q = req.query as { type?: TriggerType; status?: TriggerStatus; page?: number; limit?: number; tag?: string | string[]; q?: string };
+    const q = req.query as {
+      type?: TriggerType;
+      status?: TriggerStatus;
+      page?: number;
+      limit?: number;
+      tag?: string | string[];
+      q?: string;
+    };
     const page = Number(q.page ?? 1);
     const limit = Number(q.limit ?? 20);
     const tags = q.tag === undefined ? undefined : [...new Set(Array.isArray(q.tag) ? q.tag : [q.tag])];

@@ -1,0 +1,127 @@
+/** The API's JSON as the dashboard reads it (see openapi.yaml, the source of truth). */
+
+export type TriggerType = 'webhook' | 'time_scheduled' | 'cron_scheduled' | 'interval_scheduled';
+export type TriggerStatus = 'active' | 'inactive';
+export type ExecutionStatus = 'pending' | 'published' | 'success' | 'failure';
+export type EventSource = 'webhook' | 'scheduler' | 'manual-test' | 'replay';
+
+export const TRIGGER_TYPES: TriggerType[] = ['webhook', 'time_scheduled', 'cron_scheduled', 'interval_scheduled'];
+export const EXECUTION_STATUSES: ExecutionStatus[] = ['pending', 'published', 'success', 'failure'];
+export const EVENT_SOURCES: EventSource[] = ['webhook', 'scheduler', 'manual-test', 'replay'];
+
+export const TYPE_LABELS: Record<TriggerType, string> = {
+  webhook: 'Webhook',
+  time_scheduled: 'One-shot time',
+  cron_scheduled: 'Cron',
+  interval_scheduled: 'Interval',
+};
+
+export interface Trigger {
+  id: string;
+  name: string;
+  type: TriggerType;
+  status: TriggerStatus;
+  config: Record<string, unknown>;
+  next_scheduled_run: string | null;
+  webhook_url: string | null;
+  tags: string[];
+  created_at: string;
+  updated_at: string;
+}
+
+export interface Pagination {
+  current_page: number | null;
+  page_size: number;
+  total_pages: number | null;
+  total_records: number | null;
+  next_cursor?: string | null;
+}
+
+export interface TriggerPage {
+  triggers: Trigger[];
+  pagination: Pagination;
+}
+
+export interface TriggerEvent {
+  id: string;
+  trigger_id: string | null;
+  trigger_type: TriggerType;
+  source: EventSource;
+  is_test_run: boolean;
+  payload: unknown;
+  scheduled_for: string | null;
+  fired_at: string;
+  published_at: string | null;
+  execution_status: ExecutionStatus;
+  attempts: number;
+  response_status: number | null;
+  latency_ms: number | null;
+  error_message: string | null;
+  retention_status: 'active' | 'archived';
+  replay_of: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface EventPage {
+  events: TriggerEvent[];
+  pagination: Pagination;
+}
+
+export interface Attempt {
+  attempt: number;
+  started_at: string;
+  duration_ms: number;
+  status_code: number | null;
+  error: string | null;
+  response_body: string | null;
+}
+
+export interface Occurrence {
+  at: string;
+  local: string;
+  scheduled_for: string;
+}
+
+export interface Schedule {
+  status: 'active' | 'inactive' | 'preview';
+  occurrences: Occurrence[];
+}
+
+export interface TriggerStats {
+  trigger_id: string;
+  window_hours: number;
+  total: number;
+  by_execution_status: Record<string, number>;
+  by_source: Record<string, number>;
+  last_fired_at: string | null;
+}
+
+export interface StatusCounts {
+  active: number;
+  inactive: number;
+}
+
+export interface Overview {
+  generated_at: string;
+  triggers: { total: number; by_status: StatusCounts; by_type: Record<TriggerType, StatusCounts> };
+  events_per_minute: { from: string; to: string; buckets: Array<{ at: string } & Record<ExecutionStatus, number>> };
+  fire_lag: { window_seconds: number; sample_size: number; p50_ms: number | null; p99_ms: number | null; max_ms: number | null };
+  outbox: { backlog: number; waiting: number; oldest_backlog_age_seconds: number | null };
+  deliveries: { window_hours: number; succeeded: number; failed: number; in_flight: number };
+  failed_events: number;
+}
+
+export interface FieldError {
+  field: string;
+  message: string;
+}
+
+/** An RFC 9457 problem document, as the API answers errors. */
+export interface Problem {
+  title?: string;
+  status?: number;
+  code?: string;
+  detail?: string;
+  errors?: FieldError[];
+}

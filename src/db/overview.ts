@@ -1,0 +1,85 @@
+/**
+ * The queries behind GET /api/v1/overview (the dashboard's first page). Each reads one index range; none
+ * locks anything (plain reads under READ COMMITTED).
+ */
+import type { Knex } from 'knex';
+import type { TriggerType } from '../triggers/types';
+import type { ExecutionStatus } from './events';
+import type { TriggerStatus } from './triggers';
+
+type Q = Knex | Knex.Transaction;
+
+/** Triggers per (type, status): a loose scan of idx_triggers_type_status_created, never the rows. */
+export async function triggerCounts(q: Q): Promise<Array<{ type: TriggerType; status: TriggerStatus; n: number }>> {
+  const [rows] = (await q.raw('SELECT type, status, COUNT(*) AS n FROM triggers GROUP BY type, status')) as [
+    Array<{ type: TriggerType; status: TriggerStatus; n: number }>,
+  ];
+  return rows.map((r) => ({ type: r.type, status: r.status, n: Number(r.n) }));
+}
+
+/**
+ * Events fired in [from, to) per minute after `from` and execution status. The range on idx_events_fired
+ * (fired_at) bounds the read to the window; the status comes from the row (a primary-key lookup each), which
+ * is what makes this the overview's dearest query — hence the overview's short cache in api/overview.ts.
+ * TIMESTAMPDIFF counts minutes from the bound `from`, so the session time zone plays no part.
+ */
+export async function eventsPerMinute(q: Q, from: Date, to: Date): Promise<Array<{ minute: number; status: ExecutionStatus; n: number }>> {
+  const [rows] = (await q.raw(
+    `SELECT TIMESTAMPDIFF(MINUTE, ?, fired_at) AS minute, execution_status AS status, COUNT(*) AS n
+       FROM event_logs
+      WHERE fired_at >= ? AND fired_at < ?
+      GROUP BY minute, status`,
+    [from, from, to],
+  )) as [Array<{ minute: number; status: ExecutionStatus; n: number }>];
+  return rows.map((r) => ({ minute: Number(r.minute), status: r.status, n: Number(r.n) }));
+}
+
+/**
+ * Fire lags (ms) of the most recent scheduled firings since `since`, newest first, at most `limit`. A
+ * completed schedule row holds both instants: fire_at, when it was planned (jitter included, as the
+ * etp_fire_lag_seconds metric counts it), and last_attempt_at, the commit that fired it (the events'
+ * fired_at). idx_schedules_claim (status, fire_at) serves the range and the order, so the read is bounded
+ * by `limit` however busy the platform is.
+ */
+export async function recentFireLags(q: Q, since: Date, limit: number): Promise<number[]> {
+  const [rows] = (await q.raw(
+    `SELECT fire_at, last_attempt_at FROM trigger_schedules
+      WHERE status = 'completed' AND fire_at >= ?
+      ORDER BY fire_at DESC
+      LIMIT ?`,
+    [since, limit],
+  )) as [Array<{ fire_at: Date; last_attempt_at: Date | null }>];
+  return rows.filter((r) => r.last_attempt_at !== null).map((r) => Math.max(0, r.last_attempt_at!.getTime() - r.fire_at.getTime()));
+}
+
+/**
+ * The outbox: rows ready to publish (published = 0, what etp_outbox_backlog counts), rows waiting for a
+ * later available_at (published = 2), and the creation time of the oldest ready row — all from
+ * idx_outbox_claim (published, id): two counts of an index range, and the first row of one.
+ */
+export async function outboxState(q: Q): Promise<{ backlog: number; waiting: number; oldestCreatedAt: Date | null }> {
+  const [[counts], oldest] = (await Promise.all([
+    q.raw('SELECT published, COUNT(*) AS n FROM outbox WHERE published IN (0, 2) GROUP BY published'),
+    q('outbox').select('created_at').where('published', 0).orderBy('id').first(),
+  ])) as [[Array<{ published: number; n: number }>], { created_at: Date } | undefined];
+  const n = (p: number) => Number(counts.find((c) => Number(c.published) === p)?.n ?? 0);
+  return { backlog: n(0), waiting: n(2), oldestCreatedAt: oldest?.created_at ?? null };
+}
+
+/** Events fired since `since` by execution status: a range of idx_events_fired with a lookup per row. */
+export async function outcomesSince(q: Q, since: Date): Promise<Record<ExecutionStatus, number>> {
+  const [rows] = (await q.raw('SELECT execution_status AS status, COUNT(*) AS n FROM event_logs WHERE fired_at >= ? GROUP BY status', [
+    since,
+  ])) as [Array<{ status: ExecutionStatus; n: number }>];
+  const out: Record<ExecutionStatus, number> = { pending: 0, published: 0, success: 0, failure: 0 };
+  for (const r of rows) out[r.status] = Number(r.n);
+  return out;
+}
+
+/** Failed events in the active view: the range retention_status = 'active' of idx_events_retention_fired. */
+export async function activeFailures(q: Q): Promise<number> {
+  const [row] = (await q('event_logs').where({ retention_status: 'active', execution_status: 'failure' }).count({ n: '*' })) as Array<{
+    n: number;
+  }>;
+  return Number(row?.n ?? 0);
+}
