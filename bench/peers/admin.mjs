@@ -41,7 +41,15 @@ const commands = {
   'pg-facts': () =>
     withPg(a, async (c) => {
       const version = (await c.query('show server_version')).rows[0].server_version;
-      const names = ['synchronous_commit', 'fsync', 'full_page_writes', 'wal_sync_method', 'shared_buffers', 'max_connections', 'wal_level'];
+      const names = [
+        'synchronous_commit',
+        'fsync',
+        'full_page_writes',
+        'wal_sync_method',
+        'shared_buffers',
+        'max_connections',
+        'wal_level',
+      ];
       const settings = {};
       for (const n of names) settings[n] = (await c.query(`show ${n}`)).rows[0][n];
       return { version, settings };

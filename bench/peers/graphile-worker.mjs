@@ -13,7 +13,11 @@ export default {
     await utils.migrate();
     return {
       add: (items) =>
-        utils.addJobs(items.map(({ i, due }) => (due === null ? { identifier: 'noop', payload: { i } } : { identifier: 'noop', payload: { i }, runAt: new Date(due) }))),
+        utils.addJobs(
+          items.map(({ i, due }) =>
+            due === null ? { identifier: 'noop', payload: { i } } : { identifier: 'noop', payload: { i }, runAt: new Date(due) },
+          ),
+        ),
       // Finished jobs are deleted: whatever is left is queued, locked or failed.
       pending: () => utils.withPgClient(async (c) => (await c.query('select count(*)::int as n from graphile_worker.jobs')).rows[0].n),
       close: () => utils.release(),

@@ -16,12 +16,18 @@ export default {
     if (!(await b.getQueue(cfg.queue))) await b.createQueue(cfg.queue);
     return {
       add: (items) =>
-        b.insert(items.map(({ i, due }) => (due === null ? { name: cfg.queue, data: { i } } : { name: cfg.queue, data: { i }, startAfter: new Date(due) }))),
+        b.insert(
+          items.map(({ i, due }) =>
+            due === null ? { name: cfg.queue, data: { i } } : { name: cfg.queue, data: { i }, startAfter: new Date(due) },
+          ),
+        ),
       pending: async () =>
         (
           await b
             .getDb()
-            .executeSql(`select count(*)::int as n from pgboss.job where name = $1 and state in ('created', 'retry', 'active')`, [cfg.queue])
+            .executeSql(`select count(*)::int as n from pgboss.job where name = $1 and state in ('created', 'retry', 'active')`, [
+              cfg.queue,
+            ])
         ).rows[0].n,
       close: () => b.stop({ graceful: false, wait: true }),
     };

@@ -3,7 +3,16 @@ import type { Db } from '../db/knex';
 import { recordEvents } from '../db/fire';
 import { claimDue, earliestPending, insertOccurrences, markDone, deleteFinishedBefore } from '../db/schedules';
 import { getTriggersByIds } from '../db/triggers';
-import { claimUnpublished, claimUnpublishedInShards, deletePublished, markFailed, markPublished, promoteDue } from '../db/outbox';
+import {
+  claimUnpublished,
+  claimUnpublishedInShards,
+  deletePublished,
+  markFailed,
+  markPublished,
+  promoteDue,
+  type ClaimedOutbox,
+} from '../db/outbox';
+import type { Knex } from 'knex';
 import { archiveBefore, deleteBefore, type EventInsert } from '../db/events';
 import { deleteKeysBefore } from '../db/idempotency';
 import type { Lifecycle } from '../events';
@@ -106,7 +115,29 @@ export async function publishOutbox(
     lastPromoteMs = Date.now();
     await withDbRetry(() => promoteDue(db));
   }
-  const r = await db.transaction(async (trx) => {
+  // Rows Kafka has acknowledged in this attempt. If the transaction then dies (a deadlock victim, a lost
+  // connection) they are marked again in a fresh transaction below, rather than left to be re-published
+  // as a whole batch of duplicates. Marking a delivered row is always safe: it is on Kafka.
+  let delivered: ClaimedOutbox[] = [];
+  const r = await db
+    .transaction(async (trx) => publishBatch(trx))
+    .catch(async (e: unknown) => {
+      if (delivered.length === 0) throw e;
+      const rows = delivered;
+      await withDbRetry(() => db.transaction((trx) => markPublished(trx, rows, new Date())));
+      events.emitEvent('relay:error', { step: 'outbox-mark', error: e instanceof Error ? e : new Error(String(e)) });
+      return { claimed: rows.length, ok: rows.length, failed: 0, error: '', full: true };
+    });
+  if (r.claimed > 0) events.emitEvent('relay:claimed', { kind: 'outbox', count: r.claimed });
+  if (r.ok > 0) events.emitEvent('relay:published', { count: r.ok });
+  if (r.failed > 0) {
+    events.emitEvent('relay:publish_failed', { count: r.failed, error: r.error });
+    // Unordered: the whole loop backs off. Ordered: only the failed shards wait; the others go on.
+    if (!ordering) throw new Error(`kafka publish failed for ${r.failed} rows: ${r.error}`);
+  }
+  return { full: r.full };
+
+  async function publishBatch(trx: Knex.Transaction) {
     let rows;
     let full: boolean;
     if (ordering) {
@@ -122,6 +153,7 @@ export async function publishOutbox(
     const outcomes = await producer.publish(rows.map((row) => row.message));
     const ok = rows.filter((_, i) => outcomes[i] === null);
     const failed = rows.filter((_, i) => outcomes[i] !== null);
+    delivered = ok;
     const now = new Date();
     const firstError = outcomes.find((o) => o !== null)?.message ?? '';
     if (ordering) {
@@ -149,15 +181,7 @@ export async function publishOutbox(
       consecutivePublishFailures = 0;
     }
     return { claimed: rows.length, ok: ok.length, failed: failed.length, error: firstError, full };
-  });
-  if (r.claimed > 0) events.emitEvent('relay:claimed', { kind: 'outbox', count: r.claimed });
-  if (r.ok > 0) events.emitEvent('relay:published', { count: r.ok });
-  if (r.failed > 0) {
-    events.emitEvent('relay:publish_failed', { count: r.failed, error: r.error });
-    // Unordered: the whole loop backs off. Ordered: only the failed shards wait; the others go on.
-    if (!ordering) throw new Error(`kafka publish failed for ${r.failed} rows: ${r.error}`);
   }
-  return { full: r.full };
 }
 
 const SWEEP_BATCH = 1000;

@@ -1,0 +1,385 @@
+/**
+ * The webhook ingestion benchmark of issue 5 (`npm run bench -- ingest [--quick]`). One fresh database, one
+ * `node dist/main.js api` process (RATE_LIMIT_PER_WEBHOOK=0), webhook trigger(s) with a small JSON Schema,
+ * a ≈200-byte payload; no relay runs (the outbox only fills). In one run:
+ *   (a) naive ceiling: in this process, 64 concurrent callers on a knex/mysql2 pool, each doing what the
+ *       webhook route commits per request — one transaction inserting an event_logs row and an outbox row
+ *       (recordEvents, the route's own function) — no HTTP, no trigger lookup, no validation: commits/s;
+ *   (b) the real `POST /api/v1/webhook/{id}` under autocannon, 64 connections at full speed: req/s,
+ *       p50/p99 latency, non-2xx;
+ *   (c) the same at a fixed 4,000 req/s (autocannon overallRate, coordinated-omission corrected): p50/p99.
+ * Prints (b)/(a) and the issue's targets (≥ 8k req/s; p99 < 25 ms at 4k req/s) with a met / NOT met verdict.
+ * Options: --quick (smoke run, ≈15 s), --seconds= (per phase), --connections= (64), --rate= (4000),
+ * --pool= (DB_POOL_MAX of the api and the ceiling's pool; default the api's default), --triggers= (1),
+ * --only=a,b,c, --keep (keep the database).
+ */
+import { randomUUID } from 'node:crypto';
+import os from 'node:os';
+import { recordEvents } from '../src/db/fire';
+import { configureOutboxShards } from '../src/db/outbox';
+import { createDb } from '../src/db/knex';
+import { loadConfig } from '../src/config';
+import type { RoleProcess } from '../test/helpers/proc';
+import {
+  CpuMeter,
+  createBenchEnv,
+  fmtInt,
+  log,
+  machineFacts,
+  numArg,
+  parseArgs,
+  progress,
+  round,
+  servicePids,
+  sleep,
+  summarize,
+  table,
+  writeResults,
+  type CpuUse,
+  type Summary,
+} from './lib';
+import {
+  PAYLOAD_BODY,
+  apiPortOf,
+  cpuLine,
+  createWebhookTriggers,
+  installCleanup,
+  live,
+  runAutocannon,
+  samplePayload,
+  spawnTracked,
+  stopTracked,
+  verdict,
+  type AutocannonResult,
+} from './webhooks';
+
+const args = parseArgs();
+const QUICK = args.flags.has('quick');
+const KEEP = args.flags.has('keep');
+const SECONDS = numArg(args, 'seconds', QUICK ? 3 : 20);
+const WARMUP_SECONDS = QUICK ? 1 : 3;
+const CONNECTIONS = Math.round(numArg(args, 'connections', 64));
+const RATE = Math.round(numArg(args, 'rate', 4000));
+const POOL = Math.round(numArg(args, 'pool', loadConfig({}).dbPoolMax));
+const TRIGGERS = Math.round(numArg(args, 'triggers', 1));
+const ONLY = new Set((args.values.get('only') ?? 'a,b,c').split(',').map((s) => s.trim()));
+
+const TARGET = { reqPerSecond: 8000, p99MsAtRate: 25, rate: 4000 };
+
+// ------------------------------------------------------------------------------------------- phases
+
+interface CeilingResult {
+  callers: number;
+  pool: number;
+  seconds: number;
+  commits: number;
+  commitsPerSecond: number;
+  latencyMs: Summary;
+  cpu: CpuUse;
+}
+
+/** (a) One transaction per "request" (event_logs + outbox row, recordEvents), 64 callers on one pool. */
+async function ceiling(databaseUrl: string, topic: string, triggerIds: string[], meter: CpuMeter): Promise<CeilingResult> {
+  const db = createDb(databaseUrl, POOL);
+  const payload = samplePayload();
+  let n = 0;
+  const once = async () => {
+    const now = new Date();
+    await db.transaction((trx) =>
+      recordEvents(
+        trx,
+        [
+          {
+            id: randomUUID(),
+            trigger_id: triggerIds[n++ % triggerIds.length]!,
+            trigger_type: 'webhook',
+            source: 'webhook',
+            is_test_run: false,
+            payload,
+            scheduled_for: null,
+            fired_at: now,
+          },
+        ],
+        topic,
+        now,
+      ),
+    );
+  };
+  const callers = async (until: number, lat: number[] | null) => {
+    await Promise.all(
+      Array.from({ length: CONNECTIONS }, async () => {
+        while (performance.now() < until) {
+          const s = performance.now();
+          await once();
+          lat?.push(performance.now() - s);
+        }
+      }),
+    );
+  };
+  try {
+    log(`(a) naive ceiling: ${CONNECTIONS} callers, pool ${POOL}, warm-up ${WARMUP_SECONDS} s, then ${SECONDS} s`);
+    await callers(performance.now() + WARMUP_SECONDS * 1000, null);
+    const lat: number[] = [];
+    const stop = progress(() => `(a) ${fmtInt(lat.length)} commits`);
+    meter.begin();
+    const t0 = performance.now();
+    try {
+      await callers(t0 + SECONDS * 1000, lat);
+    } finally {
+      stop();
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    const cpu = meter.end();
+    return {
+      callers: CONNECTIONS,
+      pool: POOL,
+      seconds: round(seconds, 2),
+      commits: lat.length,
+      commitsPerSecond: Math.round(lat.length / seconds),
+      latencyMs: roundSummary(summarize(lat)),
+      cpu,
+    };
+  } finally {
+    await db.destroy();
+  }
+}
+
+interface HttpResult {
+  connections: number;
+  overallRate: number | null;
+  seconds: number;
+  requests: number;
+  ok: number;
+  okPerSecond: number;
+  non2xx: number;
+  errors: number;
+  timeouts: number;
+  statusCodes: Record<string, number>;
+  latencyMs: { p50: number; p90: number; p97_5: number; p99: number; p99_9: number; max: number; mean: number };
+  cpu: CpuUse;
+}
+
+function requestsFor(triggerIds: string[]) {
+  // Each entry complete: autocannon does not merge the top-level headers into an entry's own.
+  return triggerIds.map((id) => ({
+    method: 'POST',
+    path: `/api/v1/webhook/${id}`,
+    headers: { 'content-type': 'application/json' },
+    body: PAYLOAD_BODY,
+  }));
+}
+
+/** (b) / (c): autocannon against the spawned api; a short unrecorded warm-up first. */
+async function loadRun(label: string, base: string, triggerIds: string[], meter: CpuMeter, rate: number | null): Promise<HttpResult> {
+  const common = {
+    url: base,
+    connections: CONNECTIONS,
+    requests: requestsFor(triggerIds),
+    ...(rate ? { overallRate: rate } : {}),
+  };
+  await runAutocannon(`${label} warm-up`, { ...common, duration: WARMUP_SECONDS });
+  log(`${label}: ${CONNECTIONS} connections, ${rate ? `${fmtInt(rate)} req/s` : 'full speed'}, ${SECONDS} s`);
+  meter.begin();
+  const r: AutocannonResult & { okPerSecond: number } = await runAutocannon(label, { ...common, duration: SECONDS });
+  const cpu = meter.end();
+  return {
+    connections: CONNECTIONS,
+    overallRate: rate,
+    seconds: r.duration,
+    requests: r.requests.total,
+    ok: r['2xx'],
+    okPerSecond: Math.round(r.okPerSecond),
+    non2xx: r.non2xx,
+    errors: r.errors,
+    timeouts: r.timeouts,
+    statusCodes: Object.fromEntries(Object.entries(r.statusCodeStats).map(([k, v]) => [k, v.count])),
+    latencyMs: {
+      p50: r.latency.p50,
+      p90: r.latency.p90,
+      p97_5: r.latency.p97_5,
+      p99: r.latency.p99,
+      p99_9: r.latency.p99_9,
+      max: r.latency.max,
+      mean: round(r.latency.mean, 2),
+    },
+    cpu,
+  };
+}
+
+function roundSummary(s: Summary): Summary {
+  return {
+    count: s.count,
+    min: round(s.min, 2),
+    p50: round(s.p50, 2),
+    p95: round(s.p95, 2),
+    p99: round(s.p99, 2),
+    max: round(s.max, 2),
+    mean: round(s.mean, 2),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------- main
+
+async function main(): Promise<void> {
+  const e = await createBenchEnv('ingest', { RATE_LIMIT_PER_WEBHOOK: '0', DB_POOL_MAX: String(POOL) });
+  live.envs.add(e);
+  configureOutboxShards(e.config.outboxShards);
+  let api: RoleProcess | null = null;
+  try {
+    const machine = await machineFacts(e.db);
+    const settings = {
+      quick: QUICK,
+      secondsPerPhase: SECONDS,
+      warmupSeconds: WARMUP_SECONDS,
+      connections: CONNECTIONS,
+      fixedRate: RATE,
+      dbPoolMax: POOL,
+      triggers: TRIGGERS,
+      payloadBytes: Buffer.byteLength(PAYLOAD_BODY),
+      phases: [...ONLY],
+    };
+    log(`ingest benchmark ${QUICK ? '(quick) ' : ''}— ${JSON.stringify(settings)}`);
+    log(
+      `machine: ${machine.cpuCount}× ${machine.cpuModel}, ${machine.totalMemoryGiB} GiB, node ${machine.node}, ${machine.mariadb}, load ${machine.loadAverageAtStart.join(' ')}`,
+    );
+
+    const t0 = Date.now();
+    api = await spawnTracked('api', e.env);
+    const base = `http://127.0.0.1:${apiPortOf(api)}`;
+    log(`api up in ${Date.now() - t0} ms at ${base}`);
+    const triggerIds = await createWebhookTriggers(base, TRIGGERS, 'http://127.0.0.1:9/unused');
+
+    const apiPid = api.child.pid ?? 0;
+    const svc = servicePids();
+    const meter = new CpuMeter(() => ({
+      api: [apiPid],
+      mariadb: svc.mysqld ? [svc.mysqld] : [],
+      bench: [process.pid],
+    }));
+
+    const a = ONLY.has('a') ? await ceiling(e.env.DATABASE_URL!, e.topic, triggerIds, meter) : null;
+    await sleep(500);
+    const b = ONLY.has('b') ? await loadRun('(b) full speed', base, triggerIds, meter, null) : null;
+    await sleep(500);
+    const c = ONLY.has('c') ? await loadRun(`(c) ${fmtInt(RATE)} req/s`, base, triggerIds, meter, RATE) : null;
+
+    const [[counts]] = (await e.db.raw('SELECT (SELECT COUNT(*) FROM event_logs) AS ev, (SELECT COUNT(*) FROM outbox) AS ob')) as [
+      [{ ev: number; ob: number }],
+    ];
+
+    // ---------------------------------------------------------------------------------------- report
+    const rows: string[][] = [];
+    if (a) {
+      rows.push([
+        `(a) naive ceiling: 1 txn (event_logs + outbox) per call, ${a.callers} callers, pool ${a.pool}`,
+        `${fmtInt(a.commitsPerSecond)} commits/s`,
+        `${a.latencyMs.p50.toFixed(1)} ms`,
+        `${a.latencyMs.p99.toFixed(1)} ms`,
+        '—',
+        `${fmtInt(a.commits)} in ${a.seconds.toFixed(1)} s`,
+      ]);
+    }
+    for (const r of [b, c]) {
+      if (!r) continue;
+      rows.push([
+        r.overallRate
+          ? `(c) POST /webhook/{id} at ${fmtInt(r.overallRate)} req/s, ${r.connections} conns`
+          : `(b) POST /webhook/{id} full speed, ${r.connections} conns`,
+        `${fmtInt(r.okPerSecond)} req/s (2xx)`,
+        `${r.latencyMs.p50} ms`,
+        `${r.latencyMs.p99} ms`,
+        `${fmtInt(r.non2xx)} / ${fmtInt(r.errors)}`,
+        `${fmtInt(r.ok)} in ${r.seconds.toFixed(1)} s`,
+      ]);
+    }
+    const ratio = a && b ? b.okPerSecond / a.commitsPerSecond : NaN;
+    const targets: string[][] = [];
+    if (b) {
+      targets.push([
+        '(b) full-speed req/s',
+        fmtInt(b.okPerSecond),
+        `≥ ${fmtInt(TARGET.reqPerSecond)}`,
+        verdict(b.okPerSecond >= TARGET.reqPerSecond && b.non2xx === 0),
+      ]);
+    }
+    if (c) {
+      // The latency target is only met if the fixed rate was actually sustained (≥ 97 % of it, all 2xx).
+      const sustained = c.okPerSecond >= 0.97 * RATE && c.non2xx === 0 && c.errors === 0;
+      targets.push([
+        `(c) p99 at ${fmtInt(RATE)} req/s${sustained ? '' : ` (rate NOT sustained: ${fmtInt(c.okPerSecond)}/s)`}`,
+        `${c.latencyMs.p99} ms`,
+        `< ${TARGET.p99MsAtRate} ms at ${fmtInt(TARGET.rate)}/s`,
+        verdict(sustained && c.latencyMs.p99 < TARGET.p99MsAtRate && RATE >= TARGET.rate),
+      ]);
+    }
+
+    const out: string[] = [];
+    out.push('');
+    out.push(
+      `Ingest benchmark${QUICK ? ' (QUICK — smoke run, short phases)' : ''}: ${machine.cpuCount}× ${machine.cpuModel}, ${machine.mariadb}, ` +
+        `payload ${settings.payloadBytes} B, ${TRIGGERS} trigger(s), api DB_POOL_MAX ${POOL}, load at start ${machine.loadAverageAtStart.join(' ')}`,
+    );
+    out.push('');
+    out.push(table(['phase', 'rate', 'p50', 'p99', 'non-2xx / errors', 'volume'], rows));
+    if (a && b) {
+      out.push('');
+      out.push(`Ratio (b)/(a): ${ratio.toFixed(2)}× — the HTTP endpoint reaches ${Math.round(ratio * 100)}% of the naive commit ceiling.`);
+    }
+    out.push('');
+    out.push(table(['target (issue 5)', 'measured', 'target', 'verdict'], targets));
+    out.push('');
+    out.push(
+      `Where the CPU went (${os.cpus().length} cores; % of the whole machine; bench = this process: the ceiling's callers or autocannon):`,
+    );
+    if (a) out.push(cpuLine('(a) naive ceiling', a.cpu));
+    if (b) out.push(cpuLine('(b) full speed', b.cpu));
+    if (c) out.push(cpuLine(`(c) ${fmtInt(RATE)} req/s`, c.cpu));
+    const perReq = (u: CpuUse, k: string, n: number) => `${k} ${n > 0 ? (((u.cpuSeconds[k] ?? 0) * 1000) / n).toFixed(3) : '—'} ms`;
+    out.push('CPU per request / commit:');
+    if (a) out.push(`  (a) ${perReq(a.cpu, 'bench', a.commits)} (knex + mysql2 client), ${perReq(a.cpu, 'mariadb', a.commits)}`);
+    for (const r of [b, c]) {
+      if (r)
+        out.push(
+          `  ${r.overallRate ? '(c)' : '(b)'} ${perReq(r.cpu, 'api', r.ok)}, ${perReq(r.cpu, 'mariadb', r.ok)}, ${perReq(r.cpu, 'bench', r.ok)} (autocannon)`,
+        );
+    }
+    const loadEnd = os.loadavg().map((l) => round(l, 2));
+    out.push('');
+    out.push(
+      `Load average: ${machine.loadAverageAtStart.join(' ')} at start, ${loadEnd.join(' ')} at end (other work shares this machine).`,
+    );
+    const warnings = [a?.cpu, b?.cpu, c?.cpu].flatMap((u) =>
+      u && u.lost.length ? [`${u.lost.join(', ')} went away during a phase: do not trust its figures`] : [],
+    );
+    if (counts.ev !== counts.ob) warnings.push(`${counts.ev} event logs but ${counts.ob} outbox rows`);
+    if (warnings.length) out.push('', 'Warnings:', ...warnings.map((w) => `  - ${w}`));
+    process.stdout.write(`${out.join('\n')}\n`);
+
+    const partial = ['a', 'b', 'c'].some((p) => !ONLY.has(p));
+    const file = writeResults(`ingest${QUICK ? '-quick' : ''}${partial ? `-${[...ONLY].sort().join('')}` : ''}`, {
+      command: `npm run bench -- ingest ${process.argv.slice(2).join(' ')}`.trim(),
+      machine: { ...machine, loadAverageAtEnd: loadEnd },
+      settings,
+      targets: TARGET,
+      verdicts: Object.fromEntries(targets.map((t) => [t[0], { measured: t[1], target: t[2], met: t[3] === 'met' }])),
+      results: { ceiling: a, fullSpeed: b, fixedRate: c, ratio: Number.isFinite(ratio) ? round(ratio, 3) : null, rows: counts },
+    });
+    log(`results: ${file}`);
+  } finally {
+    if (api) await stopTracked([api]);
+    live.envs.delete(e);
+    if (KEEP) {
+      log(`--keep: database ${e.dbName} kept`);
+      await e.db.destroy();
+    } else await e.cleanup();
+  }
+}
+
+installCleanup();
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`ingest benchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  },
+);
