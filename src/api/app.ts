@@ -56,13 +56,15 @@ export function createApp(deps: AppDeps): express.Express {
       const route = req.route ? `${req.baseUrl}${String((req.route as { path: string }).path)}` : 'unmatched';
       metrics.httpDuration.observe({ method: req.method, route, status: String(res.statusCode) }, seconds);
       const level = res.statusCode >= 500 ? 'error' : 'debug';
-      logger.log(level, 'http', {
-        request_id: requestId,
-        method: req.method,
-        route,
-        status: res.statusCode,
-        ms: Math.round(seconds * 1000),
-      });
+      // Checked first: winston would format the line before discarding it (~30 µs on the hot path).
+      if (logger.isLevelEnabled(level))
+        logger.log(level, 'http', {
+          request_id: requestId,
+          method: req.method,
+          route,
+          status: res.statusCode,
+          ms: Math.round(seconds * 1000),
+        });
     });
     requestContext.run({ requestId }, next);
   });
