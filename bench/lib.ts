@@ -11,6 +11,7 @@ import Kafka from 'node-rdkafka';
 import { loadConfig, type Config } from '../src/config';
 import { createDb, ensureDatabase, migrateLatest, type Db } from '../src/db/knex';
 import { dropDatabase, DATABASE_URL_BASE, KAFKA_BROKERS } from '../test/helpers/env';
+import { spawnRole, type RoleProcess } from '../test/helpers/proc';
 
 export const BENCH_ROOT = __dirname;
 export const RESULTS_DIR = path.join(BENCH_ROOT, 'results');
@@ -477,4 +478,32 @@ export async function topicMessageCount(topic: string, partitions: number): Prom
   } finally {
     await new Promise<void>((resolve) => c.disconnect(() => resolve()));
   }
+}
+
+/**
+ * Starts k `node dist/main.js <role>` processes; if any fails to start, stops the others and throws.
+ * `live` tracks them so an interrupted run can kill what is still running.
+ */
+export async function spawnRoles(role: string, env: Record<string, string>, k: number, live: Set<RoleProcess>): Promise<RoleProcess[]> {
+  const procs = await Promise.allSettled(Array.from({ length: k }, () => spawnRole(role, env, 90_000)));
+  const ok = procs.flatMap((p) => (p.status === 'fulfilled' ? [p.value] : []));
+  ok.forEach((p) => live.add(p));
+  const failed = procs.find((p) => p.status === 'rejected');
+  if (failed) {
+    await stopRoles(ok, live);
+    throw (failed as PromiseRejectedResult).reason;
+  }
+  return ok;
+}
+
+/** SIGTERM, then SIGKILL after 15 s. */
+export async function stopRoles(procs: RoleProcess[], live: Set<RoleProcess>): Promise<void> {
+  await Promise.all(
+    procs.map(async (p) => {
+      live.delete(p);
+      const t = setTimeout(() => p.child.kill('SIGKILL'), 15_000);
+      await p.kill('SIGTERM');
+      clearTimeout(t);
+    }),
+  );
 }

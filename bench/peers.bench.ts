@@ -58,6 +58,8 @@ import {
   writeResults,
   type BenchEnv,
   type Summary,
+  spawnRoles,
+  stopRoles,
 } from './lib';
 
 // ------------------------------------------------------------------------------------------- settings
@@ -615,27 +617,12 @@ async function withUs<T>(label: string, fn: (e: BenchEnv) => Promise<T>): Promis
   }
 }
 
-async function spawnRelays(e: BenchEnv, k: number): Promise<RoleProcess[]> {
-  const procs = await Promise.allSettled(Array.from({ length: k }, () => spawnRole('relay', e.env, 90_000)));
-  const ok = procs.flatMap((p) => (p.status === 'fulfilled' ? [p.value] : []));
-  ok.forEach((p) => live.relays.add(p));
-  const failed = procs.find((p) => p.status === 'rejected');
-  if (failed) {
-    await stopRoles(ok);
-    throw (failed as PromiseRejectedResult).reason;
-  }
-  return ok;
+function spawnRelays(e: BenchEnv, k: number): Promise<RoleProcess[]> {
+  return spawnRoles('relay', e.env, k, live.relays);
 }
 
-async function stopRoles(procs: RoleProcess[]): Promise<void> {
-  await Promise.all(
-    procs.map(async (p) => {
-      live.relays.delete(p);
-      const t = setTimeout(() => p.child.kill('SIGKILL'), 15_000);
-      await p.kill('SIGTERM');
-      clearTimeout(t);
-    }),
-  );
+function stopRelaysOf(procs: RoleProcess[]): Promise<void> {
+  return stopRoles(procs, live.relays);
 }
 
 /** A JSON log line as "message: the end of its error" (SQL errors carry the statement first, the reason last). */
@@ -776,7 +763,7 @@ async function usBurst(k: number): Promise<RunResult> {
       };
     } finally {
       await reader.stop();
-      await stopRoles(relays);
+      await stopRelaysOf(relays);
     }
   });
 }
@@ -841,7 +828,7 @@ async function usSteady(k: number): Promise<RunResult> {
       };
     } finally {
       await reader.stop();
-      await stopRoles(relays);
+      await stopRelaysOf(relays);
     }
   });
 }
@@ -958,7 +945,7 @@ async function usThroughput(k: number): Promise<RunResult> {
     } finally {
       agent.destroy();
       await reader.stop();
-      await stopRoles([...relays, api]);
+      await stopRelaysOf([...relays, api]);
     }
   });
 }

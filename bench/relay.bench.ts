@@ -20,7 +20,7 @@ import { EventProducer, ensureTopics } from '../src/kafka/producer';
 import { withDbRetry } from '../src/util';
 import type { Db } from '../src/db/knex';
 import { insertScheduledTriggers } from '../test/helpers/fixtures';
-import { spawnRole, type RoleProcess } from '../test/helpers/proc';
+import type { RoleProcess } from '../test/helpers/proc';
 import {
   BenchReader,
   CpuMeter,
@@ -43,6 +43,8 @@ import {
   type BenchEnv,
   type CpuUse,
   type Summary,
+  spawnRoles,
+  stopRoles,
 } from './lib';
 
 const args = parseArgs();
@@ -175,27 +177,12 @@ async function countUnpublished(db: Db): Promise<number> {
 /** What an interrupted run must clean up: relay processes and phase environments still alive. */
 const live = { relays: new Set<RoleProcess>(), envs: new Set<BenchEnv>() };
 
-async function spawnRelays(e: BenchEnv, k: number): Promise<RoleProcess[]> {
-  const procs = await Promise.allSettled(Array.from({ length: k }, () => spawnRole('relay', { ...e.env, ...RELAY_ENV }, 90_000)));
-  const ok = procs.flatMap((p) => (p.status === 'fulfilled' ? [p.value] : []));
-  ok.forEach((p) => live.relays.add(p));
-  const failed = procs.find((p) => p.status === 'rejected');
-  if (failed) {
-    await stopRelays(ok);
-    throw (failed as PromiseRejectedResult).reason;
-  }
-  return ok;
+function spawnRelays(e: BenchEnv, k: number): Promise<RoleProcess[]> {
+  return spawnRoles('relay', { ...e.env, ...RELAY_ENV }, k, live.relays);
 }
 
-async function stopRelays(procs: RoleProcess[]): Promise<void> {
-  await Promise.all(
-    procs.map(async (p) => {
-      live.relays.delete(p);
-      const t = setTimeout(() => p.child.kill('SIGKILL'), 15_000);
-      await p.kill('SIGTERM');
-      clearTimeout(t);
-    }),
-  );
+function stopRelays(procs: RoleProcess[]): Promise<void> {
+  return stopRoles(procs, live.relays);
 }
 
 function meterFor(relays: () => RoleProcess[]): CpuMeter {
