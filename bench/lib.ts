@@ -3,7 +3,7 @@
  * percentiles, a progress line, a table printer, CPU accounting of the processes involved, and the
  * results writer (bench/results/<date>-<name>.json with the machine's facts).
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,6 +12,7 @@ import { loadConfig, type Config } from '../src/config';
 import { createDb, ensureDatabase, migrateLatest, type Db } from '../src/db/knex';
 import { dropDatabase, DATABASE_URL_BASE, KAFKA_BROKERS } from '../test/helpers/env';
 import { spawnRole, type RoleProcess } from '../test/helpers/proc';
+import { validateTriggerConfig } from '../src/triggers/validate';
 
 export const BENCH_ROOT = __dirname;
 export const RESULTS_DIR = path.join(BENCH_ROOT, 'results');
@@ -506,4 +507,34 @@ export async function stopRoles(procs: RoleProcess[], live: Set<RoleProcess>): P
       clearTimeout(t);
     }),
   );
+}
+
+/** Time triggers whose (pending) schedule rows fall at the given instants, bulk-inserted (the API would take minutes for 100k). */
+export async function insertTriggersAt(db: Db, fireTimes: number[], onDone: (n: number) => void = () => undefined): Promise<void> {
+  const now = new Date();
+  const v = validateTriggerConfig(
+    'time_scheduled',
+    { endpoint: 'http://127.0.0.1:9/none', run_at: new Date(Date.now() + 3600_000).toISOString(), payload: { n: 1 } },
+    now,
+  );
+  if (!v.ok) throw new Error(JSON.stringify(v.errors));
+  const chunk = 1000;
+  for (let i = 0; i < fireTimes.length; i += chunk) {
+    const rows = fireTimes.slice(i, i + chunk).map((at, j) => ({
+      id: randomUUID(),
+      name: `steady-${i + j}`,
+      type: 'time_scheduled',
+      status: 'active',
+      config: JSON.stringify({ ...v.config, run_at: new Date(at).toISOString() }),
+      version: 1,
+      created_at: now,
+      updated_at: now,
+      fire_at: new Date(at),
+    }));
+    await db('triggers').insert(rows.map(({ fire_at: _f, ...t }) => t));
+    await db('trigger_schedules').insert(
+      rows.map((r) => ({ trigger_id: r.id, fire_at: r.fire_at, status: 'pending', created_at: now, updated_at: now })),
+    );
+    onDone(i + rows.length);
+  }
 }

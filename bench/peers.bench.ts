@@ -25,16 +25,14 @@
  * handler being called (noted with Date.now() in the worker process).
  */
 import { fork, spawnSync, type ChildProcess } from 'node:child_process';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { configureOutboxShards } from '../src/db/outbox';
-import type { Db } from '../src/db/knex';
 import { ensureTopics } from '../src/kafka/producer';
-import { validateTriggerConfig } from '../src/triggers/validate';
 import { insertScheduledTriggers } from '../test/helpers/fixtures';
 import { spawnRole, type RoleProcess } from '../test/helpers/proc';
 import {
@@ -60,7 +58,9 @@ import {
   type Summary,
   spawnRoles,
   stopRoles,
+  insertTriggersAt,
 } from './lib';
+import { postJson } from './webhooks';
 
 // ------------------------------------------------------------------------------------------- settings
 
@@ -658,36 +658,6 @@ function usMeter(relays: RoleProcess[]): GroupMeter {
   });
 }
 
-/** Time triggers whose (pending) schedule rows fall at the given instants, bulk-inserted (as bench/relay.bench.ts). */
-async function insertTriggersAt(db: Db, fireTimes: number[], onDone: (n: number) => void): Promise<void> {
-  const now = new Date();
-  const v = validateTriggerConfig(
-    'time_scheduled',
-    { endpoint: 'http://127.0.0.1:9/none', run_at: new Date(Date.now() + 3600_000).toISOString(), payload: { n: 1 } },
-    now,
-  );
-  if (!v.ok) throw new Error(JSON.stringify(v.errors));
-  const chunk = 1000;
-  for (let i = 0; i < fireTimes.length; i += chunk) {
-    const rows = fireTimes.slice(i, i + chunk).map((at, j) => ({
-      id: randomUUID(),
-      name: `steady-${i + j}`,
-      type: 'time_scheduled',
-      status: 'active',
-      config: JSON.stringify({ ...v.config, run_at: new Date(at).toISOString() }),
-      version: 1,
-      created_at: now,
-      updated_at: now,
-      fire_at: new Date(at),
-    }));
-    await db('triggers').insert(rows.map(({ fire_at: _f, ...t }) => t));
-    await db('trigger_schedules').insert(
-      rows.map((r) => ({ trigger_id: r.id, fire_at: r.fire_at, status: 'pending', created_at: now, updated_at: now })),
-    );
-    onDone(i + rows.length);
-  }
-}
-
 /** Sleeps until `until`, measuring the system's CPU meanwhile (null when there is under 0.5 s to measure). */
 async function idleCpu(m: GroupMeter, until: number): Promise<number | null> {
   if (until - Date.now() < 500) {
@@ -830,34 +800,6 @@ async function usSteady(k: number): Promise<RunResult> {
       await reader.stop();
       await stopRelaysOf(relays);
     }
-  });
-}
-
-/** POST JSON over a keep-alive agent; resolves status and parsed body. */
-function postJson(agent: http.Agent, url: string, body: unknown): Promise<{ status: number; body: unknown }> {
-  const data = Buffer.from(JSON.stringify(body));
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      url,
-      { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': data.length } },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          let parsed: unknown = text;
-          try {
-            parsed = JSON.parse(text);
-          } catch {
-            /* keep text */
-          }
-          resolve({ status: res.statusCode ?? 0, body: parsed });
-        });
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end(data);
   });
 }
 

@@ -15,7 +15,6 @@ import os from 'node:os';
 import { claimUnpublished, claimUnpublishedInShards, configureOutboxShards, insertOutbox, markPublished } from '../src/db/outbox';
 import { insertEvents, type EventInsert } from '../src/db/events';
 import { eventMessage, toKafka } from '../src/kafka/message';
-import { validateTriggerConfig } from '../src/triggers/validate';
 import { EventProducer, ensureTopics } from '../src/kafka/producer';
 import { withDbRetry } from '../src/util';
 import type { Db } from '../src/db/knex';
@@ -45,6 +44,7 @@ import {
   type Summary,
   spawnRoles,
   stopRoles,
+  insertTriggersAt,
 } from './lib';
 
 const args = parseArgs();
@@ -133,37 +133,12 @@ async function fillOutbox(e: BenchEnv, n: number, availableAt: Date): Promise<{ 
   return { seconds, valueBytes: Math.round(bytes / n) };
 }
 
-/** Triggers whose first (pending) schedule rows fall at the given instants, bulk-inserted like insertScheduledTriggers. */
-async function insertTriggersAt(db: Db, fireTimes: number[]): Promise<void> {
-  const now = new Date();
-  const v = validateTriggerConfig(
-    'time_scheduled',
-    { endpoint: 'http://127.0.0.1:9/none', run_at: new Date(Date.now() + 3600_000).toISOString(), payload: { n: 1 } },
-    now,
-  );
-  if (!v.ok) throw new Error(JSON.stringify(v.errors));
-  const chunk = 1000;
+/** insertTriggersAt with a progress line: the steady phase inserts its triggers up front. */
+async function insertTriggersWithProgress(db: Db, fireTimes: number[]): Promise<void> {
   let done = 0;
   const stop = progress(() => `inserting triggers ${fmtInt(done)} / ${fmtInt(fireTimes.length)}`);
   try {
-    for (let i = 0; i < fireTimes.length; i += chunk) {
-      const rows = fireTimes.slice(i, i + chunk).map((at, j) => ({
-        id: randomUUID(),
-        name: `steady-${i + j}`,
-        type: 'time_scheduled',
-        status: 'active',
-        config: JSON.stringify({ ...v.config, run_at: new Date(at).toISOString() }),
-        version: 1,
-        created_at: now,
-        updated_at: now,
-        fire_at: new Date(at),
-      }));
-      await db('triggers').insert(rows.map(({ fire_at: _f, ...t }) => t));
-      await db('trigger_schedules').insert(
-        rows.map((r) => ({ trigger_id: r.id, fire_at: r.fire_at, status: 'pending', created_at: now, updated_at: now })),
-      );
-      done += rows.length;
-    }
+    await insertTriggersAt(db, fireTimes, (n) => (done = n));
   } finally {
     stop();
   }
@@ -541,7 +516,7 @@ async function steady(k: number): Promise<SteadyResult> {
       const times = Array.from({ length: total }, (_, i) => S + Math.floor((i * 1000) / RATE));
       log(`    inserting ${fmtInt(total)} time triggers, ${fmtInt(RATE)}/s from ${new Date(S).toISOString()} for ${SECONDS} s`);
       const f0 = performance.now();
-      await insertTriggersAt(e.db, times);
+      await insertTriggersWithProgress(e.db, times);
       const fillSeconds = (performance.now() - f0) / 1000;
       const margin = S - Date.now();
       if (margin < 100) warnings.push(`the insert finished ${-margin} ms after the first fire time`);
