@@ -1,4 +1,5 @@
 /** The API's JSON as the dashboard reads it (see openapi.yaml, the source of truth). */
+import type { TriggerView } from '../api/triggers';
 
 export type TriggerType = 'webhook' | 'time_scheduled' | 'cron_scheduled' | 'interval_scheduled';
 export type TriggerStatus = 'active' | 'inactive';
@@ -16,18 +17,8 @@ export const TYPE_LABELS: Record<TriggerType, string> = {
   interval_scheduled: 'Interval',
 };
 
-export interface Trigger {
-  id: string;
-  name: string;
-  type: TriggerType;
-  status: TriggerStatus;
-  config: Record<string, unknown>;
-  next_scheduled_run: string | null;
-  webhook_url: string | null;
-  tags: string[];
-  created_at: string;
-  updated_at: string;
-}
+/** The API's own view type (a type-only import: nothing of the server is bundled). */
+export type Trigger = TriggerView;
 
 export interface Pagination {
   current_page: number | null;
