@@ -14,11 +14,12 @@ import type { CommonConfig } from '../triggers/types';
 import { backoffMs, sleep, withDbRetry } from '../util';
 import { deliver, type DeliveryResult, type Outcome } from './delivery';
 
-/** "(event id):(attempt)" of a message, or null when it is not one of ours. */
-function dedupeKey(m: Kafka.Message): string | null {
+/** The message as the worker reads it (attempt 1 unless it came from the retry topic), or null if not JSON. */
+function parseMessage(m: Kafka.Message): RetryMessage | null {
+  if (!m.value) return null;
   try {
-    const v = JSON.parse((m.value as Buffer).toString('utf8')) as { event_id?: string; delivery_attempt?: number };
-    return v.event_id ? `${v.event_id}:${v.delivery_attempt ?? 1}` : null;
+    const parsed = JSON.parse(m.value.toString('utf8')) as Partial<RetryMessage>;
+    return { ...(parsed as RetryMessage), delivery_attempt: parsed.delivery_attempt ?? 1 };
   } catch {
     return null;
   }
@@ -84,15 +85,22 @@ export class Worker {
         if (batch.length === 0) continue;
         // All of a batch is handled concurrently, then committed: commits stay in order per partition.
         // Copies of one (event, attempt) in the same batch (a relay re-publish) are handled once.
+        // Each message is parsed once, here.
         const seen = new Set<string>();
-        const unique = batch.filter((m) => {
-          const k = dedupeKey(m);
-          if (k === null) return true;
-          if (seen.has(k)) return false;
-          seen.add(k);
-          return true;
-        });
-        await Promise.all(unique.map((m) => this.handle(m)));
+        const unique: RetryMessage[] = [];
+        for (const m of batch) {
+          const msg = parseMessage(m);
+          if (!msg) {
+            if (m.value)
+              this.deps.logger.warn('skipping a message that is not JSON', { topic: m.topic, partition: m.partition, offset: m.offset });
+            continue;
+          }
+          const k = msg.event_id ? `${msg.event_id}:${msg.delivery_attempt}` : null;
+          if (k !== null && seen.has(k)) continue;
+          if (k !== null) seen.add(k);
+          unique.push(msg);
+        }
+        await Promise.all(unique.map((msg) => this.handle(msg)));
         const next = new Map<string, Kafka.TopicPartitionOffset>();
         for (const m of batch) {
           const k = `${m.topic}:${m.partition}`;
@@ -110,16 +118,7 @@ export class Worker {
   }
 
   /** Handles one message; failures of our own (DB down) throw, so the batch is not committed. */
-  private async handle(m: Kafka.Message): Promise<void> {
-    if (!m.value) return;
-    let msg: RetryMessage;
-    try {
-      const parsed = JSON.parse(m.value.toString('utf8')) as Partial<RetryMessage>;
-      msg = { ...(parsed as RetryMessage), delivery_attempt: parsed.delivery_attempt ?? 1 };
-    } catch {
-      this.deps.logger.warn('skipping a message that is not JSON', { topic: m.topic, partition: m.partition, offset: m.offset });
-      return;
-    }
+  private async handle(msg: RetryMessage): Promise<void> {
     const { db } = this.deps;
     const attempt = msg.delivery_attempt;
     const key = `${msg.event_id}:${attempt}`;
