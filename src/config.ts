@@ -34,6 +34,8 @@ export interface Config {
   readonly relayBatchSize: number;
   readonly relayConcurrency: number;
   readonly outboxOrdering: boolean;
+  /** direct: a due schedule is produced to Kafka inside its fire transaction; outbox: it goes through the outbox table. */
+  readonly relayFireMode: 'direct' | 'outbox';
   readonly outboxShards: number;
   readonly relayLeaseMs: number;
   readonly misfireGraceSeconds: number;
@@ -182,6 +184,7 @@ export function loadConfig(env: Env = process.env): Config {
     relayBatchSize: int(env, 'RELAY_BATCH_SIZE', 500, 1, 10_000),
     relayConcurrency: int(env, 'RELAY_CONCURRENCY', 3, 1, 32),
     outboxOrdering: oneOf(env, 'OUTBOX_ORDERING', 'on', ['on', 'off']) === 'on',
+    relayFireMode: oneOf(env, 'RELAY_FIRE_MODE', 'direct', ['direct', 'outbox']),
     outboxShards: int(env, 'OUTBOX_SHARDS', 64, 1, 4096),
     relayLeaseMs: duration(env, 'RELAY_LEASE_MS', 5000, 500, 600_000),
     misfireGraceSeconds: int(env, 'MISFIRE_GRACE_SECONDS', 60, 1, 86_400),

@@ -18,6 +18,8 @@ export interface EventInsert {
   replay_of?: string | null;
   scheduled_for: Date | null;
   fired_at: Date;
+  /** Set when the event is already on Kafka as it is logged (the relay's direct fire path): no outbox row. */
+  published_at?: Date | null;
 }
 
 export interface EventRow extends EventInsert {
@@ -44,6 +46,8 @@ function toDb(e: EventInsert, now: Date): Record<string, unknown> {
     replay_of: e.replay_of ?? null,
     scheduled_for: e.scheduled_for,
     fired_at: e.fired_at,
+    published_at: e.published_at ?? null,
+    execution_status: e.published_at ? 'published' : 'pending',
     created_at: now,
     updated_at: now,
   };

@@ -5,14 +5,17 @@ import { insertOutbox } from './outbox';
 
 /**
  * The transactional outbox in one call: event logs and their outbox rows, inside the caller's
- * transaction. An event whose id already exists is not logged again and gets no second outbox row.
+ * transaction. An event whose id already exists is not logged again and gets no second outbox row; an
+ * event that is already on Kafka (`published_at` set: the relay's direct fire path) gets none either.
  * Returns the ids that were new.
  */
 export async function recordEvents(trx: Knex.Transaction, events: EventInsert[], topic: string, now: Date): Promise<Set<string>> {
   const inserted = await insertEvents(trx, events, now);
   await insertOutbox(
     trx,
-    events.filter((e) => inserted.has(e.id)).map((e) => ({ event_id: e.id, message: toKafka(topic, eventMessage(e)), available_at: now })),
+    events
+      .filter((e) => inserted.has(e.id) && !e.published_at)
+      .map((e) => ({ event_id: e.id, message: toKafka(topic, eventMessage(e)), available_at: now })),
     now,
   );
   return inserted;

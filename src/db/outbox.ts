@@ -185,6 +185,17 @@ export async function deletePublished(q: Q, before: Date, limit: number): Promis
   return res.affectedRows;
 }
 
+/**
+ * Which of `shards` still have rows to publish (ready or waiting). The direct fire path sends a due event
+ * past the outbox only when its trigger's shard has nothing queued, so it never overtakes an older event
+ * of the same trigger (a manual test run, a replay) that is still in the outbox.
+ */
+export async function shardsWithBacklog(q: Q, shards: number[]): Promise<Set<number>> {
+  if (shards.length === 0) return new Set();
+  const rows = (await q('outbox').distinct('shard').whereIn('shard', shards).whereIn('published', [0, 2])) as Array<{ shard: number }>;
+  return new Set(rows.map((r) => Number(r.shard)));
+}
+
 export async function backlog(q: Q): Promise<number> {
   const [rows] = (await q.raw('SELECT COUNT(*) AS n FROM outbox WHERE published = 0')) as [Array<{ n: number }>];
   return Number(rows[0]?.n ?? 0);

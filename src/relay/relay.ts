@@ -11,7 +11,7 @@ type Step = () => Promise<{ full: boolean; nextInMs?: number }>;
 
 /**
  * A relay: three independent loops over the same database, no leader, any number of instances.
- *   schedules → event logs + outbox rows (+ next occurrence), one transaction per batch;
+ *   schedules → Kafka (direct) or outbox rows, + event logs + next occurrence, one transaction per batch;
  *   outbox    → Kafka, delivery reports awaited, then marked published, one transaction per batch;
  *   sweep     → retention (active → archived → deleted) and clean-up of finished rows.
  */
@@ -50,8 +50,8 @@ export class Relay {
       this.publishDelays.push(publishDelay);
       this.loops.push(
         this.loop(`schedules-${lane}`, fireDelay, idleMs, async () => {
-          const r = await withDbRetry(() => fireDue(db, config, events));
-          if (r.fired > 0) wakePublishers(); // new outbox rows: publish them now, not at the next poll
+          const r = await withDbRetry(() => fireDue(db, config, events, producer));
+          if (r.queued > 0) wakePublishers(); // new outbox rows: publish them now, not at the next poll
           return r;
         }),
         this.loop(`outbox-${lane}`, publishDelay, Math.min(idleMs, config.outboxPollIntervalMs), () =>

@@ -10,8 +10,11 @@ import {
   markFailed,
   markPublished,
   promoteDue,
+  shardOf,
+  shardsWithBacklog,
   type ClaimedOutbox,
 } from '../db/outbox';
+import { eventMessage, toKafka } from '../kafka/message';
 import type { Knex } from 'knex';
 import { archiveBefore, deleteBefore, type EventInsert } from '../db/events';
 import { deleteKeysBefore } from '../db/idempotency';
@@ -22,16 +25,34 @@ import { planOccurrence, type Occurrence } from '../triggers/schedule';
 import { backoffMs, withDbRetry } from '../util';
 import type { ShardLeases } from './leases';
 
+/** After a failed direct produce, due events go through the outbox for a while (the outbox retries them). */
+let directPausedUntil = 0;
+let directFailures = 0;
+
 /**
  * Step 1: fire due schedules. One short READ COMMITTED transaction per batch:
- * claim (SKIP LOCKED) → event logs + outbox rows → mark completed → next occurrence. A crash anywhere
+ * claim (SKIP LOCKED) → [direct mode: produce to Kafka, await the delivery reports] → event logs (+ outbox
+ * rows for whatever is not on Kafka yet) → mark completed → next occurrence → commit. A crash anywhere
  * before the commit rolls it all back and the rows are claimed again; the event id is derived from
- * (trigger id, scheduled time), so however often an occurrence is retried it yields one event log.
+ * (trigger id, scheduled time), so however often an occurrence is retried it yields one event log (Kafka
+ * may then see the event id twice, as with the outbox).
+ *
+ * Direct mode (RELAY_FIRE_MODE=direct, with a producer) treats the due row as the event's outbox entry: no
+ * outbox insert, claim and update per event. Per-trigger order still holds: a trigger has one pending row
+ * at a time and the next is only claimable after this commit, which follows the delivery reports; and an
+ * event whose shard still has queued outbox rows (a test run, a replay, a Kafka outage's backlog) takes the
+ * outbox path behind them. A failed produce falls back to the outbox in the same transaction and pauses
+ * the direct path for a while, so an outage costs one message timeout, not one per batch.
  */
-export async function fireDue(db: Db, config: Config, events: Lifecycle): Promise<{ full: boolean; fired: number; nextInMs?: number }> {
+export async function fireDue(
+  db: Db,
+  config: Config,
+  events: Lifecycle,
+  producer?: EventProducer | null,
+): Promise<{ full: boolean; fired: number; queued: number; nextInMs?: number }> {
   const result = await db.transaction(async (trx) => {
     const due = await claimDue(trx, config.relayBatchSize);
-    if (due.length === 0) return { claimed: 0, fired: 0, lags: [] as number[] };
+    if (due.length === 0) return { claimed: 0, fired: 0, queued: 0, lags: [] as number[] };
     // A plain (non-locking) read: taking trigger row locks here would make every API edit wait on relays.
     const triggers = await getTriggersByIds(trx, [...new Set(due.map((d) => d.trigger_id))]);
     const now = new Date();
@@ -65,21 +86,50 @@ export async function fireDue(db: Db, config: Config, events: Lifecycle): Promis
       if (plan.next) next.push({ trigger_id: t.id, ...plan.next });
       completed.push(row.id);
     }
+    if (producer && config.relayFireMode === 'direct' && toLog.length > 0 && Date.now() >= directPausedUntil) {
+      await produceDirect(trx, producer, config, toLog);
+    }
     const inserted = await recordEvents(trx, toLog, config.kafkaTopic, now);
     await markDone(trx, completed, 'completed', now);
     await markDone(trx, cancelled, 'cancelled', now);
     await insertOccurrences(trx, next, now);
-    const lags = toLog.filter((e) => inserted.has(e.id)).map((e) => (now.getTime() - plannedAt.get(e.id)!.getTime()) / 1000);
-    return { claimed: due.length, fired: inserted.size, lags };
+    const fired = toLog.filter((e) => inserted.has(e.id));
+    const lags = fired.map((e) => (now.getTime() - plannedAt.get(e.id)!.getTime()) / 1000);
+    const queued = fired.filter((e) => !e.published_at).length;
+    return { claimed: due.length, fired: inserted.size, queued, lags };
   });
   if (result.claimed > 0) {
     events.emitEvent('relay:claimed', { kind: 'schedules', count: result.claimed });
     events.emitEvent('relay:fired', { count: result.fired, lagsSeconds: result.lags });
+    if (result.fired > result.queued) events.emitEvent('relay:published', { count: result.fired - result.queued });
   }
   const full = result.claimed >= config.relayBatchSize;
-  if (full) return { full, fired: result.fired };
+  if (full) return { full, fired: result.fired, queued: result.queued };
   const earliest = await earliestPending(db);
-  return { full, fired: result.fired, nextInMs: earliest ? earliest.getTime() - Date.now() : undefined };
+  return { full, fired: result.fired, queued: result.queued, nextInMs: earliest ? earliest.getTime() - Date.now() : undefined };
+}
+
+/** The direct fire path's produce: sets `published_at` on the events Kafka acknowledged; the rest stay for the outbox. */
+async function produceDirect(trx: Knex.Transaction, producer: EventProducer, config: Config, toLog: EventInsert[]): Promise<void> {
+  let sendable = toLog;
+  if (config.outboxOrdering) {
+    const busy = await shardsWithBacklog(trx, [...new Set(toLog.map((e) => shardOf(e.trigger_id)))]);
+    if (busy.size > 0) sendable = toLog.filter((e) => !busy.has(shardOf(e.trigger_id)));
+  }
+  if (sendable.length === 0) return;
+  const outcomes = await producer.publish(sendable.map((e) => toKafka(config.kafkaTopic, eventMessage(e))));
+  const at = new Date();
+  // A trigger with a failed event (fire_all backfill) sends its later ones through the outbox too, behind it.
+  const failedTriggers = new Set(sendable.filter((_, i) => outcomes[i] !== null).map((e) => e.trigger_id));
+  sendable.forEach((e, i) => {
+    if (outcomes[i] === null && !failedTriggers.has(e.trigger_id)) e.published_at = at;
+  });
+  if (failedTriggers.size > 0) {
+    directFailures++;
+    directPausedUntil = Date.now() + 1000 + backoffMs(directFailures, 1000, 30_000);
+  } else {
+    directFailures = 0;
+  }
 }
 
 /** Ordered mode's state: the relay's shard leases, and shards waiting after a failed publish of their head. */

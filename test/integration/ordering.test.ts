@@ -41,6 +41,26 @@ function checkOrder(reader: KafkaReader, outboxIdOf: Map<string, number>): { vio
   return { violations, duplicates, checked };
 }
 
+/**
+ * Scheduled events may reach Kafka straight from the fire transaction (RELAY_FIRE_MODE=direct) or through
+ * the outbox, so they are checked by firing order itself: per trigger, first copies by rising scheduled_for.
+ */
+function checkScheduledOrder(reader: KafkaReader): { violations: string[]; checked: number } {
+  const lastByTrigger = new Map<string, string>();
+  const seen = new Set<string>();
+  const violations: string[] = [];
+  for (const m of reader.messages) {
+    if (m.value.source !== 'scheduler' || seen.has(m.value.event_id as string)) continue;
+    seen.add(m.value.event_id as string);
+    const trigger = m.value.trigger_id as string;
+    const at = m.value.scheduled_for as string;
+    const last = lastByTrigger.get(trigger);
+    if (last !== undefined && at <= last) violations.push(`${trigger}: ${at} after ${last}`);
+    lastByTrigger.set(trigger, at);
+  }
+  return { violations, checked: seen.size };
+}
+
 async function insertWebhookTriggers(t: TestEnv, n: number): Promise<string[]> {
   const now = new Date();
   const config = JSON.stringify({
@@ -125,8 +145,13 @@ describe('ordering: events of one trigger reach Kafka in firing order with many 
       message: 'all on Kafka',
     });
     const { violations, duplicates, checked } = checkOrder(reader, expected);
-    console.log(`      ${checked} events checked, ${violations.length} out of order, ${duplicates} re-sends`);
+    const scheduled = checkScheduledOrder(reader);
+    console.log(
+      `      ${checked} events checked, ${violations.length} out of order, ${duplicates} re-sends; ${scheduled.checked} cron events, ${scheduled.violations.length} out of order`,
+    );
     expect(violations.slice(0, 5)).to.deep.equal([]);
+    expect(scheduled.checked).to.be.at.least(3);
+    expect(scheduled.violations.slice(0, 5)).to.deep.equal([]);
     // Several relays really shared the work: more than one owner published.
     const owners = (await t.db('relay_leases').whereNotNull('owner').distinct('owner')) as unknown[];
     expect(owners.length).to.be.at.least(2);
