@@ -180,7 +180,7 @@ export function loadConfig(env: Env = process.env): Config {
     rateLimitPerKey: int(env, 'RATE_LIMIT_PER_KEY', 100, 0, 1_000_000),
     rateLimitPerWebhook: int(env, 'RATE_LIMIT_PER_WEBHOOK', 1000, 0, 1_000_000),
     schedulerIntervalMs: duration(env, 'SCHEDULER_INTERVAL', 250, 10, 60_000),
-    outboxPollIntervalMs: duration(env, 'OUTBOX_POLL_INTERVAL', 50, 5, 60_000),
+    outboxPollIntervalMs: duration(env, 'OUTBOX_POLL_INTERVAL', 20, 5, 60_000),
     relayBatchSize: int(env, 'RELAY_BATCH_SIZE', 500, 1, 10_000),
     relayConcurrency: int(env, 'RELAY_CONCURRENCY', 3, 1, 32),
     outboxOrdering: oneOf(env, 'OUTBOX_ORDERING', 'on', ['on', 'off']) === 'on',

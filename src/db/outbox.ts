@@ -196,6 +196,13 @@ export async function shardsWithBacklog(q: Q, shards: number[]): Promise<Set<num
   return new Set(rows.map((r) => Number(r.shard)));
 }
 
+/** Whether any row is ready to publish (in `shards`, or anywhere when null): one index dive, no lock. */
+export async function hasReady(q: Q, shards: number[] | null): Promise<boolean> {
+  const b = q('outbox').first('id').where('published', 0);
+  if (shards) b.whereIn('shard', shards);
+  return (await b) !== undefined;
+}
+
 export async function backlog(q: Q): Promise<number> {
   const [rows] = (await q.raw('SELECT COUNT(*) AS n FROM outbox WHERE published = 0')) as [Array<{ n: number }>];
   return Number(rows[0]?.n ?? 0);

@@ -46,6 +46,7 @@ export class Relay {
     for (let lane = 0; lane < config.relayConcurrency; lane++) {
       const fireDelay = new WakeableDelay();
       const publishDelay = new WakeableDelay();
+      const laneState = { lane, lanes: config.relayConcurrency, idle: false };
       this.fireDelays.push(fireDelay);
       this.publishDelays.push(publishDelay);
       this.loops.push(
@@ -55,7 +56,7 @@ export class Relay {
           return r;
         }),
         this.loop(`outbox-${lane}`, publishDelay, Math.min(idleMs, config.outboxPollIntervalMs), () =>
-          publishOutbox(db, producer, config, events, ordering, { lane, lanes: config.relayConcurrency }),
+          publishOutbox(db, producer, config, events, ordering, laneState),
         ),
       );
     }
