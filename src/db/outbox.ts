@@ -167,14 +167,19 @@ export async function markFailed(trx: Knex.Transaction, ids: number[], error: st
 
 /**
  * Moves waiting rows whose time has come into the ready range (published = 0), in bounded batches, via
- * idx_outbox_waiting (published, available_at). Idempotent: several relays may run it at once.
+ * idx_outbox_waiting (published, available_at). Idempotent: several relays may run it at once. With
+ * `shards` (ordered mode) only those shards' rows move: a relay promotes the shards it leases, so it never
+ * takes locks on rows in another relay's claim range (promoting across shards deadlocked with claims).
  */
-export async function promoteDue(q: Q, limit = 1000): Promise<number> {
-  const [res] = (await q.raw(
-    'UPDATE outbox SET published = 0 WHERE published = 2 AND available_at <= UTC_TIMESTAMP(3) ORDER BY available_at LIMIT ?',
-    [limit],
-  )) as [{ affectedRows: number }];
-  return res.affectedRows;
+export async function promoteDue(q: Q, limit = 1000, shards?: number[]): Promise<number> {
+  if (shards && shards.length === 0) return 0;
+  const b = q('outbox')
+    .where('published', 2)
+    .andWhere('available_at', '<=', q.raw('UTC_TIMESTAMP(3)'))
+    .orderBy('available_at')
+    .limit(limit);
+  if (shards) b.whereIn('shard', shards);
+  return b.update({ published: 0 });
 }
 
 /** Published rows are history; delete them in small batches (short locks, no long purge). */

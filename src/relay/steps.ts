@@ -160,9 +160,15 @@ export async function publishOutbox(
   config: Config,
   events: Lifecycle,
   ordering?: Ordering,
-  lane: { lane: number; lanes: number; idle?: boolean } = { lane: 0, lanes: 1 },
+  lane: { lane: number; lanes: number; idle?: boolean; promotedAt?: number } = { lane: 0, lanes: 1 },
 ): Promise<{ full: boolean; claimed: number }> {
-  if (Date.now() - lastPromoteMs >= PROMOTE_EVERY_MS) {
+  if (ordering) {
+    // Each lane promotes the waiting rows of its own shards: no lock on anyone else's claim range.
+    if (Date.now() - (lane.promotedAt ?? 0) >= PROMOTE_EVERY_MS) {
+      lane.promotedAt = Date.now();
+      await withDbRetry(() => promoteDue(db, 1000, laneShards(ordering, lane)));
+    }
+  } else if (Date.now() - lastPromoteMs >= PROMOTE_EVERY_MS) {
     lastPromoteMs = Date.now();
     await withDbRetry(() => promoteDue(db));
   }
