@@ -44,6 +44,10 @@ export interface Config {
   readonly retentionSweepIntervalMs: number;
   readonly workerConcurrency: number;
   readonly deliveryAllowPrivateNetworks: boolean;
+  /** Consecutive retryable failures (5xx, timeout, network) to one endpoint origin that open its circuit; 0 = off. */
+  readonly deliveryCircuitFailures: number;
+  /** How long an open circuit defers deliveries to its origin before one probe is let through. */
+  readonly deliveryCircuitCooldownMs: number;
   readonly migrateOnStart: boolean;
   readonly shutdownTimeoutMs: number;
 }
@@ -193,6 +197,8 @@ export function loadConfig(env: Env = process.env): Config {
     retentionSweepIntervalMs: duration(env, 'RETENTION_SWEEP_INTERVAL', 5000, 100, 3_600_000),
     workerConcurrency: int(env, 'WORKER_CONCURRENCY', 32, 1, 1000),
     deliveryAllowPrivateNetworks: bool(env, 'DELIVERY_ALLOW_PRIVATE_NETWORKS', false),
+    deliveryCircuitFailures: int(env, 'DELIVERY_CIRCUIT_FAILURES', 5, 0, 10_000),
+    deliveryCircuitCooldownMs: duration(env, 'DELIVERY_CIRCUIT_COOLDOWN', 30_000, 100, 3_600_000),
     migrateOnStart: bool(env, 'MIGRATE_ON_START', true),
     shutdownTimeoutMs: duration(env, 'SHUTDOWN_TIMEOUT', 10_000, 100, 600_000),
   };

@@ -11,7 +11,10 @@ export interface LifecycleEvents {
   'relay:publish_failed': { count: number; error: string };
   'relay:error': { step: string; error: Error };
   'relay:swept': { archived: number; deleted: number; outboxCleaned: number };
-  'worker:delivered': { outcome: 'success' | 'retry' | 'failure' | 'skipped'; durationMs: number; status: number | null };
+  /** `deferred`: not attempted because the endpoint's circuit is open; rescheduled (see worker/circuit.ts). */
+  'worker:delivered': { outcome: 'success' | 'retry' | 'failure' | 'skipped' | 'deferred'; durationMs: number; status: number | null };
+  /** An endpoint origin's circuit opened (open: true) or closed again. */
+  'worker:circuit': { origin: string; open: boolean };
   'worker:dlq': { eventId: string };
   /** One HTTP attempt recorded in delivery_attempts; `outcome` is what it led to. */
   'worker:attempt': { outcome: 'success' | 'retry' | 'failure'; status: number | null };

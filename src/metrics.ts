@@ -18,6 +18,8 @@ export class Metrics {
   readonly deleted: client.Counter;
   readonly replays: client.Counter;
   readonly deliveryAttempts: client.Counter<'outcome'>;
+  readonly circuitOpen: client.Gauge<'origin'>;
+  private consumerLag: client.Gauge<'topic' | 'partition'> | null = null;
 
   constructor(private db: Db | null) {
     client.collectDefaultMetrics({ register: this.registry, prefix: 'etp_' });
@@ -75,6 +77,12 @@ export class Metrics {
       labelNames: ['outcome'],
       registers: r,
     });
+    this.circuitOpen = new client.Gauge({
+      name: 'etp_circuit_open',
+      help: "1 while a delivery endpoint origin's circuit is open (deliveries deferred), 0 once it closed again",
+      labelNames: ['origin'],
+      registers: r,
+    });
 
     const db0 = this.db;
     if (db0) {
@@ -121,6 +129,29 @@ export class Metrics {
     }
   }
 
+  /**
+   * etp_consumer_lag{topic,partition}: high watermark − committed offset of each partition the worker's
+   * consumer holds, asked of the broker at scrape time (`source`, see Worker.lag()).
+   */
+  watchConsumerLag(source: () => Promise<Array<{ topic: string; partition: number; lag: number }>>): void {
+    if (this.consumerLag) return;
+    this.consumerLag = new client.Gauge({
+      name: 'etp_consumer_lag',
+      help: 'Messages not yet committed by the delivery worker: high watermark minus committed offset, per assigned partition',
+      labelNames: ['topic', 'partition'],
+      registers: [this.registry],
+      async collect() {
+        try {
+          const lags = await source();
+          this.reset();
+          for (const l of lags) this.set({ topic: l.topic, partition: String(l.partition) }, l.lag);
+        } catch {
+          /* broker unreachable: the scrape reports the previous values */
+        }
+      },
+    });
+  }
+
   /** Lifecycle events become metric updates here, and only here. */
   subscribe(events: Lifecycle): void {
     events.onEvent('relay:fired', (e) => e.lagsSeconds.forEach((l) => this.fireLag.observe(Math.max(0, l))));
@@ -133,10 +164,11 @@ export class Metrics {
     });
     events.onEvent('worker:delivered', (e) => {
       this.deliveries.inc({ outcome: e.outcome });
-      if (e.outcome !== 'skipped') this.deliveryDuration.observe(e.durationMs / 1000);
+      if (e.outcome !== 'skipped' && e.outcome !== 'deferred') this.deliveryDuration.observe(e.durationMs / 1000);
       if (e.outcome === 'retry') this.deliveryRetries.inc();
     });
     events.onEvent('worker:dlq', () => this.dlq.inc());
+    events.onEvent('worker:circuit', (e) => this.circuitOpen.set({ origin: e.origin }, e.open ? 1 : 0));
     events.onEvent('worker:attempt', (e) => this.deliveryAttempts.inc({ outcome: e.outcome }));
     events.onEvent('api:replayed', (e) => this.replays.inc(e.count));
   }

@@ -91,6 +91,9 @@ export async function startPlatform(config: Config, roles: Role[], opts: { logge
   events.onEvent('relay:swept', (e) => logger.info('retention sweep', e));
   events.onEvent('worker:error', (e) => logger.warn('worker error', { error: e.error.message }));
   events.onEvent('worker:dlq', (e) => logger.warn('event dead-lettered', { event_id: e.eventId }));
+  events.onEvent('worker:circuit', (e) =>
+    logger.warn(e.open ? 'endpoint circuit opened' : 'endpoint circuit closed', { origin: e.origin }),
+  );
 
   const producer = new EventProducer({
     brokers: config.kafkaBrokers,
@@ -124,6 +127,7 @@ export async function startPlatform(config: Config, roles: Role[], opts: { logge
     worker = new Worker({ db, producer, config, events, logger });
     await worker.start();
     checks.consumer = () => worker!.check();
+    metrics.watchConsumerLag(() => worker!.lag());
   }
   if (roles.includes('api')) {
     const app = createApp({ config, db, logger, metrics, checks, role: roles.join('+') });

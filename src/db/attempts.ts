@@ -23,12 +23,20 @@ export const RESPONSE_BODY_MAX_BYTES = 4096;
  * the foreign key's shared lock on it is already covered by that row's exclusive lock).
  */
 export async function insertAttempt(trx: Knex.Transaction, a: AttemptRow): Promise<void> {
-  await trx('delivery_attempts').insert({
-    ...a,
-    duration_ms: Math.max(0, Math.round(a.duration_ms)),
-    error: a.error === null ? null : a.error.slice(0, 2000),
-    response_body: a.response_body === null ? null : a.response_body.subarray(0, RESPONSE_BODY_MAX_BYTES),
-  });
+  await insertAttempts(trx, [a]);
+}
+
+/** Several attempts in one multi-row INSERT (the worker records a whole Kafka batch's attempts at once). */
+export async function insertAttempts(trx: Knex.Transaction, rows: AttemptRow[]): Promise<void> {
+  if (rows.length === 0) return;
+  await trx('delivery_attempts').insert(
+    rows.map((a) => ({
+      ...a,
+      duration_ms: Math.max(0, Math.round(a.duration_ms)),
+      error: a.error === null ? null : a.error.slice(0, 2000),
+      response_body: a.response_body === null ? null : a.response_body.subarray(0, RESPONSE_BODY_MAX_BYTES),
+    })),
+  );
 }
 
 /** One event's attempts in attempt order: a range read of the primary key (event_id, attempt). */

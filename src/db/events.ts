@@ -267,6 +267,88 @@ export async function updateDeliveryOutcome(
     });
 }
 
+export interface DeliveryOutcomeUpdate {
+  id: string;
+  attempts: number;
+  execution_status: ExecutionStatus;
+  response_status: number | null;
+  latency_ms: number;
+  error_message: string | null;
+}
+
+/**
+ * updateDeliveryOutcome for many events in ONE statement: each column is a CASE over the primary key, and
+ * the WHERE is a primary-key IN list (a range read; the literals are compared in the column's own ascii
+ * collation, so the index is used — a join to a derived table of literals would compare in the
+ * connection's utf8mb4 and could scan). Ids are sorted, so two workers lock shared rows in the same order.
+ */
+export async function updateDeliveryOutcomes(q: Q, rows: DeliveryOutcomeUpdate[], now: Date): Promise<void> {
+  if (rows.length === 0) return;
+  if (rows.length === 1) {
+    const [r] = rows;
+    return updateDeliveryOutcome(q, r!.id, { ...r!, now });
+  }
+  const sorted = [...rows].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  const bindings: Knex.RawBinding[] = [];
+  const column = (name: string, value: (r: DeliveryOutcomeUpdate) => Knex.RawBinding): string => {
+    for (const r of sorted) bindings.push(r.id, value(r));
+    return `${name} = CASE id ${sorted.map(() => 'WHEN ? THEN ?').join(' ')} END`;
+  };
+  // Only fixed column names and "?" placeholders go into the text; every value is bound.
+  const sets = [
+    column('attempts', (r) => r.attempts),
+    column('execution_status', (r) => r.execution_status),
+    column('response_status', (r) => r.response_status),
+    column('latency_ms', (r) => Math.max(0, Math.round(r.latency_ms))),
+    column('error_message', (r) => (r.error_message === null ? null : r.error_message.slice(0, 2000))),
+  ];
+  bindings.push(now, ...sorted.map((r) => r.id));
+  const sql = `UPDATE event_logs SET ${sets.join(', ')}, updated_at = ? WHERE id IN (${sorted.map(() => '?').join(',')})`;
+  await q.raw(sql, bindings);
+}
+
+/** What the worker needs of an event, with the current version of its trigger (null: no trigger row). */
+export interface EventForDelivery {
+  id: string;
+  trigger_id: string | null;
+  payload: unknown;
+  delivery_config: unknown;
+  fired_at: Date;
+  execution_status: ExecutionStatus;
+  attempts: number;
+  /** triggers.version now; null when the event has no trigger or its trigger was deleted. */
+  trigger_version: number | null;
+}
+
+/**
+ * A Kafka batch's events in one statement: primary-key lookups of event_logs, each joined (eq_ref) to its
+ * trigger's primary key for the version only — the worker's trigger cache reloads a config only when that
+ * version moved, so an edit takes effect from the next batch on.
+ */
+export async function eventsForDelivery(q: Q, ids: string[]): Promise<Map<string, EventForDelivery>> {
+  const out = new Map<string, EventForDelivery>();
+  if (ids.length === 0) return out;
+  // Only "?" placeholders are put into the text; the ids are bound.
+  const sql = `SELECT e.id, e.trigger_id, e.payload, e.delivery_config, e.fired_at, e.execution_status, e.attempts,
+                      t.version AS trigger_version
+                 FROM event_logs e LEFT JOIN triggers t ON t.id = e.trigger_id
+                WHERE e.id IN (${ids.map(() => '?').join(',')})`;
+  const [rows] = (await q.raw(sql, ids)) as [Array<Record<string, unknown>>];
+  for (const r of rows) {
+    out.set(r.id as string, {
+      id: r.id as string,
+      trigger_id: (r.trigger_id as string | null) ?? null,
+      payload: parseJson(r.payload),
+      delivery_config: parseJson(r.delivery_config),
+      fired_at: r.fired_at as Date,
+      execution_status: r.execution_status as ExecutionStatus,
+      attempts: Number(r.attempts),
+      trigger_version: r.trigger_version === null || r.trigger_version === undefined ? null : Number(r.trigger_version),
+    });
+  }
+  return out;
+}
+
 export interface ReplayFilter {
   trigger_id?: string;
   execution_status?: ExecutionStatus;

@@ -46,6 +46,28 @@ export async function recordOnce(trx: Knex.Transaction, scope: string, key: stri
   return res.affectedRows === 1;
 }
 
+const ER_DUP_ENTRY = 1062;
+
+/**
+ * recordOnce for a whole batch of keys in the caller's transaction; returns the keys that were new. The
+ * fast path is one multi-row INSERT (keys sorted, so two workers inserting overlapping batches lock them
+ * in the same order). If any key exists (a redelivery another worker handled first), that statement fails
+ * alone and each key is tried with INSERT IGNORE, which says which ones were new.
+ */
+export async function recordManyOnce(trx: Knex.Transaction, scope: string, keys: string[], now: Date): Promise<Set<string>> {
+  const sorted = [...new Set(keys)].sort();
+  if (sorted.length === 0) return new Set();
+  try {
+    await trx('idempotency_keys').insert(sorted.map((k) => ({ scope, idem_key: k, created_at: now })));
+    return new Set(sorted);
+  } catch (e) {
+    if ((e as { errno?: number }).errno !== ER_DUP_ENTRY) throw e;
+  }
+  const fresh = new Set<string>();
+  for (const k of sorted) if (await recordOnce(trx, scope, k, now)) fresh.add(k);
+  return fresh;
+}
+
 export async function deleteKeysBefore(q: Q, before: Date, limit: number): Promise<number> {
   const [res] = (await q.raw('DELETE FROM idempotency_keys WHERE created_at < ? LIMIT ?', [before, limit])) as [{ affectedRows: number }];
   return res.affectedRows;

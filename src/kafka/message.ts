@@ -19,6 +19,11 @@ export interface EventMessage {
 /** Retries of a delivery travel on a side topic that only the worker reads, so other consumers see each event once. */
 export interface RetryMessage extends EventMessage {
   delivery_attempt: number;
+  /**
+   * How many times this attempt was put off because the endpoint's circuit was open (absent: never).
+   * Deferrals are not attempts; the count keeps each deferred copy's idempotency key distinct.
+   */
+  deferred?: number;
 }
 
 export interface EventFacts {

@@ -1,34 +1,60 @@
 import Kafka from 'node-rdkafka';
 import type { Config } from '../config';
 import type { Db } from '../db/knex';
-import { insertAttempt } from '../db/attempts';
-import { getEvent, updateDeliveryOutcome } from '../db/events';
-import { recordOnce } from '../db/idempotency';
-import { insertOutbox } from '../db/outbox';
-import { getTrigger } from '../db/triggers';
+import { insertAttempts } from '../db/attempts';
+import { eventsForDelivery, updateDeliveryOutcomes, type EventForDelivery, type ExecutionStatus } from '../db/events';
+import { recordManyOnce } from '../db/idempotency';
+import { insertOutbox, type OutboxInsert } from '../db/outbox';
 import type { Lifecycle } from '../events';
 import { toKafka, type RetryMessage } from '../kafka/message';
 import type { EventProducer } from '../kafka/producer';
 import { coerceError, type Logger } from '../logger';
-import type { CommonConfig } from '../triggers/types';
 import { backoffMs, sleep, withDbRetry } from '../util';
+import { CircuitBreakers, originOf } from './circuit';
 import { deliver, type DeliveryResult, type Outcome } from './delivery';
+import { TriggerCache, type DeliveryConfig } from './trigger-cache';
 
-/** The message as the worker reads it (attempt 1 unless it came from the retry topic), or null if not JSON. */
+/** The message as the worker reads it (attempt 1 unless it came from the retry topic), or null if unusable. */
 function parseMessage(m: Kafka.Message): RetryMessage | null {
   if (!m.value) return null;
   try {
     const parsed = JSON.parse(m.value.toString('utf8')) as Partial<RetryMessage>;
+    if (typeof parsed.event_id !== 'string') return null;
     return { ...(parsed as RetryMessage), delivery_attempt: parsed.delivery_attempt ?? 1 };
   } catch {
     return null;
   }
 }
 
+/** Not attempted: the endpoint's circuit is open; the same attempt is rescheduled after `retryInMs`. */
+type Deferred = { kind: 'deferred'; status: null; error: string; retryInMs: number };
+
+/** One message's handling, decided (and its request made) before anything is written. */
+interface Handled {
+  msg: RetryMessage;
+  /** The idempotency key recorded with the outcome: (event id, attempt[, deferral]). */
+  key: string;
+  outcome: Outcome | Deferred;
+  durationMs: number;
+  cfg: DeliveryConfig | null;
+  /** The HTTP attempt, when a request was made. */
+  tried: DeliveryResult | null;
+}
+
+/** A 5xx, timeout or network error: what counts towards opening an endpoint's circuit. */
+function isCircuitFailure(o: Outcome): boolean {
+  return o.kind === 'retry' && (o.status === null || o.status >= 500);
+}
+
 /**
  * The built-in consumer: Kafka → the trigger's HTTP endpoint. One consumer group; offsets are committed
  * only after a batch's outcomes are durable in MySQL, so a crash redelivers, and the (event id, attempt)
  * key recorded with each outcome makes a redelivered message a no-op.
+ *
+ * Per Kafka batch the database sees a fixed number of statements, not a number per event: one read of the
+ * batch's events with their triggers' versions, one load of the trigger configs the cache lacks (only when
+ * one was edited or is new), and one transaction writing every outcome (idempotency keys, event log
+ * updates, attempt rows, retry / dead-letter outbox rows: one statement each).
  */
 export class Worker {
   private consumer: Kafka.KafkaConsumer;
@@ -36,6 +62,10 @@ export class Worker {
   private loop: Promise<void> | null = null;
   private stopped: Promise<void> | null = null;
   private ready = false;
+  private failures = 0;
+  private lastError: string | null = null;
+  private readonly triggers = new TriggerCache();
+  private readonly circuits: CircuitBreakers;
 
   constructor(private readonly deps: { db: Db; producer: EventProducer; config: Config; events: Lifecycle; logger: Logger }) {
     const { config } = deps;
@@ -53,6 +83,10 @@ export class Worker {
       { 'auto.offset.reset': 'earliest' },
     );
     this.consumer.on('event.error', (e) => this.deps.events.emitEvent('worker:error', { error: new Error(e.message) }));
+    this.circuits = new CircuitBreakers(
+      { failureThreshold: config.deliveryCircuitFailures, cooldownMs: config.deliveryCircuitCooldownMs },
+      (origin, open) => this.deps.events.emitEvent('worker:circuit', { origin, open }),
+    );
   }
 
   async start(): Promise<void> {
@@ -67,8 +101,35 @@ export class Worker {
     this.loop = this.run();
   }
 
+  /** The consumer's state for /health: connected, not stopping, and its batches not failing repeatedly. */
   async check(): Promise<void> {
     if (!this.ready || !this.consumer.isConnected()) throw new Error('consumer not connected');
+    if (this.stopping) throw new Error('consumer stopping');
+    if (this.failures >= 3) throw new Error(`consumer batches failing (${this.failures} in a row): ${this.lastError ?? 'unknown'}`);
+  }
+
+  /**
+   * Lag per assigned partition: the broker's high watermark − this group's committed offset (the low
+   * watermark when nothing was committed yet: everything retained is still to be handled).
+   */
+  async lag(timeoutMs = 2000): Promise<Array<{ topic: string; partition: number; lag: number }>> {
+    if (!this.ready || this.stopping || !this.consumer.isConnected()) return [];
+    const assigned = this.consumer.assignments().map((a) => ({ topic: a.topic, partition: a.partition }));
+    if (assigned.length === 0) return [];
+    const committed = await new Promise<Kafka.TopicPartitionOffset[]>((resolve, reject) =>
+      this.consumer.committed(assigned, timeoutMs, (err, tps) => (err ? reject(new Error(err.message)) : resolve(tps))),
+    );
+    return Promise.all(
+      committed.map(async (tp) => {
+        const wm = await new Promise<Kafka.WatermarkOffsets>((resolve, reject) =>
+          this.consumer.queryWatermarkOffsets(tp.topic, tp.partition, timeoutMs, (err, o) =>
+            err ? reject(new Error(err.message)) : resolve(o),
+          ),
+        );
+        const from = tp.offset >= 0 ? tp.offset : wm.lowOffset;
+        return { topic: tp.topic, partition: tp.partition, lag: Math.max(0, wm.highOffset - from) };
+      }),
+    );
   }
 
   private consume(n: number): Promise<Kafka.Message[]> {
@@ -78,153 +139,253 @@ export class Worker {
   }
 
   private async run(): Promise<void> {
-    let failures = 0;
+    // A batch that fails (database down) is handled again, not dropped: committing a later batch would
+    // commit past it. Its requests may go out twice (same webhook-id); its outcome is recorded once.
+    let pending: Kafka.Message[] | null = null;
     while (!this.stopping) {
       try {
-        const batch = await this.consume(this.deps.config.workerConcurrency);
-        if (batch.length === 0) continue;
-        // All of a batch is handled concurrently, then committed: commits stay in order per partition.
-        // Copies of one (event, attempt) in the same batch (a relay re-publish) are handled once.
-        // Each message is parsed once, here.
-        const seen = new Set<string>();
-        const unique: RetryMessage[] = [];
-        for (const m of batch) {
-          const msg = parseMessage(m);
-          if (!msg) {
-            if (m.value)
-              this.deps.logger.warn('skipping a message that is not JSON', { topic: m.topic, partition: m.partition, offset: m.offset });
-            continue;
-          }
-          const k = msg.event_id ? `${msg.event_id}:${msg.delivery_attempt}` : null;
-          if (k !== null && seen.has(k)) continue;
-          if (k !== null) seen.add(k);
-          unique.push(msg);
+        const batch: Kafka.Message[] = pending ?? (await this.consume(this.deps.config.workerConcurrency));
+        pending = batch;
+        if (batch.length > 0) {
+          // All of a batch is handled concurrently, then committed: commits stay in order per partition.
+          await this.process(this.unique(batch));
+          this.commit(batch);
         }
-        await Promise.all(unique.map((msg) => this.handle(msg)));
-        const next = new Map<string, Kafka.TopicPartitionOffset>();
-        for (const m of batch) {
-          const k = `${m.topic}:${m.partition}`;
-          const cur = next.get(k);
-          if (!cur || m.offset + 1 > cur.offset) next.set(k, { topic: m.topic, partition: m.partition, offset: m.offset + 1 });
-        }
-        this.consumer.commit([...next.values()]);
-        failures = 0;
+        pending = null;
+        this.failures = 0;
       } catch (e) {
-        failures++;
+        this.failures++;
+        this.lastError = coerceError(e).message;
         this.deps.events.emitEvent('worker:error', { error: coerceError(e) });
-        await sleep(backoffMs(failures, 200, 5000) + 50);
+        await sleep(backoffMs(this.failures, 200, 5000) + 50);
       }
     }
   }
 
-  /** Handles one message; failures of our own (DB down) throw, so the batch is not committed. */
-  private async handle(msg: RetryMessage): Promise<void> {
+  /**
+   * Each message parsed once; one per event id. Copies of one (event, attempt) (a relay re-publish) are
+   * handled once, and of an event's messages only the latest attempt (or deferral) is kept: a later one
+   * exists only because the earlier one's outcome was recorded, so the earlier one is already handled.
+   */
+  private unique(batch: Kafka.Message[]): RetryMessage[] {
+    const latest = new Map<string, RetryMessage>();
+    for (const m of batch) {
+      const msg = parseMessage(m);
+      if (!msg) {
+        if (m.value)
+          this.deps.logger.warn('skipping a message that is not an event', { topic: m.topic, partition: m.partition, offset: m.offset });
+        continue;
+      }
+      const cur = latest.get(msg.event_id);
+      const later =
+        !cur ||
+        msg.delivery_attempt > cur.delivery_attempt ||
+        (msg.delivery_attempt === cur.delivery_attempt && (msg.deferred ?? 0) > (cur.deferred ?? 0));
+      if (cur) this.deps.events.emitEvent('worker:delivered', { outcome: 'skipped', durationMs: 0, status: null });
+      if (later) latest.set(msg.event_id, msg);
+    }
+    return [...latest.values()];
+  }
+
+  private commit(batch: Kafka.Message[]): void {
+    const next = new Map<string, Kafka.TopicPartitionOffset>();
+    for (const m of batch) {
+      const k = `${m.topic}:${m.partition}`;
+      const cur = next.get(k);
+      if (!cur || m.offset + 1 > cur.offset) next.set(k, { topic: m.topic, partition: m.partition, offset: m.offset + 1 });
+    }
+    this.consumer.commit([...next.values()]);
+  }
+
+  /** Reads the batch's state in one statement (+ stale trigger configs), delivers concurrently, records once. */
+  private async process(msgs: RetryMessage[]): Promise<void> {
+    if (msgs.length === 0) return;
     const { db } = this.deps;
+    const events = await withDbRetry(() =>
+      eventsForDelivery(
+        db,
+        msgs.map((m) => m.event_id),
+      ),
+    );
+    const todo: Array<{ msg: RetryMessage; event: EventForDelivery }> = [];
+    for (const msg of msgs) {
+      const event = events.get(msg.event_id);
+      if (
+        !event ||
+        event.execution_status === 'success' ||
+        event.execution_status === 'failure' ||
+        event.attempts >= msg.delivery_attempt
+      ) {
+        // Retention removed it, or this (event, attempt) was already handled.
+        this.deps.events.emitEvent('worker:delivered', { outcome: 'skipped', durationMs: 0, status: null });
+        continue;
+      }
+      todo.push({ msg, event });
+    }
+    if (todo.length === 0) return;
+    const versions = new Map<string, number | null>();
+    for (const { event } of todo) if (event.trigger_id) versions.set(event.trigger_id, event.trigger_version);
+    const configs = await withDbRetry(() => this.triggers.resolve(db, versions));
+    const handled = await Promise.all(
+      todo.map(({ msg, event }) =>
+        // A stored trigger's config comes from the cache (null: deleted); an unsaved test run carries its own.
+        this.handle(
+          msg,
+          event,
+          event.trigger_id ? (configs.get(event.trigger_id) ?? null) : ((event.delivery_config as DeliveryConfig | null) ?? null),
+        ),
+      ),
+    );
+    await this.record(handled);
+  }
+
+  /** Decides one message and makes its request, if any. Writes nothing. */
+  private async handle(msg: RetryMessage, event: EventForDelivery, stored: DeliveryConfig | null): Promise<Handled> {
     const attempt = msg.delivery_attempt;
-    const key = `${msg.event_id}:${attempt}`;
-    const event = await getEvent(db, msg.event_id);
-    if (!event || event.execution_status === 'success' || event.execution_status === 'failure' || event.attempts >= attempt) {
-      this.deps.events.emitEvent('worker:delivered', { outcome: 'skipped', durationMs: 0, status: null });
-      return; // retention removed it, or this (event, attempt) was already handled
-    }
-    let cfg: (CommonConfig & { secret?: string }) | null;
-    if (event.trigger_id) {
-      const t = await getTrigger(db, event.trigger_id);
-      cfg = t ? (t.config as CommonConfig) : null;
-    } else {
-      cfg = (event.delivery_config as CommonConfig | null) ?? null;
-    }
-    if (!cfg) {
-      await this.record(msg, key, attempt, { kind: 'failure', status: null, error: 'trigger deleted' }, 0, null, null);
-      return;
-    }
-    if (cfg.http_method === undefined)
-      cfg = { ...cfg, http_method: 'POST', headers: cfg.headers ?? {}, timeout_ms: cfg.timeout_ms ?? 10_000 };
+    const key = msg.deferred ? `${msg.event_id}:${attempt}:d${msg.deferred}` : `${msg.event_id}:${attempt}`;
+    const untried = (outcome: Outcome | Deferred, cfg: DeliveryConfig | null): Handled => ({
+      msg,
+      key,
+      outcome,
+      durationMs: 0,
+      cfg,
+      tried: null,
+    });
+    if (!stored) return untried({ kind: 'failure', status: null, error: 'trigger deleted' }, null);
+    const cfg: DeliveryConfig =
+      stored.http_method === undefined
+        ? { ...stored, http_method: 'POST', headers: stored.headers ?? {}, timeout_ms: stored.timeout_ms ?? 10_000 }
+        : stored;
     const maxAgeSeconds = cfg.retry?.max_age_seconds;
     if (maxAgeSeconds !== undefined && Date.now() - event.fired_at.getTime() > maxAgeSeconds * 1000) {
       // No attempt starts on an event older than its max age: it ends here, and goes to the dead letters.
-      await this.record(msg, key, attempt, { kind: 'failure', status: null, error: 'max age exceeded' }, 0, cfg, null);
-      return;
+      return untried({ kind: 'failure', status: null, error: 'max age exceeded' }, cfg);
+    }
+    const origin = originOf(cfg.endpoint);
+    const admission = this.circuits.admit(origin);
+    if (!admission.allowed) {
+      const error = `circuit open for ${origin}: not attempted, deferred`;
+      return untried({ kind: 'deferred', status: null, error, retryInMs: admission.retryInMs }, cfg);
     }
     const result = await deliver(
       { eventId: msg.event_id, payload: event.payload, config: cfg },
       this.deps.config.deliveryAllowPrivateNetworks,
     );
-    await this.record(msg, key, attempt, result.outcome, result.durationMs, cfg, result);
+    this.circuits.report(origin, isCircuitFailure(result.outcome), admission.probe);
+    return { msg, key, outcome: result.outcome, durationMs: result.durationMs, cfg, tried: result };
+  }
+
+  /** What a handled message ends as: a retry past max_attempts becomes the failure that goes to the DLQ. */
+  private final(h: Handled): Outcome | Deferred {
+    const maxAttempts = h.cfg?.retry?.max_attempts ?? 1;
+    const o = h.outcome;
+    if (o.kind === 'retry' && h.msg.delivery_attempt >= maxAttempts)
+      return { kind: 'failure', status: o.status, error: `${o.error} (gave up after ${h.msg.delivery_attempt} attempts)` };
+    return o;
+  }
+
+  /** The next attempt's outbox row (retry), the same attempt's (deferred), or the dead-letter row (failure). */
+  private followUp(h: Handled, final: Outcome | Deferred, now: Date): OutboxInsert | null {
+    const { config } = this.deps;
+    const attempt = h.msg.delivery_attempt;
+    if (final.kind === 'retry') {
+      const delay = Math.max(final.retryAfterMs ?? 0, backoffMs(attempt, h.cfg?.retry?.backoff_ms ?? 1000, 3600_000));
+      const next: RetryMessage = { ...h.msg, delivery_attempt: attempt + 1, deferred: undefined };
+      return {
+        event_id: h.msg.event_id,
+        message: toKafka(`${config.kafkaTopic}.retry`, next),
+        available_at: new Date(now.getTime() + delay),
+      };
+    }
+    if (final.kind === 'deferred') {
+      // Spread over half a cool-down, so the deferred deliveries do not all come back at the same moment.
+      const delay = final.retryInMs + backoffMs(1, Math.ceil(config.deliveryCircuitCooldownMs / 2), 3600_000);
+      const next: RetryMessage = { ...h.msg, deferred: (h.msg.deferred ?? 0) + 1 };
+      return {
+        event_id: h.msg.event_id,
+        message: toKafka(`${config.kafkaTopic}.retry`, next),
+        available_at: new Date(now.getTime() + delay),
+      };
+    }
+    if (final.kind === 'failure') {
+      const dead = { ...h.msg, delivery_attempt: attempt, error: final.error };
+      return { event_id: h.msg.event_id, message: toKafka(config.kafkaDlqTopic, dead), available_at: now };
+    }
+    return null;
   }
 
   /**
-   * The outcome, the idempotency key, the HTTP attempt's history row (when a request was made: `tried`),
-   * and (when retrying) the next attempt's outbox row or (when giving up) the dead-letter outbox row — all
-   * in one transaction. If the key already exists another worker handled this attempt first, and nothing
-   * is written.
+   * Every outcome of the batch in ONE transaction: the idempotency keys (a key already recorded means
+   * another worker handled that attempt first, and nothing of it is written), the event log updates, the
+   * attempts history rows (when a request was made) and the follow-up outbox rows — one statement each.
+   * Kafka offsets are committed only after it.
    */
-  private async record(
-    msg: RetryMessage,
-    key: string,
-    attempt: number,
-    outcome: Outcome,
-    durationMs: number,
-    cfg: CommonConfig | null,
-    tried: DeliveryResult | null,
-  ): Promise<void> {
-    const { db, config } = this.deps;
-    const maxAttempts = cfg?.retry?.max_attempts ?? 1;
-    let final: Outcome = outcome;
-    if (outcome.kind === 'retry' && attempt >= maxAttempts)
-      final = { kind: 'failure', status: outcome.status, error: `${outcome.error} (gave up after ${attempt} attempts)` };
+  private async record(handled: Handled[]): Promise<void> {
+    const { db } = this.deps;
+    const plan = handled.map((h) => ({ h, final: this.final(h) }));
     const written = await withDbRetry(() =>
       db.transaction(async (trx) => {
         const now = new Date();
-        if (!(await recordOnce(trx, 'delivery', key, now))) return false;
-        await updateDeliveryOutcome(trx, msg.event_id, {
-          // Ended without a request (trigger deleted, max age exceeded): this attempt was never made.
-          attempts: tried ? attempt : attempt - 1,
-          execution_status: final.kind === 'success' ? 'success' : final.kind === 'failure' ? 'failure' : 'published',
-          response_status: final.status,
-          latency_ms: durationMs,
-          error_message: final.kind === 'success' ? null : final.error,
+        const fresh = await recordManyOnce(
+          trx,
+          'delivery',
+          plan.map((p) => p.h.key),
           now,
-        });
-        if (tried) {
-          await insertAttempt(trx, {
-            event_id: msg.event_id,
-            attempt,
-            started_at: tried.startedAt,
-            duration_ms: tried.durationMs,
-            status_code: tried.outcome.status,
-            error: tried.outcome.kind === 'success' ? null : tried.outcome.error,
-            response_body: tried.responseBody,
-          });
-        }
-        if (final.kind === 'retry') {
-          const delay = Math.max(final.retryAfterMs ?? 0, backoffMs(attempt, cfg?.retry?.backoff_ms ?? 1000, 3600_000));
-          const next: RetryMessage = { ...msg, delivery_attempt: attempt + 1 };
-          await insertOutbox(
-            trx,
-            [
-              {
-                event_id: msg.event_id,
-                message: toKafka(`${config.kafkaTopic}.retry`, next),
-                available_at: new Date(now.getTime() + delay),
-              },
-            ],
-            now,
-          );
-        } else if (final.kind === 'failure') {
-          const dead = { ...msg, delivery_attempt: attempt, error: final.error };
-          await insertOutbox(trx, [{ event_id: msg.event_id, message: toKafka(config.kafkaDlqTopic, dead), available_at: now }], now);
-        }
-        return true;
+        );
+        const rows = plan.filter((p) => fresh.has(p.h.key));
+        await updateDeliveryOutcomes(
+          trx,
+          rows.map(({ h, final }) => ({
+            id: h.msg.event_id,
+            // Ended without a request (trigger deleted, max age exceeded, deferred): this attempt was never made.
+            attempts: h.tried ? h.msg.delivery_attempt : h.msg.delivery_attempt - 1,
+            execution_status: (final.kind === 'success'
+              ? 'success'
+              : final.kind === 'failure'
+                ? 'failure'
+                : 'published') as ExecutionStatus,
+            response_status: final.status,
+            latency_ms: h.durationMs,
+            error_message: final.kind === 'success' ? null : final.error,
+          })),
+          now,
+        );
+        await insertAttempts(
+          trx,
+          rows.flatMap(({ h }) =>
+            h.tried
+              ? [
+                  {
+                    event_id: h.msg.event_id,
+                    attempt: h.msg.delivery_attempt,
+                    started_at: h.tried.startedAt,
+                    duration_ms: h.tried.durationMs,
+                    status_code: h.tried.outcome.status,
+                    error: h.tried.outcome.kind === 'success' ? null : h.tried.outcome.error,
+                    response_body: h.tried.responseBody,
+                  },
+                ]
+              : [],
+          ),
+        );
+        await insertOutbox(
+          trx,
+          rows.flatMap(({ h, final }) => this.followUp(h, final, now) ?? []),
+          now,
+        );
+        return new Set(rows.map((p) => p.h.key));
       }),
     );
-    if (!written) {
-      this.deps.events.emitEvent('worker:delivered', { outcome: 'skipped', durationMs, status: null });
-      return;
+    for (const { h, final } of plan) {
+      if (!written.has(h.key)) {
+        this.deps.events.emitEvent('worker:delivered', { outcome: 'skipped', durationMs: h.durationMs, status: null });
+        continue;
+      }
+      this.deps.events.emitEvent('worker:delivered', { outcome: final.kind, durationMs: h.durationMs, status: final.status });
+      if (h.tried && final.kind !== 'deferred')
+        this.deps.events.emitEvent('worker:attempt', { outcome: final.kind, status: h.tried.outcome.status });
+      if (final.kind === 'failure') this.deps.events.emitEvent('worker:dlq', { eventId: h.msg.event_id });
     }
-    this.deps.events.emitEvent('worker:delivered', { outcome: final.kind, durationMs, status: final.status });
-    if (tried) this.deps.events.emitEvent('worker:attempt', { outcome: final.kind, status: tried.outcome.status });
-    if (final.kind === 'failure') this.deps.events.emitEvent('worker:dlq', { eventId: msg.event_id });
   }
 
   /** Idempotent: stop fetching, let the batch in hand finish and commit, then unsubscribe and disconnect once. */

@@ -11,6 +11,9 @@ import { startPlatform, type Platform } from '../../src/platform';
 import { createLogger } from '../../src/logger';
 import { EventProducer } from '../../src/kafka/producer';
 import { count } from '../helpers/fixtures';
+import { createDb } from '../../src/db/knex';
+import { Lifecycle } from '../../src/events';
+import { Worker } from '../../src/worker/worker';
 
 const quiet = createLogger('error', 'test');
 
@@ -209,6 +212,31 @@ describe('delivery worker: Kafka to the endpoint, with retries, signatures and a
     expect(receiver.forPath('/deleted')).to.have.length(0);
   });
 
+  it('delivers to the edited endpoint from the next event on (trigger config cached by version)', async () => {
+    receiver.respond = () => ({ status: 200 });
+    const id = await webhookTrigger('/cache-v1');
+    await settled(await fire(id, { n: 'before edit' })); // the worker now holds the trigger in its cache
+    await request(testApp(t))
+      .put(`/api/v1/triggers/${id}`)
+      .send({ config: { endpoint: receiver.url('/cache-v2'), schema: { type: 'object' } } })
+      .expect(200);
+    const after = await fire(id, { n: 'after edit' });
+    expect(await settled(after)).to.include({ execution_status: 'success' });
+    expect(receiver.forPath('/cache-v1').map((r) => JSON.parse(r.body))).to.deep.equal([{ n: 'before edit' }]);
+    expect(receiver.forPath('/cache-v2').map((r) => r.headers['webhook-id'])).to.deep.equal([after]);
+  });
+
+  it('records "trigger deleted" without a request when a cached trigger is deleted before its retry', async () => {
+    receiver.respond = () => ({ status: 503, headers: { 'Retry-After': '2' } });
+    const id = await webhookTrigger('/cache-gone', { retry: { max_attempts: 3, backoff_ms: 20 } });
+    const eventId = await fire(id, { n: 8 });
+    await until(() => receiver.forPath('/cache-gone').length === 1, { timeoutMs: 15_000, message: 'first attempt' });
+    await request(testApp(t)).delete(`/api/v1/triggers/${id}`).expect(204);
+    const e = await settled(eventId);
+    expect(e).to.include({ execution_status: 'failure', error_message: 'trigger deleted', attempts: 1 });
+    expect(receiver.forPath('/cache-gone')).to.have.length(1);
+  });
+
   it('ends success exactly once when a worker is killed -9 mid-delivery', async () => {
     await platform!.stop();
     platform = await startPlatform(t.config, ['relay'], { logger: quiet, migrate: false });
@@ -265,4 +293,146 @@ describe('delivery worker: SSRF guard', function () {
       expect(receiver.requests).to.have.length(0);
     });
   }
+});
+
+describe('delivery worker: statements per batch, consumer lag and endpoint circuit breaking', function () {
+  this.timeout(120_000);
+  const COOLDOWN_MS = 3000;
+  let t: TestEnv;
+  let relay: Platform;
+  let worker: Platform | null = null;
+  let ok: Receiver;
+  let flaky: Receiver;
+
+  before(async () => {
+    t = await createTestEnv('workerbatch', { DELIVERY_CIRCUIT_FAILURES: '3', DELIVERY_CIRCUIT_COOLDOWN: `${COOLDOWN_MS}ms` });
+    relay = await startPlatform(t.config, ['relay'], { logger: quiet, migrate: false });
+    ok = await new Receiver().start();
+    flaky = await new Receiver().start();
+  });
+  after(async () => {
+    await worker?.stop();
+    await relay?.stop();
+    await ok?.stop();
+    await flaky?.stop();
+    await t?.cleanup();
+  });
+
+  async function trigger(endpoint: string, extra: Record<string, unknown> = {}): Promise<string> {
+    const res = await request(testApp(t))
+      .post('/api/v1/triggers')
+      .send({ name: 'batch', type: 'webhook', config: { endpoint, schema: { type: 'object' }, ...extra } })
+      .expect(201);
+    return res.body.id as string;
+  }
+  async function fireMany(triggerId: string, n: number): Promise<string[]> {
+    const ids: string[] = [];
+    for (let i = 0; i < n; i++) {
+      const res = await request(testApp(t)).post(`/api/v1/webhook/${triggerId}`).send({ i }).expect(202);
+      ids.push(res.body.event_id as string);
+    }
+    return ids;
+  }
+  const statuses = async (ids: string[]) =>
+    (await t.db('event_logs').whereIn('id', ids).select('id', 'execution_status', 'attempts', 'error_message')) as Array<
+      { id: string } & EventRow
+    >;
+  const allSucceeded = async (ids: string[]) => (await statuses(ids)).filter((e) => e.execution_status === 'success').length === ids.length;
+  async function scrape(): Promise<string> {
+    const res = await fetch(`http://127.0.0.1:${worker!.ports.worker}/metrics`);
+    return res.text();
+  }
+  const series = (text: string, name: string) =>
+    text
+      .split('\n')
+      .filter((l) => l.startsWith(`${name}{`))
+      .map((l) => ({ labels: l.slice(name.length, l.lastIndexOf(' ')), value: Number(l.slice(l.lastIndexOf(' ') + 1)) }));
+
+  it('writes a backlog with a bounded number of statements per Kafka batch, not several per delivery', async () => {
+    const N = 60;
+    const id = await trigger(ok.url('/batch'));
+    const ids = await fireMany(id, N);
+    await until(async () => (await count(t.db, 'outbox', { published: 1 })) >= N, { timeoutMs: 30_000, message: 'backlog published' });
+    // The worker in-process on a pool of its own, so every statement it sends is counted.
+    const db = createDb(t.config.databaseUrl, 5);
+    const sqls: string[] = [];
+    db.on('query', (q: { sql: string }) => sqls.push(q.sql));
+    const w = new Worker({
+      db,
+      producer: new EventProducer({ brokers: t.config.kafkaBrokers, messageTimeoutMs: 10_000 }),
+      config: t.config,
+      events: new Lifecycle(),
+      logger: quiet,
+    });
+    try {
+      await w.start();
+      await until(() => allSucceeded(ids), { timeoutMs: 60_000, message: 'backlog delivered' });
+    } finally {
+      await w.stop();
+      await db.destroy();
+    }
+    expect(ok.forPath('/batch')).to.have.length(N);
+    // Each batch reads its events once (joined to the triggers' versions): that statement counts batches.
+    const batches = sqls.filter((q) => /FROM event_logs e LEFT JOIN triggers/.test(q)).length;
+    expect(batches).to.be.within(1, N / 2);
+    // Per batch: the read, BEGIN, idempotency keys, event updates, attempts, (outbox), COMMIT; plus one
+    // load of the trigger's config into the cache.
+    expect(sqls.length, sqls.join('\n')).to.be.at.most(7 * batches + 1);
+    expect(sqls.filter((q) => /from `triggers`/i.test(q))).to.have.length(1);
+  });
+
+  it('reports consumer lag above 0 while the worker is behind and 0 once it has caught up', async () => {
+    worker = await startPlatform(t.config, ['worker'], { logger: quiet, migrate: false });
+    ok.respond = (r) => (r.path === '/lag' ? { status: 200, delayMs: 1500 } : { status: 200 });
+    const id = await trigger(ok.url('/lag'));
+    const ids = await fireMany(id, 10);
+    const lagged = await until(
+      async () => {
+        const lag = series(await scrape(), 'etp_consumer_lag');
+        return lag.some((s) => s.value > 0) && lag;
+      },
+      { timeoutMs: 20_000, intervalMs: 100, message: 'a lag above 0' },
+    );
+    expect(lagged.some((s) => s.labels.includes(`topic="${t.config.kafkaTopic}"`))).to.equal(true);
+    await until(() => allSucceeded(ids), { timeoutMs: 30_000, message: 'lagging events delivered' });
+    await until(
+      async () => {
+        const lag = series(await scrape(), 'etp_consumer_lag');
+        return lag.length > 0 && lag.every((s) => s.value === 0);
+      },
+      { timeoutMs: 20_000, intervalMs: 100, message: 'lag back to 0' },
+    );
+    const health = (await (await fetch(`http://127.0.0.1:${worker.ports.worker}/health`)).json()) as { checks: Record<string, string> };
+    expect(health.checks.consumer).to.equal('ok');
+  });
+
+  it('opens the circuit after N failures, sends nothing while open, and closes when the endpoint recovers', async () => {
+    let down = true;
+    flaky.respond = () => (down ? { status: 500 } : { status: 200 });
+    const origin = new URL(flaky.url()).origin;
+    const circuit = async () => series(await scrape(), 'etp_circuit_open').find((s) => s.labels.includes(`origin="${origin}"`))?.value;
+    const id = await trigger(flaky.url('/breaker'), { retry: { max_attempts: 10, backoff_ms: 20 } });
+    const [first] = await fireMany(id, 1);
+    await until(async () => (await circuit()) === 1, { timeoutMs: 20_000, message: 'circuit open' });
+    expect(flaky.requests).to.have.length(3); // DELIVERY_CIRCUIT_FAILURES=3 in a row
+    // While open: these are deferred through the outbox, not sent, and not counted as attempts.
+    const later = await fireMany(id, 3);
+    const deferred = await until(
+      async () => {
+        const rows = await statuses(later);
+        return rows.every((e) => /circuit open/.test(e.error_message ?? '')) && rows;
+      },
+      { timeoutMs: COOLDOWN_MS, message: 'later events deferred' },
+    );
+    expect(deferred.map((e) => e.attempts)).to.deep.equal([0, 0, 0]);
+    expect(flaky.requests).to.have.length(3);
+    // The endpoint recovers: after the cool-down one probe goes through, succeeds, and the circuit closes.
+    down = false;
+    await until(() => allSucceeded([first!, ...later]), { timeoutMs: 30_000, message: 'all delivered after recovery' });
+    expect(await circuit()).to.equal(0);
+    expect((await statuses(later)).map((e) => e.attempts)).to.deep.equal([1, 1, 1]);
+    const firstRow = (await statuses([first!]))[0]!;
+    expect(firstRow.attempts).to.equal(4); // three failures, then the success; deferrals are not attempts
+    expect(flaky.requests).to.have.length(3 + 4);
+  });
 });

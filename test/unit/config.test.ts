@@ -26,6 +26,8 @@ describe('config', () => {
     ['DELIVERY_ALLOW_PRIVATE_NETWORKS', 'maybe', /DELIVERY_ALLOW_PRIVATE_NETWORKS.*true or false/],
     ['RETENTION_ACTIVE_SECONDS', '-5', /RETENTION_ACTIVE_SECONDS/],
     ['PUBLIC_BASE_URL', 'not a url', /PUBLIC_BASE_URL/],
+    ['DELIVERY_CIRCUIT_FAILURES', '-1', /DELIVERY_CIRCUIT_FAILURES.*integer from 0/],
+    ['DELIVERY_CIRCUIT_COOLDOWN', '10ms', /DELIVERY_CIRCUIT_COOLDOWN.*duration from 100ms/],
   ];
   for (const [name, value, pattern] of bad) {
     it(`rejects ${name}=${value} with a message naming the variable`, () => {
@@ -47,6 +49,14 @@ describe('config', () => {
       expect((e as Error).message).to.match(/API_KEYS/);
       expect((e as Error).message).not.to.include('short');
     }
+  });
+
+  it('turns endpoint circuit breaking on by default (5 failures, 30 s) and off with DELIVERY_CIRCUIT_FAILURES=0', () => {
+    expect(loadConfig({})).to.include({ deliveryCircuitFailures: 5, deliveryCircuitCooldownMs: 30_000 });
+    expect(loadConfig({ DELIVERY_CIRCUIT_FAILURES: '0', DELIVERY_CIRCUIT_COOLDOWN: '2s' })).to.include({
+      deliveryCircuitFailures: 0,
+      deliveryCircuitCooldownMs: 2000,
+    });
   });
 
   it('parses durations with units', () => {
