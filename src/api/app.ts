@@ -19,6 +19,7 @@ import { overviewRoutes } from './overview';
 import { rateLimits } from './rate-limit';
 import { triggerRoutes } from './triggers';
 import { WebhookValidators, webhookRoutes } from './webhooks';
+import type { WebhookIngest } from './webhook-ingest';
 
 /** openapi.yaml sits at the repository root, next to dist/ and src/. */
 export const OPENAPI_PATH = path.resolve(__dirname, '..', '..', 'openapi.yaml');
@@ -30,6 +31,11 @@ export interface AppDeps {
   metrics: Metrics;
   checks: Record<string, Check>;
   role?: string;
+  /**
+   * The webhook receiver's group commit (platform.ts creates and closes it); without it every webhook
+   * request takes the one-transaction-per-request path.
+   */
+  ingest?: WebhookIngest | null;
   /** Tests turn this on so every response is checked against openapi.yaml. */
   validateResponses?: boolean;
 }
@@ -139,7 +145,7 @@ export function createApp(deps: AppDeps): express.Express {
 
   const validators = new WebhookValidators();
   app.use('/api/v1', triggerRoutes({ db: deps.db, config, validators }));
-  app.use('/api/v1', webhookRoutes({ db: deps.db, config, validators }));
+  app.use('/api/v1', webhookRoutes({ db: deps.db, config, validators, ingest: deps.ingest }));
   app.use('/api/v1', eventRoutes({ db: deps.db }));
   app.use('/api/v1', operatorRoutes({ db: deps.db, config, metrics }));
   app.use('/api/v1', overviewRoutes({ db: deps.db }));
