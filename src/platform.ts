@@ -74,13 +74,13 @@ function sideApp(role: string, metrics: Metrics, checks: Record<string, Check>):
 }
 
 /** The webhook receiver's group commit, its size and time reported to the metrics. */
-export function webhookIngest(config: Config, logger: Logger, metrics: Metrics | null): WebhookIngest {
+export function webhookIngest(config: Config, logger: Logger | null, metrics: Metrics | null): WebhookIngest {
   return WebhookIngest.create(config.databaseUrl, {
     topic: config.kafkaTopic,
     maxItems: config.webhookGroupMaxItems,
     maxBytes: config.webhookGroupMaxBytes,
     maxInFlight: config.webhookGroupFlushes,
-    logger,
+    logger: logger ?? undefined,
     onFlush: metrics
       ? (size, seconds) => {
           metrics.webhookGroupSize.observe(size);

@@ -16,7 +16,7 @@ export function ingestOf(t: TestEnv): WebhookIngest | null {
   if (!t.config.webhookGroupCommit) return null;
   let ingest = ingests.get(t);
   if (!ingest) {
-    const created = webhookIngest(t.config, createLogger('error', 'test'), null);
+    const created = webhookIngest(t.config, null, null);
     ingests.set(t, created);
     t.defer(() => created.close());
     ingest = created;
@@ -25,7 +25,10 @@ export function ingestOf(t: TestEnv): WebhookIngest | null {
 }
 
 /** The real Express app on the test database, with every response checked against openapi.yaml. */
-export function testApp(t: TestEnv, extra: { checks?: Record<string, () => Promise<void>>; ingest?: WebhookIngest | null } = {}) {
+export function testApp(
+  t: TestEnv,
+  extra: { checks?: Record<string, () => Promise<void>>; ingest?: WebhookIngest | null; validateResponses?: boolean } = {},
+) {
   return createApp({
     config: t.config,
     db: t.db,
@@ -33,6 +36,6 @@ export function testApp(t: TestEnv, extra: { checks?: Record<string, () => Promi
     metrics: new Metrics(t.db),
     checks: extra.checks ?? { database: dbCheck(t.db) },
     ingest: extra.ingest === undefined ? ingestOf(t) : extra.ingest,
-    validateResponses: true,
+    validateResponses: extra.validateResponses ?? true,
   });
 }
