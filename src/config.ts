@@ -25,6 +25,14 @@ export interface Config {
   readonly corsOrigins: readonly string[];
   readonly apiKeys: readonly string[];
   readonly webhookMaxBodyBytes: number;
+  /** Group commit of webhook events (one transaction per group of concurrent requests); off = one each, via knex. */
+  readonly webhookGroupCommit: boolean;
+  /** At most this many events per group commit. */
+  readonly webhookGroupMaxItems: number;
+  /** At most about this many bytes (payload + Kafka value) per group commit; a larger single event goes alone. */
+  readonly webhookGroupMaxBytes: number;
+  /** Group commits in flight at once (each on its own connection of the ingest pool). */
+  readonly webhookGroupFlushes: number;
   /** Requests per second per API key (burst: twice that); 0 disables. In memory, per API process. */
   readonly rateLimitPerKey: number;
   /** Requests per second per webhook trigger (burst: twice that); 0 disables. In memory, per API process. */
@@ -181,6 +189,10 @@ export function loadConfig(env: Env = process.env): Config {
     corsOrigins: list(env, 'CORS_ORIGINS'),
     apiKeys,
     webhookMaxBodyBytes: int(env, 'WEBHOOK_MAX_BODY_BYTES', 1_048_576, 1024, 64 * 1_048_576),
+    webhookGroupCommit: oneOf(env, 'WEBHOOK_GROUP_COMMIT', 'on', ['on', 'off']) === 'on',
+    webhookGroupMaxItems: int(env, 'WEBHOOK_GROUP_MAX_ITEMS', 500, 1, 5000),
+    webhookGroupMaxBytes: int(env, 'WEBHOOK_GROUP_MAX_BYTES', 4_194_304, 1024, 64 * 1_048_576),
+    webhookGroupFlushes: int(env, 'WEBHOOK_GROUP_FLUSHES', 2, 1, 32),
     rateLimitPerKey: int(env, 'RATE_LIMIT_PER_KEY', 100, 0, 1_000_000),
     rateLimitPerWebhook: int(env, 'RATE_LIMIT_PER_WEBHOOK', 1000, 0, 1_000_000),
     schedulerIntervalMs: duration(env, 'SCHEDULER_INTERVAL', 250, 10, 60_000),

@@ -10,6 +10,8 @@ export class Metrics {
   readonly published: client.Counter;
   readonly publishFailures: client.Counter;
   readonly batchSize: client.Histogram<'kind'>;
+  readonly webhookGroupSize: client.Histogram;
+  readonly webhookGroupDuration: client.Histogram;
   readonly deliveries: client.Counter<'outcome'>;
   readonly deliveryDuration: client.Histogram;
   readonly deliveryRetries: client.Counter;
@@ -48,6 +50,19 @@ export class Metrics {
       help: 'Rows claimed per relay batch',
       labelNames: ['kind'],
       buckets: [1, 5, 10, 50, 100, 250, 500, 1000, 5000],
+      registers: r,
+    });
+    // _count = group commits, _sum = webhook events in them: their ratio is the mean group size.
+    this.webhookGroupSize = new client.Histogram({
+      name: 'etp_webhook_group_size',
+      help: 'Webhook events per group commit',
+      buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000],
+      registers: r,
+    });
+    this.webhookGroupDuration = new client.Histogram({
+      name: 'etp_webhook_group_duration_seconds',
+      help: 'Time to write one webhook group commit (all attempts)',
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers: r,
     });
     this.deliveries = new client.Counter({

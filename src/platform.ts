@@ -9,6 +9,7 @@ import { configureOutboxShards } from './db/outbox';
 import { coerceError, createLogger, type Logger } from './logger';
 import { Metrics } from './metrics';
 import { createApp } from './api/app';
+import { WebhookIngest } from './api/webhook-ingest';
 import { dbCheck, runChecks, type Check } from './api/health';
 import { Relay } from './relay/relay';
 import { Worker } from './worker/worker';
@@ -72,6 +73,23 @@ function sideApp(role: string, metrics: Metrics, checks: Record<string, Check>):
   return app;
 }
 
+/** The webhook receiver's group commit, its size and time reported to the metrics. */
+export function webhookIngest(config: Config, logger: Logger | null, metrics: Metrics | null): WebhookIngest {
+  return WebhookIngest.create(config.databaseUrl, {
+    topic: config.kafkaTopic,
+    maxItems: config.webhookGroupMaxItems,
+    maxBytes: config.webhookGroupMaxBytes,
+    maxInFlight: config.webhookGroupFlushes,
+    logger: logger ?? undefined,
+    onFlush: metrics
+      ? (size, seconds) => {
+          metrics.webhookGroupSize.observe(size);
+          metrics.webhookGroupDuration.observe(seconds);
+        }
+      : undefined,
+  });
+}
+
 /**
  * Wires the chosen roles: config → logger → pools → Kafka → roles. Entry points only call this;
  * tests call it too (with port 0) to run real roles in-process.
@@ -129,8 +147,10 @@ export async function startPlatform(config: Config, roles: Role[], opts: { logge
     checks.consumer = () => worker!.check();
     metrics.watchConsumerLag(() => worker!.lag());
   }
+  let ingest: WebhookIngest | null = null;
   if (roles.includes('api')) {
-    const app = createApp({ config, db, logger, metrics, checks, role: roles.join('+') });
+    ingest = config.webhookGroupCommit ? webhookIngest(config, logger, metrics) : null;
+    const app = createApp({ config, db, logger, metrics, checks, ingest, role: roles.join('+') });
     const server = await listen(app, config.apiPort);
     servers.push(server);
     ports.api = (server.address() as AddressInfo).port;
@@ -158,7 +178,7 @@ export async function startPlatform(config: Config, roles: Role[], opts: { logge
             }),
         ),
       );
-      await Promise.all([relay?.stop(), worker?.stop()]);
+      await Promise.all([relay?.stop(), worker?.stop(), ingest?.close()]);
       await producer.close();
       await db.destroy();
       logger.info('stopped', { roles });

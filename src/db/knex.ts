@@ -5,7 +5,7 @@ import { databaseName } from '../config';
 
 export type Db = Knex;
 
-function connectionOptions(databaseUrl: string) {
+export function connectionOptions(databaseUrl: string) {
   const u = new URL(databaseUrl);
   return {
     host: u.hostname,

@@ -15,6 +15,8 @@ export interface TestEnv {
   db: Db;
   dbName: string;
   topic: string;
+  /** Runs `fn` in cleanup(), before the pool closes (last registered, first run). */
+  defer(fn: () => Promise<void>): void;
   cleanup(): Promise<void>;
 }
 
@@ -51,13 +53,18 @@ export async function createTestEnv(label: string, overrides: Record<string, str
   await ensureDatabase(databaseUrl);
   const db = createDb(databaseUrl, 10);
   await migrateLatest(db);
+  const deferred: Array<() => Promise<void>> = [];
   return {
     env,
     config,
     db,
     dbName,
     topic,
+    defer(fn) {
+      deferred.push(fn);
+    },
     async cleanup() {
+      for (const fn of deferred.splice(0).reverse()) await fn();
       await db.destroy();
       await dropDatabase(dbName);
     },

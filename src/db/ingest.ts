@@ -1,0 +1,129 @@
+import mysql from 'mysql2/promise';
+import { connectionOptions } from './knex';
+
+/**
+ * The webhook receiver's write path: a group of accepted webhook events written as ONE multi-statement
+ * query (START TRANSACTION; event logs; outbox rows; COMMIT) — one round trip per group of requests.
+ *
+ * It has its own small mysql2 pool because it needs `multipleStatements`, which the knex pool must not
+ * have. Only the fixed statement text below is sent with it; every value (ids, payloads, Kafka values) is
+ * a bound `?` that mysql2 escapes, so user text never becomes SQL.
+ */
+export type IngestPool = mysql.Pool;
+
+export function createIngestPool(databaseUrl: string, connections: number): IngestPool {
+  const pool = mysql.createPool({
+    ...connectionOptions(databaseUrl),
+    multipleStatements: true,
+    connectionLimit: connections,
+    maxIdle: connections,
+    timezone: 'Z',
+    charset: 'utf8mb4',
+    connectTimeout: 5000,
+  });
+  // The same session settings as the knex pool (src/db/knex.ts): UTC, READ COMMITTED.
+  // The listener gets the core (callback) connection; its first query runs before any of ours. If it
+  // fails the connection is dropped, and the flush that meets it fails and is retried.
+  pool.on('connection', (conn) => {
+    const core = conn as unknown as { query(sql: string, cb: (err: Error | null) => void): void; destroy(): void };
+    core.query("SET time_zone = '+00:00'; SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED", (err) => {
+      if (err) core.destroy();
+    });
+  });
+  return pool;
+}
+
+/** One accepted webhook request, everything precomputed in the API process. */
+export interface WebhookEventWrite {
+  eventId: string;
+  triggerId: string;
+  /** The trigger version the payload was validated against (and the signature checked with). */
+  version: number;
+  /** The payload as stored (JSON text). */
+  payload: string;
+  firedAt: Date;
+  topic: string;
+  /** The Kafka message value and headers (JSON text) and the outbox shard, as insertOutbox would store them. */
+  value: string;
+  headers: string;
+  shard: number;
+}
+
+/** DATETIME(3) literal in UTC. */
+function dbTime(d: Date): string {
+  return d.toISOString().slice(0, 23).replace('T', ' ');
+}
+
+const EVENT_PART = `SELECT ?, id, 'webhook', 'webhook', 0, ?, NULL, ?, ?, ? FROM triggers
+  WHERE id = ? AND version = ? AND status = 'active' AND type = 'webhook'`;
+const OUTBOX_PART = `SELECT id, ?, trigger_id, ?, ?, ?, fired_at, 0, fired_at FROM event_logs WHERE id = ?`;
+
+/**
+ * The text and bindings of one group's transaction.
+ *
+ * The event log INSERT…SELECT takes each item's row from `triggers` only while the trigger still has the
+ * version the API validated against, is active and is a webhook trigger (a primary-key lookup per part).
+ * An item whose trigger was edited, deactivated or deleted since the API cached it inserts nothing, and the
+ * caller learns so from the affected-rows count. The outbox INSERT…SELECT then reads the event logs just
+ * inserted (same transaction), so only a logged event gets an outbox row.
+ *
+ * Locking: our sessions are READ COMMITTED, where InnoDB reads the SELECT side of INSERT…SELECT as a
+ * consistent (non-locking) read — measured: it does not wait for an uncommitted trigger edit. So the check
+ * sees the trigger as last committed when the statement runs: an edit committed before a request arrived
+ * is always seen (the request goes the slow path), while an edit committing concurrently with a group may
+ * land just after it — those requests raced the edit and were accepted under the version before it, as a
+ * read-then-insert would. Not taking a shared lock keeps groups from ever waiting on (or deadlocking with)
+ * trigger edits. UNION ALL of per-item parts rather than a join with a derived table of the items: each
+ * part is a const primary-key lookup, with no temporary table and no collation coercion between a
+ * utf8mb4 literal column and the ascii_bin id.
+ */
+export function webhookGroupSql(items: WebhookEventWrite[]): { sql: string; values: unknown[] } {
+  const values: unknown[] = [];
+  for (const it of items) {
+    const at = dbTime(it.firedAt);
+    values.push(it.eventId, it.payload, at, at, at, it.triggerId, it.version);
+  }
+  for (const it of items) values.push(it.topic, it.shard, it.value, it.headers, it.eventId);
+  const sql =
+    'START TRANSACTION;\n' +
+    'INSERT INTO event_logs (id, trigger_id, trigger_type, source, is_test_run, payload, scheduled_for, fired_at, created_at, updated_at)\n' +
+    items.map(() => EVENT_PART).join('\nUNION ALL ') +
+    ';\n' +
+    'INSERT INTO outbox (event_id, topic, msg_key, shard, value, headers, available_at, published, created_at)\n' +
+    items.map(() => OUTBOX_PART).join('\nUNION ALL ') +
+    ';\nCOMMIT';
+  return { sql, values };
+}
+
+/**
+ * Writes one group in one round trip and returns how many event logs were inserted (= items whose
+ * trigger check passed). On any error the transaction is rolled back before the connection goes back to
+ * the pool (a failed statement in a multi-statement query leaves the transaction open); a connection
+ * whose rollback fails is destroyed instead.
+ */
+export async function writeWebhookGroup(pool: IngestPool, items: WebhookEventWrite[]): Promise<number> {
+  const { sql, values } = webhookGroupSql(items);
+  const conn = await pool.getConnection();
+  try {
+    const [results] = (await conn.query(sql, values)) as unknown as [Array<{ affectedRows: number }>];
+    conn.release();
+    return results[1]!.affectedRows;
+  } catch (e) {
+    try {
+      await conn.query('ROLLBACK');
+      conn.release();
+    } catch {
+      conn.destroy();
+    }
+    throw e;
+  }
+}
+
+/** Which of these event ids are logged (after an ambiguous failure, or to tell stale items from inserted ones). */
+export async function loggedEventIds(pool: IngestPool, ids: string[]): Promise<Set<string>> {
+  if (ids.length === 0) return new Set();
+  const [rows] = (await pool.query(`SELECT id FROM event_logs WHERE id IN (${ids.map(() => '?').join(',')})`, ids)) as unknown as [
+    Array<{ id: string }>,
+  ];
+  return new Set(rows.map((r) => r.id));
+}
