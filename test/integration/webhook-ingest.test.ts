@@ -206,7 +206,7 @@ describe('webhook fast path: trigger cache and group commit', () => {
       let failedIds: string[];
       const ingest = ingestOf(t)!;
       try {
-        const answers = await Promise.all([1, 2, 3].map(() => fire(testApp(t, { validateResponses: false }), id, V1_ONLY)));
+        const answers = await Promise.all([1, 2, 3].map(() => fire(testApp(t), id, V1_ONLY)));
         for (const r of answers) {
           expect(r.status).to.equal(503);
           expect(r.headers['content-type']).to.match(/^application\/problem\+json/);
