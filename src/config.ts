@@ -44,6 +44,8 @@ export interface Config {
   readonly outboxOrdering: boolean;
   /** direct: a due schedule is produced to Kafka inside its fire transaction; outbox: it goes through the outbox table. */
   readonly relayFireMode: 'direct' | 'outbox';
+  /** How long the direct fire path waits for delivery reports before sending the rest through the outbox. */
+  readonly relayDirectTimeoutMs: number;
   readonly outboxShards: number;
   readonly relayLeaseMs: number;
   readonly misfireGraceSeconds: number;
@@ -201,6 +203,7 @@ export function loadConfig(env: Env = process.env): Config {
     relayConcurrency: int(env, 'RELAY_CONCURRENCY', 3, 1, 32),
     outboxOrdering: oneOf(env, 'OUTBOX_ORDERING', 'on', ['on', 'off']) === 'on',
     relayFireMode: oneOf(env, 'RELAY_FIRE_MODE', 'direct', ['direct', 'outbox']),
+    relayDirectTimeoutMs: duration(env, 'RELAY_DIRECT_TIMEOUT', 500, 10, 60_000),
     outboxShards: int(env, 'OUTBOX_SHARDS', 64, 1, 4096),
     relayLeaseMs: duration(env, 'RELAY_LEASE_MS', 5000, 500, 600_000),
     misfireGraceSeconds: int(env, 'MISFIRE_GRACE_SECONDS', 60, 1, 86_400),

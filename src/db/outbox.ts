@@ -201,11 +201,15 @@ export async function shardsWithBacklog(q: Q, shards: number[]): Promise<Set<num
   return new Set(rows.map((r) => Number(r.shard)));
 }
 
-/** Whether any row is ready to publish (in `shards`, or anywhere when null): one index dive, no lock. */
+/**
+ * Whether any row is ready to publish (in `shards`, or anywhere when null): one index dive, no lock. The
+ * shard form names its index: on (published, id) MariaDB would walk other shards' ready rows to find one.
+ */
 export async function hasReady(q: Q, shards: number[] | null): Promise<boolean> {
-  const b = q('outbox').first('id').where('published', 0);
-  if (shards) b.whereIn('shard', shards);
-  return (await b) !== undefined;
+  if (!shards) return (await q('outbox').first('id').where('published', 0)) !== undefined;
+  const sql = 'SELECT id FROM outbox FORCE INDEX (idx_outbox_shard_claim) WHERE published = 0 AND shard IN (?) LIMIT 1';
+  const [rows] = (await q.raw(sql, [shards])) as [unknown[]];
+  return rows.length > 0;
 }
 
 export async function backlog(q: Q): Promise<number> {

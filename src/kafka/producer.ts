@@ -75,15 +75,25 @@ export class EventProducer {
    * Produces every message and resolves with one outcome per message (in input order) once all delivery
    * reports are in. Never throws for a single failed message: the caller decides what a failure means.
    */
-  async publish(messages: OutgoingMessage[]): Promise<Array<Error | null>> {
-    const outcomes = messages.map(
-      (m) =>
-        new Promise<Error | null>((resolve) => {
-          const pending: Pending = { resolve: () => resolve(null), reject: (e) => resolve(e) };
-          this.produceOne(m, pending, 0);
-        }),
-    );
-    return Promise.all(outcomes);
+  async publish(messages: OutgoingMessage[], deadlineMs?: number): Promise<Array<Error | null>> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<Error>((resolve) => {
+      // With a deadline, a message whose report has not come by then counts as failed here. It may still
+      // be delivered later (the caller must treat it as "maybe sent": at-least-once, same event id).
+      if (deadlineMs !== undefined) timer = setTimeout(() => resolve(new Error(`no delivery report within ${deadlineMs} ms`)), deadlineMs);
+    });
+    const outcomes = messages.map((m) => {
+      const report = new Promise<Error | null>((resolve) => {
+        const pending: Pending = { resolve: () => resolve(null), reject: (e) => resolve(e) };
+        this.produceOne(m, pending, 0);
+      });
+      return deadlineMs === undefined ? report : Promise.race([report, late]);
+    });
+    try {
+      return await Promise.all(outcomes);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   private produceOne(m: OutgoingMessage, pending: Pending, tries: number): void {

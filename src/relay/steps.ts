@@ -118,7 +118,12 @@ async function produceDirect(trx: Knex.Transaction, producer: EventProducer, con
     if (busy.size > 0) sendable = toLog.filter((e) => !busy.has(shardOf(e.trigger_id)));
   }
   if (sendable.length === 0) return;
-  const outcomes = await producer.publish(sendable.map((e) => toKafka(config.kafkaTopic, eventMessage(e))));
+  // Bounded: a fire transaction never waits out a broker outage (a late chain would misfire). What is not
+  // acknowledged in time goes through the outbox below; a late report then only makes a duplicate.
+  const outcomes = await producer.publish(
+    sendable.map((e) => toKafka(config.kafkaTopic, eventMessage(e))),
+    config.relayDirectTimeoutMs,
+  );
   const at = new Date();
   // A trigger with a failed event (fire_all backfill) sends its later ones through the outbox too, behind it.
   const failedTriggers = new Set(sendable.filter((_, i) => outcomes[i] !== null).map((e) => e.trigger_id));

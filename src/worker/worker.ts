@@ -207,6 +207,7 @@ export class Worker {
         msgs.map((m) => m.event_id),
       ),
     );
+    await this.awaitUncommitted(msgs, events);
     const todo: Array<{ msg: RetryMessage; event: EventForDelivery }> = [];
     for (const msg of msgs) {
       const event = events.get(msg.event_id);
@@ -237,6 +238,31 @@ export class Worker {
       ),
     );
     await this.record(handled);
+  }
+
+  /**
+   * A scheduled event fired on the relay's direct path is on Kafka a moment before its event log commits
+   * (the fire transaction commits after the delivery reports). A young scheduler event with no log yet is
+   * therefore waited for — briefly, with back-off, up to the producer's message timeout plus a margin, the
+   * longest a fire transaction can still be waiting on reports. If it never appears, that transaction rolled
+   * back; the occurrence is fired again under the same event id and its new message gets delivered.
+   */
+  private async awaitUncommitted(msgs: RetryMessage[], events: Map<string, EventForDelivery>): Promise<void> {
+    const limitMs = this.deps.config.kafkaMessageTimeoutMs + 5000;
+    const missing = () =>
+      msgs.filter((m) => !events.has(m.event_id) && m.source === 'scheduler' && Date.now() - Date.parse(m.fired_at) < limitMs);
+    let delayMs = 5;
+    for (let wait = missing(); wait.length > 0 && !this.stopping; wait = missing()) {
+      await sleep(delayMs);
+      delayMs = Math.min(delayMs * 2, 500);
+      const found = await withDbRetry(() =>
+        eventsForDelivery(
+          this.deps.db,
+          wait.map((m) => m.event_id),
+        ),
+      );
+      for (const [id, e] of found) events.set(id, e);
+    }
   }
 
   /** Decides one message and makes its request, if any. Writes nothing. */

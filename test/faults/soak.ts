@@ -151,8 +151,11 @@ export async function runSoak(opts: SoakOptions): Promise<SoakFigures> {
     // Faults: kill -9 a random relay or worker every few seconds and start a new one; once, stop Kafka.
     const faults = (async () => {
       let outageDone = false;
+      // Kills on a fixed grid: the time a restart or the outage takes is not added to the interval.
+      let nextAt = Date.now() + opts.killEverySeconds * 1000;
       while (Date.now() < endAt - 2000) {
-        await new Promise((r) => setTimeout(r, opts.killEverySeconds * 1000));
+        await new Promise((r) => setTimeout(r, Math.max(0, nextAt - Date.now())));
+        nextAt = Math.max(nextAt + opts.killEverySeconds * 1000, Date.now() + 1000);
         if (!outageDone && Date.now() - started > (opts.seconds * 1000) / 3) {
           outageDone = true;
           log(`  stopping the Kafka broker for ${opts.kafkaOutageSeconds} s`);
@@ -221,7 +224,25 @@ export async function runSoak(opts: SoakOptions): Promise<SoakFigures> {
         intervalMs: 500,
         message: 'every delivery finished',
       },
-    );
+    ).catch(async (e: unknown) => {
+      // Say what is stuck, so a failure here can be diagnosed from the CI log alone.
+      const stuck = (await t
+        .db('event_logs')
+        .whereIn('execution_status', ['pending', 'published'])
+        .select('id', 'source', 'execution_status', 'attempts', 'error_message', 'fired_at', 'published_at')
+        .limit(5)) as unknown[];
+      const byStatus = (await t
+        .db('event_logs')
+        .select('execution_status', 'source')
+        .count({ n: '*' })
+        .groupBy('execution_status', 'source')) as unknown[];
+      const outbox = (await t.db('outbox').select('topic', 'published').count({ n: '*' }).groupBy('topic', 'published')) as unknown[];
+      process.stderr.write(
+        `  stuck: ${JSON.stringify(stuck)}\n  by status: ${JSON.stringify(byStatus)}\n  outbox: ${JSON.stringify(outbox)}`,
+      );
+      process.stderr.write(`  worker output (tail): ${procs.workers.map((w) => w.output().slice(-3000)).join('\n---\n')}`);
+      throw e;
+    });
 
     // Checks.
     const logs = (await t.db('event_logs').select('id', 'trigger_id', 'scheduled_for', 'execution_status', 'source')) as Array<{

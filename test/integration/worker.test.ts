@@ -14,6 +14,9 @@ import { count } from '../helpers/fixtures';
 import { createDb } from '../../src/db/knex';
 import { Lifecycle } from '../../src/events';
 import { Worker } from '../../src/worker/worker';
+import { randomUUID } from 'node:crypto';
+import { insertEvents } from '../../src/db/events';
+import { eventMessage, toKafka } from '../../src/kafka/message';
 
 const quiet = createLogger('error', 'test');
 
@@ -196,6 +199,39 @@ describe('delivery worker: Kafka to the endpoint, with retries, signatures and a
     }
     expect(receiver.forPath('/dup').filter((r) => r.headers['webhook-id'] === eventId)).to.have.length(1);
     expect(await count(t.db, 'idempotency_keys', { scope: 'delivery', idem_key: `${eventId}:1` })).to.equal(1);
+  });
+
+  it('waits for a scheduled event whose message arrives before its event log commits (direct fire path), then delivers it', async () => {
+    receiver.respond = () => ({ status: 200 });
+    const runAt = new Date(Date.now() + 86_400_000); // far away: the relay will not fire it meanwhile
+    const created = await request(testApp(t))
+      .post('/api/v1/triggers')
+      .send({ name: 'early', type: 'time_scheduled', config: { endpoint: receiver.url('/early'), run_at: runAt.toISOString() } })
+      .expect(201);
+    const triggerId = created.body.id as string;
+    const e = {
+      id: randomUUID(),
+      trigger_id: triggerId,
+      trigger_type: 'time_scheduled' as const,
+      source: 'scheduler' as const,
+      is_test_run: false,
+      payload: { early: true },
+      scheduled_for: new Date(),
+      fired_at: new Date(),
+    };
+    // As the relay's fire transaction does: the message first, the event log once the reports are in.
+    const producer = new EventProducer({ brokers: t.config.kafkaBrokers, messageTimeoutMs: 10_000 });
+    await producer.connect();
+    try {
+      expect(await producer.publish([toKafka(t.topic, eventMessage(e))])).to.deep.equal([null]);
+    } finally {
+      await producer.close();
+    }
+    await new Promise((r) => setTimeout(r, 400)); // the commit comes late on purpose: this is the gap under test
+    await t.db.transaction((trx) => insertEvents(trx, [{ ...e, published_at: new Date() }], new Date()));
+    const done = await settled(e.id);
+    expect(done.execution_status).to.equal('success');
+    expect(receiver.forPath('/early').filter((r) => r.headers['webhook-id'] === e.id)).to.have.length(1);
   });
 
   it('records "trigger deleted" without a request when the trigger is gone', async () => {
