@@ -199,6 +199,13 @@ export function readBodyPrefix(body: Readable | null, keep: number, drain = RESP
   });
 }
 
+/**
+ * Headers that frame the message or manage the connection are the client's to set: a configured
+ * `Transfer-Encoding` or `Content-Length` would contradict the body sent, and `Connection` would fight the
+ * keep-alive pool (fetch refused most of these; here they are left out).
+ */
+const FRAMING_HEADERS = new Set(['content-length', 'transfer-encoding', 'connection', 'keep-alive', 'upgrade', 'te', 'trailer', 'expect']);
+
 export function deliver(req: DeliveryRequest, allowPrivate: boolean): Promise<DeliveryResult> {
   const startedAt = new Date();
   const started = startedAt.getTime();
@@ -226,14 +233,17 @@ export function deliver(req: DeliveryRequest, allowPrivate: boolean): Promise<De
   const method = req.config.http_method;
   const body = method === 'GET' ? null : JSON.stringify(req.payload ?? null);
   const ts = Math.floor(Date.now() / 1000);
-  const headers: Record<string, string> = {
-    ...req.config.headers,
+  const headers: Record<string, string> = {};
+  for (const name in req.config.headers) {
+    if (!FRAMING_HEADERS.has(name.toLowerCase())) headers[name] = req.config.headers[name]!;
+  }
+  Object.assign(headers, {
     'content-type': 'application/json',
     'user-agent': 'event-trigger-platform/0.1',
     'webhook-id': req.eventId,
     'webhook-timestamp': String(ts),
     'idempotency-key': req.eventId,
-  };
+  });
   if (body !== null) headers['content-length'] = String(Buffer.byteLength(body));
   if (req.config.secret) {
     // A GET carries no body; its signature covers the body it would have had, as before.

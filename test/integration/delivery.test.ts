@@ -185,6 +185,23 @@ describe('deliver: one HTTP delivery over node:http', function () {
     expect(get!.headers['transfer-encoding']).to.equal(undefined);
   });
 
+  it('leaves out configured headers that would contradict the framing of the body it sends', async () => {
+    const framing = {
+      'Transfer-Encoding': 'chunked',
+      'Content-Length': '999',
+      Connection: 'close',
+      Expect: '100-continue',
+      'X-Kept': 'yes',
+    };
+    const r = await deliver(request(endpoint.url('/framing'), { headers: framing }), true);
+    expect(r.outcome).to.deep.equal({ kind: 'success', status: 200 });
+    const [seen] = endpoint.seen;
+    expect(seen!.body).to.equal('{"n":1}');
+    expect(seen!.headers).to.include({ 'content-length': '7', 'x-kept': 'yes' });
+    expect(seen!.headers).to.not.have.any.keys('transfer-encoding', 'expect');
+    expect(seen!.headers.connection).to.equal('keep-alive');
+  });
+
   it('does not follow a redirect: a 302 is a permanent failure and the target is not requested', async () => {
     endpoint.handle = (_req, res) => {
       res.writeHead(302, { location: '/elsewhere' });
