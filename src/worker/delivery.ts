@@ -1,6 +1,9 @@
 import { createHmac } from 'node:crypto';
-import { lookup } from 'node:dns/promises';
+import dns from 'node:dns';
+import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
+import type { Readable } from 'node:stream';
 import type { CommonConfig, WebhookConfig } from '../triggers/types';
 
 /** Standard Webhooks signature: base64 HMAC-SHA256 over "id.timestamp.body", as "v1,<sig>". */
@@ -70,13 +73,72 @@ export function isPrivateAddress(ip: string): boolean {
   );
 }
 
-/** SSRF guard: checks every address the endpoint's host resolves to, not just its name. */
+function refusal(host: string, address: string): string {
+  return `endpoint ${host} resolves to a private or loopback address (${address}); refused`;
+}
+
+/**
+ * SSRF guard as a one-off check: every address the endpoint's host resolves to, not just its name.
+ * `deliver` does not call it (it checks inside the connection's own lookup, see `guardedLookup`); it is
+ * the same rule for callers that want an answer before any request.
+ */
 export async function checkEndpointAddress(endpoint: string, allowPrivate: boolean): Promise<string | null> {
   if (allowPrivate) return null;
   const host = new URL(endpoint).hostname.replace(/^\[|\]$/g, '');
-  const addrs = net.isIP(host) ? [host] : (await lookup(host, { all: true })).map((a) => a.address);
+  const addrs = net.isIP(host) ? [host] : (await dns.promises.lookup(host, { all: true })).map((a) => a.address);
   const bad = addrs.find(isPrivateAddress);
-  return bad ? `endpoint ${host} resolves to a private or loopback address (${bad}); refused` : null;
+  return bad ? refusal(host, bad) : null;
+}
+
+/** The endpoint's host resolves to a private address: a permanent failure, nothing was sent. */
+class PrivateAddressError extends Error {}
+/** The endpoint's host did not resolve: retried, like a network error, but named as a DNS failure. */
+class DnsLookupError extends Error {}
+/** The delivery's timeout_ms ran out (connect, request, or reading the answer's body). */
+class DeliveryTimeoutError extends Error {}
+
+/**
+ * The lookup the delivery sockets connect with. Resolving here, inside the connection, is what closes the
+ * DNS-rebinding window: the addresses checked are the ones the socket connects to, not those of an earlier,
+ * separate lookup that a short-TTL name can answer differently. Any private address refuses the whole name
+ * (as the one-off check does). Node calls this only for names; address literals are checked in `deliver`.
+ */
+function resolveFor(allowPrivate: boolean): net.LookupFunction {
+  return (hostname, options, callback) => {
+    dns.lookup(hostname, { ...options, all: true }, (err, addrs) => {
+      if (err) return callback(new DnsLookupError(err.message), '', 0);
+      const bad = allowPrivate ? undefined : addrs.find((a) => isPrivateAddress(a.address));
+      if (bad) return callback(new PrivateAddressError(refusal(hostname, bad.address)), '', 0);
+      if (addrs.length === 0) return callback(new DnsLookupError(`no address for ${hostname}`), '', 0);
+      if (options.all) callback(null, addrs);
+      else callback(null, addrs[0]!.address, addrs[0]!.family);
+    });
+  };
+}
+
+/**
+ * Keep-alive agents, built on first use: one for http and one for https per setting of
+ * DELIVERY_ALLOW_PRIVATE_NETWORKS (a process uses one setting; tests use both). The guard lives in the
+ * agent, so a pooled socket was always connected through it. LIFO hands out the most recently used
+ * socket, so sockets left idle reach the server's keep-alive timeout (honoured from its `Keep-Alive`
+ * hint) and close instead of being reused as they expire.
+ */
+const agents = new Map<string, http.Agent>();
+function agentFor(secure: boolean, allowPrivate: boolean): http.Agent {
+  const key = `${secure}:${allowPrivate}`;
+  let agent = agents.get(key);
+  if (!agent) {
+    const options: https.AgentOptions = {
+      keepAlive: true,
+      maxSockets: 256,
+      scheduling: 'lifo',
+      timeout: 30_000, // idle pooled sockets; the delivery's own timer bounds an active request
+      lookup: resolveFor(allowPrivate),
+    };
+    agent = secure ? new https.Agent(options) : new http.Agent(options);
+    agents.set(key, agent);
+  }
+  return agent;
 }
 
 export interface DeliveryRequest {
@@ -100,40 +162,51 @@ const RESPONSE_BODY_DRAIN_BYTES = 1 << 20;
 
 /**
  * Reads the first `keep` bytes of a body and drains the rest (up to a bound), so the connection is reused
- * and a huge answer costs at most the bound. A body that fails mid-way keeps what had arrived.
+ * and a huge answer costs at most the bound: beyond it the stream (for a response, its socket) is
+ * destroyed. A body that fails or is cut off mid-way keeps what had arrived. The bytes are kept as sent:
+ * deliveries do not ask for a content-encoding, so a receiver that compresses anyway is stored compressed.
  */
-export async function readBodyPrefix(
-  body: ReadableStream<Uint8Array> | null,
-  keep: number,
-  drain = RESPONSE_BODY_DRAIN_BYTES,
-): Promise<Buffer> {
-  if (!body) return Buffer.alloc(0);
-  const chunks: Buffer[] = [];
-  let kept = 0;
-  let seen = 0;
-  const reader = body.getReader();
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      seen += value.byteLength;
+export function readBodyPrefix(body: Readable | null, keep: number, drain = RESPONSE_BODY_DRAIN_BYTES): Promise<Buffer> {
+  if (!body) return Promise.resolve(Buffer.alloc(0));
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let kept = 0;
+    let seen = 0;
+    let finished = false;
+    const finish = () => {
+      if (finished) return;
+      finished = true;
+      body.removeListener('data', onData);
+      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
+    };
+    const onData = (chunk: Buffer) => {
+      seen += chunk.length;
       if (kept < keep) {
-        const part = Buffer.from(value.buffer, value.byteOffset, Math.min(value.byteLength, keep - kept));
-        chunks.push(Buffer.from(part));
-        kept += part.byteLength;
+        // A cut chunk is copied, so the kept prefix does not pin the socket's whole read buffer.
+        const part = chunk.length <= keep - kept ? chunk : Buffer.from(chunk.subarray(0, keep - kept));
+        chunks.push(part);
+        kept += part.length;
       }
       if (seen > keep + drain) {
-        await reader.cancel().catch(() => undefined);
-        break;
+        finish();
+        body.destroy();
       }
-    }
-  } catch {
-    /* a body cut short (timeout, reset): keep what arrived */
-  }
-  return Buffer.concat(chunks);
+    };
+    body.on('data', onData);
+    body.once('end', finish);
+    body.once('close', finish);
+    body.once('error', finish); // a body cut short (timeout, reset): keep what arrived
+  });
 }
 
-export async function deliver(req: DeliveryRequest, allowPrivate: boolean): Promise<DeliveryResult> {
+/**
+ * Headers that frame the message or manage the connection are the client's to set: a configured
+ * `Transfer-Encoding` or `Content-Length` would contradict the body sent, and `Connection` would fight the
+ * keep-alive pool (fetch refused most of these; here they are left out).
+ */
+const FRAMING_HEADERS = new Set(['content-length', 'transfer-encoding', 'connection', 'keep-alive', 'upgrade', 'te', 'trailer', 'expect']);
+
+export function deliver(req: DeliveryRequest, allowPrivate: boolean): Promise<DeliveryResult> {
   const startedAt = new Date();
   const started = startedAt.getTime();
   const done = (outcome: Outcome, responseBody: Buffer | null = null): DeliveryResult => ({
@@ -142,41 +215,87 @@ export async function deliver(req: DeliveryRequest, allowPrivate: boolean): Prom
     durationMs: Date.now() - started,
     responseBody,
   });
+  const retry = (error: string): DeliveryResult => done({ kind: 'retry', status: null, error, retryAfterMs: null });
+  let url: URL;
   try {
-    const refused = await checkEndpointAddress(req.config.endpoint, allowPrivate);
-    if (refused) return done({ kind: 'failure', status: null, error: refused });
+    url = new URL(req.config.endpoint);
   } catch (e) {
-    return done({ kind: 'retry', status: null, error: `dns lookup failed: ${(e as Error).message}`, retryAfterMs: null });
+    return Promise.resolve(retry(`dns lookup failed: ${(e as Error).message}`));
   }
-  const body = JSON.stringify(req.payload ?? null);
+  const secure = url.protocol === 'https:';
+  if (!secure && url.protocol !== 'http:') return Promise.resolve(retry(`network error: unsupported protocol ${url.protocol}`));
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  // Node connects to an address literal without calling the agent's lookup, so the guard checks it here.
+  if (!allowPrivate && net.isIP(host) && isPrivateAddress(host)) {
+    return Promise.resolve(done({ kind: 'failure', status: null, error: refusal(host, host) }));
+  }
+
+  const method = req.config.http_method;
+  const body = method === 'GET' ? null : JSON.stringify(req.payload ?? null);
   const ts = Math.floor(Date.now() / 1000);
-  const headers: Record<string, string> = {
-    ...req.config.headers,
+  const headers: Record<string, string> = {};
+  for (const name in req.config.headers) {
+    if (!FRAMING_HEADERS.has(name.toLowerCase())) headers[name] = req.config.headers[name]!;
+  }
+  Object.assign(headers, {
     'content-type': 'application/json',
     'user-agent': 'event-trigger-platform/0.1',
     'webhook-id': req.eventId,
     'webhook-timestamp': String(ts),
     'idempotency-key': req.eventId,
-  };
-  if (req.config.secret) headers['webhook-signature'] = signStandardWebhook(req.config.secret, req.eventId, ts, body);
-  const method = req.config.http_method;
-  try {
-    const res = await fetch(req.config.endpoint, {
-      method,
-      headers,
-      body: method === 'GET' ? undefined : body,
-      redirect: 'manual',
-      signal: AbortSignal.timeout(req.config.timeout_ms),
-    });
-    // Keep the start of the body for the attempts history; drain the rest so the connection is reused.
-    const responseBody = await readBodyPrefix(res.body, RESPONSE_BODY_KEEP_BYTES);
-    return done(classify(res.status, res.headers.get('retry-after')), responseBody);
-  } catch (e) {
-    const err = e as Error;
-    const timedOut = err.name === 'TimeoutError' || err.name === 'AbortError';
-    const reason = timedOut
-      ? `timed out after ${req.config.timeout_ms} ms`
-      : `network error: ${(err as { cause?: Error }).cause?.message ?? err.message}`;
-    return done({ kind: 'retry', status: null, error: reason, retryAfterMs: null });
+  });
+  if (body !== null) headers['content-length'] = String(Buffer.byteLength(body));
+  if (req.config.secret) {
+    // A GET carries no body; its signature covers the body it would have had, as before.
+    headers['webhook-signature'] = signStandardWebhook(req.config.secret, req.eventId, ts, body ?? JSON.stringify(req.payload ?? null));
   }
+  const options: http.RequestOptions = {
+    agent: agentFor(secure, allowPrivate),
+    hostname: host,
+    port: url.port || (secure ? 443 : 80),
+    path: url.pathname + url.search,
+    method,
+    headers,
+  };
+  const timeoutMs = req.config.timeout_ms;
+
+  return new Promise<DeliveryResult>((resolve) => {
+    let settled = false;
+    let current: http.ClientRequest | null = null;
+    const settle = (r: DeliveryResult) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve(r);
+    };
+    // One timer for the whole delivery: lookup, connect, request, and reading the answer's body.
+    const timer = setTimeout(() => {
+      current?.destroy(new DeliveryTimeoutError());
+      settle(retry(`timed out after ${timeoutMs} ms`));
+    }, timeoutMs);
+
+    const send = (isRetry: boolean) => {
+      let answered = false;
+      const r = (secure ? https : http).request(options, (res) => {
+        answered = true;
+        // Keep the start of the body for the attempts history; drain the rest so the connection is reused.
+        void readBodyPrefix(res, RESPONSE_BODY_KEEP_BYTES).then((kept) => {
+          const retryAfter = res.headers['retry-after'];
+          settle(done(classify(res.statusCode ?? 0, typeof retryAfter === 'string' ? retryAfter : null), kept));
+        });
+      });
+      current = r;
+      r.on('error', (err: NodeJS.ErrnoException) => {
+        if (answered || settled) return; // the body reader has what arrived, or the timer has settled
+        // A pooled socket the server closed just as it was handed out: nothing was processed, so send
+        // once more on a fresh one rather than spend one of the event's attempts on it.
+        if (!isRetry && r.reusedSocket && err.code === 'ECONNRESET') return send(true);
+        if (err instanceof PrivateAddressError) settle(done({ kind: 'failure', status: null, error: err.message }));
+        else if (err instanceof DnsLookupError) settle(retry(`dns lookup failed: ${err.message}`));
+        else settle(retry(`network error: ${err.message}`));
+      });
+      r.end(body ?? undefined);
+    };
+    send(false);
+  });
 }

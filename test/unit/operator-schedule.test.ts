@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
+import { Readable } from 'node:stream';
 import {
   firstOccurrence,
   formatInZone,
@@ -333,14 +334,14 @@ describe('config: windows, jitter and max age', () => {
 
 describe('readBodyPrefix (the attempts history keeps the first 4 KiB)', () => {
   /** Hands out one chunk per read, then ends (or fails, as a reset connection does). */
-  const streamOf = (chunks: Uint8Array[], fail = false) => {
+  const streamOf = (chunks: Buffer[], fail = false) => {
     const queue = [...chunks];
-    return new ReadableStream<Uint8Array>({
-      pull(c) {
+    return new Readable({
+      read() {
         const next = queue.shift();
-        if (next) c.enqueue(next);
-        else if (fail) c.error(new Error('reset'));
-        else c.close();
+        if (next) this.push(next);
+        else if (fail) this.destroy(new Error('reset'));
+        else this.push(null);
       },
     });
   };
@@ -358,13 +359,14 @@ describe('readBodyPrefix (the attempts history keeps the first 4 KiB)', () => {
   it('keeps what arrived when the body fails mid-way, and stops reading after the drain bound', async () => {
     expect((await readBodyPrefix(streamOf([Buffer.from('part')], true), 4096)).toString()).to.equal('part');
     let pulled = 0;
-    const endless = new ReadableStream<Uint8Array>({
-      pull(c) {
+    const endless = new Readable({
+      read() {
         pulled++;
-        c.enqueue(new Uint8Array(1024));
+        this.push(Buffer.alloc(1024));
       },
     });
     expect((await readBodyPrefix(endless, 100, 10_000)).length).to.equal(100);
     expect(pulled).to.be.lessThan(30);
+    expect(endless.destroyed, 'a body beyond the drain bound is abandoned (its socket closed)').to.equal(true);
   });
 });
