@@ -4,6 +4,7 @@
  * wrapper of autocannon's programmatic API, and the clean-up of an interrupted run.
  */
 import http from 'node:http';
+import { postJson } from '../test/helpers/post-json';
 import { spawnRole, type RoleProcess } from '../test/helpers/proc';
 import { log, progress, fmtInt, type BenchEnv, type CpuUse } from './lib';
 
@@ -94,38 +95,8 @@ export function installCleanup(): void {
 
 // ------------------------------------------------------------------------------------------- HTTP
 
-export interface JsonAnswer {
-  status: number;
-  body: unknown;
-}
-
-/** POST a JSON body with node:http (keep-alive through `agent`); resolves with the status and parsed body. */
-export function postJson(agent: http.Agent, url: string, body: string | object): Promise<JsonAnswer> {
-  const data = typeof body === 'string' ? body : JSON.stringify(body);
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      url,
-      { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          let parsed: unknown = text;
-          try {
-            parsed = JSON.parse(text);
-          } catch {
-            /* not JSON */
-          }
-          resolve({ status: res.statusCode ?? 0, body: parsed });
-        });
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end(data);
-  });
-}
+export { postJson };
+export type { JsonAnswer } from '../test/helpers/post-json';
 
 /** Creates `n` webhook triggers with SCHEMA over the API; returns their ids. */
 export async function createWebhookTriggers(apiBase: string, n: number, endpoint: string): Promise<string[]> {

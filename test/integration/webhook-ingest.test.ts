@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import http from 'node:http';
+import { postJson } from '../helpers/post-json';
 import type { AddressInfo } from 'node:net';
 import { createHmac, randomUUID } from 'node:crypto';
 import request from 'supertest';
@@ -134,7 +135,7 @@ describe('webhook fast path: trigger cache and group commit', () => {
         const port = (server.address() as AddressInfo).port;
         const flushesBefore = ingest.stats.flushes;
         const answers = await Promise.all(
-          Array.from({ length: 300 }, (_, i) => postRaw(agent, `http://127.0.0.1:${port}/api/v1/webhook/${id}`, { order_id: `C-${i}` })),
+          Array.from({ length: 300 }, (_, i) => postJson(agent, `http://127.0.0.1:${port}/api/v1/webhook/${id}`, { order_id: `C-${i}` })),
         );
         expect(answers.map((a) => a.status)).to.deep.equal(answers.map(() => 202));
         const ids = answers.map((a) => (a.body as { event_id: string }).event_id);
@@ -241,21 +242,3 @@ describe('webhook fast path: trigger cache and group commit', () => {
     });
   });
 });
-
-function postRaw(agent: http.Agent, url: string, body: unknown): Promise<{ status: number; body: unknown }> {
-  const data = JSON.stringify(body);
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      url,
-      { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown }));
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end(data);
-  });
-}
