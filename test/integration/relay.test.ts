@@ -171,6 +171,8 @@ describe('relay: due schedules and the outbox to Kafka', function () {
       intervalMs: 200,
       message: 'all on Kafka',
     });
+    // Fired directly, a batch is on Kafka a moment before its event logs commit: wait for the commits.
+    await until(async () => (await eventCount(t)) - base >= n, { timeoutMs: 30_000, message: 'all event logs committed' });
     expect((await eventCount(t)) - base).to.equal(n);
     const perTrigger = (await t
       .db('event_logs')
