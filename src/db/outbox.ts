@@ -173,13 +173,22 @@ export async function markFailed(trx: Knex.Transaction, ids: number[], error: st
  */
 export async function promoteDue(q: Q, limit = 1000, shards?: number[]): Promise<number> {
   if (shards && shards.length === 0) return 0;
-  const b = q('outbox')
-    .where('published', 2)
-    .andWhere('available_at', '<=', q.raw('UTC_TIMESTAMP(3)'))
-    .orderBy('available_at')
-    .limit(limit);
-  if (shards) b.whereIn('shard', shards);
-  return b.update({ published: 0 });
+  if (!shards) {
+    return q('outbox')
+      .where('published', 2)
+      .andWhere('available_at', '<=', q.raw('UTC_TIMESTAMP(3)'))
+      .orderBy('available_at')
+      .limit(limit)
+      .update({ published: 0 });
+  }
+  // Named index: given the shard list MariaDB prefers idx_outbox_shard_claim and then sorts every waiting
+  // row of those shards by available_at (a filesort of 68k rows, 0.35 s, per call on a 200k outbox); on
+  // idx_outbox_waiting the scan is in available_at order and stops after `limit` rows of these shards.
+  const sql =
+    'UPDATE outbox FORCE INDEX (idx_outbox_waiting) SET published = 0 ' +
+    'WHERE published = 2 AND available_at <= UTC_TIMESTAMP(3) AND shard IN (?) ORDER BY available_at LIMIT ?';
+  const [res] = (await q.raw(sql, [shards, limit])) as [{ affectedRows: number }];
+  return res.affectedRows;
 }
 
 /** Published rows are history; delete them in small batches (short locks, no long purge). */
@@ -197,7 +206,11 @@ export async function deletePublished(q: Q, before: Date, limit: number): Promis
  */
 export async function shardsWithBacklog(q: Q, shards: number[]): Promise<Set<number>> {
   if (shards.length === 0) return new Set();
-  const rows = (await q('outbox').distinct('shard').whereIn('shard', shards).whereIn('published', [0, 2])) as Array<{ shard: number }>;
+  // One LIMIT 1 dive per shard on idx_outbox_shard_claim: a DISTINCT over the shards' ranges read every
+  // queued row of them (20 ms on a 100k backlog, in every fire transaction while the backlog lasts).
+  const part = '(SELECT shard FROM outbox WHERE shard = ? AND published IN (0, 2) LIMIT 1)';
+  const sql = shards.map(() => part).join(' UNION ALL ');
+  const [rows] = (await q.raw(sql, shards)) as [Array<{ shard: number }>];
   return new Set(rows.map((r) => Number(r.shard)));
 }
 

@@ -1,0 +1,95 @@
+import { expect } from 'chai';
+import { createTestEnv, type TestEnv } from '../helpers/env';
+import { promoteDue, shardsWithBacklog } from '../../src/db/outbox';
+
+/**
+ * Query plans of the relay's outbox statements on a large outbox. On an empty table MariaDB's choice of
+ * index says little: these run the real statements against 60,000 rows (in a transaction that is rolled
+ * back) and EXPLAIN exactly the SQL they sent.
+ */
+describe('outbox statements on a large outbox', function () {
+  this.timeout(120_000);
+  let t: TestEnv;
+  const ROWS = 60_000;
+
+  before(async () => {
+    t = await createTestEnv('outboxplans');
+    // Waiting rows (published = 2) due a minute ago, spread over the 64 shards.
+    await t.db.raw(
+      `INSERT INTO outbox (event_id, topic, msg_key, shard, value, headers, available_at, published, created_at)
+       SELECT UUID(), 'plans', CONCAT('k', seq), seq % 64, REPEAT('x', 300), '{}', UTC_TIMESTAMP(3) - INTERVAL 1 MINUTE, 2, UTC_TIMESTAMP(3)
+         FROM seq_1_to_${ROWS}`,
+    );
+    await t.db.raw('ANALYZE TABLE outbox');
+  });
+  after(async () => {
+    await t?.cleanup();
+  });
+
+  /** Runs `fn` in a rolled-back transaction and returns its result and the statements it sent. */
+  async function capture<T>(
+    fn: (trx: import('knex').Knex.Transaction) => Promise<T>,
+  ): Promise<{ result: T; sql: Array<{ sql: string; bindings: unknown[] }> }> {
+    const sql: Array<{ sql: string; bindings: unknown[] }> = [];
+    const listener = (q: { sql: string; bindings?: unknown[] }) => {
+      if (!/^(BEGIN|COMMIT|ROLLBACK)/i.test(q.sql)) sql.push({ sql: q.sql, bindings: q.bindings ?? [] });
+    };
+    t.db.on('query', listener);
+    let result!: T;
+    try {
+      await t.db
+        .transaction(async (trx) => {
+          result = await fn(trx);
+          throw new Error('rollback');
+        })
+        .catch((e: Error) => {
+          if (e.message !== 'rollback') throw e;
+        });
+    } finally {
+      t.db.removeListener('query', listener);
+    }
+    return { result, sql };
+  }
+
+  async function explain(s: { sql: string; bindings: unknown[] }) {
+    const [rows] = (await t.db.raw(`EXPLAIN ${s.sql}`, s.bindings as never[])) as [
+      Array<{ key: string | null; rows: number; Extra: string | null }>,
+    ];
+    return rows;
+  }
+
+  it("promotes one lane's due rows in available_at order through idx_outbox_waiting, with no sort of the lane's whole backlog", async () => {
+    const shards = Array.from({ length: 64 }, (_, s) => s).filter((s) => s % 3 === 0);
+    const { result, sql } = await capture((trx) => promoteDue(trx, 1000, shards));
+    expect(result).to.equal(1000);
+    expect(sql).to.have.length(1);
+    const [plan] = await explain(sql[0]!);
+    expect(plan!.key).to.equal('idx_outbox_waiting');
+    expect(plan!.Extra ?? '').not.to.match(/filesort/);
+  });
+
+  it('promotes only the rows of the shards it is given', async () => {
+    const { result } = await capture(async (trx) => {
+      const n = await promoteDue(trx, 500, [5, 7]);
+      const [rows] = (await trx.raw('SELECT DISTINCT shard FROM outbox WHERE published = 0')) as [Array<{ shard: number }>];
+      return { n, shards: rows.map((r) => Number(r.shard)).sort((a, b) => a - b) };
+    });
+    expect(result.n).to.equal(500);
+    expect(result.shards).to.deep.equal([5, 7]);
+  });
+
+  it('finds which shards have queued rows with one bounded index lookup per shard', async () => {
+    const shards = [1, 5, 9, 13, 17, 21, 25, 29];
+    const { result, sql } = await capture(async (trx) => {
+      await trx.raw('UPDATE outbox SET published = 1 WHERE shard IN (5, 13)');
+      return shardsWithBacklog(trx, shards);
+    });
+    expect([...result].sort((a, b) => a - b)).to.deep.equal([1, 9, 17, 21, 25, 29]);
+    const plans = await explain(sql.find((s) => /UNION|shard/.test(s.sql) && /^\(?select/i.test(s.sql))!);
+    for (const p of plans.filter((r) => r.key !== null)) {
+      expect(p.key).to.equal('idx_outbox_shard_claim');
+      expect(p.Extra ?? '').not.to.match(/filesort|temporary/);
+    }
+    expect(plans.filter((r) => r.key === 'idx_outbox_shard_claim')).to.have.length(shards.length);
+  });
+});
