@@ -462,22 +462,52 @@ export class BenchReader {
 }
 
 /** Sum of the high watermarks of a topic's partitions: how many messages it holds (fresh topic). */
-export async function topicMessageCount(topic: string, partitions: number): Promise<number> {
-  const c = new Kafka.KafkaConsumer(
+/**
+ * Messages on a topic (the sum of its partitions' high − low watermarks), from one connected client: a
+ * cheap progress probe that puts no load on the database being measured.
+ */
+export class Watermarks {
+  private readonly c = new Kafka.KafkaConsumer(
     { 'group.id': `etp-bench-wm-${randomBytes(4).toString('hex')}`, 'metadata.broker.list': KAFKA_BROKERS },
     {},
   );
-  await new Promise<void>((resolve, reject) => c.connect({ timeout: 15_000 }, (err) => (err ? reject(err) : resolve())));
+
+  constructor(
+    private readonly topic: string,
+    private readonly partitions: number,
+  ) {}
+
+  async connect(): Promise<this> {
+    await new Promise<void>((resolve, reject) => this.c.connect({ timeout: 15_000 }, (err) => (err ? reject(err) : resolve())));
+    return this;
+  }
+
+  async count(): Promise<number> {
+    const parts = await Promise.all(
+      Array.from(
+        { length: this.partitions },
+        (_, p) =>
+          new Promise<number>((resolve, reject) =>
+            this.c.queryWatermarkOffsets(this.topic, p, 10_000, (err, o) =>
+              err ? reject(new Error(err.message)) : resolve(o.highOffset - o.lowOffset),
+            ),
+          ),
+      ),
+    );
+    return parts.reduce((a, b) => a + b, 0);
+  }
+
+  close(): Promise<void> {
+    return new Promise<void>((resolve) => this.c.disconnect(() => resolve()));
+  }
+}
+
+export async function topicMessageCount(topic: string, partitions: number): Promise<number> {
+  const w = await new Watermarks(topic, partitions).connect();
   try {
-    let sum = 0;
-    for (let p = 0; p < partitions; p++) {
-      sum += await new Promise<number>((resolve, reject) =>
-        c.queryWatermarkOffsets(topic, p, 10_000, (err, o) => (err ? reject(new Error(err.message)) : resolve(o.highOffset - o.lowOffset))),
-      );
-    }
-    return sum;
+    return await w.count();
   } finally {
-    await new Promise<void>((resolve) => c.disconnect(() => resolve()));
+    await w.close();
   }
 }
 

@@ -43,7 +43,7 @@ export async function insertOutbox(q: Q, rows: OutboxInsert[], now: Date): Promi
       value: r.message.value,
       headers: JSON.stringify(r.message.headers),
       available_at: r.available_at,
-      // 0 = ready to publish, 2 = waiting for available_at (see promoteDue), 1 = published
+      // 0 = ready to publish, 2 = waiting for available_at (see promoteDue); a published row is deleted
       published: r.available_at.getTime() > now.getTime() ? 2 : 0,
       created_at: now,
     })),
@@ -135,6 +135,12 @@ export async function claimUnpublishedInShards(
   return { rows, full: hot.length > 0 };
 }
 
+/**
+ * A delivered row leaves the outbox: it is deleted in the transaction that records the publish. The event
+ * log keeps when it was published. Deleting costs InnoDB one delete-mark per index; the former
+ * `published = 1` update rewrote the row's entry in all three claim indexes (delete-mark + insert each),
+ * and a clean-up pass had to delete it again later.
+ */
 export async function markPublished(trx: Knex.Transaction, rows: ClaimedOutbox[], now: Date): Promise<void> {
   if (rows.length === 0) return;
   await trx('outbox')
@@ -142,7 +148,7 @@ export async function markPublished(trx: Knex.Transaction, rows: ClaimedOutbox[]
       'id',
       rows.map((r) => r.id),
     )
-    .update({ published: 1, published_at: now, attempts: trx.raw('attempts + 1') });
+    .delete();
   // Only the first publish of an event moves it to `published` (delivery retries reuse the outbox).
   await trx('event_logs')
     .whereIn('id', [...new Set(rows.map((r) => r.event_id))])
@@ -191,7 +197,10 @@ export async function promoteDue(q: Q, limit = 1000, shards?: number[]): Promise
   return res.affectedRows;
 }
 
-/** Published rows are history; delete them in small batches (short locks, no long purge). */
+/**
+ * Rows left at published = 1 (written by releases before rows were deleted on publish); deleted in small
+ * batches (short locks, no long purge). Nothing writes published = 1 any more.
+ */
 export async function deletePublished(q: Q, before: Date, limit: number): Promise<number> {
   const [res] = (await q.raw('DELETE FROM outbox WHERE published = 1 AND published_at < ? ORDER BY id LIMIT ?', [before, limit])) as [
     { affectedRows: number },

@@ -6,6 +6,7 @@ import { testApp } from '../helpers/app';
 import { KafkaReader } from '../helpers/kafka';
 import { until } from '../helpers/until';
 import { spawnRole, type RoleProcess } from '../helpers/proc';
+import { logOutboxInserts } from '../helpers/outbox-log';
 import { ensureTopics } from '../../src/kafka/producer';
 
 const TRIGGERS = 500;
@@ -112,6 +113,7 @@ describe('ordering: events of one trigger reach Kafka in firing order with many 
     t = await createTestEnv('ordering', { RELAY_LEASE_MS: String(LEASE_MS), RETENTION_SWEEP_INTERVAL: '1h', OUTBOX_ORDERING: 'on' });
     await ensureTopics(t.config.kafkaBrokers, [{ name: t.topic, partitions: 6 }]);
     reader = await new KafkaReader([t.topic]).start();
+    inserts = await logOutboxInserts(t.db);
   });
   afterEach(async () => {
     await Promise.all(procs.splice(0).map((p) => p.kill('SIGKILL')));
@@ -119,9 +121,11 @@ describe('ordering: events of one trigger reach Kafka in firing order with many 
     await t?.cleanup();
   });
 
+  // Every outbox row ever written (a published row is deleted), recorded as it is inserted.
+  let inserts: Awaited<ReturnType<typeof logOutboxInserts>>;
   async function outboxIds(): Promise<Map<string, number>> {
-    const rows = (await t.db('outbox').where('topic', t.topic).select('id', 'event_id')) as Array<{ id: number; event_id: string }>;
-    return new Map(rows.map((r) => [r.event_id, Number(r.id)]));
+    const rows = (await inserts.rows()).filter((r) => r.topic === t.topic);
+    return new Map(rows.map((r) => [r.event_id, r.id]));
   }
 
   it('4 relays, 500 triggers × 50 webhook events plus fast crons: every trigger in outbox-id order', async () => {

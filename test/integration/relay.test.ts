@@ -8,6 +8,7 @@ import { KafkaReader } from '../helpers/kafka';
 import { until } from '../helpers/until';
 import { spawnRole, type RoleProcess } from '../helpers/proc';
 import { count, insertScheduledTriggers } from '../helpers/fixtures';
+import { logOutboxInserts } from '../helpers/outbox-log';
 import { startPlatform, type Platform } from '../../src/platform';
 import { loadConfig } from '../../src/config';
 import { createLogger } from '../../src/logger';
@@ -83,6 +84,7 @@ describe('relay: due schedules and the outbox to Kafka', function () {
   });
 
   it('fires straight to Kafka with no outbox row, except behind a shard that still has queued outbox rows', async () => {
+    const inserts = await logOutboxInserts(t.db); // published rows leave the outbox: record what went in
     const fireAt = new Date(Date.now() + 1500);
     const ids = await insertScheduledTriggers(t.db, 12, { fireAt });
     const blocked = shardOf(ids[0]);
@@ -101,9 +103,7 @@ describe('relay: due schedules and the outbox to Kafka', function () {
     try {
       const eventIds = ids.map((id) => scheduledEventId(id, fireAt));
       await until(() => eventIds.every((e) => reader.byEventId(e).length > 0), { timeoutMs: 15_000, message: 'all on Kafka' });
-      const queued = new Set(
-        ((await t.db('outbox').whereIn('event_id', eventIds).select('event_id')) as Array<{ event_id: string }>).map((r) => r.event_id),
-      );
+      const queued = new Set((await inserts.rows()).map((r) => r.event_id));
       const logs = (await t.db('event_logs').whereIn('id', eventIds).select('id', 'published_at', 'execution_status')) as Array<{
         id: string;
         published_at: Date | null;
@@ -117,6 +117,7 @@ describe('relay: due schedules and the outbox to Kafka', function () {
       expect(logs.every((l) => l.published_at !== null && l.execution_status === 'published')).to.equal(true);
     } finally {
       await t.db('outbox').where({ id: blocker }).delete();
+      await inserts.stop();
     }
   });
 

@@ -11,6 +11,7 @@ import { startPlatform, type Platform } from '../../src/platform';
 import { createLogger } from '../../src/logger';
 import { EventProducer } from '../../src/kafka/producer';
 import { count } from '../helpers/fixtures';
+import { logOutboxInserts } from '../helpers/outbox-log';
 import { createDb } from '../../src/db/knex';
 import { Lifecycle } from '../../src/events';
 import { Worker } from '../../src/worker/worker';
@@ -180,10 +181,12 @@ describe('delivery worker: Kafka to the endpoint, with retries, signatures and a
   it('makes one HTTP call for a message that reaches the worker twice', async () => {
     receiver.respond = () => ({ status: 200 });
     const id = await webhookTrigger('/dup');
+    const inserts = await logOutboxInserts(t.db); // the relay deletes the row it publishes: keep a copy
     const eventId = await fire(id, { n: 5 });
     await settled(eventId);
     // Re-publish the very same message, as a relay would after a crash between Kafka ack and commit.
-    const row = (await t.db('outbox').where({ event_id: eventId }).first()) as { topic: string; msg_key: string; value: Buffer };
+    const row = (await inserts.rows()).find((r) => r.event_id === eventId)!;
+    await inserts.stop();
     const producer = new EventProducer({ brokers: t.config.kafkaBrokers, messageTimeoutMs: 10_000 });
     await producer.connect();
     try {
@@ -388,7 +391,9 @@ describe('delivery worker: statements per batch, consumer lag and endpoint circu
     const N = 60;
     const id = await trigger(ok.url('/batch'));
     const ids = await fireMany(id, N);
-    await until(async () => (await count(t.db, 'outbox', { published: 1 })) >= N, { timeoutMs: 30_000, message: 'backlog published' });
+    const published = async () =>
+      Number(((await t.db('event_logs').whereIn('id', ids).whereNotNull('published_at').count({ n: '*' }))[0] as { n: number }).n);
+    await until(async () => (await published()) >= N, { timeoutMs: 30_000, message: 'backlog published' });
     // The worker in-process on a pool of its own, so every statement it sends is counted.
     const db = createDb(t.config.databaseUrl, 5);
     const sqls: string[] = [];
