@@ -115,7 +115,9 @@ export async function claimUnpublishedInShards(
   let hot = shards.map((shard) => ({ shard, after: 0 }));
   for (let pass = 0; pass < 4 && hot.length > 0 && rows.length < limit; pass++) {
     const quota = Math.max(1, Math.ceil((limit - rows.length) / hot.length));
-    const part = `(SELECT id, event_id, topic, msg_key, shard, value, headers, attempts FROM outbox
+    // Named index: whatever the statistics say (an outbox grows from empty fast), a part must read and
+    // lock only its own shard's rows; on (published, id) an ORDER BY id LIMIT would lock other shards'.
+    const part = `(SELECT id, event_id, topic, msg_key, shard, value, headers, attempts FROM outbox FORCE INDEX (idx_outbox_shard_claim)
       WHERE shard = ? AND published = 0 AND id > ? ORDER BY id LIMIT ? FOR UPDATE)`;
     // Only the fixed part text is repeated; shard numbers, positions and limits are bound.
     const sql = hot.map(() => part).join(' UNION ALL ');
