@@ -46,6 +46,8 @@ export interface Config {
   readonly relayFireMode: 'direct' | 'outbox';
   /** How long the direct fire path waits for delivery reports before sending the rest through the outbox. */
   readonly relayDirectTimeoutMs: number;
+  /** After a fire batch that was not full, the least time before the next claim (events due close together share a transaction). */
+  readonly relayFireWindowMs: number;
   readonly outboxShards: number;
   readonly relayLeaseMs: number;
   readonly misfireGraceSeconds: number;
@@ -204,6 +206,7 @@ export function loadConfig(env: Env = process.env): Config {
     outboxOrdering: oneOf(env, 'OUTBOX_ORDERING', 'on', ['on', 'off']) === 'on',
     relayFireMode: oneOf(env, 'RELAY_FIRE_MODE', 'direct', ['direct', 'outbox']),
     relayDirectTimeoutMs: duration(env, 'RELAY_DIRECT_TIMEOUT', 500, 10, 60_000),
+    relayFireWindowMs: duration(env, 'RELAY_FIRE_WINDOW', 10, 0, 1000),
     outboxShards: int(env, 'OUTBOX_SHARDS', 64, 1, 4096),
     relayLeaseMs: duration(env, 'RELAY_LEASE_MS', 5000, 500, 600_000),
     misfireGraceSeconds: int(env, 'MISFIRE_GRACE_SECONDS', 60, 1, 86_400),
