@@ -28,6 +28,7 @@ describe('config', () => {
     ['PUBLIC_BASE_URL', 'not a url', /PUBLIC_BASE_URL/],
     ['DELIVERY_CIRCUIT_FAILURES', '-1', /DELIVERY_CIRCUIT_FAILURES.*integer from 0/],
     ['DELIVERY_CIRCUIT_COOLDOWN', '10ms', /DELIVERY_CIRCUIT_COOLDOWN.*duration from 100ms/],
+    ['RELAY_FIRE_WINDOW', '2s', /RELAY_FIRE_WINDOW.*duration from 0ms to 1000ms/],
   ];
   for (const [name, value, pattern] of bad) {
     it(`rejects ${name}=${value} with a message naming the variable`, () => {
@@ -57,6 +58,12 @@ describe('config', () => {
       deliveryCircuitFailures: 0,
       deliveryCircuitCooldownMs: 2000,
     });
+  });
+
+  it('waits 10 ms between fire batches that were not full by default, and not at all with RELAY_FIRE_WINDOW=0', () => {
+    expect(loadConfig({}).relayFireWindowMs).to.equal(10);
+    expect(loadConfig({ RELAY_FIRE_WINDOW: '0' }).relayFireWindowMs).to.equal(0);
+    expect(loadConfig({ RELAY_FIRE_WINDOW: '50ms' }).relayFireWindowMs).to.equal(50);
   });
 
   it('parses durations with units', () => {
