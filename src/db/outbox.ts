@@ -137,6 +137,40 @@ export async function claimUnpublishedInShards(
   return { rows, full: hot.length > 0 };
 }
 
+/** event_id of a shard's fence row (see ensureShardFences). */
+export const SHARD_FENCE = 'shard-fence';
+
+/**
+ * One fence row per shard: published = 1, which sorts right after the shard's ready rows (published = 0)
+ * in idx_outbox_shard_claim (shard, published, id). A locking range scan in InnoDB also locks the first
+ * record past its range; without a fence, the ordered claim of a shard with fewer ready rows than its quota
+ * locked (or waited for) the next shard's first row — another lane's or relay's — which coupled neighbouring
+ * shards and produced deadlocks with that owner's delete of its published rows. With a fence the record past
+ * the range is the shard's own fence, locked only by the shard's owner. Nothing else reads published = 1
+ * (fences have no published_at, so the legacy clean-up never deletes them). Idempotent; a race between
+ * relays can add a second fence to a shard, which is harmless.
+ */
+export async function ensureShardFences(q: Q, shards: number): Promise<void> {
+  const have = (await q('outbox').distinct('shard').where({ published: 1, event_id: SHARD_FENCE })) as Array<{ shard: number }>;
+  const fenced = new Set(have.map((r) => Number(r.shard)));
+  const missing = Array.from({ length: shards }, (_, s) => s).filter((s) => !fenced.has(s));
+  if (missing.length === 0) return;
+  const now = new Date();
+  await q('outbox').insert(
+    missing.map((shard) => ({
+      event_id: SHARD_FENCE,
+      topic: '',
+      msg_key: null,
+      shard,
+      value: Buffer.alloc(0),
+      headers: null,
+      available_at: new Date(1000),
+      published: 1,
+      created_at: now,
+    })),
+  );
+}
+
 /**
  * A delivered row leaves the outbox: it is deleted in the transaction that records the publish. The event
  * log keeps when it was published. Deleting costs InnoDB one delete-mark per index; the former
@@ -200,8 +234,8 @@ export async function promoteDue(q: Q, limit = 1000, shards?: number[]): Promise
 }
 
 /**
- * Rows left at published = 1 (written by releases before rows were deleted on publish); deleted in small
- * batches (short locks, no long purge). Nothing writes published = 1 any more.
+ * Rows left at published = 1 by releases before rows were deleted on publish; deleted in small batches
+ * (short locks, no long purge). Shard fences are published = 1 too, but have no published_at: never matched.
  */
 export async function deletePublished(q: Q, before: Date, limit: number): Promise<number> {
   const [res] = (await q.raw('DELETE FROM outbox WHERE published = 1 AND published_at < ? ORDER BY id LIMIT ?', [before, limit])) as [

@@ -5,6 +5,7 @@ import type { EventProducer } from '../kafka/producer';
 import { coerceError } from '../logger';
 import { backoffMs, WakeableDelay, withDbRetry } from '../util';
 import { ShardLeases } from './leases';
+import { ensureShardFences } from '../db/outbox';
 import { fireDue, publishOutbox, sweep, type Ordering } from './steps';
 
 type Step = () => Promise<{ full: boolean; nextInMs?: number }>;
@@ -32,6 +33,7 @@ export class Relay {
     if (config.outboxOrdering) {
       const leases = new ShardLeases(db, config.outboxShards, config.relayLeaseMs);
       await withDbRetry(() => leases.init());
+      await withDbRetry(() => ensureShardFences(db, config.outboxShards));
       await withDbRetry(() => leases.refresh());
       this.ordering = { leases, blockedUntil: new Map(), failures: new Map() };
     }

@@ -1,6 +1,15 @@
 import { expect } from 'chai';
 import { createTestEnv, type TestEnv } from '../helpers/env';
-import { promoteDue, shardsWithBacklog } from '../../src/db/outbox';
+import { randomUUID } from 'node:crypto';
+import {
+  claimUnpublishedInShards,
+  ensureShardFences,
+  insertOutbox,
+  promoteDue,
+  SHARD_FENCE,
+  shardOf,
+  shardsWithBacklog,
+} from '../../src/db/outbox';
 
 /**
  * Query plans of the relay's outbox statements on a large outbox. On an empty table MariaDB's choice of
@@ -91,5 +100,65 @@ describe('outbox statements on a large outbox', function () {
       expect(p.Extra ?? '').not.to.match(/filesort|temporary/);
     }
     expect(plans.filter((r) => r.key === 'idx_outbox_shard_claim')).to.have.length(shards.length);
+  });
+});
+
+describe('ordered claims of neighbouring shards', function () {
+  this.timeout(60_000);
+  let t: TestEnv;
+
+  /** A message key (trigger id) whose rows land in `shard`. */
+  function keyIn(shard: number): string {
+    for (;;) {
+      const k = randomUUID();
+      if (shardOf(k, t.config.outboxShards) === shard) return k;
+    }
+  }
+
+  before(async () => {
+    t = await createTestEnv('outboxfences');
+    const now = new Date();
+    const rows = [5, 5, 5, 6, 6, 6].map((shard) => ({
+      event_id: randomUUID(),
+      message: { topic: 'fences', key: keyIn(shard), value: Buffer.from('{}'), headers: {} },
+      available_at: new Date(now.getTime() - 1000),
+    }));
+    await insertOutbox(t.db, rows, now);
+  });
+  after(async () => {
+    await t?.cleanup();
+  });
+
+  it("claims a shard holding fewer rows than its quota without waiting for the next shard's rows another relay holds", async () => {
+    await ensureShardFences(t.db, t.config.outboxShards);
+    const other = await t.db.transaction(); // another relay, in the middle of publishing shard 6
+    try {
+      expect((await claimUnpublishedInShards(other, 100, [6])).rows).to.have.length(3);
+      const mine = await t.db.transaction();
+      try {
+        // Without the fence this claim locks shard 6's first row too, and waits here until the timeout.
+        await mine.raw('SET SESSION innodb_lock_wait_timeout = 2');
+        const { rows } = await claimUnpublishedInShards(mine, 100, [5]);
+        expect(rows.map((r) => r.shard)).to.deep.equal([5, 5, 5]);
+      } finally {
+        await mine.raw('SET SESSION innodb_lock_wait_timeout = DEFAULT');
+        await mine.rollback();
+      }
+    } finally {
+      await other.rollback();
+    }
+  });
+
+  it('adds one fence per shard, once, that no count of queued rows sees', async () => {
+    await ensureShardFences(t.db, t.config.outboxShards);
+    await ensureShardFences(t.db, t.config.outboxShards);
+    const fences = (await t.db('outbox').where({ event_id: SHARD_FENCE }).select('shard', 'published')) as Array<{
+      shard: number;
+      published: number;
+    }>;
+    expect(fences).to.have.length(t.config.outboxShards);
+    expect(new Set(fences.map((f) => Number(f.shard))).size).to.equal(t.config.outboxShards);
+    expect(fences.every((f) => Number(f.published) === 1)).to.equal(true);
+    expect(await shardsWithBacklog(t.db, [5, 6, 7])).to.deep.equal(new Set([5, 6]));
   });
 });
