@@ -12,7 +12,14 @@
  */
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
-import { claimUnpublished, claimUnpublishedInShards, configureOutboxShards, insertOutbox, markPublished } from '../src/db/outbox';
+import {
+  claimUnpublished,
+  claimUnpublishedInShards,
+  configureOutboxShards,
+  ensureShardFences,
+  insertOutbox,
+  markPublished,
+} from '../src/db/outbox';
 import { insertEvents, type EventInsert } from '../src/db/events';
 import { eventMessage, toKafka } from '../src/kafka/message';
 import { EventProducer, ensureTopics } from '../src/kafka/producer';
@@ -236,6 +243,7 @@ async function ceiling(claimers: number, ordered = false): Promise<CeilingResult
   return withEnv(`ceil${claimers}${ordered ? 'o' : ''}`, async (e) => {
     log(`(a) ceiling${ordered ? ' (ordered claim)' : ''}, ${claimers} claimer(s): filling ${fmtInt(N)} outbox rows`);
     const fill = await fillOutbox(e, N, new Date(Date.now() - 1000));
+    if (ordered) await ensureShardFences(e.db, e.config.outboxShards); // as the relays keep them
     let done = 0;
     const batchMs: number[] = [];
     const meter = meterFor(() => []).begin();
@@ -320,6 +328,9 @@ async function publish(k: number): Promise<PublishResult> {
     const fill = await fillOutbox(e, N, new Date(Date.now() - 1000));
     // Fresh statistics, as a long-lived outbox has: without this the renamed-in table kept statistics
     // taken while it was nearly empty, and the run read ~1M rows/s in table scans (half the throughput).
+    // The relays add each shard's fence row at start (ensureShardFences), but they start on the empty
+    // table that is swapped out: the filled one gets its fences here, as a long-lived outbox has them.
+    await ensureShardFences(e.db, e.config.outboxShards);
     await e.db.raw('ANALYZE TABLE outbox');
     await e.db.raw('RENAME TABLE outbox TO outbox_filled');
     await e.db.raw('CREATE TABLE outbox LIKE outbox_filled');
