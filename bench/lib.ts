@@ -461,7 +461,6 @@ export class BenchReader {
   }
 }
 
-/** Sum of the high watermarks of a topic's partitions: how many messages it holds (fresh topic). */
 /**
  * Messages on a topic (the sum of its partitions' high − low watermarks), from one connected client: a
  * cheap progress probe that puts no load on the database being measured.
@@ -502,6 +501,7 @@ export class Watermarks {
   }
 }
 
+/** How many messages a topic holds, from a client connected for the one question. */
 export async function topicMessageCount(topic: string, partitions: number): Promise<number> {
   const w = await new Watermarks(topic, partitions).connect();
   try {

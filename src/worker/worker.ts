@@ -243,9 +243,10 @@ export class Worker {
   /**
    * A scheduled event fired on the relay's direct path is on Kafka a moment before its event log commits
    * (the fire transaction commits after the delivery reports). A young scheduler event with no log yet is
-   * therefore waited for — briefly, with back-off, up to the producer's message timeout plus a margin, the
-   * longest a fire transaction can still be waiting on reports. If it never appears, that transaction rolled
-   * back; the occurrence is fired again under the same event id and its new message gets delivered.
+   * therefore waited for — briefly, with back-off, up to the producer's message timeout plus a margin: well
+   * past the longest a fire transaction waits on reports (RELAY_DIRECT_TIMEOUT) before it commits. If the log
+   * never appears, that transaction rolled back; the occurrence is fired again under the same event id and
+   * its new message gets delivered.
    */
   private async awaitUncommitted(msgs: RetryMessage[], events: Map<string, EventForDelivery>): Promise<void> {
     const limitMs = this.deps.config.kafkaMessageTimeoutMs + 5000;
