@@ -255,11 +255,12 @@ async function ceiling(claimers: number, ordered = false): Promise<CeilingResult
         Array.from({ length: claimers }, async (_, i) => {
           // Ordered: claimer i holds the shards s ≡ i (mod claimers), as relays with their fair share of leases would.
           const shards = Array.from({ length: e.config.outboxShards }, (_s, s) => s).filter((s) => s % claimers === i);
+          const cursor = { next: 0 };
           for (;;) {
             const b0 = performance.now();
             const n = await withDbRetry(() =>
               e.db.transaction(async (trx) => {
-                const rows = ordered ? (await claimUnpublishedInShards(trx, BATCH, shards)).rows : await claimUnpublished(trx, BATCH);
+                const rows = ordered ? (await claimUnpublishedInShards(trx, BATCH, shards, cursor)).rows : await claimUnpublished(trx, BATCH);
                 await markPublished(trx, rows, new Date());
                 return rows.length;
               }),
@@ -626,6 +627,7 @@ async function breakdown(): Promise<BreakdownResult> {
       const t0 = performance.now();
       const stop = progress(() => `published ${fmtInt(done)} / ${fmtInt(rows)}`);
       try {
+        const cursor = { next: 0 }; // the relay's publish lane keeps one
         for (;;) {
           const a = performance.now();
           const trx = await e.db.transaction();
@@ -634,7 +636,7 @@ async function breakdown(): Promise<BreakdownResult> {
             const b = performance.now();
             // The relay's claim in the relay's mode: ordered = one relay holding every shard (lease check left out).
             const claimed = e.config.outboxOrdering
-              ? (await claimUnpublishedInShards(trx, BATCH, allShards)).rows
+              ? (await claimUnpublishedInShards(trx, BATCH, allShards, cursor)).rows
               : await claimUnpublished(trx, BATCH);
             const c = performance.now();
             n = claimed.length;

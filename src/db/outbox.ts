@@ -96,45 +96,44 @@ export async function claimUnpublished(trx: Knex.Transaction, limit: number): Pr
 }
 
 /**
- * The ordered claim: only rows of the shards this relay holds a lease on, each shard in id order. Each
- * pass is one statement, a UNION ALL of one part per shard, each an equality lookup on
- * idx_outbox_shard_claim (shard, published, id) — no sort, and no row of another relay's shard is read or
- * locked. No SKIP LOCKED: the lease (verified in this transaction) makes this relay the only claimer of
- * these rows, and skipping one would let the rows behind it overtake it.
+ * The ordered claim: only rows of the shards this relay holds a lease on, each shard in id order. One
+ * range scan of idx_outbox_shard_claim (shard, published, id) over `shard IN (…) AND published = 0` in
+ * (shard, id) order: no sort, and no row of another relay's shard is read or locked (the record past each
+ * shard's range is that shard's own fence, see ensureShardFences). No SKIP LOCKED: the lease (verified in
+ * this transaction) makes this relay the only claimer of these rows, and skipping one would let the rows
+ * behind it overtake it.
  *
- * The batch is shared fairly between shards; budget left unused by quiet shards goes, in a few more
- * passes, to the shards that filled their share (one hot trigger still gets whole batches). `full` says a
- * shard had more than it was given, so the caller should claim again at once.
+ * Fairness comes from rotation rather than per-shard quotas: the scan starts at `cursor.next` and wraps
+ * around, and the cursor moves past the last shard this batch reached. A hot shard gets at most one batch
+ * per turn, and every other shard with rows gets its turn within a few batches. (A UNION ALL of one
+ * LIMITed part per shard gave each shard a quota in one batch, but MariaDB plans every part on every call:
+ * 4.6 ms for 64 parts against 2.0 ms for this scan, for the same 500 rows.)
+ *
+ * `full` says the batch was filled, so the caller should claim again at once.
  */
 export async function claimUnpublishedInShards(
   trx: Knex.Transaction,
   limit: number,
   shards: number[],
+  cursor: { next: number } = { next: 0 },
 ): Promise<{ rows: ClaimedOutbox[]; full: boolean }> {
+  if (shards.length === 0) return { rows: [], full: false };
+  const from = shards.filter((s) => s >= cursor.next);
+  const wrapped = shards.filter((s) => s < cursor.next);
   const rows: ClaimedOutbox[] = [];
-  let hot = shards.map((shard) => ({ shard, after: 0 }));
-  for (let pass = 0; pass < 4 && hot.length > 0 && rows.length < limit; pass++) {
-    const quota = Math.max(1, Math.ceil((limit - rows.length) / hot.length));
-    // Named index: whatever the statistics say (an outbox grows from empty fast), a part must read and
-    // lock only its own shard's rows; on (published, id) an ORDER BY id LIMIT would lock other shards'.
-    const part = `(SELECT id, event_id, topic, msg_key, shard, value, headers, attempts FROM outbox FORCE INDEX (idx_outbox_shard_claim)
-      WHERE shard = ? AND published = 0 AND id > ? ORDER BY id LIMIT ? FOR UPDATE)`;
-    // Only the fixed part text is repeated; shard numbers, positions and limits are bound.
-    const sql = hot.map(() => part).join(' UNION ALL ');
+  for (const part of [from, wrapped]) {
+    if (part.length === 0 || rows.length >= limit) continue;
+    // Named index: whatever the statistics say (an outbox grows from empty fast), the scan must read and
+    // lock only these shards' rows; on (published, id) an ORDER BY id LIMIT would lock other shards'.
     const [got] = (await trx.raw(
-      sql,
-      hot.flatMap((h) => [h.shard, h.after, quota]),
+      `SELECT id, event_id, topic, msg_key, shard, value, headers, attempts FROM outbox FORCE INDEX (idx_outbox_shard_claim)
+        WHERE shard IN (?) AND published = 0 ORDER BY shard, id LIMIT ? FOR UPDATE`,
+      [part, limit - rows.length],
     )) as [OutboxDbRow[]];
-    const claimed = got.map(fromDb);
-    rows.push(...claimed);
-    const next: typeof hot = [];
-    for (const h of hot) {
-      const mine = claimed.filter((r) => r.shard === h.shard);
-      if (mine.length === quota) next.push({ shard: h.shard, after: mine[mine.length - 1].id });
-    }
-    hot = next;
+    rows.push(...got.map(fromDb));
   }
-  return { rows, full: hot.length > 0 };
+  if (rows.length > 0) cursor.next = rows[rows.length - 1].shard + 1;
+  return { rows, full: rows.length >= limit };
 }
 
 /** event_id of a shard's fence row (see ensureShardFences). */

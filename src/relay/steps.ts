@@ -165,7 +165,7 @@ export async function publishOutbox(
   config: Config,
   events: Lifecycle,
   ordering?: Ordering,
-  lane: { lane: number; lanes: number; idle?: boolean; promotedAt?: number } = { lane: 0, lanes: 1 },
+  lane: { lane: number; lanes: number; idle?: boolean; promotedAt?: number; cursor?: { next: number } } = { lane: 0, lanes: 1 },
 ): Promise<{ full: boolean; claimed: number }> {
   if (ordering) {
     // Each lane promotes the waiting rows of its own shards: no lock on anyone else's claim range.
@@ -211,7 +211,7 @@ export async function publishOutbox(
     let full: boolean;
     if (ordering) {
       const shards = await ordering.leases.verify(trx, laneShards(ordering, lane));
-      ({ rows, full } = await claimUnpublishedInShards(trx, config.relayBatchSize, shards));
+      ({ rows, full } = await claimUnpublishedInShards(trx, config.relayBatchSize, shards, (lane.cursor ??= { next: 0 })));
     } else {
       rows = await claimUnpublished(trx, config.relayBatchSize);
       full = rows.length >= config.relayBatchSize;

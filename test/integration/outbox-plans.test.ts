@@ -5,6 +5,7 @@ import {
   claimUnpublishedInShards,
   ensureShardFences,
   insertOutbox,
+  markPublished,
   promoteDue,
   SHARD_FENCE,
   shardOf,
@@ -77,6 +78,27 @@ describe('outbox statements on a large outbox', function () {
     expect(plan!.Extra ?? '').not.to.match(/filesort/);
   });
 
+  it("claims a lane's shards with one range scan of idx_outbox_shard_claim, in (shard, id) order, with no sort", async () => {
+    const lane = Array.from({ length: 21 }, (_, i) => i * 3);
+    const { result, sql } = await capture(async (trx) => {
+      await promoteDue(trx, ROWS);
+      return claimUnpublishedInShards(trx, 500, lane, { next: 30 });
+    });
+    expect(result.rows).to.have.length(500);
+    // Rotation: the claim starts at shard 30, in id order within each shard.
+    expect(result.rows[0]!.shard).to.equal(30);
+    for (let i = 1; i < result.rows.length; i++) {
+      const [a, b] = [result.rows[i - 1]!, result.rows[i]!];
+      expect(a.shard < b.shard || (a.shard === b.shard && a.id < b.id), `row ${i} out of (shard, id) order`).to.equal(true);
+    }
+    const claims = sql.filter((s) => /FROM outbox FORCE INDEX \(idx_outbox_shard_claim\)/.test(s.sql) && /FOR UPDATE/.test(s.sql));
+    expect(claims).to.have.length(1); // the first range had 500 rows: no wrap-around statement
+    const plan = await explain(claims[0]!);
+    expect(plan).to.have.length(1);
+    expect(plan[0]!.key).to.equal('idx_outbox_shard_claim');
+    expect(plan[0]!.Extra ?? '').to.not.match(/filesort|temporary/i);
+  });
+
   it('promotes only the rows of the shards it is given', async () => {
     const { result } = await capture(async (trx) => {
       const n = await promoteDue(trx, 500, [5, 7]);
@@ -146,6 +168,43 @@ describe('ordered claims of neighbouring shards', function () {
       }
     } finally {
       await other.rollback();
+    }
+  });
+
+  it('gives every shard a turn: the next claim starts after the last shard served, and wraps around', async () => {
+    const now = new Date();
+    const key8 = keyIn(8);
+    const key9 = keyIn(9);
+    const rows = [key8, key8, key8, key8, key8, key9, key9].map((key) => ({
+      event_id: randomUUID(),
+      message: { topic: 'rotation', key, value: Buffer.from('{}'), headers: {} },
+      available_at: new Date(now.getTime() - 1000),
+    }));
+    await insertOutbox(t.db, rows, now);
+    const cursor = { next: 0 };
+    const claims: Array<Array<{ id: number; shard: number }>> = [];
+    try {
+      for (let i = 0; i < 3; i++) {
+        claims.push(
+          await t.db.transaction(async (trx) => {
+            const got = (await claimUnpublishedInShards(trx, 3, [8, 9], cursor)).rows;
+            await markPublished(trx, got, new Date());
+            return got.map((r) => ({ id: r.id, shard: r.shard }));
+          }),
+        );
+      }
+    } finally {
+      await t.db('outbox').where({ topic: 'rotation' }).delete();
+    }
+    // Shard 8 is hot (5 rows), shard 9 has 2: shard 9 is served in the second claim, not after shard 8 drains.
+    expect(claims.map((c) => c.map((r) => r.shard))).to.deep.equal([[8, 8, 8], [9, 9, 8], [8]]);
+    // Each shard in id order across the claims.
+    for (const shard of [8, 9]) {
+      const ids = claims
+        .flat()
+        .filter((r) => r.shard === shard)
+        .map((r) => r.id);
+      expect(ids).to.deep.equal([...ids].sort((a, b) => a - b));
     }
   });
 

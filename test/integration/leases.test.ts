@@ -1,0 +1,66 @@
+import { expect } from 'chai';
+import { createTestEnv, type TestEnv } from '../helpers/env';
+import { ShardLeases } from '../../src/relay/leases';
+
+/** The lease check inside a claim transaction: lanes do not wait for each other, a takeover waits for the claim. */
+describe('shard lease checks in claim transactions', function () {
+  this.timeout(60_000);
+  let t: TestEnv;
+  let leases: ShardLeases;
+
+  before(async () => {
+    t = await createTestEnv('leases');
+    leases = new ShardLeases(t.db, t.config.outboxShards, 30_000);
+    await leases.init();
+    // The only live relay: it takes every shard.
+    expect(await leases.refresh()).to.have.length(t.config.outboxShards);
+  });
+  after(async () => {
+    await leases.release();
+    await t?.cleanup();
+  });
+
+  it("lets two lanes check disjoint shard sets at once, without waiting for each other's batch", async () => {
+    // A relay's three publish lanes: shard % 3 = lane.
+    const [a, b] = [0, 1].map((lane) => leases.owned().filter((s) => s % 3 === lane));
+    const laneA = await t.db.transaction();
+    try {
+      expect(await leases.verify(laneA, a)).to.deep.equal(a);
+      const laneB = await t.db.transaction();
+      try {
+        // MariaDB reads the small lease table whole; with exclusive locks this check waited for lane A's commit.
+        await laneB.raw('SET SESSION innodb_lock_wait_timeout = 2');
+        expect(await leases.verify(laneB, b)).to.deep.equal(b);
+      } finally {
+        await laneB.raw('SET SESSION innodb_lock_wait_timeout = DEFAULT');
+        await laneB.rollback();
+      }
+    } finally {
+      await laneA.rollback();
+    }
+  });
+
+  it('makes a takeover of a shard wait until the claim transaction that checked its lease has ended', async () => {
+    const claim = await t.db.transaction();
+    try {
+      expect(await leases.verify(claim, [7])).to.deep.equal([7]);
+      const taker = await t.db.transaction();
+      try {
+        await taker.raw('SET SESSION innodb_lock_wait_timeout = 1');
+        let error: { errno?: number } | null = null;
+        await taker
+          .raw("UPDATE relay_leases SET owner = 'relay-other', token = token + 1 WHERE shard = 7")
+          .catch((e: { errno?: number }) => {
+            error = e;
+          });
+        expect(error, 'the takeover should wait for the claim and time out').to.not.equal(null);
+        expect(error!.errno).to.equal(1205);
+      } finally {
+        await taker.raw('SET SESSION innodb_lock_wait_timeout = DEFAULT').catch(() => undefined);
+        await taker.rollback();
+      }
+    } finally {
+      await claim.rollback();
+    }
+  });
+});
