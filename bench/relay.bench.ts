@@ -8,7 +8,7 @@
  *   (c) burst: time triggers all due at one instant, relays already running;
  *   (d) steady: a fixed rate of due triggers for a while; fire-lag percentiles.
  * Options: --quick (smoke run), --n=, --burst=, --rate=, --seconds=, --relays= (for b's second run, c, d),
- * --only=a,b,c,d.
+ * --only=a,b,c,d,e, --env=K=V,… (every relay), --many-env=K=V,… (the runs with several relays only).
  */
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
@@ -67,14 +67,23 @@ const MANY = Math.round(numArg(args, 'relays', 4));
 const KEYS = Math.round(numArg(args, 'keys', 1000)); // distinct triggers (message keys) in a pre-filled outbox
 const BATCH = Math.round(numArg(args, 'batch', 500)); // issue 4 fixes 500; --batch is for tuning runs
 const ONLY = new Set((args.values.get('only') ?? 'a,b,c,d,e').split(',').map((s) => s.trim()));
+/** `K=V,K=V` of an option, as an object. */
+function envArg(name: string): Record<string, string> {
+  return Object.fromEntries(
+    (args.values.get(name) ?? '')
+      .split(',')
+      .filter((kv) => kv.includes('='))
+      .map((kv) => [kv.slice(0, kv.indexOf('=')).trim(), kv.slice(kv.indexOf('=') + 1).trim()]),
+  );
+}
 /** `--env=OUTBOX_ORDERING=off,OUTBOX_SHARDS=16`: extra settings for the relays (and this process's view of them). */
-const EXTRA_ENV = Object.fromEntries(
-  (args.values.get('env') ?? '')
-    .split(',')
-    .filter((kv) => kv.includes('='))
-    .map((kv) => [kv.slice(0, kv.indexOf('=')).trim(), kv.slice(kv.indexOf('=') + 1).trim()]),
-);
+const EXTRA_ENV = envArg('env');
 const RELAY_ENV: Record<string, string> = { RELAY_BATCH_SIZE: String(BATCH), ...EXTRA_ENV };
+/**
+ * `--many-env=RELAY_CONCURRENCY=1`: settings for the runs with several relays only (b's second run, c, d), so
+ * one run compares one relay as it comes with several relays sharing a host as they would be configured.
+ */
+const MANY_ENV = envArg('many-env');
 
 const TARGET = { eventsPerSecond: 25_000, ratio: 0.8, burstMs: 3_000, steadyP99Ms: 250, steadyP50Ms: 50 };
 
@@ -168,7 +177,7 @@ async function leasesSettled(db: Db, k: number, shards: number): Promise<boolean
 const live = { relays: new Set<RoleProcess>(), envs: new Set<BenchEnv>() };
 
 function spawnRelays(e: BenchEnv, k: number): Promise<RoleProcess[]> {
-  return spawnRoles('relay', { ...e.env, ...RELAY_ENV }, k, live.relays);
+  return spawnRoles('relay', { ...e.env, ...RELAY_ENV, ...(k > 1 ? MANY_ENV : {}) }, k, live.relays);
 }
 
 function stopRelays(procs: RoleProcess[]): Promise<void> {
@@ -715,6 +724,7 @@ async function main(): Promise<void> {
     batchSize: BATCH,
     phases: [...ONLY],
     relayEnv: RELAY_ENV,
+    manyRelaysEnv: MANY_ENV,
     relayConfig: {} as Record<string, unknown>,
   };
   const probe = await createBenchEnv('facts', RELAY_ENV);
@@ -798,6 +808,12 @@ async function main(): Promise<void> {
       verdict(b.eventsPerSecond >= TARGET.eventsPerSecond),
     ]);
     if (a) targets.push([`(b)/(a) with ${b.relays}`, `${ratio.toFixed(2)}×`, `≥ ${TARGET.ratio}×`, verdict(ratio >= TARGET.ratio)]);
+  }
+  if (b1 && b4) {
+    // Issue 9: scaling out must not cost throughput (many relays at least as fast as one).
+    const scale = b4.eventsPerSecond / b1.eventsPerSecond;
+    const how = Object.keys(MANY_ENV).length ? ` (${Object.entries(MANY_ENV).map(([k, v]) => `${k}=${v}`).join(', ')})` : '';
+    targets.push([`(b) ${b4.relays} relays${how} ÷ 1 relay`, `${scale.toFixed(2)}×`, '≥ 1.0×', verdict(scale >= 1)]);
   }
   const lags: string[][] = [];
   const lagRow = (label: string, s: Summary) => [label, fmtMs(s.p50), fmtMs(s.p95), fmtMs(s.p99), fmtMs(s.max)];
@@ -913,7 +929,9 @@ async function main(): Promise<void> {
 
   // A smoke run or a subset of phases never overwrites the day's full results.
   const partial = ['a', 'b', 'c', 'd', 'e'].some((p) => !ONLY.has(p));
-  const file = writeResults(`relay${QUICK ? '-quick' : ''}${partial ? `-${[...ONLY].sort().join('')}` : ''}`, {
+  // An unordered run (--env=OUTBOX_ORDERING=off) is kept beside the ordered one of the same day.
+  const mode = orderedRelays ? '' : '-unordered';
+  const file = writeResults(`relay${mode}${QUICK ? '-quick' : ''}${partial ? `-${[...ONLY].sort().join('')}` : ''}`, {
     command: `npm run bench -- relay ${process.argv.slice(2).join(' ')}`.trim(),
     machine: { ...machine, loadAverageAtEnd: os.loadavg().map((l) => round(l, 2)) },
     settings,

@@ -243,6 +243,11 @@ export async function deletePublished(q: Q, before: Date, limit: number): Promis
  */
 export async function shardsWithBacklog(q: Q, shards: number[]): Promise<Set<number>> {
   if (shards.length === 0) return new Set();
+  // Usually the outbox holds nothing queued at all (scheduled events bypass it): one probe of
+  // idx_outbox_claim says so, where the per-shard statement below costs MariaDB ~4 ms to plan for 64 shards
+  // in every fire transaction. Fences are published = 1 and never match.
+  const [any] = (await q.raw('SELECT id FROM outbox FORCE INDEX (idx_outbox_claim) WHERE published IN (0, 2) LIMIT 1')) as [unknown[]];
+  if (any.length === 0) return new Set();
   // One LIMIT 1 dive per shard on idx_outbox_shard_claim: a DISTINCT over the shards' ranges read every
   // queued row of them (20 ms on a 100k backlog, in every fire transaction while the backlog lasts).
   const part = '(SELECT shard FROM outbox WHERE shard = ? AND published IN (0, 2) LIMIT 1)';

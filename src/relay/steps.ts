@@ -72,9 +72,10 @@ export async function fireDue(
       // Jitter: the row's fire_at may lie after its nominal scheduled_for, which names the event.
       const plan = planOccurrence(t.id, t.type, t.config, row, now, config.misfireGraceSeconds * 1000);
       for (const { scheduled_for: at, fire_at } of plan.fire) {
-        plannedAt.set(scheduledEventId(t.id, at), fire_at);
+        const id = scheduledEventId(t.id, at);
+        plannedAt.set(id, fire_at);
         toLog.push({
-          id: scheduledEventId(t.id, at),
+          id,
           trigger_id: t.id,
           trigger_type: t.type,
           source: 'scheduler',

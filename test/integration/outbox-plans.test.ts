@@ -123,6 +123,18 @@ describe('outbox statements on a large outbox', function () {
     }
     expect(plans.filter((r) => r.key === 'idx_outbox_shard_claim')).to.have.length(shards.length);
   });
+
+  it('answers with one index probe, and no per-shard lookups, when nothing at all is queued', async () => {
+    const { result, sql } = await capture(async (trx) => {
+      await trx.raw('UPDATE outbox SET published = 1'); // as fences: never queued
+      return shardsWithBacklog(trx, [1, 5, 9, 13]);
+    });
+    expect(result.size).to.equal(0);
+    const reads = sql.filter((s) => /^\(?select/i.test(s.sql));
+    expect(reads).to.have.length(1);
+    const plan = await explain(reads[0]!);
+    expect(plan[0]!.key).to.equal('idx_outbox_claim');
+  });
 });
 
 describe('ordered claims of neighbouring shards', function () {
