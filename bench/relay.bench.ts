@@ -148,6 +148,24 @@ async function fillOutbox(e: BenchEnv, n: number, availableAt: Date): Promise<{ 
   return { seconds, valueBytes: Math.round(bytes / n) };
 }
 
+/**
+ * Writes the fill's dirty pages out before a timed phase starts. Otherwise MariaDB's page cleaner flushes
+ * them (at innodb_io_capacity) during the phase that follows, and the same run repeated moved by up to 60 %
+ * depending on what the phase before it had written. FLUSH TABLES … FOR EXPORT flushes a table's pages
+ * and returns; UNLOCK TABLES lets writes in again.
+ */
+async function settleTables(db: Db, tables: string[]): Promise<void> {
+  await withDbRetry(async () => {
+    const conn = await db.client.acquireConnection();
+    try {
+      await db.raw('FLUSH TABLES ?? FOR EXPORT', [tables]).connection(conn);
+      await db.raw('UNLOCK TABLES').connection(conn);
+    } finally {
+      await db.client.releaseConnection(conn);
+    }
+  });
+}
+
 /** insertTriggersAt with a progress line: the steady phase inserts its triggers up front. */
 async function insertTriggersWithProgress(db: Db, fireTimes: number[]): Promise<void> {
   let done = 0;
@@ -176,8 +194,8 @@ async function leasesSettled(db: Db, k: number, shards: number): Promise<boolean
 /** What an interrupted run must clean up: relay processes and phase environments still alive. */
 const live = { relays: new Set<RoleProcess>(), envs: new Set<BenchEnv>() };
 
-function spawnRelays(e: BenchEnv, k: number): Promise<RoleProcess[]> {
-  return spawnRoles('relay', { ...e.env, ...RELAY_ENV, ...(k > 1 ? MANY_ENV : {}) }, k, live.relays);
+function spawnRelays(e: BenchEnv, k: number, extra: Record<string, string> = {}): Promise<RoleProcess[]> {
+  return spawnRoles('relay', { ...e.env, ...RELAY_ENV, ...(k > 1 ? MANY_ENV : {}), ...extra }, k, live.relays);
 }
 
 function stopRelays(procs: RoleProcess[]): Promise<void> {
@@ -253,6 +271,7 @@ async function ceiling(claimers: number, ordered = false): Promise<CeilingResult
     log(`(a) ceiling${ordered ? ' (ordered claim)' : ''}, ${claimers} claimer(s): filling ${fmtInt(N)} outbox rows`);
     const fill = await fillOutbox(e, N, new Date(Date.now() - 1000));
     if (ordered) await ensureShardFences(e.db, e.config.outboxShards); // as the relays keep them
+    await settleTables(e.db, ['outbox', 'event_logs']);
     let done = 0;
     const batchMs: number[] = [];
     const meter = meterFor(() => []).begin();
@@ -269,7 +288,9 @@ async function ceiling(claimers: number, ordered = false): Promise<CeilingResult
             const b0 = performance.now();
             const n = await withDbRetry(() =>
               e.db.transaction(async (trx) => {
-                const rows = ordered ? (await claimUnpublishedInShards(trx, BATCH, shards, cursor)).rows : await claimUnpublished(trx, BATCH);
+                const rows = ordered
+                  ? (await claimUnpublishedInShards(trx, BATCH, shards, cursor)).rows
+                  : await claimUnpublished(trx, BATCH);
                 await markPublished(trx, rows, new Date());
                 return rows.length;
               }),
@@ -308,6 +329,8 @@ async function ceiling(claimers: number, ordered = false): Promise<CeilingResult
 
 interface PublishResult {
   relays: number;
+  /** OUTBOX_ORDERING of the relays */
+  ordered: boolean;
   rows: number;
   fillSeconds: number;
   relaysUpBeforeStartMs: number;
@@ -327,14 +350,14 @@ interface PublishResult {
 }
 
 /** (b) Real relay processes publishing a pre-filled outbox to Kafka, from the instant the rows become available. */
-async function publish(k: number): Promise<PublishResult> {
-  return withEnv(`pub${k}`, async (e) => {
+async function publish(k: number, ordered = orderedRelays): Promise<PublishResult> {
+  return withEnv(`pub${k}${ordered ? '' : 'u'}`, async (e) => {
     const warnings: string[] = [];
     // The whole outbox is written first (the product's insert code, committed chunks), then set aside
     // under another name while the relays start and settle their shard leases on an empty outbox. The
     // start is one atomic RENAME that swaps the filled table in: every row becomes ready at once, as a
     // burst of webhooks would leave them (published = 0: no promotion from a waiting state is measured).
-    log(`(b) publish, ${k} relay(s): filling ${fmtInt(N)} outbox rows`);
+    log(`(b) publish, ${k} relay(s)${ordered ? '' : ', unordered'}: filling ${fmtInt(N)} outbox rows`);
     const fill = await fillOutbox(e, N, new Date(Date.now() - 1000));
     // Fresh statistics, as a long-lived outbox has: without this the renamed-in table kept statistics
     // taken while it was nearly empty, and the run read ~1M rows/s in table scans (half the throughput).
@@ -342,14 +365,15 @@ async function publish(k: number): Promise<PublishResult> {
     // table that is swapped out: the filled one gets its fences here, as a long-lived outbox has them.
     await ensureShardFences(e.db, e.config.outboxShards);
     await e.db.raw('ANALYZE TABLE outbox');
+    await settleTables(e.db, ['outbox', 'event_logs']);
     await e.db.raw('RENAME TABLE outbox TO outbox_filled');
     await e.db.raw('CREATE TABLE outbox LIKE outbox_filled');
     log(`    fill took ${fill.seconds.toFixed(1)} s; starting ${k} relay(s)`);
     const s0 = Date.now();
-    const relays = await spawnRelays(e, k);
+    const relays = await spawnRelays(e, k, { OUTBOX_ORDERING: ordered ? 'on' : 'off' });
     relaySpawnMs = Math.max(relaySpawnMs ?? 0, Date.now() - s0);
     try {
-      if (orderedRelays) {
+      if (ordered) {
         log(`    ${k} relay(s) started in ${Date.now() - s0} ms; waiting for the ${e.config.outboxShards} shard leases to spread evenly`);
         await waitFor(() => leasesSettled(e.db, k, e.config.outboxShards), {
           timeoutMs: 60_000,
@@ -402,6 +426,7 @@ async function publish(k: number): Promise<PublishResult> {
       const [h1, h2] = timeline.halves(N, seconds);
       return {
         relays: k,
+        ordered,
         rows: N,
         fillSeconds: round(fill.seconds, 2),
         relaysUpBeforeStartMs: upMs,
@@ -762,8 +787,12 @@ async function main(): Promise<void> {
   const ao4 = ONLY.has('a') && orderedRelays ? await ceiling(MANY, true) : null;
   results.ceiling = [a1, a4, ao1, ao4].filter(Boolean);
   const b1 = ONLY.has('b') ? await publish(1) : null;
+  // Issue 9: ordered relays against unordered ones in the same run, each count right after the other, so a
+  // change in the machine's state between runs does not pass for a difference between the modes.
+  const bu1 = ONLY.has('b') && orderedRelays ? await publish(1, false) : null;
   const b4 = ONLY.has('b') ? await publish(MANY) : null;
-  results.publish = [b1, b4].filter(Boolean);
+  const bu4 = ONLY.has('b') && orderedRelays ? await publish(MANY, false) : null;
+  results.publish = [b1, bu1, b4, bu4].filter(Boolean);
   const c = ONLY.has('c') ? await burst(MANY) : null;
   results.burst = c;
   const d = ONLY.has('d') ? await steady(MANY) : null;
@@ -796,7 +825,7 @@ async function main(): Promise<void> {
       .filter(Boolean)
       .join(', ');
     rows.push([
-      `(b) relay publish, ${b.relays} relay${b.relays > 1 ? 's' : ''}${orderedRelays ? ' (ordered)' : ''}`,
+      `(b) relay publish, ${b.relays} relay${b.relays > 1 ? 's' : ''}${b.ordered ? ' (ordered)' : ''}`,
       `${fmtInt(b.eventsPerSecond)} events/s`,
       `${fmtInt(b.rows)} events in ${b.seconds.toFixed(2)} s (first batch +${fmtMs(b.firstPublishedAtMs)})`,
       ratios,
@@ -809,10 +838,29 @@ async function main(): Promise<void> {
     ]);
     if (a) targets.push([`(b)/(a) with ${b.relays}`, `${ratio.toFixed(2)}×`, `≥ ${TARGET.ratio}×`, verdict(ratio >= TARGET.ratio)]);
   }
+  for (const bu of [bu1, bu4]) {
+    if (!bu) continue;
+    const a = bu.relays === 1 ? a1 : a4;
+    rows.push([
+      `(b) relay publish, ${bu.relays} relay${bu.relays > 1 ? 's' : ''} (unordered)`,
+      `${fmtInt(bu.eventsPerSecond)} events/s`,
+      `${fmtInt(bu.rows)} events in ${bu.seconds.toFixed(2)} s (first batch +${fmtMs(bu.firstPublishedAtMs)})`,
+      a ? `${(bu.eventsPerSecond / a.rowsPerSecond).toFixed(2)}× ceiling` : '',
+    ]);
+    const ordered = bu.relays === 1 ? b1 : b4;
+    if (ordered) {
+      const r = ordered.eventsPerSecond / bu.eventsPerSecond;
+      targets.push([`(b) ordered ÷ unordered, ${bu.relays} relay(s)`, `${r.toFixed(2)}×`, '≥ 0.8×', verdict(r >= 0.8)]);
+    }
+  }
   if (b1 && b4) {
     // Issue 9: scaling out must not cost throughput (many relays at least as fast as one).
     const scale = b4.eventsPerSecond / b1.eventsPerSecond;
-    const how = Object.keys(MANY_ENV).length ? ` (${Object.entries(MANY_ENV).map(([k, v]) => `${k}=${v}`).join(', ')})` : '';
+    const how = Object.keys(MANY_ENV).length
+      ? ` (${Object.entries(MANY_ENV)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(', ')})`
+      : '';
     targets.push([`(b) ${b4.relays} relays${how} ÷ 1 relay`, `${scale.toFixed(2)}×`, '≥ 1.0×', verdict(scale >= 1)]);
   }
   const lags: string[][] = [];
@@ -875,7 +923,9 @@ async function main(): Promise<void> {
     ...[a1, a4, ao1, ao4]
       .filter((x): x is CeilingResult => !!x)
       .map((x) => cpuLine(`(a) ${x.claimers} claimer(s)${x.ordered ? ' ord.' : ''}`, x.cpu)),
-    ...[b1, b4].filter((x): x is PublishResult => !!x).map((x) => cpuLine(`(b) ${x.relays} relay(s)`, x.cpu)),
+    ...[b1, bu1, b4, bu4]
+      .filter((x): x is PublishResult => !!x)
+      .map((x) => cpuLine(`(b) ${x.relays} relay(s)${x.ordered ? '' : ' unord.'}`, x.cpu)),
     ...(c ? [cpuLine('(c) burst', c.cpu)] : []),
     ...(d ? [cpuLine('(d) steady', d.cpu)] : []),
     ...(x ? [cpuLine('(e) breakdown', x.cpu)] : []),
@@ -913,7 +963,7 @@ async function main(): Promise<void> {
     ['(e) breakdown', x?.cpu],
   ];
   const warnings = [
-    ...[b1, b4, c, d].flatMap((r) => (r ? r.warnings : [])),
+    ...[b1, bu1, b4, bu4, c, d].flatMap((r) => (r ? r.warnings : [])),
     ...phaseCpu.flatMap(([name, cpu]) =>
       cpu && cpu.lost.length > 0
         ? [`${name}: ${cpu.lost.join(', ')} went away during the measurement (restarted by someone else?) — do not trust this phase`]
