@@ -142,7 +142,7 @@ export const SHARD_FENCE = 'shard-fence';
 /**
  * One fence row per shard: published = 1, which sorts right after the shard's ready rows (published = 0)
  * in idx_outbox_shard_claim (shard, published, id). A locking range scan in InnoDB also locks the first
- * record past its range; without a fence, the ordered claim of a shard with fewer ready rows than its quota
+ * record past its range; without a fence, the ordered claim of a shard with fewer ready rows than the batch
  * locked (or waited for) the next shard's first row — another lane's or relay's — which coupled neighbouring
  * shards and produced deadlocks with that owner's delete of its published rows. With a fence the record past
  * the range is the shard's own fence, locked only by the shard's owner. Nothing else reads published = 1

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { createTestEnv, type TestEnv } from '../helpers/env';
 import { ShardLeases } from '../../src/relay/leases';
+import { inShortLockWaitTransaction } from '../helpers/lock-wait';
 
 /** The lease check inside a claim transaction: lanes do not wait for each other, a takeover waits for the claim. */
 describe('shard lease checks in claim transactions', function () {
@@ -26,15 +27,8 @@ describe('shard lease checks in claim transactions', function () {
     const laneA = await t.db.transaction();
     try {
       expect(await leases.verify(laneA, a)).to.deep.equal(a);
-      const laneB = await t.db.transaction();
-      try {
-        // MariaDB reads the small lease table whole; with exclusive locks this check waited for lane A's commit.
-        await laneB.raw('SET SESSION innodb_lock_wait_timeout = 2');
-        expect(await leases.verify(laneB, b)).to.deep.equal(b);
-      } finally {
-        await laneB.raw('SET SESSION innodb_lock_wait_timeout = DEFAULT');
-        await laneB.rollback();
-      }
+      // MariaDB reads the small lease table whole; with exclusive locks this check waited for lane A's commit.
+      expect(await inShortLockWaitTransaction(t.db, 2, (laneB) => leases.verify(laneB, b))).to.deep.equal(b);
     } finally {
       await laneA.rollback();
     }
@@ -44,21 +38,14 @@ describe('shard lease checks in claim transactions', function () {
     const claim = await t.db.transaction();
     try {
       expect(await leases.verify(claim, [7])).to.deep.equal([7]);
-      const taker = await t.db.transaction();
-      try {
-        await taker.raw('SET SESSION innodb_lock_wait_timeout = 1');
-        let error: { errno?: number } | null = null;
-        await taker
-          .raw("UPDATE relay_leases SET owner = 'relay-other', token = token + 1 WHERE shard = 7")
-          .catch((e: { errno?: number }) => {
-            error = e;
-          });
-        expect(error, 'the takeover should wait for the claim and time out').to.not.equal(null);
-        expect(error!.errno).to.equal(1205);
-      } finally {
-        await taker.raw('SET SESSION innodb_lock_wait_timeout = DEFAULT').catch(() => undefined);
-        await taker.rollback();
-      }
+      let error: { errno?: number } | null = null;
+      await inShortLockWaitTransaction(t.db, 1, (taker) =>
+        taker.raw("UPDATE relay_leases SET owner = 'relay-other', token = token + 1 WHERE shard = 7").catch((e: { errno?: number }) => {
+          error = e;
+        }),
+      );
+      expect(error, 'the takeover should wait for the claim and time out').to.not.equal(null);
+      expect(error!.errno).to.equal(1205);
     } finally {
       await claim.rollback();
     }

@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { createTestEnv, type TestEnv } from '../helpers/env';
+import { inShortLockWaitTransaction } from '../helpers/lock-wait';
 import { randomUUID } from 'node:crypto';
 import {
   claimUnpublishedInShards,
@@ -163,21 +164,14 @@ describe('ordered claims of neighbouring shards', function () {
     await t?.cleanup();
   });
 
-  it("claims a shard holding fewer rows than its quota without waiting for the next shard's rows another relay holds", async () => {
+  it("claims a shard holding fewer rows than the batch without waiting for the next shard's rows another relay holds", async () => {
     await ensureShardFences(t.db, t.config.outboxShards);
     const other = await t.db.transaction(); // another relay, in the middle of publishing shard 6
     try {
       expect((await claimUnpublishedInShards(other, 100, [6])).rows).to.have.length(3);
-      const mine = await t.db.transaction();
-      try {
-        // Without the fence this claim locks shard 6's first row too, and waits here until the timeout.
-        await mine.raw('SET SESSION innodb_lock_wait_timeout = 2');
-        const { rows } = await claimUnpublishedInShards(mine, 100, [5]);
-        expect(rows.map((r) => r.shard)).to.deep.equal([5, 5, 5]);
-      } finally {
-        await mine.raw('SET SESSION innodb_lock_wait_timeout = DEFAULT');
-        await mine.rollback();
-      }
+      // Without the fence this claim locks shard 6's first row too, and waits here until the timeout.
+      const { rows } = await inShortLockWaitTransaction(t.db, 2, (mine) => claimUnpublishedInShards(mine, 100, [5]));
+      expect(rows.map((r) => r.shard)).to.deep.equal([5, 5, 5]);
     } finally {
       await other.rollback();
     }
