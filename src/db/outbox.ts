@@ -244,15 +244,18 @@ export async function deletePublished(q: Q, before: Date, limit: number): Promis
 export async function shardsWithBacklog(q: Q, shards: number[]): Promise<Set<number>> {
   if (shards.length === 0) return new Set();
   // Usually the outbox holds nothing queued at all (scheduled events bypass it): one probe of
-  // idx_outbox_claim says so, where the per-shard statement below costs MariaDB ~4 ms to plan for 64 shards
-  // in every fire transaction. Fences are published = 1 and never match.
+  // idx_outbox_claim says so, cheaper than the per-shard statement below (~2 ms for 64 shards) in every fire
+  // transaction. Fences are published = 1 and never match.
   const [any] = (await q.raw('SELECT id FROM outbox FORCE INDEX (idx_outbox_claim) WHERE published IN (0, 2) LIMIT 1')) as [unknown[]];
   if (any.length === 0) return new Set();
-  // One LIMIT 1 dive per shard on idx_outbox_shard_claim: a DISTINCT over the shards' ranges read every
-  // queued row of them (20 ms on a 100k backlog, in every fire transaction while the backlog lasts).
-  const part = '(SELECT shard FROM outbox WHERE shard = ? AND published IN (0, 2) LIMIT 1)';
-  const sql = shards.map(() => part).join(' UNION ALL ');
-  const [rows] = (await q.raw(sql, shards)) as [Array<{ shard: number }>];
+  // A loose index scan of idx_outbox_shard_claim per state ("Using index for group-by"): one dive per shard
+  // and state, not a read of every queued row (a plain DISTINCT over `published IN (0, 2)` read them all: 20 ms
+  // on a 100k backlog), and two statement parts to plan where one LIMIT 1 part per shard cost ~4 ms.
+  const [rows] = (await q.raw(
+    `SELECT DISTINCT shard FROM outbox FORCE INDEX (idx_outbox_shard_claim) WHERE shard IN (?) AND published = 0
+     UNION SELECT DISTINCT shard FROM outbox FORCE INDEX (idx_outbox_shard_claim) WHERE shard IN (?) AND published = 2`,
+    [shards, shards],
+  )) as [Array<{ shard: number }>];
   return new Set(rows.map((r) => Number(r.shard)));
 }
 
