@@ -735,6 +735,16 @@ function cpuLine(label: string, c: CpuUse): string {
   return `  ${label.padEnd(22)} wall ${c.wallSeconds.toFixed(1)} s; CPU ${parts.join(', ')}`;
 }
 
+/** A (b) row of the report: relays and mode, rate, volume and time, ratios to the ceilings. */
+function publishRow(b: PublishResult, ratios: string): string[] {
+  return [
+    `(b) relay publish, ${b.relays} relay${b.relays > 1 ? 's' : ''} (${b.ordered ? 'ordered' : 'unordered'})`,
+    `${fmtInt(b.eventsPerSecond)} events/s`,
+    `${fmtInt(b.rows)} events in ${b.seconds.toFixed(2)} s (first batch +${fmtMs(b.firstPublishedAtMs)})`,
+    ratios,
+  ];
+}
+
 /** Whether the relays run with OUTBOX_ORDERING on (their claim is then claimUnpublishedInShards). */
 let orderedRelays = false;
 
@@ -824,12 +834,7 @@ async function main(): Promise<void> {
     ]
       .filter(Boolean)
       .join(', ');
-    rows.push([
-      `(b) relay publish, ${b.relays} relay${b.relays > 1 ? 's' : ''}${b.ordered ? ' (ordered)' : ''}`,
-      `${fmtInt(b.eventsPerSecond)} events/s`,
-      `${fmtInt(b.rows)} events in ${b.seconds.toFixed(2)} s (first batch +${fmtMs(b.firstPublishedAtMs)})`,
-      ratios,
-    ]);
+    rows.push(publishRow(b, ratios));
     targets.push([
       `(b) ${b.relays} relay(s): events/s`,
       fmtInt(b.eventsPerSecond),
@@ -841,12 +846,7 @@ async function main(): Promise<void> {
   for (const bu of [bu1, bu4]) {
     if (!bu) continue;
     const a = bu.relays === 1 ? a1 : a4;
-    rows.push([
-      `(b) relay publish, ${bu.relays} relay${bu.relays > 1 ? 's' : ''} (unordered)`,
-      `${fmtInt(bu.eventsPerSecond)} events/s`,
-      `${fmtInt(bu.rows)} events in ${bu.seconds.toFixed(2)} s (first batch +${fmtMs(bu.firstPublishedAtMs)})`,
-      a ? `${(bu.eventsPerSecond / a.rowsPerSecond).toFixed(2)}× ceiling` : '',
-    ]);
+    rows.push(publishRow(bu, a ? `${(bu.eventsPerSecond / a.rowsPerSecond).toFixed(2)}× ceiling` : ''));
     const ordered = bu.relays === 1 ? b1 : b4;
     if (ordered) {
       const r = ordered.eventsPerSecond / bu.eventsPerSecond;
