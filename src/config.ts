@@ -54,6 +54,8 @@ export interface Config {
   readonly retentionActiveSeconds: number;
   readonly retentionDeleteAfterSeconds: number;
   readonly retentionSweepIntervalMs: number;
+  /** The longest a read route's query may run; past it the query is killed and the route answers 503. */
+  readonly readTimeoutMs: number;
   readonly workerConcurrency: number;
   readonly deliveryAllowPrivateNetworks: boolean;
   /** Consecutive retryable failures (5xx, timeout, network) to one endpoint origin that open its circuit; 0 = off. */
@@ -213,6 +215,7 @@ export function loadConfig(env: Env = process.env): Config {
     retentionActiveSeconds: int(env, 'RETENTION_ACTIVE_SECONDS', 7200, 1, 365 * 86_400),
     retentionDeleteAfterSeconds: int(env, 'RETENTION_DELETE_AFTER_SECONDS', 172_800, 1, 3650 * 86_400),
     retentionSweepIntervalMs: duration(env, 'RETENTION_SWEEP_INTERVAL', 5000, 100, 3_600_000),
+    readTimeoutMs: duration(env, 'READ_TIMEOUT', 5000, 50, 600_000),
     workerConcurrency: int(env, 'WORKER_CONCURRENCY', 32, 1, 1000),
     deliveryAllowPrivateNetworks: bool(env, 'DELIVERY_ALLOW_PRIVATE_NETWORKS', false),
     deliveryCircuitFailures: int(env, 'DELIVERY_CIRCUIT_FAILURES', 5, 0, 10_000),

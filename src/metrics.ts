@@ -16,14 +16,16 @@ export class Metrics {
   readonly deliveryDuration: client.Histogram;
   readonly deliveryRetries: client.Counter;
   readonly dlq: client.Counter;
-  readonly archived: client.Counter;
   readonly deleted: client.Counter;
   readonly replays: client.Counter;
   readonly deliveryAttempts: client.Counter<'outcome'>;
   readonly circuitOpen: client.Gauge<'origin'>;
   private consumerLag: client.Gauge<'topic' | 'partition'> | null = null;
 
-  constructor(private db: Db | null) {
+  constructor(
+    private db: Db | null,
+    private retention: { activeSeconds: number; keepSeconds: number } = { activeSeconds: 7200, keepSeconds: 172_800 },
+  ) {
     client.collectDefaultMetrics({ register: this.registry, prefix: 'etp_' });
     const r = [this.registry];
     this.httpDuration = new client.Histogram({
@@ -83,7 +85,6 @@ export class Metrics {
       registers: r,
     });
     this.dlq = new client.Counter({ name: 'etp_dlq_total', help: 'Events sent to the dead-letter topic', registers: r });
-    this.archived = new client.Counter({ name: 'etp_events_archived_total', help: 'Event logs moved to archived', registers: r });
     this.deleted = new client.Counter({ name: 'etp_events_deleted_total', help: 'Event logs deleted by retention', registers: r });
     this.replays = new client.Counter({ name: 'etp_replays_total', help: 'Events replayed through the API', registers: r });
     this.deliveryAttempts = new client.Counter({
@@ -132,14 +133,19 @@ export class Metrics {
         g.reset();
         for (const row of rows) g.set({ type: row.type, status: row.status }, Number(row.n));
       });
-      gauge('etp_event_logs', 'Event logs by retention status', ['retention_status'], async (g) => {
-        const [rows] = (await db0.raw('SELECT retention_status, COUNT(*) AS n FROM event_logs GROUP BY retention_status')) as [
-          Array<{ retention_status: string; n: number }>,
-        ];
+      // From the event_counts rollup, by whole minutes of fired_at: a read of the window's minutes, not its events.
+      const retention = this.retention;
+      gauge('etp_event_logs', 'Event logs by retention status (whole minutes of fired_at)', ['retention_status'], async (g) => {
+        const now = Date.now();
+        const minute = (ms: number) => new Date(Math.ceil(ms / 60_000) * 60_000);
+        const [rows] = (await db0.raw('SELECT minute >= ? AS active, SUM(n) AS n FROM event_counts WHERE minute >= ? GROUP BY active', [
+          minute(now - retention.activeSeconds * 1000),
+          minute(now - retention.keepSeconds * 1000),
+        ])) as [Array<{ active: number; n: number }>];
         g.reset();
         g.set({ retention_status: 'active' }, 0);
         g.set({ retention_status: 'archived' }, 0);
-        for (const row of rows) g.set({ retention_status: row.retention_status }, Number(row.n));
+        for (const row of rows) g.set({ retention_status: Number(row.active) === 1 ? 'active' : 'archived' }, Number(row.n));
       });
     }
   }
@@ -174,7 +180,6 @@ export class Metrics {
     events.onEvent('relay:published', (e) => this.published.inc(e.count));
     events.onEvent('relay:publish_failed', (e) => this.publishFailures.inc(e.count));
     events.onEvent('relay:swept', (e) => {
-      this.archived.inc(e.archived);
       this.deleted.inc(e.deleted);
     });
     events.onEvent('worker:delivered', (e) => {

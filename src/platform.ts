@@ -102,7 +102,7 @@ export async function startPlatform(config: Config, roles: Role[], opts: { logge
   if (opts.migrate ?? config.migrateOnStart) await migrateWithLock(db, logger);
 
   const events = new Lifecycle();
-  const metrics = new Metrics(db);
+  const metrics = new Metrics(db, { activeSeconds: config.retentionActiveSeconds, keepSeconds: config.retentionDeleteAfterSeconds });
   metrics.subscribe(events);
   events.onEvent('relay:error', (e) => logger.warn('relay step failed', { step: e.step, error: e.error.message }));
   events.onEvent('relay:publish_failed', (e) => logger.warn('publish failed; rows stay in the outbox', { count: e.count, error: e.error }));

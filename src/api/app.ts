@@ -169,9 +169,9 @@ export function createApp(deps: AppDeps): express.Express {
 
   app.use('/api/v1', triggerRoutes({ db: deps.db, config, validators }));
   app.use('/api/v1', webhooks);
-  app.use('/api/v1', eventRoutes({ db: deps.db }));
+  app.use('/api/v1', eventRoutes({ db: deps.db, config }));
   app.use('/api/v1', operatorRoutes({ db: deps.db, config, metrics }));
-  app.use('/api/v1', overviewRoutes({ db: deps.db }));
+  app.use('/api/v1', overviewRoutes({ db: deps.db, config }));
 
   app.use((_req, _res, next) => next(new ApiError('NOT_FOUND', 'No such route')));
   app.use(errorHandler(logger));

@@ -20,6 +20,7 @@ export const ERRORS = {
   RATE_LIMITED: { status: 429, title: 'Too many requests' },
   INTERNAL: { status: 500, title: 'Internal server error' },
   SERVICE_UNAVAILABLE: { status: 503, title: 'A dependency is unavailable' },
+  READ_TIMEOUT: { status: 503, title: 'The query ran past the read time limit' },
 } as const;
 
 export type ErrorCode = keyof typeof ERRORS;
@@ -117,6 +118,12 @@ export function errorHandler(logger: Logger) {
     }
     if (status !== undefined && status >= 400 && status < 500) {
       return sendProblem(res, req, new ApiError('VALIDATION_FAILED', he.message ?? 'Bad request'));
+    }
+    if ((e as Error)?.name === 'KnexTimeoutError') {
+      // A read ran past READ_TIMEOUT (and was killed), or no pooled connection came free in time.
+      const detail =
+        'The database did not answer within the time limit; narrow the filter (trigger_id, execution_status, from/to) or try again';
+      return sendProblem(res, req, new ApiError('READ_TIMEOUT', detail, [], { 'Retry-After': '1' }));
     }
     const err = coerceError(e);
     logger.error('request failed', { error: err.message, stack: err.stack, path: req.path, method: req.method });

@@ -1,9 +1,25 @@
 import { Router } from 'express';
+import type { Config } from '../config';
 import type { Db } from '../db/knex';
-import { getEvent, listEvents, type EventFilter, type EventRow, type Cursor } from '../db/events';
+import {
+  COUNT_CAP,
+  getEvent,
+  listEvents,
+  retentionOf,
+  retentionWindow,
+  type Cursor,
+  type EventFilter,
+  type EventRow,
+  type RetentionWindow,
+} from '../db/events';
 import { ApiError, validationError } from './errors';
 
-export function presentEvent(e: EventRow): Record<string, unknown> {
+/** The retention window as of `now`, from the configured ages. */
+export function windowOf(config: Pick<Config, 'retentionActiveSeconds' | 'retentionDeleteAfterSeconds'>, now: Date): RetentionWindow {
+  return retentionWindow(now, config.retentionActiveSeconds, config.retentionDeleteAfterSeconds);
+}
+
+export function presentEvent(e: EventRow, w: RetentionWindow): Record<string, unknown> {
   const iso = (d: Date | null) => (d ? d.toISOString() : null);
   return {
     id: e.id,
@@ -20,7 +36,7 @@ export function presentEvent(e: EventRow): Record<string, unknown> {
     response_status: e.response_status,
     latency_ms: e.latency_ms,
     error_message: e.error_message,
-    retention_status: e.retention_status,
+    retention_status: retentionOf(e.fired_at, w) ?? 'archived',
     replay_of: e.replay_of ?? null,
     created_at: e.created_at.toISOString(),
     updated_at: e.updated_at.toISOString(),
@@ -37,12 +53,16 @@ export function decodeCursor(s: string): Cursor | null {
   return m ? { fired_at: new Date(Number(m[1])), id: m[2] } : null;
 }
 
-export function eventRoutes(deps: { db: Db }): Router {
+export function eventRoutes(deps: { db: Db; config: Config }): Router {
+  const { db, config } = deps;
   const r = Router();
   r.get('/events', async (req, res) => {
     const q = req.query as Record<string, unknown>;
+    const w = windowOf(config, new Date());
+    const present = (e: EventRow) => presentEvent(e, w);
     const filter: EventFilter = {
-      retention_status: (q.retention_status as 'active' | 'archived' | undefined) ?? 'active',
+      retention: (q.retention_status as 'active' | 'archived' | undefined) ?? 'active',
+      window: w,
       trigger_id: q.trigger_id as string | undefined,
       source: q.source as EventFilter['source'],
       execution_status: q.execution_status as EventFilter['execution_status'],
@@ -54,41 +74,51 @@ export function eventRoutes(deps: { db: Db }): Router {
     if (q.cursor !== undefined) {
       const cursor = decodeCursor(String(q.cursor));
       if (!cursor) throw validationError([{ field: 'query.cursor', message: 'not a cursor returned by this API' }]);
-      const { rows } = await listEvents(deps.db, filter, limit + 1, { cursor });
+      const { rows } = await listEvents(db, filter, limit + 1, { cursor }, config.readTimeoutMs);
       const pageRows = rows.slice(0, limit);
       const last = pageRows[pageRows.length - 1];
       res.json({
-        events: pageRows.map(presentEvent),
+        events: pageRows.map(present),
         pagination: {
           current_page: null,
           page_size: limit,
           total_pages: null,
           total_records: null,
+          total_is_exact: null,
           next_cursor: rows.length > limit && last ? encodeCursor(last) : null,
         },
       });
       return;
     }
     const page = Number(q.page ?? 1);
-    const { rows, total } = await listEvents(deps.db, filter, limit, { offset: (page - 1) * limit });
+    if ((page - 1) * limit >= COUNT_CAP) {
+      throw validationError([
+        { field: 'query.page', message: `pages reach the first ${COUNT_CAP} events; page on with the cursor (next_cursor) beyond that` },
+      ]);
+    }
+    const { rows, total } = await listEvents(db, filter, limit, { offset: (page - 1) * limit }, config.readTimeoutMs);
     const last = rows[rows.length - 1];
-    const totalRecords = total ?? 0;
+    const exact = (total ?? 0) <= COUNT_CAP;
+    const totalRecords = Math.min(total ?? 0, COUNT_CAP);
     res.json({
-      events: rows.map(presentEvent),
+      events: rows.map(present),
       pagination: {
         current_page: page,
         page_size: limit,
         total_pages: Math.ceil(totalRecords / limit),
         total_records: totalRecords,
-        next_cursor: last && page * limit < totalRecords ? encodeCursor(last) : null,
+        total_is_exact: exact,
+        next_cursor: last && (page * limit < totalRecords || !exact) ? encodeCursor(last) : null,
       },
     });
   });
 
   r.get('/events/:id', async (req, res) => {
-    const e = await getEvent(deps.db, String(req.params.id));
-    if (!e) throw new ApiError('EVENT_NOT_FOUND', `No event with id ${String(req.params.id)}`);
-    res.json(presentEvent(e));
+    const e = await getEvent(db, String(req.params.id));
+    const w = windowOf(config, new Date());
+    // Past the retention window an event is gone, whether or not the sweep has deleted its row yet.
+    if (!e || !retentionOf(e.fired_at, w)) throw new ApiError('EVENT_NOT_FOUND', `No event with id ${String(req.params.id)}`);
+    res.json(presentEvent(e, w));
   });
   return r;
 }

@@ -6,7 +6,15 @@ import { Router, type Request, type Response } from 'express';
 import type { Knex } from 'knex';
 import type { Config } from '../config';
 import { listAttempts } from '../db/attempts';
-import { eventsToReplay, getEvent, type EventInsert, type EventRow, type ExecutionStatus, type ReplayFilter } from '../db/events';
+import {
+  eventsToReplay,
+  getEvent,
+  retentionOf,
+  type EventInsert,
+  type EventRow,
+  type ExecutionStatus,
+  type ReplayFilter,
+} from '../db/events';
 import { recordEvents } from '../db/fire';
 import { claimIdempotencyKey, storedResponse, type StoredAnswer } from '../db/idempotency';
 import type { Db } from '../db/knex';
@@ -20,6 +28,7 @@ import type { TriggerType } from '../triggers/types';
 import { validateTriggerConfig } from '../triggers/validate';
 import { withDbRetry } from '../util';
 import { ApiError, validationError } from './errors';
+import { windowOf } from './events';
 import { occurrenceToSchedule } from './triggers';
 
 /** Events written per transaction by a bulk replay. */
@@ -114,6 +123,7 @@ export function operatorRoutes(deps: { db: Db; config: Config; metrics: Metrics 
       throw validationError([{ field: 'body', message: 'give at least one filter: trigger_id, execution_status, from or to' }]);
     }
     const filter: ReplayFilter = {
+      keepFrom: new Date(Date.now() - config.retentionDeleteAfterSeconds * 1000),
       trigger_id: b.trigger_id,
       execution_status: b.execution_status,
       from: b.from ? new Date(b.from) : undefined,
@@ -152,7 +162,7 @@ export function operatorRoutes(deps: { db: Db; config: Config; metrics: Metrics 
     const id = String(req.params.id);
     const { answer, fresh } = await idempotent(req, `replay:${id}`, async (trx) => {
       const e = await getEvent(trx, id);
-      if (!e) throw new ApiError('EVENT_NOT_FOUND', `No event with id ${id}`);
+      if (!e || !retentionOf(e.fired_at, windowOf(config, new Date()))) throw new ApiError('EVENT_NOT_FOUND', `No event with id ${id}`);
       const exists = e.trigger_id !== null && (await getTrigger(trx, e.trigger_id)) !== null;
       if (!replayable(e, exists)) {
         const detail = `The trigger of this event (${e.trigger_id ?? 'none'}) was deleted, and the event carries no delivery config of its own`;

@@ -3,10 +3,12 @@
  * database, not parsed from the Prometheus text: any api process answers the same, whichever roles it runs.
  */
 import { Router } from 'express';
+import type { Config } from '../config';
 import type { Db } from '../db/knex';
 import type { ExecutionStatus } from '../db/events';
 import { activeFailures, eventsPerMinute, outboxState, outcomesSince, recentFireLags, triggerCounts } from '../db/overview';
 import { TRIGGER_TYPES, type TriggerType } from '../triggers/types';
+import { windowOf } from './events';
 
 const MINUTE_MS = 60_000;
 /** The chart's span: 120 one-minute buckets. */
@@ -16,9 +18,8 @@ export const LAG_WINDOW_SECONDS = 3600;
 export const LAG_SAMPLE_MAX = 1000;
 export const DELIVERY_WINDOW_HOURS = 48;
 /**
- * One computation serves every request for this long. A dashboard polls every few seconds and the
- * per-minute and 48 h counts read every event row of their windows, so N open dashboards must not mean
- * N times that work.
+ * One computation serves every request for this long: a dashboard polls every few seconds, and N open
+ * dashboards need not mean N times the reads.
  */
 export const OVERVIEW_CACHE_MS = 2000;
 
@@ -31,17 +32,22 @@ export function quantile(sorted: number[], q: number): number | null {
   return sorted[Math.min(sorted.length, rank) - 1]!;
 }
 
-export async function computeOverview(db: Db, now: Date) {
+export async function computeOverview(db: Db, config: Config, now: Date) {
   // Whole minutes: the last bucket is the current (partial) minute.
   const to = new Date(Math.floor(now.getTime() / MINUTE_MS) * MINUTE_MS + MINUTE_MS);
   const from = new Date(to.getTime() - CHART_MINUTES * MINUTE_MS);
+  const w = windowOf(config, now);
+  // The delivery counts cover the whole minutes of the last DELIVERY_WINDOW_HOURS (within retention).
+  const deliveriesFrom = Math.max(now.getTime() - DELIVERY_WINDOW_HOURS * 3600_000, w.keepFrom.getTime());
+  const since = new Date(Math.ceil(deliveriesFrom / MINUTE_MS) * MINUTE_MS);
+  const t = config.readTimeoutMs;
   const [triggers, perMinute, lags, outbox, outcomes, failed] = await Promise.all([
     triggerCounts(db),
-    eventsPerMinute(db, from, to),
+    eventsPerMinute(db, from, to, t),
     recentFireLags(db, new Date(now.getTime() - LAG_WINDOW_SECONDS * 1000), LAG_SAMPLE_MAX),
     outboxState(db),
-    outcomesSince(db, new Date(now.getTime() - DELIVERY_WINDOW_HOURS * 3600_000)),
-    activeFailures(db),
+    outcomesSince(db, since, t),
+    activeFailures(db, w.activeFrom, t),
   ]);
 
   const byType = Object.fromEntries(TRIGGER_TYPES.map((t) => [t, { active: 0, inactive: 0 }])) as Record<
@@ -92,13 +98,13 @@ export async function computeOverview(db: Db, now: Date) {
 
 export type Overview = Awaited<ReturnType<typeof computeOverview>>;
 
-export function overviewRoutes(deps: { db: Db }): Router {
+export function overviewRoutes(deps: { db: Db; config: Config }): Router {
   const r = Router();
   let cached: { at: number; value: Promise<Overview> } | null = null;
   r.get('/overview', async (_req, res) => {
     const now = Date.now();
     if (!cached || now - cached.at >= OVERVIEW_CACHE_MS) {
-      const value = computeOverview(deps.db, new Date(now));
+      const value = computeOverview(deps.db, deps.config, new Date(now));
       cached = { at: now, value };
       // A failed computation is not kept: the next request tries again.
       value.catch(() => {

@@ -25,6 +25,7 @@ export interface Pagination {
   page_size: number;
   total_pages: number | null;
   total_records: number | null;
+  total_is_exact?: boolean | null;
   next_cursor?: string | null;
 }
 

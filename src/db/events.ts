@@ -29,7 +29,6 @@ export interface EventRow extends EventInsert {
   response_status: number | null;
   latency_ms: number | null;
   error_message: string | null;
-  retention_status: 'active' | 'archived';
   created_at: Date;
   updated_at: Date;
 }
@@ -71,10 +70,31 @@ export function fromDb(r: Record<string, unknown>): EventRow {
     response_status: r.response_status === null || r.response_status === undefined ? null : Number(r.response_status),
     latency_ms: r.latency_ms === null || r.latency_ms === undefined ? null : Number(r.latency_ms),
     error_message: (r.error_message as string | null) ?? null,
-    retention_status: r.retention_status as 'active' | 'archived',
     created_at: r.created_at as Date,
     updated_at: r.updated_at as Date,
   };
+}
+
+export type RetentionStatus = 'active' | 'archived';
+
+/**
+ * Retention follows from age alone: an event fired at or after `activeFrom` is active, one fired at or
+ * after `keepFrom` (and before `activeFrom`) is archived, and an older one is gone, whether or not the
+ * sweep has deleted its row yet. Nothing is rewritten when an event changes state.
+ */
+export interface RetentionWindow {
+  activeFrom: Date;
+  keepFrom: Date;
+}
+
+export function retentionWindow(now: Date, activeSeconds: number, keepSeconds: number): RetentionWindow {
+  return { activeFrom: new Date(now.getTime() - activeSeconds * 1000), keepFrom: new Date(now.getTime() - keepSeconds * 1000) };
+}
+
+/** null: past the window (deleted, or about to be). */
+export function retentionOf(firedAt: Date, w: RetentionWindow): RetentionStatus | null {
+  if (firedAt >= w.activeFrom) return 'active';
+  return firedAt >= w.keepFrom ? 'archived' : null;
 }
 
 const ER_DUP_ENTRY = 1062;
@@ -113,14 +133,16 @@ export interface EventFilter {
   trigger_id?: string;
   source?: EventSource;
   execution_status?: ExecutionStatus;
-  retention_status: 'active' | 'archived';
+  retention: RetentionStatus;
+  window: RetentionWindow;
   is_test_run?: boolean;
   from?: Date;
   to?: Date;
 }
 
 function applyFilter(b: Knex.QueryBuilder, f: EventFilter): void {
-  b.where('retention_status', f.retention_status);
+  if (f.retention === 'active') b.where('fired_at', '>=', f.window.activeFrom);
+  else b.where('fired_at', '>=', f.window.keepFrom).andWhere('fired_at', '<', f.window.activeFrom);
   if (f.trigger_id) b.where('trigger_id', f.trigger_id);
   if (f.source) b.where('source', f.source);
   if (f.execution_status) b.where('execution_status', f.execution_status);
@@ -135,16 +157,19 @@ export interface Cursor {
 }
 
 /**
- * The list query names its index instead of leaving it to the optimizer. With a cursor deep in a large
- * table, MariaDB 10.11 prefers `ref` on the index's equality prefix (retention_status, or trigger_id) to
- * the range the cursor gives, and then walks back from the newest row discarding everything above the
- * cursor: a 20-row page 10k rows deep read 6.7k index entries, and 19 with the hint (see the EXPLAIN tests
- * in test/integration/events.test.ts). Both indexes end in (fired_at, id), so either one also serves the
- * ORDER BY without a sort.
+ * The list query names its index instead of leaving it to the optimizer: each candidate has the filter's
+ * equality columns first and ends in (fired_at, id), so the read is one range, newest first, that stops
+ * after the page (no sort, no scan of rows the filter drops). Left to itself the optimizer could take an
+ * index that bounds the range a cursor gives and then walk back from the newest row discarding everything
+ * above the cursor. A filter on source or is_test_run alone is checked on the rows of the range.
  */
-function listIndex(f: EventFilter): string {
-  return f.trigger_id ? 'idx_events_trigger_fired' : 'idx_events_retention_fired';
+export function listIndex(f: Pick<EventFilter, 'trigger_id' | 'execution_status'>): string {
+  if (f.trigger_id) return f.execution_status ? 'idx_events_trigger_status_fired' : 'idx_events_trigger_fired';
+  return f.execution_status ? 'idx_events_status_fired' : 'idx_events_fired';
 }
+
+/** Offset pages count their matches up to this many, and no further (a read of at most this many entries). */
+export const COUNT_CAP = 10_000;
 
 /** Newest first on (fired_at, id); a cursor continues strictly after the last row of the previous page. */
 export async function listEvents(
@@ -152,8 +177,14 @@ export async function listEvents(
   f: EventFilter,
   limit: number,
   page: { offset: number } | { cursor: Cursor | null },
+  timeoutMs: number,
 ): Promise<{ rows: EventRow[]; total: number | null }> {
-  const select = q(q.raw('?? FORCE INDEX (??)', ['event_logs', listIndex(f)])).modify((b) => applyFilter(b, f));
+  const index = listIndex(f);
+  const select = q(q.raw('?? FORCE INDEX (??)', ['event_logs', index])).modify((b) => applyFilter(b, f));
+  const newestFirst = [
+    { column: 'fired_at', order: 'desc' },
+    { column: 'id', order: 'desc' },
+  ];
   if ('cursor' in page) {
     const c = page.cursor;
     if (c) {
@@ -161,26 +192,18 @@ export async function listEvents(
         b.where('fired_at', '<', c.fired_at).orWhere((b2) => b2.where('fired_at', '=', c.fired_at).andWhere('id', '<', c.id)),
       );
     }
-    const rows = (await select
-      .orderBy([
-        { column: 'fired_at', order: 'desc' },
-        { column: 'id', order: 'desc' },
-      ])
-      .limit(limit)) as Record<string, unknown>[];
+    const rows = (await select.orderBy(newestFirst).limit(limit).timeout(timeoutMs, { cancel: true })) as Record<string, unknown>[];
     return { rows: rows.map(fromDb), total: null };
   }
+  // The count reads the same index range, stopping after COUNT_CAP + 1 entries.
+  const matching = q(q.raw('?? FORCE INDEX (??)', ['event_logs', index]))
+    .select(q.raw('1'))
+    .modify((b) => applyFilter(b, f))
+    .limit(COUNT_CAP + 1)
+    .as('m');
   const [rows, countRow] = await Promise.all([
-    select
-      .clone()
-      .orderBy([
-        { column: 'fired_at', order: 'desc' },
-        { column: 'id', order: 'desc' },
-      ])
-      .limit(limit)
-      .offset(page.offset),
-    q('event_logs')
-      .modify((b) => applyFilter(b, f))
-      .count<{ n: number }[]>({ n: '*' }),
+    select.clone().orderBy(newestFirst).limit(limit).offset(page.offset).timeout(timeoutMs, { cancel: true }),
+    q.from(matching).count<{ n: number }[]>({ n: '*' }).timeout(timeoutMs, { cancel: true }),
   ]);
   return { rows: (rows as Record<string, unknown>[]).map(fromDb), total: Number(countRow[0]?.n ?? 0) };
 }
@@ -193,54 +216,92 @@ export interface TriggerStats {
   last_fired_at: Date | null;
 }
 
-/** One grouped query over idx_events_trigger_fired (trigger_id, fired_at). */
-export async function triggerStats(q: Q, triggerId: string, since: Date): Promise<TriggerStats> {
-  const rows = (await q('event_logs')
-    .select('execution_status', 'source', 'retention_status')
-    .count({ n: '*' })
+const MINUTE_MS = 60_000;
+export const floorMinute = (d: Date): Date => new Date(Math.floor(d.getTime() / MINUTE_MS) * MINUTE_MS);
+
+/**
+ * A trigger's events fired since `since`, by status, source and retention state. Whole minutes come from
+ * trigger_event_counts (the rollup the event_logs triggers keep); the minute `since` falls in, and the one
+ * the active/archived boundary falls in, are counted from the trigger's own rows on
+ * idx_events_trigger_fired, so the figures are exact and the read is bounded by the window's minutes, not
+ * its events.
+ */
+export async function triggerStats(q: Q, triggerId: string, since: Date, w: RetentionWindow, timeoutMs: number): Promise<TriggerStats> {
+  const edges = [since, w.activeFrom].filter((d) => d >= since && d.getTime() % MINUTE_MS !== 0).map(floorMinute);
+  const exactMinutes = [...new Set(edges.map((d) => d.getTime()))].map((t) => new Date(t));
+  type Row = { active: number; source: string; execution_status: string; n: number };
+  const rollup = q('trigger_event_counts')
+    .select(q.raw('minute >= ? AS active', [w.activeFrom]), 'source', 'execution_status')
+    .sum({ n: 'n' })
+    .where('trigger_id', triggerId)
+    .andWhere('minute', '>=', since)
+    .modify((b) => {
+      if (exactMinutes.length > 0) b.whereNotIn('minute', exactMinutes);
+    })
+    .groupBy('active', 'source', 'execution_status')
+    .timeout(timeoutMs, { cancel: true }) as unknown as Promise<Row[]>;
+  const exact =
+    exactMinutes.length === 0
+      ? Promise.resolve([] as Row[])
+      : (q(q.raw('?? FORCE INDEX (??)', ['event_logs', 'idx_events_trigger_fired']))
+          .select(q.raw('fired_at >= ? AS active', [w.activeFrom]), 'source', 'execution_status')
+          .count({ n: '*' })
+          .where('trigger_id', triggerId)
+          .andWhere((b) => {
+            for (const m of exactMinutes) {
+              b.orWhere((r) =>
+                r.where('fired_at', '>=', m < since ? since : m).andWhere('fired_at', '<', new Date(m.getTime() + MINUTE_MS)),
+              );
+            }
+          })
+          .groupBy('active', 'source', 'execution_status')
+          .timeout(timeoutMs, { cancel: true }) as unknown as Promise<Row[]>);
+  // MAX over a prefix of the index: one dive to the trigger's newest entry.
+  const last = q('event_logs')
     .max({ last: 'fired_at' })
     .where('trigger_id', triggerId)
     .andWhere('fired_at', '>=', since)
-    .groupBy('execution_status', 'source', 'retention_status')) as Array<{
-    execution_status: string;
-    source: string;
-    retention_status: string;
-    n: number;
-    last: Date | null;
-  }>;
+    .timeout(timeoutMs, { cancel: true }) as unknown as Promise<Array<{ last: Date | null }>>;
+  const [a, b, l] = await Promise.all([rollup, exact, last]);
   const stats: TriggerStats = {
     total: 0,
     by_execution_status: { pending: 0, published: 0, success: 0, failure: 0 },
     by_source: { webhook: 0, scheduler: 0, 'manual-test': 0, replay: 0 },
     by_retention_status: { active: 0, archived: 0 },
-    last_fired_at: null,
+    last_fired_at: l[0]?.last ?? null,
   };
-  for (const r of rows) {
+  for (const r of [...a, ...b]) {
     const n = Number(r.n);
+    if (n === 0) continue;
+    const retention = Number(r.active) === 1 ? 'active' : 'archived';
     stats.total += n;
     stats.by_execution_status[r.execution_status] = (stats.by_execution_status[r.execution_status] ?? 0) + n;
     stats.by_source[r.source] = (stats.by_source[r.source] ?? 0) + n;
-    stats.by_retention_status[r.retention_status] = (stats.by_retention_status[r.retention_status] ?? 0) + n;
-    if (r.last && (!stats.last_fired_at || r.last > stats.last_fired_at)) stats.last_fired_at = r.last;
+    stats.by_retention_status[retention] = (stats.by_retention_status[retention] ?? 0) + n;
   }
   return stats;
 }
 
-/** Retention: active → archived by age, in a bounded batch (several relays may run it at once). */
-export async function archiveBefore(q: Q, before: Date, limit: number, now: Date): Promise<number> {
-  const [res] = (await q.raw(
-    "UPDATE event_logs SET retention_status = 'archived', updated_at = ? WHERE retention_status = 'active' AND fired_at < ? ORDER BY fired_at LIMIT ?",
-    [now, before, limit],
-  )) as [{ affectedRows: number }];
-  return res.affectedRows;
-}
-
-/** Retention: a real DELETE after the total window, bounded. */
+/**
+ * Retention: deletes events fired before `before`, oldest first, at most `limit` rows: a range of
+ * idx_events_fired, and (ids being time-ordered) the oldest pages of the primary key. Each batch is its own
+ * short statement, so several relays can run it at once; they only wait for each other's rows.
+ */
 export async function deleteBefore(q: Q, before: Date, limit: number): Promise<number> {
   const [res] = (await q.raw('DELETE FROM event_logs WHERE fired_at < ? ORDER BY fired_at LIMIT ?', [before, limit])) as [
     { affectedRows: number },
   ];
   return res.affectedRows;
+}
+
+/** Retention of the rollups: minutes wholly before `before`, oldest first, at most `limit` rows per table. */
+export async function deleteCountsBefore(q: Q, before: Date, limit: number): Promise<number> {
+  const m = floorMinute(before);
+  const [[a], [b]] = (await Promise.all([
+    q.raw('DELETE FROM event_counts WHERE minute < ? ORDER BY minute LIMIT ?', [m, limit]),
+    q.raw('DELETE FROM trigger_event_counts WHERE minute < ? ORDER BY minute LIMIT ?', [m, limit]),
+  ])) as [[{ affectedRows: number }], [{ affectedRows: number }]];
+  return Math.max(a.affectedRows, b.affectedRows);
 }
 
 export async function updateDeliveryOutcome(
@@ -350,6 +411,8 @@ export async function eventsForDelivery(q: Q, ids: string[]): Promise<Map<string
 }
 
 export interface ReplayFilter {
+  /** The retention window's start: older events are gone, even before the sweep deletes their rows. */
+  keepFrom: Date;
   trigger_id?: string;
   execution_status?: ExecutionStatus;
   from?: Date;
@@ -359,18 +422,17 @@ export interface ReplayFilter {
 /**
  * One batch of a bulk replay: events of either retention state, oldest first on (fired_at, id), strictly
  * after `after` (keyset paging, so each batch is a short index range read) and fired before `before` (the
- * request's start, so the replays the request itself writes are never picked up). With a trigger id,
- * idx_events_trigger_fired (trigger_id, fired_at, id) serves the range and the order; otherwise
- * idx_events_fired (fired_at, + the primary key id) does.
+ * request's start, so the replays the request itself writes are never picked up). The list's index for
+ * the same filter (see listIndex) serves the range and the order.
  */
 export async function eventsToReplay(q: Q, f: ReplayFilter, before: Date, after: Cursor | null, limit: number): Promise<EventRow[]> {
-  const index = f.trigger_id ? 'idx_events_trigger_fired' : 'idx_events_fired';
+  const index = listIndex(f);
   const to = f.to && f.to.getTime() < before.getTime() ? f.to : before;
   const rows = (await q(q.raw('?? FORCE INDEX (??)', ['event_logs', index]))
     .modify((b) => {
       if (f.trigger_id) b.where('trigger_id', f.trigger_id);
       if (f.execution_status) b.where('execution_status', f.execution_status);
-      if (f.from) b.where('fired_at', '>=', f.from);
+      b.where('fired_at', '>=', f.from && f.from > f.keepFrom ? f.from : f.keepFrom);
       b.where('fired_at', '<', to);
       if (after)
         b.where((w) =>

@@ -18,19 +18,25 @@ export async function triggerCounts(q: Q): Promise<Array<{ type: TriggerType; st
 }
 
 /**
- * Events fired in [from, to) per minute after `from` and execution status. The range on idx_events_fired
- * (fired_at) bounds the read to the window; the status comes from the row (a primary-key lookup each), which
- * is what makes this the overview's dearest query — hence the overview's short cache in api/overview.ts.
- * TIMESTAMPDIFF counts minutes from the bound `from`, so the session time zone plays no part.
+ * Events fired in [from, to) (whole minutes) per minute after `from` and execution status, from the
+ * event_counts rollup: a primary-key range of at most minutes × statuses × slots rows, however many events
+ * the window holds. TIMESTAMPDIFF counts minutes from the bound `from`, so the session time zone plays no part.
  */
-export async function eventsPerMinute(q: Q, from: Date, to: Date): Promise<Array<{ minute: number; status: ExecutionStatus; n: number }>> {
-  const [rows] = (await q.raw(
-    `SELECT TIMESTAMPDIFF(MINUTE, ?, fired_at) AS minute, execution_status AS status, COUNT(*) AS n
-       FROM event_logs
-      WHERE fired_at >= ? AND fired_at < ?
-      GROUP BY minute, status`,
-    [from, from, to],
-  )) as [Array<{ minute: number; status: ExecutionStatus; n: number }>];
+export async function eventsPerMinute(
+  q: Q,
+  from: Date,
+  to: Date,
+  timeoutMs: number,
+): Promise<Array<{ minute: number; status: ExecutionStatus; n: number }>> {
+  const [rows] = (await q
+    .raw(
+      `SELECT TIMESTAMPDIFF(MINUTE, ?, minute) AS minute, execution_status AS status, SUM(n) AS n
+         FROM event_counts
+        WHERE minute >= ? AND minute < ?
+        GROUP BY minute, status`,
+      [from, from, to],
+    )
+    .timeout(timeoutMs, { cancel: true })) as [Array<{ minute: number; status: ExecutionStatus; n: number }>];
   return rows.map((r) => ({ minute: Number(r.minute), status: r.status, n: Number(r.n) }));
 }
 
@@ -66,20 +72,32 @@ export async function outboxState(q: Q): Promise<{ backlog: number; waiting: num
   return { backlog: n(0), waiting: n(2), oldestCreatedAt: oldest?.created_at ?? null };
 }
 
-/** Events fired since `since` by execution status: a range of idx_events_fired with a lookup per row. */
-export async function outcomesSince(q: Q, since: Date): Promise<Record<ExecutionStatus, number>> {
-  const [rows] = (await q.raw('SELECT execution_status AS status, COUNT(*) AS n FROM event_logs WHERE fired_at >= ? GROUP BY status', [
-    since,
-  ])) as [Array<{ status: ExecutionStatus; n: number }>];
+/** Events fired in the whole minutes from `since` on, by execution status: the event_counts rollup. */
+export async function outcomesSince(q: Q, since: Date, timeoutMs: number): Promise<Record<ExecutionStatus, number>> {
+  const [rows] = (await q
+    .raw('SELECT execution_status AS status, SUM(n) AS n FROM event_counts WHERE minute >= ? GROUP BY status', [since])
+    .timeout(timeoutMs, { cancel: true })) as [Array<{ status: ExecutionStatus; n: number }>];
   const out: Record<ExecutionStatus, number> = { pending: 0, published: 0, success: 0, failure: 0 };
   for (const r of rows) out[r.status] = Number(r.n);
   return out;
 }
 
-/** Failed events in the active view: the range retention_status = 'active' of idx_events_retention_fired. */
-export async function activeFailures(q: Q): Promise<number> {
-  const [row] = (await q('event_logs').where({ retention_status: 'active', execution_status: 'failure' }).count({ n: '*' })) as Array<{
-    n: number;
-  }>;
-  return Number(row?.n ?? 0);
+/**
+ * Failed events fired at or after `activeFrom` (the active view): whole minutes from the rollup, and the
+ * minute `activeFrom` falls in from idx_events_status_fired (failure, fired_at), one minute of failures.
+ */
+export async function activeFailures(q: Q, activeFrom: Date, timeoutMs: number): Promise<number> {
+  const nextMinute = new Date(Math.ceil(activeFrom.getTime() / 60_000) * 60_000);
+  const [[[rolled]], [[edge]]] = (await Promise.all([
+    q
+      .raw("SELECT SUM(n) AS n FROM event_counts WHERE minute >= ? AND execution_status = 'failure'", [nextMinute])
+      .timeout(timeoutMs, { cancel: true }),
+    q
+      .raw(
+        "SELECT COUNT(*) AS n FROM event_logs FORCE INDEX (idx_events_status_fired) WHERE execution_status = 'failure' AND fired_at >= ? AND fired_at < ?",
+        [activeFrom, nextMinute],
+      )
+      .timeout(timeoutMs, { cancel: true }),
+  ])) as [[[{ n: number | null }]], [[{ n: number }]]];
+  return Number(rolled?.n ?? 0) + Number(edge?.n ?? 0);
 }

@@ -17,7 +17,7 @@ import {
 } from '../db/outbox';
 import { eventMessage, toKafka } from '../kafka/message';
 import type { Knex } from 'knex';
-import { archiveBefore, deleteBefore, type EventInsert } from '../db/events';
+import { deleteBefore, deleteCountsBefore, type EventInsert } from '../db/events';
 import { deleteKeysBefore } from '../db/idempotency';
 import type { Lifecycle } from '../events';
 import type { EventProducer } from '../kafka/producer';
@@ -262,15 +262,18 @@ const SWEEP_BATCH = 1000;
 
 /**
  * Step 3: retention and clean-up, in bounded batches so no statement holds locks for long. Safe with
- * several relays at once: each statement is idempotent and touches rows by age only.
+ * several relays at once: each statement is idempotent and touches rows by age only. Nothing is archived
+ * row by row: an event's retention state follows from its age (see RetentionWindow in db/events.ts).
+ * A relay that was down for days catches up batch by batch (`full` asks for the next sweep at once).
  */
 export async function sweep(db: Db, config: Config, events: Lifecycle): Promise<{ full: boolean }> {
   const now = new Date();
-  const archived = await archiveBefore(db, new Date(now.getTime() - config.retentionActiveSeconds * 1000), SWEEP_BATCH, now);
-  const deleted = await deleteBefore(db, new Date(now.getTime() - config.retentionDeleteAfterSeconds * 1000), SWEEP_BATCH);
+  const keepFrom = new Date(now.getTime() - config.retentionDeleteAfterSeconds * 1000);
+  const deleted = await deleteBefore(db, keepFrom, SWEEP_BATCH);
+  const counts = await deleteCountsBefore(db, keepFrom, SWEEP_BATCH);
   const outboxCleaned = await deletePublished(db, new Date(now.getTime() - 60_000), SWEEP_BATCH);
-  await deleteFinishedBefore(db, new Date(now.getTime() - config.retentionDeleteAfterSeconds * 1000), SWEEP_BATCH);
+  await deleteFinishedBefore(db, keepFrom, SWEEP_BATCH);
   await deleteKeysBefore(db, new Date(now.getTime() - Math.max(24 * 3600, config.retentionDeleteAfterSeconds) * 1000), SWEEP_BATCH);
-  if (archived + deleted + outboxCleaned > 0) events.emitEvent('relay:swept', { archived, deleted, outboxCleaned });
-  return { full: archived === SWEEP_BATCH || deleted === SWEEP_BATCH || outboxCleaned === SWEEP_BATCH };
+  if (deleted + outboxCleaned > 0) events.emitEvent('relay:swept', { deleted, outboxCleaned });
+  return { full: deleted === SWEEP_BATCH || counts === SWEEP_BATCH || outboxCleaned === SWEEP_BATCH };
 }

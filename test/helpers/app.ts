@@ -1,4 +1,5 @@
 import { createApp } from '../../src/api/app';
+import type { Config } from '../../src/config';
 import { dbCheck } from '../../src/api/health';
 import type { WebhookIngest } from '../../src/api/webhook-ingest';
 import { createLogger } from '../../src/logger';
@@ -27,10 +28,16 @@ export function ingestOf(t: TestEnv): WebhookIngest | null {
 /** The real Express app on the test database, with every response checked against openapi.yaml. */
 export function testApp(
   t: TestEnv,
-  extra: { checks?: Record<string, () => Promise<void>>; ingest?: WebhookIngest | null; validateResponses?: boolean } = {},
+  extra: {
+    checks?: Record<string, () => Promise<void>>;
+    ingest?: WebhookIngest | null;
+    validateResponses?: boolean;
+    /** Settings other than the environment's (e.g. retention windows of seconds). */
+    config?: Config;
+  } = {},
 ) {
   return createApp({
-    config: t.config,
+    config: extra.config ?? t.config,
     db: t.db,
     logger: createLogger('error', 'test'),
     metrics: new Metrics(t.db),

@@ -5,6 +5,7 @@ import type { Express } from 'express';
 import { createTestEnv, type TestEnv } from '../helpers/env';
 import { testApp } from '../helpers/app';
 import { encodeCursor } from '../../src/api/events';
+import { newEventId } from '../../src/triggers/event-id';
 
 type Source = 'webhook' | 'scheduler' | 'manual-test' | 'replay';
 type Status = 'pending' | 'published' | 'success' | 'failure';
@@ -14,7 +15,6 @@ interface Seed {
   fired_at: Date;
   source?: Source;
   execution_status?: Status;
-  retention_status?: 'active' | 'archived';
   is_test_run?: boolean;
   payload?: unknown;
 }
@@ -36,6 +36,7 @@ interface Page {
     page_size: number;
     total_pages: number | null;
     total_records: number | null;
+    total_is_exact: boolean | null;
     next_cursor: string | null;
   };
 }
@@ -46,11 +47,11 @@ const ENDPOINT = 'https://example.com/hooks/events';
 describe('event log API', () => {
   let t: TestEnv;
 
-  /** Event rows written directly, so a test controls fired_at, statuses and retention exactly. */
+  /** Event rows written directly, so a test controls fired_at (so retention) and statuses exactly. */
   async function seed(rows: Seed[]): Promise<string[]> {
     const now = new Date();
     const values = rows.map((r) => ({
-      id: randomUUID(),
+      id: newEventId(r.fired_at.getTime()),
       trigger_id: r.trigger_id,
       trigger_type: 'webhook',
       source: r.source ?? 'webhook',
@@ -59,7 +60,6 @@ describe('event log API', () => {
       fired_at: r.fired_at,
       execution_status: r.execution_status ?? 'pending',
       published_at: r.execution_status && r.execution_status !== 'pending' ? r.fired_at : null,
-      retention_status: r.retention_status ?? 'active',
       created_at: now,
       updated_at: now,
     }));
@@ -220,9 +220,10 @@ describe('event log API', () => {
     it('shows active events by default and archived ones only with retention_status=archived', async () => {
       const app = testApp(t);
       const trig = randomUUID();
-      const seeded = await seed([1, 2, 3, 4].map((i) => ({ trigger_id: trig, fired_at: ago(i * MINUTE) })));
-      // Archive two the way the sweeper does: an UPDATE of the row.
-      await t.db('event_logs').whereIn('id', [seeded[1]!, seeded[3]!]).update({ retention_status: 'archived' });
+      // Active for 2 h after firing, archived until 48 h, then gone (even while its row still exists).
+      const seeded = await seed(
+        [1 * MINUTE, 3 * 3600_000, 3 * MINUTE, 5 * 3600_000, 49 * 3600_000].map((age) => ({ trigger_id: trig, fired_at: ago(age) })),
+      );
       const active = await list(app, { trigger_id: trig });
       expect(ids(active)).to.deep.equal([seeded[0], seeded[2]]);
       expect(active.events.every((e) => e.retention_status === 'active')).to.equal(true);
@@ -233,6 +234,28 @@ describe('event log API', () => {
       // The archived view is the archive of every trigger; the default view never shows its rows.
       const allActive = await allPagesByCursor(app, {}, 100);
       expect(allActive.flatMap(ids)).to.not.include.members([seeded[1], seeded[3]]);
+      // Past 48 h: in neither view, and not readable by id.
+      expect(allActive.flatMap(ids)).to.not.include(seeded[4]);
+      expect((await request(app).get(`/api/v1/events/${seeded[4]}`)).status).to.equal(404);
+      expect((await request(app).get(`/api/v1/events/${seeded[3]}`).expect(200)).body.retention_status).to.equal('archived');
+    });
+
+    it('draws the active, archived and gone edges exactly at 2 h and 48 h of age', async () => {
+      const app = testApp(t);
+      const trig = randomUUID();
+      const H = 3600_000;
+      // A few seconds either side of each edge: the request comes a moment after the seed, never 5 s later.
+      const [youngActive, oldActive, youngArchived, oldArchived, gone] = await seed(
+        [2 * H - 20_000, 2 * H - 5000, 2 * H + 5000, 48 * H - 20_000, 48 * H + 5000].map((age) => ({
+          trigger_id: trig,
+          fired_at: ago(age),
+        })),
+      );
+      expect(ids(await list(app, { trigger_id: trig }))).to.deep.equal([youngActive, oldActive]);
+      expect(ids(await list(app, { trigger_id: trig, retention_status: 'archived' }))).to.deep.equal([youngArchived, oldArchived]);
+      expect((await request(app).get(`/api/v1/events/${gone}`)).status).to.equal(404);
+      expect((await request(app).get(`/api/v1/events/${oldArchived}`).expect(200)).body.retention_status).to.equal('archived');
+      expect((await request(app).get(`/api/v1/events/${oldActive}`).expect(200)).body.retention_status).to.equal('active');
     });
 
     it('answers invalid filters with 400 naming the parameter', async () => {
@@ -286,9 +309,12 @@ describe('event log API', () => {
     it('pages the default view by cursor over every active event, and new events do not shift later pages', async () => {
       const app = testApp(t);
       await seed(Array.from({ length: 30 }, (_, i) => ({ trigger_id: randomUUID(), fired_at: ago((i + 1) * 1000) })));
-      const expected = ((await t.db('event_logs').where({ retention_status: 'active' }).select('id')) as Array<{ id: string }>).map(
-        (r) => r.id,
-      );
+      const expected = (
+        (await t
+          .db('event_logs')
+          .where('fired_at', '>=', ago(2 * 3600_000))
+          .select('id')) as Array<{ id: string }>
+      ).map((r) => r.id);
       const first = await list(app, { limit: 7 });
       // Events that arrive while a client pages appear on its next fresh first page, not in the middle.
       const arrivals = await seed([{ trigger_id: randomUUID(), fired_at: new Date() }]);
@@ -345,9 +371,9 @@ describe('event log API', () => {
         { trigger_id: id, fired_at: ago(30 * MINUTE), source: 'webhook', execution_status: 'failure' },
         { trigger_id: id, fired_at: ago(20 * MINUTE), source: 'manual-test', is_test_run: true, execution_status: 'published' },
         { trigger_id: id, fired_at: newest, source: 'webhook', execution_status: 'pending' },
-        { trigger_id: id, fired_at: ago(30 * 3600_000), source: 'webhook', execution_status: 'success', retention_status: 'archived' },
+        { trigger_id: id, fired_at: ago(30 * 3600_000), source: 'webhook', execution_status: 'success' },
         // Outside the window, and another trigger's event: neither is counted.
-        { trigger_id: id, fired_at: ago(49 * 3600_000), source: 'webhook', execution_status: 'failure', retention_status: 'archived' },
+        { trigger_id: id, fired_at: ago(49 * 3600_000), source: 'webhook', execution_status: 'failure' },
         { trigger_id: randomUUID(), fired_at: ago(MINUTE), source: 'webhook' },
       ]);
       const res = await request(app).get(`/api/v1/triggers/${id}/stats`).expect(200);
@@ -438,46 +464,74 @@ describe('event log API', () => {
       expect(plan[0]!.Extra ?? '', `${why}: ${JSON.stringify(plan)}`).to.not.match(/filesort/i);
     }
 
-    // Enough rows that the optimizer makes the choice it makes on real data: one busy trigger with half of
-    // them, the rest spread over 39 others; a third archived.
+    // Enough rows that the optimizer makes the choice it makes on real data: 100k events over 40 h, one
+    // busy trigger with half of them, the rest spread over 39 others; 1.5 % failures.
     const busy = randomUUID();
     const others = Array.from({ length: 39 }, () => randomUUID());
+    const ROWS = 100_000;
 
     before(async function () {
-      this.timeout(60_000);
+      this.timeout(180_000);
+      const statuses: Status[] = ['success', 'success', 'success', 'published'];
       await seed(
-        Array.from({ length: 6000 }, (_, i) => ({
+        Array.from({ length: ROWS }, (_, i) => ({
           trigger_id: i % 2 === 0 ? busy : others[i % others.length]!,
-          fired_at: ago(i * 1000),
-          retention_status: i % 3 === 0 ? 'archived' : 'active',
+          // Newest first: the first 6,000 a second apart (active), the rest spread back to 40 h.
+          fired_at: ago(i < 6000 ? i * 1000 : 6000 * 1000 + (i - 6000) * 1500),
+          execution_status: i % 67 === 5 ? 'failure' : statuses[i % statuses.length]!,
+          source: i % 5 === 0 ? 'scheduler' : 'webhook',
         })),
       );
       await t.db.raw('ANALYZE TABLE event_logs');
     });
 
-    it('serves the default view (retention_status=active, newest first, LIMIT 20) from an index without filesort', async () => {
-      const [plan] = (await t.db.raw(
-        "EXPLAIN SELECT * FROM event_logs WHERE retention_status = 'active' ORDER BY fired_at DESC, id DESC LIMIT 20",
-      )) as [ExplainRow[]];
-      expectIndexedWithoutFilesort(plan, 'default view');
-      const app = testApp(t);
-      expectIndexedWithoutFilesort(await explain(await listSql(app, {})), 'default view as the API runs it');
-      expectIndexedWithoutFilesort(await explain(await listSql(app, { retention_status: 'archived' })), 'archived view');
-      const first = await list(app, { limit: 10 });
-      expectIndexedWithoutFilesort(await explain(await listSql(app, { limit: 10, cursor: first.pagination.next_cursor! })), 'next page');
-    });
+    /** Every filter the list route bounds by an index, with the index it must read. */
+    const views: Array<[string, Record<string, string>, string]> = [
+      ['default view', {}, 'idx_events_fired'],
+      ['archived view', { retention_status: 'archived' }, 'idx_events_fired'],
+      ['status filter', { execution_status: 'failure' }, 'idx_events_status_fired'],
+      ['archived status filter', { execution_status: 'failure', retention_status: 'archived' }, 'idx_events_status_fired'],
+      ['per-trigger view', { trigger_id: busy }, 'idx_events_trigger_fired'],
+      ['trigger + status', { trigger_id: busy, execution_status: 'failure' }, 'idx_events_trigger_status_fired'],
+      ['archived per-trigger view', { trigger_id: busy, retention_status: 'archived' }, 'idx_events_trigger_fired'],
+    ];
 
-    it('serves the per-trigger view from an index without filesort, by page and by cursor', async () => {
-      const [plan] = (await t.db.raw(
-        "EXPLAIN SELECT * FROM event_logs WHERE retention_status = 'active' AND trigger_id = ? ORDER BY fired_at DESC, id DESC LIMIT 20",
-        [busy],
-      )) as [ExplainRow[]];
-      expectIndexedWithoutFilesort(plan, 'per-trigger view');
+    for (const [why, filter, index] of views) {
+      it(`reads the ${why} as one range of ${index}, newest first without filesort, by page and by cursor`, async () => {
+        const app = testApp(t);
+        const first = await listSql(app, { ...filter, limit: 20 });
+        const plan = await explain(first);
+        expectIndexedWithoutFilesort(plan, why);
+        expect(plan[0]!.key, why).to.equal(index);
+        expect(plan[0]!.type, `${why}: ${JSON.stringify(plan)}`).to.equal('range');
+        // The page costs about a page of index entries, though the filter matches thousands of rows.
+        expect(await indexReads(first), `index entries read for ${first.sql}`).to.be.below(100);
+        const page = await list(app, { ...filter, limit: 20 });
+        expect(page.events.length, `${why} has rows to page`).to.be.above(0);
+        if (page.pagination.next_cursor) {
+          const next = await listSql(app, { ...filter, limit: 20, cursor: page.pagination.next_cursor });
+          expectIndexedWithoutFilesort(await explain(next), `${why}, next page by cursor`);
+          expect(await indexReads(next), `index entries read for ${next.sql}`).to.be.below(100);
+        }
+      });
+    }
+
+    it("counts an offset page's matches only up to 10,000, and sends deeper pages to the cursor", async () => {
       const app = testApp(t);
-      expectIndexedWithoutFilesort(await explain(await listSql(app, { trigger_id: busy })), 'per-trigger view as the API runs it');
-      const first = await list(app, { trigger_id: busy, limit: 10 });
-      const next = await listSql(app, { trigger_id: busy, limit: 10, cursor: first.pagination.next_cursor! });
-      expectIndexedWithoutFilesort(await explain(next), 'per-trigger view, next page by cursor');
+      const all = await list(app, { retention_status: 'archived', limit: 50 });
+      expect(all.pagination).to.include({ total_records: 10_000, total_is_exact: false, total_pages: 200 });
+      expect(all.pagination.next_cursor).to.be.a('string');
+      const few = await list(app, { trigger_id: busy, execution_status: 'failure', limit: 50 });
+      expect(few.pagination.total_is_exact).to.equal(true);
+      const expected = await t
+        .db('event_logs')
+        .where({ trigger_id: busy, execution_status: 'failure' })
+        .andWhere('fired_at', '>=', ago(2 * 3600_000))
+        .count({ n: '*' });
+      expect(few.pagination.total_records).to.equal(Number((expected[0] as { n: number }).n));
+      const deep = await request(app).get('/api/v1/events').query({ page: 201, limit: 50 });
+      expect(deep.status).to.equal(400);
+      expect(deep.body.errors[0].field).to.equal('query.page');
     });
 
     for (const view of ['default', 'per-trigger'] as const) {
@@ -487,7 +541,8 @@ describe('event log API', () => {
         const depth = view === 'per-trigger' ? 1500 : 3000;
         const [deep] = (await t
           .db('event_logs')
-          .where({ retention_status: 'active', ...filter })
+          .where(filter)
+          .andWhere('fired_at', '>=', ago(2 * 3600_000 - 60_000))
           .orderBy([
             { column: 'fired_at', order: 'desc' },
             { column: 'id', order: 'desc' },

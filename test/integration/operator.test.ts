@@ -237,13 +237,12 @@ describe('operator toolkit (issue 11)', function () {
       const id = await fire(triggerId, { n: 3 });
       await settled(id);
       expect(await count(t.db, 'delivery_attempts', { event_id: id })).to.equal(1);
-      const retention = { ...t.config, retentionActiveSeconds: 3600, retentionDeleteAfterSeconds: 7200 };
-
+      // Archived by age alone (2 h): the sweep leaves it, with its attempts.
       await t
         .db('event_logs')
         .where({ id })
-        .update({ fired_at: new Date(Date.now() - 1.5 * HOUR) });
-      await sweep(t.db, retention, new Lifecycle());
+        .update({ fired_at: new Date(Date.now() - 3 * HOUR) });
+      await sweep(t.db, t.config, new Lifecycle());
       expect((await getEvent(id)).retention_status).to.equal('archived');
       expect(await attemptsOf(id), 'archived with its event').to.have.length(1);
       const replayed = await request(app).post(`/api/v1/events/${id}/replay`).expect(202);
@@ -252,8 +251,8 @@ describe('operator toolkit (issue 11)', function () {
       await t
         .db('event_logs')
         .where({ id })
-        .update({ fired_at: new Date(Date.now() - 3 * HOUR) });
-      await sweep(t.db, retention, new Lifecycle());
+        .update({ fired_at: new Date(Date.now() - 49 * HOUR) });
+      await sweep(t.db, t.config, new Lifecycle());
       expect(await count(t.db, 'event_logs', { id })).to.equal(0);
       expect(await count(t.db, 'delivery_attempts', { event_id: id })).to.equal(0);
     });

@@ -61,7 +61,7 @@ describe('overview, name search and the dashboard files (issue 12)', function ()
     return id;
   }
 
-  async function insertEvent(firedAt: Date, status: string, retention: 'active' | 'archived' = 'active'): Promise<void> {
+  async function insertEvent(firedAt: Date, status: string): Promise<void> {
     await t.db('event_logs').insert({
       id: randomUUID(),
       trigger_id: null,
@@ -71,7 +71,6 @@ describe('overview, name search and the dashboard files (issue 12)', function ()
       payload: '{}',
       fired_at: firedAt,
       execution_status: status,
-      retention_status: retention,
       created_at: firedAt,
       updated_at: firedAt,
     });
@@ -116,8 +115,8 @@ describe('overview, name search and the dashboard files (issue 12)', function ()
       for (let i = 0; i < 3; i++) await insertEvent(tenAgo, 'success');
       await insertEvent(tenAgo, 'failure');
       await insertEvent(new Date(Math.max(minuteStart, now - 100)), 'pending');
-      await insertEvent(new Date(now - 5 * 3600_000), 'failure', 'archived');
-      await insertEvent(new Date(now - 72 * 3600_000), 'success', 'archived');
+      await insertEvent(new Date(now - 5 * 3600_000), 'failure');
+      await insertEvent(new Date(now - 72 * 3600_000), 'success');
 
       // 100 scheduled firings of the last hour, late by 1..100 ms; one two hours ago (outside the window).
       const sched = Array.from({ length: 100 }, (_, i) => {

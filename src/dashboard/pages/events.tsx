@@ -194,7 +194,10 @@ export function EventsPage({ route, failedOnly = false }: { route: Route; failed
           <span />
         )}
         {data?.pagination.total_records !== null && data?.pagination.total_records !== undefined ? (
-          <span>{data.pagination.total_records} events</span>
+          <span>
+            {data.pagination.total_records}
+            {data.pagination.total_is_exact === false ? '+' : ''} events
+          </span>
         ) : (
           <span />
         )}
