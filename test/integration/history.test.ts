@@ -1,0 +1,281 @@
+/**
+ * History at scale, the guarantees that are not timings: the rollups the overview and stats read equal a
+ * direct count of the events, a database that holds rows of the former schema keeps working after the
+ * migration, and retention deletes exactly what is past the window, in bounded batches.
+ */
+import { expect } from 'chai';
+import fc from 'fast-check';
+import request from 'supertest';
+import { randomUUID } from 'node:crypto';
+import { insertEvents, triggerStats, updateDeliveryOutcomes, type EventInsert, type ExecutionStatus } from '../../src/db/events';
+import { migrateLatest, migrationConfig } from '../../src/db/knex';
+import { Lifecycle } from '../../src/events';
+import { sweep } from '../../src/relay/steps';
+import { newEventId, scheduledEventId } from '../../src/triggers/event-id';
+import { windowOf } from '../../src/api/events';
+import { createTestEnv, type TestEnv } from '../helpers/env';
+import { testApp } from '../helpers/app';
+
+const MINUTE = 60_000;
+const HOUR = 3600_000;
+const STATUSES: ExecutionStatus[] = ['pending', 'published', 'success', 'failure'];
+const SOURCES = ['webhook', 'scheduler', 'manual-test', 'replay'] as const;
+
+type CountRow = { k: string; n: number };
+
+describe('history at scale', () => {
+  let t: TestEnv;
+
+  before(async function () {
+    this.timeout(60_000);
+    t = await createTestEnv('history');
+  });
+  after(async () => t?.cleanup());
+
+  /** SUM(n) of a rollup and COUNT(*) of the events, both keyed by the same columns, as comparable maps. */
+  async function rollupVsEvents(): Promise<{ rollup: Map<string, number>; direct: Map<string, number> }> {
+    const toMap = (rows: CountRow[]) => new Map(rows.filter((r) => Number(r.n) !== 0).map((r) => [r.k, Number(r.n)]));
+    const [[g], [d], [tg], [td]] = (await Promise.all([
+      t.db.raw("SELECT CONCAT(minute, '|', execution_status) AS k, SUM(n) AS n FROM event_counts GROUP BY k"),
+      t.db.raw(
+        "SELECT CONCAT(CAST(DATE_FORMAT(fired_at, '%Y-%m-%d %H:%i:00') AS DATETIME), '|', execution_status) AS k, COUNT(*) AS n FROM event_logs GROUP BY k",
+      ),
+      t.db.raw(
+        "SELECT CONCAT(trigger_id, '|', minute, '|', source, '|', execution_status) AS k, SUM(n) AS n FROM trigger_event_counts GROUP BY k",
+      ),
+      t.db.raw(
+        "SELECT CONCAT(trigger_id, '|', CAST(DATE_FORMAT(fired_at, '%Y-%m-%d %H:%i:00') AS DATETIME), '|', source, '|', execution_status) AS k, COUNT(*) AS n FROM event_logs WHERE trigger_id IS NOT NULL GROUP BY k",
+      ),
+    ])) as Array<[CountRow[]]>;
+    const rollup = new Map([...toMap(g!)].map(([k, n]) => [`all|${k}`, n]));
+    const direct = new Map([...toMap(d!)].map(([k, n]) => [`all|${k}`, n]));
+    for (const [k, n] of toMap(tg!)) rollup.set(`trigger|${k}`, n);
+    for (const [k, n] of toMap(td!)) direct.set(`trigger|${k}`, n);
+    return { rollup, direct };
+  }
+
+  describe('rollups', () => {
+    const triggers = [randomUUID(), randomUUID(), randomUUID()];
+    const anEvent = fc.record({
+      trigger: fc.integer({ min: 0, max: triggers.length }), // triggers.length: no trigger (an unsaved test run)
+      // Most near the edges a count must draw exactly (the active/archived boundary, the window's start).
+      ageMs: fc.oneof(
+        fc.integer({ min: 0, max: 50 * HOUR }),
+        fc.integer({ min: 2 * HOUR - 2 * MINUTE, max: 2 * HOUR + 2 * MINUTE }),
+        fc.integer({ min: 48 * HOUR - 2 * MINUTE, max: 48 * HOUR + MINUTE }),
+      ),
+      source: fc.constantFrom(...SOURCES),
+      published: fc.boolean(),
+    });
+    const anOutcome = fc.record({ pick: fc.nat(), status: fc.constantFrom(...STATUSES), attempts: fc.integer({ min: 1, max: 5 }) });
+
+    it('equal a direct count of the events after any mix of inserts and outcome updates, from several connections', async function () {
+      this.timeout(120_000);
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(fc.array(anEvent, { minLength: 1, maxLength: 30 }), { minLength: 1, maxLength: 4 }),
+          fc.array(fc.array(anOutcome, { minLength: 1, maxLength: 20 }), { maxLength: 4 }),
+          fc.integer({ min: 0, max: 59_999 }),
+          async (batches, outcomeBatches, sinceOffset) => {
+            await t.db.raw('DELETE FROM event_logs');
+            await t.db.raw('DELETE FROM event_counts');
+            await t.db.raw('DELETE FROM trigger_event_counts');
+            const now = new Date();
+            // Each batch is its own transaction; they run at once, so they come from different connections.
+            const written = await Promise.all(
+              batches.map((batch) =>
+                t.db.transaction(async (trx) => {
+                  const rows: EventInsert[] = batch.map((e) => {
+                    const firedAt = new Date(now.getTime() - e.ageMs);
+                    return {
+                      id: newEventId(firedAt.getTime()),
+                      trigger_id: triggers[e.trigger] ?? null,
+                      trigger_type: 'webhook',
+                      source: e.source,
+                      is_test_run: e.source === 'manual-test',
+                      payload: {},
+                      scheduled_for: null,
+                      fired_at: firedAt,
+                      published_at: e.published ? now : null,
+                    };
+                  });
+                  return [...(await insertEvents(trx, rows, now))];
+                }),
+              ),
+            );
+            const ids = written.flat();
+            await Promise.all(
+              outcomeBatches.map((batch) =>
+                t.db.transaction(async (trx) => {
+                  // One outcome per event per batch, as a worker writes them.
+                  const byId = new Map(batch.map((o) => [ids[o.pick % ids.length]!, o]));
+                  await updateDeliveryOutcomes(
+                    trx,
+                    [...byId].map(([id, o]) => ({
+                      id,
+                      attempts: o.attempts,
+                      execution_status: o.status,
+                      response_status: null,
+                      latency_ms: 1,
+                      error_message: null,
+                    })),
+                    now,
+                  );
+                }),
+              ),
+            );
+            const { rollup, direct } = await rollupVsEvents();
+            expect(Object.fromEntries(rollup)).to.deep.equal(Object.fromEntries(direct));
+
+            // A trigger's stats from the rollup (whole minutes) and its rows (the edge minutes) equal a direct
+            // count, wherever in a minute the window's start falls.
+            const w = windowOf(t.config, now);
+            const since = new Date(now.getTime() - 48 * HOUR + sinceOffset);
+            for (const trigger of triggers) {
+              const stats = await triggerStats(t.db, trigger, since, w, 10_000);
+              const rows = (await t
+                .db('event_logs')
+                .where('trigger_id', trigger)
+                .andWhere('fired_at', '>=', since)
+                .select('fired_at', 'execution_status', 'source')) as Array<{ fired_at: Date; execution_status: string; source: string }>;
+              const count = (f: (r: (typeof rows)[number]) => boolean) => rows.filter(f).length;
+              expect(stats.total).to.equal(rows.length);
+              for (const s of STATUSES) expect(stats.by_execution_status[s], s).to.equal(count((r) => r.execution_status === s));
+              for (const s of SOURCES) expect(stats.by_source[s], s).to.equal(count((r) => r.source === s));
+              expect(stats.by_retention_status.active).to.equal(count((r) => r.fired_at >= w.activeFrom));
+              expect(stats.by_retention_status.archived).to.equal(count((r) => r.fired_at < w.activeFrom));
+            }
+          },
+        ),
+        { numRuns: 25 },
+      );
+    });
+  });
+
+  describe('migration of a database that holds rows of the former schema', () => {
+    it('keeps old events listable, readable, replayable and retired on time, and counts them in the rollups', async function () {
+      this.timeout(120_000);
+      const cfg = migrationConfig();
+      // Back to the former schema (this also runs the new migration's down()), rows written as it wrote them.
+      await t.db.migrate.down(cfg);
+      const [cols] = (await t.db.raw("SHOW COLUMNS FROM event_logs LIKE 'retention_status'")) as [unknown[]];
+      expect(cols, 'the former schema has retention_status').to.have.length(1);
+      await t.db('event_logs').delete();
+      const triggerId = randomUUID();
+      await t.db('triggers').insert({
+        id: triggerId,
+        name: 'old',
+        type: 'webhook',
+        status: 'active',
+        config: JSON.stringify({ endpoint: 'https://example.com/x', schema: { type: 'object' } }),
+        version: 1,
+        created_at: new Date(),
+        updated_at: new Date(),
+      });
+      const now = Date.now();
+      const old = [
+        { id: randomUUID(), age: 10 * MINUTE, retention_status: 'active', execution_status: 'success' },
+        { id: randomUUID(), age: 5 * HOUR, retention_status: 'archived', execution_status: 'failure' },
+        { id: randomUUID(), age: 50 * HOUR, retention_status: 'archived', execution_status: 'success' },
+      ];
+      await t.db('event_logs').insert(
+        old.map((o) => ({
+          id: o.id,
+          trigger_id: triggerId,
+          trigger_type: 'webhook',
+          source: 'webhook',
+          is_test_run: 0,
+          payload: '{"old":true}',
+          fired_at: new Date(now - o.age),
+          published_at: new Date(now - o.age),
+          execution_status: o.execution_status,
+          retention_status: o.retention_status,
+          created_at: new Date(now - o.age),
+          updated_at: new Date(now - o.age),
+        })),
+      );
+
+      await migrateLatest(t.db);
+      const { rollup, direct } = await rollupVsEvents();
+      expect(Object.fromEntries(rollup), 'old rows counted once by the migration').to.deep.equal(Object.fromEntries(direct));
+      expect(rollup.size).to.be.above(0);
+
+      const app = testApp(t);
+      const [recent, archived, expired] = old.map((o) => o.id);
+      const active = await request(app).get('/api/v1/events').query({ trigger_id: triggerId }).expect(200);
+      expect(active.body.events.map((e: { id: string }) => e.id)).to.deep.equal([recent]);
+      const arch = await request(app).get('/api/v1/events').query({ trigger_id: triggerId, retention_status: 'archived' }).expect(200);
+      expect(arch.body.events.map((e: { id: string }) => e.id)).to.deep.equal([archived]);
+      const one = await request(app).get(`/api/v1/events/${archived}`).expect(200);
+      expect(one.body).to.include({ id: archived, retention_status: 'archived', execution_status: 'failure' });
+      await request(app).get(`/api/v1/events/${expired}`).expect(404);
+      const failed = await request(app)
+        .get('/api/v1/events')
+        .query({ execution_status: 'failure', retention_status: 'archived' })
+        .expect(200);
+      expect(failed.body.events.map((e: { id: string }) => e.id)).to.deep.equal([archived]);
+      const stats = await request(app).get(`/api/v1/triggers/${triggerId}/stats`).expect(200);
+      expect(stats.body).to.include({ total: 2 });
+      expect(stats.body.by_retention_status).to.deep.equal({ active: 1, archived: 1 });
+
+      const replay = await request(app).post(`/api/v1/events/${archived}/replay`).expect(202);
+      expect(replay.body.event_id).to.match(/^[0-9a-f]{8}-[0-9a-f]{4}-7/);
+
+      await sweep(t.db, t.config, new Lifecycle());
+      expect(
+        await t
+          .db('event_logs')
+          .whereIn(
+            'id',
+            old.map((o) => o.id),
+          )
+          .pluck('id'),
+      ).to.have.members([recent, archived]);
+    });
+  });
+
+  describe('retention', () => {
+    it('deletes every event past the window in bounded batches after a long pause, and never a younger one', async function () {
+      this.timeout(120_000);
+      await t.db.raw('DELETE FROM event_logs');
+      const now = Date.now();
+      const keep = t.config.retentionDeleteAfterSeconds * 1000;
+      const trigger = randomUUID();
+      // Three days of a paused sweep: 2,500 events past the window (more than two batches), and young ones
+      // down to a second inside it; scheduled ids too, whose time is the scheduled instant.
+      const rows: EventInsert[] = [];
+      for (let i = 0; i < 2500; i++) {
+        const firedAt = new Date(now - keep - 1000 - i * 60_000);
+        rows.push({
+          id: i % 2 ? newEventId(firedAt.getTime()) : scheduledEventId(trigger, firedAt),
+          trigger_id: trigger,
+          trigger_type: 'webhook',
+          source: i % 2 ? 'webhook' : 'scheduler',
+          is_test_run: false,
+          payload: {},
+          scheduled_for: null,
+          fired_at: firedAt,
+        });
+      }
+      const young = [5_000, 60_000, 3 * HOUR].map((margin) => {
+        const firedAt = new Date(now - keep + margin);
+        return { ...rows[0]!, id: newEventId(firedAt.getTime()), fired_at: firedAt };
+      });
+      await t.db.transaction(async (trx) => {
+        for (let i = 0; i < rows.length; i += 500) await insertEvents(trx, rows.slice(i, i + 500), new Date());
+        await insertEvents(trx, young, new Date());
+      });
+      let sweeps = 0;
+      while ((await sweep(t.db, t.config, new Lifecycle())).full) sweeps++;
+      expect(sweeps, 'a full batch asks for another sweep at once').to.be.at.least(2);
+      const left = (await t.db('event_logs').where('trigger_id', trigger).pluck('id')) as string[];
+      expect(left).to.have.members(young.map((y) => y.id));
+      // The rollups of the deleted minutes go too: the stats of the window still equal its events.
+      const [[{ n: oldCounts }]] = (await t.db.raw('SELECT COUNT(*) AS n FROM trigger_event_counts WHERE trigger_id = ? AND minute < ?', [
+        trigger,
+        new Date(Math.floor((now - keep) / MINUTE) * MINUTE - MINUTE),
+      ])) as [[{ n: number }]];
+      expect(Number(oldCounts)).to.equal(0);
+    });
+  });
+});
