@@ -11,50 +11,55 @@ import type { Knex } from 'knex';
  *  - idx_events_status_fired and idx_events_trigger_status_fired bound the status filter, alone and with
  *    a trigger, to the rows they return (before, a failure filter read every row of the view).
  *
- * event_counts, trigger_event_counts: events per minute of fired_at and execution status (and per trigger
- * and source), kept by triggers on event_logs in the transaction that writes the event, so the overview's
- * chart and counts and a trigger's stats read a few thousand rollup rows instead of every event of their
- * window. A row's `slot` is the writing connection's id modulo 4: concurrent transactions mostly update
- * different rows, so the rollup adds no lock queue on a busy minute. Readers add the slots up; a slot can
- * go negative (an event counted as pending by one connection and moved on by another), its sum cannot.
+ * event_counts, trigger_event_counts: per minute of fired_at, the events fired, and of those the ones that
+ * ended in success and in failure (trigger_event_counts per trigger and source too). The triggers on
+ * event_logs keep them in the transaction that writes the event, so the overview's chart and counts and a
+ * trigger's stats read a few thousand rollup rows instead of every event of their window. Only a firing
+ * and an outcome move a count: the passage pending → published (the relay's publish stamp) and a retry's
+ * bookkeeping cost the update trigger one comparison each. Pending events are counted from
+ * idx_events_status_fired when read (there are few: the ones not yet on Kafka); published = fired − the rest.
+ * A row's `slot` is the writing connection's id modulo 4: concurrent transactions mostly update different
+ * rows, so the rollup adds no lock queue on a busy minute. Readers add the slots up; a slot can go
+ * negative (a count taken back by another connection than the one that added it), their sum cannot.
  */
 
-/*
- * The trigger bodies add a row to (or take it from) both rollups: its minute is fired_at cut to the
- * minute (CAST of a formatted DATETIME: the same in MariaDB and MySQL, no time zone involved).
- */
-const COUNT_NEW = `
-    INSERT INTO event_counts (minute, execution_status, slot, n)
-      VALUES (CAST(DATE_FORMAT(NEW.fired_at, '%Y-%m-%d %H:%i:00') AS DATETIME), NEW.execution_status, CONNECTION_ID() % 4, 1)
-      ON DUPLICATE KEY UPDATE n = n + 1;
-    IF NEW.trigger_id IS NOT NULL THEN
-      INSERT INTO trigger_event_counts (trigger_id, minute, source, execution_status, slot, n)
-        VALUES (NEW.trigger_id, CAST(DATE_FORMAT(NEW.fired_at, '%Y-%m-%d %H:%i:00') AS DATETIME), NEW.source, NEW.execution_status,
-                CONNECTION_ID() % 4, 1)
-        ON DUPLICATE KEY UPDATE n = n + 1;
-    END IF;`;
+const MINUTE_OF = (row: 'NEW' | 'OLD') => `CAST(DATE_FORMAT(${row}.fired_at, '%Y-%m-%d %H:%i:00') AS DATETIME)`;
 
-const UNCOUNT_OLD = `
-    INSERT INTO event_counts (minute, execution_status, slot, n)
-      VALUES (CAST(DATE_FORMAT(OLD.fired_at, '%Y-%m-%d %H:%i:00') AS DATETIME), OLD.execution_status, CONNECTION_ID() % 4, -1)
-      ON DUPLICATE KEY UPDATE n = n - 1;
-    IF OLD.trigger_id IS NOT NULL THEN
-      INSERT INTO trigger_event_counts (trigger_id, minute, source, execution_status, slot, n)
-        VALUES (OLD.trigger_id, CAST(DATE_FORMAT(OLD.fired_at, '%Y-%m-%d %H:%i:00') AS DATETIME), OLD.source, OLD.execution_status,
-                CONNECTION_ID() % 4, -1)
-        ON DUPLICATE KEY UPDATE n = n - 1;
-    END IF;`;
+/** SQL that adds `delta` to the `kind` count of the row's minute (and trigger and source) in both rollups. */
+function count(row: 'NEW' | 'OLD', kind: string, delta: '1' | '-1'): string {
+  return `
+      INSERT INTO event_counts (minute, kind, slot, n) VALUES (${MINUTE_OF(row)}, ${kind}, CONNECTION_ID() % 4, ${delta})
+        ON DUPLICATE KEY UPDATE n = n + (${delta});
+      IF ${row}.trigger_id IS NOT NULL THEN
+        INSERT INTO trigger_event_counts (trigger_id, minute, source, kind, slot, n)
+          VALUES (${row}.trigger_id, ${MINUTE_OF(row)}, ${row}.source, ${kind}, CONNECTION_ID() % 4, ${delta})
+          ON DUPLICATE KEY UPDATE n = n + (${delta});
+      END IF;`;
+}
 
-const INSERT_TRIGGER = `CREATE TRIGGER trg_event_logs_count_insert AFTER INSERT ON event_logs FOR EACH ROW BEGIN ${COUNT_NEW} END`;
+/** The row's outcome count, if it has ended. */
+function countOutcome(row: 'NEW' | 'OLD', delta: '1' | '-1'): string {
+  return `
+      IF ${row}.execution_status IN ('success', 'failure') THEN ${count(row, `${row}.execution_status`, delta)}
+      END IF;`;
+}
 
-// Only a change of what is counted moves a count: delivery outcomes that keep the status (a retry's
-// attempt count, latency) cost the trigger one comparison.
+const INSERT_TRIGGER = `CREATE TRIGGER trg_event_logs_count_insert AFTER INSERT ON event_logs FOR EACH ROW
+  BEGIN
+    ${count('NEW', "'fired'", '1')}
+    ${countOutcome('NEW', '1')}
+  END`;
+
 const UPDATE_TRIGGER = `CREATE TRIGGER trg_event_logs_count_update AFTER UPDATE ON event_logs FOR EACH ROW
   BEGIN
-    IF NOT (NEW.execution_status <=> OLD.execution_status AND NEW.fired_at <=> OLD.fired_at
-            AND NEW.trigger_id <=> OLD.trigger_id AND NEW.source <=> OLD.source) THEN
-      ${UNCOUNT_OLD}
-      ${COUNT_NEW}
+    IF NOT (NEW.fired_at <=> OLD.fired_at AND NEW.trigger_id <=> OLD.trigger_id AND NEW.source <=> OLD.source) THEN
+      ${count('OLD', "'fired'", '-1')}
+      ${countOutcome('OLD', '-1')}
+      ${count('NEW', "'fired'", '1')}
+      ${countOutcome('NEW', '1')}
+    ELSEIF NOT (NEW.execution_status <=> OLD.execution_status) THEN
+      ${countOutcome('OLD', '-1')}
+      ${countOutcome('NEW', '1')}
     END IF;
   END`;
 
@@ -62,20 +67,20 @@ export async function up(knex: Knex): Promise<void> {
   await knex.raw(`
     CREATE TABLE event_counts (
       minute DATETIME NOT NULL,
-      execution_status ENUM('pending','published','success','failure') NOT NULL,
+      kind ENUM('fired','success','failure') NOT NULL,
       slot TINYINT UNSIGNED NOT NULL,
       n BIGINT NOT NULL,
-      PRIMARY KEY (minute, execution_status, slot)
+      PRIMARY KEY (minute, kind, slot)
     ) ENGINE=InnoDB`);
   await knex.raw(`
     CREATE TABLE trigger_event_counts (
       trigger_id CHAR(36) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
       minute DATETIME NOT NULL,
       source ENUM('webhook','scheduler','manual-test','replay') NOT NULL,
-      execution_status ENUM('pending','published','success','failure') NOT NULL,
+      kind ENUM('fired','success','failure') NOT NULL,
       slot TINYINT UNSIGNED NOT NULL,
       n BIGINT NOT NULL,
-      PRIMARY KEY (trigger_id, minute, source, execution_status, slot),
+      PRIMARY KEY (trigger_id, minute, source, kind, slot),
       -- retention of the rollup itself: delete by minute
       KEY idx_trigger_counts_minute (minute)
     ) ENGINE=InnoDB`);
@@ -84,14 +89,23 @@ export async function up(knex: Knex): Promise<void> {
   // so no event is counted twice or missed); from the triggers on, every write counts itself.
   await knex.raw('LOCK TABLES event_logs WRITE, event_counts WRITE, trigger_event_counts WRITE');
   try {
+    // One statement per kind: under LOCK TABLES a statement may name a locked table only once.
     await knex.raw(`
-      INSERT INTO event_counts (minute, execution_status, slot, n)
-      SELECT CAST(DATE_FORMAT(fired_at, '%Y-%m-%d %H:%i:00') AS DATETIME) AS m, execution_status, 0, COUNT(*)
-        FROM event_logs GROUP BY m, execution_status`);
+      INSERT INTO event_counts (minute, kind, slot, n)
+      SELECT CAST(DATE_FORMAT(fired_at, '%Y-%m-%d %H:%i:00') AS DATETIME) AS m, 'fired', 0, COUNT(*) FROM event_logs GROUP BY m`);
     await knex.raw(`
-      INSERT INTO trigger_event_counts (trigger_id, minute, source, execution_status, slot, n)
+      INSERT INTO event_counts (minute, kind, slot, n)
+      SELECT CAST(DATE_FORMAT(fired_at, '%Y-%m-%d %H:%i:00') AS DATETIME) AS m, execution_status, 0, COUNT(*) FROM event_logs
+       WHERE execution_status IN ('success', 'failure') GROUP BY m, execution_status`);
+    await knex.raw(`
+      INSERT INTO trigger_event_counts (trigger_id, minute, source, kind, slot, n)
+      SELECT trigger_id, CAST(DATE_FORMAT(fired_at, '%Y-%m-%d %H:%i:00') AS DATETIME) AS m, source, 'fired', 0, COUNT(*)
+        FROM event_logs WHERE trigger_id IS NOT NULL GROUP BY trigger_id, m, source`);
+    await knex.raw(`
+      INSERT INTO trigger_event_counts (trigger_id, minute, source, kind, slot, n)
       SELECT trigger_id, CAST(DATE_FORMAT(fired_at, '%Y-%m-%d %H:%i:00') AS DATETIME) AS m, source, execution_status, 0, COUNT(*)
-        FROM event_logs WHERE trigger_id IS NOT NULL GROUP BY trigger_id, m, source, execution_status`);
+        FROM event_logs WHERE trigger_id IS NOT NULL AND execution_status IN ('success', 'failure')
+       GROUP BY trigger_id, m, source, execution_status`);
     await knex.raw(INSERT_TRIGGER);
     await knex.raw(UPDATE_TRIGGER);
   } finally {

@@ -138,10 +138,10 @@ export class Metrics {
       gauge('etp_event_logs', 'Event logs by retention status (whole minutes of fired_at)', ['retention_status'], async (g) => {
         const now = Date.now();
         const minute = (ms: number) => new Date(Math.ceil(ms / 60_000) * 60_000);
-        const [rows] = (await db0.raw('SELECT minute >= ? AS active, SUM(n) AS n FROM event_counts WHERE minute >= ? GROUP BY active', [
-          minute(now - retention.activeSeconds * 1000),
-          minute(now - retention.keepSeconds * 1000),
-        ])) as [Array<{ active: number; n: number }>];
+        const [rows] = (await db0.raw(
+          "SELECT minute >= ? AS active, SUM(n) AS n FROM event_counts WHERE kind = 'fired' AND minute >= ? GROUP BY active",
+          [minute(now - retention.activeSeconds * 1000), minute(now - retention.keepSeconds * 1000)],
+        )) as [Array<{ active: number; n: number }>];
         g.reset();
         g.set({ retention_status: 'active' }, 0);
         g.set({ retention_status: 'archived' }, 0);

@@ -90,7 +90,7 @@ export async function computeOverview(db: Db, config: Config, now: Date) {
       window_hours: DELIVERY_WINDOW_HOURS,
       succeeded: outcomes.success,
       failed: outcomes.failure,
-      in_flight: outcomes.pending + outcomes.published,
+      in_flight: outcomes.fired - outcomes.success - outcomes.failure,
     },
     failed_events: failed,
   };

@@ -219,50 +219,70 @@ export interface TriggerStats {
 const MINUTE_MS = 60_000;
 export const floorMinute = (d: Date): Date => new Date(Math.floor(d.getTime() / MINUTE_MS) * MINUTE_MS);
 
+/** The minutes a count must read from rows: those that `since` and the active/archived boundary cut. */
+function edgeMinutes(since: Date, w: RetentionWindow): Date[] {
+  const cut = [since, w.activeFrom].filter((d) => d >= since && d.getTime() % MINUTE_MS !== 0).map((d) => floorMinute(d).getTime());
+  return [...new Set(cut)].map((t) => new Date(t));
+}
+
 /**
- * A trigger's events fired since `since`, by status, source and retention state. Whole minutes come from
- * trigger_event_counts (the rollup the event_logs triggers keep); the minute `since` falls in, and the one
- * the active/archived boundary falls in, are counted from the trigger's own rows on
- * idx_events_trigger_fired, so the figures are exact and the read is bounded by the window's minutes, not
- * its events.
+ * A trigger's events fired since `since`, by status, source and retention state, read in three bounded
+ * parts: whole minutes from trigger_event_counts (fired, success, failure; the rollup the event_logs
+ * triggers keep); the minutes `since` and the active/archived boundary cut, from the trigger's own rows on
+ * idx_events_trigger_fired; and the trigger's pending events (not yet on Kafka: few) on
+ * idx_events_trigger_status_fired. Published is what is left. The figures are exact, and the read grows
+ * with the window's minutes, not its events.
  */
 export async function triggerStats(q: Q, triggerId: string, since: Date, w: RetentionWindow, timeoutMs: number): Promise<TriggerStats> {
-  const edges = [since, w.activeFrom].filter((d) => d >= since && d.getTime() % MINUTE_MS !== 0).map(floorMinute);
-  const exactMinutes = [...new Set(edges.map((d) => d.getTime()))].map((t) => new Date(t));
-  type Row = { active: number; source: string; execution_status: string; n: number };
-  const rollup = q('trigger_event_counts')
-    .select(q.raw('minute >= ? AS active', [w.activeFrom]), 'source', 'execution_status')
-    .sum({ n: 'n' })
-    .where('trigger_id', triggerId)
-    .andWhere('minute', '>=', since)
-    .modify((b) => {
-      if (exactMinutes.length > 0) b.whereNotIn('minute', exactMinutes);
-    })
-    .groupBy('active', 'source', 'execution_status')
-    .timeout(timeoutMs, { cancel: true }) as unknown as Promise<Row[]>;
+  const edges = edgeMinutes(since, w);
+  const inEdge = (b: Knex.QueryBuilder) => {
+    for (const m of edges) {
+      b.orWhere((r) => r.where('fired_at', '>=', m < since ? since : m).andWhere('fired_at', '<', new Date(m.getTime() + MINUTE_MS)));
+    }
+  };
+  const outsideEdges = (b: Knex.QueryBuilder) => {
+    for (const m of edges) {
+      b.whereNot((r) => r.where('fired_at', '>=', m).andWhere('fired_at', '<', new Date(m.getTime() + MINUTE_MS)));
+    }
+  };
+  const rowsOf = <T>(b: Knex.QueryBuilder) => b.timeout(timeoutMs, { cancel: true }) as unknown as Promise<T[]>;
+  type Part = { active: number; source: string; n: number };
+  const rollup = rowsOf<Part & { kind: 'fired' | 'success' | 'failure' }>(
+    q('trigger_event_counts')
+      .select(q.raw('minute >= ? AS active', [w.activeFrom]), 'source', 'kind')
+      .sum({ n: 'n' })
+      .where('trigger_id', triggerId)
+      .andWhere('minute', '>=', since)
+      .modify((b) => {
+        if (edges.length > 0) b.whereNotIn('minute', edges);
+      })
+      .groupBy('active', 'source', 'kind'),
+  );
+  const pending = rowsOf<Part>(
+    q(q.raw('?? FORCE INDEX (??)', ['event_logs', 'idx_events_trigger_status_fired']))
+      .select(q.raw('fired_at >= ? AS active', [w.activeFrom]), 'source')
+      .count({ n: '*' })
+      .where({ trigger_id: triggerId, execution_status: 'pending' })
+      .andWhere('fired_at', '>=', since)
+      .modify(outsideEdges)
+      .groupBy('active', 'source'),
+  );
   const exact =
-    exactMinutes.length === 0
-      ? Promise.resolve([] as Row[])
-      : (q(q.raw('?? FORCE INDEX (??)', ['event_logs', 'idx_events_trigger_fired']))
-          .select(q.raw('fired_at >= ? AS active', [w.activeFrom]), 'source', 'execution_status')
-          .count({ n: '*' })
-          .where('trigger_id', triggerId)
-          .andWhere((b) => {
-            for (const m of exactMinutes) {
-              b.orWhere((r) =>
-                r.where('fired_at', '>=', m < since ? since : m).andWhere('fired_at', '<', new Date(m.getTime() + MINUTE_MS)),
-              );
-            }
-          })
-          .groupBy('active', 'source', 'execution_status')
-          .timeout(timeoutMs, { cancel: true }) as unknown as Promise<Row[]>);
+    edges.length === 0
+      ? Promise.resolve([])
+      : rowsOf<Part & { execution_status: ExecutionStatus }>(
+          q(q.raw('?? FORCE INDEX (??)', ['event_logs', 'idx_events_trigger_fired']))
+            .select(q.raw('fired_at >= ? AS active', [w.activeFrom]), 'source', 'execution_status')
+            .count({ n: '*' })
+            .where('trigger_id', triggerId)
+            .andWhere(inEdge)
+            .groupBy('active', 'source', 'execution_status'),
+        );
   // MAX over a prefix of the index: one dive to the trigger's newest entry.
-  const last = q('event_logs')
-    .max({ last: 'fired_at' })
-    .where('trigger_id', triggerId)
-    .andWhere('fired_at', '>=', since)
-    .timeout(timeoutMs, { cancel: true }) as unknown as Promise<Array<{ last: Date | null }>>;
-  const [a, b, l] = await Promise.all([rollup, exact, last]);
+  const last = rowsOf<{ last: Date | null }>(
+    q('event_logs').max({ last: 'fired_at' }).where('trigger_id', triggerId).andWhere('fired_at', '>=', since),
+  );
+  const [a, p, e, l] = await Promise.all([rollup, pending, exact, last]);
   const stats: TriggerStats = {
     total: 0,
     by_execution_status: { pending: 0, published: 0, success: 0, failure: 0 },
@@ -270,14 +290,26 @@ export async function triggerStats(q: Q, triggerId: string, since: Date, w: Rete
     by_retention_status: { active: 0, archived: 0 },
     last_fired_at: l[0]?.last ?? null,
   };
-  for (const r of [...a, ...b]) {
+  const fired = (r: Part, published: number) => {
     const n = Number(r.n);
-    if (n === 0) continue;
     const retention = Number(r.active) === 1 ? 'active' : 'archived';
     stats.total += n;
-    stats.by_execution_status[r.execution_status] = (stats.by_execution_status[r.execution_status] ?? 0) + n;
     stats.by_source[r.source] = (stats.by_source[r.source] ?? 0) + n;
     stats.by_retention_status[retention] = (stats.by_retention_status[retention] ?? 0) + n;
+    stats.by_execution_status.published! += published;
+  };
+  const status = (s: ExecutionStatus, n: number) => {
+    stats.by_execution_status[s]! += n;
+    stats.by_execution_status.published! -= n;
+  };
+  for (const r of a) {
+    if (r.kind === 'fired') fired(r, Number(r.n));
+    else status(r.kind, Number(r.n));
+  }
+  for (const r of p) status('pending', Number(r.n));
+  for (const r of e) {
+    fired(r, Number(r.n));
+    if (r.execution_status !== 'published') status(r.execution_status, Number(r.n));
   }
   return stats;
 }

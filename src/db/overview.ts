@@ -18,9 +18,11 @@ export async function triggerCounts(q: Q): Promise<Array<{ type: TriggerType; st
 }
 
 /**
- * Events fired in [from, to) (whole minutes) per minute after `from` and execution status, from the
- * event_counts rollup: a primary-key range of at most minutes × statuses × slots rows, however many events
- * the window holds. TIMESTAMPDIFF counts minutes from the bound `from`, so the session time zone plays no part.
+ * Events fired in [from, to) (whole minutes) per minute after `from` and execution status: fired, success
+ * and failure from the event_counts rollup (a primary-key range of at most minutes × 3 × slots rows,
+ * however many events the window holds), pending from idx_events_status_fired (the events not yet on
+ * Kafka: few), published the rest. TIMESTAMPDIFF counts minutes from the bound `from`, so the session time
+ * zone plays no part.
  */
 export async function eventsPerMinute(
   q: Q,
@@ -28,16 +30,47 @@ export async function eventsPerMinute(
   to: Date,
   timeoutMs: number,
 ): Promise<Array<{ minute: number; status: ExecutionStatus; n: number }>> {
-  const [rows] = (await q
-    .raw(
-      `SELECT TIMESTAMPDIFF(MINUTE, ?, minute) AS minute, execution_status AS status, SUM(n) AS n
-         FROM event_counts
-        WHERE minute >= ? AND minute < ?
-        GROUP BY minute, status`,
-      [from, from, to],
-    )
-    .timeout(timeoutMs, { cancel: true })) as [Array<{ minute: number; status: ExecutionStatus; n: number }>];
-  return rows.map((r) => ({ minute: Number(r.minute), status: r.status, n: Number(r.n) }));
+  const [[counts], [pending]] = (await Promise.all([
+    q
+      .raw(
+        `SELECT TIMESTAMPDIFF(MINUTE, ?, minute) AS minute, kind, SUM(n) AS n
+           FROM event_counts
+          WHERE minute >= ? AND minute < ?
+          GROUP BY minute, kind`,
+        [from, from, to],
+      )
+      .timeout(timeoutMs, { cancel: true }),
+    q
+      .raw(
+        `SELECT TIMESTAMPDIFF(MINUTE, ?, fired_at) AS minute, COUNT(*) AS n
+           FROM event_logs FORCE INDEX (idx_events_status_fired)
+          WHERE execution_status = 'pending' AND fired_at >= ? AND fired_at < ?
+          GROUP BY minute`,
+        [from, from, to],
+      )
+      .timeout(timeoutMs, { cancel: true }),
+  ])) as [[Array<{ minute: number; kind: 'fired' | 'success' | 'failure'; n: number }>], [Array<{ minute: number; n: number }>]];
+  const byMinute = new Map<number, Record<ExecutionStatus, number>>();
+  const at = (m: number) => {
+    let b = byMinute.get(m);
+    if (!b) byMinute.set(m, (b = { pending: 0, published: 0, success: 0, failure: 0 }));
+    return b;
+  };
+  for (const r of counts) {
+    const n = Number(r.n);
+    if (r.kind === 'fired') at(Number(r.minute)).published += n;
+    else {
+      at(Number(r.minute))[r.kind] += n;
+      at(Number(r.minute)).published -= n;
+    }
+  }
+  for (const r of pending) {
+    at(Number(r.minute)).pending += Number(r.n);
+    at(Number(r.minute)).published -= Number(r.n);
+  }
+  return [...byMinute].flatMap(([minute, b]) =>
+    (Object.keys(b) as ExecutionStatus[]).filter((s) => b[s] !== 0).map((status) => ({ minute, status, n: b[status] })),
+  );
 }
 
 /**
@@ -72,13 +105,13 @@ export async function outboxState(q: Q): Promise<{ backlog: number; waiting: num
   return { backlog: n(0), waiting: n(2), oldestCreatedAt: oldest?.created_at ?? null };
 }
 
-/** Events fired in the whole minutes from `since` on, by execution status: the event_counts rollup. */
-export async function outcomesSince(q: Q, since: Date, timeoutMs: number): Promise<Record<ExecutionStatus, number>> {
+/** Events fired in the whole minutes from `since` on, and of those the ones ended in success and in failure. */
+export async function outcomesSince(q: Q, since: Date, timeoutMs: number): Promise<{ fired: number; success: number; failure: number }> {
   const [rows] = (await q
-    .raw('SELECT execution_status AS status, SUM(n) AS n FROM event_counts WHERE minute >= ? GROUP BY status', [since])
-    .timeout(timeoutMs, { cancel: true })) as [Array<{ status: ExecutionStatus; n: number }>];
-  const out: Record<ExecutionStatus, number> = { pending: 0, published: 0, success: 0, failure: 0 };
-  for (const r of rows) out[r.status] = Number(r.n);
+    .raw('SELECT kind, SUM(n) AS n FROM event_counts WHERE minute >= ? GROUP BY kind', [since])
+    .timeout(timeoutMs, { cancel: true })) as [Array<{ kind: 'fired' | 'success' | 'failure'; n: number }>];
+  const out = { fired: 0, success: 0, failure: 0 };
+  for (const r of rows) out[r.kind] = Number(r.n);
   return out;
 }
 
@@ -89,9 +122,7 @@ export async function outcomesSince(q: Q, since: Date, timeoutMs: number): Promi
 export async function activeFailures(q: Q, activeFrom: Date, timeoutMs: number): Promise<number> {
   const nextMinute = new Date(Math.ceil(activeFrom.getTime() / 60_000) * 60_000);
   const [[[rolled]], [[edge]]] = (await Promise.all([
-    q
-      .raw("SELECT SUM(n) AS n FROM event_counts WHERE minute >= ? AND execution_status = 'failure'", [nextMinute])
-      .timeout(timeoutMs, { cancel: true }),
+    q.raw("SELECT SUM(n) AS n FROM event_counts WHERE minute >= ? AND kind = 'failure'", [nextMinute]).timeout(timeoutMs, { cancel: true }),
     q
       .raw(
         "SELECT COUNT(*) AS n FROM event_logs FORCE INDEX (idx_events_status_fired) WHERE execution_status = 'failure' AND fired_at >= ? AND fired_at < ?",

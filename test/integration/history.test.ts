@@ -32,26 +32,35 @@ describe('history at scale', () => {
   });
   after(async () => t?.cleanup());
 
-  /** SUM(n) of a rollup and COUNT(*) of the events, both keyed by the same columns, as comparable maps. */
+  /**
+   * SUM(n) of the rollups and COUNT(*) of the events, keyed alike, as comparable maps: per minute the events
+   * fired, and of those the ones ended in success and in failure (per trigger and source too).
+   */
   async function rollupVsEvents(): Promise<{ rollup: Map<string, number>; direct: Map<string, number> }> {
     const toMap = (rows: CountRow[]) => new Map(rows.filter((r) => Number(r.n) !== 0).map((r) => [r.k, Number(r.n)]));
-    const [[g], [d], [tg], [td]] = (await Promise.all([
-      t.db.raw("SELECT CONCAT(minute, '|', execution_status) AS k, SUM(n) AS n FROM event_counts GROUP BY k"),
-      t.db.raw(
-        "SELECT CONCAT(CAST(DATE_FORMAT(fired_at, '%Y-%m-%d %H:%i:00') AS DATETIME), '|', execution_status) AS k, COUNT(*) AS n FROM event_logs GROUP BY k",
-      ),
-      t.db.raw(
-        "SELECT CONCAT(trigger_id, '|', minute, '|', source, '|', execution_status) AS k, SUM(n) AS n FROM trigger_event_counts GROUP BY k",
-      ),
-      t.db.raw(
-        "SELECT CONCAT(trigger_id, '|', CAST(DATE_FORMAT(fired_at, '%Y-%m-%d %H:%i:00') AS DATETIME), '|', source, '|', execution_status) AS k, COUNT(*) AS n FROM event_logs WHERE trigger_id IS NOT NULL GROUP BY k",
-      ),
-    ])) as Array<[CountRow[]]>;
-    const rollup = new Map([...toMap(g!)].map(([k, n]) => [`all|${k}`, n]));
-    const direct = new Map([...toMap(d!)].map(([k, n]) => [`all|${k}`, n]));
-    for (const [k, n] of toMap(tg!)) rollup.set(`trigger|${k}`, n);
-    for (const [k, n] of toMap(td!)) direct.set(`trigger|${k}`, n);
-    return { rollup, direct };
+    const minute = "CAST(DATE_FORMAT(fired_at, '%Y-%m-%d %H:%i:00') AS DATETIME)";
+    const queries = [
+      "SELECT CONCAT('all|', minute, '|', kind) AS k, SUM(n) AS n FROM event_counts GROUP BY k",
+      "SELECT CONCAT('trigger|', trigger_id, '|', minute, '|', source, '|', kind) AS k, SUM(n) AS n FROM trigger_event_counts GROUP BY k",
+    ];
+    const direct = [
+      `SELECT CONCAT('all|', ${minute}, '|fired') AS k, COUNT(*) AS n FROM event_logs GROUP BY k`,
+      `SELECT CONCAT('all|', ${minute}, '|', execution_status) AS k, COUNT(*) AS n FROM event_logs
+        WHERE execution_status IN ('success', 'failure') GROUP BY k`,
+      `SELECT CONCAT('trigger|', trigger_id, '|', ${minute}, '|', source, '|fired') AS k, COUNT(*) AS n FROM event_logs
+        WHERE trigger_id IS NOT NULL GROUP BY k`,
+      `SELECT CONCAT('trigger|', trigger_id, '|', ${minute}, '|', source, '|', execution_status) AS k, COUNT(*) AS n FROM event_logs
+        WHERE trigger_id IS NOT NULL AND execution_status IN ('success', 'failure') GROUP BY k`,
+    ];
+    const run = async (sqls: string[]) => {
+      const out = new Map<string, number>();
+      for (const sql of sqls) {
+        const [rows] = (await t.db.raw(sql)) as [CountRow[]];
+        for (const [k, n] of toMap(rows)) out.set(k, n);
+      }
+      return out;
+    };
+    return { rollup: await run(queries), direct: await run(direct) };
   }
 
   describe('rollups', () => {
