@@ -1,6 +1,7 @@
 import type { NextFunction, Request, Response } from 'express';
 import { coerceError, type Logger } from '../logger';
 import { requestContext } from '../logger';
+import { ER_QUERY_INTERRUPTED } from './bounded-read';
 
 /** The catalogue: every error the API can answer with, its HTTP status and title. */
 export const ERRORS = {
@@ -118,6 +119,10 @@ export function errorHandler(logger: Logger) {
     }
     if (status !== undefined && status >= 400 && status < 500) {
       return sendProblem(res, req, new ApiError('VALIDATION_FAILED', he.message ?? 'Bad request'));
+    }
+    if ((e as { errno?: number })?.errno === ER_QUERY_INTERRUPTED) {
+      // The client went away and its read was stopped (see bounded-read.ts): nobody reads this answer.
+      return sendProblem(res, req, new ApiError('READ_TIMEOUT', 'The query was stopped', [], { 'Retry-After': '1' }));
     }
     if ((e as Error)?.name === 'KnexTimeoutError') {
       // A read ran past READ_TIMEOUT (and was killed), or no pooled connection came free in time.

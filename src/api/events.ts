@@ -12,6 +12,7 @@ import {
   type EventRow,
   type RetentionWindow,
 } from '../db/events';
+import { boundedRead } from './bounded-read';
 import { ApiError, validationError } from './errors';
 
 /** The retention window as of `now`, from the configured ages. */
@@ -74,7 +75,7 @@ export function eventRoutes(deps: { db: Db; config: Config }): Router {
     if (q.cursor !== undefined) {
       const cursor = decodeCursor(String(q.cursor));
       if (!cursor) throw validationError([{ field: 'query.cursor', message: 'not a cursor returned by this API' }]);
-      const { rows } = await listEvents(db, filter, limit + 1, { cursor }, config.readTimeoutMs);
+      const { rows } = await boundedRead(db, res, (q) => listEvents(q, filter, limit + 1, { cursor }, config.readTimeoutMs));
       const pageRows = rows.slice(0, limit);
       const last = pageRows[pageRows.length - 1];
       res.json({
@@ -96,7 +97,8 @@ export function eventRoutes(deps: { db: Db; config: Config }): Router {
         { field: 'query.page', message: `pages reach the first ${COUNT_CAP} events; page on with the cursor (next_cursor) beyond that` },
       ]);
     }
-    const { rows, total } = await listEvents(db, filter, limit, { offset: (page - 1) * limit }, config.readTimeoutMs);
+    const offset = (page - 1) * limit;
+    const { rows, total } = await boundedRead(db, res, (q) => listEvents(q, filter, limit, { offset }, config.readTimeoutMs));
     const last = rows[rows.length - 1];
     const exact = (total ?? 0) <= COUNT_CAP;
     const totalRecords = Math.min(total ?? 0, COUNT_CAP);

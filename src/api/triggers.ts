@@ -7,6 +7,7 @@ import { getTrigger, insertTrigger, listTriggers, updateTrigger, deleteTrigger, 
 import { cancelPending, insertOccurrences, nextRuns } from '../db/schedules';
 import { setTags, tagsOf } from '../db/tags';
 import { triggerStats } from '../db/events';
+import { boundedRead } from './bounded-read';
 import { windowOf } from './events';
 import { LIMITS, validateTriggerConfig } from '../triggers/validate';
 import { firstOccurrence, occurrenceAt } from '../triggers/schedule';
@@ -284,7 +285,7 @@ export function triggerRoutes(deps: { db: Db; config: Config; validators: Webhoo
     const w = windowOf(config, now);
     // Events past the retention window are gone even before the sweep deletes their rows.
     const since = new Date(Math.max(now.getTime() - windowHours * 3600_000, w.keepFrom.getTime()));
-    const s = await triggerStats(db, t.id, since, w, config.readTimeoutMs);
+    const s = await boundedRead(db, res, (q) => triggerStats(q, t.id, since, w, config.readTimeoutMs));
     res.json({ trigger_id: t.id, window_hours: windowHours, ...s, last_fired_at: s.last_fired_at ? s.last_fired_at.toISOString() : null });
   });
 

@@ -201,10 +201,10 @@ export async function listEvents(
     .modify((b) => applyFilter(b, f))
     .limit(COUNT_CAP + 1)
     .as('m');
-  const [rows, countRow] = await Promise.all([
-    select.clone().orderBy(newestFirst).limit(limit).offset(page.offset).timeout(timeoutMs, { cancel: true }),
-    q.from(matching).count<{ n: number }[]>({ n: '*' }).timeout(timeoutMs, { cancel: true }),
-  ]);
+  // One after the other: on a bounded read's connection a statement killed for time must not leave the
+  // next one queued behind it.
+  const rows = await select.clone().orderBy(newestFirst).limit(limit).offset(page.offset).timeout(timeoutMs, { cancel: true });
+  const countRow = await q.from(matching).count<{ n: number }[]>({ n: '*' }).timeout(timeoutMs, { cancel: true });
   return { rows: (rows as Record<string, unknown>[]).map(fromDb), total: Number(countRow[0]?.n ?? 0) };
 }
 
@@ -245,7 +245,11 @@ export async function triggerStats(q: Q, triggerId: string, since: Date, w: Rete
       b.whereNot((r) => r.where('fired_at', '>=', m).andWhere('fired_at', '<', new Date(m.getTime() + MINUTE_MS)));
     }
   };
-  const rowsOf = <T>(b: Knex.QueryBuilder) => b.timeout(timeoutMs, { cancel: true }) as unknown as Promise<T[]>;
+  // Each part runs when called, one after the other (see listEvents).
+  const rowsOf =
+    <T>(b: Knex.QueryBuilder) =>
+    () =>
+      b.timeout(timeoutMs, { cancel: true }) as unknown as Promise<T[]>;
   type Part = { active: number; source: string; n: number };
   const rollup = rowsOf<Part & { kind: 'fired' | 'success' | 'failure' }>(
     q('trigger_event_counts')
@@ -269,7 +273,7 @@ export async function triggerStats(q: Q, triggerId: string, since: Date, w: Rete
   );
   const exact =
     edges.length === 0
-      ? Promise.resolve([])
+      ? () => Promise.resolve([])
       : rowsOf<Part & { execution_status: ExecutionStatus }>(
           q(q.raw('?? FORCE INDEX (??)', ['event_logs', 'idx_events_trigger_fired']))
             .select(q.raw('fired_at >= ? AS active', [w.activeFrom]), 'source', 'execution_status')
@@ -282,7 +286,7 @@ export async function triggerStats(q: Q, triggerId: string, since: Date, w: Rete
   const last = rowsOf<{ last: Date | null }>(
     q('event_logs').max({ last: 'fired_at' }).where('trigger_id', triggerId).andWhere('fired_at', '>=', since),
   );
-  const [a, p, e, l] = await Promise.all([rollup, pending, exact, last]);
+  const [a, p, e, l] = [await rollup(), await pending(), await exact(), await last()];
   const stats: TriggerStats = {
     total: 0,
     by_execution_status: { pending: 0, published: 0, success: 0, failure: 0 },

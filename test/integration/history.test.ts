@@ -6,6 +6,8 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
 import request from 'supertest';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { insertEvents, triggerStats, updateDeliveryOutcomes, type EventInsert, type ExecutionStatus } from '../../src/db/events';
 import { migrateLatest, migrationConfig } from '../../src/db/knex';
@@ -15,6 +17,7 @@ import { newEventId, scheduledEventId } from '../../src/triggers/event-id';
 import { windowOf } from '../../src/api/events';
 import { createTestEnv, type TestEnv } from '../helpers/env';
 import { testApp } from '../helpers/app';
+import { until } from '../helpers/until';
 
 const MINUTE = 60_000;
 const HOUR = 3600_000;
@@ -285,6 +288,58 @@ describe('history at scale', () => {
         new Date(Math.floor((now - keep) / MINUTE) * MINUTE - MINUTE),
       ])) as [[{ n: number }]];
       expect(Number(oldCounts)).to.equal(0);
+    });
+  });
+
+  describe('reads that run away', () => {
+    /** Holds a write lock on event_logs from a connection of its own, so every read of it waits. */
+    async function withTableLocked(fn: () => Promise<void>): Promise<void> {
+      const conn = await t.db.client.acquireConnection();
+      try {
+        await t.db.raw('LOCK TABLES event_logs WRITE').connection(conn);
+        await fn();
+      } finally {
+        await t.db.raw('UNLOCK TABLES').connection(conn);
+        await t.db.client.releaseConnection(conn);
+      }
+    }
+    const running = async () => {
+      const [rows] = (await t.db.raw(
+        "SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID() AND INFO LIKE 'select%from `event_logs`%'",
+        [t.dbName],
+      )) as [[{ n: number }]];
+      return Number(rows[0].n);
+    };
+
+    it('answers 503 READ_TIMEOUT with Retry-After when a list query runs past READ_TIMEOUT, and stops the query', async function () {
+      this.timeout(30_000);
+      const app = testApp(t, { config: { ...t.config, readTimeoutMs: 300 } });
+      await withTableLocked(async () => {
+        const res = await request(app).get('/api/v1/events').query({ limit: 5 });
+        expect(res.status).to.equal(503);
+        expect(res.body).to.include({ code: 'READ_TIMEOUT' });
+        expect(res.headers['retry-after']).to.equal('1');
+        await until(async () => (await running()) === 0, { timeoutMs: 5000, message: 'the timed-out query stopped' });
+      });
+    });
+
+    it('stops the query of a client that went away, well before READ_TIMEOUT', async function () {
+      this.timeout(30_000);
+      const app = testApp(t, { config: { ...t.config, readTimeoutMs: 60_000 } });
+      const server = http.createServer(app);
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      try {
+        await withTableLocked(async () => {
+          const { port } = server.address() as AddressInfo;
+          const req = http.get({ host: '127.0.0.1', port, path: '/api/v1/events?execution_status=failure' });
+          req.on('error', () => undefined);
+          await until(async () => (await running()) === 1, { timeoutMs: 5000, message: 'the list query waits on the lock' });
+          req.destroy();
+          await until(async () => (await running()) === 0, { timeoutMs: 5000, message: 'the query stopped when its client left' });
+        });
+      } finally {
+        await new Promise((resolve) => server.close(resolve));
+      }
     });
   });
 });
