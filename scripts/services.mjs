@@ -6,6 +6,7 @@
 // Plain Node ESM with built-ins only: it runs before `npm run build` and before any dependency is usable.
 // Kafka is run from the official jars on Maven Central (java + mvn needed), the broker runs detached and outlives this script.
 // Only what this script started is ever stopped; that is recorded in the state file (services.json).
+// A database server it starts reads the project's settings from deploy/mysql/etp.cnf (--defaults-extra-file).
 //
 // Environment:
 //   DATABASE_URL   default mysql://root@127.0.0.1:3306/event_triggers
@@ -17,6 +18,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 const KAFKA_VERSION = '4.1.1';
 const LOG4J_VERSION = '2.24.3';
@@ -41,6 +43,10 @@ const KAFKA_LOG_DIR = path.join(CACHE_ROOT, 'kafka-logs'); // rolling server.log
 const DB_OUT = path.join(CACHE_ROOT, 'mariadb.out');
 const DB_PIDFILE = path.join(CACHE_ROOT, 'mariadb.pid');
 const STATE_FILE = path.join(CACHE_ROOT, 'services.json');
+// The project's server settings (buffer pool, redo log, isolation, binlog format, ...), see the file itself.
+const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const DB_CONFIG = path.join(REPO_ROOT, 'deploy', 'mysql', 'etp.cnf');
+const DB_CONFIG_ARG = `--defaults-extra-file=${DB_CONFIG}`;
 const LOCK_FILE = path.join(CACHE_ROOT, 'services.lock');
 
 // ---------------------------------------------------------------------------------------------- config
@@ -354,6 +360,7 @@ async function dbUp() {
   if (await portOpen(host, port)) {
     const s = cleanStaleState();
     line('mysql', where, `already running${s.mysql ? ` (pid ${s.mysql.pid}, started by services.mjs)` : ''}`);
+    dbConfigNote(s);
     return;
   }
   if (!isLocal(host)) fail(`MySQL at ${where} does not accept connections and is not local; start it yourself.`);
@@ -365,6 +372,7 @@ async function dbUp() {
   if (existing.length > 0) {
     if (await waitPort(host, port, READY_TIMEOUT_MS)) {
       line('mysql', where, `became ready after ${secs(t0)} s (existing server pid ${existing.join(', ')})`);
+      dbConfigNote(cleanStaleState());
       return;
     }
     fail(`a MySQL/MariaDB server is running (pid ${existing.join(', ')}) but ${where} did not open within 60 s.`);
@@ -382,6 +390,8 @@ async function dbUp() {
   if (port !== 3306) {
     fail(`MySQL is not reachable at ${where}; refusing to start ${bin} for a non-default port (${port}).`);
   }
+  if (!fs.existsSync(DB_CONFIG)) fail(`the server settings file ${DB_CONFIG} is missing.`);
+  const args = dbServerArgs();
   fs.mkdirSync(CACHE_ROOT, { recursive: true });
   ensureRunDir();
 
@@ -402,6 +412,8 @@ async function dbUp() {
         DB_OUT,
         '--exec',
         bin,
+        '--',
+        ...args,
       ],
       { encoding: 'utf8' },
     );
@@ -416,13 +428,21 @@ async function dbUp() {
     }
   } else {
     const out = fs.openSync(DB_OUT, 'a');
-    const child = spawn(bin, [], { detached: true, stdio: ['ignore', out, out] });
+    const child = spawn(bin, args, { detached: true, stdio: ['ignore', out, out] });
     child.unref();
     fs.closeSync(out);
     pid = child.pid;
   }
   if (pid)
-    updateState('mysql', { pid, bin, host, port, startedAt: new Date().toISOString(), startedBy: 'services.mjs' });
+    updateState('mysql', {
+      pid,
+      bin,
+      config: DB_CONFIG,
+      host,
+      port,
+      startedAt: new Date().toISOString(),
+      startedBy: 'services.mjs',
+    });
 
   while (Date.now() - t0 < READY_TIMEOUT_MS) {
     if (await portOpen(host, port)) {
@@ -452,6 +472,28 @@ function ensureRunDir() {
   } catch {
     /* best effort; the server's own error will tell */
   }
+}
+
+/**
+ * mariadbd/mysqld arguments: the project's settings. --defaults-extra-file must be the first argument. The file is
+ * read after the system's option files (/etc/mysql/my.cnf), so its values win; datadir, socket and port stay the system's.
+ */
+function dbServerArgs() {
+  return [DB_CONFIG_ARG];
+}
+
+/** One line when the server that answers was (as far as can be seen cheaply) not started with DB_CONFIG. */
+function dbConfigNote(s) {
+  const rel = path.relative(process.cwd(), DB_CONFIG) || DB_CONFIG;
+  if (s.mysql) {
+    if (s.mysql.config === DB_CONFIG) return;
+    console.log(`       note: started by services.mjs without ${rel}; \`down\` then \`up\` applies it`);
+    return;
+  }
+  // Started elsewhere: fine if its command line carries our file (a server that includes it from its own
+  // config directory, as docker compose does, cannot be told apart cheaply).
+  if (scanProcs(isDbServer).some((pid) => (cmdline(pid) || []).includes(DB_CONFIG_ARG))) return;
+  console.log(`       note: not started by services.mjs; ${rel} applies only if this server's config includes it`);
 }
 
 async function waitPort(host, port, ms) {

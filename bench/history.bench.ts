@@ -1,0 +1,1253 @@
+/**
+ * The history benchmark (`npm run bench -- history [--quick]`): does the platform cost the same on a
+ * database that holds 48 h of history as on an empty one? One database and topic for the whole run, with
+ * 1,000 triggers (600 webhook, 400 cron / interval) from the start, and the same measurements twice:
+ *   empty  the triggers and nothing else (but what the measurements themselves write);
+ *   full   after a fill of N events (20M; quick 1M) with fired_at spread evenly over the last 48 h, as
+ *          production leaves them: time-ordered ids from the product's own functions (newEventId,
+ *          scheduledEventId), 60 % webhook / 40 % scheduled, 1.5 % failures, the newest minute published
+ *          or pending, payloads of ≈250 bytes, and what a delivered event leaves beside it — its
+ *          delivery_attempts rows, the worker's (event, attempt) idempotency keys, and for a scheduled
+ *          occurrence its completed schedule row (`--events-only` leaves those out). The rollups
+ *          (event_counts, trigger_event_counts) follow through the event_logs triggers. Then, untimed,
+ *          ANALYZE, the relay's sweep() caught up on what passed 48 h during the fill, dirty pages flushed.
+ * Each phase measures:
+ *   ingest     POST /api/v1/webhook/{id} on one api process, autocannon, 64 connections at full speed over
+ *              the 600 webhook triggers: accepted events/s, and InnoDB buffer-pool reads (pages read from
+ *              disk) per accepted event;
+ *   publish    the outbox ingest left behind, published by the relays (swapped in at one instant once the
+ *              relays hold their shard leases, as relay.bench.ts does): events/s;
+ *   burst      BURST time triggers (50k; quick 10k) due at one instant T, relays running: T → all on Kafka;
+ *   reads      every read route over HTTP, one request at a time, READS calls each (50; quick 20), p50/p99.
+ *              The overview keeps an answer for 2 s per api process: its calls are spaced 2.1 s apart (the
+ *              other routes run in between), so each call measured computes anew — checked on generated_at;
+ *   retention  (history only) the oldest hour of history deleted with deleteBefore in batches of 1,000:
+ *              seconds per hour removed, once part-way through the fill (N/10, at most 1M events: the same
+ *              hourly density, a table a tenth the size) and once at the end of the full phase.
+ * The InnoDB buffer pool is set to 128 MiB for the run (the old size is restored at the end, also on
+ * failure or Ctrl-C), so the history is many times the pool, as it is in production.
+ * Prints a summary, one line per full ÷ empty ratio, and the targets: ingest, publish and burst ≥ 0.9× of
+ * empty; ≤ 0.05 buffer-pool reads per ingested event; every read's p99 ≤ 50 ms; the retention cost per hour
+ * flat (here: the full table's hour at most 1.5× the small fill's).
+ * The buffer-pool counter is the server's: other work on the same MariaDB shows up in it, so its rate over
+ * 3 idle seconds just before each ingest run is printed beside it.
+ * Options: --quick, --events= (history size), --small-fill= (events at the first retention measurement),
+ * --seconds= (ingest; 30, quick 10), --connections= (64), --burst=, --reads= (calls per route), --relays= (4;
+ * RELAY_CONCURRENCY=1 each when more than one, as Operations recommends on a shared host), --relay-env=K=V,…,
+ * --writers= (fill connections, 3), --chunk= (events per fill statement, 2500), --events-only, --keep.
+ */
+import { randomUUID } from 'node:crypto';
+import http from 'node:http';
+import os from 'node:os';
+import mysql from 'mysql2/promise';
+import { loadConfig } from '../src/config';
+import { deleteBefore } from '../src/db/events';
+import { connectionOptions, type Db } from '../src/db/knex';
+import { configureOutboxShards, ensureShardFences } from '../src/db/outbox';
+import { OVERVIEW_CACHE_MS } from '../src/api/overview';
+import { Lifecycle } from '../src/events';
+import { sweep } from '../src/relay/steps';
+import { newEventId, scheduledEventId } from '../src/triggers/event-id';
+import { firstOccurrence } from '../src/triggers/schedule';
+import type { TriggerType } from '../src/triggers/types';
+import { validateTriggerConfig } from '../src/triggers/validate';
+import { withDbRetry } from '../src/util';
+import { insertScheduledTriggers } from '../test/helpers/fixtures';
+import type { RoleProcess } from '../test/helpers/proc';
+import {
+  BenchReader,
+  CpuMeter,
+  createBenchEnv,
+  fmtInt,
+  fmtMs,
+  log,
+  machineFacts,
+  numArg,
+  parseArgs,
+  progress,
+  round,
+  servicePids,
+  sleep,
+  spawnRoles,
+  stopRoles,
+  summarize,
+  table,
+  Watermarks,
+  waitFor,
+  writeResults,
+  type BenchEnv,
+  type CpuUse,
+  type Summary,
+} from './lib';
+import { PAYLOAD_BODY, SCHEMA, apiPortOf, cpuLine, runAutocannon, samplePayload, verdict } from './webhooks';
+
+const args = parseArgs();
+const QUICK = args.flags.has('quick');
+const KEEP = args.flags.has('keep');
+const EVENTS_ONLY = args.flags.has('events-only');
+const N = Math.round(numArg(args, 'events', QUICK ? 1_000_000 : 20_000_000));
+const SMALL_FILL = Math.round(numArg(args, 'small-fill', Math.min(Math.round(N / 10), 1_000_000)));
+const SECONDS = numArg(args, 'seconds', QUICK ? 10 : 30);
+const WARMUP_SECONDS = QUICK ? 3 : 5;
+const CONNECTIONS = Math.round(numArg(args, 'connections', 64));
+const BURST = Math.round(numArg(args, 'burst', QUICK ? 10_000 : 50_000));
+const READS = Math.round(numArg(args, 'reads', QUICK ? 20 : 50));
+const RELAYS = Math.round(numArg(args, 'relays', 4));
+const WRITERS = Math.round(numArg(args, 'writers', 3));
+const CHUNK = Math.round(numArg(args, 'chunk', 2500));
+const BUFFER_POOL_BYTES = 134_217_728;
+
+const WEBHOOK_TRIGGERS = 600;
+const SCHEDULED_TRIGGERS = 400;
+const HISTORY_MS = 48 * 3600_000;
+const HOUR_MS = 3600_000;
+/** deleteBefore's batch, as the relay's sweep uses it. */
+const RETENTION_BATCH = 1000;
+/** The idle window before ingest in which the server's own buffer-pool read rate is taken. */
+const IDLE_MS = 3000;
+/** Spacing of the overview's calls: past its per-process cache, so each call measured computes. */
+const OVERVIEW_GAP_MS = OVERVIEW_CACHE_MS + 100;
+
+const TARGET = { ratio: 0.9, bufferPoolReadsPerEvent: 0.05, readP99Ms: 50, retentionGrowth: 1.5 };
+
+/** `--relay-env=K=V,K=V`: extra settings for every relay. */
+const RELAY_ENV: Record<string, string> = {
+  ...(RELAYS > 1 ? { RELAY_CONCURRENCY: '1' } : {}),
+  ...Object.fromEntries(
+    (args.values.get('relay-env') ?? '')
+      .split(',')
+      .filter((kv) => kv.includes('='))
+      .map((kv) => [kv.slice(0, kv.indexOf('=')).trim(), kv.slice(kv.indexOf('=') + 1).trim()]),
+  ),
+};
+
+/** What an interrupted or failed run must undo: processes, the database and topics, the buffer pool size. */
+const live = { procs: new Set<RoleProcess>(), env: null as BenchEnv | null, restorePool: null as (() => Promise<void>) | null };
+
+// ---------------------------------------------------------------------------------------- database
+
+async function statusValue(db: Db, name: string): Promise<string | null> {
+  const [rows] = (await db.raw('SHOW GLOBAL STATUS LIKE ?', [name])) as [Array<{ Value: string }>];
+  return rows[0]?.Value ?? null;
+}
+
+/** Pages InnoDB had to read from disk (not found in the buffer pool), server-wide. */
+async function bufferPoolReads(db: Db): Promise<number> {
+  return Number(await statusValue(db, 'Innodb_buffer_pool_reads'));
+}
+
+async function bufferPoolSize(db: Db): Promise<number> {
+  const [[row]] = (await db.raw('SELECT @@GLOBAL.innodb_buffer_pool_size AS n')) as [[{ n: number | string }]];
+  return Number(row.n);
+}
+
+/**
+ * SET GLOBAL innodb_buffer_pool_size, then waits (at most 2 min) until the resize has finished: the size
+ * reads back and the resize status is empty or says it completed ("Completed resizing buffer pool at …",
+ * "Size did not change"). A status that never says so is reported, not fatal.
+ */
+async function setBufferPool(db: Db, bytes: number): Promise<void> {
+  await db.raw('SET GLOBAL innodb_buffer_pool_size = ?', [bytes]);
+  let status = '';
+  try {
+    await waitFor(
+      async () => {
+        status = (await statusValue(db, 'Innodb_buffer_pool_resize_status')) ?? '';
+        return (await bufferPoolSize(db)) === bytes && (status === '' || /completed|did not change/i.test(status));
+      },
+      { timeoutMs: 120_000, intervalMs: 200, what: `the buffer pool resize to ${bytes} bytes` },
+    );
+  } catch (err) {
+    log(`warning: ${err instanceof Error ? err.message : String(err)} (size now ${await bufferPoolSize(db)}, status "${status}")`);
+  }
+}
+
+/**
+ * Events in event_logs, from the event_counts rollup (a few thousand rows; COUNT(*) would read a whole
+ * index of the history, and fill the buffer pool with it, just before a measurement). The rollup keeps a
+ * minute until it passes the retention window, deleted events included; deletes go oldest first, so only
+ * minutes from the oldest row's on are summed (exact but for that one minute). With a `kind` column the
+ * rollup holds firings and outcomes, and only the firings are summed; without one, every count is an event.
+ */
+async function eventCount(db: Db): Promise<number> {
+  const [[oldest]] = (await db.raw('SELECT MIN(fired_at) AS t FROM event_logs')) as [[{ t: Date | null }]];
+  if (!oldest.t) return 0;
+  const from = new Date(Math.floor(oldest.t.getTime() / 60_000) * 60_000);
+  const [cols] = (await db.raw("SHOW COLUMNS FROM event_counts LIKE 'kind'")) as [unknown[]];
+  const [[row]] = (await db.raw(
+    cols.length > 0
+      ? "SELECT COALESCE(SUM(n), 0) AS n FROM event_counts WHERE kind = 'fired' AND minute >= ?"
+      : 'SELECT COALESCE(SUM(n), 0) AS n FROM event_counts WHERE minute >= ?',
+    [from],
+  )) as [[{ n: number | string }]];
+  return Number(row.n);
+}
+
+async function countUnpublished(db: Db): Promise<number> {
+  const [rows] = (await db.raw('SELECT COUNT(*) AS n FROM outbox WHERE published <> 1')) as [Array<{ n: number }>];
+  return Number(rows[0]?.n ?? 0);
+}
+
+/** Writes the tables' dirty pages out before a timed phase (see settleTables in relay.bench.ts for why). */
+async function settleTables(db: Db, tables: string[]): Promise<void> {
+  await withDbRetry(async () => {
+    const conn = await db.client.acquireConnection();
+    try {
+      await db.raw('FLUSH TABLES ?? FOR EXPORT', [tables]).connection(conn);
+      await db.raw('UNLOCK TABLES').connection(conn);
+    } finally {
+      await db.client.releaseConnection(conn);
+    }
+  });
+}
+
+/** Whether k relays hold every shard's lease, each at most its fair share (as in relay.bench.ts). */
+async function leasesSettled(db: Db, k: number, shards: number): Promise<boolean> {
+  const [rows] = (await db.raw(
+    'SELECT owner, COUNT(*) AS n FROM relay_leases WHERE owner IS NOT NULL AND expires_at > UTC_TIMESTAMP(3) GROUP BY owner',
+  )) as [Array<{ owner: string; n: number }>];
+  const held = rows.reduce((sum, r) => sum + Number(r.n), 0);
+  return rows.length === k && held === shards && rows.every((r) => Number(r.n) <= Math.ceil(shards / k));
+}
+
+async function databaseBytes(db: Db, dbName: string): Promise<number> {
+  const [[row]] = (await db.raw(
+    'SELECT COALESCE(SUM(data_length + index_length), 0) AS n FROM information_schema.TABLES WHERE table_schema = ?',
+    [dbName],
+  )) as [[{ n: number | string }]];
+  return Number(row.n);
+}
+
+// ---------------------------------------------------------------------------------------- triggers
+
+interface HistoryTriggers {
+  webhook: string[];
+  scheduled: Array<{ id: string; type: TriggerType }>;
+}
+
+/**
+ * The 1,000 triggers, as plain rows (the API would only be slower): 600 webhook triggers with the ingest
+ * bench's JSON Schema, 250 cron triggers (daily, 03:30 UTC) and 150 interval triggers (daily), each with its
+ * pending schedule row: their next occurrence is hours away, so they fire at most once during a run.
+ */
+async function insertHistoryTriggers(db: Db): Promise<HistoryTriggers> {
+  const now = new Date();
+  const created = new Date(now.getTime() - 30 * 86_400_000);
+  const endpoint = 'http://127.0.0.1:9/unused';
+  const configs: Record<string, Record<string, unknown>> = {
+    webhook: { endpoint, schema: SCHEMA, retry: { max_attempts: 3, backoff_ms: 1000 } },
+    cron_scheduled: { endpoint, cron: '30 3 * * *', timezone: 'UTC', payload: { report: 'daily-sales', region: 'eu-west-1' } },
+    interval_scheduled: { endpoint, interval_seconds: 86_400, payload: { job: 'sync-inventory', warehouse: 'ams-2' } },
+  };
+  const out: HistoryTriggers = { webhook: [], scheduled: [] };
+  const rows: Array<Record<string, unknown>> = [];
+  const schedules: Array<Record<string, unknown>> = [];
+  for (let i = 0; i < WEBHOOK_TRIGGERS + SCHEDULED_TRIGGERS; i++) {
+    const type: TriggerType = i < WEBHOOK_TRIGGERS ? 'webhook' : i < WEBHOOK_TRIGGERS + 250 ? 'cron_scheduled' : 'interval_scheduled';
+    const v = validateTriggerConfig(type, configs[type], now);
+    if (!v.ok) throw new Error(`${type}: ${JSON.stringify(v.errors)}`);
+    const id = randomUUID(); // as the API creates them
+    rows.push({
+      id,
+      name: `history-${type}-${i}`,
+      type,
+      status: 'active',
+      config: JSON.stringify(v.config),
+      version: 1,
+      created_at: created,
+      updated_at: created,
+    });
+    if (type === 'webhook') out.webhook.push(id);
+    else {
+      out.scheduled.push({ id, type });
+      const next = firstOccurrence(type, v.config, now) ?? new Date(now.getTime() + 86_400_000);
+      schedules.push({ trigger_id: id, fire_at: next, status: 'pending', created_at: now, updated_at: now });
+    }
+  }
+  for (let i = 0; i < rows.length; i += 500) await db('triggers').insert(rows.slice(i, i + 500));
+  for (let i = 0; i < schedules.length; i += 500) await db('trigger_schedules').insert(schedules.slice(i, i + 500));
+  return out;
+}
+
+// -------------------------------------------------------------------------------------------- fill
+
+const EVENT_COLUMNS =
+  'id, trigger_id, trigger_type, source, is_test_run, payload, delivery_config, replay_of, scheduled_for, fired_at, published_at, ' +
+  'execution_status, attempts, response_status, latency_ms, error_message, created_at, updated_at';
+// Fixed statement texts; the rows go in as one bound `VALUES ?` list (mysql2 escapes every value).
+const INSERT_EVENTS = `INSERT INTO event_logs (${EVENT_COLUMNS}) VALUES ?`;
+const INSERT_ATTEMPTS =
+  'INSERT INTO delivery_attempts (event_id, attempt, started_at, duration_ms, status_code, error, response_body) VALUES ?';
+const INSERT_KEYS = 'INSERT INTO idempotency_keys (scope, idem_key, response, created_at) VALUES ?';
+const INSERT_SCHEDULES =
+  'INSERT INTO trigger_schedules (trigger_id, fire_at, scheduled_for, status, attempt_count, last_attempt_at, created_at, updated_at) VALUES ?';
+
+const OK_BODY = Buffer.from('{"received":true}');
+const ERROR_BODY = Buffer.from('upstream unavailable');
+
+interface FillPlan {
+  /** fired_at of row i is start + (i + 0.5) × step: evenly over [start, end). */
+  start: number;
+  end: number;
+  stepMs: number;
+  triggers: HistoryTriggers;
+}
+
+interface ChunkRows {
+  events: unknown[][];
+  attempts: unknown[][];
+  keys: unknown[][];
+  schedules: unknown[][];
+}
+
+/**
+ * Row i of the history, deterministic. Rows i ≡ 0, 1, 2 (mod 5) are webhook events, rows ≡ 3, 4 scheduled
+ * ones; each kind cycles through its triggers, so a scheduled trigger's occurrences are hundreds of rows
+ * apart and never share a scheduled instant (their ids, and schedule rows, are unique). 1.5 % fail after
+ * three attempts, 3 % succeed at the second, the rest at the first; events of the last minute before `end`
+ * are published and not yet delivered, those of its last 5 s still pending.
+ */
+function historyRow(i: number, plan: FillPlan, out: ChunkRows): void {
+  const firedMs = Math.floor(plan.start + (i + 0.5) * plan.stepMs);
+  const fired = new Date(firedMs);
+  const age = plan.end - firedMs;
+  const slot = i % 5;
+  const webhook = slot < 3;
+  let triggerId: string;
+  let type: TriggerType;
+  let scheduledFor: Date | null = null;
+  let id: string;
+  let payload: unknown;
+  if (webhook) {
+    const w = Math.floor(i / 5) * 3 + slot;
+    triggerId = plan.triggers.webhook[w % plan.triggers.webhook.length]!;
+    type = 'webhook';
+    id = newEventId(firedMs);
+    payload = { ...samplePayload(i), context: { ip: '203.0.113.7', user_agent: 'shop-frontend/4.2', request_id: `req_${i}` } };
+  } else {
+    const s = Math.floor(i / 5) * 2 + (slot - 3);
+    const t = plan.triggers.scheduled[s % plan.triggers.scheduled.length]!;
+    triggerId = t.id;
+    type = t.type;
+    scheduledFor = new Date(firedMs - 3 - (i % 40));
+    id = scheduledEventId(triggerId, scheduledFor);
+    payload = {
+      report: 'daily-sales',
+      region: 'eu-west-1',
+      run: i,
+      params: { currency: 'EUR', breakdown: ['channel', 'country'], top: 25 },
+    };
+  }
+  const pending = age < 5_000;
+  const inFlight = age < 60_000;
+  const failed = !inFlight && (i * 7919) % 1000 < 15;
+  const attempts = pending || inFlight ? 0 : failed ? 3 : (i * 104_729) % 100 < 3 ? 2 : 1;
+  const published = pending ? null : new Date(firedMs + 15 + (i % 20));
+  const latency = 20 + ((i * 31) % 250);
+  let last = published ? published.getTime() : firedMs;
+  for (let k = 1; k <= attempts; k++) {
+    const started = last + (k === 1 ? 5 : 1000 * 2 ** (k - 2));
+    const ok = !failed && k === attempts;
+    if (!EVENTS_ONLY) {
+      out.attempts.push([id, k, new Date(started), latency, ok ? 200 : 503, ok ? null : 'HTTP 503', ok ? OK_BODY : ERROR_BODY]);
+      out.keys.push(['delivery', `${id}:${k}`, null, new Date(started + latency)]);
+    }
+    last = started + latency;
+  }
+  const status = pending ? 'pending' : inFlight ? 'published' : failed ? 'failure' : 'success';
+  out.events.push([
+    id,
+    triggerId,
+    type,
+    webhook ? 'webhook' : 'scheduler',
+    0,
+    JSON.stringify(payload),
+    null,
+    null,
+    scheduledFor,
+    fired,
+    published,
+    status,
+    attempts,
+    attempts === 0 ? null : failed ? 503 : 200,
+    attempts === 0 ? null : latency,
+    failed ? 'HTTP 503 Service Unavailable after 3 attempts' : null,
+    fired,
+    new Date(last),
+  ]);
+  if (scheduledFor && !EVENTS_ONLY) {
+    out.schedules.push([triggerId, scheduledFor, null, 'completed', 1, fired, new Date(firedMs - 60_000), fired]);
+  }
+}
+
+interface FillProgress {
+  events: number;
+  companions: number;
+}
+
+/**
+ * Rows [from, to) of the history in chunks of CHUNK events, WRITERS connections at once, oldest first;
+ * each chunk one transaction of multi-row INSERTs (event logs, then what refers to them).
+ */
+async function fillRange(pool: mysql.Pool, plan: FillPlan, from: number, to: number, done: FillProgress): Promise<void> {
+  let next = from;
+  const writer = async () => {
+    for (;;) {
+      const start = next;
+      if (start >= to) return;
+      const end = Math.min(to, start + CHUNK);
+      next = end;
+      const rows: ChunkRows = { events: [], attempts: [], keys: [], schedules: [] };
+      for (let i = start; i < end; i++) historyRow(i, plan, rows);
+      await withDbRetry(async () => {
+        const conn = await pool.getConnection();
+        try {
+          await conn.beginTransaction();
+          await conn.query(INSERT_EVENTS, [rows.events]);
+          if (rows.attempts.length) await conn.query(INSERT_ATTEMPTS, [rows.attempts]);
+          if (rows.keys.length) await conn.query(INSERT_KEYS, [rows.keys]);
+          if (rows.schedules.length) await conn.query(INSERT_SCHEDULES, [rows.schedules]);
+          await conn.commit();
+        } catch (err) {
+          await conn.rollback().catch(() => undefined);
+          throw err;
+        } finally {
+          conn.release();
+        }
+      });
+      done.events += rows.events.length;
+      done.companions += rows.attempts.length + rows.keys.length + rows.schedules.length;
+    }
+  };
+  await Promise.all(Array.from({ length: WRITERS }, writer));
+}
+
+function createFillPool(databaseUrl: string): mysql.Pool {
+  const pool = mysql.createPool({ ...connectionOptions(databaseUrl), connectionLimit: WRITERS, timezone: 'Z', charset: 'utf8mb4' });
+  // The product's session settings (src/db/knex.ts): UTC, READ COMMITTED.
+  pool.on('connection', (conn) => {
+    const core = conn as unknown as { query(sql: string, cb: (err: Error | null) => void): void };
+    core.query("SET time_zone = '+00:00'", () => undefined);
+    core.query('SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED', () => undefined);
+  });
+  return pool;
+}
+
+// ---------------------------------------------------------------------------------------- retention
+
+interface RetentionResult {
+  /** Events in event_logs when the measurement started (from the rollup). */
+  tableEvents: number;
+  oldest: string;
+  deleted: number;
+  batches: number;
+  seconds: number;
+  /** Seconds per hour of history removed (one hour is removed). */
+  secondsPerHour: number;
+  rowsPerSecond: number;
+  batchMs: Summary;
+  bufferPoolReadsPerRow: number;
+}
+
+/** Deletes the oldest hour of history with the relay's own deleteBefore, 1,000 rows a batch, until a batch comes back short. */
+async function retentionHour(db: Db, label: string): Promise<RetentionResult> {
+  const tableEvents = await eventCount(db);
+  const [[row]] = (await db.raw('SELECT MIN(fired_at) AS oldest FROM event_logs')) as [[{ oldest: Date | null }]];
+  if (!row.oldest) throw new Error('retention: no events');
+  const before = new Date(row.oldest.getTime() + HOUR_MS);
+  log(`retention (${label}): deleting the hour from ${row.oldest.toISOString()} in batches of ${RETENTION_BATCH}`);
+  let deleted = 0;
+  const batchMs: number[] = [];
+  const stop = progress(() => `retention (${label}): ${fmtInt(deleted)} deleted`);
+  const bp0 = await bufferPoolReads(db);
+  const t0 = performance.now();
+  try {
+    // Bounded: an hour of the largest fill is ≈ 420k rows; the time limit catches a runaway.
+    for (let b = 0; b < 100_000 && performance.now() - t0 < 20 * 60_000; b++) {
+      const b0 = performance.now();
+      const n = await withDbRetry(() => deleteBefore(db, before, RETENTION_BATCH));
+      batchMs.push(performance.now() - b0);
+      deleted += n;
+      if (n < RETENTION_BATCH) break;
+    }
+  } finally {
+    stop();
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const bp = (await bufferPoolReads(db)) - bp0;
+  return {
+    tableEvents,
+    oldest: row.oldest.toISOString(),
+    deleted,
+    batches: batchMs.length,
+    seconds: round(seconds, 3),
+    secondsPerHour: round(seconds, 3),
+    rowsPerSecond: Math.round(deleted / seconds),
+    batchMs: roundSummary(summarize(batchMs)),
+    bufferPoolReadsPerRow: deleted > 0 ? round(bp / deleted, 4) : NaN,
+  };
+}
+
+// ---------------------------------------------------------------------------------------- measurements
+
+function roundSummary(s: Summary): Summary {
+  return Object.fromEntries(Object.entries(s).map(([k, v]) => [k, k === 'count' ? v : round(v, 2)])) as unknown as Summary;
+}
+
+function meterFor(procs: () => RoleProcess[], name: string): CpuMeter {
+  const svc = servicePids();
+  return new CpuMeter(() => ({
+    [name]: procs().map((p) => p.child.pid ?? 0),
+    mariadb: svc.mysqld ? [svc.mysqld] : [],
+    kafka: svc.kafka ? [svc.kafka] : [],
+    bench: [process.pid],
+  }));
+}
+
+interface IngestResult {
+  /** Buffer-pool reads per second of the whole server just before, with nothing of this run working. */
+  idleReadsPerSecond: number;
+  seconds: number;
+  accepted: number;
+  acceptedPerSecond: number;
+  non2xx: number;
+  errors: number;
+  latencyMs: { p50: number; p99: number };
+  bufferPoolReads: number;
+  bufferPoolReadsPerEvent: number;
+  cpu: CpuUse;
+}
+
+/** Webhook POSTs at full speed over every webhook trigger, after an unrecorded warm-up (which also fills the api's trigger cache). */
+async function ingest(db: Db, base: string, api: RoleProcess, triggerIds: string[]): Promise<IngestResult> {
+  const common = {
+    url: base,
+    connections: CONNECTIONS,
+    // Each entry complete: autocannon does not merge top-level headers into an entry's own.
+    requests: triggerIds.map((id) => ({
+      method: 'POST',
+      path: `/api/v1/webhook/${id}`,
+      headers: { 'content-type': 'application/json' },
+      body: PAYLOAD_BODY,
+    })),
+  };
+  await runAutocannon('ingest warm-up', { ...common, duration: WARMUP_SECONDS });
+  // The counter is server-wide: its rate with nothing of ours running says how much of it is other work.
+  const idle0 = await bufferPoolReads(db);
+  const i0 = performance.now();
+  await sleep(IDLE_MS);
+  const idleReadsPerSecond = ((await bufferPoolReads(db)) - idle0) / ((performance.now() - i0) / 1000);
+  log(`ingest: ${CONNECTIONS} connections over ${triggerIds.length} webhook triggers, full speed, ${SECONDS} s`);
+  const meter = meterFor(() => [api], 'api').begin();
+  const bp0 = await bufferPoolReads(db);
+  const r = await runAutocannon('ingest', { ...common, duration: SECONDS });
+  const bp = (await bufferPoolReads(db)) - bp0;
+  const cpu = meter.end();
+  return {
+    idleReadsPerSecond: round(idleReadsPerSecond, 2),
+    seconds: r.duration,
+    accepted: r['2xx'],
+    acceptedPerSecond: Math.round(r.okPerSecond),
+    non2xx: r.non2xx,
+    errors: r.errors,
+    latencyMs: { p50: r.latency.p50, p99: r.latency.p99 },
+    bufferPoolReads: bp,
+    bufferPoolReadsPerEvent: r['2xx'] > 0 ? round(bp / r['2xx'], 4) : NaN,
+    cpu,
+  };
+}
+
+interface PublishResult {
+  events: number;
+  seconds: number;
+  eventsPerSecond: number;
+  bufferPoolReadsPerEvent: number;
+  cpu: CpuUse;
+}
+
+/**
+ * The outbox ingest left, published by RELAYS relay processes. As in relay.bench.ts's publish phase, the
+ * filled outbox is set aside while the relays start and settle their shard leases on an empty one, then
+ * swapped in with one RENAME: the clock starts with every row ready. Returns the relays, still running.
+ */
+async function publishBacklog(e: BenchEnv): Promise<{ result: PublishResult; relays: RoleProcess[] }> {
+  const events = await countUnpublished(e.db);
+  await ensureShardFences(e.db, e.config.outboxShards);
+  await e.db.raw('ANALYZE TABLE outbox');
+  await settleTables(e.db, ['outbox', 'event_logs']);
+  await e.db.raw('RENAME TABLE outbox TO outbox_filled');
+  await e.db.raw('CREATE TABLE outbox LIKE outbox_filled');
+  log(`publish: ${fmtInt(events)} outbox rows set aside; starting ${RELAYS} relay(s) ${JSON.stringify(RELAY_ENV)}`);
+  const relays = await spawnRoles('relay', { ...e.env, ...RELAY_ENV }, RELAYS, live.procs);
+  try {
+    if (e.config.outboxOrdering) {
+      await waitFor(() => leasesSettled(e.db, RELAYS, e.config.outboxShards), {
+        timeoutMs: 60_000,
+        intervalMs: 100,
+        what: 'the shard leases to settle',
+      });
+    }
+    const wm = await new Watermarks(e.topic, e.config.kafkaPartitions).connect();
+    try {
+      const before = await wm.count();
+      const meter = meterFor(() => relays, 'relays').begin();
+      const bp0 = await bufferPoolReads(e.db);
+      const t0 = performance.now();
+      await e.db.raw('RENAME TABLE outbox TO outbox_empty, outbox_filled TO outbox');
+      let onKafka = 0;
+      const stop = progress(() => `published ${fmtInt(onKafka)} / ${fmtInt(events)}`);
+      try {
+        await waitFor(
+          async () => {
+            onKafka = (await wm.count()) - before;
+            return onKafka >= events;
+          },
+          { timeoutMs: 10 * 60_000, intervalMs: 20, what: 'the outbox on Kafka' },
+        );
+        await waitFor(async () => (await countUnpublished(e.db)) === 0, { timeoutMs: 60_000, intervalMs: 5, what: 'the outbox to drain' });
+      } finally {
+        stop();
+      }
+      const seconds = (performance.now() - t0) / 1000;
+      const bp = (await bufferPoolReads(e.db)) - bp0;
+      const cpu = meter.end();
+      await e.db.raw('DROP TABLE outbox_empty');
+      return {
+        result: {
+          events,
+          seconds: round(seconds, 3),
+          eventsPerSecond: Math.round(events / seconds),
+          bufferPoolReadsPerEvent: events > 0 ? round(bp / events, 4) : NaN,
+          cpu,
+        },
+        relays,
+      };
+    } finally {
+      await wm.close();
+    }
+  } catch (err) {
+    await stopRoles(relays, live.procs);
+    throw err;
+  }
+}
+
+interface BurstResult {
+  triggers: number;
+  insertSeconds: number;
+  allOnKafkaMs: number;
+  eventsPerSecond: number;
+  consumeLagMs: Summary;
+  eventLogs: number;
+  lastPublishedAtMs: number | null;
+  duplicatesOnKafka: number;
+  bufferPoolReadsPerEvent: number;
+  cpu: CpuUse;
+  warnings: string[];
+}
+
+/** Measured trigger insert rate (to place T just after the insert); conservative before the first burst. */
+let triggerInsertRate = 3000;
+
+/** BURST time triggers due at one instant T, the relays already running: T → every one of them on Kafka. */
+async function burst(e: BenchEnv, relays: RoleProcess[]): Promise<BurstResult> {
+  const warnings: string[] = [];
+  const reader = await new BenchReader(e.topic).start();
+  try {
+    // The topic already holds this run's earlier messages: the reader reads them first, before T.
+    const onTopic = await new Watermarks(e.topic, e.config.kafkaPartitions).connect().then(async (w) => {
+      try {
+        return await w.count();
+      } finally {
+        await w.close();
+      }
+    });
+    await waitFor(async () => reader.total >= onTopic, { timeoutMs: 120_000, intervalMs: 50, what: 'the reader to catch up' });
+    // Nothing else produces to the topic now (the api is idle): what the reader sees from here on is the burst.
+    const seenBefore = reader.distinct;
+    const T = new Date(Math.ceil((Date.now() + (BURST / triggerInsertRate) * 1500 + 2000) / 1000) * 1000);
+    log(`burst: inserting ${fmtInt(BURST)} time triggers due at ${T.toISOString()}`);
+    const f0 = performance.now();
+    await insertScheduledTriggers(e.db, BURST, { fireAt: T });
+    const insertSeconds = (performance.now() - f0) / 1000;
+    triggerInsertRate = BURST / insertSeconds;
+    const margin = T.getTime() - Date.now();
+    if (margin < 100) warnings.push(`the insert finished ${-margin} ms after T: the burst is not one instant`);
+    await sleep(T.getTime() - Date.now() - 50);
+    const meter = meterFor(() => relays, 'relays').begin();
+    const bp0 = await bufferPoolReads(e.db);
+    const stop = progress(() => `burst on Kafka ${fmtInt(reader.distinct - seenBefore)} / ${fmtInt(BURST)}`);
+    try {
+      await waitFor(async () => reader.distinct - seenBefore >= BURST, {
+        timeoutMs: 10 * 60_000,
+        intervalMs: 5,
+        what: 'every burst event on Kafka',
+      });
+    } finally {
+      stop();
+    }
+    const bp = (await bufferPoolReads(e.db)) - bp0;
+    const cpu = meter.end();
+    await sleep(500); // late duplicates, if any
+    const ours = [...reader.seen.values()].filter((s) => s.scheduledFor === T.getTime());
+    if (ours.length !== BURST) warnings.push(`${ours.length} messages scheduled for T on Kafka for ${BURST} burst triggers`);
+    const consumeLagMs = roundSummary(summarize(ours.map((s) => s.consumedAt - T.getTime())));
+    // idx_events_fired bounds the read to what fired since T (the burst and little else), whatever the history.
+    const [[logged]] = (await e.db.raw(
+      'SELECT COUNT(*) AS n, MAX(published_at) AS last FROM event_logs WHERE fired_at >= ? AND scheduled_for = ?',
+      [new Date(T.getTime() - 1000), T],
+    )) as [[{ n: number; last: Date | null }]];
+    if (Number(logged.n) !== BURST) warnings.push(`${logged.n} event logs for ${BURST} burst triggers`);
+    return {
+      triggers: BURST,
+      insertSeconds: round(insertSeconds, 2),
+      allOnKafkaMs: consumeLagMs.max,
+      eventsPerSecond: Math.round(BURST / (consumeLagMs.max / 1000)),
+      consumeLagMs,
+      eventLogs: Number(logged.n),
+      lastPublishedAtMs: logged.last ? logged.last.getTime() - T.getTime() : null,
+      duplicatesOnKafka: reader.duplicates,
+      bufferPoolReadsPerEvent: round(bp / BURST, 4),
+      cpu,
+      warnings,
+    };
+  } finally {
+    await reader.stop();
+  }
+}
+
+/** GET with node:http (keep-alive through `agent`): status and body text. */
+function get(agent: http.Agent, url: string): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.setTimeout(30_000, () => req.destroy(new Error(`GET ${url}: no answer in 30 s`)));
+    req.on('error', reject);
+  });
+}
+
+interface RouteResult {
+  calls: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  non200: number;
+  /** Rows in the answer of the last call (events listed), for the reader to judge what was read. */
+  rows: number | null;
+}
+
+interface ReadsResult {
+  routes: Record<string, RouteResult>;
+  /** Distinct generated_at among the overview answers measured: = calls when every one was computed. */
+  overviewFreshAnswers: number;
+  notes: string[];
+}
+
+const ROUTES = [
+  'GET /events?limit=50',
+  'GET /events?execution_status=failure&limit=50',
+  'GET /events?trigger_id=…&limit=50',
+  'GET /events?trigger_id=…&execution_status=failure',
+  'GET /events?retention_status=archived&limit=50',
+  'GET /events?limit=50&cursor=… (page 3)',
+  'GET /events?page=5',
+  'GET /triggers/{id}/stats',
+  'GET /overview',
+  'GET /events/{id}',
+] as const;
+type Route = (typeof ROUTES)[number];
+
+/** READS ids spread evenly over the fired_at range the API still shows (reads of idx_events_fired only, not of the rows). */
+async function sampleEventIds(db: Db, keepFrom: Date): Promise<string[]> {
+  const [[span]] = (await db.raw('SELECT MIN(fired_at) AS a, MAX(fired_at) AS b FROM event_logs WHERE fired_at >= ?', [keepFrom])) as [
+    [{ a: Date | null; b: Date | null }],
+  ];
+  if (!span.a || !span.b) return [];
+  const ids: string[] = [];
+  for (let k = 0; k < READS; k++) {
+    const t = new Date(span.a.getTime() + ((span.b.getTime() - span.a.getTime()) * (k + 0.5)) / READS);
+    const [rows] = (await db.raw('SELECT id FROM event_logs FORCE INDEX (idx_events_fired) WHERE fired_at >= ? ORDER BY fired_at LIMIT 1', [
+      t,
+    ])) as [Array<{ id: string }>];
+    if (rows[0]) ids.push(rows[0].id);
+  }
+  return ids;
+}
+
+/**
+ * Every read route, one request at a time, in rounds: the overview first, then the others, then a wait
+ * until OVERVIEW_GAP_MS after the round's overview call. One unrecorded round first.
+ */
+async function reads(e: BenchEnv, base: string, triggerId: string): Promise<ReadsResult> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const notes: string[] = [];
+  try {
+    const keepFrom = new Date(Date.now() - e.config.retentionDeleteAfterSeconds * 1000 + 10 * 60_000);
+    const ids = await sampleEventIds(e.db, keepFrom);
+    // Page 3 of the default view by cursor: the cursor after page 2, taken once.
+    let cursor: string | null = null;
+    for (let page = 1; page <= 2; page++) {
+      const r = await get(agent, `${base}/api/v1/events?limit=50${cursor ? `&cursor=${cursor}` : ''}`);
+      cursor =
+        r.status === 200 ? ((JSON.parse(r.text) as { pagination: { next_cursor: string | null } }).pagination.next_cursor ?? null) : null;
+      if (!cursor) break;
+    }
+    if (!cursor) notes.push('fewer than 100 active events: the cursor route was left out');
+    const path = (route: Route, i: number): string | null => {
+      switch (route) {
+        case 'GET /events?limit=50':
+          return '/api/v1/events?limit=50';
+        case 'GET /events?execution_status=failure&limit=50':
+          return '/api/v1/events?execution_status=failure&limit=50';
+        case 'GET /events?trigger_id=…&limit=50':
+          return `/api/v1/events?trigger_id=${triggerId}&limit=50`;
+        case 'GET /events?trigger_id=…&execution_status=failure':
+          return `/api/v1/events?trigger_id=${triggerId}&execution_status=failure`;
+        case 'GET /events?retention_status=archived&limit=50':
+          return '/api/v1/events?retention_status=archived&limit=50';
+        case 'GET /events?limit=50&cursor=… (page 3)':
+          return cursor ? `/api/v1/events?limit=50&cursor=${cursor}` : null;
+        case 'GET /events?page=5':
+          return '/api/v1/events?page=5';
+        case 'GET /triggers/{id}/stats':
+          return `/api/v1/triggers/${triggerId}/stats`;
+        case 'GET /overview':
+          return '/api/v1/overview';
+        case 'GET /events/{id}':
+          return ids.length ? `/api/v1/events/${ids[i % ids.length]}` : null;
+      }
+    };
+    const ms = new Map<Route, number[]>(ROUTES.map((r) => [r, []]));
+    const non200 = new Map<Route, number>(ROUTES.map((r) => [r, 0]));
+    const rows = new Map<Route, number | null>();
+    const generated = new Set<string>();
+    let turn = 0;
+    const stop = progress(() => `reads: round ${turn} / ${READS}`);
+    try {
+      for (turn = 0; turn <= READS; turn++) {
+        const warmUp = turn === 0;
+        const roundStart = Date.now();
+        for (const route of ROUTES) {
+          const p = path(route, turn);
+          if (!p) continue;
+          const t0 = performance.now();
+          const r = await get(agent, `${base}${p}`);
+          const took = performance.now() - t0;
+          if (warmUp) continue;
+          ms.get(route)!.push(took);
+          if (r.status !== 200) non200.set(route, non200.get(route)! + 1);
+          else {
+            const body = JSON.parse(r.text) as { events?: unknown[]; generated_at?: string };
+            if (route === 'GET /overview' && body.generated_at) generated.add(body.generated_at);
+            rows.set(route, body.events ? body.events.length : null);
+          }
+        }
+        await sleep(roundStart + OVERVIEW_GAP_MS - Date.now());
+      }
+    } finally {
+      stop();
+    }
+    const routes: Record<string, RouteResult> = {};
+    for (const route of ROUTES) {
+      const s = summarize(ms.get(route)!);
+      if (s.count === 0) continue;
+      routes[route] = {
+        calls: s.count,
+        p50Ms: round2(s.p50),
+        p99Ms: round2(s.p99),
+        maxMs: round2(s.max),
+        non200: non200.get(route)!,
+        rows: rows.get(route) ?? null,
+      };
+    }
+    return { routes, overviewFreshAnswers: generated.size, notes };
+  } finally {
+    agent.destroy();
+  }
+}
+
+function round2(n: number): number {
+  return round(n, 2);
+}
+
+interface PhaseResult {
+  /** Events in event_logs when the phase started. */
+  eventsAtStart: number;
+  ingest: IngestResult;
+  publish: PublishResult;
+  burst: BurstResult;
+  reads: ReadsResult;
+  retention: RetentionResult | null;
+}
+
+/** One phase's measurements: ingest (api alone), publish and burst (relays), reads (api alone, quiet). */
+async function measure(label: string, e: BenchEnv, triggers: HistoryTriggers): Promise<PhaseResult> {
+  const eventsAtStart = await eventCount(e.db);
+  log(`\n--- ${label}: ${fmtInt(eventsAtStart)} events in event_logs`);
+  // A fresh api process per phase: neither phase inherits the other's caches or JIT state.
+  const [api] = await spawnRoles('api', e.env, 1, live.procs);
+  try {
+    const base = `http://127.0.0.1:${apiPortOf(api!)}`;
+    const ing = await ingest(e.db, base, api!, triggers.webhook);
+    log(`  ingest: ${fmtInt(ing.acceptedPerSecond)} events/s, ${ing.bufferPoolReadsPerEvent} buffer-pool reads/event`);
+    const { result: pub, relays } = await publishBacklog(e);
+    log(`  publish: ${fmtInt(pub.events)} in ${pub.seconds.toFixed(2)} s, ${fmtInt(pub.eventsPerSecond)} events/s`);
+    let b: BurstResult;
+    try {
+      b = await burst(e, relays);
+    } finally {
+      await stopRoles(relays, live.procs);
+    }
+    log(`  burst: ${fmtInt(b.triggers)} on Kafka ${fmtMs(b.allOnKafkaMs)} after T (${fmtInt(b.eventsPerSecond)} events/s)`);
+    const r = await reads(e, base, triggers.webhook[0]!);
+    return { eventsAtStart, ingest: ing, publish: pub, burst: b, reads: r, retention: null };
+  } finally {
+    await stopRoles([api!], live.procs);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------- main
+
+async function main(): Promise<void> {
+  const e = await createBenchEnv('history', { RATE_LIMIT_PER_WEBHOOK: '0' });
+  live.env = e;
+  configureOutboxShards(e.config.outboxShards);
+  const oldPool = await bufferPoolSize(e.db);
+  live.restorePool = async () => {
+    live.restorePool = null;
+    if (oldPool !== BUFFER_POOL_BYTES) {
+      log(`restoring innodb_buffer_pool_size to ${oldPool}`);
+      await setBufferPool(e.db, oldPool);
+    }
+  };
+  const fillPool = createFillPool(e.env.DATABASE_URL!);
+  try {
+    await setBufferPool(e.db, BUFFER_POOL_BYTES);
+    const machine = await machineFacts(e.db);
+    const settings = {
+      quick: QUICK,
+      events: N,
+      smallFill: SMALL_FILL,
+      companions: !EVENTS_ONLY,
+      triggers: { webhook: WEBHOOK_TRIGGERS, scheduled: SCHEDULED_TRIGGERS },
+      historyHours: HISTORY_MS / HOUR_MS,
+      ingestSeconds: SECONDS,
+      warmupSeconds: WARMUP_SECONDS,
+      connections: CONNECTIONS,
+      burst: BURST,
+      readsPerRoute: READS,
+      overviewGapMs: OVERVIEW_GAP_MS,
+      relays: RELAYS,
+      relayEnv: RELAY_ENV,
+      fillWriters: WRITERS,
+      fillChunk: CHUNK,
+      bufferPoolBytes: BUFFER_POOL_BYTES,
+      bufferPoolBytesBefore: oldPool,
+      apiDbPoolMax: loadConfig(e.env).dbPoolMax,
+      outboxOrdering: e.config.outboxOrdering,
+    };
+    log(`history benchmark ${QUICK ? '(quick) ' : ''}— ${JSON.stringify(settings)}`);
+    log(
+      `machine: ${machine.cpuCount}× ${machine.cpuModel}, ${machine.totalMemoryGiB} GiB, node ${machine.node}, ${machine.mariadb}, load ${machine.loadAverageAtStart.join(' ')}`,
+    );
+    if (SMALL_FILL * 48 <= N || SMALL_FILL >= N)
+      throw new Error(`--small-fill=${SMALL_FILL} must hold more than an hour of the ${N} events and fewer than all`);
+
+    const triggers = await insertHistoryTriggers(e.db);
+    const empty = await measure('empty', e, triggers);
+
+    // ------------------------------------------------------------------------------------------ fill
+    const fillStart = Date.now();
+    const plan: FillPlan = { start: fillStart - HISTORY_MS, end: fillStart, stepMs: HISTORY_MS / N, triggers };
+    const done: FillProgress = { events: 0, companions: 0 };
+    log(
+      `\n--- fill: ${fmtInt(N)} events over the 48 h before ${new Date(fillStart).toISOString()}, ${WRITERS} connections, ${fmtInt(CHUNK)} events a statement${EVENTS_ONLY ? '' : ' (+ attempts, idempotency keys, schedule rows)'}`,
+    );
+    let fillSeconds = 0;
+    /** fillRange with a progress line; adds its time to fillSeconds. */
+    const fillTimed = async (from: number, to: number) => {
+      const t0 = performance.now();
+      const before = done.events;
+      const stop = progress(() => {
+        const s = (performance.now() - t0) / 1000;
+        return `filled ${fmtInt(done.events)} / ${fmtInt(N)} events (${fmtInt((done.events - before) / s)} events/s, + ${fmtInt(done.companions)} companion rows)`;
+      }, 5000);
+      try {
+        await fillRange(fillPool, plan, from, to, done);
+      } finally {
+        stop();
+        fillSeconds += (performance.now() - t0) / 1000;
+      }
+    };
+    await fillTimed(0, SMALL_FILL);
+    log(`  ${fmtInt(SMALL_FILL)} events in after ${fillSeconds.toFixed(1)} s: retention at this small fill`);
+    const smallRetention = await retentionHour(e.db, `${fmtInt(SMALL_FILL)} events`);
+    log(`  small fill: ${fmtInt(smallRetention.deleted)} rows of the oldest hour in ${smallRetention.seconds.toFixed(2)} s`);
+    await fillTimed(SMALL_FILL, N);
+    const fillRate = Math.round(done.events / fillSeconds);
+    log(
+      `  filled ${fmtInt(done.events)} events + ${fmtInt(done.companions)} companion rows in ${fillSeconds.toFixed(1)} s: ${fmtInt(fillRate)} events/s`,
+    );
+    // What a long-lived database has: statistics taken on its size, dirty pages written out, and the
+    // retention sweep caught up — the relay's own sweep() (events, rollup minutes, finished schedule rows,
+    // idempotency keys), since the fill's oldest minutes have passed 48 h meanwhile. None of it timed.
+    const s0 = performance.now();
+    const tables = ['event_logs', 'delivery_attempts', 'idempotency_keys', 'trigger_schedules', 'event_counts', 'trigger_event_counts'];
+    await e.db.raw('ANALYZE TABLE ??', [tables]);
+    let caughtUp = 0;
+    const sweepEvents = new Lifecycle().onEvent('relay:swept', (ev) => (caughtUp += ev.deleted));
+    for (let b = 0; b < 100_000; b++) {
+      const { full } = await withDbRetry(() => sweep(e.db, e.config, sweepEvents));
+      if (!full) break;
+    }
+    await settleTables(e.db, tables);
+    const dbBytes = await databaseBytes(e.db, e.dbName);
+    const rollupEvents = await eventCount(e.db);
+    log(
+      `  settled in ${((performance.now() - s0) / 1000).toFixed(1)} s (${fmtInt(caughtUp)} events past 48 h swept); database ${round(dbBytes / 1024 ** 3, 2)} GiB, ${fmtInt(rollupEvents)} events`,
+    );
+
+    const full = await measure('full', e, triggers);
+    full.retention = await retentionHour(e.db, 'full');
+    log(`  full: ${fmtInt(full.retention.deleted)} rows of the oldest hour in ${full.retention.seconds.toFixed(2)} s`);
+
+    report(machine, settings, empty, full, smallRetention, {
+      fillSeconds,
+      fillRate,
+      companions: done.companions,
+      caughtUp,
+      dbBytes,
+      rollupEvents,
+    });
+  } finally {
+    await fillPool.end().catch(() => undefined);
+    await live.restorePool?.().catch((err: unknown) => log(`could not restore the buffer pool size: ${String(err)}`));
+    live.env = null;
+    if (KEEP) {
+      log(`--keep: database ${e.dbName} and topic ${e.topic} kept`);
+      await e.db.destroy();
+    } else await e.cleanup();
+  }
+}
+
+// -------------------------------------------------------------------------------------------- report
+
+type Machine = Awaited<ReturnType<typeof machineFacts>>;
+
+function ratio(full: number, empty: number): number {
+  return empty > 0 && Number.isFinite(full) ? full / empty : NaN;
+}
+
+function x(r: number): string {
+  return Number.isFinite(r) ? `${r.toFixed(2)}×` : '—';
+}
+
+function report(
+  machine: Machine,
+  settings: Record<string, unknown>,
+  empty: PhaseResult,
+  full: PhaseResult,
+  small: RetentionResult,
+  fill: { fillSeconds: number; fillRate: number; companions: number; caughtUp: number; dbBytes: number; rollupEvents: number },
+): void {
+  const ratios: Record<string, number> = {
+    ingest: ratio(full.ingest.acceptedPerSecond, empty.ingest.acceptedPerSecond),
+    publish: ratio(full.publish.eventsPerSecond, empty.publish.eventsPerSecond),
+    burst: ratio(full.burst.eventsPerSecond, empty.burst.eventsPerSecond),
+    retention: ratio(full.retention!.secondsPerHour, small.secondsPerHour),
+  };
+  const rows: string[][] = [
+    [
+      'ingest (POST /webhook/{id})',
+      `${fmtInt(empty.ingest.acceptedPerSecond)} events/s`,
+      `${fmtInt(full.ingest.acceptedPerSecond)} events/s`,
+      x(ratios.ingest!),
+    ],
+    [
+      '  p50 / p99',
+      `${empty.ingest.latencyMs.p50} / ${empty.ingest.latencyMs.p99} ms`,
+      `${full.ingest.latencyMs.p50} / ${full.ingest.latencyMs.p99} ms`,
+      '',
+    ],
+    ['  buffer-pool reads / event', String(empty.ingest.bufferPoolReadsPerEvent), String(full.ingest.bufferPoolReadsPerEvent), ''],
+    ['  server reads / s when idle before', String(empty.ingest.idleReadsPerSecond), String(full.ingest.idleReadsPerSecond), ''],
+    [
+      'publish (outbox → Kafka)',
+      `${fmtInt(empty.publish.eventsPerSecond)} events/s (${fmtInt(empty.publish.events)})`,
+      `${fmtInt(full.publish.eventsPerSecond)} events/s (${fmtInt(full.publish.events)})`,
+      x(ratios.publish!),
+    ],
+    [
+      `burst (${fmtInt(BURST)} due at T)`,
+      `${fmtMs(empty.burst.allOnKafkaMs)} (${fmtInt(empty.burst.eventsPerSecond)}/s)`,
+      `${fmtMs(full.burst.allOnKafkaMs)} (${fmtInt(full.burst.eventsPerSecond)}/s)`,
+      x(ratios.burst!),
+    ],
+    [
+      'retention: s per hour removed',
+      `${small.secondsPerHour.toFixed(2)} s at ${fmtInt(small.tableEvents)} events`,
+      `${full.retention!.secondsPerHour.toFixed(2)} s at ${fmtInt(full.retention!.tableEvents)} events`,
+      x(ratios.retention!),
+    ],
+    [
+      '  rows / s, buffer-pool reads / row',
+      `${fmtInt(small.rowsPerSecond)}, ${small.bufferPoolReadsPerRow}`,
+      `${fmtInt(full.retention!.rowsPerSecond)}, ${full.retention!.bufferPoolReadsPerRow}`,
+      '',
+    ],
+  ];
+  const readRows: string[][] = [];
+  const readRatios: Record<string, number> = {};
+  for (const route of ROUTES) {
+    const a = empty.reads.routes[route];
+    const b = full.reads.routes[route];
+    if (!a && !b) continue;
+    const r = a && b ? ratio(b.p99Ms, a.p99Ms) : NaN;
+    readRatios[route] = r;
+    const cell = (v: RouteResult | undefined) =>
+      v ? `${v.p50Ms.toFixed(1)} / ${v.p99Ms.toFixed(1)}${v.non200 ? ` (${v.non200} non-200)` : ''}` : '—';
+    readRows.push([route, cell(a), cell(b), x(r), b?.rows === null || b?.rows === undefined ? '' : String(b.rows)]);
+  }
+
+  const targets: string[][] = [
+    ['ingest full ÷ empty', x(ratios.ingest!), `≥ ${TARGET.ratio}×`, verdict(ratios.ingest! >= TARGET.ratio)],
+    ['publish full ÷ empty', x(ratios.publish!), `≥ ${TARGET.ratio}×`, verdict(ratios.publish! >= TARGET.ratio)],
+    ['burst full ÷ empty', x(ratios.burst!), `≥ ${TARGET.ratio}×`, verdict(ratios.burst! >= TARGET.ratio)],
+    [
+      'buffer-pool reads / ingested event (full)',
+      String(full.ingest.bufferPoolReadsPerEvent),
+      `≤ ${TARGET.bufferPoolReadsPerEvent}`,
+      verdict(full.ingest.bufferPoolReadsPerEvent <= TARGET.bufferPoolReadsPerEvent),
+    ],
+  ];
+  for (const route of ROUTES) {
+    const b = full.reads.routes[route];
+    const a = empty.reads.routes[route];
+    if (!b || !a) continue;
+    const worst = Math.max(a.p99Ms, b.p99Ms);
+    targets.push([
+      `read p99 ${route}`,
+      `${b.p99Ms.toFixed(1)} ms (empty ${a.p99Ms.toFixed(1)})`,
+      `≤ ${TARGET.readP99Ms} ms`,
+      verdict(worst <= TARGET.readP99Ms && b.non200 === 0 && a.non200 === 0),
+    ]);
+  }
+  targets.push([
+    'retention s/hour full ÷ small fill (flat)',
+    x(ratios.retention!),
+    `≤ ${TARGET.retentionGrowth}×`,
+    verdict(ratios.retention! <= TARGET.retentionGrowth),
+  ]);
+
+  const loadEnd = os.loadavg().map((l) => round(l, 2));
+  const out: string[] = [];
+  out.push('');
+  out.push(
+    `History benchmark${QUICK ? ' (QUICK — smaller history, short phases)' : ''}: ${machine.cpuCount}× ${machine.cpuModel}, ${machine.mariadb}, buffer pool ${round(BUFFER_POOL_BYTES / 1024 ** 2, 0)} MiB, ` +
+      `${WEBHOOK_TRIGGERS + SCHEDULED_TRIGGERS} triggers; full = ${fmtInt(full.eventsAtStart)} events over 48 h (database ${round(fill.dbBytes / 1024 ** 3, 2)} GiB), empty = ${fmtInt(empty.eventsAtStart)}`,
+  );
+  out.push(
+    `Fill: ${fmtInt(N)} events${EVENTS_ONLY ? '' : ` + ${fmtInt(fill.companions)} attempt, key and schedule rows`} in ${fill.fillSeconds.toFixed(1)} s (${fmtInt(fill.fillRate)} events/s); ${fmtInt(fill.caughtUp)} past 48 h swept before the full phase.`,
+  );
+  out.push('');
+  out.push(table(['measurement', 'empty', 'full', 'full ÷ empty'], rows));
+  out.push('');
+  out.push(
+    `Reads over HTTP, one at a time, ${READS} calls each (p50 / p99 ms); the overview's calls ${OVERVIEW_GAP_MS} ms apart, past its ${OVERVIEW_CACHE_MS} ms cache ` +
+      `(fresh answers: empty ${empty.reads.overviewFreshAnswers}, full ${full.reads.overviewFreshAnswers} of ${READS}):`,
+  );
+  out.push(table(['route', 'empty', 'full', 'p99 full ÷ empty', 'rows'], readRows));
+  out.push('');
+  out.push(`ingest full ÷ empty: ${x(ratios.ingest!)}`);
+  out.push(`publish full ÷ empty: ${x(ratios.publish!)}`);
+  out.push(`burst full ÷ empty: ${x(ratios.burst!)}`);
+  for (const [route, r] of Object.entries(readRatios)) out.push(`read p99 ${route} full ÷ empty: ${x(r)}`);
+  out.push(
+    `retention s/hour full (${fmtInt(full.retention!.tableEvents)}) ÷ small fill (${fmtInt(small.tableEvents)}): ${x(ratios.retention!)}`,
+  );
+  out.push('');
+  out.push(table(['target', 'measured', 'target', 'verdict'], targets));
+  out.push('');
+  out.push(`Where the CPU went (${os.cpus().length} cores; % of the whole machine):`);
+  for (const [label, p] of [
+    ['empty', empty],
+    ['full', full],
+  ] as const) {
+    out.push(cpuLine(`${label} ingest`, p.ingest.cpu));
+    out.push(cpuLine(`${label} publish`, p.publish.cpu));
+    out.push(cpuLine(`${label} burst`, p.burst.cpu));
+  }
+  out.push('');
+  out.push(
+    `Load average: ${machine.loadAverageAtStart.join(' ')} at start, ${loadEnd.join(' ')} at end (other work shares this machine and its MariaDB).`,
+  );
+  const warnings = [
+    ...empty.burst.warnings.map((w) => `empty burst: ${w}`),
+    ...full.burst.warnings.map((w) => `full burst: ${w}`),
+    ...empty.reads.notes.map((w) => `empty reads: ${w}`),
+    ...full.reads.notes.map((w) => `full reads: ${w}`),
+    ...[empty, full].flatMap((p, i) =>
+      [p.ingest.cpu, p.publish.cpu, p.burst.cpu].flatMap((c) =>
+        c.lost.length ? [`${i ? 'full' : 'empty'}: ${c.lost.join(', ')} went away during a phase — do not trust its figures`] : [],
+      ),
+    ),
+    ...[empty, full].flatMap((p, i) =>
+      p.ingest.non2xx + p.ingest.errors > 0
+        ? [`${i ? 'full' : 'empty'} ingest: ${p.ingest.non2xx} non-2xx, ${p.ingest.errors} errors`]
+        : [],
+    ),
+    ...[empty, full].flatMap((p, i) =>
+      p.reads.overviewFreshAnswers < READS
+        ? [`${i ? 'full' : 'empty'}: only ${p.reads.overviewFreshAnswers} of ${READS} overview answers were fresh computations`]
+        : [],
+    ),
+  ];
+  if (warnings.length) out.push('', 'Warnings:', ...warnings.map((w) => `  - ${w}`));
+  process.stdout.write(`${out.join('\n')}\n`);
+
+  const file = writeResults(`history${QUICK ? '-quick' : ''}`, {
+    command: `npm run bench -- history ${process.argv.slice(2).join(' ')}`.trim(),
+    machine: { ...machine, loadAverageAtEnd: loadEnd },
+    settings,
+    targets: TARGET,
+    verdicts: Object.fromEntries(targets.map((t) => [t[0], { measured: t[1], target: t[2], met: t[3] === 'met' }])),
+    ratios: {
+      ...Object.fromEntries(Object.entries(ratios).map(([k, v]) => [k, round(v, 3)])),
+      readP99: Object.fromEntries(Object.entries(readRatios).map(([k, v]) => [k, round(v, 3)])),
+    },
+    fill,
+    results: { empty, full, smallFillRetention: small },
+  });
+  log(`results: ${file}`);
+}
+
+// Interrupted (Ctrl-C, or run.mjs passing a signal on): kill the processes, restore the buffer pool, drop the database.
+let interrupted = false;
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    log(`\n${sig}: stopping processes, restoring the buffer pool, dropping the bench database…`);
+    const t = setTimeout(() => process.exit(130), 30_000);
+    void Promise.allSettled([...live.procs].map((p) => p.kill('SIGKILL')))
+      .then(() => live.restorePool?.())
+      .catch(() => undefined)
+      .then(() => (live.env && !KEEP ? live.env.cleanup() : undefined))
+      .catch(() => undefined)
+      .finally(() => {
+        clearTimeout(t);
+        process.exit(130);
+      });
+  });
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`history benchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  },
+);
