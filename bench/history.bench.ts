@@ -36,7 +36,6 @@
  * RELAY_CONCURRENCY=1 each when more than one, as Operations recommends on a shared host), --relay-env=K=V,…,
  * --writers= (fill connections, 3), --chunk= (events per fill statement, 2500), --events-only, --keep.
  */
-import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import os from 'node:os';
 import mysql from 'mysql2/promise';
@@ -47,7 +46,7 @@ import { configureOutboxShards, ensureShardFences } from '../src/db/outbox';
 import { OVERVIEW_CACHE_MS } from '../src/api/overview';
 import { Lifecycle } from '../src/events';
 import { sweep } from '../src/relay/steps';
-import { newEventId, scheduledEventId } from '../src/triggers/event-id';
+import { newEventId, newTriggerId, scheduledEventId } from '../src/triggers/event-id';
 import { firstOccurrence } from '../src/triggers/schedule';
 import type { TriggerType } from '../src/triggers/types';
 import { validateTriggerConfig } from '../src/triggers/validate';
@@ -246,7 +245,7 @@ async function insertHistoryTriggers(db: Db): Promise<HistoryTriggers> {
     const type: TriggerType = i < WEBHOOK_TRIGGERS ? 'webhook' : i < WEBHOOK_TRIGGERS + 250 ? 'cron_scheduled' : 'interval_scheduled';
     const v = validateTriggerConfig(type, configs[type], now);
     if (!v.ok) throw new Error(`${type}: ${JSON.stringify(v.errors)}`);
-    const id = randomUUID(); // as the API creates them
+    const id = newTriggerId(); // as the API creates them
     rows.push({
       id,
       name: `history-${type}-${i}`,

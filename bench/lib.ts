@@ -3,7 +3,7 @@
  * percentiles, a progress line, a table printer, CPU accounting of the processes involved, and the
  * results writer (bench/results/<date>-<name>.json with the machine's facts).
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,6 +13,7 @@ import { createDb, ensureDatabase, migrateLatest, type Db } from '../src/db/knex
 import { dropDatabase, DATABASE_URL_BASE, KAFKA_BROKERS } from '../test/helpers/env';
 import { spawnRole, type RoleProcess } from '../test/helpers/proc';
 import { validateTriggerConfig } from '../src/triggers/validate';
+import { newTriggerId } from '../src/triggers/event-id';
 
 export const BENCH_ROOT = __dirname;
 export const RESULTS_DIR = path.join(BENCH_ROOT, 'results');
@@ -551,7 +552,7 @@ export async function insertTriggersAt(db: Db, fireTimes: number[], onDone: (n: 
   const chunk = 1000;
   for (let i = 0; i < fireTimes.length; i += chunk) {
     const rows = fireTimes.slice(i, i + chunk).map((at, j) => ({
-      id: randomUUID(),
+      id: newTriggerId(), // as the API creates them
       name: `steady-${i + j}`,
       type: 'time_scheduled',
       status: 'active',

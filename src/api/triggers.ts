@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { Router, type Request } from 'express';
 import type { Config } from '../config';
 import type { Db } from '../db/knex';
@@ -11,7 +10,7 @@ import { boundedRead } from './bounded-read';
 import { windowOf } from './events';
 import { LIMITS, validateTriggerConfig } from '../triggers/validate';
 import { firstOccurrence, occurrenceAt } from '../triggers/schedule';
-import { newEventId } from '../triggers/event-id';
+import { newEventId, newTriggerId } from '../triggers/event-id';
 import type { TimeConfig, TriggerConfig, TriggerType, WebhookConfig } from '../triggers/types';
 import { ApiError, validationError } from './errors';
 import type { WebhookValidators } from './webhooks';
@@ -91,7 +90,7 @@ export function triggerRoutes(deps: { db: Db; config: Config; validators: Webhoo
     const now = new Date();
     const cfg = checkedConfig(body.type, body.config, now);
     const row: TriggerRow = {
-      id: randomUUID(),
+      id: newTriggerId(now.getTime()),
       name: body.name,
       type: body.type,
       status: body.status ?? 'active',

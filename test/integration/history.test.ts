@@ -13,7 +13,7 @@ import { insertEvents, triggerStats, updateDeliveryOutcomes, type EventInsert, t
 import { migrateLatest, migrationConfig } from '../../src/db/knex';
 import { Lifecycle } from '../../src/events';
 import { sweep } from '../../src/relay/steps';
-import { newEventId, scheduledEventId } from '../../src/triggers/event-id';
+import { eventIdTime, newEventId, scheduledEventId } from '../../src/triggers/event-id';
 import { windowOf } from '../../src/api/events';
 import { createTestEnv, type TestEnv } from '../helpers/env';
 import { testApp } from '../helpers/app';
@@ -243,6 +243,27 @@ describe('history at scale', () => {
           )
           .pluck('id'),
       ).to.have.members([recent, archived]);
+    });
+  });
+
+  describe('trigger ids', () => {
+    it('are time-ordered (version 7) and carry their creation time, so trigger-keyed indexes grow at their end', async function () {
+      this.timeout(20_000);
+      const app = testApp(t);
+      const created: Array<{ id: string; created_at: string }> = [];
+      for (let i = 0; i < 5; i++) {
+        const res = await request(app)
+          .post('/api/v1/triggers')
+          .send({ name: `ordered ${i}`, type: 'cron_scheduled', config: { endpoint: 'http://127.0.0.1:9/x', cron: '0 0 1 1 *' } })
+          .expect(201);
+        created.push(res.body as { id: string; created_at: string });
+        await until(async () => Date.now() > Date.parse(created[i]!.created_at), { timeoutMs: 1000, intervalMs: 1 });
+      }
+      for (const c of created) {
+        expect(c.id).to.match(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+        expect(eventIdTime(c.id)).to.equal(Date.parse(c.created_at));
+      }
+      expect(created.map((c) => c.id)).to.deep.equal(created.map((c) => c.id).sort());
     });
   });
 
