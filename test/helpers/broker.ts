@@ -76,9 +76,12 @@ export class OwnBroker {
     b.writeConfig();
     const r = spawnSync(
       java,
-      ['-Xmx128m', `-Dlog4j2.configurationFile=${b.file('log4j2.properties')}`, '-cp', `${KAFKA_LIB}/*`, 'kafka.tools.StorageTool'].concat(
-        ['format', '--config', b.file('server.properties'), `--cluster-id=${CLUSTER_ID}`],
-      ),
+      ['-Xmx128m', `-Dlog4j2.configurationFile=${b.file('log4j2.properties')}`, '-cp', `${KAFKA_LIB}/*`, 'kafka.tools.StorageTool'].concat([
+        'format',
+        '--config',
+        b.file('server.properties'),
+        `--cluster-id=${CLUSTER_ID}`,
+      ]),
       { encoding: 'utf8' },
     );
     if (r.status !== 0) throw new Error(`formatting the broker's storage failed:\n${r.stdout}${r.stderr}`);
