@@ -9,17 +9,18 @@ export interface CapturedQuery {
 const ROLLBACK = new Error('rollback: only capturing');
 
 /**
- * Runs `fn` (a call of a src/ function) in a transaction that is rolled back, and returns the statements it
- * sent, as knex's query event reports them (text with `?` placeholders, and the bindings). Plan tests
- * EXPLAIN these, so they test the SQL the relay really runs, not a copy of it.
+ * Runs `fn` (a call of a src/ function) in a transaction that is rolled back, and returns its result and the
+ * statements it sent, as knex's query event reports them (text with `?` placeholders, and the bindings).
+ * Plan tests EXPLAIN these, so they test the SQL the relay really runs, not a copy of it.
  */
-export async function captureSql(db: Db, fn: (trx: Knex.Transaction) => Promise<unknown>): Promise<CapturedQuery[]> {
+export async function captureSql<T>(db: Db, fn: (trx: Knex.Transaction) => Promise<T>): Promise<{ result: T; sql: CapturedQuery[] }> {
   const seen: CapturedQuery[] = [];
   const onQuery = (q: { sql: string; bindings?: readonly unknown[] }) => seen.push({ sql: q.sql, bindings: q.bindings ?? [] });
+  let result!: T;
   db.on('query', onQuery);
   try {
     await db.transaction(async (trx) => {
-      await fn(trx);
+      result = await fn(trx);
       throw ROLLBACK;
     });
   } catch (e) {
@@ -27,13 +28,16 @@ export async function captureSql(db: Db, fn: (trx: Knex.Transaction) => Promise<
   } finally {
     db.off('query', onQuery);
   }
-  return seen.filter((q) => !/^\s*(BEGIN|START TRANSACTION|COMMIT|ROLLBACK|SET )/i.test(q.sql));
+  return { result, sql: seen.filter((q) => !/^\s*(BEGIN|START TRANSACTION|COMMIT|ROLLBACK|SET )/i.test(q.sql)) };
 }
 
 /** EXPLAIN of a captured statement: one row per table access. */
-export async function explain(db: Db, q: CapturedQuery): Promise<Array<{ table: string; key: string | null; Extra: string | null }>> {
+export async function explain(
+  db: Db,
+  q: CapturedQuery,
+): Promise<Array<{ table: string; key: string | null; rows: number; Extra: string | null }>> {
   const [rows] = (await db.raw(`EXPLAIN ${q.sql}`, q.bindings as Knex.RawBinding[])) as [
-    Array<{ table: string; key: string | null; Extra: string | null }>,
+    Array<{ table: string; key: string | null; rows: number; Extra: string | null }>,
   ];
   return rows;
 }

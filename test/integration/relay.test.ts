@@ -298,7 +298,7 @@ describe('relay: due schedules and the outbox to Kafka', function () {
   });
 
   it('loses nothing when a relay is killed -9 while publishing; Kafka duplicates only of the batches it had in flight', async () => {
-    const n = 20_000;
+    const n = 10_000;
     const batch = 200;
     const inserts = await logOutboxInserts(t.db);
     try {
@@ -381,7 +381,7 @@ describe('relay: due schedules and the outbox to Kafka', function () {
   it('claims through indexes that match the claim queries (no filesort), as the relay sends them', async () => {
     // The statements the src/ functions send (captured in a rolled-back transaction), not copies of them.
     const plan = async (name: string, fn: (trx: import('knex').Knex.Transaction) => Promise<unknown>, index: number = 0) => {
-      const sent = await captureSql(t.db, fn);
+      const { sql: sent } = await captureSql(t.db, fn);
       expect(sent.length, `${name}: statements sent`).to.be.greaterThan(index);
       const [row] = await explain(t.db, sent[index]!);
       return { ...row!, Extra: row!.Extra ?? '', sql: sent[index]!.sql };
