@@ -69,18 +69,24 @@ function postJson(url: string, body: unknown): Promise<{ status: number; body: s
 }
 
 /**
- * Extra Kafka copies the at-least-once contract allows. A relay killed -9 re-publishes at most what its
- * lanes had in flight — per lane one fire batch (produced, not committed) and one outbox batch — and a
- * scheduled event whose delivery report came later than RELAY_DIRECT_TIMEOUT went through the outbox as
- * well (one more copy each; every scheduled event in the outbox is counted, a generous upper bound).
+ * Extra Kafka copies the at-least-once contract allows, from the soak's faults:
+ *  - a relay killed -9 re-publishes at most what its lanes had in flight: per lane one fire batch
+ *    (produced, not committed) and one outbox batch;
+ *  - a broker that goes away may have written a batch it could not acknowledge: each relay's outbox lanes
+ *    publish that batch again;
+ *  - a scheduled event whose delivery report came later than RELAY_DIRECT_TIMEOUT went through the outbox
+ *    as well, one more copy (every scheduled event in the outbox is counted: a generous upper bound).
  */
-export function kafkaDuplicateBound(
-  relayKills: number,
-  relayConcurrency: number,
-  relayBatchSize: number,
-  scheduledViaOutbox: number,
-): number {
-  return relayKills * relayConcurrency * relayBatchSize * 2 + scheduledViaOutbox;
+export function kafkaDuplicateBound(f: {
+  relayKills: number;
+  relays: number;
+  outages: number;
+  relayConcurrency: number;
+  relayBatchSize: number;
+  scheduledViaOutbox: number;
+}): number {
+  const batch = f.relayConcurrency * f.relayBatchSize;
+  return f.relayKills * batch * 2 + f.outages * f.relays * batch + f.scheduledViaOutbox;
 }
 
 /**
@@ -350,7 +356,14 @@ export async function runSoak(opts: SoakOptions): Promise<SoakFigures> {
       kafkaOutageSeconds: Math.round(outageMs / 1000),
       onKafka: [...logIds].filter((id) => onKafkaIds.has(id)).length,
       kafkaDuplicates,
-      kafkaDuplicateBound: kafkaDuplicateBound(relayKills, t.config.relayConcurrency, t.config.relayBatchSize, scheduledViaOutbox),
+      kafkaDuplicateBound: kafkaDuplicateBound({
+        relayKills,
+        relays: procs.relays.length,
+        outages: outageMs > 0 ? 1 : 0,
+        relayConcurrency: t.config.relayConcurrency,
+        relayBatchSize: t.config.relayBatchSize,
+        scheduledViaOutbox,
+      }),
       kafkaStrays,
       lost,
       deliveriesSuccess: logs.filter((l) => l.execution_status === 'success').length,
