@@ -164,6 +164,10 @@ export class OwnBroker {
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     this.child = child;
+    // Never outlive the test process (an interrupted run must not leave a JVM behind).
+    const reap = () => child.kill('SIGKILL');
+    process.once('exit', reap);
+    child.once('exit', () => process.off('exit', reap));
     child.stdout!.on('data', (d: Buffer) => (this.out += d.toString()));
     child.stderr!.on('data', (d: Buffer) => (this.out += d.toString()));
     child.once('exit', () => {
