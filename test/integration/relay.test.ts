@@ -351,14 +351,16 @@ describe('relay: due schedules and the outbox to Kafka', function () {
     });
     const p = await startPlatform(cfg, ['relay'], { logger: quiet, migrate: false });
     try {
-      const created = await request(testApp(t))
+      // The API of the same windows: retention follows from age, and the sweep deletes the row. Built and
+      // warmed before the event exists, so the first read below comes well inside the 2 s active window.
+      const app = testApp(t, { config: cfg });
+      await request(app).get(`/api/v1/events/${randomUUID()}`).expect(404);
+      const created = await request(app)
         .post('/api/v1/triggers')
         .send({ name: 'ret', type: 'webhook', config: { endpoint: 'http://127.0.0.1:9/x', schema: { type: 'object' } } })
         .expect(201);
-      const fired = await request(testApp(t)).post(`/api/v1/webhook/${created.body.id}`).send({ a: 1 }).expect(202);
+      const fired = await request(app).post(`/api/v1/webhook/${created.body.id}`).send({ a: 1 }).expect(202);
       const id = fired.body.event_id as string;
-      // The API of the same windows: retention follows from age, and the sweep deletes the row.
-      const app = testApp(t, { config: cfg });
       const status = async () => {
         const res = await request(app).get(`/api/v1/events/${id}`);
         return res.status === 404 ? 'gone' : (res.body as { retention_status: string }).retention_status;
