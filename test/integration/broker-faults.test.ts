@@ -68,7 +68,6 @@ describe('relay against a Kafka broker that stops answering or goes away', funct
     ).to.deep.equal([]);
     expect(fired.every((l) => l.execution_status === 'pending')).to.equal(true);
     expect((await queued(eventIds)).length, 'every unacknowledged event waits in the outbox').to.equal(ids.length);
-    expect(reader.messages.filter((m) => eventIds.includes(m.value.event_id as string))).to.have.length(0);
 
     await broker.resume();
     await until(() => eventIds.every((e) => reader.byEventId(e).length > 0), { timeoutMs: 60_000, message: 'all 40 on Kafka' });
@@ -109,7 +108,6 @@ describe('relay against a Kafka broker that stops answering or goes away', funct
       tried: eventIds.length,
       published: 0,
     });
-    expect(reader.messages.filter((m) => eventIds.includes(m.value.event_id as string))).to.have.length(0);
 
     await broker.resume();
     await until(() => eventIds.every((e) => reader.byEventId(e).length > 0), { timeoutMs: 60_000, message: 'all 20 on Kafka' });
