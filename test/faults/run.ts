@@ -15,6 +15,7 @@ async function main(): Promise<void> {
     f.kafkaStrays +
     f.successWithout2xx +
     (f.kafkaDuplicates > f.kafkaDuplicateBound ? 1 : 0) +
+    (f.receiverResends > f.receiverResendBound ? 1 : 0) +
     (f.kafkaOutageSeconds > 0 ? 0 : 1);
   process.exit(bad === 0 ? 0 : 1);
 }

@@ -43,6 +43,8 @@ export interface SoakFigures {
   receiverRetriesAfter500: number;
   /** Repeats of a request after a worker kill (same webhook-id): allowed by the at-least-once contract. */
   receiverResends: number;
+  /** What the contract allows (see receiverResendBound()). */
+  receiverResendBound: number;
   /** Events recorded `success` although the receiver never answered 2xx for them: must be 0. */
   successWithout2xx: number;
   stuckProcessing: number;
@@ -90,6 +92,16 @@ export function kafkaDuplicateBound(f: {
 }
 
 /**
+ * Re-sends to a receiver (same webhook-id) the at-least-once contract allows: a worker records a batch's
+ * outcomes together, so a worker killed -9 may have sent up to a batch (WORKER_CONCURRENCY messages) whose
+ * outcomes were never recorded, and its replacement joining moves partitions away from the other workers
+ * while they hold a batch of their own, which the new owner may consume and send again.
+ */
+export function receiverResendBound(f: { workerKills: number; workers: number; workerConcurrency: number }): number {
+  return f.workerKills * (1 + f.workers) * f.workerConcurrency;
+}
+
+/**
  * The fault soak: 3 relays + 2 workers + 1 api as separate processes under a mixed load of webhooks,
  * time, cron and interval triggers, while relays and workers are killed -9 and restarted, and the Kafka
  * broker is stopped once and started again — a broker the soak starts for itself, so the outage is real
@@ -126,6 +138,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakFigures> {
   const procs: { relays: RoleProcess[]; workers: RoleProcess[]; api: RoleProcess | null } = { relays: [], workers: [], api: null };
   let kills = 0;
   let relayKills = 0;
+  let workerKills = 0;
   let outageMs = 0;
   try {
     const api = await spawnRole('api', t.env);
@@ -220,6 +233,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakFigures> {
         await pool[i].kill('SIGKILL');
         kills++;
         if (role === 'relay') relayKills++;
+        else workerKills++;
         pool[i] = await spawnRole(role, t.env);
         log(`  kill -9 ${role} #${i + 1} and restarted (${kills} kills, ${accepted.length} webhooks accepted)`);
       }
@@ -376,6 +390,11 @@ export async function runSoak(opts: SoakOptions): Promise<SoakFigures> {
       receiverDuplicateRequests,
       receiverRetriesAfter500: answered500.size,
       receiverResends: receiverDuplicateRequests - answered500.size,
+      receiverResendBound: receiverResendBound({
+        workerKills,
+        workers: procs.workers.length,
+        workerConcurrency: t.config.workerConcurrency,
+      }),
       successWithout2xx: logs.filter((l) => l.execution_status === 'success' && !answered2xx.has(l.id)).length,
       stuckProcessing: stuck,
       brokenChains,
@@ -402,7 +421,7 @@ export function printFigures(f: SoakFigures, print: (l: string) => void = (l) =>
     `  event logs: ${f.eventLogs}, on Kafka: ${f.onKafka}, Kafka duplicates (same event id): ${f.kafkaDuplicates} (bound ${f.kafkaDuplicateBound}), other messages: ${f.kafkaStrays}`,
   );
   print(
-    `  deliveries: ${f.deliveriesSuccess} success, ${f.deliveriesFailure} failure, ${f.deliveriesUnfinished} unfinished, ${f.successWithout2xx} success without a 2xx; receiver saw ${f.receiverRequests} requests, ${f.receiverDuplicateRequests} repeats of an id: ${f.receiverRetriesAfter500} retries after its 500s, ${f.receiverResends} re-sends after worker kills (at-least-once)`,
+    `  deliveries: ${f.deliveriesSuccess} success, ${f.deliveriesFailure} failure, ${f.deliveriesUnfinished} unfinished, ${f.successWithout2xx} success without a 2xx; receiver saw ${f.receiverRequests} requests, ${f.receiverDuplicateRequests} repeats of an id: ${f.receiverRetriesAfter500} retries after its 500s, ${f.receiverResends} re-sends after worker kills (bound ${f.receiverResendBound}, at-least-once)`,
   );
   print(`  lost: ${f.lost}, stuck in processing: ${f.stuckProcessing}, broken cron/interval chains: ${f.brokenChains}`);
 }

@@ -19,6 +19,7 @@ describe('fault soak (short CI version of npm run test:faults)', function () {
     // At-least-once towards receivers: every success was answered 2xx; repeats (same webhook-id) are
     // allowed and reported, split into retries after a 500 and re-sends after worker kills.
     expect(f.successWithout2xx).to.equal(0);
+    expect(f.receiverResends).to.be.at.most(f.receiverResendBound);
     expect(f.deliveriesUnfinished).to.equal(0);
     expect(f.stuckProcessing).to.equal(0);
     expect(f.brokenChains).to.equal(0);
