@@ -74,18 +74,19 @@ export class OwnBroker {
     while (controllerPort === port) controllerPort = await freePort();
     const b = new OwnBroker(port, controllerPort, dir, java);
     b.writeConfig();
+    const storageTool = ['-Xmx128m', `-Dlog4j2.configurationFile=${b.file('log4j2.properties')}`, '-cp', `${KAFKA_LIB}/*`];
     const r = spawnSync(
       java,
-      ['-Xmx128m', `-Dlog4j2.configurationFile=${b.file('log4j2.properties')}`, '-cp', `${KAFKA_LIB}/*`, 'kafka.tools.StorageTool'].concat([
-        'format',
-        '--config',
-        b.file('server.properties'),
-        `--cluster-id=${CLUSTER_ID}`,
-      ]),
+      [...storageTool, 'kafka.tools.StorageTool', 'format', '--config', b.file('server.properties'), `--cluster-id=${CLUSTER_ID}`],
       { encoding: 'utf8' },
     );
-    if (r.status !== 0) throw new Error(`formatting the broker's storage failed:\n${r.stdout}${r.stderr}`);
-    await b.run();
+    try {
+      if (r.status !== 0) throw new Error(`formatting the broker's storage failed:\n${r.stdout}${r.stderr}`);
+      await b.run();
+    } catch (e) {
+      await b.destroy();
+      throw e;
+    }
     return b;
   }
 
