@@ -50,4 +50,24 @@ describe('shard lease checks in claim transactions', function () {
       await claim.rollback();
     }
   });
+
+  it('refuses a shard whose fencing token is not the one this relay took it with, until it has re-read its leases', async () => {
+    const [stale, fresh] = leases.owned();
+    // The lease was lost and taken again since this relay read it (same owner, token bumped as every
+    // takeover does): a lane still holding the old token must not claim with it.
+    await t.db.raw('UPDATE relay_leases SET token = token + 1 WHERE shard = ?', [stale]);
+    const claim = await t.db.transaction();
+    try {
+      expect(await leases.verify(claim, [stale, fresh])).to.deep.equal([fresh]);
+    } finally {
+      await claim.rollback();
+    }
+    await leases.refresh(); // re-reads the tokens it holds
+    const again = await t.db.transaction();
+    try {
+      expect(await leases.verify(again, [stale, fresh])).to.deep.equal([stale, fresh]);
+    } finally {
+      await again.rollback();
+    }
+  });
 });

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { createTestEnv, type TestEnv } from '../helpers/env';
 import { inShortLockWaitTransaction } from '../helpers/lock-wait';
+import { captureSql, explain as explainSql, type CapturedQuery } from '../helpers/capture-sql';
 import { randomUUID } from 'node:crypto';
 import {
   claimUnpublishedInShards,
@@ -37,37 +38,8 @@ describe('outbox statements on a large outbox', function () {
     await t?.cleanup();
   });
 
-  /** Runs `fn` in a rolled-back transaction and returns its result and the statements it sent. */
-  async function capture<T>(
-    fn: (trx: import('knex').Knex.Transaction) => Promise<T>,
-  ): Promise<{ result: T; sql: Array<{ sql: string; bindings: unknown[] }> }> {
-    const sql: Array<{ sql: string; bindings: unknown[] }> = [];
-    const listener = (q: { sql: string; bindings?: unknown[] }) => {
-      if (!/^(BEGIN|COMMIT|ROLLBACK)/i.test(q.sql)) sql.push({ sql: q.sql, bindings: q.bindings ?? [] });
-    };
-    t.db.on('query', listener);
-    let result!: T;
-    try {
-      await t.db
-        .transaction(async (trx) => {
-          result = await fn(trx);
-          throw new Error('rollback');
-        })
-        .catch((e: Error) => {
-          if (e.message !== 'rollback') throw e;
-        });
-    } finally {
-      t.db.removeListener('query', listener);
-    }
-    return { result, sql };
-  }
-
-  async function explain(s: { sql: string; bindings: unknown[] }) {
-    const [rows] = (await t.db.raw(`EXPLAIN ${s.sql}`, s.bindings as never[])) as [
-      Array<{ key: string | null; rows: number; Extra: string | null }>,
-    ];
-    return rows;
-  }
+  const capture = <T>(fn: (trx: import('knex').Knex.Transaction) => Promise<T>) => captureSql(t.db, fn);
+  const explain = (q: CapturedQuery) => explainSql(t.db, q);
 
   it("promotes one lane's due rows in available_at order through idx_outbox_waiting, with no sort of the lane's whole backlog", async () => {
     const shards = Array.from({ length: 64 }, (_, s) => s).filter((s) => s % 3 === 0);

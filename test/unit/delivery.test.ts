@@ -13,6 +13,7 @@ describe('delivery: response classification', () => {
     for (const s of [408, 429]) expect(classify(s, null).kind).to.equal('retry');
   });
   it('retries 5xx and honours Retry-After', () => {
+    for (const s of [500, 502, 503, 504, 599]) expect(classify(s, null), `status ${s}`).to.deep.include({ kind: 'retry', status: s });
     const o = classify(503, '7');
     expect(o).to.deep.include({ kind: 'retry', status: 503, retryAfterMs: 7000 });
   });
