@@ -85,7 +85,11 @@ export class WebhookRequestLog {
       body_bytes: Number.isFinite(declared) ? declared : (raw?.length ?? 0),
       signature: signature ?? 'not_checked',
     });
-    this.timer ??= setTimeout(() => void this.flush(), this.opts.flushDelayMs).unref();
+    if (!this.timer && !this.flushing) this.schedule();
+  }
+
+  private schedule(): void {
+    this.timer = setTimeout(() => void this.flush(), this.opts.flushDelayMs).unref();
   }
 
   /** Writes what is queued (one flush at a time); never throws. */
@@ -102,6 +106,8 @@ export class WebhookRequestLog {
         this.logger?.warn('webhook request log: could not write rejections', { error: coerceError(e).message });
       } finally {
         this.flushing = null;
+        // Rejections noted while the last write ran, after its timer had fired: a timer of their own.
+        if (this.queue.length > 0 && !this.timer && !this.closed) this.schedule();
       }
     })();
     return this.flushing;
