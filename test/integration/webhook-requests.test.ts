@@ -9,7 +9,9 @@ import { count } from '../helpers/fixtures';
 import { Lifecycle } from '../../src/events';
 import { sweep } from '../../src/relay/steps';
 import { REJECTIONS_KEPT_PER_TRIGGER } from '../../src/db/webhook-requests';
-import { REQUEST_LOG_DEFAULTS } from '../../src/api/webhook-request-log';
+import { REQUEST_LOG_DEFAULTS, WebhookRequestLog } from '../../src/api/webhook-request-log';
+import { ApiError } from '../../src/api/errors';
+import type { Request } from 'express';
 
 /*
  * Issue 24, item 3: a webhook trigger's log of inbound calls. Accepted calls are read from the event log;
@@ -151,6 +153,32 @@ describe('webhook request log: accepted and rejected calls per trigger (issue 24
     expect((await calls(id)).requests).to.deep.equal([]);
     await sweep(t.db, t.config, new Lifecycle());
     expect(await count(t.db, 'webhook_rejections', { trigger_id: id })).to.equal(0);
+  });
+
+  it('holds at most maxQueued rejections in memory: the rest are counted as not recorded, and close() writes what it holds', async () => {
+    const id = await webhookTrigger('queue');
+    const events = new Lifecycle();
+    const seen: boolean[] = [];
+    events.onEvent('api:webhook_rejected', (e) => seen.push(e.recorded));
+    // A flush delay far beyond the test: only close() writes.
+    const log = new WebhookRequestLog(
+      t.db,
+      { ...REQUEST_LOG_DEFAULTS, flushDelayMs: 600_000, maxQueued: 5, keepSeconds: 3600 },
+      events,
+      null,
+    );
+    const req = { method: 'POST', originalUrl: `/api/v1/webhook/${id}`, headers: { 'content-length': '12' } } as unknown as Request;
+    for (let i = 0; i < 8; i++) log.note(req, 'missing', new ApiError('INVALID_SIGNATURE'));
+    log.note({ ...req, originalUrl: `/api/v1/webhook/${id}` } as Request, undefined, new ApiError('TRIGGER_NOT_FOUND')); // 404: ignored
+    log.note({ ...req, originalUrl: '/api/v1/triggers' } as Request, undefined, new ApiError('VALIDATION_FAILED')); // not a webhook
+    expect(seen).to.deep.equal([true, true, true, true, true, false, false, false]);
+    expect(await count(t.db, 'webhook_rejections', { trigger_id: id })).to.equal(0);
+    await log.close();
+    expect(
+      await count(t.db, 'webhook_rejections', { trigger_id: id, code: 'INVALID_SIGNATURE', signature: 'missing', body_bytes: 12 }),
+    ).to.equal(5);
+    log.note(req, 'missing', new ApiError('INVALID_SIGNATURE'));
+    expect(seen[seen.length - 1], 'closed: takes no more').to.equal(false);
   });
 
   it('answers 404 for an unknown trigger and 400 for a trigger that is not a webhook trigger', async () => {
