@@ -65,6 +65,18 @@ export function isFinal(e: Pick<TriggerEvent, 'execution_status'>): boolean {
   return e.execution_status === 'success' || e.execution_status === 'failure';
 }
 
+/** One inbound call of a webhook trigger (GET /triggers/{id}/requests). */
+export interface WebhookCall {
+  received_at: string;
+  outcome: 'accepted' | 'rejected';
+  http_status: number;
+  code: string | null;
+  reason: string | null;
+  body_bytes: number;
+  signature: string;
+  event_id: string | null;
+}
+
 export interface EventPage {
   events: TriggerEvent[];
   pagination: Pagination;

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { createHmac, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -328,6 +328,28 @@ describe('operator dashboard in Chromium (issue 12)', function () {
     );
     expect(await page.getByRole('button', { name: 'Replay' }).isDisabled()).to.equal(false);
     expect(await page.getByRole('button', { name: 'Retry now' }).count()).to.equal(0);
+  });
+
+  it("shows a webhook trigger's recent calls: the rejected one with its code and signature verdict, the accepted one with its event", async () => {
+    const trigger = await call<{ id: string }>('POST', '/triggers', {
+      name: 'called-webhook',
+      type: 'webhook',
+      config: { endpoint: receiver.url('/called'), schema: { type: 'object' }, secret: 'called-secret-123' },
+    });
+    const url = `http://127.0.0.1:${platform.ports.api}/api/v1/webhook/${trigger.id}`;
+    const body = JSON.stringify({ order: 1 });
+    const unsigned = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    expect(unsigned.status).to.equal(401);
+    const sig = `sha256=${createHmac('sha256', 'called-secret-123').update(body).digest('hex')}`;
+    const signed = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', 'X-Signature': sig }, body });
+    expect(signed.status).to.equal(202);
+    await until(async () => (await count(t.db, 'webhook_rejections', { trigger_id: trigger.id })) === 1, { message: 'rejection logged' });
+    await show(`#/triggers/${trigger.id}`, 'called-webhook');
+    const rejected = page.locator('tr.call-rejected');
+    await rejected.waitFor();
+    expect(await rejected.locator('td[data-label="Answer"]').textContent()).to.equal('401 INVALID_SIGNATURE');
+    expect(await rejected.locator('td[data-label="Signature"]').textContent()).to.equal('missing');
+    expect(await page.locator('tr.call-accepted td[data-label="Reason / event"] a').count()).to.equal(1);
   });
 
   it('pauses and resumes a trigger from its page', async () => {
