@@ -125,9 +125,9 @@ export function operatorRoutes(deps: { db: Db; config: Config; metrics: Metrics 
   });
 
   r.post('/events/:id/retry', async (req, res) => {
-    const r = await retryNow(db, String(req.params.id), windowOf(config, new Date()));
+    const retry = await retryNow(db, String(req.params.id), windowOf(config, new Date()));
     events.emitEvent('api:delivery_control', { action: 'retry' });
-    res.status(202).json({ event_id: r.event_id, attempt: r.attempt, due_at: r.due_at.toISOString() });
+    res.status(202).json({ event_id: retry.event_id, attempt: retry.attempt, due_at: retry.due_at.toISOString() });
   });
 
   r.post('/events/:id/cancel', async (req, res) => {
