@@ -20,6 +20,10 @@ export interface LifecycleEvents {
   'worker:attempt': { outcome: 'success' | 'retry' | 'failure'; status: number | null };
   /** Events replayed by the API (one request: one, or a bulk replay's total). */
   'api:replayed': { count: number };
+  /** An operator's "retry now" or "cancel retries" on one event, done. */
+  'api:delivery_control': { action: 'retry' | 'cancel' };
+  /** A webhook call answered with an error, by its code; `recorded`: false when the log's buffer was full. */
+  'api:webhook_rejected': { code: string; recorded: boolean };
   'worker:error': { error: Error };
 }
 

@@ -18,6 +18,8 @@ export class Metrics {
   readonly dlq: client.Counter;
   readonly deleted: client.Counter;
   readonly replays: client.Counter;
+  readonly deliveryControls: client.Counter;
+  readonly webhookRejections: client.Counter;
   readonly deliveryAttempts: client.Counter<'outcome'>;
   readonly circuitOpen: client.Gauge<'origin'>;
   private consumerLag: client.Gauge<'topic' | 'partition'> | null = null;
@@ -87,6 +89,18 @@ export class Metrics {
     this.dlq = new client.Counter({ name: 'etp_dlq_total', help: 'Events sent to the dead-letter topic', registers: r });
     this.deleted = new client.Counter({ name: 'etp_events_deleted_total', help: 'Event logs deleted by retention', registers: r });
     this.replays = new client.Counter({ name: 'etp_replays_total', help: 'Events replayed through the API', registers: r });
+    this.deliveryControls = new client.Counter({
+      name: 'etp_delivery_controls_total',
+      help: "Operator actions on an event's delivery: retry now, cancel retries",
+      labelNames: ['action'],
+      registers: r,
+    });
+    this.webhookRejections = new client.Counter({
+      name: 'etp_webhook_rejections_total',
+      help: 'Webhook calls answered with an error, by code; recorded="false": left out of the request log (its buffer was full)',
+      labelNames: ['code', 'recorded'],
+      registers: r,
+    });
     this.deliveryAttempts = new client.Counter({
       name: 'etp_delivery_attempts_total',
       help: 'HTTP delivery attempts recorded in the attempts history, by the outcome they led to',
@@ -191,5 +205,7 @@ export class Metrics {
     events.onEvent('worker:circuit', (e) => this.circuitOpen.set({ origin: e.origin }, e.open ? 1 : 0));
     events.onEvent('worker:attempt', (e) => this.deliveryAttempts.inc({ outcome: e.outcome }));
     events.onEvent('api:replayed', (e) => this.replays.inc(e.count));
+    events.onEvent('api:delivery_control', (e) => this.deliveryControls.inc({ action: e.action }));
+    events.onEvent('api:webhook_rejected', (e) => this.webhookRejections.inc({ code: e.code, recorded: String(e.recorded) }));
   }
 }

@@ -8,7 +8,8 @@ import { EventProducer, ensureTopics } from './kafka/producer';
 import { configureOutboxShards } from './db/outbox';
 import { coerceError, createLogger, type Logger } from './logger';
 import { Metrics } from './metrics';
-import { createApp } from './api/app';
+import { createApp, webhookRequestLog } from './api/app';
+import type { WebhookRequestLog } from './api/webhook-request-log';
 import { WebhookIngest } from './api/webhook-ingest';
 import { dbCheck, runChecks, type Check } from './api/health';
 import { Relay } from './relay/relay';
@@ -148,9 +149,11 @@ export async function startPlatform(config: Config, roles: Role[], opts: { logge
     metrics.watchConsumerLag(() => worker!.lag());
   }
   let ingest: WebhookIngest | null = null;
+  let requestLog: WebhookRequestLog | null = null;
   if (roles.includes('api')) {
     ingest = config.webhookGroupCommit ? webhookIngest(config, logger, metrics) : null;
-    const app = createApp({ config, db, logger, metrics, checks, ingest, role: roles.join('+') });
+    requestLog = webhookRequestLog(db, config, metrics, logger);
+    const app = createApp({ config, db, logger, metrics, checks, ingest, requestLog, role: roles.join('+') });
     const server = await listen(app, config.apiPort);
     servers.push(server);
     ports.api = (server.address() as AddressInfo).port;
@@ -178,7 +181,7 @@ export async function startPlatform(config: Config, roles: Role[], opts: { logge
             }),
         ),
       );
-      await Promise.all([relay?.stop(), worker?.stop(), ingest?.close()]);
+      await Promise.all([relay?.stop(), worker?.stop(), ingest?.close(), requestLog?.close()]);
       await producer.close();
       await db.destroy();
       logger.info('stopped', { roles });

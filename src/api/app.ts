@@ -20,6 +20,8 @@ import { rateLimits } from './rate-limit';
 import { triggerRoutes } from './triggers';
 import { WebhookValidators, webhookRoutes } from './webhooks';
 import type { WebhookIngest } from './webhook-ingest';
+import { REQUEST_LOG_DEFAULTS, WebhookRequestLog, type SignatureNote } from './webhook-request-log';
+import { Lifecycle } from '../events';
 
 /** openapi.yaml sits at the repository root, next to dist/ and src/. */
 export const OPENAPI_PATH = path.resolve(__dirname, '..', '..', 'openapi.yaml');
@@ -36,6 +38,11 @@ export interface AppDeps {
    * request takes the one-transaction-per-request path.
    */
   ingest?: WebhookIngest | null;
+  /**
+   * The log of rejected webhook calls (platform.ts creates and closes it); without one the app makes its
+   * own, whose last rejections may go unwritten when the process exits.
+   */
+  requestLog?: WebhookRequestLog | null;
   /** Tests turn this on so every response is checked against openapi.yaml. */
   validateResponses?: boolean;
 }
@@ -153,7 +160,8 @@ export function createApp(deps: AppDeps): express.Express {
   // query, another content type, an empty body, a key) goes through the validator as before, so every
   // error answer is the validator's own.
   const validators = new WebhookValidators();
-  const webhooks = webhookRoutes({ db: deps.db, config, validators, ingest: deps.ingest });
+  const requestLog = deps.requestLog === undefined ? webhookRequestLog(deps.db, config, metrics, logger) : deps.requestLog;
+  const webhooks = webhookRoutes({ db: deps.db, config, validators, ingest: deps.ingest, requestLog });
   app.use('/api/v1', (req: RawRequest, res, next) => (webhookFastLane(req) ? webhooks(req, res, next) : next()));
 
   app.use(
@@ -174,6 +182,13 @@ export function createApp(deps: AppDeps): express.Express {
   app.use('/api/v1', overviewRoutes({ db: deps.db, config }));
 
   app.use((_req, _res, next) => next(new ApiError('NOT_FOUND', 'No such route')));
-  app.use(errorHandler(logger));
+  app.use(errorHandler(logger, (req, res, err) => requestLog?.note(req, (res.locals as { signature?: SignatureNote }).signature, err)));
   return app;
+}
+
+/** The log of rejected webhook calls of one API process, its lifecycle events counted by `metrics`. */
+export function webhookRequestLog(db: Db, config: Config, metrics: Metrics, logger: Logger | null): WebhookRequestLog {
+  const events = new Lifecycle();
+  metrics.subscribe(events);
+  return new WebhookRequestLog(db, { ...REQUEST_LOG_DEFAULTS, keepSeconds: config.retentionDeleteAfterSeconds }, events, logger);
 }

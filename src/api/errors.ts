@@ -16,6 +16,10 @@ export const ERRORS = {
   METHOD_NOT_ALLOWED: { status: 405, title: 'Method not allowed' },
   TRIGGER_INACTIVE: { status: 409, title: 'The trigger is inactive' },
   EVENT_NOT_REPLAYABLE: { status: 409, title: 'The event cannot be replayed' },
+  EVENT_ALREADY_REPLAYED: { status: 409, title: 'The event has been replayed already' },
+  EVENT_NOT_FINAL: { status: 409, title: 'The event has not ended yet' },
+  EVENT_ENDED: { status: 409, title: 'The event has ended' },
+  RETRY_NOT_WAITING: { status: 409, title: 'No attempt of the event is waiting' },
   PAYLOAD_TOO_LARGE: { status: 413, title: 'The body is too large' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Unsupported media type' },
   RATE_LIMITED: { status: 429, title: 'Too many requests' },
@@ -37,6 +41,8 @@ export class ApiError extends Error {
     detail?: string,
     readonly errors: FieldError[] = [],
     readonly headers: Record<string, string> = {},
+    /** Extension members of the problem document (RFC 9457 §3.2), e.g. the existing replay's id. */
+    readonly extensions: Record<string, unknown> = {},
   ) {
     super(detail ?? ERRORS[code].title);
     this.name = 'ApiError';
@@ -62,6 +68,7 @@ export function sendProblem(res: Response, req: Request, err: ApiError): void {
   const ctx = requestContext.getStore();
   if (ctx) body.request_id = ctx.requestId;
   if (err.errors.length > 0) body.errors = err.errors;
+  for (const [k, v] of Object.entries(err.extensions)) if (!(k in body)) body[k] = v;
   for (const [k, v] of Object.entries(err.headers)) res.setHeader(k, v);
   res.status(err.status).type('application/problem+json').send(JSON.stringify(body));
 }
@@ -88,50 +95,55 @@ interface HttpLikeError {
   message?: string;
 }
 
-/** Maps anything thrown in a handler (or by express/body-parser/the validator) to a problem document. */
-export function errorHandler(logger: Logger) {
+/**
+ * Maps anything thrown in a handler (or by express/body-parser/the validator) to a problem document.
+ * `onProblem` sees every problem document sent for an error (the webhook request log keeps the rejections).
+ */
+export function errorHandler(logger: Logger, onProblem?: (req: Request, res: Response, err: ApiError) => void) {
   return (e: unknown, req: Request, res: Response, _next: NextFunction): void => {
     if (res.headersSent) return;
-    if (e instanceof ApiError) return sendProblem(res, req, e);
-    const he = e as HttpLikeError;
-    const status = he?.status ?? he?.statusCode;
-    if (he?.type === 'entity.parse.failed') {
-      return sendProblem(
-        res,
-        req,
-        new ApiError('MALFORMED_JSON', `The body is not valid JSON: ${he.message ?? ''}`.trim(), [
-          { field: 'body', message: 'invalid JSON' },
-        ]),
-      );
-    }
-    if (he?.type === 'entity.too.large' || status === 413) {
-      return sendProblem(res, req, new ApiError('PAYLOAD_TOO_LARGE', 'The request body is over the configured limit'));
-    }
-    if (status === 415 || he?.type === 'encoding.unsupported' || he?.type === 'charset.unsupported') {
-      return sendProblem(res, req, new ApiError('UNSUPPORTED_MEDIA_TYPE', he.message ?? 'Send application/json'));
-    }
-    if (status === 404) return sendProblem(res, req, new ApiError('NOT_FOUND', 'No such route'));
-    if (status === 405) return sendProblem(res, req, new ApiError('METHOD_NOT_ALLOWED', he.message));
-    if (status === 401) return sendProblem(res, req, new ApiError('UNAUTHORIZED'));
-    if (status === 400 && Array.isArray(he.errors)) {
-      const errors = he.errors.map((x) => ({ field: fieldFromValidatorPath(x.path), message: x.message ?? 'invalid' }));
-      return sendProblem(res, req, validationError(errors));
-    }
-    if (status !== undefined && status >= 400 && status < 500) {
-      return sendProblem(res, req, new ApiError('VALIDATION_FAILED', he.message ?? 'Bad request'));
-    }
-    if ((e as { errno?: number })?.errno === ER_QUERY_INTERRUPTED) {
-      // The client went away and its read was stopped (see bounded-read.ts): nobody reads this answer.
-      return sendProblem(res, req, new ApiError('READ_TIMEOUT', 'The query was stopped', [], { 'Retry-After': '1' }));
-    }
-    if ((e as Error)?.name === 'KnexTimeoutError') {
-      // A read ran past READ_TIMEOUT (and was killed), or no pooled connection came free in time.
-      const detail =
-        'The database did not answer within the time limit; narrow the filter (trigger_id, execution_status, from/to) or try again';
-      return sendProblem(res, req, new ApiError('READ_TIMEOUT', detail, [], { 'Retry-After': '1' }));
-    }
-    const err = coerceError(e);
-    logger.error('request failed', { error: err.message, stack: err.stack, path: req.path, method: req.method });
-    sendProblem(res, req, new ApiError('INTERNAL', 'An unexpected error occurred; the request id identifies it in the logs'));
+    const problem = toProblem(e, req, logger);
+    onProblem?.(req, res, problem);
+    sendProblem(res, req, problem);
   };
+}
+
+function toProblem(e: unknown, req: Request, logger: Logger): ApiError {
+  if (e instanceof ApiError) return e;
+  const he = e as HttpLikeError;
+  const status = he?.status ?? he?.statusCode;
+  if (he?.type === 'entity.parse.failed') {
+    return new ApiError('MALFORMED_JSON', `The body is not valid JSON: ${he.message ?? ''}`.trim(), [
+      { field: 'body', message: 'invalid JSON' },
+    ]);
+  }
+  if (he?.type === 'entity.too.large' || status === 413) {
+    return new ApiError('PAYLOAD_TOO_LARGE', 'The request body is over the configured limit');
+  }
+  if (status === 415 || he?.type === 'encoding.unsupported' || he?.type === 'charset.unsupported') {
+    return new ApiError('UNSUPPORTED_MEDIA_TYPE', he.message ?? 'Send application/json');
+  }
+  if (status === 404) return new ApiError('NOT_FOUND', 'No such route');
+  if (status === 405) return new ApiError('METHOD_NOT_ALLOWED', he.message);
+  if (status === 401) return new ApiError('UNAUTHORIZED');
+  if (status === 400 && Array.isArray(he.errors)) {
+    const errors = he.errors.map((x) => ({ field: fieldFromValidatorPath(x.path), message: x.message ?? 'invalid' }));
+    return validationError(errors);
+  }
+  if (status !== undefined && status >= 400 && status < 500) {
+    return new ApiError('VALIDATION_FAILED', he.message ?? 'Bad request');
+  }
+  if ((e as { errno?: number })?.errno === ER_QUERY_INTERRUPTED) {
+    // The client went away and its read was stopped (see bounded-read.ts): nobody reads this answer.
+    return new ApiError('READ_TIMEOUT', 'The query was stopped', [], { 'Retry-After': '1' });
+  }
+  if ((e as Error)?.name === 'KnexTimeoutError') {
+    // A read ran past READ_TIMEOUT (and was killed), or no pooled connection came free in time.
+    const detail =
+      'The database did not answer within the time limit; narrow the filter (trigger_id, execution_status, from/to) or try again';
+    return new ApiError('READ_TIMEOUT', detail, [], { 'Retry-After': '1' });
+  }
+  const err = coerceError(e);
+  logger.error('request failed', { error: err.message, stack: err.stack, path: req.path, method: req.method });
+  return new ApiError('INTERNAL', 'An unexpected error occurred; the request id identifies it in the logs');
 }

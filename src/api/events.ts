@@ -12,6 +12,7 @@ import {
   type EventRow,
   type RetentionWindow,
 } from '../db/events';
+import { replayMarks, type ReplayMark } from '../db/replays';
 import { boundedRead } from './bounded-read';
 import { ApiError, validationError } from './errors';
 
@@ -20,7 +21,8 @@ export function windowOf(config: Pick<Config, 'retentionActiveSeconds' | 'retent
   return retentionWindow(now, config.retentionActiveSeconds, config.retentionDeleteAfterSeconds);
 }
 
-export function presentEvent(e: EventRow, w: RetentionWindow): Record<string, unknown> {
+/** An event as the API shows it; `mark`: its replay mark, if it has been replayed. */
+export function presentEvent(e: EventRow, w: RetentionWindow, mark: ReplayMark | null = null): Record<string, unknown> {
   const iso = (d: Date | null) => (d ? d.toISOString() : null);
   return {
     id: e.id,
@@ -41,6 +43,9 @@ export function presentEvent(e: EventRow, w: RetentionWindow): Record<string, un
     replay_of: e.replay_of ?? null,
     created_at: e.created_at.toISOString(),
     updated_at: e.updated_at.toISOString(),
+    next_attempt_at: iso(e.next_attempt_at),
+    replayed_as: mark ? mark.replay_id : null,
+    replay_count: mark ? mark.replays : 0,
   };
 }
 
@@ -60,7 +65,14 @@ export function eventRoutes(deps: { db: Db; config: Config }): Router {
   r.get('/events', async (req, res) => {
     const q = req.query as Record<string, unknown>;
     const w = windowOf(config, new Date());
-    const present = (e: EventRow) => presentEvent(e, w);
+    // The page's replay marks: one primary-key read of event_replays per page, not per event.
+    const presentAll = async (rows: EventRow[]) => {
+      const marks = await replayMarks(
+        db,
+        rows.map((e) => e.id),
+      );
+      return rows.map((e) => presentEvent(e, w, marks.get(e.id) ?? null));
+    };
     const filter: EventFilter = {
       retention: (q.retention_status as 'active' | 'archived' | undefined) ?? 'active',
       window: w,
@@ -79,7 +91,7 @@ export function eventRoutes(deps: { db: Db; config: Config }): Router {
       const pageRows = rows.slice(0, limit);
       const last = pageRows[pageRows.length - 1];
       res.json({
-        events: pageRows.map(present),
+        events: await presentAll(pageRows),
         pagination: {
           current_page: null,
           page_size: limit,
@@ -103,7 +115,7 @@ export function eventRoutes(deps: { db: Db; config: Config }): Router {
     const exact = (total ?? 0) <= COUNT_CAP;
     const totalRecords = Math.min(total ?? 0, COUNT_CAP);
     res.json({
-      events: rows.map(present),
+      events: await presentAll(rows),
       pagination: {
         current_page: page,
         page_size: limit,
@@ -120,7 +132,7 @@ export function eventRoutes(deps: { db: Db; config: Config }): Router {
     const w = windowOf(config, new Date());
     // Past the retention window an event is gone, whether or not the sweep has deleted its row yet.
     if (!e || !retentionOf(e.fired_at, w)) throw new ApiError('EVENT_NOT_FOUND', `No event with id ${String(req.params.id)}`);
-    res.json(presentEvent(e, w));
+    res.json(presentEvent(e, w, (await replayMarks(db, [e.id])).get(e.id) ?? null));
   });
   return r;
 }

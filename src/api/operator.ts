@@ -6,56 +6,26 @@ import { Router, type Request, type Response } from 'express';
 import type { Knex } from 'knex';
 import type { Config } from '../config';
 import { listAttempts } from '../db/attempts';
-import {
-  eventsToReplay,
-  getEvent,
-  retentionOf,
-  type EventInsert,
-  type EventRow,
-  type ExecutionStatus,
-  type ReplayFilter,
-} from '../db/events';
-import { recordEvents } from '../db/fire';
+import { getEvent, type ExecutionStatus, type ReplayFilter } from '../db/events';
 import { claimIdempotencyKey, storedResponse, type StoredAnswer } from '../db/idempotency';
 import type { Db } from '../db/knex';
 import { cancelPendingMany, insertOccurrences, pendingOccurrence } from '../db/schedules';
-import { getTrigger, getTriggersByIds, lockForStatusChange, setStatus, type BulkFilter, type TriggerStatus } from '../db/triggers';
+import { getTrigger, lockForStatusChange, setStatus, type BulkFilter, type TriggerStatus } from '../db/triggers';
 import { Lifecycle } from '../events';
 import type { Metrics } from '../metrics';
-import { newEventId } from '../triggers/event-id';
 import { formatInZone, occurrenceAt, runsFrom, type Occurrence } from '../triggers/schedule';
 import type { TriggerType } from '../triggers/types';
 import { validateTriggerConfig } from '../triggers/validate';
 import { withDbRetry } from '../util';
+import { cancelRetries, replayMatching, replayOne, retryNow } from '../operator/actions';
+import { replayMarks } from '../db/replays';
+import { REJECTIONS_KEPT_PER_TRIGGER, webhookCalls } from '../db/webhook-requests';
 import { ApiError, validationError } from './errors';
-import { windowOf } from './events';
+import { presentEvent, windowOf } from './events';
+import { boundedRead } from './bounded-read';
 import { occurrenceToSchedule } from './triggers';
 
-/** Events written per transaction by a bulk replay. */
-export const REPLAY_BATCH = 500;
 const IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600;
-
-/** The new event of a replay: same trigger, payload and delivery config, a fresh id and delivery round. */
-function replayOf(e: EventRow, id: string, now: Date): EventInsert {
-  return {
-    id,
-    trigger_id: e.trigger_id,
-    trigger_type: e.trigger_type,
-    source: 'replay',
-    is_test_run: e.is_test_run,
-    payload: e.payload,
-    delivery_config: e.delivery_config ?? null,
-    replay_of: e.id,
-    // The occurrence it re-delivers: consumers keyed on the scheduled time see the same one again.
-    scheduled_for: e.scheduled_for,
-    fired_at: now,
-  };
-}
-
-/** A delivery needs the trigger's config, or the event's own (an unsaved test run carries one). */
-function replayable(e: EventRow, triggerExists: boolean): boolean {
-  return e.delivery_config !== null && e.delivery_config !== undefined ? true : e.trigger_id !== null && triggerExists;
-}
 
 function presentOccurrence(o: Occurrence, timeZone: string) {
   return { at: o.fire_at.toISOString(), local: formatInZone(o.fire_at, timeZone), scheduled_for: o.scheduled_for.toISOString() };
@@ -118,7 +88,14 @@ export function operatorRoutes(deps: { db: Db; config: Config; metrics: Metrics 
   });
 
   r.post('/events/replay', async (req, res) => {
-    const b = req.body as { trigger_id?: string; execution_status?: ExecutionStatus; from?: string; to?: string; limit?: number };
+    const b = req.body as {
+      trigger_id?: string;
+      execution_status?: ExecutionStatus;
+      from?: string;
+      to?: string;
+      limit?: number;
+      force?: boolean;
+    };
     if (b.trigger_id === undefined && b.execution_status === undefined && b.from === undefined && b.to === undefined) {
       throw validationError([{ field: 'body', message: 'give at least one filter: trigger_id, execution_status, from or to' }]);
     }
@@ -129,52 +106,53 @@ export function operatorRoutes(deps: { db: Db; config: Config; metrics: Metrics 
       from: b.from ? new Date(b.from) : undefined,
       to: b.to ? new Date(b.to) : undefined,
     };
-    // Only events fired before this request: the replays it writes must never match its own filter.
-    const before = new Date();
-    const triggerExists = new Map<string, boolean>();
-    let remaining = b.limit ?? 1000;
-    let after: EventRow | null = null;
-    let replayed = 0;
-    while (remaining > 0) {
-      const size = Math.min(REPLAY_BATCH, remaining);
-      const batch = await eventsToReplay(db, filter, before, after, size);
-      if (batch.length === 0) break;
-      remaining -= batch.length;
-      after = batch[batch.length - 1]!;
-      const unseen = [...new Set(batch.map((e) => e.trigger_id).filter((id): id is string => id !== null && !triggerExists.has(id)))];
-      const found = await getTriggersByIds(db, unseen);
-      for (const id of unseen) triggerExists.set(id, found.has(id));
-      const now = new Date();
-      // Ids are drawn before the transaction, so a retried batch writes the same events (never two copies).
-      const rows = batch
-        .filter((e) => replayable(e, e.trigger_id !== null && triggerExists.get(e.trigger_id) === true))
-        .map((e) => replayOf(e, newEventId(), now));
-      // Each batch is its own transaction: a bulk replay of 10,000 events never holds one long transaction.
-      await withDbRetry(() => db.transaction((trx) => recordEvents(trx, rows, config.kafkaTopic, now)));
-      replayed += rows.length;
-      if (batch.length < size) break;
-    }
-    if (replayed > 0) events.emitEvent('api:replayed', { count: replayed });
-    res.status(202).json({ replayed });
+    const result = await replayMatching(db, { filter, limit: b.limit ?? 1000, force: b.force === true, topic: config.kafkaTopic });
+    if (result.replayed > 0) events.emitEvent('api:replayed', { count: result.replayed });
+    res.status(202).json(result);
   });
 
   r.post('/events/:id/replay', async (req, res) => {
     const id = String(req.params.id);
+    const q = req.query as { force?: boolean | string };
+    const force = q.force === true || q.force === 'true';
     const { answer, fresh } = await idempotent(req, `replay:${id}`, async (trx) => {
-      const e = await getEvent(trx, id);
-      if (!e || !retentionOf(e.fired_at, windowOf(config, new Date()))) throw new ApiError('EVENT_NOT_FOUND', `No event with id ${id}`);
-      const exists = e.trigger_id !== null && (await getTrigger(trx, e.trigger_id)) !== null;
-      if (!replayable(e, exists)) {
-        const detail = `The trigger of this event (${e.trigger_id ?? 'none'}) was deleted, and the event carries no delivery config of its own`;
-        throw new ApiError('EVENT_NOT_REPLAYABLE', detail);
-      }
       const now = new Date();
-      const replay = replayOf(e, newEventId(), now);
-      await recordEvents(trx, [replay], config.kafkaTopic, now);
-      return { status: 202, body: { event_id: replay.id, replay_of: e.id } };
+      const body = await replayOne(trx, { id, force, window: windowOf(config, now), topic: config.kafkaTopic, now });
+      return { status: 202, body };
     });
     if (fresh) events.emitEvent('api:replayed', { count: 1 });
     res.status(answer.status).json(answer.body);
+  });
+
+  r.post('/events/:id/retry', async (req, res) => {
+    const retry = await retryNow(db, String(req.params.id), windowOf(config, new Date()));
+    events.emitEvent('api:delivery_control', { action: 'retry' });
+    res.status(202).json({ event_id: retry.event_id, attempt: retry.attempt, due_at: retry.due_at.toISOString() });
+  });
+
+  r.post('/events/:id/cancel', async (req, res) => {
+    const reason = (req.body as { reason?: string } | undefined)?.reason;
+    const w = windowOf(config, new Date());
+    const e = await cancelRetries(db, String(req.params.id), reason, w);
+    events.emitEvent('api:delivery_control', { action: 'cancel' });
+    res.json(presentEvent(e, w, (await replayMarks(db, [e.id])).get(e.id) ?? null));
+  });
+
+  r.get('/triggers/:id/requests', async (req, res) => {
+    const id = String(req.params.id);
+    const limit = Number((req.query as { limit?: number }).limit ?? 50);
+    const t = await getTrigger(db, id);
+    if (!t) throw new ApiError('TRIGGER_NOT_FOUND', `No trigger with id ${id}`);
+    if (t.type !== 'webhook') {
+      throw validationError([{ field: 'type', message: `a ${t.type} trigger has no webhook URL: it receives no calls` }]);
+    }
+    const keepFrom = new Date(Date.now() - config.retentionDeleteAfterSeconds * 1000);
+    const calls = await boundedRead(db, res, (q) => webhookCalls(q, id, keepFrom, limit, config.readTimeoutMs));
+    res.json({
+      trigger_id: id,
+      max_rejections_kept: REJECTIONS_KEPT_PER_TRIGGER,
+      requests: calls.map((c) => ({ ...c, received_at: c.received_at.toISOString() })),
+    });
   });
 
   r.get('/triggers/:id/upcoming', async (req, res) => {

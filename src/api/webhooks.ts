@@ -11,6 +11,7 @@ import { newEventId } from '../triggers/event-id';
 import type { WebhookConfig } from '../triggers/types';
 import { ApiError } from './errors';
 import type { WebhookIngest } from './webhook-ingest';
+import type { SignatureNote, WebhookRequestLog } from './webhook-request-log';
 
 type Validate = (data: unknown) => { valid: true } | { valid: false; errors: { pointer: string; message: string }[] };
 
@@ -98,8 +99,21 @@ interface RawRequest extends Request {
   rawBody?: Buffer;
 }
 
-export function webhookRoutes(deps: { db: Db; config: Config; validators: WebhookValidators; ingest?: WebhookIngest | null }): Router {
-  const { db, config, validators, ingest } = deps;
+/** How a request's signature check went, for the request log. */
+function signatureNote(req: Request, secret: string | undefined, ok: boolean): SignatureNote {
+  if (secret === undefined) return 'not_required';
+  if (ok) return 'valid';
+  return req.get('x-signature') || req.get('webhook-signature') ? 'invalid' : 'missing';
+}
+
+export function webhookRoutes(deps: {
+  db: Db;
+  config: Config;
+  validators: WebhookValidators;
+  ingest?: WebhookIngest | null;
+  requestLog?: WebhookRequestLog | null;
+}): Router {
+  const { db, config, validators, ingest, requestLog } = deps;
   const r = Router();
 
   /** A fresh read of the trigger: 404 unless it is a webhook trigger, 409 when inactive. */
@@ -113,9 +127,10 @@ export function webhookRoutes(deps: { db: Db; config: Config; validators: Webhoo
 
   function checkSignature(t: TriggerRow, req: RawRequest): void {
     const secret = (t.config as WebhookConfig).secret;
-    if (secret !== undefined && !verifySignature(req, secret, req.rawBody ?? Buffer.alloc(0))) {
-      throw new ApiError('INVALID_SIGNATURE', 'This trigger requires a signed request (X-Signature or Standard Webhooks headers)');
-    }
+    const ok = secret === undefined || verifySignature(req, secret, req.rawBody ?? Buffer.alloc(0));
+    // For the request log, should the call be rejected (a property set, nothing written).
+    if (req.res) req.res.locals.signature = signatureNote(req, secret, ok);
+    if (!ok) throw new ApiError('INVALID_SIGNATURE', 'This trigger requires a signed request (X-Signature or Standard Webhooks headers)');
   }
 
   function checkPayload(t: TriggerRow, payload: unknown): void {
@@ -259,6 +274,8 @@ export function webhookRoutes(deps: { db: Db; config: Config; validators: Webhoo
     // its Idempotency-Key), as on the single route; the answer depends only on the body anyway.
     if (valid.length === 0) {
       const rejected = answerFor(new Map());
+      const detail = `None of the ${items.length} payloads matches the trigger schema`;
+      requestLog?.note(req, res.locals.signature as SignatureNote | undefined, new ApiError('SCHEMA_VALIDATION_FAILED', detail));
       return void res.status(rejected.status).json(rejected.body);
     }
     const answer = await idempotent(req, t.id, async (trx) => {

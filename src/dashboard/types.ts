@@ -53,6 +53,28 @@ export interface TriggerEvent {
   replay_of: string | null;
   created_at: string;
   updated_at: string;
+  /** When the worker's next attempt is due (a retry is waiting); null when none is. */
+  next_attempt_at?: string | null;
+  /** The latest replay of this event; null when never replayed. */
+  replayed_as?: string | null;
+  replay_count?: number;
+}
+
+/** An event has ended when its delivery succeeded or gave up: only then can it be replayed. */
+export function isFinal(e: Pick<TriggerEvent, 'execution_status'>): boolean {
+  return e.execution_status === 'success' || e.execution_status === 'failure';
+}
+
+/** One inbound call of a webhook trigger (GET /triggers/{id}/requests). */
+export interface WebhookCall {
+  received_at: string;
+  outcome: 'accepted' | 'rejected';
+  http_status: number;
+  code: string | null;
+  reason: string | null;
+  body_bytes: number;
+  signature: string;
+  event_id: string | null;
 }
 
 export interface EventPage {

@@ -29,6 +29,8 @@ export interface EventRow extends EventInsert {
   response_status: number | null;
   latency_ms: number | null;
   error_message: string | null;
+  /** When the worker's next attempt is due (a retry or a deferral is waiting); null when none is. */
+  next_attempt_at: Date | null;
   created_at: Date;
   updated_at: Date;
 }
@@ -70,6 +72,7 @@ export function fromDb(r: Record<string, unknown>): EventRow {
     response_status: r.response_status === null || r.response_status === undefined ? null : Number(r.response_status),
     latency_ms: r.latency_ms === null || r.latency_ms === undefined ? null : Number(r.latency_ms),
     error_message: (r.error_message as string | null) ?? null,
+    next_attempt_at: (r.next_attempt_at as Date | null) ?? null,
     created_at: r.created_at as Date,
     updated_at: r.updated_at as Date,
   };
@@ -349,6 +352,7 @@ export async function updateDeliveryOutcome(
     response_status: number | null;
     latency_ms: number;
     error_message: string | null;
+    next_attempt_at?: Date | null;
     now: Date;
   },
 ): Promise<void> {
@@ -360,6 +364,7 @@ export async function updateDeliveryOutcome(
       response_status: o.response_status,
       latency_ms: o.latency_ms,
       error_message: o.error_message === null ? null : o.error_message.slice(0, 2000),
+      next_attempt_at: o.next_attempt_at ?? null,
       updated_at: o.now,
     });
 }
@@ -371,6 +376,8 @@ export interface DeliveryOutcomeUpdate {
   response_status: number | null;
   latency_ms: number;
   error_message: string | null;
+  /** The follow-up's available_at when a retry or deferral is scheduled; null otherwise. */
+  next_attempt_at?: Date | null;
 }
 
 /**
@@ -398,6 +405,7 @@ export async function updateDeliveryOutcomes(q: Q, rows: DeliveryOutcomeUpdate[]
     column('response_status', (r) => r.response_status),
     column('latency_ms', (r) => Math.max(0, Math.round(r.latency_ms))),
     column('error_message', (r) => (r.error_message === null ? null : r.error_message.slice(0, 2000))),
+    column('next_attempt_at', (r) => r.next_attempt_at ?? null),
   ];
   bindings.push(now, ...sorted.map((r) => r.id));
   const sql = `UPDATE event_logs SET ${sets.join(', ')}, updated_at = ? WHERE id IN (${sorted.map(() => '?').join(',')})`;
@@ -481,4 +489,56 @@ export async function eventsToReplay(q: Q, f: ReplayFilter, before: Date, after:
     ])
     .limit(limit)) as Record<string, unknown>[];
   return rows.map(fromDb);
+}
+
+/** An event's delivery state as the worker's outcome transaction sees it, with the row locked. */
+export interface DeliveryState {
+  execution_status: ExecutionStatus;
+  attempts: number;
+}
+
+/**
+ * Locks a batch's event rows (primary-key reads, ids sorted so two workers lock shared rows in the same
+ * order) at the start of the worker's outcome transaction, and returns their state. The rows are updated
+ * in that transaction anyway, so this takes the same locks a little earlier: an operator's cancel
+ * (cancelDelivery) either committed before — and the worker sees the event final and writes nothing of
+ * it — or waits for the outcome's commit and then finds what the worker wrote.
+ */
+export async function lockForOutcome(trx: Knex.Transaction, ids: string[]): Promise<Map<string, DeliveryState>> {
+  const out = new Map<string, DeliveryState>();
+  if (ids.length === 0) return out;
+  const sorted = [...new Set(ids)].sort();
+  const rows = (await trx('event_logs')
+    .select('id', 'execution_status', 'attempts')
+    .whereIn('id', sorted)
+    .orderBy('id')
+    .forUpdate()) as Array<{ id: string; execution_status: ExecutionStatus; attempts: number }>;
+  for (const r of rows) out.set(r.id, { execution_status: r.execution_status, attempts: Number(r.attempts) });
+  return out;
+}
+
+/**
+ * An operator's cancel: the event ends `failure` with `reason`, and no attempt is waiting any more. A
+ * compare-and-set on the status: only an event that has not ended (pending or published) changes, so a
+ * cancel racing the worker's last outcome either wins (the worker then finds it final, see lockForOutcome)
+ * or changes nothing. Returns whether it changed the row.
+ */
+export async function cancelDelivery(trx: Knex.Transaction, id: string, reason: string, now: Date): Promise<boolean> {
+  const changed = await trx('event_logs')
+    .where({ id })
+    .whereIn('execution_status', ['pending', 'published'])
+    .update({ execution_status: 'failure', error_message: reason.slice(0, 2000), next_attempt_at: null, updated_at: now });
+  return changed === 1;
+}
+
+/**
+ * An operator's "retry now": the waiting attempt's due time moves to `now`. A compare-and-set on the due
+ * time read before (`dueAt`): if the worker recorded anything since, the row no longer matches and nothing
+ * changes. Returns whether it changed the row.
+ */
+export async function bringAttemptForward(trx: Knex.Transaction, id: string, dueAt: Date, now: Date): Promise<boolean> {
+  const changed = await trx('event_logs')
+    .where({ id, execution_status: 'published', next_attempt_at: dueAt })
+    .update({ next_attempt_at: now, updated_at: now });
+  return changed === 1;
 }

@@ -274,3 +274,30 @@ export async function backlog(q: Q): Promise<number> {
   const [rows] = (await q.raw('SELECT COUNT(*) AS n FROM outbox WHERE published = 0')) as [Array<{ n: number }>];
   return Number(rows[0]?.n ?? 0);
 }
+
+/**
+ * The worker's waiting follow-up of an event (a retry or a deferral: published = 2), found without an
+ * index on event_id: its available_at is the event's next_attempt_at, so it is one key of
+ * idx_outbox_waiting (published, available_at) — a handful of rows at most — checked for the event id.
+ * Makes it ready now (published = 0, as promoteDue would at its time): the same message, so the attempt
+ * keeps its number and is made once. Returns whether a waiting row was moved; none when the relay has
+ * promoted or published it already (the attempt is on its way).
+ */
+export async function releaseWaiting(trx: Knex.Transaction, eventId: string, dueAt: Date, now: Date): Promise<boolean> {
+  const [res] = (await trx.raw(
+    'UPDATE outbox FORCE INDEX (idx_outbox_waiting) SET published = 0, available_at = ? WHERE published = 2 AND available_at = ? AND event_id = ?',
+    [now, dueAt, eventId],
+  )) as [{ affectedRows: number }];
+  return res.affectedRows > 0;
+}
+
+/**
+ * Deletes an event's waiting follow-up (found as releaseWaiting finds it): a cancelled event's. (No index
+ * hint: single-table DELETE takes none; the equality on both columns of idx_outbox_waiting is its key.)
+ */
+export async function deleteWaiting(trx: Knex.Transaction, eventId: string, dueAt: Date): Promise<number> {
+  const [res] = (await trx.raw('DELETE FROM outbox WHERE published = 2 AND available_at = ? AND event_id = ?', [dueAt, eventId])) as [
+    { affectedRows: number },
+  ];
+  return res.affectedRows;
+}

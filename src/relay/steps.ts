@@ -19,6 +19,7 @@ import { eventMessage, toKafka } from '../kafka/message';
 import type { Knex } from 'knex';
 import { deleteBefore, deleteCountsBefore, type EventInsert } from '../db/events';
 import { deleteKeysBefore } from '../db/idempotency';
+import { deleteRejectionsBefore } from '../db/webhook-requests';
 import type { Lifecycle } from '../events';
 import type { EventProducer } from '../kafka/producer';
 import { scheduledEventId } from '../triggers/event-id';
@@ -274,6 +275,8 @@ export async function sweep(db: Db, config: Config, events: Lifecycle): Promise<
   const outboxCleaned = await deletePublished(db, new Date(now.getTime() - 60_000), SWEEP_BATCH);
   await deleteFinishedBefore(db, keepFrom, SWEEP_BATCH);
   await deleteKeysBefore(db, new Date(now.getTime() - Math.max(24 * 3600, config.retentionDeleteAfterSeconds) * 1000), SWEEP_BATCH);
+  // The inbound call log's rejections age out with the events (the API trims each trigger's to a count).
+  await deleteRejectionsBefore(db, keepFrom, SWEEP_BATCH);
   if (deleted + outboxCleaned > 0) events.emitEvent('relay:swept', { deleted, outboxCleaned });
   return { full: deleted === SWEEP_BATCH || counts === SWEEP_BATCH || outboxCleaned === SWEEP_BATCH };
 }

@@ -2,7 +2,7 @@ import Kafka from 'node-rdkafka';
 import type { Config } from '../config';
 import type { Db } from '../db/knex';
 import { insertAttempts } from '../db/attempts';
-import { eventsForDelivery, updateDeliveryOutcomes, type EventForDelivery, type ExecutionStatus } from '../db/events';
+import { eventsForDelivery, lockForOutcome, updateDeliveryOutcomes, type EventForDelivery, type ExecutionStatus } from '../db/events';
 import { recordManyOnce } from '../db/idempotency';
 import { insertOutbox, type OutboxInsert } from '../db/outbox';
 import type { Lifecycle } from '../events';
@@ -342,10 +342,13 @@ export class Worker {
   }
 
   /**
-   * Every outcome of the batch in ONE transaction: the idempotency keys (a key already recorded means
-   * another worker handled that attempt first, and nothing of it is written), the event log updates, the
-   * attempts history rows (when a request was made) and the follow-up outbox rows — one statement each.
-   * Kafka offsets are committed only after it.
+   * Every outcome of the batch in ONE transaction: the batch's event rows locked first (an operator's
+   * cancel committed before is seen, one started after waits), the idempotency keys (a key already
+   * recorded means another worker handled that attempt first, and nothing of it is written), the event log
+   * updates, the attempts history rows (when a request was made) and the follow-up outbox rows — one
+   * statement each. An event that ended meanwhile (cancelled by an operator while its request was in
+   * flight) keeps its end: the request made is recorded in its history, nothing else. Kafka offsets are
+   * committed only after it.
    */
   private async record(handled: Handled[]): Promise<void> {
     const { db } = this.deps;
@@ -353,16 +356,26 @@ export class Worker {
     const written = await withDbRetry(() =>
       db.transaction(async (trx) => {
         const now = new Date();
+        const state = await lockForOutcome(
+          trx,
+          plan.map((p) => p.h.msg.event_id),
+        );
         const fresh = await recordManyOnce(
           trx,
           'delivery',
           plan.map((p) => p.h.key),
           now,
         );
-        const rows = plan.filter((p) => fresh.has(p.h.key));
+        const rows = plan.filter((p) => fresh.has(p.h.key) && state.has(p.h.msg.event_id));
+        const live = rows
+          .filter((p) => {
+            const s = state.get(p.h.msg.event_id)!;
+            return s.execution_status !== 'success' && s.execution_status !== 'failure';
+          })
+          .map((p) => ({ ...p, followUp: this.followUp(p.h, p.final, now) }));
         await updateDeliveryOutcomes(
           trx,
-          rows.map(({ h, final }) => ({
+          live.map(({ h, final, followUp }) => ({
             id: h.msg.event_id,
             // Ended without a request (trigger deleted, max age exceeded, deferred): this attempt was never made.
             attempts: h.tried ? h.msg.delivery_attempt : h.msg.delivery_attempt - 1,
@@ -374,6 +387,8 @@ export class Worker {
             response_status: final.status,
             latency_ms: h.durationMs,
             error_message: final.kind === 'success' ? null : final.error,
+            // A waiting retry or deferral: its due time, by which "retry now" finds its outbox row.
+            next_attempt_at: followUp && followUp.available_at.getTime() > now.getTime() ? followUp.available_at : null,
           })),
           now,
         );
@@ -397,10 +412,10 @@ export class Worker {
         );
         await insertOutbox(
           trx,
-          rows.flatMap(({ h, final }) => this.followUp(h, final, now) ?? []),
+          live.flatMap((p) => p.followUp ?? []),
           now,
         );
-        return new Set(rows.map((p) => p.h.key));
+        return new Set(live.map((p) => p.h.key));
       }),
     );
     for (const { h, final } of plan) {

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { createHmac, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -56,7 +56,7 @@ describe('operator dashboard in Chromium (issue 12)', function () {
   let browser: Browser;
   let page: Page;
   let base: string;
-  const answers = new Map<string, (r: Received) => { status: number; body?: string }>();
+  const answers = new Map<string, (r: Received) => { status: number; body?: string; headers?: Record<string, string> }>();
   /** Console errors and uncaught exceptions; `authed` turns off the allowance for the expected 401s. */
   const problems: string[] = [];
   const dialogs: string[] = [];
@@ -263,14 +263,93 @@ describe('operator dashboard in Chromium (issue 12)', function () {
     expect(original.execution_status).to.equal('failure');
   });
 
-  it('lists failed events and replays all shown after a confirmation', async () => {
-    await show(`#/failed?trigger_id=${(await t.db('event_logs').where({ id: failedEventId }).first()).trigger_id}`, 'Failed events');
-    await page.locator(`tr[data-event-id="${failedEventId}"]`).waitFor();
+  it('marks a replayed event on the Failed page and replays only the events shown that were not replayed, once', async () => {
+    const triggerId = ((await t.db('event_logs').where({ id: failedEventId }).first()) as { trigger_id: string }).trigger_id;
+    // A second failure of the same trigger, not replayed yet.
+    answers.set('/failing', () => ({ status: 500 }));
+    const second = (await call<{ event_id: string }>('POST', `/triggers/${triggerId}/test`, {})).event_id;
+    await until(
+      async () => ((await t.db('event_logs').where({ id: second }).first()) as { execution_status: string }).execution_status === 'failure',
+      {
+        timeoutMs: 90_000,
+        message: 'the second event failed',
+      },
+    );
+    answers.set('/failing', () => ({ status: 200 }));
+    await show(`#/failed?trigger_id=${triggerId}`, 'Failed events');
+    // Replayed in the test above: marked "replayed as", and left out of "Replay all shown".
+    await page.locator(`tr[data-event-id="${failedEventId}"] .replayed-mark`).waitFor();
+    await page.locator(`tr[data-event-id="${second}"]`).waitFor();
     const before = await count(t.db, 'event_logs', { replay_of: failedEventId });
     await page.getByRole('button', { name: /^Replay all shown \(1\)$/ }).click();
     await page.getByRole('button', { name: 'Yes, replay 1' }).click();
     await page.getByRole('status').filter({ hasText: 'Replayed 1 of 1' }).waitFor();
-    expect(await count(t.db, 'event_logs', { replay_of: failedEventId })).to.equal(before + 1);
+    expect(await count(t.db, 'event_logs', { replay_of: second })).to.equal(1);
+    expect(await count(t.db, 'event_logs', { replay_of: failedEventId })).to.equal(before);
+    // Doing it twice replays nothing: both are marked now, and the button has nothing left to replay.
+    await page.locator(`tr[data-event-id="${second}"] .replayed-mark`).waitFor();
+    expect(await page.getByRole('button', { name: /^Replay all shown \(0\)$/ }).isDisabled()).to.equal(true);
+  });
+
+  it('offers retry now and cancel retries while an event is retried, and no replay until it has ended', async () => {
+    answers.set('/retrying', () => ({ status: 503, headers: { 'Retry-After': '3600' } }));
+    const trigger = await call<{ id: string }>('POST', '/triggers', {
+      name: 'retrying-endpoint',
+      type: 'webhook',
+      config: { endpoint: receiver.url('/retrying'), schema: { type: 'object' }, retry: { max_attempts: 5, backoff_ms: 50 } },
+    });
+    const eventId = (await call<{ event_id: string }>('POST', `/triggers/${trigger.id}/test`, {})).event_id;
+    await until(
+      async () => ((await t.db('event_logs').where({ id: eventId }).first()) as { next_attempt_at: Date | null }).next_attempt_at,
+      {
+        timeoutMs: 60_000,
+        message: 'a retry waiting',
+      },
+    );
+    await show(`#/events/${eventId}`, /^Event /);
+    expect(await page.getByRole('button', { name: 'Replay' }).isDisabled()).to.equal(true);
+    await page.locator('#replay-note').waitFor();
+
+    // Retry now: the waiting attempt (2) is made at once; the endpoint still fails, so a third waits.
+    await page.getByRole('button', { name: 'Retry now' }).click();
+    await page.getByRole('status').filter({ hasText: 'Attempt 2 is being made now' }).waitFor();
+    await until(async () => receiver.forPath('/retrying').length === 2, { timeoutMs: 60_000, message: 'attempt 2 made' });
+
+    // Cancel, after a confirmation: the event ends as failure, and can be replayed now.
+    await until(async () => ((await t.db('event_logs').where({ id: eventId }).first()) as { attempts: number }).attempts === 2, {
+      timeoutMs: 60_000,
+      message: 'attempt 2 recorded',
+    });
+    await page.getByRole('button', { name: 'Cancel retries' }).click();
+    await page.getByRole('button', { name: 'Yes, cancel retries' }).click();
+    await page.locator('.page-head .badge-failure').waitFor({ timeout: 30_000 });
+    expect(((await t.db('event_logs').where({ id: eventId }).first()) as { error_message: string }).error_message).to.equal(
+      'cancelled by an operator',
+    );
+    expect(await page.getByRole('button', { name: 'Replay' }).isDisabled()).to.equal(false);
+    expect(await page.getByRole('button', { name: 'Retry now' }).count()).to.equal(0);
+  });
+
+  it("shows a webhook trigger's recent calls: the rejected one with its code and signature verdict, the accepted one with its event", async () => {
+    const trigger = await call<{ id: string }>('POST', '/triggers', {
+      name: 'called-webhook',
+      type: 'webhook',
+      config: { endpoint: receiver.url('/called'), schema: { type: 'object' }, secret: 'called-secret-123' },
+    });
+    const url = `http://127.0.0.1:${platform.ports.api}/api/v1/webhook/${trigger.id}`;
+    const body = JSON.stringify({ order: 1 });
+    const unsigned = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    expect(unsigned.status).to.equal(401);
+    const sig = `sha256=${createHmac('sha256', 'called-secret-123').update(body).digest('hex')}`;
+    const signed = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', 'X-Signature': sig }, body });
+    expect(signed.status).to.equal(202);
+    await until(async () => (await count(t.db, 'webhook_rejections', { trigger_id: trigger.id })) === 1, { message: 'rejection logged' });
+    await show(`#/triggers/${trigger.id}`, 'called-webhook');
+    const rejected = page.locator('tr.call-rejected');
+    await rejected.waitFor();
+    expect(await rejected.locator('td[data-label="Answer"]').textContent()).to.equal('401 INVALID_SIGNATURE');
+    expect(await rejected.locator('td[data-label="Signature"]').textContent()).to.equal('missing');
+    expect(await page.locator('tr.call-accepted td[data-label="Reason / event"] a').count()).to.equal(1);
   });
 
   it('pauses and resumes a trigger from its page', async () => {

@@ -153,6 +153,10 @@ describe('event log API', () => {
         'replay_of',
         'created_at',
         'updated_at',
+        // issue 24: the waiting attempt's due time, and the replay mark
+        'next_attempt_at',
+        'replayed_as',
+        'replay_count',
       );
     });
 

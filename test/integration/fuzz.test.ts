@@ -891,7 +891,12 @@ describe('fuzzing the API from openapi.yaml (fast-check)', function () {
       "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = ? AND table_name NOT LIKE 'knex\\_%'",
       [t.dbName],
     )) as [Array<{ name: string }>];
-    tables = rows.map((r) => r.name).sort();
+    // webhook_rejections is the log of rejected webhook calls (issue 24): a rejection is meant to write it
+    // (a moment after its answer), so it is left out of "a rejection changes nothing".
+    tables = rows
+      .map((r) => r.name)
+      .filter((name) => name !== 'webhook_rejections')
+      .sort();
     snapshot = new Map();
     for (const table of tables) snapshot.set(table, (await t.db(table).select()) as Record<string, unknown>[]);
     baseline = await checksum();

@@ -168,7 +168,9 @@ describe('history at scale', () => {
     it('keeps old events listable, readable, replayable and retired on time, and counts them in the rollups', async function () {
       this.timeout(120_000);
       const cfg = migrationConfig();
-      // Back to the former schema (this also runs the new migration's down()), rows written as it wrote them.
+      // Back to the former schema (this also runs the new migrations' down()), rows written as it wrote them:
+      // first the operator's day-one migration (issue 24), which came after, then the history migration.
+      await t.db.migrate.down(cfg);
       await t.db.migrate.down(cfg);
       const [cols] = (await t.db.raw("SHOW COLUMNS FROM event_logs LIKE 'retention_status'")) as [unknown[]];
       expect(cols, 'the former schema has retention_status').to.have.length(1);

@@ -188,8 +188,17 @@ describe('operator toolkit (issue 11)', function () {
     it('answers a retried replay carrying the same Idempotency-Key with the first answer, and replays once', async () => {
       const before = await count(t.db, 'event_logs', { replay_of: failedId });
       const key = `replay-${randomUUID()}`;
-      const first = await request(app).post(`/api/v1/events/${failedId}/replay`).set('Idempotency-Key', key).expect(202);
-      const again = await request(app).post(`/api/v1/events/${failedId}/replay`).set('Idempotency-Key', key).expect(202);
+      // Replayed before (the test above): a further replay needs force (issue 24).
+      const first = await request(app)
+        .post(`/api/v1/events/${failedId}/replay`)
+        .query({ force: true })
+        .set('Idempotency-Key', key)
+        .expect(202);
+      const again = await request(app)
+        .post(`/api/v1/events/${failedId}/replay`)
+        .query({ force: true })
+        .set('Idempotency-Key', key)
+        .expect(202);
       expect(again.body).to.deep.equal(first.body);
       expect(await count(t.db, 'event_logs', { replay_of: failedId })).to.equal(before + 1);
       await settled(first.body.event_id as string);
@@ -273,7 +282,7 @@ describe('operator toolkit (issue 11)', function () {
 
       healthy = true;
       const res = await request(app).post('/api/v1/events/replay').send({ trigger_id: a, execution_status: 'failure' }).expect(202);
-      expect(res.body).to.deep.equal({ replayed: 3 });
+      expect(res.body).to.deep.equal({ replayed: 3, skipped: { already_replayed: 0, not_final: 0, not_replayable: 0 } });
       const replays = (await t
         .db('event_logs')
         .where({ source: 'replay' })
@@ -287,12 +296,12 @@ describe('operator toolkit (issue 11)', function () {
       for (const r of replays) expect((await settled(r.id)).execution_status).to.equal('success');
       expect(receiver.forPath('/bulk-b')).to.have.length(1);
 
-      // limit bounds how many are replayed; the originals stay failures and can be replayed again.
+      // limit bounds how many are replayed; the originals stay failures and can be replayed again with force.
       const limited = await request(app)
         .post('/api/v1/events/replay')
-        .send({ trigger_id: a, execution_status: 'failure', limit: 2 })
+        .send({ trigger_id: a, execution_status: 'failure', limit: 2, force: true })
         .expect(202);
-      expect(limited.body).to.deep.equal({ replayed: 2 });
+      expect(limited.body).to.deep.equal({ replayed: 2, skipped: { already_replayed: 0, not_final: 0, not_replayable: 0 } });
       expect(metricValue((await request(app).get('/metrics').expect(200)).text, 'etp_replays_total')).to.be.at.least(5);
     });
 

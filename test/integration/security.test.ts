@@ -109,9 +109,41 @@ describe('security', function () {
       );
     });
 
+    /**
+     * An event of its own in the state a route acts on (issue 24): replay needs one that has ended, retry
+     * one whose next attempt waits (its outbox row at published = 2, due at next_attempt_at), cancel one
+     * that has not ended. No relay or worker runs here: the state is written as they would leave it.
+     */
+    async function eventIn(state: 'ended' | 'waiting' | 'pending'): Promise<string> {
+      const fired = await call(request(app).post(`/api/v1/webhook/${fx.webhook}`).send({ order: 2 }));
+      const id = (fired.body as { event_id: string }).event_id;
+      if (state === 'ended') await t.db('event_logs').where({ id }).update({ execution_status: 'failure' });
+      if (state === 'waiting') {
+        const due = new Date(Date.now() + 3600_000);
+        await t.db('event_logs').where({ id }).update({ execution_status: 'published', attempts: 1, next_attempt_at: due });
+        await t.db('outbox').where({ event_id: id }).delete();
+        await t.db('outbox').insert({
+          event_id: id,
+          topic: `${t.config.kafkaTopic}.retry`,
+          msg_key: fx.webhook,
+          shard: 0,
+          value: Buffer.from('{}'),
+          headers: '{}',
+          available_at: due,
+          published: 2,
+          created_at: new Date(),
+        });
+      }
+      return id;
+    }
+
     /** A request the route accepts: fixture ids in the path and a minimal valid body. */
     async function validRequest(op: SpecOperation): Promise<{ path: string; body?: unknown }> {
       let id = op.template.startsWith('/api/v1/events/') ? fx.event : fx.cron;
+      if (op.operationId === 'replayEvent') id = await eventIn('ended');
+      if (op.operationId === 'retryEvent') id = await eventIn('waiting');
+      if (op.operationId === 'cancelEvent') id = await eventIn('pending');
+      if (op.operationId === 'listWebhookRequests') id = fx.webhook;
       if (op.method === 'delete') {
         id = (
           (
@@ -135,6 +167,7 @@ describe('security', function () {
         resumeTriggers: { ids: [randomUUID()] },
         previewSchedule: { type: 'cron_scheduled', config: cronConfig },
         replayEvents: { trigger_id: randomUUID() },
+        cancelEvent: { reason: 'security test' },
       };
       if (!op.body) return { path };
       if (!(op.operationId in bodies)) {

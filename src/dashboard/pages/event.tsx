@@ -3,7 +3,7 @@ import { ApiError, api, newKey } from '../api';
 import { Card, ErrorNotice, Facts, JsonBlock, Loading, Status, StatusBadge, Time } from '../components';
 import { formatMs, shortId } from '../format';
 import { href, usePoll } from '../hooks';
-import { TYPE_LABELS, type Attempt, type TriggerEvent } from '../types';
+import { TYPE_LABELS, isFinal, type Attempt, type TriggerEvent } from '../types';
 
 async function load(id: string): Promise<{ event: TriggerEvent; attempts: Attempt[] }> {
   const [event, attempts] = await Promise.all([
@@ -20,6 +20,8 @@ export function EventPageView({ id }: { id: string }) {
   const [replay, setReplay] = useState<{ event_id: string } | null>(null);
   const [replayError, setReplayError] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
+  const [done, setDone] = useState<string | null>(null);
+  const [confirmCancel, setConfirmCancel] = useState(false);
 
   if (error instanceof ApiError && error.status === 404) {
     return (
@@ -42,18 +44,45 @@ export function EventPageView({ id }: { id: string }) {
   }
   const { event: e, attempts } = data;
 
-  const doReplay = async () => {
+  const act = async (what: () => Promise<string>) => {
     setBusy(true);
     setReplayError(null);
+    setDone(null);
     try {
-      setReplay(await api<{ event_id: string }>('POST', `/events/${e.id}/replay`, undefined, { 'Idempotency-Key': replayKey }));
+      setDone(await what());
       reload();
     } catch (err) {
       setReplayError(err);
+      reload();
     } finally {
       setBusy(false);
     }
   };
+  const doReplay = () =>
+    act(async () => {
+      setReplay(await api<{ event_id: string }>('POST', `/events/${e.id}/replay`, undefined, { 'Idempotency-Key': replayKey }));
+      return '';
+    });
+  const doRetry = () =>
+    act(async () => {
+      const r = await api<{ attempt: number }>('POST', `/events/${e.id}/retry`);
+      return `Attempt ${r.attempt} is being made now.`;
+    });
+  const doCancel = () =>
+    act(async () => {
+      setConfirmCancel(false);
+      await api('POST', `/events/${e.id}/cancel`, {});
+      return 'Retries cancelled: the event ended as failure.';
+    });
+
+  // Replay once, and only an event that has ended: a replay of one still being retried would deliver it twice.
+  const final = isFinal(e);
+  const replayedAs = replay?.event_id ?? e.replayed_as ?? null;
+  const replayNote = !final
+    ? 'Replay is possible once the event has ended (delivered, or given up): cancel its retries first to replay it now.'
+    : replayedAs
+      ? 'Replayed already: see the replay.'
+      : null;
 
   return (
     <>
@@ -65,20 +94,60 @@ export function EventPageView({ id }: { id: string }) {
         <StatusBadge status={e.execution_status} />
       </div>
       <div class="actions">
-        <button type="button" class="button-primary" disabled={busy || replay !== null} onClick={doReplay}>
+        <button
+          type="button"
+          class="button-primary"
+          disabled={busy || !final || replayedAs !== null}
+          title={replayNote ?? undefined}
+          aria-describedby={replayNote ? 'replay-note' : undefined}
+          onClick={doReplay}
+        >
           Replay
         </button>
+        {final ? null : (
+          <>
+            <button
+              type="button"
+              disabled={busy || !e.next_attempt_at}
+              title={e.next_attempt_at ? undefined : 'No attempt is waiting: one is being made, or the event is not on Kafka yet'}
+              onClick={doRetry}
+            >
+              Retry now
+            </button>
+            {confirmCancel ? (
+              <span class="confirm" role="group" aria-label="Confirm cancel">
+                <span>Stop delivering this event? It ends as failure.</span>
+                <button type="button" class="button-danger" disabled={busy} onClick={doCancel}>
+                  Yes, cancel retries
+                </button>
+                <button type="button" onClick={() => setConfirmCancel(false)}>
+                  Keep retrying
+                </button>
+              </span>
+            ) : (
+              <button type="button" disabled={busy} onClick={() => setConfirmCancel(true)}>
+                Cancel retries
+              </button>
+            )}
+          </>
+        )}
       </div>
-      {replay ? (
+      {replayNote && !replayedAs ? (
+        <p id="replay-note" class="muted">
+          {replayNote}
+        </p>
+      ) : null}
+      {replayedAs ? (
         <Status>
           Replayed as event{' '}
-          <a class="replay-link" href={href(`/events/${replay.event_id}`)}>
-            {shortId(replay.event_id)}
+          <a class="replay-link" href={href(`/events/${replayedAs}`)}>
+            {shortId(replayedAs)}
           </a>
-          .
+          {(e.replay_count ?? 0) > 1 ? ` (replayed ${e.replay_count} times)` : ''}.
         </Status>
       ) : null}
-      <ErrorNotice error={replayError} what="Replay failed" />
+      {done ? <Status>{done}</Status> : null}
+      <ErrorNotice error={replayError} what="The action failed" />
       <ErrorNotice error={error} what="Refresh failed" />
       <div class="cards cards-roomy">
         <Card title="Event">
@@ -101,6 +170,7 @@ export function EventPageView({ id }: { id: string }) {
               ['Scheduled for', <Time key="s" iso={e.scheduled_for} />],
               ['Published', <Time key="p" iso={e.published_at} />],
               ['Attempts', String(e.attempts)],
+              ['Next attempt', e.next_attempt_at ? <Time key="n" iso={e.next_attempt_at} relative /> : '—'],
               ['Last response', e.response_status === null ? '—' : String(e.response_status)],
               ['Latency', formatMs(e.latency_ms)],
               ['View', e.retention_status],

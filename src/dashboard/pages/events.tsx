@@ -1,9 +1,9 @@
 import { useState } from 'preact/hooks';
-import { api, newKey, query } from '../api';
+import { ApiError, api, newKey, query } from '../api';
 import { ErrorNotice, Loading, Status, StatusBadge, Time } from '../components';
 import { shortId } from '../format';
 import { href, navigate, usePoll, type Route } from '../hooks';
-import { EVENT_SOURCES, EXECUTION_STATUSES, type EventPage, type TriggerEvent } from '../types';
+import { EVENT_SOURCES, EXECUTION_STATUSES, isFinal, type EventPage, type TriggerEvent } from '../types';
 
 const PAGE_SIZE = 25;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -34,6 +34,12 @@ export function EventRows({ events, showTrigger = true, caption }: { events: Tri
             </td>
             <td data-label="Status">
               <StatusBadge status={e.execution_status} />
+              {e.replayed_as ? (
+                <span class="replayed-mark">
+                  {' '}
+                  replayed as <a href={href(`/events/${e.replayed_as}`)}>{shortId(e.replayed_as)}</a>
+                </span>
+              ) : null}
             </td>
             <td data-label="Source">
               {e.source}
@@ -213,17 +219,24 @@ export function EventsPage({ route, failedOnly = false }: { route: Route; failed
   );
 }
 
-/** "Replay all shown": each event on the page replayed once (an Idempotency-Key per event and click). */
+/**
+ * "Replay all shown": each event on the page that has ended and was never replayed, replayed once (an
+ * Idempotency-Key per event and click). The API refuses a second replay of an event (409
+ * EVENT_ALREADY_REPLAYED) and one still being retried (409 EVENT_NOT_FINAL): those count as skipped.
+ */
 function ReplayShown({ events, onDone }: { events: TriggerEvent[]; onDone: () => void }) {
   const [confirming, setConfirming] = useState(false);
-  const [progress, setProgress] = useState<{ done: number; failed: number; total: number; running: boolean } | null>(null);
+  const [progress, setProgress] = useState<{ done: number; skipped: number; failed: number; total: number; running: boolean } | null>(null);
+  const eligible = events.filter((e) => isFinal(e) && !e.replayed_as);
+  const left = events.length - eligible.length;
 
   const run = async () => {
     setConfirming(false);
-    const batch = events.map((e) => ({ id: e.id, key: newKey() }));
+    const batch = eligible.map((e) => ({ id: e.id, key: newKey() }));
     let done = 0;
+    let skipped = 0;
     let failed = 0;
-    setProgress({ done, failed, total: batch.length, running: true });
+    setProgress({ done, skipped, failed, total: batch.length, running: true });
     // Four at a time: quick for a page of 25, gentle on the API's rate limit.
     const queue = [...batch];
     const workers = Array.from({ length: 4 }, async () => {
@@ -231,14 +244,16 @@ function ReplayShown({ events, onDone }: { events: TriggerEvent[]; onDone: () =>
         try {
           await api('POST', `/events/${item.id}/replay`, undefined, { 'Idempotency-Key': item.key });
           done++;
-        } catch {
-          failed++;
+        } catch (e) {
+          const code = e instanceof ApiError ? e.problem.code : undefined;
+          if (code === 'EVENT_ALREADY_REPLAYED' || code === 'EVENT_NOT_FINAL') skipped++;
+          else failed++;
         }
-        setProgress({ done, failed, total: batch.length, running: true });
+        setProgress({ done, skipped, failed, total: batch.length, running: true });
       }
     });
     await Promise.all(workers);
-    setProgress({ done, failed, total: batch.length, running: false });
+    setProgress({ done, skipped, failed, total: batch.length, running: false });
     onDone();
   };
 
@@ -246,23 +261,34 @@ function ReplayShown({ events, onDone }: { events: TriggerEvent[]; onDone: () =>
     <div class="actions">
       {confirming ? (
         <span class="confirm" role="group" aria-label="Confirm replay">
-          <span>Replay the {events.length} events shown?</span>
+          <span>Replay the {eligible.length} events shown?</span>
           <button type="button" class="button-primary" onClick={run}>
-            Yes, replay {events.length}
+            Yes, replay {eligible.length}
           </button>
           <button type="button" onClick={() => setConfirming(false)}>
             Cancel
           </button>
         </span>
       ) : (
-        <button type="button" class="button-primary" disabled={progress?.running} onClick={() => setConfirming(true)}>
-          Replay all shown ({events.length})
+        <button
+          type="button"
+          class="button-primary"
+          disabled={progress?.running || eligible.length === 0}
+          onClick={() => setConfirming(true)}
+        >
+          Replay all shown ({eligible.length})
         </button>
       )}
+      {left > 0 ? (
+        <span class="muted">
+          {left} shown {left === 1 ? 'is' : 'are'} left out: replayed already, or not ended yet.
+        </span>
+      ) : null}
       {progress ? (
         <Status>
           {progress.running ? 'Replaying: ' : 'Replayed '}
           {progress.done} of {progress.total}
+          {progress.skipped > 0 ? `, ${progress.skipped} skipped (replayed already, or not ended)` : ''}
           {progress.failed > 0 ? `, ${progress.failed} could not be replayed (trigger deleted?)` : ''}.
           {progress.running ? null : (
             <>

@@ -4,7 +4,7 @@ import { ApiError, api, query } from '../api';
 import { Card, ErrorNotice, Facts, JsonBlock, Loading, Runs, Status, StatusBadge, Time } from '../components';
 import { formatCount, shortId } from '../format';
 import { href, navigate, usePoll } from '../hooks';
-import { TYPE_LABELS, type EventPage, type Schedule, type Trigger, type TriggerStats } from '../types';
+import { TYPE_LABELS, type EventPage, type Schedule, type Trigger, type TriggerStats, type WebhookCall } from '../types';
 import { EventRows } from './events';
 
 interface Loaded {
@@ -12,16 +12,20 @@ interface Loaded {
   upcoming: Schedule | null;
   stats: TriggerStats;
   events: EventPage;
+  calls: WebhookCall[] | null;
 }
 
 async function load(id: string): Promise<Loaded> {
   const trigger = await api<Trigger>('GET', `/triggers/${id}`);
-  const [upcoming, stats, events] = await Promise.all([
+  const [upcoming, stats, events, calls] = await Promise.all([
     trigger.type === 'webhook' ? Promise.resolve(null) : api<Schedule>('GET', `/triggers/${id}/upcoming?count=10`),
     api<TriggerStats>('GET', `/triggers/${id}/stats`),
     api<EventPage>('GET', `/events${query({ trigger_id: id, limit: 10 })}`),
+    trigger.type === 'webhook'
+      ? api<{ requests: WebhookCall[] }>('GET', `/triggers/${id}/requests?limit=20`).then((r) => r.requests)
+      : Promise.resolve(null),
   ]);
-  return { trigger, upcoming, stats, events };
+  return { trigger, upcoming, stats, events, calls };
 }
 
 /** Copies with the Clipboard API where the page may (https, localhost), else by selecting the field's text. */
@@ -86,7 +90,7 @@ export function TriggerPageView({ id }: { id: string }) {
       </>
     );
   }
-  const { trigger: t, upcoming, stats, events } = data;
+  const { trigger: t, upcoming, stats, events, calls } = data;
 
   async function act(what: () => Promise<ComponentChildren>) {
     setBusy(true);
@@ -219,6 +223,11 @@ export function TriggerPageView({ id }: { id: string }) {
           {t.type === 'webhook' ? <p class="muted">Secret: {hasSecret ? 'set (never shown)' : 'none'}</p> : null}
           <JsonBlock value={shownConfig} label="Trigger config" />
         </Card>
+        {calls ? (
+          <Card title="Recent calls" wide>
+            {calls.length === 0 ? <p class="empty">No calls yet.</p> : <CallRows calls={calls} />}
+          </Card>
+        ) : null}
         <Card title="Recent events" wide>
           {events.events.length === 0 ? (
             <p class="empty">No events yet.</p>
@@ -231,5 +240,45 @@ export function TriggerPageView({ id }: { id: string }) {
         </Card>
       </div>
     </>
+  );
+}
+
+/** A webhook trigger's inbound calls, accepted and rejected, newest first: "my sender says it posted". */
+function CallRows({ calls }: { calls: WebhookCall[] }) {
+  return (
+    <table class="list calls">
+      <caption class="visually-hidden">Recent inbound calls of this webhook, newest first</caption>
+      <thead>
+        <tr>
+          <th scope="col">Received</th>
+          <th scope="col">Answer</th>
+          <th scope="col">Signature</th>
+          <th scope="col" class="num">
+            Body
+          </th>
+          <th scope="col">Reason / event</th>
+        </tr>
+      </thead>
+      <tbody>
+        {calls.map((c, i) => (
+          <tr key={`${c.received_at}-${i}`} class={`call-row call-${c.outcome}`}>
+            <td data-label="Received">
+              <Time iso={c.received_at} relative />
+            </td>
+            <td data-label="Answer">
+              {c.http_status}
+              {c.code ? <span class="muted"> {c.code}</span> : null}
+            </td>
+            <td data-label="Signature">{c.signature.replace('_', ' ')}</td>
+            <td data-label="Body" class="num">
+              {formatCount(c.body_bytes)} B
+            </td>
+            <td data-label="Reason / event" class="error-cell">
+              {c.event_id ? <a href={href(`/events/${c.event_id}`)}>{shortId(c.event_id)}</a> : c.reason}
+            </td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
   );
 }
