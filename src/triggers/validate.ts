@@ -86,7 +86,7 @@ function unknownKeys(obj: Obj, allowed: readonly string[], prefix: string, error
     const owners = type === undefined ? [] : TRIGGER_TYPES.filter((t) => TYPE_KEYS[t].includes(key));
     errors.add(
       `${prefix}.${key}`,
-      owners.length > 0 ? `not a property of a ${type} trigger (only of ${owners.join(', ')})` : 'unknown property',
+      owners.length > 0 ? `only ${owners.join(', ')} triggers have this property, not ${type}` : 'unknown property',
     );
   }
 }
