@@ -13,7 +13,7 @@ type Schema = OpenAPIV3.SchemaObject;
  * trigger") where a oneOf could only say that no branch matched. So express-openapi-validator gets these
  * bodies as one object each — the union of the variants' fields, `type` any trigger type, `config` any
  * object — and every error answer stays the server's own. `PUT /triggers/{id}` also takes an update
- * without `type` when it carries no config (older clients send `{"status": "inactive"}`).
+ * without `type` (the stored type applies), as older clients send `{"status": "inactive"}`.
  * Responses are checked against the exact per-type schemas.
  */
 const MERGED_REQUEST_BODIES: Record<string, string[]> = {
