@@ -21,11 +21,12 @@ const CACHE_ROOT =
 const HOME = path.join(CACHE_ROOT, `openapi-generator-${GENERATOR_VERSION}`);
 const JAR = path.join(HOME, `openapi-generator-cli-${GENERATOR_VERSION}.jar`);
 
-/** The cached jar's path; fetches it from Maven Central first when missing (a half download is redone). */
+/** The cached jar's path; fetches it from Maven Central first when missing (a half download never counts). */
 export function generatorJar() {
   if (fs.existsSync(JAR)) return JAR;
   fs.mkdirSync(HOME, { recursive: true });
-  const tmp = path.join(HOME, 'download');
+  // A download directory of this process's own: worktrees sharing the cache may fetch at the same time.
+  const tmp = path.join(HOME, `download-${process.pid}`);
   fs.rmSync(tmp, { recursive: true, force: true });
   console.error(`openapi-generator  fetching openapi-generator-cli ${GENERATOR_VERSION} from Maven Central into ${HOME} …`);
   const r = spawnSync(
