@@ -3,7 +3,7 @@ import tseslint from 'typescript-eslint';
 import globals from 'globals';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'bench/peers/**', 'bench/results/**', 'coverage/**', 'src/dashboard/vendor/**'] },
+  { ignores: ['dist/**', 'build/**', 'node_modules/**', 'bench/peers/**', 'bench/results/**', 'coverage/**', 'src/dashboard/vendor/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -14,10 +14,12 @@ import { ApiError, errorHandler } from './errors';
 import { eventRoutes } from './events';
 import { runChecks, type Check } from './health';
 import { JsonTooDeepError, jsonDepthExceeds } from './json-depth';
+import { dropRequestNulls } from './nulls';
 import { operatorRoutes } from './operator';
 import { overviewRoutes } from './overview';
 import { rateLimits } from './rate-limit';
 import { triggerRoutes } from './triggers';
+import { validatorSpec } from './validator-spec';
 import { WebhookValidators, webhookRoutes } from './webhooks';
 import type { WebhookIngest } from './webhook-ingest';
 import { REQUEST_LOG_DEFAULTS, WebhookRequestLog, type SignatureNote } from './webhook-request-log';
@@ -63,6 +65,18 @@ export function webhookFastLane(req: RawRequest): boolean {
     (req.rawBody?.length ?? 0) > 0 &&
     req.is('application/json') === 'application/json'
   );
+}
+
+const DATE_TIME_PARAM = /([?&](?:from|to)=)([^&#]*)/g;
+
+/**
+ * The date-time query parameters (`from`, `to`) as people type them: unencoded, `+01:00` offset included.
+ * Form decoding would read that `+` as a space, which no date-time contains, so a literal `+` in these
+ * two parameters is kept as a plus (`%2B`). (`:` is accepted as is: the spec declares them allowReserved.)
+ */
+export function keepPlusInDateTimes(url: string): string {
+  if (!url.includes('+') || !url.includes('?')) return url;
+  return url.replace(DATE_TIME_PARAM, (_m, key: string, value: string) => key + value.replace(/\+/g, '%2B'));
 }
 
 export function createApp(deps: AppDeps): express.Express {
@@ -164,9 +178,21 @@ export function createApp(deps: AppDeps): express.Express {
   const webhooks = webhookRoutes({ db: deps.db, config, validators, ingest: deps.ingest, requestLog });
   app.use('/api/v1', (req: RawRequest, res, next) => (webhookFastLane(req) ? webhooks(req, res, next) : next()));
 
+  app.use('/api/v1', (req, _res, next) => {
+    req.url = keepPlusInDateTimes(req.url);
+    next();
+  });
+
+  // An explicit null in a management request means "absent" (see nulls.ts); the webhook receiver's
+  // payloads are user data and stay as sent.
+  app.use('/api/v1', (req, _res, next) => {
+    if (!req.path.startsWith('/webhook/') && req.body !== undefined) req.body = dropRequestNulls(req.body);
+    next();
+  });
+
   app.use(
     OpenApiValidator.middleware({
-      apiSpec: OPENAPI_PATH,
+      apiSpec: validatorSpec(specText),
       validateRequests: { allowUnknownQueryParameters: false, allErrors: true },
       validateResponses: deps.validateResponses ? { removeAdditional: false } : false,
       validateSecurity: false,

@@ -194,7 +194,9 @@ export function operatorRoutes(deps: { db: Db; config: Config; metrics: Metrics 
   /** Bulk pause/resume: the same semantics as PUT `status` on each matching trigger, in one transaction. */
   const setStatusOf = (status: TriggerStatus) =>
     async function bulkStatus(req: Request, res: Response) {
-      const f = req.body as BulkFilter;
+      const f = { ...(req.body as BulkFilter) };
+      // An empty id list is no id filter (some generated clients always send the field).
+      if (f.ids !== undefined && f.ids.length === 0) delete f.ids;
       if (f.tag === undefined && f.type === undefined && f.ids === undefined) {
         throw validationError([{ field: 'body', message: 'give at least one of tag, type or ids' }]);
       }

@@ -2,12 +2,21 @@ import { Router, type Request } from 'express';
 import type { Config } from '../config';
 import type { Db } from '../db/knex';
 import { recordEvents } from '../db/fire';
-import { getTrigger, insertTrigger, listTriggers, updateTrigger, deleteTrigger, type TriggerRow, type TriggerStatus } from '../db/triggers';
+import {
+  getTrigger,
+  insertTrigger,
+  listTriggers,
+  updateTrigger,
+  deleteTrigger,
+  type TriggerFilter,
+  type TriggerRow,
+  type TriggerStatus,
+} from '../db/triggers';
 import { cancelPending, insertOccurrences, nextRuns } from '../db/schedules';
 import { setTags, tagsOf } from '../db/tags';
 import { triggerStats } from '../db/events';
 import { boundedRead } from './bounded-read';
-import { windowOf } from './events';
+import { decodeCursor, encodeCursor, windowOf } from './events';
 import { LIMITS, validateTriggerConfig } from '../triggers/validate';
 import { firstOccurrence, occurrenceAt } from '../triggers/schedule';
 import { newEventId, newTriggerId } from '../triggers/event-id';
@@ -77,6 +86,16 @@ export function occurrenceToSchedule(t: Pick<TriggerRow, 'type' | 'config' | 'cr
   return at && at.getTime() >= now.getTime() - toleranceMs ? at : null;
 }
 
+/** A trigger list cursor: the (created_at, id) of the previous page's last trigger, opaque to clients. */
+function encodeTriggerCursor(t: Pick<TriggerRow, 'created_at' | 'id'>): string {
+  return encodeCursor({ fired_at: t.created_at, id: t.id });
+}
+
+function decodeTriggerCursor(s: string): { created_at: Date; id: string } | null {
+  const c = decodeCursor(s);
+  return c ? { created_at: c.fired_at, id: c.id } : null;
+}
+
 function idParam(req: Request): string {
   return String(req.params.id);
 }
@@ -121,16 +140,50 @@ export function triggerRoutes(deps: { db: Db; config: Config; validators: Webhoo
       limit?: number;
       tag?: string | string[];
       q?: string;
+      cursor?: string;
     };
-    const page = Number(q.page ?? 1);
     const limit = Number(q.limit ?? 20);
     const tags = q.tag === undefined ? undefined : [...new Set(Array.isArray(q.tag) ? q.tag : [q.tag])];
-    const { rows, total } = await listTriggers(db, { type: q.type, status: q.status, tags, nameContains: q.q }, limit, (page - 1) * limit);
-    const ids = rows.map((t) => t.id);
-    const [next, tagMap] = await Promise.all([nextRuns(db, ids), tagsOf(db, ids)]);
+    const filter: TriggerFilter = { type: q.type, status: q.status, tags, nameContains: q.q };
+    const present = async (rows: TriggerRow[]) => {
+      const ids = rows.map((t) => t.id);
+      const [next, tagMap] = await Promise.all([nextRuns(db, ids), tagsOf(db, ids)]);
+      return rows.map((t) => presentTrigger(t, next.get(t.id), config.publicBaseUrl, tagMap.get(t.id) ?? []));
+    };
+    if (q.cursor !== undefined) {
+      // Keyset paging, as on /events: the page after the cursor's trigger, no count.
+      const after = decodeTriggerCursor(q.cursor);
+      if (!after) throw validationError([{ field: 'query.cursor', message: 'not a cursor returned by this API' }]);
+      const { rows } = await listTriggers(db, { ...filter, after }, limit + 1, 0, false);
+      const pageRows = rows.slice(0, limit);
+      const last = pageRows[pageRows.length - 1];
+      res.json({
+        triggers: await present(pageRows),
+        pagination: {
+          current_page: null,
+          page_size: limit,
+          total_pages: null,
+          total_records: null,
+          total_is_exact: null,
+          next_cursor: rows.length > limit && last ? encodeTriggerCursor(last) : null,
+        },
+      });
+      return;
+    }
+    const page = Number(q.page ?? 1);
+    const { rows, total } = await listTriggers(db, filter, limit, (page - 1) * limit);
+    const totalRecords = total ?? 0;
+    const last = rows[rows.length - 1];
     res.json({
-      triggers: rows.map((t) => presentTrigger(t, next.get(t.id), config.publicBaseUrl, tagMap.get(t.id) ?? [])),
-      pagination: { current_page: page, page_size: limit, total_pages: Math.ceil(total / limit), total_records: total },
+      triggers: await present(rows),
+      pagination: {
+        current_page: page,
+        page_size: limit,
+        total_pages: Math.ceil(totalRecords / limit),
+        total_records: totalRecords,
+        total_is_exact: true,
+        next_cursor: last && page * limit < totalRecords ? encodeTriggerCursor(last) : null,
+      },
     });
   });
 

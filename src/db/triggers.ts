@@ -56,6 +56,8 @@ export interface TriggerFilter {
   tags?: string[];
   /** Triggers whose name contains this text (case-insensitive: the column's _ci collation). */
   nameContains?: string;
+  /** Only triggers after this one in list order (newest first): a cursor page continues strictly after it. */
+  after?: { created_at: Date; id: string };
 }
 
 /** A LIKE pattern matching names that contain `text` literally: `%`, `_` and the escape `!` are escaped. */
@@ -67,25 +69,41 @@ export function containsPattern(text: string): string {
  * Newest first; served by idx_triggers_*_created (no filesort). With tags, see listTriggersByTags. A name
  * search (`LIKE '%…%'`) can use no index: it filters the rows that walk visits.
  */
-export async function listTriggers(q: Q, f: TriggerFilter, limit: number, offset: number): Promise<{ rows: TriggerRow[]; total: number }> {
-  if (f.tags && f.tags.length > 0) return listTriggersByTags(q, { ...f, tags: f.tags }, limit, offset);
+/**
+ * A page of triggers, newest first on (created_at, id). `total` counts every match of the filter (without
+ * `after`); it is null, and not computed, when `count` is false (cursor pages).
+ */
+export async function listTriggers(
+  q: Q,
+  f: TriggerFilter,
+  limit: number,
+  offset: number,
+  count = true,
+): Promise<{ rows: TriggerRow[]; total: number | null }> {
+  if (f.tags && f.tags.length > 0) return listTriggersByTags(q, { ...f, tags: f.tags }, limit, offset, count);
   const base = q('triggers').modify((b) => {
     if (f.type) b.where('type', f.type);
     if (f.status) b.where('status', f.status);
     if (f.nameContains) b.whereRaw("name LIKE ? ESCAPE '!'", [containsPattern(f.nameContains)]);
   });
+  const page = base.clone().modify((b) => {
+    const c = f.after;
+    if (c)
+      b.where((w) =>
+        w.where('created_at', '<', c.created_at).orWhere((w2) => w2.where('created_at', '=', c.created_at).andWhere('id', '<', c.id)),
+      );
+  });
   const [rows, countRow] = await Promise.all([
-    base
-      .clone()
+    page
       .orderBy([
         { column: 'created_at', order: 'desc' },
         { column: 'id', order: 'desc' },
       ])
       .limit(limit)
       .offset(offset),
-    base.clone().count<{ n: number }[]>({ n: '*' }),
+    count ? base.clone().count<{ n: number }[]>({ n: '*' }) : Promise.resolve(null),
   ]);
-  return { rows: (rows as Record<string, unknown>[]).map(fromDb), total: Number(countRow[0]?.n ?? 0) };
+  return { rows: (rows as Record<string, unknown>[]).map(fromDb), total: countRow ? Number(countRow[0]?.n ?? 0) : null };
 }
 
 export async function updateTrigger(
@@ -148,15 +166,19 @@ async function listTriggersByTags(
   f: TriggerFilter & { tags: string[] },
   limit: number,
   offset: number,
-): Promise<{ rows: TriggerRow[]; total: number }> {
+  count: boolean,
+): Promise<{ rows: TriggerRow[]; total: number | null }> {
   const { sql, bindings } = byTags(f);
-  const page = 'SELECT t.* ' + sql + ' ORDER BY t.created_at DESC, t.id DESC LIMIT ? OFFSET ?';
+  const c = f.after;
+  const after = c ? ' AND (t.created_at < ? OR (t.created_at = ? AND t.id < ?))' : '';
+  const afterBindings: Knex.RawBinding[] = c ? [c.created_at, c.created_at, c.id] : [];
+  const page = 'SELECT t.* ' + sql + after + ' ORDER BY t.created_at DESC, t.id DESC LIMIT ? OFFSET ?';
   const total = 'SELECT COUNT(*) AS n ' + sql;
-  const [[rows], [counts]] = (await Promise.all([q.raw(page, [...bindings, limit, offset]), q.raw(total, bindings)])) as [
-    [Record<string, unknown>[]],
-    [Array<{ n: number }>],
-  ];
-  return { rows: rows.map(fromDb), total: Number(counts[0]?.n ?? 0) };
+  const [[rows], counted] = (await Promise.all([
+    q.raw(page, [...bindings, ...afterBindings, limit, offset]),
+    count ? q.raw(total, bindings) : Promise.resolve(null),
+  ])) as [[Record<string, unknown>[]], [Array<{ n: number }>] | null];
+  return { rows: rows.map(fromDb), total: counted ? Number(counted[0][0]?.n ?? 0) : null };
 }
 
 /** Which triggers a bulk pause/resume acts on: every given filter applies (AND). */

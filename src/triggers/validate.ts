@@ -4,8 +4,10 @@
  * Collects every problem rather than stopping at the first, each with the dotted path of the offending
  * field ('config.retry.max_attempts'), so the API can answer with one problem+json naming them all.
  * On success the config comes back normalised: every default filled in, cron patterns single-spaced, and
- * absent optional fields left out. `undefined` and `null` both count as "absent" (so a client may send
- * `"delay_seconds": null` next to `run_at`), except for `payload`, where null is a value.
+ * absent optional fields left out. `undefined` and `null` both count as "absent" for every field (so a
+ * client may send `"delay_seconds": null` next to `run_at`, and a generated client that writes every field
+ * of its model may send `"payload": null`); an absent payload is stored as null. A webhook's `has_secret`
+ * (the read-only marker GET shows) is ignored, so a config read from GET can be sent back.
  */
 import { compileWebhookSchema } from './json-schema';
 import { compileCron, firstOccurrence, isValidTimeZone, parseLocalDateTime } from './schedule';
@@ -77,9 +79,15 @@ class Errors {
   }
 }
 
-function unknownKeys(obj: Obj, allowed: readonly string[], prefix: string, errors: Errors): void {
+/** Keys of `obj` outside `allowed` (null-valued ones count as absent); a key of another trigger type says so. */
+function unknownKeys(obj: Obj, allowed: readonly string[], prefix: string, errors: Errors, type?: TriggerType): void {
   for (const key of Object.keys(obj)) {
-    if (!allowed.includes(key)) errors.add(`${prefix}.${key}`, 'unknown property');
+    if (allowed.includes(key) || obj[key] === null) continue;
+    const owners = type === undefined ? [] : TRIGGER_TYPES.filter((t) => TYPE_KEYS[t].includes(key));
+    errors.add(
+      `${prefix}.${key}`,
+      owners.length > 0 ? `only ${owners.join(', ')} triggers have this property, not ${type}` : 'unknown property',
+    );
   }
 }
 
@@ -216,7 +224,7 @@ function isJsonValue(v: unknown, depth = 0): boolean {
 
 function payload(obj: Obj, errors: Errors): unknown {
   const v = obj.payload;
-  if (v === undefined) return null;
+  if (v === undefined || v === null) return null;
   if (!isJsonValue(v)) errors.add('config.payload', 'must be a JSON value');
   return v;
 }
@@ -347,21 +355,23 @@ export function validateTriggerConfig(type: TriggerType, input: unknown, now: Da
   if (!isPlainObject(input)) return { ok: false, errors: [{ field: 'config', message: 'must be an object' }] };
 
   const errors = new Errors();
-  unknownKeys(input, [...COMMON_KEYS, ...TYPE_KEYS[type]], 'config', errors);
-  const base = common(input, errors);
+  const { has_secret: _readOnly, ...rest } = input;
+  const obj: Obj = type === 'webhook' ? rest : input;
+  unknownKeys(obj, [...COMMON_KEYS, ...TYPE_KEYS[type]], 'config', errors, type);
+  const base = common(obj, errors);
   let config: TriggerConfig;
   switch (type) {
     case 'webhook':
-      config = webhook(input, base, errors);
+      config = webhook(obj, base, errors);
       break;
     case 'time_scheduled':
-      config = time(input, base, now, errors);
+      config = time(obj, base, now, errors);
       break;
     case 'cron_scheduled':
-      config = cron(input, base, now, errors);
+      config = cron(obj, base, now, errors);
       break;
     case 'interval_scheduled':
-      config = interval(input, base, errors);
+      config = interval(obj, base, errors);
       break;
   }
   if (errors.list.length === 0 && (config as RecurringOptions).end_at !== undefined && firstOccurrence(type, config, now) === null) {

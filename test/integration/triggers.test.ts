@@ -329,7 +329,14 @@ describe('trigger management API (issue 3)', () => {
 
     it('lists newest first with the documented pagination shape and defaults', async () => {
       const body = await list('');
-      expect(body.pagination).to.deep.equal({ current_page: 1, page_size: 20, total_pages: 1, total_records: 7 });
+      expect(body.pagination).to.deep.equal({
+        current_page: 1,
+        page_size: 20,
+        total_pages: 1,
+        total_records: 7,
+        total_is_exact: true,
+        next_cursor: null,
+      });
       expect(body.triggers.map((x) => x.id)).to.deep.equal([...ids].reverse());
       expect(body.triggers.map((x) => x.name)).to.deep.equal(specs.map((s) => s.name).reverse());
       expect(body.triggers[0]!.created_at).to.equal('2026-01-01T00:00:06.000Z');
@@ -343,12 +350,27 @@ describe('trigger management API (issue 3)', () => {
       const p2 = await list('?limit=3&page=2');
       const p3 = await list('?limit=3&page=3');
       const p4 = await list('?limit=3&page=4');
-      expect(p1.pagination).to.deep.equal({ current_page: 1, page_size: 3, total_pages: 3, total_records: 7 });
-      expect(p3.pagination).to.deep.equal({ current_page: 3, page_size: 3, total_pages: 3, total_records: 7 });
+      expect(p1.pagination).to.deep.include({ current_page: 1, page_size: 3, total_pages: 3, total_records: 7, total_is_exact: true });
+      expect(p1.pagination.next_cursor).to.be.a('string');
+      expect(p3.pagination).to.deep.equal({
+        current_page: 3,
+        page_size: 3,
+        total_pages: 3,
+        total_records: 7,
+        total_is_exact: true,
+        next_cursor: null,
+      });
       expect([p1, p2, p3].map((p) => p.triggers.length)).to.deep.equal([3, 3, 1]);
       expect([...p1.triggers, ...p2.triggers, ...p3.triggers].map((x) => x.id)).to.deep.equal([...ids].reverse());
       expect(p4.triggers).to.deep.equal([]);
-      expect(p4.pagination).to.deep.equal({ current_page: 4, page_size: 3, total_pages: 3, total_records: 7 });
+      expect(p4.pagination).to.deep.equal({
+        current_page: 4,
+        page_size: 3,
+        total_pages: 3,
+        total_records: 7,
+        total_is_exact: true,
+        next_cursor: null,
+      });
       const max = await list('?limit=100');
       expect(max.pagination.page_size).to.equal(100);
       expect(max.triggers).to.have.length(7);
@@ -378,15 +400,36 @@ describe('trigger management API (issue 3)', () => {
 
       const activeWebhooks = await list('?type=webhook&status=active');
       expect(activeWebhooks.triggers.map((x) => x.id)).to.deep.equal([ids[0]]);
-      expect(activeWebhooks.pagination).to.deep.equal({ current_page: 1, page_size: 20, total_pages: 1, total_records: 1 });
+      expect(activeWebhooks.pagination).to.deep.equal({
+        current_page: 1,
+        page_size: 20,
+        total_pages: 1,
+        total_records: 1,
+        total_is_exact: true,
+        next_cursor: null,
+      });
 
       const none = await list('?type=time_scheduled&status=inactive');
       expect(none.triggers).to.deep.equal([]);
-      expect(none.pagination).to.deep.equal({ current_page: 1, page_size: 20, total_pages: 0, total_records: 0 });
+      expect(none.pagination).to.deep.equal({
+        current_page: 1,
+        page_size: 20,
+        total_pages: 0,
+        total_records: 0,
+        total_is_exact: true,
+        next_cursor: null,
+      });
 
       const pagedFilter = await list('?type=cron_scheduled&limit=2&page=2');
       expect(pagedFilter.triggers.map((x) => x.id)).to.deep.equal([ids[1]]);
-      expect(pagedFilter.pagination).to.deep.equal({ current_page: 2, page_size: 2, total_pages: 2, total_records: 3 });
+      expect(pagedFilter.pagination).to.deep.equal({
+        current_page: 2,
+        page_size: 2,
+        total_pages: 2,
+        total_records: 3,
+        total_is_exact: true,
+        next_cursor: null,
+      });
     });
 
     it('shows each trigger its own next_scheduled_run (the earliest pending row) in one schedule query', async () => {

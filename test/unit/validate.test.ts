@@ -129,15 +129,46 @@ describe('validateTriggerConfig', () => {
     it('names every unknown property', () => {
       expect(errors('webhook', { ...BASE.webhook, foo: 1, cron: '* * * * *' })).to.deep.equal([
         { field: 'config.foo', message: 'unknown property' },
-        { field: 'config.cron', message: 'unknown property' },
+        { field: 'config.cron', message: 'only cron_scheduled triggers have this property, not webhook' },
       ]);
     });
 
-    it('rejects properties that belong to another type', () => {
-      expectOnly('cron_scheduled', { ...BASE.cron_scheduled, interval_seconds: 5 }, 'config.interval_seconds', 'unknown property');
-      expectOnly('interval_scheduled', { ...BASE.interval_scheduled, run_at: '2030-01-01T00:00Z' }, 'config.run_at', 'unknown property');
-      expectOnly('time_scheduled', { ...BASE.time_scheduled, misfire_policy: 'skip' }, 'config.misfire_policy', 'unknown property');
-      expectOnly('webhook', { ...BASE.webhook, payload: {} }, 'config.payload', 'unknown property');
+    it('rejects properties that belong to another type, naming the types they belong to', () => {
+      const only = (type: string, ...owners: string[]) => `only ${owners.join(', ')} triggers have this property, not ${type}`;
+      expectOnly(
+        'cron_scheduled',
+        { ...BASE.cron_scheduled, interval_seconds: 5 },
+        'config.interval_seconds',
+        only('cron_scheduled', 'interval_scheduled'),
+      );
+      expectOnly(
+        'interval_scheduled',
+        { ...BASE.interval_scheduled, run_at: '2030-01-01T00:00Z' },
+        'config.run_at',
+        only('interval_scheduled', 'time_scheduled'),
+      );
+      expectOnly(
+        'time_scheduled',
+        { ...BASE.time_scheduled, misfire_policy: 'skip' },
+        'config.misfire_policy',
+        only('time_scheduled', 'cron_scheduled', 'interval_scheduled'),
+      );
+      expectOnly(
+        'webhook',
+        { ...BASE.webhook, payload: {} },
+        'config.payload',
+        only('webhook', 'time_scheduled', 'cron_scheduled', 'interval_scheduled'),
+      );
+    });
+
+    it('reads an explicit null as absent for every field, payload included, and ignores a webhook has_secret', () => {
+      expect(validateTriggerConfig('webhook', { ...BASE.webhook, payload: null, secret: null, has_secret: true }, NOW).ok).to.equal(true);
+      const r = validateTriggerConfig(
+        'time_scheduled',
+        { ...BASE.time_scheduled, payload: null, timeout_ms: null, retry: { max_attempts: null } },
+        NOW,
+      );
+      expect(r.ok && r.config).to.include({ payload: null, timeout_ms: 10_000 });
     });
 
     it('collects all errors, not just the first', () => {
