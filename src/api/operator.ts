@@ -141,6 +141,10 @@ export function operatorRoutes(deps: { db: Db; config: Config; metrics: Metrics 
   r.get('/triggers/:id/requests', async (req, res) => {
     const id = String(req.params.id);
     const limit = Number((req.query as { limit?: number }).limit ?? 50);
+    // The validator coerces '-1e400' to -Infinity and lets it by; the statement must never see it.
+    if (!Number.isInteger(limit) || limit < 1 || limit > 200) {
+      throw validationError([{ field: 'query.limit', message: 'must be an integer from 1 to 200' }]);
+    }
     const t = await getTrigger(db, id);
     if (!t) throw new ApiError('TRIGGER_NOT_FOUND', `No trigger with id ${id}`);
     if (t.type !== 'webhook') {

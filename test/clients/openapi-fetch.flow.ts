@@ -146,13 +146,22 @@ export async function run(baseUrl: string, tag: string): Promise<void> {
   assert.equal((await events({ from: new Date(Date.now() - 3_600_000).toISOString(), source: 'manual-test' })).events.length, 3);
   assert.deepEqual(ok(await client.GET('/api/v1/events/{id}/attempts', byId(accepted.event_id))).attempts, []);
 
-  // Replay one event, then every event of the webhook trigger.
+  // Only an ended event can be replayed, and no worker runs here: cancel the webhook trigger's two events
+  // (they end failure), replay one, then every event of the trigger — the replayed one and the new replay
+  // (not ended) are skipped.
+  for (const e of (await events({ trigger_id: webhook.id })).events) {
+    const cancelled = ok(await client.POST('/api/v1/events/{id}/cancel', { ...byId(e.id), body: { reason: 'client flow' } }));
+    assert.equal(cancelled.execution_status, 'failure');
+  }
   const replay = ok(await client.POST('/api/v1/events/{id}/replay', byId(accepted.event_id)));
   assert.equal(replay.replay_of, accepted.event_id);
-  assert.equal(ok(await client.POST('/api/v1/events/replay', { body: { trigger_id: webhook.id } })).replayed, 3);
+  const bulk = ok(await client.POST('/api/v1/events/replay', { body: { trigger_id: webhook.id } }));
+  assert.equal(bulk.replayed, 1);
+  assert.equal(bulk.skipped?.already_replayed, 1);
+  assert.equal(bulk.skipped?.not_final, 1);
 
   // Stats, upcoming runs, preview.
-  assert.equal(ok(await client.GET('/api/v1/triggers/{id}/stats', byId(webhook.id))).total, 6);
+  assert.equal(ok(await client.GET('/api/v1/triggers/{id}/stats', byId(webhook.id))).total, 4);
   const upcoming = ok(await client.GET('/api/v1/triggers/{id}/upcoming', { params: { path: { id: cron.id }, query: { count: 3 } } }));
   assert.equal(upcoming.occurrences.length, 3);
   const preview = ok(

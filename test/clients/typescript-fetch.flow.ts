@@ -179,16 +179,24 @@ export async function run(basePath: string, tag: string): Promise<void> {
   const attempts = await operator.listDeliveryAttempts({ id: accepted.eventId });
   assert.deepEqual(attempts.attempts, []);
 
-  // Replay one event, then every event of the webhook trigger.
+  // Only an ended event can be replayed, and no worker runs here: cancel the webhook trigger's two events
+  // (they end failure), replay one, then every event of the trigger — the replayed one and the new replay
+  // (not ended) are skipped.
+  for (const e of (await events.listEvents({ triggerId: webhook.id })).events) {
+    const cancelled = await operator.cancelEvent({ id: e.id, cancelRequest: { reason: 'client flow' } });
+    assert.equal(cancelled.executionStatus, 'failure');
+  }
   const replay = await operator.replayEvent({ id: accepted.eventId });
   assert.equal(replay.replayOf, accepted.eventId);
   assert.equal((await events.getEvent({ id: replay.eventId })).source, 'replay');
   const bulk = await operator.replayEvents({ bulkReplayRequest: { triggerId: webhook.id } });
-  assert.equal(bulk.replayed, 3);
+  assert.equal(bulk.replayed, 1);
+  assert.equal(bulk.skipped?.alreadyReplayed, 1);
+  assert.equal(bulk.skipped?.notFinal, 1);
 
   // Stats, upcoming runs, preview.
   const stats = await events.getTriggerStats({ id: webhook.id });
-  assert.equal(stats.total, 6);
+  assert.equal(stats.total, 4);
   const upcoming = await operator.getUpcomingRuns({ id: cron.id, count: 3 });
   assert.equal(upcoming.occurrences.length, 3);
   const preview = await operator.previewSchedule({

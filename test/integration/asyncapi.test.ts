@@ -86,8 +86,13 @@ describe('Kafka messages match asyncapi.yaml', function () {
         .send({ type: 'time_scheduled', config: { endpoint: receiver.url('/ok'), delay_seconds: 0, payload: { hi: 1 } } })
         .expect(202)
     ).body.event_id as string;
-    const replay = (await request(app).post(`/api/v1/events/${fired}/replay`).expect(202)).body.event_id as string;
     procs.push(await spawnRole('relay', t.env), await spawnRole('worker', t.env));
+    // Only an event that has ended can be replayed: wait for the webhook event's end (its endpoint fails).
+    await until(async () => ['success', 'failure'].includes((await request(app).get(`/api/v1/events/${fired}`)).body.execution_status), {
+      timeoutMs: 60_000,
+      message: 'the webhook event ended',
+    });
+    const replay = (await request(app).post(`/api/v1/events/${fired}/replay`).expect(202)).body.event_id as string;
 
     const on = (topic: string, pred: (m: ReadMessage) => boolean) => reader.messages.some((m) => m.topic === topic && pred(m));
     await until(

@@ -44,6 +44,13 @@ describe('overview, name search and the dashboard files (issue 12)', function ()
   /** A fresh app each time: the overview is cached per app for 2 s. */
   const overview = async () => (await request(testApp(t)).get('/api/v1/overview').expect(200)).body as OverviewBody;
 
+  /** What each type's stored config holds beside the endpoint, so listed triggers match the spec's Trigger. */
+  const CONFIG_OF: Record<string, Record<string, unknown>> = {
+    webhook: { schema: { type: 'object' } },
+    time_scheduled: { run_at: '2030-01-01T00:00:00.000Z' },
+    cron_scheduled: { cron: '0 * * * *', timezone: 'UTC' },
+    interval_scheduled: { interval_seconds: 60 },
+  };
   async function insertTrigger(name: string, type: string, status: 'active' | 'inactive', tags: string[] = []): Promise<string> {
     const id = randomUUID();
     const now = new Date();
@@ -52,7 +59,7 @@ describe('overview, name search and the dashboard files (issue 12)', function ()
       name,
       type,
       status,
-      config: JSON.stringify({ endpoint: 'https://example.com/x' }),
+      config: JSON.stringify({ endpoint: 'https://example.com/x', ...CONFIG_OF[type] }),
       version: 1,
       created_at: now,
       updated_at: now,
