@@ -1,10 +1,10 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
-import type { Config } from './config';
+import { topicReplication, type Config } from './config';
 import { createDb, ensureDatabase, migrateLatest, type Db } from './db/knex';
 import { Lifecycle } from './events';
-import { EventProducer, ensureTopics } from './kafka/producer';
+import { EventProducer, ensureTopics, underReplicated } from './kafka/producer';
 import { configureOutboxShards } from './db/outbox';
 import { coerceError, createLogger, type Logger } from './logger';
 import { Metrics } from './metrics';
@@ -13,7 +13,8 @@ import { WebhookIngest } from './api/webhook-ingest';
 import { dbCheck, runChecks, type Check } from './api/health';
 import { Relay } from './relay/relay';
 import { Worker } from './worker/worker';
-import { sleep } from './util';
+import { dbErrorKind } from './db/errors';
+import { dbRetryDelayMs, sleep } from './util';
 
 export type Role = 'api' | 'relay' | 'worker';
 
@@ -34,6 +35,22 @@ async function connectProducer(producer: EventProducer, logger: Logger, deadline
       if (Date.now() > deadlineMs) throw e;
       logger.warn('kafka not reachable yet, retrying', { attempt, error: coerceError(e).message });
       await sleep(Math.min(5000, 250 * attempt));
+    }
+  }
+}
+
+/**
+ * Start-up steps that need the database are retried while it is unavailable (a failover, a restart, the
+ * server not up yet), so a process started meanwhile waits instead of exiting into a restart loop.
+ */
+async function whileDbUnavailable<T>(what: string, fn: () => Promise<T>, logger: Logger, deadlineMs: number): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (dbErrorKind(e) === null || Date.now() > deadlineMs) throw e;
+      logger.warn('database unavailable at start-up, retrying', { step: what, attempt, error: coerceError(e).message });
+      await sleep(dbRetryDelayMs('unavailable', Math.min(attempt, 5)));
     }
   }
 }
@@ -97,9 +114,10 @@ export function webhookIngest(config: Config, logger: Logger | null, metrics: Me
 export async function startPlatform(config: Config, roles: Role[], opts: { logger?: Logger; migrate?: boolean } = {}): Promise<Platform> {
   const logger = opts.logger ?? createLogger(config.logLevel, roles.join('+'));
   configureOutboxShards(config.outboxShards);
-  await ensureDatabase(config.databaseUrl);
+  const startDeadline = Date.now() + 120_000;
+  await whileDbUnavailable('create database', () => ensureDatabase(config.databaseUrl), logger, startDeadline);
   const db = createDb(config.databaseUrl, config.dbPoolMax);
-  if (opts.migrate ?? config.migrateOnStart) await migrateWithLock(db, logger);
+  if (opts.migrate ?? config.migrateOnStart) await whileDbUnavailable('migrate', () => migrateWithLock(db, logger), logger, startDeadline);
 
   const events = new Lifecycle();
   const metrics = new Metrics(db, { activeSeconds: config.retentionActiveSeconds, keepSeconds: config.retentionDeleteAfterSeconds });
@@ -121,11 +139,21 @@ export async function startPlatform(config: Config, roles: Role[], opts: { logge
   const needsKafkaNow = roles.includes('relay') || roles.includes('worker');
   if (needsKafkaNow) {
     await connectProducer(producer, logger, Date.now() + 120_000);
-    await ensureTopics(config.kafkaBrokers, [
-      { name: config.kafkaTopic, partitions: config.kafkaPartitions },
-      { name: `${config.kafkaTopic}.retry`, partitions: config.kafkaPartitions },
-      { name: config.kafkaDlqTopic, partitions: config.kafkaPartitions },
-    ]);
+    const topics = [config.kafkaTopic, `${config.kafkaTopic}.retry`, config.kafkaDlqTopic];
+    const replication = topicReplication(config, (await producer.metadata()).brokers.length);
+    await ensureTopics(
+      config.kafkaBrokers,
+      topics.map((name) => ({ name, partitions: config.kafkaPartitions })),
+      15_000,
+      replication,
+    );
+    const short = underReplicated(await producer.metadata(), topics, replication.replicationFactor);
+    if (short.length > 0) {
+      logger.warn('topics have fewer replicas than KAFKA_REPLICATION_FACTOR asks; a broker failure can lose or stop them', {
+        topics: short,
+        wanted: replication.replicationFactor,
+      });
+    }
   } else {
     // The api never produces; it keeps a client only for the health check, connected in the background.
     void connectProducer(producer, logger, Number.POSITIVE_INFINITY).catch(() => undefined);
@@ -138,8 +166,9 @@ export async function startPlatform(config: Config, roles: Role[], opts: { logge
   let worker: Worker | null = null;
 
   if (roles.includes('relay')) {
-    relay = new Relay({ db, producer, config, events });
-    await relay.start();
+    const created = new Relay({ db, producer, config, events });
+    relay = created;
+    await whileDbUnavailable('relay start', () => created.start(), logger, startDeadline);
   }
   if (roles.includes('worker')) {
     worker = new Worker({ db, producer, config, events, logger });
