@@ -1,10 +1,13 @@
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import http from 'node:http';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { createTestEnv, REPO_ROOT, type TestEnv } from '../helpers/env';
 import { KafkaReader } from '../helpers/kafka';
 import { Receiver } from '../helpers/receiver';
 import { spawnRole, type RoleProcess } from '../helpers/proc';
+import { OwnMariaDb } from '../helpers/mariadb';
+import { withDbRetry } from '../../src/util';
 import { until } from '../helpers/until';
 import { scheduledEventId } from '../../src/triggers/event-id';
 
@@ -12,7 +15,29 @@ export interface SoakOptions {
   seconds: number;
   kafkaOutageSeconds: number;
   killEverySeconds: number;
+  /**
+   * The database and the cluster faults:
+   *  - 'shared': the machine's MariaDB (TEST_DATABASE_URL), never restarted;
+   *  - 'own': a MariaDB of the soak's own (own datadir and port), kill -9'd and restarted mid-run;
+   *  - 'ha': the cluster of `npm run services -- up --ha` (Galera behind HAProxy, three brokers): the Galera
+   *    node that takes the writes and a broker that leads partitions are kill -9'd in turn, and each is
+   *    restarted `clusterRestartAfterSeconds` later. No single-broker outage then (kafkaOutageSeconds is ignored).
+   */
+  database?: 'shared' | 'own' | 'ha';
+  /** own: a database restart this often (the first at half this, or half the run); ha: a writer or broker kill this often. */
+  databaseFaultEverySeconds?: number;
+  /** own: how long the killed server stays down. */
+  databaseDownSeconds?: number;
+  /** ha: how long a killed Galera node or broker stays down. */
+  clusterRestartAfterSeconds?: number;
   log?: (line: string) => void;
+}
+
+/** A kill of the database, the Galera writer or a broker: seconds until a webhook sent after it was answered 202. */
+export interface Recovery {
+  kind: 'database' | 'writer' | 'broker';
+  target: string;
+  seconds: number | null;
 }
 
 export interface SoakFigures {
@@ -34,8 +59,14 @@ export interface SoakFigures {
   receiverDuplicateRequests: number;
   stuckProcessing: number;
   brokenChains: number;
-  databaseRestart: string;
+  databaseRestarts: number;
+  writerKills: number;
+  brokerKills: number;
+  recoveries: Recovery[];
+  databaseNote: string;
 }
+
+const execFileAsync = promisify(execFile);
 
 function postJson(url: string, body: unknown): Promise<{ status: number; body: string }> {
   return new Promise((resolve) => {
@@ -63,12 +94,31 @@ function postJson(url: string, body: unknown): Promise<{ status: number; body: s
  */
 export async function runSoak(opts: SoakOptions): Promise<SoakFigures> {
   const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
-  const t: TestEnv = await createTestEnv('soak', {
-    KAFKA_MESSAGE_TIMEOUT_MS: '3000',
-    RELAY_LEASE_MS: '2000',
-    RETENTION_SWEEP_INTERVAL: '1h',
-    WORKER_CONCURRENCY: '16',
-  });
+  const services = path.join(REPO_ROOT, 'scripts', 'services.mjs');
+  const mode = opts.database ?? 'shared';
+  const ownDb = mode === 'own' ? new OwnMariaDb('etp-soak-db') : null;
+  const cluster = mode === 'ha' ? haStatus(services) : null;
+  if (cluster && (!cluster.haproxy.pid || cluster.galera.some((g) => !g.pid) || cluster.kafka.some((k) => !k.serving))) {
+    throw new Error('the --ha soak needs the cluster: npm run services -- up --ha');
+  }
+  let t: TestEnv;
+  try {
+    await ownDb?.start();
+    t = await createTestEnv(
+      'soak',
+      {
+        KAFKA_MESSAGE_TIMEOUT_MS: '3000',
+        RELAY_LEASE_MS: '2000',
+        RETENTION_SWEEP_INTERVAL: '1h',
+        WORKER_CONCURRENCY: '16',
+        ...(cluster ? { KAFKA_BROKERS: cluster.kafkaBrokers } : {}),
+      },
+      { databaseUrlBase: ownDb?.url ?? (cluster ? cluster.databaseUrl.replace(/[^/]*$/, '') : undefined) },
+    );
+  } catch (e) {
+    await ownDb?.destroy();
+    throw e;
+  }
   const receiver = await new Receiver().start();
   // 5 % of first attempts fail with a 500, so retries travel through the outbox under faults too.
   receiver.respond = (r) =>
@@ -77,10 +127,16 @@ export async function runSoak(opts: SoakOptions): Promise<SoakFigures> {
     Math.random() < 0.05
       ? { status: 500 }
       : { status: 200 };
-  const reader = await new KafkaReader([t.topic]).start();
-  const services = path.join(REPO_ROOT, 'scripts', 'services.mjs');
+  const reader = await new KafkaReader([t.topic], cluster?.kafkaBrokers).start();
   const procs: { relays: RoleProcess[]; workers: RoleProcess[]; api: RoleProcess | null } = { relays: [], workers: [], api: null };
   let kills = 0;
+  let databaseRestarts = 0;
+  let writerKills = 0;
+  let brokerKills = 0;
+  const faultsAt: Array<{ kind: Recovery['kind']; target: string; at: number }> = [];
+  // Webhooks answered 202: when each was sent and answered (the recovery times are read from these).
+  const answered202: Array<{ sentAt: number; doneAt: number }> = [];
+  const restarts: Array<Promise<unknown>> = [];
   try {
     const api = await spawnRole('api', t.env);
     procs.api = api;
@@ -104,12 +160,16 @@ export async function runSoak(opts: SoakOptions): Promise<SoakFigures> {
         }),
       ),
     );
+    // While the database is down nothing can fire; on its return the default policy (fire_once) would fire
+    // only the latest missed occurrence. With database faults the chains catch up instead, so a gap means
+    // an occurrence was lost, not skipped by policy.
+    const catchUp = mode === 'shared' ? {} : { misfire_policy: 'fire_all' };
     const crons = await Promise.all(
       Array.from({ length: 5 }, (_, i) =>
         create({
           name: `cron-${i}`,
           type: 'cron_scheduled',
-          config: { endpoint, cron: '* * * * * *', retry: { max_attempts: 5, backoff_ms: 100 } },
+          config: { endpoint, cron: '* * * * * *', retry: { max_attempts: 5, backoff_ms: 100 }, ...catchUp },
         }),
       ),
     );
@@ -118,7 +178,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakFigures> {
         create({
           name: `int-${i}`,
           type: 'interval_scheduled',
-          config: { endpoint, interval_seconds: 2, retry: { max_attempts: 5, backoff_ms: 100 } },
+          config: { endpoint, interval_seconds: 2, retry: { max_attempts: 5, backoff_ms: 100 }, ...catchUp },
         }),
       ),
     );
@@ -133,10 +193,17 @@ export async function runSoak(opts: SoakOptions): Promise<SoakFigures> {
       let n = 0;
       while (Date.now() < endAt) {
         const wh = webhooks[n % webhooks.length];
-        const batch = await Promise.all(Array.from({ length: 10 }, (_, i) => postJson(`${base}/webhook/${wh.id}`, { n: n * 10 + i })));
+        const sentAt = Date.now();
+        const batch = await Promise.all(
+          Array.from({ length: 10 }, (_, i) =>
+            postJson(`${base}/webhook/${wh.id}`, { n: n * 10 + i }).then((r) => ({ ...r, doneAt: Date.now() })),
+          ),
+        );
         for (const r of batch) {
-          if (r.status === 202) accepted.push((JSON.parse(r.body) as { event_id: string }).event_id);
-          else rejected++;
+          if (r.status === 202) {
+            accepted.push((JSON.parse(r.body) as { event_id: string }).event_id);
+            answered202.push({ sentAt, doneAt: r.doneAt });
+          } else rejected++;
         }
         if (n % 2 === 0) {
           const at = new Date(Math.ceil((Date.now() + 1000 + Math.random() * 2000) / 1000) * 1000).toISOString();
@@ -148,14 +215,77 @@ export async function runSoak(opts: SoakOptions): Promise<SoakFigures> {
       }
     })();
 
+    /**
+     * ha: kill -9 the Galera node HAProxy sends the writes to, or the broker leading the most partitions of
+     * the soak's topic, and start it again later in the background. Only when every member is up (two
+     * members down would stop the cluster, not test it); returns false to try again at the next tick.
+     */
+    const killClusterMember = async (kind: 'writer' | 'broker'): Promise<boolean> => {
+      const st = haStatus(services);
+      if (st.galera.some((g) => !g.pid || g.state !== 'Synced') || st.kafka.some((k) => !k.serving)) return false;
+      let target: { name: string; pid: number; n: number; kind: 'galera' | 'kafka' };
+      if (kind === 'writer') {
+        const rows = (await withDbRetry(() => t.db.raw('SELECT @@wsrep_node_name AS node'), 10)) as unknown as [Array<{ node: string }>];
+        const node = st.galera.find((g) => g.name === rows[0][0]!.node);
+        if (!node?.pid) return false;
+        target = { name: node.name, pid: node.pid, n: node.n, kind: 'galera' };
+      } else {
+        const topic = st.topics.find((x) => x.name === t.topic);
+        if (!topic || topic.minIsrNow < 3) return false;
+        const leads = (n: number) => topic.leaders.filter((l) => l === n).length;
+        const node = [...st.kafka].sort((a, b) => leads(b.n) - leads(a.n))[0]!;
+        if (!node.pid || leads(node.n) === 0) return false;
+        target = { name: `${node.name} (leads ${leads(node.n)} of ${topic.partitions} partitions)`, pid: node.pid, n: node.n, kind: 'kafka' };
+      }
+      const at = Date.now();
+      process.kill(target.pid, 'SIGKILL');
+      faultsAt.push({ kind, target: target.name, at });
+      if (kind === 'writer') writerKills++;
+      else brokerKills++;
+      log(`  kill -9 ${kind} ${target.name} (${writerKills} writer kills, ${brokerKills} broker kills, ${accepted.length} webhooks accepted)`);
+      const restartAfterMs = (opts.clusterRestartAfterSeconds ?? 10) * 1000;
+      restarts.push(
+        new Promise((r) => setTimeout(r, restartAfterMs))
+          .then(() => execFileAsync(process.execPath, [services, 'ha-start', target.kind, String(target.n)], { timeout: 600_000 }))
+          .then(
+            () => log(`  ${target.kind} ${target.n} is back ${((Date.now() - at) / 1000).toFixed(1)} s after its kill`),
+            (e: unknown) => log(`  restarting ${target.kind} ${target.n} failed: ${e instanceof Error ? e.message : String(e)}`),
+          ),
+      );
+      return true;
+    };
+
     // Faults: kill -9 a random relay or worker every few seconds and start a new one; once, stop Kafka.
     const faults = (async () => {
-      let outageDone = false;
+      let outageDone = mode === 'ha' || opts.kafkaOutageSeconds <= 0;
+      const dbEveryMs = (opts.databaseFaultEverySeconds ?? (mode === 'ha' ? 30 : 40)) * 1000;
+      let nextDbFaultAt = started + Math.min(dbEveryMs / 2, (opts.seconds * 1000) / 2);
+      let nextClusterKind: 'writer' | 'broker' = 'writer';
       // Kills on a fixed grid: the time a restart or the outage takes is not added to the interval.
       let nextAt = Date.now() + opts.killEverySeconds * 1000;
       while (Date.now() < endAt - 2000) {
         await new Promise((r) => setTimeout(r, Math.max(0, nextAt - Date.now())));
         nextAt = Math.max(nextAt + opts.killEverySeconds * 1000, Date.now() + 1000);
+        if (ownDb && Date.now() >= nextDbFaultAt) {
+          nextDbFaultAt += dbEveryMs;
+          const at = Date.now();
+          await ownDb.kill9();
+          faultsAt.push({ kind: 'database', target: `mariadbd :${ownDb.port}`, at });
+          await new Promise((r) => setTimeout(r, (opts.databaseDownSeconds ?? 2) * 1000));
+          await ownDb.start();
+          databaseRestarts++;
+          log(`  kill -9 the database and restarted it after ${((Date.now() - at) / 1000).toFixed(1)} s (${databaseRestarts} restarts)`);
+          continue;
+        }
+        if (cluster && Date.now() >= nextDbFaultAt) {
+          const kind = nextClusterKind;
+          const done = await killClusterMember(kind);
+          if (done) {
+            nextDbFaultAt += dbEveryMs;
+            nextClusterKind = kind === 'writer' ? 'broker' : 'writer';
+            continue;
+          }
+        }
         if (!outageDone && Date.now() - started > (opts.seconds * 1000) / 3) {
           outageDone = true;
           log(`  stopping the Kafka broker for ${opts.kafkaOutageSeconds} s`);
@@ -175,6 +305,8 @@ export async function runSoak(opts: SoakOptions): Promise<SoakFigures> {
       }
     })();
     await Promise.all([load, faults]);
+    // Every killed cluster member back before the checks (their queries must not meet a failover).
+    await Promise.all(restarts);
     // Stop the recurring triggers at a known instant, so their expected grids are finite.
     const stopAt = Date.now();
     await t
@@ -289,7 +421,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakFigures> {
       scheduledOccurrences: scheduled,
       eventLogs: logs.length,
       kills,
-      kafkaOutageSeconds: opts.kafkaOutageSeconds,
+      kafkaOutageSeconds: mode === 'ha' ? 0 : Math.max(0, opts.kafkaOutageSeconds),
       onKafka: [...logIds].filter((id) => onKafkaIds.has(id)).length,
       kafkaDuplicates,
       lost,
@@ -301,18 +433,35 @@ export async function runSoak(opts: SoakOptions): Promise<SoakFigures> {
       receiverDuplicateRequests: webhookIds.length - new Set(webhookIds).size,
       stuckProcessing: stuck,
       brokenChains,
-      databaseRestart: 'skipped: the MariaDB server was not started by this harness (it belongs to the machine)',
+      databaseRestarts,
+      writerKills,
+      brokerKills,
+      recoveries: faultsAt.map((f) => {
+        const back = answered202.filter((a) => a.sentAt >= f.at).reduce((m, a) => Math.min(m, a.doneAt), Number.POSITIVE_INFINITY);
+        return { kind: f.kind, target: f.target, seconds: Number.isFinite(back) ? (back - f.at) / 1000 : null };
+      }),
+      databaseNote:
+        mode === 'shared'
+          ? 'not restarted: the shared server belongs to the machine (the one-node soak restarts one of its own)'
+          : mode === 'own'
+            ? `a server of the soak's own (port ${ownDb?.port}), kill -9 and restart`
+            : `Galera behind HAProxy (${cluster?.databaseUrl}), brokers ${cluster?.kafkaBrokers}`,
     };
   } finally {
     await Promise.all([...procs.relays, ...procs.workers, ...(procs.api ? [procs.api] : [])].map((p) => p.kill('SIGKILL')));
-    try {
-      execFileSync(process.execPath, [services, 'up'], { stdio: 'ignore' });
-    } catch {
-      /* reported by the checks */
+    await Promise.allSettled(restarts);
+    if (mode !== 'ha') {
+      try {
+        execFileSync(process.execPath, [services, 'up'], { stdio: 'ignore' });
+      } catch {
+        /* reported by the checks */
+      }
     }
     await reader.stop();
     await receiver.stop();
-    await t.cleanup();
+    await ownDb?.start().catch(() => undefined); // cleanup drops the database on it
+    await t.cleanup().catch(() => undefined);
+    await ownDb?.destroy();
   }
 }
 
@@ -320,7 +469,17 @@ export function printFigures(f: SoakFigures, print: (l: string) => void = (l) =>
   print(
     `soak ${f.seconds}s: ${f.webhooksAccepted} webhooks accepted (${f.webhooksRejectedByServer} not accepted), ${f.scheduledOccurrences} scheduled occurrences`,
   );
-  print(`  kills: ${f.kills}, Kafka outage: ${f.kafkaOutageSeconds}s, database restart: ${f.databaseRestart}`);
+  print(`  kills: ${f.kills}, Kafka outage: ${f.kafkaOutageSeconds}s, database restarts: ${f.databaseRestarts} (${f.databaseNote})`);
+  if (f.writerKills + f.brokerKills > 0) print(`  writer kills: ${f.writerKills}, broker kills: ${f.brokerKills}`);
+  for (const kind of ['database', 'writer', 'broker'] as const) {
+    const r = f.recoveries.filter((x) => x.kind === kind);
+    if (r.length === 0) continue;
+    const s = r.map((x) => x.seconds).filter((x): x is number => x !== null);
+    const list = r.map((x) => (x.seconds === null ? 'never' : `${x.seconds.toFixed(2)}`)).join(', ');
+    print(
+      `  recovery after a ${kind} kill (kill → webhooks answered 202 again): max ${s.length ? Math.max(...s).toFixed(2) : '-'} s, p50 ${s.length ? percentile(s, 0.5).toFixed(2) : '-'} s [${list}]`,
+    );
+  }
   print(`  event logs: ${f.eventLogs}, on Kafka: ${f.onKafka}, Kafka duplicates (same event id): ${f.kafkaDuplicates}`);
   print(
     `  deliveries: ${f.deliveriesSuccess} success, ${f.deliveriesFailure} failure, ${f.deliveriesUnfinished} unfinished; receiver saw ${f.receiverRequests} requests, ${f.receiverDuplicateRequests} repeats of an id (retries after a 500 included)`,
@@ -328,4 +487,23 @@ export function printFigures(f: SoakFigures, print: (l: string) => void = (l) =>
   print(
     `  lost: ${f.lost}, doubled event logs: ${f.doubledEventLogs}, stuck in processing: ${f.stuckProcessing}, broken cron/interval chains: ${f.brokenChains}`,
   );
+}
+
+function percentile(xs: number[], q: number): number {
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+}
+
+/** What `services.mjs status --ha --json` reports (the parts the soak reads). */
+interface HaStatus {
+  databaseUrl: string;
+  kafkaBrokers: string;
+  haproxy: { pid: number | null; writer: string | null };
+  galera: Array<{ n: number; name: string; pid: number | null; state: string }>;
+  kafka: Array<{ n: number; name: string; pid: number | null; serving: boolean }>;
+  topics: Array<{ name: string; partitions: number; leaders: number[]; replicas: number; minIsrNow: number }>;
+}
+
+function haStatus(services: string): HaStatus {
+  return JSON.parse(execFileSync(process.execPath, [services, 'status', '--ha', '--json'], { encoding: 'utf8' })) as HaStatus;
 }

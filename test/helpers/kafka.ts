@@ -21,11 +21,14 @@ export class KafkaReader {
   private running = false;
   private loop: Promise<void> | null = null;
 
-  constructor(private topics: string[]) {
+  constructor(
+    private topics: string[],
+    brokers = KAFKA_BROKERS,
+  ) {
     this.consumer = new Kafka.KafkaConsumer(
       {
         'group.id': `etp-test-reader-${randomBytes(4).toString('hex')}`,
-        'metadata.broker.list': KAFKA_BROKERS,
+        'metadata.broker.list': brokers,
         'enable.auto.commit': false,
         'topic.metadata.refresh.interval.ms': 1000,
       },
