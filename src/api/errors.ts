@@ -136,7 +136,8 @@ export function errorHandler(logger: Logger) {
       // A failover (certification failure, a node not yet synced or read-only, a connection reset) or a
       // lost race: nothing is acknowledged, and the same request may be sent again shortly.
       logger.warn('database unavailable for a request', { error: coerceError(e).message, kind: transient, path: req.path });
-      const detail = 'The database is unavailable or busy (failover, read-only or unsynced node, lost connection); retry after Retry-After seconds';
+      const detail =
+        'The database is unavailable or busy (failover, read-only or unsynced node, lost connection); retry after Retry-After seconds';
       return sendProblem(res, req, new ApiError('SERVICE_UNAVAILABLE', detail, [], { 'Retry-After': '1' }));
     }
     const err = coerceError(e);

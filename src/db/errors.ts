@@ -26,10 +26,25 @@ interface Entry {
 export const DB_ERRNOS: ReadonlyMap<number, Entry> = new Map<number, Entry>([
   [1213, { kind: 'conflict', why: 'ER_LOCK_DEADLOCK: a deadlock, or a Galera certification failure / brute-force abort at COMMIT' }],
   [1205, { kind: 'conflict', why: 'ER_LOCK_WAIT_TIMEOUT' }],
-  [3101, { kind: 'conflict', why: 'ER_TRANSACTION_ROLLBACK_DURING_COMMIT: a MySQL Group Replication (InnoDB Cluster) certification failure' }],
+  [
+    3101,
+    { kind: 'conflict', why: 'ER_TRANSACTION_ROLLBACK_DURING_COMMIT: a MySQL Group Replication (InnoDB Cluster) certification failure' },
+  ],
   [3100, { kind: 'unavailable', why: "ER_RUN_HOOK_ERROR: Group Replication refused the commit (the member left the group's majority)" }],
-  [1047, { kind: 'unavailable', why: "ER_UNKNOWN_COM_ERROR: Galera's 'WSREP has not yet prepared node for application use' (node not synced / non-primary)" }],
-  [1290, { kind: 'unavailable', why: 'ER_OPTION_PREVENTS_STATEMENT with --read-only: a replica or a node being demoted (other options are not transient)' }],
+  [
+    1047,
+    {
+      kind: 'unavailable',
+      why: "ER_UNKNOWN_COM_ERROR: Galera's 'WSREP has not yet prepared node for application use' (node not synced / non-primary)",
+    },
+  ],
+  [
+    1290,
+    {
+      kind: 'unavailable',
+      why: 'ER_OPTION_PREVENTS_STATEMENT with --read-only: a replica or a node being demoted (other options are not transient)',
+    },
+  ],
   [1836, { kind: 'unavailable', why: 'ER_READ_ONLY_MODE' }],
   [1792, { kind: 'unavailable', why: 'ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION' }],
   [1053, { kind: 'unavailable', why: 'ER_SERVER_SHUTDOWN: the server is shutting down' }],

@@ -235,14 +235,21 @@ export async function runSoak(opts: SoakOptions): Promise<SoakFigures> {
         const leads = (n: number) => topic.leaders.filter((l) => l === n).length;
         const node = [...st.kafka].sort((a, b) => leads(b.n) - leads(a.n))[0]!;
         if (!node.pid || leads(node.n) === 0) return false;
-        target = { name: `${node.name} (leads ${leads(node.n)} of ${topic.partitions} partitions)`, pid: node.pid, n: node.n, kind: 'kafka' };
+        target = {
+          name: `${node.name} (leads ${leads(node.n)} of ${topic.partitions} partitions)`,
+          pid: node.pid,
+          n: node.n,
+          kind: 'kafka',
+        };
       }
       const at = Date.now();
       process.kill(target.pid, 'SIGKILL');
       faultsAt.push({ kind, target: target.name, at });
       if (kind === 'writer') writerKills++;
       else brokerKills++;
-      log(`  kill -9 ${kind} ${target.name} (${writerKills} writer kills, ${brokerKills} broker kills, ${accepted.length} webhooks accepted)`);
+      log(
+        `  kill -9 ${kind} ${target.name} (${writerKills} writer kills, ${brokerKills} broker kills, ${accepted.length} webhooks accepted)`,
+      );
       const restartAfterMs = (opts.clusterRestartAfterSeconds ?? 10) * 1000;
       restarts.push(
         new Promise((r) => setTimeout(r, restartAfterMs))
@@ -278,7 +285,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakFigures> {
           continue;
         }
         if (cluster && Date.now() >= nextDbFaultAt) {
-          const kind = nextClusterKind;
+          const kind: 'writer' | 'broker' = nextClusterKind;
           const done = await killClusterMember(kind);
           if (done) {
             nextDbFaultAt += dbEveryMs;

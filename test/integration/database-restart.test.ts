@@ -20,7 +20,10 @@ describe('database restart (short one-node version of npm run test:faults)', fun
     });
     printFigures(f, (l) => console.log(`      ${l}`));
     expect(f.databaseRestarts).to.be.at.least(1);
-    expect(f.recoveries.every((r) => r.seconds !== null), 'webhooks answered 202 again after every restart').to.equal(true);
+    expect(
+      f.recoveries.every((r) => r.seconds !== null),
+      'webhooks answered 202 again after every restart',
+    ).to.equal(true);
     expect(f.webhooksAccepted).to.be.at.least(500);
     expect(f.lost).to.equal(0);
     expect(f.doubledEventLogs).to.equal(0);

@@ -53,7 +53,11 @@ describe('failover errors: retried or answered 503, never a 202 without a commit
   async function webhookTrigger(): Promise<string> {
     const res = await request(app)
       .post('/api/v1/triggers')
-      .send({ name: `wh-${randomUUID().slice(0, 8)}`, type: 'webhook', config: { endpoint: 'https://example.com/h' } })
+      .send({
+        name: `wh-${randomUUID().slice(0, 8)}`,
+        type: 'webhook',
+        config: { endpoint: 'https://example.com/h', schema: { type: 'object' } },
+      })
       .expect(201);
     return (res.body as { id: string }).id;
   }
@@ -68,7 +72,12 @@ describe('failover errors: retried or answered 503, never a 202 without a commit
     const res = await fire(id).expect(202);
     expect(await budgetLeft('outbox'), 'both injected failures were met').to.equal(0);
     expect(await logsOf(id)).to.equal(1);
-    expect(await t.db('event_logs').where({ id: (res.body as { event_id: string }).event_id }).first()).to.not.equal(undefined);
+    expect(
+      await t
+        .db('event_logs')
+        .where({ id: (res.body as { event_id: string }).event_id })
+        .first(),
+    ).to.not.equal(undefined);
   });
 
   for (const [what, errno, message] of [
@@ -97,7 +106,7 @@ describe('failover errors: retried or answered 503, never a 202 without a commit
     await failInserts('triggers', 1000, 1290, 'HY000', 'The MariaDB server is running with the --read-only option');
     const res = await request(app)
       .post('/api/v1/triggers')
-      .send({ name: 'ro', type: 'webhook', config: { endpoint: 'https://example.com/h' } })
+      .send({ name: 'ro', type: 'webhook', config: { endpoint: 'https://example.com/h', schema: { type: 'object' } } })
       .expect(503);
     expect(res.headers['retry-after']).to.equal('1');
     expect(res.body.code).to.equal('SERVICE_UNAVAILABLE');
@@ -121,7 +130,7 @@ describe('failover errors: retried or answered 503, never a 202 without a commit
     const victim = await until(
       async () => {
         const [rows] = (await t.db.raw(
-          "SELECT ID AS id FROM information_schema.PROCESSLIST WHERE DB = ? AND INFO LIKE '%INSERT INTO outbox%' AND ID <> CONNECTION_ID()",
+          "SELECT ID AS id FROM information_schema.PROCESSLIST WHERE DB = ? AND STATE = 'User sleep' AND ID <> CONNECTION_ID()",
           [t.dbName],
         )) as unknown as [Array<{ id: number }>];
         return rows[0]?.id;
