@@ -55,6 +55,19 @@ async function whileDbUnavailable<T>(what: string, fn: () => Promise<T>, logger:
   }
 }
 
+/** A start-up step against Kafka, retried (a broker down, a controller moving) until the deadline. */
+async function untilKafka<T>(what: string, logger: Logger, deadlineMs: number, fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (Date.now() > deadlineMs) throw e;
+      logger.warn('kafka not ready at start-up, retrying', { step: what, attempt, error: coerceError(e).message });
+      await sleep(Math.min(5000, 250 * attempt));
+    }
+  }
+}
+
 /** Migrations from several processes at once: knex's lock makes the others wait, then find nothing to do. */
 async function migrateWithLock(db: Db, logger: Logger): Promise<void> {
   for (let attempt = 1; ; attempt++) {
@@ -140,13 +153,24 @@ export async function startPlatform(config: Config, roles: Role[], opts: { logge
   if (needsKafkaNow) {
     await connectProducer(producer, logger, Date.now() + 120_000);
     const topics = [config.kafkaTopic, `${config.kafkaTopic}.retry`, config.kafkaDlqTopic];
-    const replication = topicReplication(config, (await producer.metadata()).brokers.length);
-    await ensureTopics(
-      config.kafkaBrokers,
-      topics.map((name) => ({ name, partitions: config.kafkaPartitions })),
-      15_000,
-      replication,
-    );
+    // Only missing topics are created: the admin request needs the controller, and a process started while
+    // a broker is down (a cluster fault) must not exit over topics that exist already. Retried until the
+    // start-up deadline.
+    const replication = await untilKafka('create topics', logger, Date.now() + 120_000, async () => {
+      const md = await producer.metadata();
+      const have = new Set(md.topics.map((t) => t.name));
+      const wanted = topicReplication(config, md.brokers.length);
+      const missing = topics.filter((name) => !have.has(name));
+      if (missing.length > 0) {
+        await ensureTopics(
+          config.kafkaBrokers,
+          missing.map((name) => ({ name, partitions: config.kafkaPartitions })),
+          15_000,
+          wanted,
+        );
+      }
+      return wanted;
+    });
     const short = underReplicated(await producer.metadata(), topics, replication.replicationFactor);
     if (short.length > 0) {
       logger.warn('topics have fewer replicas than KAFKA_REPLICATION_FACTOR asks; a broker failure can lose or stop them', {
