@@ -89,8 +89,10 @@ function postJson(url: string, body: unknown): Promise<{ status: number; body: s
 /**
  * The fault soak: 3 relays + 2 workers + 1 api as separate processes under a mixed load of webhooks,
  * time, cron and interval triggers, while relays and workers are killed -9 and restarted, and the Kafka
- * broker is stopped once and started again. Then it waits for quiescence and checks, from the database
- * and from an independent Kafka consumer, that nothing was lost or doubled.
+ * broker is stopped once and started again — or, with `database`, the database is killed too (a server of
+ * its own restarted, or the Galera writer and partition-leading brokers of the --ha cluster). Then it waits
+ * for quiescence and checks, from the database and from an independent Kafka consumer, that nothing was
+ * lost or doubled.
  */
 export async function runSoak(opts: SoakOptions): Promise<SoakFigures> {
   const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
