@@ -314,8 +314,15 @@ export async function runSoak(opts: SoakOptions): Promise<SoakFigures> {
       }
     })();
     await Promise.all([load, faults]);
-    // Every killed cluster member back before the checks (their queries must not meet a failover).
+    // Every killed cluster member back before the checks (their queries must not meet a failover). Then a
+    // fresh pool: HAProxy cuts the sessions on a backup node when the first node is healthy again, which
+    // leaves this pool's idle connections dead.
     await Promise.all(restarts);
+    if (cluster) {
+      await new Promise((r) => setTimeout(r, 3000));
+      await t.db.destroy();
+      t.db.initialize();
+    }
     // Stop the recurring triggers at a known instant, so their expected grids are finite.
     const stopAt = Date.now();
     await t
@@ -386,7 +393,9 @@ export async function runSoak(opts: SoakOptions): Promise<SoakFigures> {
     });
 
     // Checks.
-    const logs = (await t.db('event_logs').select('id', 'trigger_id', 'scheduled_for', 'execution_status', 'source')) as Array<{
+    const logs = (await withDbRetry(() =>
+      t.db('event_logs').select('id', 'trigger_id', 'scheduled_for', 'execution_status', 'source'),
+    )) as Array<{
       id: string;
       trigger_id: string;
       scheduled_for: Date | null;
@@ -422,7 +431,9 @@ export async function runSoak(opts: SoakOptions): Promise<SoakFigures> {
     const byId = new Map<string, number>();
     for (const l of logs) byId.set(l.id, (byId.get(l.id) ?? 0) + 1);
     const webhookIds = receiver.requests.map((r) => `${r.headers['webhook-id']}`);
-    const stuck = Number(((await t.db('trigger_schedules').where('status', 'processing').count({ n: '*' }))[0] as { n: number }).n);
+    const stuck = Number(
+      ((await withDbRetry(() => t.db('trigger_schedules').where('status', 'processing').count({ n: '*' })))[0] as { n: number }).n,
+    );
     return {
       seconds: opts.seconds,
       webhooksAccepted: accepted.length,
