@@ -20,20 +20,20 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const KAFKA_VERSION = '4.1.1';
+export const KAFKA_VERSION = '4.1.1';
 const LOG4J_VERSION = '2.24.3';
 const DEPENDENCY_PLUGIN = 'org.apache.maven.plugins:maven-dependency-plugin:3.8.1';
 // Fixed cluster id: base64url of the 16 bytes "event-trigger-pf" (22 chars, valid Kafka Uuid).
-const CLUSTER_ID = Buffer.from('event-trigger-pf').toString('base64url');
-const READY_TIMEOUT_MS = 60_000;
-const KAFKA_STOP_GRACE_MS = 15_000;
-const DB_STOP_GRACE_MS = 60_000;
+export const CLUSTER_ID = Buffer.from('event-trigger-pf').toString('base64url');
+export const READY_TIMEOUT_MS = 60_000;
+export const KAFKA_STOP_GRACE_MS = 15_000;
+export const DB_STOP_GRACE_MS = 60_000;
 
 const CACHE_ROOT =
   process.env.EVENT_TRIGGER_CACHE_DIR ||
   path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'event-trigger-platform');
 const KAFKA_HOME = path.join(CACHE_ROOT, `kafka-${KAFKA_VERSION}`);
-const KAFKA_LIB = path.join(KAFKA_HOME, 'lib');
+export const KAFKA_LIB = path.join(KAFKA_HOME, 'lib');
 const KAFKA_LIB_MARKER = path.join(KAFKA_HOME, 'lib.complete');
 const KAFKA_DATA = path.join(CACHE_ROOT, 'kafka-data');
 const KAFKA_CONFIG = path.join(CACHE_ROOT, 'kafka-server.properties');
@@ -44,8 +44,8 @@ const DB_OUT = path.join(CACHE_ROOT, 'mariadb.out');
 const DB_PIDFILE = path.join(CACHE_ROOT, 'mariadb.pid');
 const STATE_FILE = path.join(CACHE_ROOT, 'services.json');
 // The project's server settings (buffer pool, redo log, isolation, binlog format, ...), see the file itself.
-const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const DB_CONFIG = path.join(REPO_ROOT, 'deploy', 'mysql', 'etp.cnf');
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const DB_CONFIG = path.join(REPO_ROOT, 'deploy', 'mysql', 'etp.cnf');
 const DB_CONFIG_ARG = `--defaults-extra-file=${DB_CONFIG}`;
 const LOCK_FILE = path.join(CACHE_ROOT, 'services.lock');
 
@@ -75,17 +75,17 @@ const isLocal = (h) => ['127.0.0.1', 'localhost', '::1', '0.0.0.0', os.hostname(
 
 // --------------------------------------------------------------------------------------------- helpers
 
-class Fatal extends Error {}
-function fail(msg) {
+export class Fatal extends Error {}
+export function fail(msg) {
   throw new Fatal(msg);
 }
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const secs = (t0) => ((Date.now() - t0) / 1000).toFixed(1);
-const tilde = (p) => (p.startsWith(os.homedir() + path.sep) ? '~' + p.slice(os.homedir().length) : p);
-const line = (name, where, what) => console.log(`${name.padEnd(6)} ${where.padEnd(22)} ${what}`);
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+export const secs = (t0) => ((Date.now() - t0) / 1000).toFixed(1);
+export const tilde = (p) => (p.startsWith(os.homedir() + path.sep) ? '~' + p.slice(os.homedir().length) : p);
+export const line = (name, where, what) => console.log(`${name.padEnd(6)} ${where.padEnd(22)} ${what}`);
 
-function portOpen(host, port, timeoutMs = 1000) {
+export function portOpen(host, port, timeoutMs = 1000) {
   return new Promise((resolve) => {
     const sock = net.connect({ host, port });
     const done = (ok) => {
@@ -98,7 +98,7 @@ function portOpen(host, port, timeoutMs = 1000) {
   });
 }
 
-function findExecutable(name, extraDirs = []) {
+export function findExecutable(name, extraDirs = []) {
   const dirs = [...extraDirs, ...(process.env.PATH || '').split(path.delimiter)].filter(Boolean);
   for (const d of dirs) {
     const p = path.join(d, name);
@@ -112,7 +112,7 @@ function findExecutable(name, extraDirs = []) {
   return null;
 }
 
-function pidAlive(pid) {
+export function pidAlive(pid) {
   if (!Number.isInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);
@@ -128,7 +128,7 @@ function pidAlive(pid) {
   }
 }
 
-function cmdline(pid) {
+export function cmdline(pid) {
   try {
     return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
   } catch {
@@ -137,7 +137,7 @@ function cmdline(pid) {
 }
 
 /** Alive and (when /proc can tell) really the process we think it is, not a recycled pid. */
-function pidMatches(pid, predicate) {
+export function pidMatches(pid, predicate) {
   if (!pidAlive(pid)) return false;
   const args = cmdline(pid);
   return args === null ? true : predicate(args);
@@ -146,7 +146,7 @@ function pidMatches(pid, predicate) {
 const isOurBroker = (args) => args.includes('kafka.Kafka') && args.includes(KAFKA_CONFIG);
 const isDbServer = (args) => args.slice(0, 2).some((a) => /(^|\/)(mariadbd|mysqld)$/.test(a));
 
-function scanProcs(predicate) {
+export function scanProcs(predicate) {
   let entries;
   try {
     entries = fs.readdirSync('/proc').filter((e) => /^\d+$/.test(e));
@@ -156,7 +156,7 @@ function scanProcs(predicate) {
   return entries.map(Number).filter((pid) => pid !== process.pid && pidMatches(pid, (a) => predicate(a)));
 }
 
-async function waitExit(pid, ms) {
+export async function waitExit(pid, ms) {
   const until = Date.now() + ms;
   while (Date.now() < until) {
     if (!pidAlive(pid)) return true;
@@ -166,7 +166,7 @@ async function waitExit(pid, ms) {
 }
 
 /** SIGTERM, then SIGKILL after graceMs. Returns 'term' | 'kill' | 'gone'. */
-async function terminate(pid, graceMs) {
+export async function terminate(pid, graceMs) {
   if (!pidAlive(pid)) return 'gone';
   try {
     process.kill(pid, 'SIGTERM');
@@ -229,13 +229,13 @@ function cleanStaleState() {
 }
 
 /** Serialises concurrent runs (two `npm test` at once); a lock left by a dead process is taken over. */
-async function withLock(fn) {
-  fs.mkdirSync(CACHE_ROOT, { recursive: true });
+export async function withLock(fn, lockFile = LOCK_FILE) {
+  fs.mkdirSync(path.dirname(lockFile), { recursive: true });
   const until = Date.now() + 300_000; // a first-time jar download can take a while
   let announced = false;
   for (;;) {
     try {
-      fs.writeFileSync(LOCK_FILE, String(process.pid), { flag: 'wx' });
+      fs.writeFileSync(lockFile, String(process.pid), { flag: 'wx' });
       break;
     } catch (e) {
       if (e.code !== 'EEXIST') throw e;
@@ -243,16 +243,16 @@ async function withLock(fn) {
     let holder;
     let ageMs;
     try {
-      holder = Number(fs.readFileSync(LOCK_FILE, 'utf8').trim());
-      ageMs = Date.now() - fs.statSync(LOCK_FILE).mtimeMs;
+      holder = Number(fs.readFileSync(lockFile, 'utf8').trim());
+      ageMs = Date.now() - fs.statSync(lockFile).mtimeMs;
     } catch {
       continue; // vanished between open and read
     }
     if (holder === process.pid || (!pidAlive(holder) && (holder > 0 || ageMs > 2000))) {
-      fs.rmSync(LOCK_FILE, { force: true }); // stale lock
+      fs.rmSync(lockFile, { force: true }); // stale lock
       continue;
     }
-    if (Date.now() > until) fail(`another services.mjs (pid ${holder}) holds ${tilde(LOCK_FILE)}; giving up`);
+    if (Date.now() > until) fail(`another services.mjs (pid ${holder}) holds ${tilde(lockFile)}; giving up`);
     if (!announced) {
       console.log(`waiting for another services.mjs run (pid ${holder}) to finish…`);
       announced = true;
@@ -263,7 +263,7 @@ async function withLock(fn) {
     return await fn();
   } finally {
     try {
-      if (fs.readFileSync(LOCK_FILE, 'utf8').trim() === String(process.pid)) fs.unlinkSync(LOCK_FILE);
+      if (fs.readFileSync(lockFile, 'utf8').trim() === String(process.pid)) fs.unlinkSync(lockFile);
     } catch {
       /* already gone */
     }
@@ -276,7 +276,7 @@ async function withLock(fn) {
  * Minimal Metadata request (v4, all topics) over raw TCP. Resolves
  * { brokers, controllerId, clusterId, topics } or null when the broker is not ready / not reachable.
  */
-function kafkaMetadata(host, port, timeoutMs = 2000) {
+export function kafkaMetadata(host, port, timeoutMs = 2000) {
   return new Promise((resolve) => {
     const clientId = Buffer.from('services.mjs');
     const body = Buffer.alloc(2 + 2 + 4 + 2 + clientId.length + 4 + 1);
@@ -339,15 +339,18 @@ function parseMetadataV4(b) {
     i16(); // error_code
     const name = str();
     const internal = i8() !== 0;
-    let partitions = 0;
-    for (let p = i32(); p > 0; p--, partitions++) {
+    const parts = [];
+    for (let p = i32(); p > 0; p--) {
       i16(); // error_code
-      i32(); // partition_index
-      i32(); // leader_id
-      for (let r = i32(); r > 0; r--) i32(); // replica_nodes
-      for (let r = i32(); r > 0; r--) i32(); // isr_nodes
+      const partition = i32();
+      const leader = i32();
+      const replicas = [];
+      for (let r = i32(); r > 0; r--) replicas.push(i32());
+      const isr = [];
+      for (let r = i32(); r > 0; r--) isr.push(i32());
+      parts.push({ partition, leader, replicas, isr });
     }
-    topics.push({ name, internal, partitions });
+    topics.push({ name, internal, partitions: parts.length, parts });
   }
   return { brokers, controllerId, clusterId, topics };
 }
@@ -456,7 +459,7 @@ async function dbUp() {
 }
 
 /** Debian's mariadbd needs /run/mysqld (socket, pid file) owned by the mysql user; it is on a tmpfs. */
-function ensureRunDir() {
+export function ensureRunDir() {
   const dir = '/run/mysqld';
   if (fs.existsSync(dir) || process.getuid?.() !== 0) return;
   try {
@@ -527,7 +530,7 @@ async function dbDown() {
 
 // --------------------------------------------------------------------------------------------- Kafka
 
-function checkJava() {
+export function checkJava() {
   const java = findExecutable('java');
   const mvn = findExecutable('mvn');
   if (!java || !mvn) {
@@ -556,7 +559,7 @@ function libComplete() {
   }
 }
 
-function fetchJars(mvn) {
+export function fetchJars(mvn) {
   if (libComplete()) return null;
   const t0 = Date.now();
   fs.rmSync(KAFKA_LIB_MARKER, { force: true });
@@ -684,7 +687,7 @@ appender.started.layout.pattern = [%d] %p %m (%c)%n
   writeIfChanged(LOG4J_CONFIG, log4j);
 }
 
-function writeIfChanged(file, text) {
+export function writeIfChanged(file, text) {
   try {
     if (fs.readFileSync(file, 'utf8') === text) return;
   } catch {
@@ -741,7 +744,7 @@ async function kafkaReady(host, port, logFrom) {
   return null;
 }
 
-function logSays(file, text) {
+export function logSays(file, text) {
   try {
     return fs.readFileSync(file, 'utf8').includes(text);
   } catch {
@@ -749,7 +752,7 @@ function logSays(file, text) {
   }
 }
 
-function tailLog(file, n = 25) {
+export function tailLog(file, n = 25) {
   try {
     return fs.readFileSync(file, 'utf8').trimEnd().split('\n').slice(-n).join('\n');
   } catch {
@@ -915,9 +918,16 @@ async function status() {
 
 // ---------------------------------------------------------------------------------------------- main
 
-const USAGE = 'usage: node scripts/services.mjs up|down|status|kafka-stop|kafka-start';
+const USAGE =
+  'usage: node scripts/services.mjs up|down|status|kafka-stop|kafka-start\n' +
+  '       node scripts/services.mjs up|down|status --ha [--json]   (3 Kafka brokers + 3-node Galera behind HAProxy)\n' +
+  '       node scripts/services.mjs ha-start|ha-stop galera|kafka|haproxy <n>';
 
-async function main(cmd) {
+async function main(cmd, args) {
+  if (args.includes('--ha') || cmd.startsWith('ha-')) {
+    const ha = await import('./services-ha.mjs');
+    return ha.main(cmd, args);
+  }
   switch (cmd) {
     case 'up':
       return withLock(async () => {
@@ -942,8 +952,11 @@ async function main(cmd) {
   }
 }
 
-main(process.argv[2]).catch((e) => {
-  if (e instanceof Fatal) console.error(`services: ${e.message}`);
-  else console.error(e);
-  process.exitCode = 1;
-});
+// Run only as a script: services-ha.mjs imports the helpers above.
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main(process.argv[2] ?? '', process.argv.slice(3)).catch((e) => {
+    if (e instanceof Fatal) console.error(`services: ${e.message}`);
+    else console.error(e);
+    process.exitCode = 1;
+  });
+}

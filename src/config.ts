@@ -18,6 +18,17 @@ export interface Config {
   readonly kafkaPartitions: number;
   readonly kafkaConsumerGroup: string;
   readonly kafkaMessageTimeoutMs: number;
+  /**
+   * Replication factor of the topics the platform creates (an existing topic is left as it is). 'auto': 3,
+   * or the number of brokers when the cluster has fewer (1 on a one-broker development setup).
+   */
+  readonly kafkaReplicationFactor: number | 'auto';
+  /**
+   * `min.insync.replicas` of the topics the platform creates: with acks=all a write succeeds only once this
+   * many replicas have it. 'auto': 2 when the replication factor is 3 or more (one broker may die without
+   * losing an acknowledged write or stopping writes), else 1.
+   */
+  readonly kafkaMinInsyncReplicas: number | 'auto';
   readonly apiPort: number;
   readonly relayPort: number;
   readonly workerPort: number;
@@ -162,6 +173,15 @@ function brokers(env: Env, name: string, def: string): string {
   return parts.join(',');
 }
 
+function countOrAuto(env: Env, name: string, min: number, max: number): number | 'auto' {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '' || raw.trim().toLowerCase() === 'auto') return 'auto';
+  if (!/^\d+$/.test(raw.trim()) || Number(raw.trim()) < min || Number(raw.trim()) > max) {
+    throw new ConfigError(name, `auto or an integer from ${min} to ${max}`, raw);
+  }
+  return Number(raw.trim());
+}
+
 function topic(env: Env, name: string, def: string): string {
   const raw = str(env, name, def);
   if (!/^[A-Za-z0-9._-]{1,200}$/.test(raw)) {
@@ -188,6 +208,8 @@ export function loadConfig(env: Env = process.env): Config {
     kafkaPartitions: int(env, 'KAFKA_PARTITIONS', 6, 1, 1000),
     kafkaConsumerGroup: str(env, 'KAFKA_CONSUMER_GROUP', 'etp-delivery-worker'),
     kafkaMessageTimeoutMs: duration(env, 'KAFKA_MESSAGE_TIMEOUT_MS', 10_000, 1000, 300_000),
+    kafkaReplicationFactor: countOrAuto(env, 'KAFKA_REPLICATION_FACTOR', 1, 32),
+    kafkaMinInsyncReplicas: countOrAuto(env, 'KAFKA_MIN_INSYNC_REPLICAS', 1, 32),
     apiPort,
     relayPort: int(env, 'RELAY_PORT', 8081, 0, 65535),
     workerPort: int(env, 'WORKER_PORT', 8082, 0, 65535),
@@ -230,7 +252,29 @@ export function loadConfig(env: Env = process.env): Config {
       String(cfg.retentionDeleteAfterSeconds),
     );
   }
+  if (
+    typeof cfg.kafkaReplicationFactor === 'number' &&
+    typeof cfg.kafkaMinInsyncReplicas === 'number' &&
+    cfg.kafkaMinInsyncReplicas > cfg.kafkaReplicationFactor
+  ) {
+    throw new ConfigError(
+      'KAFKA_MIN_INSYNC_REPLICAS',
+      `auto or at most KAFKA_REPLICATION_FACTOR (${cfg.kafkaReplicationFactor}); more would refuse every write`,
+      String(cfg.kafkaMinInsyncReplicas),
+    );
+  }
   return Object.freeze(cfg);
+}
+
+/** The settings of the topics the platform creates on a cluster of `brokers` brokers ('auto' resolved, see Config). */
+export function topicReplication(
+  config: Pick<Config, 'kafkaReplicationFactor' | 'kafkaMinInsyncReplicas'>,
+  brokers: number,
+): { replicationFactor: number; minInsyncReplicas: number } {
+  const replicationFactor = config.kafkaReplicationFactor === 'auto' ? Math.max(1, Math.min(3, brokers)) : config.kafkaReplicationFactor;
+  const minInsyncReplicas =
+    config.kafkaMinInsyncReplicas === 'auto' ? Math.max(1, Math.min(2, replicationFactor - 1)) : config.kafkaMinInsyncReplicas;
+  return { replicationFactor, minInsyncReplicas };
 }
 
 /** The database name in DATABASE_URL (created at start-up when missing). */

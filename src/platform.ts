@@ -1,10 +1,10 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
-import type { Config } from './config';
+import { topicReplication, type Config } from './config';
 import { createDb, ensureDatabase, migrateLatest, type Db } from './db/knex';
 import { Lifecycle } from './events';
-import { EventProducer, ensureTopics } from './kafka/producer';
+import { EventProducer, ensureTopics, underReplicated } from './kafka/producer';
 import { configureOutboxShards } from './db/outbox';
 import { coerceError, createLogger, type Logger } from './logger';
 import { Metrics } from './metrics';
@@ -14,7 +14,8 @@ import { WebhookIngest } from './api/webhook-ingest';
 import { dbCheck, runChecks, type Check } from './api/health';
 import { Relay } from './relay/relay';
 import { Worker } from './worker/worker';
-import { sleep } from './util';
+import { dbErrorKind } from './db/errors';
+import { dbRetryDelayMs, sleep } from './util';
 
 export type Role = 'api' | 'relay' | 'worker';
 
@@ -34,6 +35,35 @@ async function connectProducer(producer: EventProducer, logger: Logger, deadline
     } catch (e) {
       if (Date.now() > deadlineMs) throw e;
       logger.warn('kafka not reachable yet, retrying', { attempt, error: coerceError(e).message });
+      await sleep(Math.min(5000, 250 * attempt));
+    }
+  }
+}
+
+/**
+ * Start-up steps that need the database are retried while it is unavailable (a failover, a restart, the
+ * server not up yet), so a process started meanwhile waits instead of exiting into a restart loop.
+ */
+async function whileDbUnavailable<T>(what: string, fn: () => Promise<T>, logger: Logger, deadlineMs: number): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (dbErrorKind(e) === null || Date.now() > deadlineMs) throw e;
+      logger.warn('database unavailable at start-up, retrying', { step: what, attempt, error: coerceError(e).message });
+      await sleep(dbRetryDelayMs('unavailable', Math.min(attempt, 5)));
+    }
+  }
+}
+
+/** A start-up step against Kafka, retried (a broker down, a controller moving) until the deadline. */
+async function untilKafka<T>(what: string, logger: Logger, deadlineMs: number, fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (Date.now() > deadlineMs) throw e;
+      logger.warn('kafka not ready at start-up, retrying', { step: what, attempt, error: coerceError(e).message });
       await sleep(Math.min(5000, 250 * attempt));
     }
   }
@@ -98,9 +128,10 @@ export function webhookIngest(config: Config, logger: Logger | null, metrics: Me
 export async function startPlatform(config: Config, roles: Role[], opts: { logger?: Logger; migrate?: boolean } = {}): Promise<Platform> {
   const logger = opts.logger ?? createLogger(config.logLevel, roles.join('+'));
   configureOutboxShards(config.outboxShards);
-  await ensureDatabase(config.databaseUrl);
+  const startDeadline = Date.now() + 120_000;
+  await whileDbUnavailable('create database', () => ensureDatabase(config.databaseUrl), logger, startDeadline);
   const db = createDb(config.databaseUrl, config.dbPoolMax);
-  if (opts.migrate ?? config.migrateOnStart) await migrateWithLock(db, logger);
+  if (opts.migrate ?? config.migrateOnStart) await whileDbUnavailable('migrate', () => migrateWithLock(db, logger), logger, startDeadline);
 
   const events = new Lifecycle();
   const metrics = new Metrics(db, { activeSeconds: config.retentionActiveSeconds, keepSeconds: config.retentionDeleteAfterSeconds });
@@ -122,11 +153,32 @@ export async function startPlatform(config: Config, roles: Role[], opts: { logge
   const needsKafkaNow = roles.includes('relay') || roles.includes('worker');
   if (needsKafkaNow) {
     await connectProducer(producer, logger, Date.now() + 120_000);
-    await ensureTopics(config.kafkaBrokers, [
-      { name: config.kafkaTopic, partitions: config.kafkaPartitions },
-      { name: `${config.kafkaTopic}.retry`, partitions: config.kafkaPartitions },
-      { name: config.kafkaDlqTopic, partitions: config.kafkaPartitions },
-    ]);
+    const topics = [config.kafkaTopic, `${config.kafkaTopic}.retry`, config.kafkaDlqTopic];
+    // Only missing topics are created: the admin request needs the controller, and a process started while
+    // a broker is down (a cluster fault) must not exit over topics that exist already. Retried until the
+    // start-up deadline.
+    const replication = await untilKafka('create topics', logger, Date.now() + 120_000, async () => {
+      const md = await producer.metadata();
+      const have = new Set(md.topics.map((t) => t.name));
+      const wanted = topicReplication(config, md.brokers.length);
+      const missing = topics.filter((name) => !have.has(name));
+      if (missing.length > 0) {
+        await ensureTopics(
+          config.kafkaBrokers,
+          missing.map((name) => ({ name, partitions: config.kafkaPartitions })),
+          15_000,
+          wanted,
+        );
+      }
+      return wanted;
+    });
+    const short = underReplicated(await producer.metadata(), topics, replication.replicationFactor);
+    if (short.length > 0) {
+      logger.warn('topics have fewer replicas than KAFKA_REPLICATION_FACTOR asks; a broker failure can lose or stop them', {
+        topics: short,
+        wanted: replication.replicationFactor,
+      });
+    }
   } else {
     // The api never produces; it keeps a client only for the health check, connected in the background.
     void connectProducer(producer, logger, Number.POSITIVE_INFINITY).catch(() => undefined);
@@ -139,8 +191,9 @@ export async function startPlatform(config: Config, roles: Role[], opts: { logge
   let worker: Worker | null = null;
 
   if (roles.includes('relay')) {
-    relay = new Relay({ db, producer, config, events });
-    await relay.start();
+    const created = new Relay({ db, producer, config, events });
+    relay = created;
+    await whileDbUnavailable('relay start', () => created.start(), logger, startDeadline);
   }
   if (roles.includes('worker')) {
     worker = new Worker({ db, producer, config, events, logger });

@@ -1,29 +1,30 @@
+import { dbErrorKind, type DbErrorKind } from './db/errors';
+
 /** One back-off function for the whole codebase: exponential with full jitter, capped. */
 export function backoffMs(attempt: number, baseMs: number, capMs: number, random: () => number = Math.random): number {
   const exp = Math.min(capMs, baseMs * 2 ** Math.max(0, attempt - 1));
   return Math.floor(random() * exp);
 }
 
-/** MySQL/MariaDB errors that mean "try the transaction again", not "the request is wrong". */
-const RETRYABLE_DB_ERRNOS = new Set([1213 /* deadlock */, 1205 /* lock wait timeout */, 2006, 2013, 1927 /* conn killed */]);
-const RETRYABLE_DB_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'PROTOCOL_CONNECTION_LOST', 'ETIMEDOUT', 'EPIPE']);
+export { isRetryableDbError } from './db/errors';
 
-export function isRetryableDbError(e: unknown): boolean {
-  const err = e as { errno?: number; code?: string; name?: string } | null;
-  if (!err) return false;
-  if (typeof err.errno === 'number' && RETRYABLE_DB_ERRNOS.has(err.errno)) return true;
-  if (typeof err.code === 'string' && RETRYABLE_DB_CODES.has(err.code)) return true;
-  return err.name === 'KnexTimeoutError';
+/** The wait before retry `attempt` + 1 of a transaction that failed with a transient error of this kind. */
+export function dbRetryDelayMs(kind: DbErrorKind, attempt: number): number {
+  return kind === 'conflict' ? backoffMs(attempt, 20, 1000) + 1 : backoffMs(attempt, 100, 2000) + 50;
 }
 
-/** Runs fn, retrying deadlocks / lock timeouts / lost connections with jittered back-off. */
+/**
+ * Runs fn, retrying transient database errors (the table in db/errors.ts) with jittered back-off: a lost
+ * race at once, an unavailable server or cluster node (a failover in progress) after a longer wait.
+ */
 export async function withDbRetry<T>(fn: () => Promise<T>, maxAttempts = 5): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await fn();
     } catch (e) {
-      if (attempt >= maxAttempts || !isRetryableDbError(e)) throw e;
-      await sleep(backoffMs(attempt, 20, 1000) + 1);
+      const kind = dbErrorKind(e);
+      if (attempt >= maxAttempts || kind === null) throw e;
+      await sleep(dbRetryDelayMs(kind, attempt));
     }
   }
 }

@@ -2,6 +2,7 @@ import type { NextFunction, Request, Response } from 'express';
 import { coerceError, type Logger } from '../logger';
 import { requestContext } from '../logger';
 import { ER_QUERY_INTERRUPTED } from './bounded-read';
+import { dbErrorKind } from '../db/errors';
 
 /** The catalogue: every error the API can answer with, its HTTP status and title. */
 export const ERRORS = {
@@ -142,6 +143,15 @@ function toProblem(e: unknown, req: Request, logger: Logger): ApiError {
     const detail =
       'The database did not answer within the time limit; narrow the filter (trigger_id, execution_status, from/to) or try again';
     return new ApiError('READ_TIMEOUT', detail, [], { 'Retry-After': '1' });
+  }
+  const transient = dbErrorKind(e);
+  if (transient !== null) {
+    // A failover (certification failure, a node not yet synced or read-only, a connection reset) or a
+    // lost race: nothing is acknowledged, and the same request may be sent again shortly.
+    logger.warn('database unavailable for a request', { error: coerceError(e).message, kind: transient, path: req.path });
+    const detail =
+      'The database is unavailable or busy (failover, read-only or unsynced node, lost connection); retry after Retry-After seconds';
+    return new ApiError('SERVICE_UNAVAILABLE', detail, [], { 'Retry-After': '1' });
   }
   const err = coerceError(e);
   logger.error('request failed', { error: err.message, stack: err.stack, path: req.path, method: req.method });

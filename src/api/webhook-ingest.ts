@@ -2,7 +2,8 @@ import { coerceError, type Logger } from '../logger';
 import { createIngestPool, loggedEventIds, writeWebhookGroup, type IngestPool, type WebhookEventWrite } from '../db/ingest';
 import { shardOf } from '../db/outbox';
 import { eventMessage, toKafka } from '../kafka/message';
-import { backoffMs, isRetryableDbError, sleep } from '../util';
+import { dbErrorKind } from '../db/errors';
+import { dbRetryDelayMs, sleep } from '../util';
 import { GroupCommit, type GroupCommitOptions } from './group-commit';
 
 /** What became of one submitted event: committed, refused because the cached trigger is stale, or not written. */
@@ -10,7 +11,7 @@ export type IngestOutcome = 'logged' | 'stale' | 'failed';
 
 export interface WebhookIngestOptions extends GroupCommitOptions {
   topic: string;
-  /** Attempts per group for deadlocks, lock wait timeouts and lost connections (withDbRetry's policy). */
+  /** Attempts per group for transient database errors (db/errors.ts: conflicts, failovers, lost connections). */
   maxAttempts?: number;
   logger?: Logger;
   /** Called once per flushed group (metrics). */
@@ -110,11 +111,12 @@ export class WebhookIngest {
         const logged = inserted === todo.length ? null : await loggedEventIds(this.pool, ids(todo));
         return items.map((it) => (already.has(it.eventId) || !logged || logged.has(it.eventId) ? 'logged' : 'stale'));
       } catch (e) {
-        if (isRetryableDbError(e) && attempt < maxAttempts) {
-          await sleep(backoffMs(attempt, 20, 1000) + 1);
+        const kind = dbErrorKind(e);
+        if (kind !== null && attempt < maxAttempts) {
+          await sleep(dbRetryDelayMs(kind, attempt));
           continue;
         }
-        if (!isRetryableDbError(e) && items.length > 1) {
+        if (kind === null && items.length > 1) {
           this.opts.logger?.warn('webhook group failed; writing its items one by one', {
             size: items.length,
             error: coerceError(e).message,

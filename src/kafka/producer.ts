@@ -119,6 +119,16 @@ export class EventProducer {
     });
   }
 
+  /** The cluster's metadata (brokers; topics with their partitions' replicas and in-sync replicas). */
+  async metadata(timeoutMs = 5000, topic?: string): Promise<Kafka.Metadata> {
+    if (!this.connected) throw new Error('producer not connected');
+    return new Promise<Kafka.Metadata>((resolve, reject) => {
+      this.producer.getMetadata({ timeout: timeoutMs, allTopics: topic === undefined, topic }, (err, md) =>
+        err ? reject(new Error(err.message)) : resolve(md),
+      );
+    });
+  }
+
   /** Idempotent: flushes what is queued, then disconnects once. */
   close(timeoutMs = 5000): Promise<void> {
     if (this.closing) return this.closing;
@@ -132,23 +142,43 @@ export class EventProducer {
   }
 }
 
-/** Creates topics that do not exist yet (already existing is fine). */
+/**
+ * Creates topics that do not exist yet (already existing is fine, and is left as it is) with the given
+ * replication factor and `min.insync.replicas`.
+ */
 export async function ensureTopics(
   brokers: string,
   topics: Array<{ name: string; partitions: number }>,
   timeoutMs = 15_000,
+  replication: { replicationFactor: number; minInsyncReplicas: number } = { replicationFactor: 1, minInsyncReplicas: 1 },
 ): Promise<void> {
   const admin = Kafka.AdminClient.create({ 'metadata.broker.list': brokers, 'client.id': 'etp-admin' });
   try {
     for (const t of topics) {
       await new Promise<void>((resolve, reject) => {
-        admin.createTopic({ topic: t.name, num_partitions: t.partitions, replication_factor: 1 }, timeoutMs, (err) => {
-          if (!err || err.code === Kafka.CODES.ERRORS.ERR_TOPIC_ALREADY_EXISTS) resolve();
-          else reject(new Error(`create topic ${t.name}: ${err.message}`));
-        });
+        admin.createTopic(
+          {
+            topic: t.name,
+            num_partitions: t.partitions,
+            replication_factor: replication.replicationFactor,
+            config: { 'min.insync.replicas': String(replication.minInsyncReplicas) },
+          },
+          timeoutMs,
+          (err) => {
+            if (!err || err.code === Kafka.CODES.ERRORS.ERR_TOPIC_ALREADY_EXISTS) resolve();
+            else reject(new Error(`create topic ${t.name}: ${err.message}`));
+          },
+        );
       });
     }
   } finally {
     admin.disconnect();
   }
+}
+
+/** Topics whose partitions have fewer replicas than wanted (created before, or by hand): what to warn about. */
+export function underReplicated(md: Kafka.Metadata, names: string[], replicationFactor: number): string[] {
+  return md.topics
+    .filter((t) => names.includes(t.name) && t.partitions.some((p) => p.replicas.length < replicationFactor))
+    .map((t) => `${t.name} (${Math.min(...t.partitions.map((p) => p.replicas.length))} replicas)`);
 }

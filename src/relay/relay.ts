@@ -3,6 +3,7 @@ import type { Db } from '../db/knex';
 import type { Lifecycle } from '../events';
 import type { EventProducer } from '../kafka/producer';
 import { coerceError } from '../logger';
+import { dbErrorKind } from '../db/errors';
 import { backoffMs, WakeableDelay, withDbRetry } from '../util';
 import { ShardLeases } from './leases';
 import { ensureShardFences } from '../db/outbox';
@@ -112,7 +113,9 @@ export class Relay {
       } catch (e) {
         failures++;
         this.deps.events.emitEvent('relay:error', { step: name, error: coerceError(e) });
-        waitMs = Math.max(idleMs, backoffMs(failures, 200, 10_000));
+        // A database failover (a few seconds) is waited out in short steps, so the loop is back within a
+        // couple of seconds of the database; anything else backs off further.
+        waitMs = Math.max(idleMs, backoffMs(failures, 200, dbErrorKind(e) === null ? 10_000 : 2000));
       }
       if (waitMs > 0 && !this.stopping) await delay.wait(waitMs);
     }

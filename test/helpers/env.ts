@@ -24,14 +24,19 @@ export interface TestEnv {
  * Each test file gets its own database (created and migrated here, dropped in cleanup) and its own
  * topic names, so files never see each other's rows or messages.
  */
-export async function createTestEnv(label: string, overrides: Record<string, string> = {}): Promise<TestEnv> {
+export async function createTestEnv(
+  label: string,
+  overrides: Record<string, string> = {},
+  opts: { databaseUrlBase?: string } = {},
+): Promise<TestEnv> {
+  const base = opts.databaseUrlBase ?? DATABASE_URL_BASE;
   const suffix = `${label
     .replace(/[^a-z0-9]/gi, '')
     .slice(0, 20)
     .toLowerCase()}_${randomBytes(4).toString('hex')}`;
   const dbName = `etp_test_${suffix}`;
   const topic = `etp-test-${suffix}`;
-  const databaseUrl = `${DATABASE_URL_BASE.replace(/\/?$/, '/')}${dbName}`;
+  const databaseUrl = `${base.replace(/\/?$/, '/')}${dbName}`;
   const env: Record<string, string> = {
     DATABASE_URL: databaseUrl,
     KAFKA_BROKERS,
@@ -66,13 +71,13 @@ export async function createTestEnv(label: string, overrides: Record<string, str
     async cleanup() {
       for (const fn of deferred.splice(0).reverse()) await fn();
       await db.destroy();
-      await dropDatabase(dbName);
+      await dropDatabase(dbName, base);
     },
   };
 }
 
-export async function dropDatabase(dbName: string): Promise<void> {
-  const u = new URL(DATABASE_URL_BASE);
+export async function dropDatabase(dbName: string, base = DATABASE_URL_BASE): Promise<void> {
+  const u = new URL(base);
   const conn = await mysql.createConnection({
     host: u.hostname,
     port: Number(u.port || 3306),

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { ConfigError, loadConfig, parseDurationMs } from '../../src/config';
+import { ConfigError, loadConfig, parseDurationMs, topicReplication } from '../../src/config';
 
 describe('config', () => {
   it('applies every default with no environment', () => {
@@ -29,6 +29,8 @@ describe('config', () => {
     ['DELIVERY_CIRCUIT_FAILURES', '-1', /DELIVERY_CIRCUIT_FAILURES.*integer from 0/],
     ['DELIVERY_CIRCUIT_COOLDOWN', '10ms', /DELIVERY_CIRCUIT_COOLDOWN.*duration from 100ms/],
     ['RELAY_FIRE_WINDOW', '2s', /RELAY_FIRE_WINDOW.*duration from 0ms to 1000ms/],
+    ['KAFKA_REPLICATION_FACTOR', 'three', /KAFKA_REPLICATION_FACTOR.*auto or an integer/],
+    ['KAFKA_MIN_INSYNC_REPLICAS', '0', /KAFKA_MIN_INSYNC_REPLICAS.*auto or an integer from 1/],
   ];
   for (const [name, value, pattern] of bad) {
     it(`rejects ${name}=${value} with a message naming the variable`, () => {
@@ -72,5 +74,20 @@ describe('config', () => {
     expect(parseDurationMs('5s')).to.equal(5000);
     expect(parseDurationMs('2m')).to.equal(120_000);
     expect(parseDurationMs('x')).to.equal(null);
+  });
+
+  it('sizes topic replication for one broker and for three by default, and takes explicit settings as given', () => {
+    const auto = loadConfig({});
+    expect(auto).to.include({ kafkaReplicationFactor: 'auto', kafkaMinInsyncReplicas: 'auto' });
+    expect(topicReplication(auto, 1)).to.deep.equal({ replicationFactor: 1, minInsyncReplicas: 1 });
+    expect(topicReplication(auto, 2)).to.deep.equal({ replicationFactor: 2, minInsyncReplicas: 1 });
+    expect(topicReplication(auto, 3)).to.deep.equal({ replicationFactor: 3, minInsyncReplicas: 2 });
+    expect(topicReplication(auto, 5)).to.deep.equal({ replicationFactor: 3, minInsyncReplicas: 2 });
+    const set = loadConfig({ KAFKA_REPLICATION_FACTOR: '5', KAFKA_MIN_INSYNC_REPLICAS: '3' });
+    expect(topicReplication(set, 5)).to.deep.equal({ replicationFactor: 5, minInsyncReplicas: 3 });
+    expect(() => loadConfig({ KAFKA_REPLICATION_FACTOR: '1', KAFKA_MIN_INSYNC_REPLICAS: '2' })).to.throw(
+      ConfigError,
+      /KAFKA_MIN_INSYNC_REPLICAS.*at most KAFKA_REPLICATION_FACTOR/,
+    );
   });
 });
