@@ -141,13 +141,20 @@ public class Flow {
     check(events.listEvents(null, EventSource.MANUAL_TEST, null, null, null, OffsetDateTime.now().minusHours(1), null, null, null, null).getEvents().size() == 3, "from filter");
     check(operator.listDeliveryAttempts(accepted.getEventId()).getAttempts().isEmpty(), "attempts");
 
-    // Replay one event, then every event of the webhook trigger.
-    Replay replay = operator.replayEvent(accepted.getEventId(), null);
+    // Only an ended event can be replayed, and no worker runs here: cancel the webhook trigger's two events
+    // (they end failure), replay one, then every event of the trigger: the replayed one and the new replay
+    // (not ended) are skipped.
+    for (Event e : events.listEvents(webhookId, null, null, null, null, null, null, null, null, null).getEvents()) {
+      check(operator.cancelEvent(e.getId(), new CancelRequest().reason("client flow")).getExecutionStatus() == ExecutionStatus.FAILURE, "cancel");
+    }
+    Replay replay = operator.replayEvent(accepted.getEventId(), null, null);
     check(replay.getReplayOf().equals(accepted.getEventId()), "replay_of");
-    check(operator.replayEvents(new BulkReplayRequest().triggerId(webhookId)).getReplayed() == 3, "bulk replay");
+    BulkReplayResult bulk = operator.replayEvents(new BulkReplayRequest().triggerId(webhookId));
+    check(bulk.getReplayed() == 1, "bulk replay");
+    check(bulk.getSkipped().getAlreadyReplayed() == 1 && bulk.getSkipped().getNotFinal() == 1, "bulk replay skips");
 
     // Stats, upcoming runs, preview.
-    check(events.getTriggerStats(webhookId).getTotal() == 6, "stats");
+    check(events.getTriggerStats(webhookId).getTotal() == 4, "stats");
     check(operator.getUpcomingRuns(cronId, 3).getOccurrences().size() == 3, "upcoming");
     Schedule preview = operator.previewSchedule(new SchedulePreviewRequest(new IntervalScheduledSchedulePreview()
         .type(IntervalScheduledSchedulePreview.TypeEnum.INTERVAL_SCHEDULED).config(new IntervalScheduledConfig().endpoint(ENDPOINT).intervalSeconds(60)).count(2)));

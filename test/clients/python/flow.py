@@ -12,7 +12,7 @@ from etp_client import ApiClient, Configuration
 from etp_client.api import EventsApi, OperatorApi, TriggersApi, WebhooksApi
 from etp_client.exceptions import ApiException
 from etp_client.models import (
-    BulkReplayRequest, BulkStatusChange, CronScheduledConfig, CronScheduledTriggerCreate,
+    BulkReplayRequest, BulkStatusChange, CancelRequest, ExecutionStatus, CronScheduledConfig, CronScheduledTriggerCreate,
     CronScheduledTriggerUpdate, EventSource, FireWebhookBatchRequest, HttpMethod, IntervalScheduledConfig,
     IntervalScheduledSchedulePreview, IntervalScheduledTriggerCreate, IntervalScheduledTriggerUpdate,
     MisfirePolicy, Problem, RetryPolicy, SchedulePreviewRequest, TestTriggerRequest, TimeScheduledConfig,
@@ -112,13 +112,19 @@ def main(base_url, tag):
     assert len(events.list_events(source=EventSource.MANUAL_MINUS_TEST, var_from=since).events) == 3
     assert operator.list_delivery_attempts(accepted.event_id).attempts == []
 
-    # Replay one event, then every event of the webhook trigger.
+    # Only an ended event can be replayed, and no worker runs here: cancel the webhook trigger's two events
+    # (they end failure), replay one, then every event of the trigger - the replayed one and the new replay
+    # (not ended) are skipped.
+    for e in events.list_events(trigger_id=webhook.id).events:
+        assert operator.cancel_event(e.id, cancel_request=CancelRequest(reason='client flow')).execution_status == ExecutionStatus.FAILURE
     replay = operator.replay_event(accepted.event_id)
     assert replay.replay_of == accepted.event_id
-    assert operator.replay_events(BulkReplayRequest(trigger_id=webhook.id)).replayed == 3
+    bulk = operator.replay_events(BulkReplayRequest(trigger_id=webhook.id))
+    assert bulk.replayed == 1
+    assert bulk.skipped.already_replayed == 1 and bulk.skipped.not_final == 1
 
     # Stats, upcoming runs, preview.
-    assert events.get_trigger_stats(webhook.id).total == 6
+    assert events.get_trigger_stats(webhook.id).total == 4
     assert len(operator.get_upcoming_runs(cron.id, count=3).occurrences) == 3
     preview = operator.preview_schedule(SchedulePreviewRequest(IntervalScheduledSchedulePreview(
         type="interval_scheduled", config=IntervalScheduledConfig(endpoint=ENDPOINT, interval_seconds=60), count=2)))
