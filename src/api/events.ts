@@ -14,6 +14,7 @@ import {
 } from '../db/events';
 import { replayMarks, type ReplayMark } from '../db/replays';
 import { boundedRead } from './bounded-read';
+import { cursorPage } from './pagination';
 import { ApiError, validationError } from './errors';
 
 /** The retention window as of `now`, from the configured ages. */
@@ -88,19 +89,8 @@ export function eventRoutes(deps: { db: Db; config: Config }): Router {
       const cursor = decodeCursor(String(q.cursor));
       if (!cursor) throw validationError([{ field: 'query.cursor', message: 'not a cursor returned by this API' }]);
       const { rows } = await boundedRead(db, res, (q) => listEvents(q, filter, limit + 1, { cursor }, config.readTimeoutMs));
-      const pageRows = rows.slice(0, limit);
-      const last = pageRows[pageRows.length - 1];
-      res.json({
-        events: await presentAll(pageRows),
-        pagination: {
-          current_page: null,
-          page_size: limit,
-          total_pages: null,
-          total_records: null,
-          total_is_exact: null,
-          next_cursor: rows.length > limit && last ? encodeCursor(last) : null,
-        },
-      });
+      const keyset = cursorPage(rows, limit, encodeCursor);
+      res.json({ events: await presentAll(keyset.rows), pagination: keyset.pagination });
       return;
     }
     const page = Number(q.page ?? 1);

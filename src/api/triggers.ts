@@ -16,6 +16,7 @@ import { cancelPending, insertOccurrences, nextRuns } from '../db/schedules';
 import { setTags, tagsOf } from '../db/tags';
 import { triggerStats } from '../db/events';
 import { boundedRead } from './bounded-read';
+import { cursorPage } from './pagination';
 import { decodeCursor, encodeCursor, windowOf } from './events';
 import { LIMITS, validateTriggerConfig } from '../triggers/validate';
 import { firstOccurrence, occurrenceAt } from '../triggers/schedule';
@@ -155,19 +156,8 @@ export function triggerRoutes(deps: { db: Db; config: Config; validators: Webhoo
       const after = decodeTriggerCursor(q.cursor);
       if (!after) throw validationError([{ field: 'query.cursor', message: 'not a cursor returned by this API' }]);
       const { rows } = await listTriggers(db, { ...filter, after }, limit + 1, 0, false);
-      const pageRows = rows.slice(0, limit);
-      const last = pageRows[pageRows.length - 1];
-      res.json({
-        triggers: await present(pageRows),
-        pagination: {
-          current_page: null,
-          page_size: limit,
-          total_pages: null,
-          total_records: null,
-          total_is_exact: null,
-          next_cursor: rows.length > limit && last ? encodeTriggerCursor(last) : null,
-        },
-      });
+      const keyset = cursorPage(rows, limit, encodeTriggerCursor);
+      res.json({ triggers: await present(keyset.rows), pagination: keyset.pagination });
       return;
     }
     const page = Number(q.page ?? 1);
