@@ -409,14 +409,16 @@ export async function runSoak(opts: SoakOptions): Promise<SoakFigures> {
         Number(
           (
             (
-              await t
-                .db('trigger_schedules')
-                .where('status', 'pending')
-                .whereIn(
-                  'trigger_id',
-                  timeTriggers.map((x) => x.id),
-                )
-                .count({ n: '*' })
+              await withDbRetry(() =>
+                t
+                  .db('trigger_schedules')
+                  .where('status', 'pending')
+                  .whereIn(
+                    'trigger_id',
+                    timeTriggers.map((x) => x.id),
+                  )
+                  .count({ n: '*' }),
+              )
             )[0] as { n: number }
           ).n,
         ) === 0,
@@ -426,15 +428,23 @@ export async function runSoak(opts: SoakOptions): Promise<SoakFigures> {
         message: 'all time triggers fired',
       },
     );
-    await until(async () => Number(((await t.db('outbox').whereNot('published', 1).count({ n: '*' }))[0] as { n: number }).n) === 0, {
-      timeoutMs: 180_000,
-      intervalMs: 500,
-      message: 'outbox drained',
-    });
+    await until(
+      async () =>
+        Number(((await withDbRetry(() => t.db('outbox').whereNot('published', 1).count({ n: '*' })))[0] as { n: number }).n) === 0,
+      {
+        timeoutMs: 180_000,
+        intervalMs: 500,
+        message: 'outbox drained',
+      },
+    );
     await until(
       async () =>
         Number(
-          ((await t.db('event_logs').whereIn('execution_status', ['pending', 'published']).count({ n: '*' }))[0] as { n: number }).n,
+          (
+            (await withDbRetry(() => t.db('event_logs').whereIn('execution_status', ['pending', 'published']).count({ n: '*' })))[0] as {
+              n: number;
+            }
+          ).n,
         ) === 0,
       {
         timeoutMs: 180_000,

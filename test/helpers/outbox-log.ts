@@ -1,4 +1,5 @@
 import type { Db } from '../../src/db/knex';
+import { withDbRetry } from '../../src/util';
 
 export interface OutboxInsertSeen {
   id: number;
@@ -26,7 +27,10 @@ export async function logOutboxInserts(db: Db): Promise<{ rows(): Promise<Outbox
       INSERT INTO outbox_inserts (id, event_id, topic, msg_key, value) VALUES (NEW.id, NEW.event_id, NEW.topic, NEW.msg_key, NEW.value)`);
   return {
     async rows() {
-      const rows = (await db('outbox_inserts').select('id', 'event_id', 'topic', 'msg_key', 'value').orderBy('id')) as OutboxInsertSeen[];
+      const rows = (await withDbRetry(
+        () => db('outbox_inserts').select('id', 'event_id', 'topic', 'msg_key', 'value').orderBy('id'),
+        10,
+      )) as OutboxInsertSeen[];
       return rows.map((r) => ({ ...r, id: Number(r.id) }));
     },
     async stop() {
