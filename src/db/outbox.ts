@@ -226,17 +226,6 @@ export async function promoteDue(q: Q, limit = 1000, shards?: number[]): Promise
 }
 
 /**
- * Rows left at published = 1 by releases before rows were deleted on publish; deleted in small batches
- * (short locks, no long purge). Shard fences are published = 1 too, but have no published_at: never matched.
- */
-export async function deletePublished(q: Q, before: Date, limit: number): Promise<number> {
-  const [res] = (await q.raw('DELETE FROM outbox WHERE published = 1 AND published_at < ? ORDER BY id LIMIT ?', [before, limit])) as [
-    { affectedRows: number },
-  ];
-  return res.affectedRows;
-}
-
-/**
  * Which of `shards` still have rows to publish (ready or waiting). The direct fire path sends a due event
  * past the outbox only when its trigger's shard has nothing queued, so it never overtakes an older event
  * of the same trigger (a manual test run, a replay) that is still in the outbox.
@@ -268,11 +257,6 @@ export async function hasReady(q: Q, shards: number[] | null): Promise<boolean> 
   const sql = 'SELECT id FROM outbox FORCE INDEX (idx_outbox_shard_claim) WHERE published = 0 AND shard IN (?) LIMIT 1';
   const [rows] = (await q.raw(sql, [shards])) as [unknown[]];
   return rows.length > 0;
-}
-
-export async function backlog(q: Q): Promise<number> {
-  const [rows] = (await q.raw('SELECT COUNT(*) AS n FROM outbox WHERE published = 0')) as [Array<{ n: number }>];
-  return Number(rows[0]?.n ?? 0);
 }
 
 /**

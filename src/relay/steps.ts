@@ -6,7 +6,6 @@ import { getTriggersByIds } from '../db/triggers';
 import {
   claimUnpublished,
   claimUnpublishedInShards,
-  deletePublished,
   markFailed,
   markPublished,
   hasReady,
@@ -272,11 +271,10 @@ export async function sweep(db: Db, config: Config, events: Lifecycle): Promise<
   const keepFrom = new Date(now.getTime() - config.retentionDeleteAfterSeconds * 1000);
   const deleted = await deleteBefore(db, keepFrom, SWEEP_BATCH);
   const counts = await deleteCountsBefore(db, keepFrom, SWEEP_BATCH);
-  const outboxCleaned = await deletePublished(db, new Date(now.getTime() - 60_000), SWEEP_BATCH);
   await deleteFinishedBefore(db, keepFrom, SWEEP_BATCH);
   await deleteKeysBefore(db, new Date(now.getTime() - Math.max(24 * 3600, config.retentionDeleteAfterSeconds) * 1000), SWEEP_BATCH);
   // The inbound call log's rejections age out with the events (the API trims each trigger's to a count).
   await deleteRejectionsBefore(db, keepFrom, SWEEP_BATCH);
-  if (deleted + outboxCleaned > 0) events.emitEvent('relay:swept', { deleted, outboxCleaned });
-  return { full: deleted === SWEEP_BATCH || counts === SWEEP_BATCH || outboxCleaned === SWEEP_BATCH };
+  if (deleted > 0) events.emitEvent('relay:swept', { deleted });
+  return { full: deleted === SWEEP_BATCH || counts === SWEEP_BATCH };
 }

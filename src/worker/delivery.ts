@@ -77,19 +77,6 @@ function refusal(host: string, address: string): string {
   return `endpoint ${host} resolves to a private or loopback address (${address}); refused`;
 }
 
-/**
- * SSRF guard as a one-off check: every address the endpoint's host resolves to, not just its name.
- * `deliver` does not call it (it checks inside the connection's own lookup, see `guardedLookup`); it is
- * the same rule for callers that want an answer before any request.
- */
-export async function checkEndpointAddress(endpoint: string, allowPrivate: boolean): Promise<string | null> {
-  if (allowPrivate) return null;
-  const host = new URL(endpoint).hostname.replace(/^\[|\]$/g, '');
-  const addrs = net.isIP(host) ? [host] : (await dns.promises.lookup(host, { all: true })).map((a) => a.address);
-  const bad = addrs.find(isPrivateAddress);
-  return bad ? refusal(host, bad) : null;
-}
-
 /** The endpoint's host resolves to a private address: a permanent failure, nothing was sent. */
 class PrivateAddressError extends Error {}
 /** The endpoint's host did not resolve: retried, like a network error, but named as a DNS failure. */
@@ -101,7 +88,7 @@ class DeliveryTimeoutError extends Error {}
  * The lookup the delivery sockets connect with. Resolving here, inside the connection, is what closes the
  * DNS-rebinding window: the addresses checked are the ones the socket connects to, not those of an earlier,
  * separate lookup that a short-TTL name can answer differently. Any private address refuses the whole name
- * (as the one-off check does). Node calls this only for names; address literals are checked in `deliver`.
+ * (not only the first). Node calls this only for names; address literals are checked in `deliver`.
  */
 function resolveFor(allowPrivate: boolean): net.LookupFunction {
   return (hostname, options, callback) => {
