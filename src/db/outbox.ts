@@ -259,6 +259,12 @@ export async function hasReady(q: Q, shards: number[] | null): Promise<boolean> 
   return rows.length > 0;
 }
 
+/** Rows ready to publish (the etp_outbox_backlog gauge). */
+export async function countReady(q: Q): Promise<number> {
+  const [rows] = (await q.raw('SELECT COUNT(*) AS n FROM outbox WHERE published = 0')) as [Array<{ n: number }>];
+  return Number(rows[0]?.n ?? 0);
+}
+
 /**
  * The worker's waiting follow-up of an event (a retry or a deferral: published = 2), found without an
  * index on event_id: its available_at is the event's next_attempt_at, so it is one key of

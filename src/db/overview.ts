@@ -18,6 +18,19 @@ export async function triggerCounts(q: Q): Promise<Array<{ type: TriggerType; st
 }
 
 /**
+ * Events fired since `keepFrom`, split at `activeFrom`, from the event_counts rollup by whole minutes of
+ * fired_at (the etp_event_logs gauge): a read of the window's minutes, not of its events.
+ */
+export async function firedByRetention(q: Q, activeFrom: Date, keepFrom: Date): Promise<{ active: number; archived: number }> {
+  const [rows] = (await q.raw(
+    "SELECT minute >= ? AS active, SUM(n) AS n FROM event_counts WHERE kind = 'fired' AND minute >= ? GROUP BY active",
+    [activeFrom, keepFrom],
+  )) as [Array<{ active: number; n: number }>];
+  const of = (active: number) => Number(rows.find((r) => Number(r.active) === active)?.n ?? 0);
+  return { active: of(1), archived: of(0) };
+}
+
+/**
  * Events fired in [from, to) (whole minutes) per minute after `from` and execution status: fired, success
  * and failure from the event_counts rollup (a primary-key range of at most minutes × 3 × slots rows,
  * however many events the window holds), pending from idx_events_status_fired (the events not yet on
