@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { errorText } from './errors';
 
 type Q = Knex | Knex.Transaction;
 
@@ -28,7 +29,7 @@ export async function insertAttempts(trx: Knex.Transaction, rows: AttemptRow[]):
     rows.map((a) => ({
       ...a,
       duration_ms: Math.max(0, Math.round(a.duration_ms)),
-      error: a.error === null ? null : a.error.slice(0, 2000),
+      error: a.error === null ? null : errorText(a.error),
       response_body: a.response_body === null ? null : a.response_body.subarray(0, RESPONSE_BODY_MAX_BYTES),
     })),
   );

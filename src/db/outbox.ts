@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import type { OutgoingMessage } from '../kafka/producer';
+import { errorText } from './errors';
 import { parseJson } from './knex';
 
 type Q = Knex | Knex.Transaction;
@@ -216,7 +217,7 @@ export async function markPublished(trx: Knex.Transaction, rows: ClaimedOutbox[]
 /** Records a failed publish. retryAt null keeps the row where it is (ordered mode: the shard waits instead). */
 export async function markFailed(trx: Knex.Transaction, ids: number[], error: string, retryAt: Date | null): Promise<void> {
   if (ids.length === 0) return;
-  const values: Record<string, unknown> = { attempts: trx.raw('attempts + 1'), last_error: error.slice(0, 2000) };
+  const values: Record<string, unknown> = { attempts: trx.raw('attempts + 1'), last_error: errorText(error) };
   if (retryAt) {
     values.available_at = retryAt;
     values.published = OutboxState.Waiting;

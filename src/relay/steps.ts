@@ -4,7 +4,7 @@ import { recordEvents } from '../db/fire';
 import { claimDue, earliestPending, insertOccurrences, markDone, deleteFinishedBefore } from '../db/schedules';
 import { getTriggersByIds } from '../db/triggers';
 import { deleteBefore, deleteCountsBefore, type EventInsert } from '../db/events';
-import { deleteKeysBefore } from '../db/idempotency';
+import { deleteKeysBefore, IDEMPOTENCY_WINDOW_SECONDS } from '../db/idempotency';
 import { deleteRejectionsBefore } from '../db/webhook-requests';
 import type { Lifecycle } from '../events';
 import { scheduledEventId } from '../triggers/event-id';
@@ -105,7 +105,11 @@ export async function sweep(db: Db, config: Config, events: Lifecycle): Promise<
   const deleted = await deleteBefore(db, keepFrom, SWEEP_BATCH);
   const counts = await deleteCountsBefore(db, keepFrom, SWEEP_BATCH);
   await deleteFinishedBefore(db, keepFrom, SWEEP_BATCH);
-  await deleteKeysBefore(db, new Date(now.getTime() - Math.max(24 * 3600, config.retentionDeleteAfterSeconds) * 1000), SWEEP_BATCH);
+  await deleteKeysBefore(
+    db,
+    new Date(now.getTime() - Math.max(IDEMPOTENCY_WINDOW_SECONDS, config.retentionDeleteAfterSeconds) * 1000),
+    SWEEP_BATCH,
+  );
   // The inbound call log's rejections age out with the events (the API trims each trigger's to a count).
   await deleteRejectionsBefore(db, keepFrom, SWEEP_BATCH);
   if (deleted > 0) events.emitEvent('relay:swept', { deleted });

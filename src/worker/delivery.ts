@@ -4,6 +4,7 @@ import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import type { Readable } from 'node:stream';
+import { RESPONSE_BODY_MAX_BYTES } from '../db/attempts';
 import type { CommonConfig, WebhookConfig } from '../triggers/types';
 
 /** Standard Webhooks signature: base64 HMAC-SHA256 over "id.timestamp.body", as "v1,<sig>". */
@@ -142,8 +143,8 @@ export interface DeliveryResult {
   responseBody: Buffer | null;
 }
 
-/** How much of a response body a delivery keeps (for the attempts history). */
-export const RESPONSE_BODY_KEEP_BYTES = 4096;
+/** How much of a response body a delivery keeps: what the attempts history stores. */
+export const RESPONSE_BODY_KEEP_BYTES = RESPONSE_BODY_MAX_BYTES;
 /** How much more is read and dropped so the connection can be reused; beyond it the body is abandoned. */
 const RESPONSE_BODY_DRAIN_BYTES = 1 << 20;
 
