@@ -10,7 +10,7 @@ export interface LifecycleEvents {
   'relay:published': { count: number };
   'relay:publish_failed': { count: number; error: string };
   'relay:error': { step: string; error: Error };
-  'relay:swept': { deleted: number; outboxCleaned: number };
+  'relay:swept': { deleted: number };
   /** `deferred`: not attempted because the endpoint's circuit is open; rescheduled (see worker/circuit.ts). */
   'worker:delivered': { outcome: 'success' | 'retry' | 'failure' | 'skipped' | 'deferred'; durationMs: number; status: number | null };
   /** An endpoint origin's circuit opened (open: true) or closed again. */

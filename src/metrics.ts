@@ -1,5 +1,8 @@
 import client from 'prom-client';
 import type { Db } from './db/knex';
+import { countReady } from './db/outbox';
+import { firedByRetention, triggerCounts } from './db/overview';
+import { countDue } from './db/schedules';
 import type { Lifecycle } from './events';
 
 /** Every metric of the platform, on one registry per process; roles subscribe them to lifecycle events. */
@@ -130,36 +133,26 @@ export class Metrics {
             }
           },
         });
-      gauge('etp_outbox_backlog', 'Unpublished outbox rows', [], async (g) => {
-        const [rows] = (await db0.raw('SELECT COUNT(*) AS n FROM outbox WHERE published = 0')) as [Array<{ n: number }>];
-        g.set(Number(rows[0]?.n ?? 0));
-      });
-      gauge('etp_schedules_due', 'Pending schedule rows whose fire_at has passed', [], async (g) => {
-        const [rows] = (await db0.raw(
-          "SELECT COUNT(*) AS n FROM trigger_schedules WHERE status = 'pending' AND fire_at <= UTC_TIMESTAMP(3)",
-        )) as [Array<{ n: number }>];
-        g.set(Number(rows[0]?.n ?? 0));
-      });
+      gauge('etp_outbox_backlog', 'Unpublished outbox rows', [], async (g) => g.set(await countReady(db0)));
+      gauge('etp_schedules_due', 'Pending schedule rows whose fire_at has passed', [], async (g) => g.set(await countDue(db0)));
       gauge('etp_triggers', 'Triggers by type and status', ['type', 'status'], async (g) => {
-        const [rows] = (await db0.raw('SELECT type, status, COUNT(*) AS n FROM triggers GROUP BY type, status')) as [
-          Array<{ type: string; status: string; n: number }>,
-        ];
+        const rows = await triggerCounts(db0);
         g.reset();
-        for (const row of rows) g.set({ type: row.type, status: row.status }, Number(row.n));
+        for (const row of rows) g.set({ type: row.type, status: row.status }, row.n);
       });
       // From the event_counts rollup, by whole minutes of fired_at: a read of the window's minutes, not its events.
       const retention = this.retention;
       gauge('etp_event_logs', 'Event logs by retention status (whole minutes of fired_at)', ['retention_status'], async (g) => {
         const now = Date.now();
         const minute = (ms: number) => new Date(Math.ceil(ms / 60_000) * 60_000);
-        const [rows] = (await db0.raw(
-          "SELECT minute >= ? AS active, SUM(n) AS n FROM event_counts WHERE kind = 'fired' AND minute >= ? GROUP BY active",
-          [minute(now - retention.activeSeconds * 1000), minute(now - retention.keepSeconds * 1000)],
-        )) as [Array<{ active: number; n: number }>];
+        const counts = await firedByRetention(
+          db0,
+          minute(now - retention.activeSeconds * 1000),
+          minute(now - retention.keepSeconds * 1000),
+        );
         g.reset();
-        g.set({ retention_status: 'active' }, 0);
-        g.set({ retention_status: 'archived' }, 0);
-        for (const row of rows) g.set({ retention_status: Number(row.active) === 1 ? 'active' : 'archived' }, Number(row.n));
+        g.set({ retention_status: 'active' }, counts.active);
+        g.set({ retention_status: 'archived' }, counts.archived);
       });
     }
   }

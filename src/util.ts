@@ -1,6 +1,9 @@
 import { dbErrorKind, type DbErrorKind } from './db/errors';
 
 /** One back-off function for the whole codebase: exponential with full jitter, capped. */
+/** Milliseconds since the epoch, as `Date.now` gives them; passed in where tests need to move time. */
+export type Clock = () => number;
+
 export function backoffMs(attempt: number, baseMs: number, capMs: number, random: () => number = Math.random): number {
   const exp = Math.min(capMs, baseMs * 2 ** Math.max(0, attempt - 1));
   return Math.floor(random() * exp);

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { errorText } from './errors';
 
 type Q = Knex | Knex.Transaction;
 
@@ -19,21 +20,16 @@ export interface AttemptRow {
 export const RESPONSE_BODY_MAX_BYTES = 4096;
 
 /**
- * Records an attempt, in the worker's outcome transaction (the caller has just updated the event row, so
- * the foreign key's shared lock on it is already covered by that row's exclusive lock).
+ * A Kafka batch's attempts in one multi-row INSERT, in the worker's outcome transaction (the caller has just
+ * updated the event rows, so the foreign key's shared lock on each is already covered by its exclusive lock).
  */
-export async function insertAttempt(trx: Knex.Transaction, a: AttemptRow): Promise<void> {
-  await insertAttempts(trx, [a]);
-}
-
-/** Several attempts in one multi-row INSERT (the worker records a whole Kafka batch's attempts at once). */
 export async function insertAttempts(trx: Knex.Transaction, rows: AttemptRow[]): Promise<void> {
   if (rows.length === 0) return;
   await trx('delivery_attempts').insert(
     rows.map((a) => ({
       ...a,
       duration_ms: Math.max(0, Math.round(a.duration_ms)),
-      error: a.error === null ? null : a.error.slice(0, 2000),
+      error: a.error === null ? null : errorText(a.error),
       response_body: a.response_body === null ? null : a.response_body.subarray(0, RESPONSE_BODY_MAX_BYTES),
     })),
   );

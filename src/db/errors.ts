@@ -97,3 +97,20 @@ export function dbErrorKind(e: unknown): DbErrorKind | null {
 export function isRetryableDbError(e: unknown): boolean {
   return dbErrorKind(e) !== null;
 }
+
+/** MySQL's duplicate-key error (1062): an INSERT met an existing primary or unique key. */
+export const ER_DUP_ENTRY = 1062;
+
+export function isDuplicateKey(e: unknown): boolean {
+  return (e as { errno?: number } | null)?.errno === ER_DUP_ENTRY;
+}
+
+/**
+ * The most of an error text kept in a row (an event's error_message, an attempt's error, an outbox row's
+ * last_error): enough to read the cause, bounded so a receiver's huge error page cannot bloat the tables.
+ */
+export const ERROR_TEXT_MAX_CHARS = 2000;
+
+export function errorText(message: string): string {
+  return message.slice(0, ERROR_TEXT_MAX_CHARS);
+}

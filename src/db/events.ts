@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import type { EventSource } from '../kafka/message';
 import type { TriggerType } from '../triggers/types';
+import { errorText, isDuplicateKey } from './errors';
 import { parseJson } from './knex';
 
 type Q = Knex | Knex.Transaction;
@@ -100,8 +101,6 @@ export function retentionOf(firedAt: Date, w: RetentionWindow): RetentionStatus 
   return firedAt >= w.keepFrom ? 'archived' : null;
 }
 
-const ER_DUP_ENTRY = 1062;
-
 /**
  * Inserts event logs and returns the ids actually inserted. The fast path is one multi-row INSERT; if an
  * id already exists (an occurrence re-run after a crash that had in fact committed), it falls back to
@@ -113,7 +112,7 @@ export async function insertEvents(trx: Knex.Transaction, rows: EventInsert[], n
     await trx('event_logs').insert(rows.map((r) => toDb(r, now)));
     return new Set(rows.map((r) => r.id));
   } catch (e) {
-    if ((e as { errno?: number }).errno !== ER_DUP_ENTRY) throw e;
+    if (!isDuplicateKey(e)) throw e;
   }
   const inserted = new Set<string>();
   for (const r of rows) {
@@ -363,7 +362,7 @@ export async function updateDeliveryOutcome(
       execution_status: o.execution_status,
       response_status: o.response_status,
       latency_ms: o.latency_ms,
-      error_message: o.error_message === null ? null : o.error_message.slice(0, 2000),
+      error_message: o.error_message === null ? null : errorText(o.error_message),
       next_attempt_at: o.next_attempt_at ?? null,
       updated_at: o.now,
     });
@@ -404,7 +403,7 @@ export async function updateDeliveryOutcomes(q: Q, rows: DeliveryOutcomeUpdate[]
     column('execution_status', (r) => r.execution_status),
     column('response_status', (r) => r.response_status),
     column('latency_ms', (r) => Math.max(0, Math.round(r.latency_ms))),
-    column('error_message', (r) => (r.error_message === null ? null : r.error_message.slice(0, 2000))),
+    column('error_message', (r) => (r.error_message === null ? null : errorText(r.error_message))),
     column('next_attempt_at', (r) => r.next_attempt_at ?? null),
   ];
   bindings.push(now, ...sorted.map((r) => r.id));
@@ -527,7 +526,7 @@ export async function cancelDelivery(trx: Knex.Transaction, id: string, reason: 
   const changed = await trx('event_logs')
     .where({ id })
     .whereIn('execution_status', ['pending', 'published'])
-    .update({ execution_status: 'failure', error_message: reason.slice(0, 2000), next_attempt_at: null, updated_at: now });
+    .update({ execution_status: 'failure', error_message: errorText(reason), next_attempt_at: null, updated_at: now });
   return changed === 1;
 }
 

@@ -1,7 +1,15 @@
 import type { Knex } from 'knex';
+import { isDuplicateKey } from './errors';
+import type { Db } from './knex';
 import { parseJson } from './knex';
 
 type Q = Knex | Knex.Transaction;
+
+/**
+ * How long an Idempotency-Key is remembered: a repeat within this window gets the first answer back. The
+ * sweep keeps keys at least this long (longer when the retention window is longer).
+ */
+export const IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600;
 
 export interface StoredAnswer {
   status: number;
@@ -46,8 +54,6 @@ export async function recordOnce(trx: Knex.Transaction, scope: string, key: stri
   return res.affectedRows === 1;
 }
 
-const ER_DUP_ENTRY = 1062;
-
 /**
  * recordOnce for a whole batch of keys in the caller's transaction; returns the keys that were new. The
  * fast path is one multi-row INSERT (keys sorted, so two workers inserting overlapping batches lock them
@@ -61,11 +67,40 @@ export async function recordManyOnce(trx: Knex.Transaction, scope: string, keys:
     await trx('idempotency_keys').insert(sorted.map((k) => ({ scope, idem_key: k, created_at: now })));
     return new Set(sorted);
   } catch (e) {
-    if ((e as { errno?: number }).errno !== ER_DUP_ENTRY) throw e;
+    if (!isDuplicateKey(e)) throw e;
   }
   const fresh = new Set<string>();
   for (const k of sorted) if (await recordOnce(trx, scope, k, now)) fresh.add(k);
   return fresh;
+}
+
+/**
+ * Runs `write` in a transaction guarded by an Idempotency-Key, if one was given: the first request stores
+ * its answer in the same commit as its writes; a repeat within IDEMPOTENCY_WINDOW_SECONDS gets that answer
+ * back and writes nothing. `fresh` says whether this call did the writing.
+ */
+export async function withIdempotencyKey(
+  db: Db,
+  scope: string,
+  key: string | undefined,
+  write: (trx: Knex.Transaction) => Promise<StoredAnswer>,
+): Promise<{ answer: StoredAnswer; fresh: boolean }> {
+  if (!key) return { answer: await db.transaction(write), fresh: true };
+  const stored = await storedResponse(db, scope, key, IDEMPOTENCY_WINDOW_SECONDS);
+  if (stored) return { answer: stored, fresh: false };
+  try {
+    const answer = await db.transaction(async (trx) => {
+      const a = await write(trx);
+      await claimIdempotencyKey(trx, scope, key, a, new Date(), IDEMPOTENCY_WINDOW_SECONDS);
+      return a;
+    });
+    return { answer, fresh: true };
+  } catch (e) {
+    // A concurrent request with the same key committed first: answer as it did.
+    const again = await storedResponse(db, scope, key, IDEMPOTENCY_WINDOW_SECONDS);
+    if (again) return { answer: again, fresh: false };
+    throw e;
+  }
 }
 
 export async function deleteKeysBefore(q: Q, before: Date, limit: number): Promise<number> {

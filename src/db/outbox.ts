@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import type { OutgoingMessage } from '../kafka/producer';
+import { errorText } from './errors';
 import { parseJson } from './knex';
 
 type Q = Knex | Knex.Transaction;
@@ -9,6 +10,23 @@ export interface OutboxInsert {
   message: OutgoingMessage;
   available_at: Date;
 }
+
+/**
+ * The state of an outbox row, kept in the column `published` (a TINYINT: its historical name, see
+ * docs/decisions/outbox-row-state.md). A number because the claim index orders by it:
+ * idx_outbox_shard_claim (shard, published, id) puts a shard's ready rows right before its fence, so a
+ * claim that reads all of them stops on its own fence; waiting rows sort after both. A published row is
+ * deleted, so no state means "published".
+ */
+export const OutboxState = {
+  /** Ready to publish: what the claims read. */
+  Ready: 0,
+  /** A shard's fence row (event_id SHARD_FENCE): never published, never counted as queued. */
+  Fence: 1,
+  /** Waiting for available_at (a delivery retry, a deferral, a failed publish in unordered mode): see promoteDue. */
+  Waiting: 2,
+} as const;
+export type OutboxState = (typeof OutboxState)[keyof typeof OutboxState];
 
 let shardCount = 64;
 
@@ -43,8 +61,7 @@ export async function insertOutbox(q: Q, rows: OutboxInsert[], now: Date): Promi
       value: r.message.value,
       headers: JSON.stringify(r.message.headers),
       available_at: r.available_at,
-      // 0 = ready to publish, 2 = waiting for available_at (see promoteDue); a published row is deleted
-      published: r.available_at.getTime() > now.getTime() ? 2 : 0,
+      published: r.available_at.getTime() > now.getTime() ? OutboxState.Waiting : OutboxState.Ready,
       created_at: now,
     })),
   );
@@ -81,23 +98,23 @@ function fromDb(r: OutboxDbRow): ClaimedOutbox {
 
 /**
  * Claims ready rows in id order. idx_outbox_claim (published, id) gives the order without a sort; rows
- * that must wait (a delivery retry's future available_at) sit at published = 2 until promoteDue() moves
+ * that must wait (a delivery retry's future available_at) are Waiting until promoteDue() moves
  * them, so the claim never walks past them. SKIP LOCKED: relays never wait for each other.
  */
 export async function claimUnpublished(trx: Knex.Transaction, limit: number): Promise<ClaimedOutbox[]> {
   const [rows] = (await trx.raw(
     `SELECT id, event_id, topic, msg_key, shard, value, headers, attempts FROM outbox
-      WHERE published = 0
+      WHERE published = ?
       ORDER BY id
       LIMIT ? FOR UPDATE SKIP LOCKED`,
-    [limit],
+    [OutboxState.Ready, limit],
   )) as [OutboxDbRow[]];
   return rows.map(fromDb);
 }
 
 /**
  * The ordered claim: only rows of the shards this relay holds a lease on, each shard in id order. One
- * range scan of idx_outbox_shard_claim (shard, published, id) over `shard IN (…) AND published = 0` in
+ * range scan of idx_outbox_shard_claim (shard, published, id) over `shard IN (…) AND published = Ready` in
  * (shard, id) order: no sort, and no row of another relay's shard is read or locked (the record past each
  * shard's range is that shard's own fence, see ensureShardFences). No SKIP LOCKED: the lease (verified in
  * this transaction) makes this relay the only claimer of these rows, and skipping one would let the rows
@@ -127,8 +144,8 @@ export async function claimUnpublishedInShards(
     // lock only these shards' rows; on (published, id) an ORDER BY id LIMIT would lock other shards'.
     const [got] = (await trx.raw(
       `SELECT id, event_id, topic, msg_key, shard, value, headers, attempts FROM outbox FORCE INDEX (idx_outbox_shard_claim)
-        WHERE shard IN (?) AND published = 0 ORDER BY shard, id LIMIT ? FOR UPDATE`,
-      [part, limit - rows.length],
+        WHERE shard IN (?) AND published = ? ORDER BY shard, id LIMIT ? FOR UPDATE`,
+      [part, OutboxState.Ready, limit - rows.length],
     )) as [OutboxDbRow[]];
     rows.push(...got.map(fromDb));
   }
@@ -140,17 +157,19 @@ export async function claimUnpublishedInShards(
 export const SHARD_FENCE = 'shard-fence';
 
 /**
- * One fence row per shard: published = 1, which sorts right after the shard's ready rows (published = 0)
+ * One fence row per shard (Fence), which sorts right after the shard's ready rows (Ready)
  * in idx_outbox_shard_claim (shard, published, id). A locking range scan in InnoDB also locks the first
  * record past its range; without a fence, the ordered claim of a shard with fewer ready rows than the batch
  * locked (or waited for) the next shard's first row — another lane's or relay's — which coupled neighbouring
  * shards and produced deadlocks with that owner's delete of its published rows. With a fence the record past
- * the range is the shard's own fence, locked only by the shard's owner. Nothing else reads published = 1
+ * the range is the shard's own fence, locked only by the shard's owner. Nothing else reads Fence rows
  * (fences have no published_at, so the legacy clean-up never deletes them). Idempotent; a race between
  * relays can add a second fence to a shard, which is harmless.
  */
 export async function ensureShardFences(q: Q, shards: number): Promise<void> {
-  const have = (await q('outbox').distinct('shard').where({ published: 1, event_id: SHARD_FENCE })) as Array<{ shard: number }>;
+  const have = (await q('outbox').distinct('shard').where({ published: OutboxState.Fence, event_id: SHARD_FENCE })) as Array<{
+    shard: number;
+  }>;
   const fenced = new Set(have.map((r) => Number(r.shard)));
   const missing = Array.from({ length: shards }, (_, s) => s).filter((s) => !fenced.has(s));
   if (missing.length === 0) return;
@@ -164,7 +183,7 @@ export async function ensureShardFences(q: Q, shards: number): Promise<void> {
       value: Buffer.alloc(0),
       headers: null,
       available_at: new Date(1000),
-      published: 1,
+      published: OutboxState.Fence,
       created_at: now,
     })),
   );
@@ -198,16 +217,16 @@ export async function markPublished(trx: Knex.Transaction, rows: ClaimedOutbox[]
 /** Records a failed publish. retryAt null keeps the row where it is (ordered mode: the shard waits instead). */
 export async function markFailed(trx: Knex.Transaction, ids: number[], error: string, retryAt: Date | null): Promise<void> {
   if (ids.length === 0) return;
-  const values: Record<string, unknown> = { attempts: trx.raw('attempts + 1'), last_error: error.slice(0, 2000) };
+  const values: Record<string, unknown> = { attempts: trx.raw('attempts + 1'), last_error: errorText(error) };
   if (retryAt) {
     values.available_at = retryAt;
-    values.published = 2;
+    values.published = OutboxState.Waiting;
   }
   await trx('outbox').whereIn('id', ids).update(values);
 }
 
 /**
- * Moves waiting rows whose time has come into the ready range (published = 0), in bounded batches, via
+ * Moves waiting rows whose time has come into the ready range (Waiting → Ready), in bounded batches, via
  * idx_outbox_waiting (published, available_at). Idempotent: several relays may run it at once. With
  * `shards` (ordered mode) only those shards' rows move: a relay promotes the shards it leases, so it never
  * takes locks on rows in another relay's claim range (promoting across shards deadlocked with claims).
@@ -218,19 +237,10 @@ export async function promoteDue(q: Q, limit = 1000, shards?: number[]): Promise
   // row of those shards by available_at (a filesort of 68k rows, 0.35 s, per call on a 200k outbox); on
   // idx_outbox_waiting the scan is in available_at order and stops after `limit` rows (of these shards).
   const sql =
-    'UPDATE outbox FORCE INDEX (idx_outbox_waiting) SET published = 0 WHERE published = 2 AND available_at <= UTC_TIMESTAMP(3)' +
+    'UPDATE outbox FORCE INDEX (idx_outbox_waiting) SET published = ? WHERE published = ? AND available_at <= UTC_TIMESTAMP(3)' +
     (shards ? ' AND shard IN (?)' : '') +
     ' ORDER BY available_at LIMIT ?';
-  const [res] = (await q.raw(sql, shards ? [shards, limit] : [limit])) as [{ affectedRows: number }];
-  return res.affectedRows;
-}
-
-/**
- * Rows left at published = 1 by releases before rows were deleted on publish; deleted in small batches
- * (short locks, no long purge). Shard fences are published = 1 too, but have no published_at: never matched.
- */
-export async function deletePublished(q: Q, before: Date, limit: number): Promise<number> {
-  const [res] = (await q.raw('DELETE FROM outbox WHERE published = 1 AND published_at < ? ORDER BY id LIMIT ?', [before, limit])) as [
+  const [res] = (await q.raw(sql, [OutboxState.Ready, OutboxState.Waiting, ...(shards ? [shards] : []), limit])) as [
     { affectedRows: number },
   ];
   return res.affectedRows;
@@ -245,16 +255,19 @@ export async function shardsWithBacklog(q: Q, shards: number[]): Promise<Set<num
   if (shards.length === 0) return new Set();
   // Usually the outbox holds nothing queued at all (scheduled events bypass it): one probe of
   // idx_outbox_claim says so, cheaper than the per-shard statement below (~2 ms for 64 shards) in every fire
-  // transaction. Fences are published = 1 and never match.
-  const [any] = (await q.raw('SELECT id FROM outbox FORCE INDEX (idx_outbox_claim) WHERE published IN (0, 2) LIMIT 1')) as [unknown[]];
+  // transaction. Fences never match.
+  const [any] = (await q.raw('SELECT id FROM outbox FORCE INDEX (idx_outbox_claim) WHERE published IN (?, ?) LIMIT 1', [
+    OutboxState.Ready,
+    OutboxState.Waiting,
+  ])) as [unknown[]];
   if (any.length === 0) return new Set();
   // A loose index scan of idx_outbox_shard_claim per state ("Using index for group-by"): one dive per shard
-  // and state, not a read of every queued row (a plain DISTINCT over `published IN (0, 2)` read them all: 20 ms
+  // and state, not a read of every queued row (a plain DISTINCT over `published IN (Ready, Waiting)` read them all: 20 ms
   // on a 100k backlog), and two statement parts to plan where one LIMIT 1 part per shard cost ~4 ms.
   const [rows] = (await q.raw(
-    `SELECT DISTINCT shard FROM outbox FORCE INDEX (idx_outbox_shard_claim) WHERE shard IN (?) AND published = 0
-     UNION SELECT DISTINCT shard FROM outbox FORCE INDEX (idx_outbox_shard_claim) WHERE shard IN (?) AND published = 2`,
-    [shards, shards],
+    `SELECT DISTINCT shard FROM outbox FORCE INDEX (idx_outbox_shard_claim) WHERE shard IN (?) AND published = ?
+     UNION SELECT DISTINCT shard FROM outbox FORCE INDEX (idx_outbox_shard_claim) WHERE shard IN (?) AND published = ?`,
+    [shards, OutboxState.Ready, shards, OutboxState.Waiting],
   )) as [Array<{ shard: number }>];
   return new Set(rows.map((r) => Number(r.shard)));
 }
@@ -264,29 +277,30 @@ export async function shardsWithBacklog(q: Q, shards: number[]): Promise<Set<num
  * shard form names its index: on (published, id) MariaDB would walk other shards' ready rows to find one.
  */
 export async function hasReady(q: Q, shards: number[] | null): Promise<boolean> {
-  if (!shards) return (await q('outbox').first('id').where('published', 0)) !== undefined;
-  const sql = 'SELECT id FROM outbox FORCE INDEX (idx_outbox_shard_claim) WHERE published = 0 AND shard IN (?) LIMIT 1';
-  const [rows] = (await q.raw(sql, [shards])) as [unknown[]];
+  if (!shards) return (await q('outbox').first('id').where('published', OutboxState.Ready)) !== undefined;
+  const sql = 'SELECT id FROM outbox FORCE INDEX (idx_outbox_shard_claim) WHERE published = ? AND shard IN (?) LIMIT 1';
+  const [rows] = (await q.raw(sql, [OutboxState.Ready, shards])) as [unknown[]];
   return rows.length > 0;
 }
 
-export async function backlog(q: Q): Promise<number> {
-  const [rows] = (await q.raw('SELECT COUNT(*) AS n FROM outbox WHERE published = 0')) as [Array<{ n: number }>];
+/** Rows ready to publish (the etp_outbox_backlog gauge). */
+export async function countReady(q: Q): Promise<number> {
+  const [rows] = (await q.raw('SELECT COUNT(*) AS n FROM outbox WHERE published = ?', [OutboxState.Ready])) as [Array<{ n: number }>];
   return Number(rows[0]?.n ?? 0);
 }
 
 /**
- * The worker's waiting follow-up of an event (a retry or a deferral: published = 2), found without an
+ * The worker's waiting follow-up of an event (a retry or a deferral: Waiting), found without an
  * index on event_id: its available_at is the event's next_attempt_at, so it is one key of
  * idx_outbox_waiting (published, available_at) — a handful of rows at most — checked for the event id.
- * Makes it ready now (published = 0, as promoteDue would at its time): the same message, so the attempt
+ * Makes it Ready now (as promoteDue would at its time): the same message, so the attempt
  * keeps its number and is made once. Returns whether a waiting row was moved; none when the relay has
  * promoted or published it already (the attempt is on its way).
  */
 export async function releaseWaiting(trx: Knex.Transaction, eventId: string, dueAt: Date, now: Date): Promise<boolean> {
   const [res] = (await trx.raw(
-    'UPDATE outbox FORCE INDEX (idx_outbox_waiting) SET published = 0, available_at = ? WHERE published = 2 AND available_at = ? AND event_id = ?',
-    [now, dueAt, eventId],
+    'UPDATE outbox FORCE INDEX (idx_outbox_waiting) SET published = ?, available_at = ? WHERE published = ? AND available_at = ? AND event_id = ?',
+    [OutboxState.Ready, now, OutboxState.Waiting, dueAt, eventId],
   )) as [{ affectedRows: number }];
   return res.affectedRows > 0;
 }
@@ -296,8 +310,10 @@ export async function releaseWaiting(trx: Knex.Transaction, eventId: string, due
  * hint: single-table DELETE takes none; the equality on both columns of idx_outbox_waiting is its key.)
  */
 export async function deleteWaiting(trx: Knex.Transaction, eventId: string, dueAt: Date): Promise<number> {
-  const [res] = (await trx.raw('DELETE FROM outbox WHERE published = 2 AND available_at = ? AND event_id = ?', [dueAt, eventId])) as [
-    { affectedRows: number },
-  ];
+  const [res] = (await trx.raw('DELETE FROM outbox WHERE published = ? AND available_at = ? AND event_id = ?', [
+    OutboxState.Waiting,
+    dueAt,
+    eventId,
+  ])) as [{ affectedRows: number }];
   return res.affectedRows;
 }

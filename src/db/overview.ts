@@ -5,6 +5,7 @@
 import type { Knex } from 'knex';
 import type { TriggerType } from '../triggers/types';
 import type { ExecutionStatus } from './events';
+import { OutboxState } from './outbox';
 import type { TriggerStatus } from './triggers';
 
 type Q = Knex | Knex.Transaction;
@@ -15,6 +16,19 @@ export async function triggerCounts(q: Q): Promise<Array<{ type: TriggerType; st
     Array<{ type: TriggerType; status: TriggerStatus; n: number }>,
   ];
   return rows.map((r) => ({ type: r.type, status: r.status, n: Number(r.n) }));
+}
+
+/**
+ * Events fired since `keepFrom`, split at `activeFrom`, from the event_counts rollup by whole minutes of
+ * fired_at (the etp_event_logs gauge): a read of the window's minutes, not of its events.
+ */
+export async function firedByRetention(q: Q, activeFrom: Date, keepFrom: Date): Promise<{ active: number; archived: number }> {
+  const [rows] = (await q.raw(
+    "SELECT minute >= ? AS active, SUM(n) AS n FROM event_counts WHERE kind = 'fired' AND minute >= ? GROUP BY active",
+    [activeFrom, keepFrom],
+  )) as [Array<{ active: number; n: number }>];
+  const of = (active: number) => Number(rows.find((r) => Number(r.active) === active)?.n ?? 0);
+  return { active: of(1), archived: of(0) };
 }
 
 /**
@@ -92,17 +106,20 @@ export async function recentFireLags(q: Q, since: Date, limit: number): Promise<
 }
 
 /**
- * The outbox: rows ready to publish (published = 0, what etp_outbox_backlog counts), rows waiting for a
- * later available_at (published = 2), and the creation time of the oldest ready row — all from
+ * The outbox: rows ready to publish (Ready, what etp_outbox_backlog counts), rows waiting for a
+ * later available_at (Waiting), and the creation time of the oldest ready row — all from
  * idx_outbox_claim (published, id): two counts of an index range, and the first row of one.
  */
 export async function outboxState(q: Q): Promise<{ backlog: number; waiting: number; oldestCreatedAt: Date | null }> {
   const [[counts], oldest] = (await Promise.all([
-    q.raw('SELECT published, COUNT(*) AS n FROM outbox WHERE published IN (0, 2) GROUP BY published'),
-    q('outbox').select('created_at').where('published', 0).orderBy('id').first(),
+    q.raw('SELECT published, COUNT(*) AS n FROM outbox WHERE published IN (?, ?) GROUP BY published', [
+      OutboxState.Ready,
+      OutboxState.Waiting,
+    ]),
+    q('outbox').select('created_at').where('published', OutboxState.Ready).orderBy('id').first(),
   ])) as [[Array<{ published: number; n: number }>], { created_at: Date } | undefined];
   const n = (p: number) => Number(counts.find((c) => Number(c.published) === p)?.n ?? 0);
-  return { backlog: n(0), waiting: n(2), oldestCreatedAt: oldest?.created_at ?? null };
+  return { backlog: n(OutboxState.Ready), waiting: n(OutboxState.Waiting), oldestCreatedAt: oldest?.created_at ?? null };
 }
 
 /** Events fired in the whole minutes from `since` on, and of those the ones ended in success and in failure. */

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { isDuplicateKey } from './errors';
 
 type Q = Knex | Knex.Transaction;
 
@@ -9,8 +10,6 @@ export interface ReplayMark {
   replays: number;
   replayed_at: Date;
 }
-
-const ER_DUP_ENTRY = 1062;
 
 function fromDb(r: Record<string, unknown>): ReplayMark {
   return {
@@ -64,7 +63,7 @@ export async function markReplayed(
     await trx('event_replays').insert(rows);
     return new Set(sorted.map((p) => p.event_id));
   } catch (e) {
-    if ((e as { errno?: number }).errno !== ER_DUP_ENTRY) throw e;
+    if (!isDuplicateKey(e)) throw e;
   }
   const fresh = new Set<string>();
   for (const r of rows) {

@@ -104,6 +104,14 @@ export async function markDone(trx: Knex.Transaction, ids: number[], status: 'co
     .update({ status, updated_at: now, last_attempt_at: now, attempt_count: trx.raw('attempt_count + 1') });
 }
 
+/** Pending rows whose fire_at has passed (the etp_schedules_due gauge). */
+export async function countDue(q: Q): Promise<number> {
+  const [rows] = (await q.raw("SELECT COUNT(*) AS n FROM trigger_schedules WHERE status = 'pending' AND fire_at <= UTC_TIMESTAMP(3)")) as [
+    Array<{ n: number }>,
+  ];
+  return Number(rows[0]?.n ?? 0);
+}
+
 /** The earliest pending fire_at, so an idle relay sleeps exactly until it (bounded by the poll ceiling). */
 export async function earliestPending(q: Q): Promise<Date | null> {
   const [rows] = (await q.raw("SELECT fire_at FROM trigger_schedules WHERE status = 'pending' ORDER BY fire_at LIMIT 1")) as [

@@ -7,7 +7,9 @@ import { dbErrorKind } from '../db/errors';
 import { backoffMs, WakeableDelay, withDbRetry } from '../util';
 import { ShardLeases } from './leases';
 import { ensureShardFences } from '../db/outbox';
-import { fireDue, publishOutbox, sweep, type Ordering } from './steps';
+import { DirectFire } from './direct-fire';
+import { OutboxPublisher, ShardBackoff, type Ordering } from './publisher';
+import { fireDue, sweep } from './steps';
 
 type Step = () => Promise<{ full: boolean; nextInMs?: number }>;
 
@@ -23,7 +25,7 @@ export class Relay {
   private readonly delays = { sweep: new WakeableDelay(), leases: new WakeableDelay() };
   private readonly fireDelays: WakeableDelay[] = [];
   private readonly publishDelays: WakeableDelay[] = [];
-  private ordering: Ordering | undefined;
+  private leases: ShardLeases | undefined;
   private stopped: Promise<void> | null = null;
 
   constructor(private readonly deps: { db: Db; producer: EventProducer; config: Config; events: Lifecycle }) {}
@@ -36,9 +38,11 @@ export class Relay {
       await withDbRetry(() => leases.init());
       await withDbRetry(() => ensureShardFences(db, config.outboxShards));
       await withDbRetry(() => leases.refresh());
-      this.ordering = { leases, blockedUntil: new Map(), failures: new Map() };
+      this.leases = leases;
     }
-    const ordering = this.ordering;
+    const ordering: Ordering | undefined = this.leases && { leases: this.leases, backoff: new ShardBackoff() };
+    const direct = config.relayFireMode === 'direct' ? new DirectFire(producer, config) : null;
+    const publisher = new OutboxPublisher({ db, producer, config, events, ordering });
     const wakePublishers = () => this.publishDelays.forEach((d) => d.wake());
     const wakeFireLanes = () => this.fireDelays.forEach((d) => d.wake());
     this.loops = [];
@@ -50,13 +54,13 @@ export class Relay {
     for (let lane = 0; lane < config.relayConcurrency; lane++) {
       const fireDelay = new WakeableDelay();
       const publishDelay = new WakeableDelay();
-      const laneState = { lane, lanes: config.relayConcurrency, idle: false };
+      const publishLane = publisher.lane(lane, config.relayConcurrency);
       let quietPolls = 0;
       this.fireDelays.push(fireDelay);
       this.publishDelays.push(publishDelay);
       this.loops.push(
         this.loop(`schedules-${lane}`, fireDelay, idleMs, async () => {
-          const r = await withDbRetry(() => fireDue(db, config, events, producer));
+          const r = await withDbRetry(() => fireDue(db, config, events, direct));
           if (r.queued > 0) wakePublishers(); // new outbox rows: publish them now, not at the next poll
           // Only lane 0 wakes at the next due time; it wakes the other lanes when it finds more than a
           // batch due. With every lane waking at each due instant, a steady trickle of fires cost one
@@ -69,7 +73,7 @@ export class Relay {
           return { ...r, nextInMs: Math.max(r.nextInMs ?? idleMs, config.relayFireWindowMs) };
         }),
         this.loop(`outbox-${lane}`, publishDelay, Math.min(idleMs, config.outboxPollIntervalMs * 4), async () => {
-          const r = await publishOutbox(db, producer, config, events, ordering, laneState);
+          const r = await publishLane.publish();
           // A lane that keeps finding nothing polls less often: OUTBOX_POLL_INTERVAL while rows come, up to
           // 4× that after quiet polls (scheduled events bypass the outbox, so a relay firing them and
           // publishing nothing polled its outbox 150 times a second for nothing). Any row resets it.
@@ -81,12 +85,13 @@ export class Relay {
     this.loops.push(
       this.loop('sweep', this.delays.sweep, config.retentionSweepIntervalMs, () => withDbRetry(() => sweep(db, config, events))),
     );
-    if (ordering) {
+    const leases = this.leases;
+    if (leases) {
       // Renew well inside the lease time, so a live relay never loses a shard to a slow tick.
       const every = Math.max(100, Math.floor(config.relayLeaseMs / 4));
       this.loops.push(
         this.loop('leases', this.delays.leases, every, async () => {
-          await ordering.leases.refresh();
+          await leases.refresh();
           return { full: false };
         }),
       );
@@ -128,7 +133,7 @@ export class Relay {
     [...Object.values(this.delays), ...this.fireDelays, ...this.publishDelays].forEach((d) => d.wake());
     this.stopped = Promise.all(this.loops).then(async () => {
       // Hand our shards over at once rather than making the others wait for the leases to expire.
-      await this.ordering?.leases.release().catch(() => undefined);
+      await this.leases?.release().catch(() => undefined);
     });
     return this.stopped;
   }

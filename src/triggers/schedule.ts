@@ -2,7 +2,7 @@
  * Schedule maths for time, cron and interval triggers. Pure: no I/O, no clock reads (callers pass `now`).
  *
  * Every instant is a JS Date (an absolute UTC instant); wall-clock reasoning happens in the trigger's IANA
- * timezone. Every instant this module *computes* (first, next, due, upcoming) is a whole second, so a
+ * timezone. Every instant this module *computes* (first, next, due, runs) is a whole second, so a
  * schedule row round-trips through a DATETIME column without changing, and the name-based event id derived
  * from it stays the same. (`parseLocalDateTime` is a parser and keeps milliseconds.)
  *
@@ -24,7 +24,7 @@ import type { CronConfig, IntervalConfig, MisfirePolicy, RecurringOptions, TimeC
 const SECOND_MS = 1000;
 const DAY_MS = 86_400_000;
 
-/** Upper bound on `upcoming(..., count)`, so a query parameter cannot ask for millions of dates. */
+/** Upper bound on `runsFrom(..., count)`, so a query parameter cannot ask for millions of dates. */
 export const MAX_UPCOMING = 1000;
 
 /**
@@ -347,59 +347,6 @@ export function nextOccurrence(type: TriggerType, config: TriggerConfig, previou
     }
     default:
       return null;
-  }
-}
-
-/**
- * The next `count` nominal occurrences strictly after `from` (count is clamped to 0..MAX_UPCOMING), inside
- * the window (`start_at`, `end_at`).
- * time_scheduled: [run_at] if it is after `from` (with `delay_seconds`: [from + delay], i.e. as if created
- * at `from`); webhook: []. interval without `start_at`: as if created at `from`.
- */
-export function upcoming(type: TriggerType, config: TriggerConfig, from: Date, count: number): Date[] {
-  const n = Math.max(0, Math.min(MAX_UPCOMING, Math.floor(Number.isFinite(count) ? count : 0)));
-  if (n === 0) return [];
-  const out: Date[] = [];
-  switch (type) {
-    case 'time_scheduled': {
-      const d = timeOccurrence(config as TimeConfig, from);
-      if (d && d.getTime() > from.getTime()) out.push(d);
-      return out;
-    }
-    case 'cron_scheduled': {
-      const cron = cronOf(config as CronConfig);
-      if (!cron) return out;
-      const { start, end } = windowOf(type, config);
-      let cursor = start !== null && start - 1 > from.getTime() ? new Date(start - 1) : from;
-      while (out.length < n) {
-        const d = inWindow(cronNext(cron, cursor), end);
-        if (d === null) break;
-        out.push(d);
-        cursor = d;
-      }
-      return out;
-    }
-    case 'interval_scheduled': {
-      const cfg = config as IntervalConfig;
-      const step = intervalMs(cfg);
-      if (Number.isNaN(step)) return out;
-      const anchor = intervalAnchor(cfg);
-      const t = from.getTime();
-      let first: number;
-      if (anchor === null) {
-        if (cfg.start_at !== undefined) return out;
-        first = ceilToSecond(t) + step;
-      } else if (anchor > t) {
-        first = anchor;
-      } else {
-        first = anchor + (Math.floor((t - anchor) / step) + 1) * step;
-      }
-      const { end } = windowOf(type, config);
-      for (let i = 0; i < n && (end === null || first + i * step <= end); i++) out.push(new Date(first + i * step));
-      return out;
-    }
-    default:
-      return out;
   }
 }
 

@@ -4,6 +4,7 @@ import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import type { Readable } from 'node:stream';
+import { RESPONSE_BODY_MAX_BYTES } from '../db/attempts';
 import type { CommonConfig, WebhookConfig } from '../triggers/types';
 
 /** Standard Webhooks signature: base64 HMAC-SHA256 over "id.timestamp.body", as "v1,<sig>". */
@@ -77,19 +78,6 @@ function refusal(host: string, address: string): string {
   return `endpoint ${host} resolves to a private or loopback address (${address}); refused`;
 }
 
-/**
- * SSRF guard as a one-off check: every address the endpoint's host resolves to, not just its name.
- * `deliver` does not call it (it checks inside the connection's own lookup, see `guardedLookup`); it is
- * the same rule for callers that want an answer before any request.
- */
-export async function checkEndpointAddress(endpoint: string, allowPrivate: boolean): Promise<string | null> {
-  if (allowPrivate) return null;
-  const host = new URL(endpoint).hostname.replace(/^\[|\]$/g, '');
-  const addrs = net.isIP(host) ? [host] : (await dns.promises.lookup(host, { all: true })).map((a) => a.address);
-  const bad = addrs.find(isPrivateAddress);
-  return bad ? refusal(host, bad) : null;
-}
-
 /** The endpoint's host resolves to a private address: a permanent failure, nothing was sent. */
 class PrivateAddressError extends Error {}
 /** The endpoint's host did not resolve: retried, like a network error, but named as a DNS failure. */
@@ -101,7 +89,7 @@ class DeliveryTimeoutError extends Error {}
  * The lookup the delivery sockets connect with. Resolving here, inside the connection, is what closes the
  * DNS-rebinding window: the addresses checked are the ones the socket connects to, not those of an earlier,
  * separate lookup that a short-TTL name can answer differently. Any private address refuses the whole name
- * (as the one-off check does). Node calls this only for names; address literals are checked in `deliver`.
+ * (not only the first). Node calls this only for names; address literals are checked in `deliver`.
  */
 function resolveFor(allowPrivate: boolean): net.LookupFunction {
   return (hostname, options, callback) => {
@@ -155,8 +143,8 @@ export interface DeliveryResult {
   responseBody: Buffer | null;
 }
 
-/** How much of a response body a delivery keeps (for the attempts history). */
-export const RESPONSE_BODY_KEEP_BYTES = 4096;
+/** How much of a response body a delivery keeps: what the attempts history stores. */
+export const RESPONSE_BODY_KEEP_BYTES = RESPONSE_BODY_MAX_BYTES;
 /** How much more is read and dropped so the connection can be reused; beyond it the body is abandoned. */
 const RESPONSE_BODY_DRAIN_BYTES = 1 << 20;
 

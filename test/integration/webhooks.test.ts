@@ -7,7 +7,7 @@ import { testApp } from '../helpers/app';
 import { KafkaReader } from '../helpers/kafka';
 import { until } from '../helpers/until';
 import { EventProducer, ensureTopics } from '../../src/kafka/producer';
-import { publishOutbox } from '../../src/relay/steps';
+import { OutboxPublisher } from '../../src/relay/publisher';
 import { Lifecycle } from '../../src/events';
 
 const ENDPOINT = 'https://example.com/hooks/orders';
@@ -519,7 +519,8 @@ describe('webhook ingestion and manual test runs', () => {
     });
 
     const publishAll = async () => {
-      while ((await publishOutbox(t.db, producer, t.config, new Lifecycle())).full) {
+      const lane = new OutboxPublisher({ db: t.db, producer, config: t.config, events: new Lifecycle() }).lane(0, 1);
+      while ((await lane.publish()).full) {
         /* next batch */
       }
     };

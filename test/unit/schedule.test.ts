@@ -1,6 +1,29 @@
 import { expect } from 'chai';
-import { compileCron, firstOccurrence, nextOccurrence, parseLocalDateTime, planDue, upcoming } from '../../src/triggers/schedule';
-import type { CommonConfig, CronConfig, IntervalConfig, MisfirePolicy, TimeConfig, WebhookConfig } from '../../src/triggers/types';
+import {
+  compileCron,
+  firstOccurrence,
+  nextOccurrence,
+  occurrenceAt,
+  parseLocalDateTime,
+  planDue,
+  runsFrom,
+} from '../../src/triggers/schedule';
+import type {
+  CommonConfig,
+  CronConfig,
+  IntervalConfig,
+  MisfirePolicy,
+  TimeConfig,
+  TriggerConfig,
+  TriggerType,
+  WebhookConfig,
+} from '../../src/triggers/types';
+
+/** The nominal runs as the relay follows them from `from`: the first occurrence, then each next one (runsFrom). */
+function runs(type: TriggerType, cfg: TriggerConfig, from: Date, count: number): Date[] {
+  const first = firstOccurrence(type, cfg, from);
+  return runsFrom(null, type, cfg, first ? occurrenceAt(null, type, cfg, first) : null, count).map((o) => o.scheduled_for);
+}
 
 const COMMON: CommonConfig = {
   endpoint: 'https://example.com/hook',
@@ -150,7 +173,7 @@ describe('schedule', () => {
       // Mar 8 is EST (02:30 = 07:30Z, already past at 12:00Z); Mar 9 02:30 is in the gap -> 03:00 EDT = 07:00Z;
       // Mar 10 02:30 EDT = 06:30Z
       const cfg = cronCfg('30 2 * * *', 'America/New_York');
-      expect(isos(upcoming('cron_scheduled', cfg, at('2025-03-08T12:00:00Z'), 3))).to.deep.equal([
+      expect(isos(runs('cron_scheduled', cfg, at('2025-03-08T12:00:00Z'), 3))).to.deep.equal([
         '2025-03-09T07:00:00.000Z',
         '2025-03-10T06:30:00.000Z',
         '2025-03-11T06:30:00.000Z',
@@ -160,7 +183,7 @@ describe('schedule', () => {
     it('fires a New York 01:30 job once on fall-back day, on the first pass', () => {
       // 01:30 EDT = 05:30Z (the EST repeat at 06:30Z is skipped); Nov 3 01:30 EST = 06:30Z
       const cfg = cronCfg('30 1 * * *', 'America/New_York');
-      expect(isos(upcoming('cron_scheduled', cfg, at('2025-11-01T12:00:00Z'), 2))).to.deep.equal([
+      expect(isos(runs('cron_scheduled', cfg, at('2025-11-01T12:00:00Z'), 2))).to.deep.equal([
         '2025-11-02T05:30:00.000Z',
         '2025-11-03T06:30:00.000Z',
       ]);
@@ -169,7 +192,7 @@ describe('schedule', () => {
     it('treats a list of hours as fixed-time too (Vixie): 30 2,14 fires at 03:00 EDT in the gap', () => {
       // 14:30 EST Mar 8 = 19:30Z; 02:30 Mar 9 -> 03:00 EDT = 07:00Z; 14:30 EDT = 18:30Z; Mar 10 02:30 EDT = 06:30Z
       const cfg = cronCfg('30 2,14 * * *', 'America/New_York');
-      expect(isos(upcoming('cron_scheduled', cfg, at('2025-03-08T12:00:00Z'), 4))).to.deep.equal([
+      expect(isos(runs('cron_scheduled', cfg, at('2025-03-08T12:00:00Z'), 4))).to.deep.equal([
         '2025-03-08T19:30:00.000Z',
         '2025-03-09T07:00:00.000Z',
         '2025-03-09T18:30:00.000Z',
@@ -177,7 +200,7 @@ describe('schedule', () => {
       ]);
       // and fires once in the repeated hour: 01:30 EDT = 05:30Z, not again at 01:30 EST = 06:30Z; then 14:30 EST = 19:30Z
       const fall = cronCfg('30 1,14 * * *', 'America/New_York');
-      expect(isos(upcoming('cron_scheduled', fall, at('2025-11-02T00:00:00Z'), 2))).to.deep.equal([
+      expect(isos(runs('cron_scheduled', fall, at('2025-11-02T00:00:00Z'), 2))).to.deep.equal([
         '2025-11-02T05:30:00.000Z',
         '2025-11-02T19:30:00.000Z',
       ]);
@@ -186,7 +209,7 @@ describe('schedule', () => {
     it('runs a wild job through both passes of the repeated hour and skips the gap (New York)', () => {
       // fall back: 00:30 EDT 04:30Z, 01:00 EDT 05:00Z, 01:30 EDT 05:30Z, 01:00 EST 06:00Z, 01:30 EST 06:30Z, 02:00 EST 07:00Z
       const cfg = cronCfg('*/30 * * * *', 'America/New_York');
-      expect(isos(upcoming('cron_scheduled', cfg, at('2025-11-02T04:00:00Z'), 6))).to.deep.equal([
+      expect(isos(runs('cron_scheduled', cfg, at('2025-11-02T04:00:00Z'), 6))).to.deep.equal([
         '2025-11-02T04:30:00.000Z',
         '2025-11-02T05:00:00.000Z',
         '2025-11-02T05:30:00.000Z',
@@ -195,7 +218,7 @@ describe('schedule', () => {
         '2025-11-02T07:00:00.000Z',
       ]);
       // spring forward: 01:30 EST 06:30Z, then 02:00 and 02:30 do not exist, 03:00 EDT 07:00Z, 03:30 EDT 07:30Z
-      expect(isos(upcoming('cron_scheduled', cfg, at('2025-03-09T06:00:00Z'), 3))).to.deep.equal([
+      expect(isos(runs('cron_scheduled', cfg, at('2025-03-09T06:00:00Z'), 3))).to.deep.equal([
         '2025-03-09T06:30:00.000Z',
         '2025-03-09T07:00:00.000Z',
         '2025-03-09T07:30:00.000Z',
@@ -205,12 +228,12 @@ describe('schedule', () => {
     it('handles Europe/Berlin spring-forward and fall-back for a 02:30 job', () => {
       const cfg = cronCfg('30 2 * * *', 'Europe/Berlin');
       // Mar 30 02:30 is in the gap -> 03:00 CEST = 01:00Z; Mar 31 02:30 CEST = 00:30Z
-      expect(isos(upcoming('cron_scheduled', cfg, at('2025-03-29T12:00:00Z'), 2))).to.deep.equal([
+      expect(isos(runs('cron_scheduled', cfg, at('2025-03-29T12:00:00Z'), 2))).to.deep.equal([
         '2025-03-30T01:00:00.000Z',
         '2025-03-31T00:30:00.000Z',
       ]);
       // Oct 26 02:30 happens twice: first pass 02:30 CEST = 00:30Z only; Oct 27 02:30 CET = 01:30Z
-      expect(isos(upcoming('cron_scheduled', cfg, at('2025-10-25T12:00:00Z'), 2))).to.deep.equal([
+      expect(isos(runs('cron_scheduled', cfg, at('2025-10-25T12:00:00Z'), 2))).to.deep.equal([
         '2025-10-26T00:30:00.000Z',
         '2025-10-27T01:30:00.000Z',
       ]);
@@ -224,7 +247,7 @@ describe('schedule', () => {
     });
 
     it('fires 0 0 29 2 * only on Feb 29 of leap years', () => {
-      expect(isos(upcoming('cron_scheduled', cronCfg('0 0 29 2 *'), at('2025-01-01T00:00:00Z'), 3))).to.deep.equal([
+      expect(isos(runs('cron_scheduled', cronCfg('0 0 29 2 *'), at('2025-01-01T00:00:00Z'), 3))).to.deep.equal([
         '2028-02-29T00:00:00.000Z',
         '2032-02-29T00:00:00.000Z',
         '2036-02-29T00:00:00.000Z',
@@ -232,7 +255,7 @@ describe('schedule', () => {
     });
 
     it('fires 0 0 31 * * only in months with 31 days', () => {
-      expect(isos(upcoming('cron_scheduled', cronCfg('0 0 31 * *'), at('2025-01-01T00:00:00Z'), 7))).to.deep.equal([
+      expect(isos(runs('cron_scheduled', cronCfg('0 0 31 * *'), at('2025-01-01T00:00:00Z'), 7))).to.deep.equal([
         '2025-01-31T00:00:00.000Z',
         '2025-03-31T00:00:00.000Z',
         '2025-05-31T00:00:00.000Z',
@@ -245,7 +268,7 @@ describe('schedule', () => {
 
     it('ORs day-of-month and day-of-week when both are restricted', () => {
       // 2025-01-01 is a Wednesday: the 1st, then Mondays 6, 13, 20, 27, then Sat Feb 1 (the 1st), Mon Feb 3
-      expect(isos(upcoming('cron_scheduled', cronCfg('0 12 1 * MON'), at('2025-01-01T00:00:00Z'), 7))).to.deep.equal([
+      expect(isos(runs('cron_scheduled', cronCfg('0 12 1 * MON'), at('2025-01-01T00:00:00Z'), 7))).to.deep.equal([
         '2025-01-01T12:00:00.000Z',
         '2025-01-06T12:00:00.000Z',
         '2025-01-13T12:00:00.000Z',
@@ -258,7 +281,7 @@ describe('schedule', () => {
 
     it("ANDs them with croner's explicit + modifier", () => {
       // a 1st that is a Monday: Jan 1 + 243 days = Sep 1 (243 % 7 = 5, Wed + 5 = Mon); Dec 1 (+334, 334 % 7 = 5)
-      expect(isos(upcoming('cron_scheduled', cronCfg('0 12 1 * +MON'), at('2025-01-01T00:00:00Z'), 2))).to.deep.equal([
+      expect(isos(runs('cron_scheduled', cronCfg('0 12 1 * +MON'), at('2025-01-01T00:00:00Z'), 2))).to.deep.equal([
         '2025-09-01T12:00:00.000Z',
         '2025-12-01T12:00:00.000Z',
       ]);
@@ -284,8 +307,7 @@ describe('schedule', () => {
       // 09:00 CET (+1) = 08:00Z
       const cfg = timeCfg({ run_at: '2030-01-31T09:00:00', timezone: 'Europe/Berlin' });
       expect(iso(firstOccurrence('time_scheduled', cfg, at('2029-01-01T00:00:00Z')))).to.equal('2030-01-31T08:00:00.000Z');
-      expect(isos(upcoming('time_scheduled', cfg, at('2029-01-01T00:00:00Z'), 5))).to.deep.equal(['2030-01-31T08:00:00.000Z']);
-      expect(upcoming('time_scheduled', cfg, at('2030-02-01T00:00:00Z'), 5)).to.deep.equal([]);
+      expect(isos(runs('time_scheduled', cfg, at('2029-01-01T00:00:00Z'), 5))).to.deep.equal(['2030-01-31T08:00:00.000Z']);
     });
 
     it('rounds a run_at with milliseconds up to the whole second', () => {
@@ -310,7 +332,7 @@ describe('schedule', () => {
     it('is never scheduled', () => {
       expect(firstOccurrence('webhook', cfg, at('2025-01-01T00:00:00Z'))).to.equal(null);
       expect(nextOccurrence('webhook', cfg, at('2025-01-01T00:00:00Z'))).to.equal(null);
-      expect(upcoming('webhook', cfg, at('2025-01-01T00:00:00Z'), 3)).to.deep.equal([]);
+      expect(runs('webhook', cfg, at('2025-01-01T00:00:00Z'), 3)).to.deep.equal([]);
       expect(planDue('webhook', cfg, at('2025-01-01T00:00:00Z'), at('2025-01-01T00:00:00Z'), 1000)).to.deep.equal({
         fire: [],
         next: null,
@@ -345,18 +367,18 @@ describe('schedule', () => {
       expect(iso(nextOccurrence('interval_scheduled', cfg, at('2025-01-01T06:00:00Z')))).to.equal('2025-01-01T07:00:00.000Z');
     });
 
-    it('lists upcoming grid points strictly after from', () => {
+    it('lists the grid points from the first at or after from, one interval apart', () => {
       const cfg = intervalCfg(3600, { start_at: '2025-01-01T00:00:00Z' });
-      expect(isos(upcoming('interval_scheduled', cfg, at('2025-01-01T05:00:00Z'), 3))).to.deep.equal([
+      expect(isos(runs('interval_scheduled', cfg, at('2025-01-01T05:30:00Z'), 3))).to.deep.equal([
         '2025-01-01T06:00:00.000Z',
         '2025-01-01T07:00:00.000Z',
         '2025-01-01T08:00:00.000Z',
       ]);
-      expect(upcoming('interval_scheduled', cfg, at('2025-01-01T05:00:00Z'), 0)).to.deep.equal([]);
+      expect(runs('interval_scheduled', cfg, at('2025-01-01T05:00:00Z'), 0)).to.deep.equal([]);
     });
 
-    it('caps upcoming at 1000 dates', () => {
-      expect(upcoming('interval_scheduled', intervalCfg(1), at('2025-01-01T00:00:00Z'), 1e9)).to.have.length(1000);
+    it('caps the runs at 1000 dates', () => {
+      expect(runs('interval_scheduled', intervalCfg(1), at('2025-01-01T00:00:00Z'), 1e9)).to.have.length(1000);
     });
   });
 

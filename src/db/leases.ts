@@ -1,0 +1,104 @@
+/**
+ * The statements behind ordered publishing's shard leases (relay/leases.ts says how they fit together):
+ * relay_leases holds one row per shard (owner, fencing token, expiry), relay_heartbeats one row per live
+ * relay. Times are the database's own clock (UTC_TIMESTAMP(3)), so relays on hosts whose clocks differ still
+ * agree on who holds what.
+ */
+import type { Knex } from 'knex';
+
+type Q = Knex | Knex.Transaction;
+
+/** Creates the lease rows 0 … shards − 1 once (idempotent; several relays may race here). */
+export async function ensureLeaseRows(q: Q, shards: number): Promise<void> {
+  const rows = Array.from({ length: shards }, (_, shard) => [shard]);
+  // Only placeholder groups go into the text; the shard numbers are bound.
+  const sql = `INSERT IGNORE INTO relay_leases (shard, owner, token, expires_at) VALUES ${rows.map(() => "(?, NULL, 0, '1970-01-01 00:00:01')").join(',')}`;
+  await q.raw(sql, rows.flat());
+}
+
+/** Records that `relayId` is alive now. */
+export async function heartbeat(q: Q, relayId: string): Promise<void> {
+  await q.raw(
+    'INSERT INTO relay_heartbeats (relay_id, seen_at) VALUES (?, UTC_TIMESTAMP(3)) ON DUPLICATE KEY UPDATE seen_at = VALUES(seen_at)',
+    [relayId],
+  );
+}
+
+/** Relays seen within `withinMs` (at least 1: the caller is one). */
+export async function countLiveRelays(q: Q, withinMs: number): Promise<number> {
+  const [rows] = (await q.raw('SELECT COUNT(*) AS n FROM relay_heartbeats WHERE seen_at > UTC_TIMESTAMP(3) - INTERVAL ? MICROSECOND', [
+    withinMs * 1000,
+  ])) as [Array<{ n: number }>];
+  return Math.max(1, Number(rows[0]?.n ?? 1));
+}
+
+/** Extends every unexpired lease `relayId` holds by `leaseMs` from now. */
+export async function renewLeases(q: Q, relayId: string, leaseMs: number): Promise<void> {
+  await q.raw(
+    'UPDATE relay_leases SET expires_at = UTC_TIMESTAMP(3) + INTERVAL ? MICROSECOND WHERE owner = ? AND expires_at > UTC_TIMESTAMP(3)',
+    [leaseMs * 1000, relayId],
+  );
+}
+
+/** The shards below `shards` that `relayId` holds now, with the fencing token of each lease. */
+export async function heldLeases(q: Q, relayId: string, shards: number): Promise<Map<number, number>> {
+  const [rows] = (await q.raw('SELECT shard, token FROM relay_leases WHERE owner = ? AND expires_at > UTC_TIMESTAMP(3) AND shard < ?', [
+    relayId,
+    shards,
+  ])) as [Array<{ shard: number; token: number }>];
+  return new Map(rows.map((r) => [Number(r.shard), Number(r.token)]));
+}
+
+/**
+ * Gives `shards` (all of `relayId`'s when omitted) back: no owner, and an expiry in the past (TIMESTAMP's
+ * lowest value) for every comparison, so any relay may take them.
+ */
+export async function releaseLeases(q: Q, relayId: string, shards?: number[]): Promise<void> {
+  if (shards === undefined) {
+    await q.raw("UPDATE relay_leases SET owner = NULL, expires_at = '1970-01-01 00:00:01' WHERE owner = ?", [relayId]);
+  } else if (shards.length > 0) {
+    await q.raw("UPDATE relay_leases SET owner = NULL, expires_at = '1970-01-01 00:00:01' WHERE owner = ? AND shard IN (?)", [
+      relayId,
+      shards,
+    ]);
+  }
+}
+
+/**
+ * Takes up to `count` free or expired shards below `shards` for `relayId`, lowest first, bumping each
+ * lease's fencing token so a previous owner's late claim is refused (see lockLeases).
+ */
+export async function takeFreeLeases(q: Q, relayId: string, leaseMs: number, shards: number, count: number): Promise<void> {
+  await q.raw(
+    `UPDATE relay_leases SET owner = ?, token = token + 1, expires_at = UTC_TIMESTAMP(3) + INTERVAL ? MICROSECOND
+      WHERE (owner IS NULL OR expires_at <= UTC_TIMESTAMP(3)) AND shard < ?
+      ORDER BY shard LIMIT ?`,
+    [relayId, leaseMs * 1000, shards, count],
+  );
+}
+
+/** Forgets relays not seen for an hour (any relay may do it; a hundred at a time). */
+export async function deleteStaleHeartbeats(q: Q): Promise<void> {
+  await q.raw('DELETE FROM relay_heartbeats WHERE seen_at < UTC_TIMESTAMP(3) - INTERVAL 1 HOUR LIMIT 100');
+}
+
+export async function deleteHeartbeat(q: Q, relayId: string): Promise<void> {
+  await q.raw('DELETE FROM relay_heartbeats WHERE relay_id = ?', [relayId]);
+}
+
+/**
+ * Inside a claim transaction: the lease rows of `shards` with a shared lock, which takeover and renewal
+ * (UPDATEs, needing an exclusive lock) wait on until the claim commits. Why shared and not FOR UPDATE:
+ * docs/decisions/shared-lease-locks.md.
+ */
+export async function lockLeases(
+  trx: Knex.Transaction,
+  shards: number[],
+): Promise<Array<{ shard: number; owner: string | null; token: number; live: boolean }>> {
+  if (shards.length === 0) return [];
+  const [rows] = (await trx.raw(
+    'SELECT shard, owner, token, expires_at > UTC_TIMESTAMP(3) AS live FROM relay_leases WHERE shard IN (?) LOCK IN SHARE MODE',
+    [shards],
+  )) as [Array<{ shard: number; owner: string | null; token: number; live: number }>];
+  return rows.map((r) => ({ shard: Number(r.shard), owner: r.owner, token: Number(r.token), live: Number(r.live) === 1 }));
+}

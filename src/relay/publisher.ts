@@ -1,0 +1,233 @@
+import type { Knex } from 'knex';
+import type { Config } from '../config';
+import type { Db } from '../db/knex';
+import {
+  claimUnpublished,
+  claimUnpublishedInShards,
+  hasReady,
+  markFailed,
+  markPublished,
+  promoteDue,
+  type ClaimedOutbox,
+} from '../db/outbox';
+import type { Lifecycle } from '../events';
+import type { EventProducer } from '../kafka/producer';
+import { coerceError } from '../logger';
+import { backoffMs, withDbRetry, type Clock } from '../util';
+import type { ShardLeases } from './leases';
+
+/** How often waiting outbox rows (retries, deferrals) whose time has come are made ready. */
+const PROMOTE_EVERY_MS = 100;
+
+/** Runs something at most once per `everyMs` of its clock. */
+export class Throttle {
+  private lastMs = -Infinity;
+  constructor(
+    private readonly everyMs: number,
+    private readonly clock: Clock = Date.now,
+  ) {}
+
+  /** True (and starts a new period) when the last run is at least `everyMs` ago. */
+  due(): boolean {
+    const now = this.clock();
+    if (now - this.lastMs < this.everyMs) return false;
+    this.lastMs = now;
+    return true;
+  }
+}
+
+/**
+ * Ordered mode's back-off per shard: a shard whose head row failed to publish waits (200 ms plus jittered
+ * back-off growing with its consecutive failures, up to 15 s) and then retries from that row; the other
+ * shards go on. A delivered row of the shard resets it.
+ */
+export class ShardBackoff {
+  private readonly blockedUntil = new Map<number, number>();
+  private readonly failures = new Map<number, number>();
+  constructor(
+    private readonly clock: Clock = Date.now,
+    private readonly random: () => number = Math.random,
+  ) {}
+
+  failed(shard: number): void {
+    const n = (this.failures.get(shard) ?? 0) + 1;
+    this.failures.set(shard, n);
+    this.blockedUntil.set(shard, this.clock() + 200 + backoffMs(n, 500, 15_000, this.random));
+  }
+
+  delivered(shard: number): void {
+    this.failures.delete(shard);
+  }
+
+  isBlocked(shard: number): boolean {
+    return (this.blockedUntil.get(shard) ?? 0) > this.clock();
+  }
+}
+
+/**
+ * Unordered mode's back-off: after a batch with failed rows, they are retried 500 ms plus a jittered
+ * back-off later that grows with consecutive failed batches (up to 15 s); a batch without failures resets it.
+ */
+export class BatchBackoff {
+  private consecutive = 0;
+  constructor(
+    private readonly clock: Clock = Date.now,
+    private readonly random: () => number = Math.random,
+  ) {}
+
+  /** When the failed rows of this batch are published again. */
+  failed(): Date {
+    this.consecutive++;
+    return new Date(this.clock() + 500 + backoffMs(this.consecutive, 500, 15_000, this.random));
+  }
+
+  succeeded(): void {
+    this.consecutive = 0;
+  }
+}
+
+/** Ordered mode's state: the relay's shard leases and the shards waiting after a failed publish of their head. */
+export interface Ordering {
+  leases: Pick<ShardLeases, 'owned' | 'verify'>;
+  backoff: ShardBackoff;
+}
+
+export interface PublisherDeps {
+  db: Db;
+  producer: Pick<EventProducer, 'publish'>;
+  config: Pick<Config, 'relayBatchSize'>;
+  events: Lifecycle;
+  /** OUTBOX_ORDERING=on: only shards this relay leases are claimed. */
+  ordering?: Ordering;
+  clock?: Clock;
+}
+
+/**
+ * Step 2 of a relay: publish the outbox. One publisher per relay holds what its lanes share (unordered
+ * mode's promotion throttle and failure back-off); `lane(i, n)` gives the state of one claim lane.
+ */
+export class OutboxPublisher {
+  readonly clock: Clock;
+  /** Unordered mode: one promotion of due waiting rows per relay per PROMOTE_EVERY_MS, whichever lane. */
+  readonly promotion: Throttle;
+  readonly batchBackoff: BatchBackoff;
+
+  constructor(readonly deps: PublisherDeps) {
+    this.clock = deps.clock ?? Date.now;
+    this.promotion = new Throttle(PROMOTE_EVERY_MS, this.clock);
+    this.batchBackoff = new BatchBackoff(this.clock);
+  }
+
+  lane(index: number, lanes: number): PublishLane {
+    return new PublishLane(this, index, lanes);
+  }
+}
+
+/**
+ * One publish lane: claim (SKIP LOCKED, id order) → produce all → await every delivery report → delete the
+ * delivered rows and mark the failed ones for a retry → commit. Nothing is dropped: a row leaves the outbox
+ * only in the commit that follows its successful delivery report. A crash between the report and the
+ * commit re-publishes the batch (at-least-once; consumers drop duplicates by event id).
+ *
+ * In ordered mode the lane claims the held shards with shard % lanes = index, the leases are verified
+ * with their rows locked in the same transaction, and a failed row keeps its place: its shard (only its
+ * shard) waits with back-off and retries from that row, so nothing behind it overtakes it.
+ */
+export class PublishLane {
+  /** The last claim found nothing: the next one first asks, without a transaction, whether rows are ready. */
+  private idle = false;
+  /** Ordered mode: each lane promotes the waiting rows of its own shards (no lock on another lane's range). */
+  private readonly promotion: Throttle;
+  /** Ordered mode: where the next claim starts, after the last shard the previous one reached. */
+  private readonly cursor = { next: 0 };
+
+  constructor(
+    private readonly publisher: OutboxPublisher,
+    readonly index: number,
+    readonly lanes: number,
+  ) {
+    this.promotion = new Throttle(PROMOTE_EVERY_MS, publisher.clock);
+  }
+
+  /** The shards this lane claims now: held by the relay, assigned to the lane, not waiting after a failure. */
+  shards(): number[] {
+    const { ordering } = this.publisher.deps;
+    if (!ordering) return [];
+    return ordering.leases.owned().filter((s) => s % this.lanes === this.index && !ordering.backoff.isBlocked(s));
+  }
+
+  async publish(): Promise<{ full: boolean; claimed: number }> {
+    const { db, events, ordering } = this.publisher.deps;
+    if (ordering ? this.promotion.due() : this.publisher.promotion.due()) {
+      const shards = ordering ? this.shards() : undefined;
+      await withDbRetry(() => promoteDue(db, 1000, shards));
+    }
+    // An idle lane first asks, without a transaction or a lock, whether anything is ready in its shards: an
+    // index dive instead of the claim transaction (lease check + one lookup per shard) on every poll.
+    if (this.idle) {
+      const shards = ordering ? this.shards() : null;
+      if (shards?.length === 0 || !(await hasReady(db, shards))) return { full: false, claimed: 0 };
+    }
+    // Rows Kafka has acknowledged in this attempt. If the transaction then dies (a deadlock victim, a lost
+    // connection) they are marked again in a fresh transaction below, rather than left to be re-published
+    // as a whole batch of duplicates. Marking a delivered row is always safe: it is on Kafka.
+    const delivered: ClaimedOutbox[] = [];
+    const r = await db
+      .transaction((trx) => this.publishBatch(trx, delivered))
+      .catch(async (e: unknown) => {
+        if (delivered.length === 0) throw e;
+        await withDbRetry(() => db.transaction((trx) => markPublished(trx, delivered, new Date(this.publisher.clock()))));
+        events.emitEvent('relay:error', { step: 'outbox-mark', error: coerceError(e) });
+        return { claimed: delivered.length, ok: delivered.length, failed: 0, error: '', full: true };
+      });
+    this.idle = r.claimed === 0;
+    if (r.claimed > 0) events.emitEvent('relay:claimed', { kind: 'outbox', count: r.claimed });
+    if (r.ok > 0) events.emitEvent('relay:published', { count: r.ok });
+    if (r.failed > 0) {
+      events.emitEvent('relay:publish_failed', { count: r.failed, error: r.error });
+      // Unordered: the whole loop backs off. Ordered: only the failed shards wait; the others go on.
+      if (!ordering) throw new Error(`kafka publish failed for ${r.failed} rows: ${r.error}`);
+    }
+    return { full: r.full, claimed: r.claimed };
+  }
+
+  private async publishBatch(trx: Knex.Transaction, delivered: ClaimedOutbox[]) {
+    const { producer, config, ordering } = this.publisher.deps;
+    let rows: ClaimedOutbox[];
+    let full: boolean;
+    if (ordering) {
+      const shards = await ordering.leases.verify(trx, this.shards());
+      ({ rows, full } = await claimUnpublishedInShards(trx, config.relayBatchSize, shards, this.cursor));
+    } else {
+      rows = await claimUnpublished(trx, config.relayBatchSize);
+      full = rows.length >= config.relayBatchSize;
+    }
+    if (rows.length === 0) return { claimed: 0, ok: 0, failed: 0, error: '', full: false };
+    const outcomes = await producer.publish(rows.map((row) => row.message));
+    const ok = rows.filter((_, i) => outcomes[i] === null);
+    const failed = rows.filter((_, i) => outcomes[i] !== null);
+    delivered.push(...ok);
+    const now = new Date(this.publisher.clock());
+    const firstError = outcomes.find((o) => o !== null)?.message ?? '';
+    if (ordering) {
+      // A failed row keeps its place and only its shard waits. Rows of the same trigger behind it cannot
+      // have been delivered (the idempotent producer fails a partition's queue in order), so nothing of
+      // that trigger overtakes it; other triggers' delivered rows are marked as usual.
+      for (const shard of new Set(failed.map((f) => f.shard))) ordering.backoff.failed(shard);
+      for (const row of ok) ordering.backoff.delivered(row.shard);
+    }
+    await markPublished(trx, ok, now);
+    if (failed.length > 0) {
+      const retryAt = ordering ? null : this.publisher.batchBackoff.failed();
+      await markFailed(
+        trx,
+        failed.map((f) => f.id),
+        firstError,
+        retryAt,
+      );
+    } else {
+      this.publisher.batchBackoff.succeeded();
+    }
+    return { claimed: rows.length, ok: ok.length, failed: failed.length, error: firstError, full };
+  }
+}

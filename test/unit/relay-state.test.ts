@@ -1,0 +1,184 @@
+import { expect } from 'chai';
+import type { EventInsert } from '../../src/db/events';
+import { Lifecycle } from '../../src/events';
+import type { OutgoingMessage } from '../../src/kafka/producer';
+import { DirectFire } from '../../src/relay/direct-fire';
+import { BatchBackoff, OutboxPublisher, ShardBackoff, Throttle } from '../../src/relay/publisher';
+import type { Db } from '../../src/db/knex';
+
+/**
+ * The relay's run-time state, each piece on its own object with the clock passed in: the direct fire
+ * path's pause after a failed produce, the back-off of a failed shard (ordered) or batch (unordered), the
+ * promotion throttle and the shards a publish lane claims. The database and Kafka parts of these steps
+ * are covered by the integration tests (relay, ordering, broker faults); here only the decisions.
+ */
+
+/** A clock the test moves by hand. */
+function manualClock(start = 1_000_000) {
+  let now = start;
+  return { now: () => now, advance: (ms: number) => void (now += ms) };
+}
+
+function event(id: string, triggerId: string): EventInsert {
+  return {
+    id,
+    trigger_id: triggerId,
+    trigger_type: 'cron_scheduled',
+    source: 'scheduler',
+    is_test_run: false,
+    payload: null,
+    scheduled_for: new Date(0),
+    fired_at: new Date(0),
+  };
+}
+
+/** A producer whose delivery reports are given by the test: `fail` names the event ids whose report is an error. */
+function producer(fail: Set<string> = new Set()) {
+  const calls: Array<{ keys: Array<string | null>; deadlineMs: number | undefined }> = [];
+  return {
+    calls,
+    fail,
+    publish(messages: OutgoingMessage[], deadlineMs?: number): Promise<Array<Error | null>> {
+      calls.push({ keys: messages.map((m) => m.key), deadlineMs });
+      return Promise.resolve(
+        messages.map((m) => (fail.has(m.headers['event-id'] ?? '') ? new Error('no delivery report within 500 ms') : null)),
+      );
+    },
+  };
+}
+
+const CONFIG = { kafkaTopic: 'trigger-events', relayDirectTimeoutMs: 500, outboxOrdering: false };
+
+describe('relay state: the direct fire path (DirectFire)', () => {
+  it('stamps every acknowledged event as published, waits at most RELAY_DIRECT_TIMEOUT and stays open', async () => {
+    const clock = manualClock();
+    const p = producer();
+    const direct = new DirectFire(p, CONFIG, { clock: clock.now });
+    const events = [event('e1', 't1'), event('e2', 't2')];
+    await direct.send(events);
+    expect(p.calls).to.deep.equal([{ keys: ['t1', 't2'], deadlineMs: 500 }]);
+    expect(events.map((e) => e.published_at?.getTime())).to.deep.equal([clock.now(), clock.now()]);
+    expect(direct.isOpen()).to.equal(true);
+  });
+
+  it("leaves a failed event, and its trigger's later events, to the outbox; other triggers' acknowledged events are published", async () => {
+    const direct = new DirectFire(producer(new Set(['e1'])), CONFIG, { clock: manualClock().now });
+    const events = [event('e1', 't1'), event('e2', 't1'), event('e3', 't2')];
+    await direct.send(events);
+    expect(events.map((e) => e.published_at !== undefined)).to.deep.equal([false, false, true]);
+  });
+
+  it('pauses after a failure for 1 s plus a back-off that grows with consecutive failures, and a success resets it', async () => {
+    const clock = manualClock();
+    const p = producer(new Set(['e1']));
+    const direct = new DirectFire(p, CONFIG, { clock: clock.now, random: () => 0.5 });
+    await direct.send([event('e1', 't1')]);
+    // 1,000 ms + half of min(30 s, 1 s × 2^0)
+    clock.advance(1499);
+    expect(direct.isOpen()).to.equal(false);
+    clock.advance(1);
+    expect(direct.isOpen()).to.equal(true);
+
+    await direct.send([event('e1', 't1')]); // the second failure in a row: half of 2 s
+    clock.advance(1999);
+    expect(direct.isOpen()).to.equal(false);
+    clock.advance(1);
+    expect(direct.isOpen()).to.equal(true);
+
+    p.fail.clear();
+    await direct.send([event('e1', 't1')]);
+    expect(direct.isOpen()).to.equal(true);
+    p.fail.add('e1');
+    await direct.send([event('e1', 't1')]); // counted from one again
+    clock.advance(1499);
+    expect(direct.isOpen()).to.equal(false);
+    clock.advance(1);
+    expect(direct.isOpen()).to.equal(true);
+  });
+
+  it('caps the pause at 31 s however long the outage', async () => {
+    const clock = manualClock();
+    const direct = new DirectFire(producer(new Set(['e1'])), CONFIG, { clock: clock.now, random: () => 0.999999 });
+    for (let i = 0; i < 20; i++) {
+      await direct.send([event('e1', 't1')]);
+      clock.advance(31_000);
+      expect(direct.isOpen(), `after failure ${i + 1}`).to.equal(true);
+    }
+  });
+
+  it('keeps its pause to itself: another relay in the same process is not paused', async () => {
+    const clock = manualClock();
+    const a = new DirectFire(producer(new Set(['e1'])), CONFIG, { clock: clock.now });
+    const b = new DirectFire(producer(), CONFIG, { clock: clock.now });
+    await a.send([event('e1', 't1')]);
+    expect(a.isOpen()).to.equal(false);
+    expect(b.isOpen()).to.equal(true);
+  });
+});
+
+describe('relay state: publish back-off', () => {
+  it('blocks only the failed shard, for 200 ms plus a back-off growing with its failures, until a delivery resets it', () => {
+    const clock = manualClock();
+    const backoff = new ShardBackoff(clock.now, () => 0.5);
+    backoff.failed(3);
+    expect(backoff.isBlocked(3)).to.equal(true);
+    expect(backoff.isBlocked(4)).to.equal(false);
+    clock.advance(449); // 200 + half of 500
+    expect(backoff.isBlocked(3)).to.equal(true);
+    clock.advance(1);
+    expect(backoff.isBlocked(3)).to.equal(false);
+    backoff.failed(3); // second in a row: 200 + half of 1,000
+    clock.advance(699);
+    expect(backoff.isBlocked(3)).to.equal(true);
+    clock.advance(1);
+    expect(backoff.isBlocked(3)).to.equal(false);
+    backoff.delivered(3);
+    backoff.failed(3); // reset: 200 + half of 500 again
+    clock.advance(450);
+    expect(backoff.isBlocked(3)).to.equal(false);
+  });
+
+  it('retries an unordered batch later after each consecutive failure, up to 15.5 s, and from the start after a success', () => {
+    const clock = manualClock();
+    const backoff = new BatchBackoff(clock.now, () => 0.5);
+    const delays = () => backoff.failed().getTime() - clock.now();
+    expect([delays(), delays(), delays()]).to.deep.equal([750, 1000, 1500]);
+    for (let i = 0; i < 10; i++) delays();
+    expect(delays()).to.equal(500 + 7500);
+    backoff.succeeded();
+    expect(delays()).to.equal(750);
+  });
+
+  it('throttles promotion to once per period of its clock', () => {
+    const clock = manualClock();
+    const throttle = new Throttle(100, clock.now);
+    expect(throttle.due()).to.equal(true);
+    expect(throttle.due()).to.equal(false);
+    clock.advance(99);
+    expect(throttle.due()).to.equal(false);
+    clock.advance(1);
+    expect(throttle.due()).to.equal(true);
+  });
+});
+
+describe('relay state: publish lanes', () => {
+  it('gives a lane the held shards with shard % lanes = lane, leaving out those waiting after a failure', () => {
+    const clock = manualClock();
+    const backoff = new ShardBackoff(clock.now);
+    const leases = { owned: () => [0, 1, 2, 3, 4, 5, 6, 7], verify: () => Promise.resolve([]) };
+    const publisher = new OutboxPublisher({
+      db: {} as Db,
+      producer: producer(),
+      config: { relayBatchSize: 500 },
+      events: new Lifecycle(),
+      ordering: { leases, backoff },
+      clock: clock.now,
+    });
+    expect(publisher.lane(0, 3).shards()).to.deep.equal([0, 3, 6]);
+    expect(publisher.lane(2, 3).shards()).to.deep.equal([2, 5]);
+    backoff.failed(3);
+    expect(publisher.lane(0, 3).shards()).to.deep.equal([0, 6]);
+    clock.advance(16_000);
+    expect(publisher.lane(0, 3).shards()).to.deep.equal([0, 3, 6]);
+  });
+});
