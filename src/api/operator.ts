@@ -21,7 +21,7 @@ import { cancelRetries, replayMatching, replayOne, retryNow } from '../operator/
 import { replayMarks } from '../db/replays';
 import { REJECTIONS_KEPT_PER_TRIGGER, webhookCalls } from '../db/webhook-requests';
 import { ApiError, validationError } from './errors';
-import { presentEvent, windowOf } from './events';
+import { presentEvents, windowOf } from './events';
 import { boundedRead } from './bounded-read';
 import { occurrenceToSchedule } from './triggers';
 
@@ -135,7 +135,7 @@ export function operatorRoutes(deps: { db: Db; config: Config; metrics: Metrics 
     const w = windowOf(config, new Date());
     const e = await cancelRetries(db, String(req.params.id), reason, w);
     events.emitEvent('api:delivery_control', { action: 'cancel' });
-    res.json(presentEvent(e, w, (await replayMarks(db, [e.id])).get(e.id) ?? null));
+    res.json((await presentEvents(db, [e], w))[0]);
   });
 
   r.get('/triggers/:id/requests', async (req, res) => {
