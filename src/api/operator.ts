@@ -83,6 +83,8 @@ export function operatorRoutes(deps: { db: Db; config: Config; metrics: Metrics 
         status_code: a.status_code,
         error: a.error,
         response_body: a.response_body === null ? null : a.response_body.toString('utf8'),
+        request_headers: a.request_headers ?? null,
+        response_headers: a.response_headers ?? null,
       })),
     });
   });
