@@ -27,7 +27,12 @@ export function windowOf(config: Pick<Config, 'retentionActiveSeconds' | 'retent
  * An event as the API shows it; `mark`: its replay mark, if it has been replayed; `trigger`: its trigger's
  * summary (null when the trigger has been deleted, or for an unsaved test run, which carries its own config).
  */
-export function presentEvent(e: EventRow, w: RetentionWindow, mark: ReplayMark | null, trigger: TriggerSummary | null): Record<string, unknown> {
+export function presentEvent(
+  e: EventRow,
+  w: RetentionWindow,
+  mark: ReplayMark | null,
+  trigger: TriggerSummary | null,
+): Record<string, unknown> {
   const iso = (d: Date | null) => (d ? d.toISOString() : null);
   const own = e.trigger_id === null ? summaryOf('', e.delivery_config as Record<string, unknown> | null) : null;
   return {

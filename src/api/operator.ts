@@ -18,7 +18,6 @@ import type { TriggerType } from '../triggers/types';
 import { validateTriggerConfig } from '../triggers/validate';
 import { withDbRetry } from '../util';
 import { cancelRetries, replayMatching, replayOne, retryNow } from '../operator/actions';
-import { replayMarks } from '../db/replays';
 import { REJECTIONS_KEPT_PER_TRIGGER, webhookCalls } from '../db/webhook-requests';
 import { ApiError, validationError } from './errors';
 import { presentEvents, windowOf } from './events';

@@ -38,7 +38,8 @@ export function headersForHistory(raw: RawHeaders): Record<string, string> {
     const key = name.toLowerCase();
     let value = Array.isArray(v) ? v.join(', ') : String(v);
     if (isSecretHeader(key)) {
-      const scheme = key === 'authorization' || key === 'proxy-authorization' ? /^([A-Za-z][A-Za-z0-9_-]*)\s+\S/.exec(value)?.[1] : undefined;
+      const scheme =
+        key === 'authorization' || key === 'proxy-authorization' ? /^([A-Za-z][A-Za-z0-9_-]*)\s+\S/.exec(value)?.[1] : undefined;
       value = scheme ? `${scheme} ${MASK}` : MASK;
     } else if (value.length > HEADER_VALUE_MAX_CHARS) {
       value = `${value.slice(0, HEADER_VALUE_MAX_CHARS)}… (${value.length} chars)`;

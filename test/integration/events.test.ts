@@ -223,7 +223,9 @@ describe('event log API', () => {
         .put(`/api/v1/triggers/${b}`)
         .send({ name: await nameOf(a) })
         .expect(200);
-      const twice = await request(app).get('/api/v1/events').query({ trigger_name: await nameOf(a) });
+      const twice = await request(app)
+        .get('/api/v1/events')
+        .query({ trigger_name: await nameOf(a) });
       expect(twice.status).to.equal(400);
       expect(twice.body.errors[0].field).to.equal('query.trigger_name');
       expect(twice.body.errors[0].message).to.include(a).and.to.include(b);

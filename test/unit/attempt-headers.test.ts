@@ -40,7 +40,9 @@ describe('attempt headers for the history', () => {
     const raw: Record<string, string> = { 'x-long': 'v'.repeat(5000) };
     for (let i = 0; i < 200; i++) raw[`x-h${i}`] = 'w'.repeat(100);
     const h = headersForHistory(raw);
-    expect(h['x-long']).to.have.length.below(HEADER_VALUE_MAX_CHARS + 30).and.match(/\(5000 chars\)$/);
+    expect(h['x-long'])
+      .to.have.length.below(HEADER_VALUE_MAX_CHARS + 30)
+      .and.match(/\(5000 chars\)$/);
     expect(JSON.stringify(h).length).to.be.at.most(ATTEMPT_HEADERS_MAX_CHARS);
     const kept = Object.keys(h).filter((k) => k !== '…').length;
     expect(h['…']).to.equal(`${201 - kept} more headers not kept`);
