@@ -8,6 +8,7 @@ import { useEffect, useMemo, useState } from 'preact/hooks';
 import { ApiError, api } from '../api';
 import { ErrorNotice, Loading, Runs } from '../components';
 import { href, navigate, useDebounced, usePoll } from '../hooks';
+import { browserZone } from '../zone';
 import { TRIGGER_TYPES, TYPE_LABELS, type FieldError, type Schedule, type Trigger, type TriggerType } from '../types';
 
 const HTTP_METHODS = ['POST', 'PUT', 'PATCH', 'GET', 'DELETE'];
@@ -16,14 +17,6 @@ const MISFIRE = [
   ['skip', 'skip them'],
   ['fire_all', 'fire all (backfill)'],
 ];
-
-function browserZone(): string {
-  try {
-    return Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
-  } catch {
-    return 'UTC';
-  }
-}
 
 function zones(): string[] {
   try {
