@@ -154,7 +154,11 @@ export function TriggerRef({ e }: { e: Pick<TriggerEvent, 'trigger_id' | 'trigge
 }
 
 /** "attempt 2 of 5, next at 17:00:03 CET (in 3 s)": shown while an attempt is waiting. */
-export function RetryState({ e }: { e: Pick<TriggerEvent, 'execution_status' | 'attempts' | 'max_attempts' | 'next_attempt_at' | 'trigger_timezone'> }) {
+export function RetryState({
+  e,
+}: {
+  e: Pick<TriggerEvent, 'execution_status' | 'attempts' | 'max_attempts' | 'next_attempt_at' | 'trigger_timezone'>;
+}) {
   if (isFinal(e) || !e.next_attempt_at) return null;
   return (
     <span class="retry-state">

@@ -216,7 +216,10 @@ export function EventPageView({ id }: { id: string }) {
               ],
               ['Last response', e.response_status === null ? '—' : String(e.response_status)],
               ['Latency', formatMs(e.latency_ms)],
-              ['Kept as', e.retention_status === 'active' ? 'active (recent: the Events page’s default view)' : 'archived (older: the Archived view)'],
+              [
+                'Kept as',
+                e.retention_status === 'active' ? 'active (recent: the Events page’s default view)' : 'archived (older: the Archived view)',
+              ],
               ['Id', <code key="id">{e.id}</code>],
               [
                 'Replay of',

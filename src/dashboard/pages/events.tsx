@@ -168,7 +168,12 @@ export function EventsPage({ route, failedOnly = false }: { route: Route; failed
       <form class="filters" onSubmit={apply} aria-label="Filter events">
         <div class="field">
           <label for="f-trigger">Trigger name or id</label>
-          <input id="f-trigger" value={draft.trigger} maxLength={255} onInput={(e) => setDraft({ ...draft, trigger: e.currentTarget.value })} />
+          <input
+            id="f-trigger"
+            value={draft.trigger}
+            maxLength={255}
+            onInput={(e) => setDraft({ ...draft, trigger: e.currentTarget.value })}
+          />
         </div>
         {failedOnly ? null : (
           <div class="field">
@@ -211,7 +216,12 @@ export function EventsPage({ route, failedOnly = false }: { route: Route; failed
         </div>
         <div class="field">
           <label for="f-from">Fired from ({inputZone})</label>
-          <input id="f-from" type="datetime-local" value={draft.from} onInput={(e) => setDraft({ ...draft, from: e.currentTarget.value })} />
+          <input
+            id="f-from"
+            type="datetime-local"
+            value={draft.from}
+            onInput={(e) => setDraft({ ...draft, from: e.currentTarget.value })}
+          />
         </div>
         <div class="field">
           <label for="f-to">Fired before ({inputZone})</label>

@@ -101,8 +101,8 @@ export function OverviewPage() {
           </Card>
           <Card title="Failed events">
             <p class="card-note">
-              Recent events whose delivery gave up (those on the Failed page; older ones are archived). They can be replayed once
-              the endpoint is fixed.
+              Recent events whose delivery gave up (those on the Failed page; older ones are archived). They can be replayed once the
+              endpoint is fixed.
             </p>
             <div class="bigs">
               <Big value={formatCount(data.failed_events)} label="gave up, recent" tone={data.failed_events > 0 ? 'bad' : undefined} />

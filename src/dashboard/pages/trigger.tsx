@@ -34,7 +34,11 @@ function resumedMeaning(t: Trigger, zone: string): string {
 
 /** A test run's payload error in plain words: "/payload/order/id" as "order.id". */
 function payloadField(field: string): string {
-  const path = field.replace(/^\/payload\/?/, '').split('/').filter(Boolean).join('.');
+  const path = field
+    .replace(/^\/payload\/?/, '')
+    .split('/')
+    .filter(Boolean)
+    .join('.');
   return path ? `${path}: ` : '';
 }
 
@@ -69,9 +73,7 @@ function TestRunForm({ t, onFired, onClose }: { t: Trigger; onFired: (eventId: s
     } catch (err) {
       const fields = err instanceof ApiError ? (err.problem.errors ?? []) : [];
       setError(
-        fields.length > 0
-          ? fields.map((f) => `${payloadField(f.field)}${f.message}`)
-          : [err instanceof Error ? err.message : String(err)],
+        fields.length > 0 ? fields.map((f) => `${payloadField(f.field)}${f.message}`) : [err instanceof Error ? err.message : String(err)],
       );
       box.current?.focus();
     } finally {
@@ -106,7 +108,9 @@ function TestRunForm({ t, onFired, onClose }: { t: Trigger; onFired: (eventId: s
         />
         {error ? (
           <div id="test-payload-error" class="field-error" role="alert">
-            {error.length === 1 ? error[0] : (
+            {error.length === 1 ? (
+              error[0]
+            ) : (
               <ul>
                 {error.map((m, i) => (
                   <li key={i}>{m}</li>
@@ -326,7 +330,9 @@ export function TriggerPageView({ id }: { id: string }) {
         </div>
       ) : null}
       {completed ? (
-        <p class="notice">Completed: a one-shot trigger fires once, and this one has nothing left to fire. Edit its run time to schedule it again.</p>
+        <p class="notice">
+          Completed: a one-shot trigger fires once, and this one has nothing left to fire. Edit its run time to schedule it again.
+        </p>
       ) : t.status === 'inactive' ? (
         <p class="notice paused-note">Paused. {pausedMeaning(t)}</p>
       ) : null}
