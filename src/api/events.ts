@@ -1,6 +1,5 @@
 import { Router } from 'express';
 import type { Config } from '../config';
-import type { Db } from '../db/knex';
 import {
   COUNT_CAP,
   getEvent,
@@ -13,6 +12,8 @@ import {
   type RetentionWindow,
 } from '../db/events';
 import { replayMarks, type ReplayMark } from '../db/replays';
+import { summaryOf, triggerIdsNamed, triggerSummaries, type TriggerSummary } from '../db/triggers';
+import type { Db } from '../db/knex';
 import { boundedRead } from './bounded-read';
 import { cursorPage } from './pagination';
 import { ApiError, validationError } from './errors';
@@ -22,12 +23,24 @@ export function windowOf(config: Pick<Config, 'retentionActiveSeconds' | 'retent
   return retentionWindow(now, config.retentionActiveSeconds, config.retentionDeleteAfterSeconds);
 }
 
-/** An event as the API shows it; `mark`: its replay mark, if it has been replayed. */
-export function presentEvent(e: EventRow, w: RetentionWindow, mark: ReplayMark | null = null): Record<string, unknown> {
+/**
+ * An event as the API shows it; `mark`: its replay mark, if it has been replayed; `trigger`: its trigger's
+ * summary (null when the trigger has been deleted, or for an unsaved test run, which carries its own config).
+ */
+export function presentEvent(
+  e: EventRow,
+  w: RetentionWindow,
+  mark: ReplayMark | null,
+  trigger: TriggerSummary | null,
+): Record<string, unknown> {
   const iso = (d: Date | null) => (d ? d.toISOString() : null);
+  const own = e.trigger_id === null ? summaryOf('', e.delivery_config as Record<string, unknown> | null) : null;
   return {
     id: e.id,
     trigger_id: e.trigger_id,
+    trigger_name: trigger ? trigger.name : null,
+    trigger_timezone: (trigger ?? own)?.timezone ?? null,
+    max_attempts: (trigger ?? own)?.max_attempts ?? null,
     trigger_type: e.trigger_type,
     source: e.source,
     is_test_run: e.is_test_run,
@@ -50,6 +63,37 @@ export function presentEvent(e: EventRow, w: RetentionWindow, mark: ReplayMark |
   };
 }
 
+/**
+ * Events as the API shows them, with what they need from other tables: their replay marks and their
+ * triggers' summaries, one primary-key read each for the whole page (not one per event).
+ */
+export async function presentEvents(db: Db, rows: EventRow[], w: RetentionWindow): Promise<Array<Record<string, unknown>>> {
+  const marks = await replayMarks(
+    db,
+    rows.map((e) => e.id),
+  );
+  const triggers = await triggerSummaries(
+    db,
+    rows.flatMap((e) => (e.trigger_id ? [e.trigger_id] : [])),
+  );
+  return rows.map((e) => presentEvent(e, w, marks.get(e.id) ?? null, (e.trigger_id && triggers.get(e.trigger_id)) || null));
+}
+
+/**
+ * The `trigger_name` filter as a trigger id: the one trigger with that name. No such trigger: null (the
+ * list is empty). Names are not unique: several triggers with the name is a 400 that names their ids.
+ */
+export async function triggerIdForName(db: Db, name: string): Promise<string | null> {
+  const ids = await triggerIdsNamed(db, name, 6);
+  if (ids.length <= 1) return ids[0] ?? null;
+  throw validationError([
+    {
+      field: 'query.trigger_name',
+      message: `${ids.length > 5 ? 'more than 5' : ids.length} triggers are named ${JSON.stringify(name)} (${ids.slice(0, 5).join(', ')}): filter by trigger_id instead`,
+    },
+  ]);
+}
+
 /** Cursor = base64url of "<fired_at ms>.<id>": opaque to clients, cheap to check. */
 export function encodeCursor(c: Cursor): string {
   return Buffer.from(`${c.fired_at.getTime()}.${c.id}`).toString('base64url');
@@ -66,14 +110,7 @@ export function eventRoutes(deps: { db: Db; config: Config }): Router {
   r.get('/events', async (req, res) => {
     const q = req.query as Record<string, unknown>;
     const w = windowOf(config, new Date());
-    // The page's replay marks: one primary-key read of event_replays per page, not per event.
-    const presentAll = async (rows: EventRow[]) => {
-      const marks = await replayMarks(
-        db,
-        rows.map((e) => e.id),
-      );
-      return rows.map((e) => presentEvent(e, w, marks.get(e.id) ?? null));
-    };
+    const presentAll = (rows: EventRow[]) => presentEvents(db, rows, w);
     const filter: EventFilter = {
       retention: (q.retention_status as 'active' | 'archived' | undefined) ?? 'active',
       window: w,
@@ -84,6 +121,14 @@ export function eventRoutes(deps: { db: Db; config: Config }): Router {
       from: q.from ? new Date(q.from as string) : undefined,
       to: q.to ? new Date(q.to as string) : undefined,
     };
+    if (q.trigger_name !== undefined) {
+      const id = await triggerIdForName(db, String(q.trigger_name));
+      if (filter.trigger_id !== undefined && filter.trigger_id !== id) {
+        throw validationError([{ field: 'query.trigger_name', message: 'names a different trigger than trigger_id: give one of them' }]);
+      }
+      // No trigger has the name: an id no event has, so the list is empty and paged as usual.
+      filter.trigger_id = id ?? '00000000-0000-0000-0000-000000000000';
+    }
     const limit = Number(q.limit ?? 20);
     if (q.cursor !== undefined) {
       const cursor = decodeCursor(String(q.cursor));
@@ -122,7 +167,7 @@ export function eventRoutes(deps: { db: Db; config: Config }): Router {
     const w = windowOf(config, new Date());
     // Past the retention window an event is gone, whether or not the sweep has deleted its row yet.
     if (!e || !retentionOf(e.fired_at, w)) throw new ApiError('EVENT_NOT_FOUND', `No event with id ${String(req.params.id)}`);
-    res.json(presentEvent(e, w, (await replayMarks(db, [e.id])).get(e.id) ?? null));
+    res.json((await presentEvents(db, [e], w))[0]);
   });
   return r;
 }

@@ -18,10 +18,9 @@ import type { TriggerType } from '../triggers/types';
 import { validateTriggerConfig } from '../triggers/validate';
 import { withDbRetry } from '../util';
 import { cancelRetries, replayMatching, replayOne, retryNow } from '../operator/actions';
-import { replayMarks } from '../db/replays';
 import { REJECTIONS_KEPT_PER_TRIGGER, webhookCalls } from '../db/webhook-requests';
 import { ApiError, validationError } from './errors';
-import { presentEvent, windowOf } from './events';
+import { presentEvents, windowOf } from './events';
 import { boundedRead } from './bounded-read';
 import { occurrenceToSchedule } from './triggers';
 
@@ -83,6 +82,8 @@ export function operatorRoutes(deps: { db: Db; config: Config; metrics: Metrics 
         status_code: a.status_code,
         error: a.error,
         response_body: a.response_body === null ? null : a.response_body.toString('utf8'),
+        request_headers: a.request_headers ?? null,
+        response_headers: a.response_headers ?? null,
       })),
     });
   });
@@ -135,7 +136,7 @@ export function operatorRoutes(deps: { db: Db; config: Config; metrics: Metrics 
     const w = windowOf(config, new Date());
     const e = await cancelRetries(db, String(req.params.id), reason, w);
     events.emitEvent('api:delivery_control', { action: 'cancel' });
-    res.json(presentEvent(e, w, (await replayMarks(db, [e.id])).get(e.id) ?? null));
+    res.json((await presentEvents(db, [e], w))[0]);
   });
 
   r.get('/triggers/:id/requests', async (req, res) => {

@@ -7,6 +7,7 @@ import { OverviewPage } from './pages/overview';
 import { TriggerPageView } from './pages/trigger';
 import { TriggerFormPage } from './pages/trigger-form';
 import { TriggersPage } from './pages/triggers';
+import { ZonePicker, ZoneProvider } from './zone';
 
 const NAV: Array<[string, string]> = [
   ['/', 'Overview'],
@@ -104,7 +105,7 @@ export function App() {
 
   const current = section(route.path);
   return (
-    <>
+    <ZoneProvider>
       <a class="skip" href="#main" onClick={(e) => (e.preventDefault(), main.current?.focus())}>
         Skip to content
       </a>
@@ -123,6 +124,7 @@ export function App() {
             ))}
           </ul>
         </nav>
+        <ZonePicker />
         {apiKey() && !auth.needed ? <span class="muted key-set">API key set</span> : null}
       </header>
       <main id="main" ref={main} tabIndex={-1}>
@@ -139,6 +141,6 @@ export function App() {
           <Page key={epoch} route={route} />
         )}
       </main>
-    </>
+    </ZoneProvider>
   );
 }

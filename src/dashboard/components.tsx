@@ -4,20 +4,37 @@
  */
 import type { ComponentChildren } from 'preact';
 import { ApiError } from './api';
-import { formatTime, fromNow, pretty } from './format';
+import { fromNow, pretty, shortId } from './format';
+import { href } from './hooks';
+import { isFinal, type TriggerEvent } from './types';
+import { formatInZone, useNow, useZoneChoice, zoneFor } from './zone';
 
 export function StatusBadge({ status }: { status: string }) {
   return <span class={`badge badge-${status.replace(/[^a-z-]/g, '')}`}>{status}</span>;
 }
 
-export function Time({ iso, relative = false }: { iso: string | null | undefined; relative?: boolean }) {
+/**
+ * An instant, in the zone the operator chose (the header's "Times in"), always with the zone's name;
+ * `zone`: the trigger's own zone, used when the choice is "each trigger's zone". A relative time ("in 5 s")
+ * ticks with the page's clock, between refreshes too.
+ */
+export function Time({ iso, relative = false, zone }: { iso: string | null | undefined; relative?: boolean; zone?: string | null }) {
+  const { choice } = useZoneChoice();
+  const now = useNow(relative && Boolean(iso));
   if (!iso) return <span class="muted">—</span>;
+  const z = zoneFor(choice, zone);
   return (
-    <time dateTime={iso} title={iso}>
-      {formatTime(iso)}
-      {relative ? <span class="muted"> ({fromNow(iso)})</span> : null}
+    <time dateTime={iso} title={`${iso} (UTC), shown in ${z}`} data-zone={z}>
+      {formatInZone(iso, z)}
+      {relative ? <span class="muted relative"> ({fromNow(iso, now)})</span> : null}
     </time>
   );
+}
+
+/** "in 5 s", ticking. */
+export function FromNow({ iso }: { iso: string }) {
+  const now = useNow();
+  return <span class="muted relative">{fromNow(iso, now)}</span>;
 }
 
 export function ErrorNotice({ error, what }: { error: unknown; what?: string }) {
@@ -103,7 +120,7 @@ export function Runs({ occurrences, label }: { occurrences: Array<{ at: string; 
           <time class="local" dateTime={o.at} title={`${o.at} (UTC)`}>
             {o.local.replace('T', ' ')}
           </time>{' '}
-          <span class="muted">{fromNow(o.at)}</span>
+          <FromNow iso={o.at} />
         </li>
       ))}
     </ol>
@@ -116,5 +133,37 @@ export function Status({ children }: { children: ComponentChildren }) {
     <p class="status" role="status">
       {children}
     </p>
+  );
+}
+
+/** An event's trigger by name; "deleted trigger" when it is gone; "unsaved test run" when it never was saved. */
+export function TriggerRef({ e }: { e: Pick<TriggerEvent, 'trigger_id' | 'trigger_name'> }) {
+  if (!e.trigger_id) return <span class="muted">unsaved test run</span>;
+  if (e.trigger_name === null) {
+    return (
+      <span class="muted trigger-deleted" title={`Trigger ${e.trigger_id} has been deleted; its events stay.`}>
+        deleted trigger ({shortId(e.trigger_id)})
+      </span>
+    );
+  }
+  return (
+    <a class="trigger-ref" href={href(`/triggers/${e.trigger_id}`)}>
+      {e.trigger_name}
+    </a>
+  );
+}
+
+/** "attempt 2 of 5, next at 17:00:03 CET (in 3 s)": shown while an attempt is waiting. */
+export function RetryState({
+  e,
+}: {
+  e: Pick<TriggerEvent, 'execution_status' | 'attempts' | 'max_attempts' | 'next_attempt_at' | 'trigger_timezone'>;
+}) {
+  if (isFinal(e) || !e.next_attempt_at) return null;
+  return (
+    <span class="retry-state">
+      attempt {e.attempts + 1}
+      {e.max_attempts ? ` of ${e.max_attempts}` : ''}, next at <Time iso={e.next_attempt_at} relative zone={e.trigger_timezone} />
+    </span>
   );
 }

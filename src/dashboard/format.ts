@@ -1,20 +1,6 @@
-/** Display helpers. Times are shown in the browser's time zone, with the UTC instant in the title. */
+/** Display helpers. Absolute times are formatted in a chosen zone by zone.tsx (formatInZone). */
 
-const dateTime = new Intl.DateTimeFormat(undefined, {
-  year: 'numeric',
-  month: 'short',
-  day: 'numeric',
-  hour: '2-digit',
-  minute: '2-digit',
-  second: '2-digit',
-});
 const relative = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
-
-export function formatTime(iso: string | null | undefined): string {
-  if (!iso) return '—';
-  const d = new Date(iso);
-  return Number.isNaN(d.getTime()) ? iso : dateTime.format(d);
-}
 
 /** "in 5 min", "12 s ago". */
 export function fromNow(iso: string | null | undefined, now = Date.now()): string {
@@ -45,4 +31,9 @@ export function shortId(id: string): string {
 /** Pretty JSON, for display as text (never as HTML). */
 export function pretty(value: unknown): string {
   return JSON.stringify(value, null, 2) ?? 'null';
+}
+
+/** "1 event", "2 events", "1,204 triggers". */
+export function plural(n: number, one: string, many = `${one}s`): string {
+  return `${n.toLocaleString()} ${n === 1 ? one : many}`;
 }

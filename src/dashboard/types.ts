@@ -37,6 +37,12 @@ export interface TriggerPage {
 export interface TriggerEvent {
   id: string;
   trigger_id: string | null;
+  /** The trigger's name; null when it was deleted (trigger_id still set) or for an unsaved test run. */
+  trigger_name: string | null;
+  /** A scheduled trigger's zone; null for webhooks and deleted triggers. */
+  trigger_timezone: string | null;
+  /** The attempts the trigger's retry config allows; null when unknown (deleted trigger). */
+  max_attempts: number | null;
   trigger_type: TriggerType;
   source: EventSource;
   is_test_run: boolean;
@@ -65,6 +71,20 @@ export function isFinal(e: Pick<TriggerEvent, 'execution_status'>): boolean {
   return e.execution_status === 'success' || e.execution_status === 'failure';
 }
 
+/**
+ * The delivery state in the operator's words: an event not ended with an attempt waiting is "retrying"
+ * (when one was made and failed) or "waiting" (deferred before its first attempt); otherwise its status.
+ */
+export function deliveryState(e: Pick<TriggerEvent, 'execution_status' | 'next_attempt_at' | 'attempts'>): string {
+  if (isFinal(e) || !e.next_attempt_at) return e.execution_status;
+  return e.attempts > 0 ? 'retrying' : 'waiting';
+}
+
+/** A one-shot trigger that has nothing left to fire while active: it has fired (or its time passed). */
+export function isCompleted(t: Pick<Trigger, 'type' | 'status' | 'next_scheduled_run'>): boolean {
+  return t.type === 'time_scheduled' && t.status === 'active' && !t.next_scheduled_run;
+}
+
 /** One inbound call of a webhook trigger (GET /triggers/{id}/requests). */
 export interface WebhookCall {
   received_at: string;
@@ -89,6 +109,9 @@ export interface Attempt {
   status_code: number | null;
   error: string | null;
   response_body: string | null;
+  /** Headers sent and received, secrets masked; null when not recorded (no request, no answer). */
+  request_headers: Record<string, string> | null;
+  response_headers: Record<string, string> | null;
 }
 
 export interface Occurrence {

@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { errorText } from './errors';
+import { parseJson } from './knex';
 
 type Q = Knex | Knex.Transaction;
 
@@ -14,6 +15,10 @@ export interface AttemptRow {
   error: string | null;
   /** The first RESPONSE_BODY_MAX_BYTES of the response body. */
   response_body: Buffer | null;
+  /** The headers sent, secrets masked and bounded by the worker (src/worker/headers.ts); null: not recorded. */
+  request_headers?: Record<string, string> | null;
+  /** The headers received (masked, bounded); null when no response came back, or not recorded. */
+  response_headers?: Record<string, string> | null;
 }
 
 /** How much of a response body is kept per attempt. */
@@ -31,6 +36,8 @@ export async function insertAttempts(trx: Knex.Transaction, rows: AttemptRow[]):
       duration_ms: Math.max(0, Math.round(a.duration_ms)),
       error: a.error === null ? null : errorText(a.error),
       response_body: a.response_body === null ? null : a.response_body.subarray(0, RESPONSE_BODY_MAX_BYTES),
+      request_headers: a.request_headers ? JSON.stringify(a.request_headers) : null,
+      response_headers: a.response_headers ? JSON.stringify(a.response_headers) : null,
     })),
   );
 }
@@ -46,5 +53,7 @@ export async function listAttempts(q: Q, eventId: string): Promise<AttemptRow[]>
     status_code: r.status_code === null ? null : Number(r.status_code),
     error: (r.error as string | null) ?? null,
     response_body: (r.response_body as Buffer | null) ?? null,
+    request_headers: r.request_headers ? parseJson<Record<string, string>>(r.request_headers) : null,
+    response_headers: r.response_headers ? parseJson<Record<string, string>>(r.response_headers) : null,
   }));
 }

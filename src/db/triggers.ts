@@ -219,3 +219,40 @@ export async function setStatus(trx: Knex.Transaction, ids: string[], status: Tr
       .update({ status, updated_at: now, version: trx.raw('version + 1') });
   }
 }
+
+/** What an event's presentation needs of its trigger: the name, the zone it is scheduled in, its retry limit. */
+export interface TriggerSummary {
+  name: string;
+  /** The IANA zone of a scheduled trigger; null for a webhook trigger (it has none). */
+  timezone: string | null;
+  max_attempts: number | null;
+}
+
+/**
+ * The summaries of these triggers, in one primary-key read. A trigger that has been deleted is simply
+ * missing from the map (its events keep the id as a value).
+ */
+export async function triggerSummaries(q: Q, ids: string[]): Promise<Map<string, TriggerSummary>> {
+  const out = new Map<string, TriggerSummary>();
+  const unique = [...new Set(ids)];
+  if (unique.length === 0) return out;
+  const rows = (await q('triggers').select('id', 'name', 'config').whereIn('id', unique)) as Array<Record<string, unknown>>;
+  for (const r of rows) out.set(r.id as string, summaryOf(r.name as string, parseJson<Record<string, unknown>>(r.config)));
+  return out;
+}
+
+/** A summary from a trigger config (also an unsaved test run's own delivery config). */
+export function summaryOf(name: string, config: Record<string, unknown> | null | undefined): TriggerSummary {
+  const tz = config?.timezone;
+  const max = (config?.retry as { max_attempts?: unknown } | undefined)?.max_attempts;
+  return { name, timezone: typeof tz === 'string' ? tz : null, max_attempts: typeof max === 'number' ? max : null };
+}
+
+/**
+ * The ids of the triggers with exactly this name (compared in the column's case-insensitive collation),
+ * newest first, at most `limit`: a read of idx_triggers_name.
+ */
+export async function triggerIdsNamed(q: Q, name: string, limit: number): Promise<string[]> {
+  const rows = (await q('triggers').select('id').where('name', name).orderBy('created_at', 'desc').limit(limit)) as Array<{ id: string }>;
+  return rows.map((r) => r.id);
+}

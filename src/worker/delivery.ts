@@ -6,6 +6,7 @@ import net from 'node:net';
 import type { Readable } from 'node:stream';
 import { RESPONSE_BODY_MAX_BYTES } from '../db/attempts';
 import type { CommonConfig, WebhookConfig } from '../triggers/types';
+import { headersForHistory, type RawHeaders } from './headers';
 
 /** Standard Webhooks signature: base64 HMAC-SHA256 over "id.timestamp.body", as "v1,<sig>". */
 export function signStandardWebhook(secret: string, id: string, timestampSeconds: number, body: string): string {
@@ -141,6 +142,10 @@ export interface DeliveryResult {
   durationMs: number;
   /** The first RESPONSE_BODY_KEEP_BYTES of the response body; null when no response came back. */
   responseBody: Buffer | null;
+  /** The headers sent, for the attempts history (secrets masked, bounded); null when no request was made. */
+  requestHeaders: Record<string, string> | null;
+  /** The headers the endpoint answered with (masked, bounded); null when no response came back. */
+  responseHeaders: Record<string, string> | null;
 }
 
 /** How much of a response body a delivery keeps: what the attempts history stores. */
@@ -197,11 +202,15 @@ const FRAMING_HEADERS = new Set(['content-length', 'transfer-encoding', 'connect
 export function deliver(req: DeliveryRequest, allowPrivate: boolean): Promise<DeliveryResult> {
   const startedAt = new Date();
   const started = startedAt.getTime();
-  const done = (outcome: Outcome, responseBody: Buffer | null = null): DeliveryResult => ({
+  // Set once the request's headers are built: an attempt refused before that sent nothing.
+  let sentHeaders: Record<string, string> | null = null;
+  const done = (outcome: Outcome, responseBody: Buffer | null = null, responseHeaders: RawHeaders | null = null): DeliveryResult => ({
     outcome,
     startedAt,
     durationMs: Date.now() - started,
     responseBody,
+    requestHeaders: sentHeaders,
+    responseHeaders: responseHeaders ? headersForHistory(responseHeaders) : null,
   });
   const retry = (error: string): DeliveryResult => done({ kind: 'retry', status: null, error, retryAfterMs: null });
   let url: URL;
@@ -237,6 +246,7 @@ export function deliver(req: DeliveryRequest, allowPrivate: boolean): Promise<De
     // A GET carries no body; its signature covers the body it would have had, as before.
     headers['webhook-signature'] = signStandardWebhook(req.config.secret, req.eventId, ts, body ?? JSON.stringify(req.payload ?? null));
   }
+  sentHeaders = headersForHistory({ host: url.host, ...headers });
   const options: http.RequestOptions = {
     agent: agentFor(secure, allowPrivate),
     hostname: host,
@@ -269,7 +279,7 @@ export function deliver(req: DeliveryRequest, allowPrivate: boolean): Promise<De
         // Keep the start of the body for the attempts history; drain the rest so the connection is reused.
         void readBodyPrefix(res, RESPONSE_BODY_KEEP_BYTES).then((kept) => {
           const retryAfter = res.headers['retry-after'];
-          settle(done(classify(res.statusCode ?? 0, typeof retryAfter === 'string' ? retryAfter : null), kept));
+          settle(done(classify(res.statusCode ?? 0, typeof retryAfter === 'string' ? retryAfter : null), kept, res.headers));
         });
       });
       current = r;

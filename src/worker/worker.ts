@@ -405,6 +405,8 @@ export class Worker {
                     status_code: h.tried.outcome.status,
                     error: h.tried.outcome.kind === 'success' ? null : h.tried.outcome.error,
                     response_body: h.tried.responseBody,
+                    request_headers: h.tried.requestHeaders,
+                    response_headers: h.tried.responseHeaders,
                   },
                 ]
               : [],

@@ -61,6 +61,8 @@ describe('operator dashboard in Chromium (issue 12)', function () {
   const problems: string[] = [];
   const dialogs: string[] = [];
   let authed = false;
+  /** Set while a test sends bad input on purpose: Chromium logs the API's 400 answers as failed loads. */
+  let badInputOnPurpose = false;
   let cronId = '';
   let failedEventId = '';
 
@@ -103,6 +105,7 @@ describe('operator dashboard in Chromium (issue 12)', function () {
       if (m.type() !== 'error') return;
       // The 401s that make the dashboard ask for a key are logged by Chromium as failed loads; nothing else may be.
       if (!authed && /status of 401/.test(m.text()) && m.location().url.includes('/api/v1/')) return;
+      if (badInputOnPurpose && /status of 400/.test(m.text()) && m.location().url.includes('/api/v1/')) return;
       problems.push(`console.error: ${m.text()} (${m.location().url})`);
     });
     page.on('dialog', (d) => {
@@ -213,6 +216,10 @@ describe('operator dashboard in Chromium (issue 12)', function () {
 
   it('fires a test run and shows the event appear among the recent events, then delivered', async () => {
     await page.getByRole('button', { name: 'Test run' }).click();
+    // The payload box starts from the trigger's configured payload.
+    const box = page.getByLabel('Test payload (JSON)');
+    expect(JSON.parse(await box.inputValue())).to.deep.equal({ report: 'nightly' });
+    await page.getByRole('button', { name: 'Send test run' }).click();
     const status = page.getByRole('status').filter({ hasText: 'Test run fired' });
     await status.waitFor();
     const eventId = await until(async () => {
@@ -237,6 +244,7 @@ describe('operator dashboard in Chromium (issue 12)', function () {
     });
     await show(`#/triggers/${trigger.id}`, 'flaky-endpoint');
     await page.getByRole('button', { name: 'Test run' }).click();
+    await page.getByRole('button', { name: 'Send test run' }).click();
     await page.getByRole('status').filter({ hasText: 'Test run fired' }).getByRole('link').click();
     await page.getByRole('heading', { level: 1, name: /^Event / }).waitFor();
     failedEventId = /#\/events\/([0-9a-f-]{36})$/.exec(page.url())![1]!;
@@ -309,6 +317,15 @@ describe('operator dashboard in Chromium (issue 12)', function () {
     await show(`#/events/${eventId}`, /^Event /);
     expect(await page.getByRole('button', { name: 'Replay' }).isDisabled()).to.equal(true);
     await page.locator('#replay-note').waitFor();
+    // The retry state in words: which attempt comes next, of how many, and when (in a labelled zone).
+    await page.locator('.page-head .badge-retrying').waitFor();
+    const state = page.locator('.subtitle .retry-state');
+    expect(await state.textContent()).to.match(/^attempt 2 of 5, next at .+ (CET|CEST|GMT\+[12]) \(in \d+ (minutes?|hours?)\)$/);
+    expect(await page.locator('.subtitle a.trigger-ref').textContent()).to.equal('retrying-endpoint');
+    // On the list too.
+    await show(`#/events?trigger_name=retrying-endpoint`, 'Events');
+    expect(await page.locator(`tr[data-event-id="${eventId}"] .retry-state`).textContent()).to.match(/^attempt 2 of 5, next at /);
+    await show(`#/events/${eventId}`, /^Event /);
 
     // Retry now: the waiting attempt (2) is made at once; the endpoint still fails, so a third waits.
     await page.getByRole('button', { name: 'Retry now' }).click();
@@ -320,9 +337,18 @@ describe('operator dashboard in Chromium (issue 12)', function () {
       timeoutMs: 60_000,
       message: 'attempt 2 recorded',
     });
+    // The confirmation takes focus to its safe choice, and gives it back to the button that opened it.
     await page.getByRole('button', { name: 'Cancel retries' }).click();
+    await until(() => page.evaluate(() => document.activeElement?.textContent === 'Keep retrying'), { message: 'focus on Keep retrying' });
+    await page.keyboard.press('Enter');
+    await until(() => page.evaluate(() => document.activeElement?.textContent === 'Cancel retries'), {
+      message: 'focus back on Cancel retries',
+    });
+    await page.keyboard.press('Enter');
     await page.getByRole('button', { name: 'Yes, cancel retries' }).click();
     await page.locator('.page-head .badge-failure').waitFor({ timeout: 30_000 });
+    // The retry buttons are gone; focus is on Replay, the next step, not on the page's body.
+    await until(() => page.evaluate(() => document.activeElement?.textContent === 'Replay'), { message: 'focus on Replay' });
     expect(((await t.db('event_logs').where({ id: eventId }).first()) as { error_message: string }).error_message).to.equal(
       'cancelled by an operator',
     );
@@ -355,16 +381,21 @@ describe('operator dashboard in Chromium (issue 12)', function () {
   it('pauses and resumes a trigger from its page', async () => {
     await show(`#/triggers/${cronId}`, 'nightly-report');
     await page.getByRole('button', { name: 'Pause' }).click();
-    await page.getByRole('status').filter({ hasText: 'Paused' }).waitFor();
+    await page.getByRole('status').filter({ hasText: 'Paused. No runs fire while it is paused' }).waitFor();
     await page.locator('.page-head .badge-inactive').waitFor();
     await page.getByText('Paused: these are the runs resuming it now would give.').waitFor();
     expect(((await t.db('triggers').where({ id: cronId }).first()) as { status: string }).status).to.equal('inactive');
     expect(await count(t.db, 'trigger_schedules', { trigger_id: cronId, status: 'pending' })).to.equal(0);
 
     await page.getByRole('button', { name: 'Resume' }).click();
-    await page.getByRole('status').filter({ hasText: 'Resumed' }).waitFor();
+    const resumed = page.getByRole('status').filter({ hasText: 'Resumed: the next run is at' });
+    await resumed.waitFor();
     await page.locator('.page-head .badge-active').waitFor();
     expect(((await t.db('triggers').where({ id: cronId }).first()) as { status: string }).status).to.equal('active');
+    // The next run it names is the one scheduled, in the zone the page shows times in (here the browser's).
+    const next = (await call<{ next_scheduled_run: string }>('GET', `/triggers/${cronId}`)).next_scheduled_run;
+    const berlin = new Intl.DateTimeFormat('en-GB', { timeZone: 'Europe/Berlin', hour: '2-digit', minute: '2-digit', second: '2-digit' });
+    expect(await resumed.textContent()).to.include(berlin.format(new Date(next)));
     expect(await count(t.db, 'trigger_schedules', { trigger_id: cronId, status: 'pending' })).to.equal(1);
   });
 
@@ -406,7 +437,9 @@ describe('operator dashboard in Chromium (issue 12)', function () {
     });
     await show(`#/triggers/${created.id}`, 'to-be-deleted');
     await page.getByRole('button', { name: 'Delete', exact: true }).click();
+    await until(() => page.evaluate(() => document.activeElement?.textContent === 'Cancel'), { message: 'focus on Cancel' });
     await page.getByRole('button', { name: 'Cancel' }).click();
+    await until(() => page.evaluate(() => document.activeElement?.textContent === 'Delete'), { message: 'focus back on Delete' });
     expect(await count(t.db, 'triggers', { id: created.id })).to.equal(1);
     await page.getByRole('button', { name: 'Delete', exact: true }).click();
     await page.getByRole('button', { name: 'Yes, delete' }).click();
@@ -568,6 +601,247 @@ describe('operator dashboard in Chromium (issue 12)', function () {
       if (UPDATE_SCREENSHOTS) fs.writeFileSync(path.join(REPO_ROOT, 'docs', file), png);
     }
   });
+
+  // Issue 24: the dashboard in the operator's words (in a block of its own, before the console check).
+  {
+    /** The text and zone of the first <time> in a labelled fact (the trigger page's "Next run"). */
+    const fact = (name: string) =>
+      page
+        .locator('dl.facts > div')
+        .filter({ has: page.locator('dt', { hasText: new RegExp(`^${name}$`) }) })
+        .locator('time')
+        .first();
+    const hms = (iso: string, zone: string) =>
+      new Intl.DateTimeFormat('en-GB', { timeZone: zone, hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' }).format(
+        new Date(iso),
+      );
+
+    it("labels times with their zone and switches between the browser's, UTC and the trigger's, remembered across a reload", async () => {
+      await show(`#/triggers/${cronId}`, 'nightly-report');
+      const next = fact('Next run');
+      await next.waitFor();
+      const at = (await next.getAttribute('datetime'))!;
+      // The browser's zone (Berlin) by default, named.
+      expect(await next.getAttribute('data-zone')).to.equal('Europe/Berlin');
+      expect(await next.textContent())
+        .to.match(/(CET|CEST|GMT\+[12])/)
+        .and.include(hms(at, 'Europe/Berlin'));
+      const picker = page.getByLabel('Times in');
+      await picker.selectOption('utc');
+      await until(async () => (await next.getAttribute('data-zone')) === 'UTC', { message: 'shown in UTC' });
+      expect(await next.textContent()).to.include(`${hms(at, 'UTC')} UTC`);
+      await picker.selectOption('trigger');
+      await until(async () => (await next.getAttribute('data-zone')) === 'America/New_York', { message: "shown in the trigger's zone" });
+      expect(await next.textContent())
+        .to.match(/(EST|EDT|GMT-[45])/)
+        .and.include(hms(at, 'America/New_York'));
+      // Remembered by this browser.
+      expect(await page.evaluate(() => localStorage.getItem('etp.timeZone'))).to.equal('trigger');
+      await page.reload();
+      await page.getByRole('heading', { level: 1, name: 'nightly-report' }).waitFor();
+      expect(await page.getByLabel('Times in').inputValue()).to.equal('trigger');
+      await until(async () => (await fact('Next run').getAttribute('data-zone')) === 'America/New_York', {
+        message: 'still the trigger zone',
+      });
+      await page.getByLabel('Times in').selectOption('browser');
+    });
+
+    it('ticks relative times between refreshes', async () => {
+      const fired = (await call<{ event_id: string }>('POST', `/triggers/${cronId}/test`, {})).event_id;
+      await show(`#/events/${fired}`, /^Event /);
+      const rel = fact('Fired').locator('.relative');
+      await until(async () => /seconds? ago/.test((await rel.textContent()) ?? ''), { message: 'fired seconds ago' });
+      const first = await rel.textContent();
+      // Well inside the page's 5 s refresh, the text moves on its own (a second ticks).
+      await until(async () => (await rel.textContent()) !== first, { timeoutMs: 3000, message: 'the relative time ticked' });
+    });
+
+    it('names triggers on the Events and event pages, filters by trigger name and time range, and says when a trigger was deleted', async () => {
+      const trigger = await call<{ id: string }>('POST', '/triggers', {
+        name: 'named-for-events',
+        type: 'webhook',
+        config: { endpoint: receiver.url('/named'), schema: { type: 'object' } },
+      });
+      const eventId = (await call<{ event_id: string }>('POST', `/triggers/${trigger.id}/test`, { payload: {} })).event_id;
+      const firedAt = new Date((await call<{ fired_at: string }>('GET', `/events/${eventId}`)).fired_at);
+      await show('#/events', 'Events');
+      await page.getByLabel('Trigger name or id').fill('named-for-events');
+      await page.getByRole('button', { name: 'Filter' }).click();
+      const row = page.locator(`tr[data-event-id="${eventId}"]`);
+      await row.waitFor();
+      expect(page.url()).to.include('trigger_name=named-for-events');
+      expect(await row.locator('td[data-label="Trigger"]').textContent()).to.equal('named-for-events');
+      expect(await page.locator('table.list tbody tr').count()).to.equal(1);
+      await page.locator('nav.pager').getByText('1 event', { exact: true }).waitFor();
+
+      // The time range, typed in the browser's zone (Berlin) as the labels say.
+      const local = (d: Date) =>
+        new Intl.DateTimeFormat('sv-SE', {
+          timeZone: 'Europe/Berlin',
+          year: 'numeric',
+          month: '2-digit',
+          day: '2-digit',
+          hour: '2-digit',
+          minute: '2-digit',
+        })
+          .format(d)
+          .replace(' ', 'T');
+      await page.getByLabel('Fired from (Europe/Berlin)').fill(local(new Date(firedAt.getTime() + 60_000)));
+      await page.getByRole('button', { name: 'Filter' }).click();
+      await page.getByText('No events match.').waitFor();
+      await page.getByLabel('Fired from (Europe/Berlin)').fill(local(new Date(firedAt.getTime() - 60_000)));
+      await page.getByLabel('Fired before (Europe/Berlin)').fill(local(new Date(firedAt.getTime() + 120_000)));
+      await page.getByRole('button', { name: 'Filter' }).click();
+      await row.waitFor();
+
+      await show(`#/events/${eventId}`, /^Event /);
+      await page.locator('.subtitle a.trigger-ref', { hasText: 'named-for-events' }).waitFor();
+      await call('DELETE', `/triggers/${trigger.id}`);
+      await page.locator('.subtitle .trigger-deleted').waitFor({ timeout: 30_000 });
+      expect(await page.locator('.subtitle .trigger-deleted').textContent()).to.equal(`deleted trigger (${trigger.id.slice(0, 8)})`);
+    });
+
+    it('shows a fired one-shot trigger as completed, without Pause or Resume', async () => {
+      const trigger = await call<{ id: string }>('POST', '/triggers', {
+        name: 'one-shot-done',
+        type: 'time_scheduled',
+        config: { endpoint: receiver.url('/once'), delay_seconds: 1, timezone: 'UTC' },
+      });
+      await until(async () => receiver.forPath('/once').length === 1, { timeoutMs: 60_000, message: 'the one-shot fired' });
+      await show(`#/triggers/${trigger.id}`, 'one-shot-done');
+      await page.locator('.page-head .badge-completed').waitFor({ timeout: 30_000 });
+      await page.getByText('Completed: a one-shot trigger fires once').waitFor();
+      expect(await page.getByRole('button', { name: 'Pause' }).count()).to.equal(0);
+      expect(await page.getByRole('button', { name: 'Resume' }).count()).to.equal(0);
+      await show('#/triggers?q=one-shot-done', 'Triggers');
+      await page.locator('td[data-label="Status"] .badge-completed').waitFor();
+    });
+
+    it('says what pausing and resuming a webhook trigger mean: callers get 409, nothing is kept, and no "next run"', async () => {
+      const trigger = await call<{ id: string }>('POST', '/triggers', {
+        name: 'pausable-webhook',
+        type: 'webhook',
+        config: { endpoint: receiver.url('/pausable'), schema: { type: 'object' } },
+      });
+      await show(`#/triggers/${trigger.id}`, 'pausable-webhook');
+      await page.getByRole('button', { name: 'Pause' }).click();
+      const paused = page.getByRole('status').filter({ hasText: 'Paused.' });
+      await paused.waitFor();
+      expect(await paused.textContent())
+        .to.include('answered 409 Conflict')
+        .and.include('not kept');
+      await page.locator('.paused-note').waitFor();
+      // What the text says is what happens.
+      const res = await fetch(`http://127.0.0.1:${platform.ports.api}/api/v1/webhook/${trigger.id}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{}',
+      });
+      expect(res.status).to.equal(409);
+      expect(await count(t.db, 'event_logs', { trigger_id: trigger.id })).to.equal(0);
+      await page.getByRole('button', { name: 'Resume' }).click();
+      const resumed = page.getByRole('status').filter({ hasText: 'Resumed' });
+      await resumed.waitFor();
+      expect(await resumed.textContent()).to.equal('Resumed: calls to its webhook URL are accepted again.');
+    });
+
+    it("fires a test run with a typed payload, pre-filled from the schema, with JSON and schema errors shown on the box; shows the attempt's headers, secrets masked", async () => {
+      const trigger = await call<{ id: string }>('POST', '/triggers', {
+        name: 'orders-webhook',
+        type: 'webhook',
+        config: {
+          endpoint: receiver.url('/orders'),
+          secret: 'orders-signing-secret-1',
+          headers: { Authorization: 'Bearer tok-very-secret' },
+          schema: {
+            type: 'object',
+            required: ['order_id', 'amount'],
+            properties: {
+              order_id: { type: 'string', examples: ['INV-1001'] },
+              amount: { type: 'integer', minimum: 1 },
+              currency: { type: 'string', default: 'EUR' },
+            },
+          },
+        },
+      });
+      await show(`#/triggers/${trigger.id}`, 'orders-webhook');
+      await page.getByRole('button', { name: 'Test run' }).click();
+      const box = page.getByLabel('Test payload (JSON)');
+      expect(JSON.parse(await box.inputValue())).to.deep.equal({ order_id: 'INV-1001', amount: 1, currency: 'EUR' });
+      expect(await page.evaluate(() => document.activeElement?.id)).to.equal('test-payload');
+
+      badInputOnPurpose = true;
+      // Not JSON: said on the box, nothing sent.
+      await box.fill('{ "order_id": ');
+      await page.getByRole('button', { name: 'Send test run' }).click();
+      const error = page.locator('#test-payload-error');
+      await error.waitFor();
+      expect(await error.textContent()).to.match(/^Not valid JSON/);
+      expect(await box.getAttribute('aria-invalid')).to.equal('true');
+      // Typing clears it.
+      await box.fill('{ "order_id": 7 }');
+      await error.waitFor({ state: 'detached' });
+      // The schema's verdict, on the box, naming the fields.
+      await page.getByRole('button', { name: 'Send test run' }).click();
+      await error.waitFor();
+      const text = (await error.textContent()) ?? '';
+      expect(text).to.include('amount').and.include('order_id');
+      expect(receiver.forPath('/orders')).to.have.length(0);
+
+      badInputOnPurpose = false;
+      await box.fill('{ "order_id": "INV-7", "amount": 3 }');
+      await page.getByRole('button', { name: 'Send test run' }).click();
+      await page.getByRole('status').filter({ hasText: 'Test run fired' }).getByRole('link').click();
+      await page.locator('.page-head .badge-success').waitFor({ timeout: 90_000 });
+      expect(JSON.parse(receiver.forPath('/orders')[0]!.body)).to.deep.equal({ order_id: 'INV-7', amount: 3 });
+
+      // The attempt's headers, secrets masked.
+      await page.getByText('Headers of attempt 1').click();
+      await page.locator('dl.headers[aria-label="Request headers sent"]').waitFor();
+      const pairs = await page
+        .locator('dl.headers[aria-label="Request headers sent"] > div')
+        .evaluateAll((els) => els.map((el) => [el.querySelector('dt')!.textContent, el.querySelector('dd')!.textContent]));
+      const headers = Object.fromEntries(pairs) as Record<string, string>;
+      expect(headers).to.include({ authorization: 'Bearer ••••••', 'webhook-signature': '••••••', 'content-type': 'application/json' });
+      await page.locator('dl.headers[aria-label="Response headers received"]').waitFor();
+      expect(await page.locator('main').textContent()).to.not.include('tok-very-secret');
+    });
+
+    it('puts form errors on their field in plain words, clears them when the field is fixed, and focuses the first', async () => {
+      await show(`#/triggers/${cronId}/edit`, 'Edit trigger');
+      badInputOnPurpose = true;
+      await page.getByLabel('Tags').fill('team:reports, env.test, Bad-Tag');
+      await page.getByRole('button', { name: 'Save changes' }).click();
+      const tagError = page.locator('#t-tags-error');
+      await tagError.waitFor();
+      expect(await tagError.textContent()).to.equal('Tag “Bad-Tag” may use only a–z, 0–9 and _ . : - (1 to 64 characters)');
+      // Focus on the field marked invalid, not lost to the page.
+      await until(() => page.evaluate(() => document.activeElement?.id === 't-tags'), { message: 'focus on the tags field' });
+      // Fixing the field clears its error.
+      await page.getByLabel('Tags').fill('team:reports, env.test');
+      await tagError.waitFor({ state: 'detached' });
+
+      await page.getByLabel('Time zone').fill('Mars/Olympus_Mons');
+      await page.getByRole('button', { name: 'Save changes' }).click();
+      const zoneError = page.locator('#t-timezone-error');
+      await zoneError.waitFor();
+      await until(() => page.evaluate(() => document.activeElement?.id === 't-timezone'), { message: 'focus on the time zone field' });
+      await page.getByLabel('Time zone').fill('Europe/Paris');
+      await zoneError.waitFor({ state: 'detached' });
+      expect(await page.locator('.trigger-form .notice-error').count()).to.equal(0);
+      badInputOnPurpose = false;
+      await page.getByRole('link', { name: 'Cancel' }).click();
+      await page.getByRole('heading', { level: 1, name: 'nightly-report' }).waitFor();
+    });
+
+    it('explains each overview card in plain words, without internal terms', async () => {
+      await show('#/', 'Overview');
+      await page.getByRole('region', { name: 'Schedule punctuality' }).waitFor();
+      expect(await page.locator('main .card').count()).to.equal(await page.locator('main .card .card-note').count());
+      const text = (await page.locator('main').textContent()) ?? '';
+      for (const internal of ['Fire lag', 'Outbox', 'to publish', 'in the active view']) expect(text).to.not.include(internal);
+    });
+  }
 
   it('logged no console error and opened no dialog during the run', () => {
     expect(problems).to.deep.equal([]);

@@ -157,7 +157,35 @@ describe('event log API', () => {
         'next_attempt_at',
         'replayed_as',
         'replay_count',
+        // issue 24 item 4: the trigger in the operator's words
+        'trigger_name',
+        'trigger_timezone',
+        'max_attempts',
       );
+    });
+
+    it("names the event's trigger, its zone and retry limit, and says null once the trigger is deleted", async () => {
+      const app = testApp(t);
+      const name = `nightly-${randomUUID().slice(0, 8)}`;
+      const created = await request(app)
+        .post('/api/v1/triggers')
+        .send({
+          name,
+          type: 'cron_scheduled',
+          status: 'inactive',
+          config: { endpoint: ENDPOINT, cron: '0 3 * * *', timezone: 'America/New_York', retry: { max_attempts: 4, backoff_ms: 1000 } },
+        })
+        .expect(201);
+      const triggerId = created.body.id as string;
+      const [id] = await seed([{ trigger_id: triggerId, fired_at: ago(MINUTE) }]);
+      const named = await request(app).get(`/api/v1/events/${id}`).expect(200);
+      expect(named.body).to.include({ trigger_id: triggerId, trigger_name: name, trigger_timezone: 'America/New_York', max_attempts: 4 });
+      const listed = await list(app, { trigger_id: triggerId });
+      expect(listed.events.map((e) => (e as unknown as { trigger_name: string }).trigger_name)).to.deep.equal([name]);
+
+      await request(app).delete(`/api/v1/triggers/${triggerId}`).expect(204);
+      const orphan = await request(app).get(`/api/v1/events/${id}`).expect(200);
+      expect(orphan.body).to.include({ trigger_id: triggerId, trigger_name: null, trigger_timezone: null, max_attempts: null });
     });
 
     it('returns 404 for an unknown event id and 400 for an id that is not a UUID', async () => {
@@ -178,6 +206,31 @@ describe('event log API', () => {
   });
 
   describe('GET /events filters', () => {
+    it('filters by trigger_name: the one trigger with that name, none, or a 400 naming the ids when several share it', async () => {
+      const app = testApp(t);
+      const [a, b] = [await createTrigger(app), await createTrigger(app)];
+      const nameOf = async (id: string) => (await request(app).get(`/api/v1/triggers/${id}`).expect(200)).body.name as string;
+      const [aId] = await seed([{ trigger_id: a, fired_at: ago(2 * MINUTE) }]);
+      await seed([{ trigger_id: b, fired_at: ago(MINUTE) }]);
+      // Case-insensitive, exact (not "contains").
+      expect(ids(await list(app, { trigger_name: (await nameOf(a)).toUpperCase() }))).to.deep.equal([aId]);
+      expect((await list(app, { trigger_name: (await nameOf(a)).slice(0, 6) })).events).to.deep.equal([]);
+      const none = await list(app, { trigger_name: `no-such-${randomUUID()}` });
+      expect(none.events).to.deep.equal([]);
+      expect(none.pagination.total_records).to.equal(0);
+
+      await request(app)
+        .put(`/api/v1/triggers/${b}`)
+        .send({ name: await nameOf(a) })
+        .expect(200);
+      const twice = await request(app)
+        .get('/api/v1/events')
+        .query({ trigger_name: await nameOf(a) });
+      expect(twice.status).to.equal(400);
+      expect(twice.body.errors[0].field).to.equal('query.trigger_name');
+      expect(twice.body.errors[0].message).to.include(a).and.to.include(b);
+    });
+
     it('filters by trigger_id, source, execution_status and is_test_run', async () => {
       const app = testApp(t);
       const a = randomUUID();

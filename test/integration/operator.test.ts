@@ -128,6 +128,45 @@ describe('operator toolkit (issue 11)', function () {
     let failedId: string;
     let triggerId: string;
 
+    it("keeps each attempt's request and response headers with secrets masked (signature, authorization, cookies) and long values cut", async () => {
+      const secret = 'whsec_' + 'k'.repeat(32);
+      answers.set('/headers', () => ({
+        status: 200,
+        body: 'ok',
+        headers: { 'Set-Cookie': 'sid=very-secret-session', 'X-Trace': 'trace-77', 'X-Long': 'v'.repeat(2000) },
+      }));
+      const id = await webhookTrigger('/headers', { secret, headers: { Authorization: 'Bearer top-secret-token', 'X-Team': 'ops' } });
+      // A test run: the trigger's secret also guards its inbound calls, which this test does not sign.
+      const eventId = (
+        await request(app)
+          .post(`/api/v1/triggers/${id}/test`)
+          .send({ payload: { n: 7 } })
+          .expect(202)
+      ).body.event_id as string;
+      await settled(eventId);
+      const sent = receiver.forPath('/headers')[0]!;
+      const [a] = (await request(app).get(`/api/v1/events/${eventId}/attempts`).expect(200)).body.attempts as Array<{
+        request_headers: Record<string, string>;
+        response_headers: Record<string, string>;
+      }>;
+      expect(a!.request_headers).to.include({
+        'x-team': 'ops',
+        'webhook-id': eventId,
+        authorization: 'Bearer ••••••',
+        'webhook-signature': '••••••',
+      });
+      expect(a!.request_headers['content-type']).to.equal('application/json');
+      expect(sent.headers['webhook-signature']).to.be.a('string').and.not.equal('••••••');
+      expect(a!.response_headers).to.include({ 'set-cookie': '••••••', 'x-trace': 'trace-77' });
+      expect(a!.response_headers['x-long'])
+        .to.have.length.below(600)
+        .and.match(/\(2000 chars\)$/);
+      // Nothing secret reached the table, in any column.
+      const stored = JSON.stringify(await t.db('delivery_attempts').where({ event_id: eventId }));
+      for (const s of ['top-secret-token', 'very-secret-session', String(sent.headers['webhook-signature'])])
+        expect(stored).to.not.include(s);
+    });
+
     it('records every HTTP attempt — two 500s with their bodies — then a replay after recovery succeeds with replay_of, leaving the original untouched', async () => {
       answers.set('/flaky', (r) => ({ status: 500, body: `boom ${JSON.parse(r.body).n}` }));
       triggerId = await webhookTrigger('/flaky', { retry: { max_attempts: 2, backoff_ms: 20 } });

@@ -1,9 +1,27 @@
-import { useMemo, useState } from 'preact/hooks';
+import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { ApiError, api, newKey } from '../api';
-import { Card, ErrorNotice, Facts, JsonBlock, Loading, Status, StatusBadge, Time } from '../components';
+import { Card, ErrorNotice, Facts, JsonBlock, Loading, RetryState, Status, StatusBadge, Time, TriggerRef } from '../components';
 import { formatMs, shortId } from '../format';
 import { href, usePoll } from '../hooks';
-import { TYPE_LABELS, isFinal, type Attempt, type TriggerEvent } from '../types';
+import { TYPE_LABELS, deliveryState, isFinal, type Attempt, type TriggerEvent } from '../types';
+
+/** One direction's headers as a name/value list (masked by the worker before they were stored). */
+function HeaderList({ headers, label }: { headers: Record<string, string> | null; label: string }) {
+  if (!headers) return <p class="muted">{label}: not recorded.</p>;
+  return (
+    <>
+      <h3 class="headers-title">{label}</h3>
+      <dl class="headers" aria-label={label}>
+        {Object.entries(headers).map(([k, v]) => (
+          <div key={k}>
+            <dt>{k}</dt>
+            <dd>{v}</dd>
+          </div>
+        ))}
+      </dl>
+    </>
+  );
+}
 
 async function load(id: string): Promise<{ event: TriggerEvent; attempts: Attempt[] }> {
   const [event, attempts] = await Promise.all([
@@ -22,6 +40,25 @@ export function EventPageView({ id }: { id: string }) {
   const [busy, setBusy] = useState(false);
   const [done, setDone] = useState<string | null>(null);
   const [confirmCancel, setConfirmCancel] = useState(false);
+  // Focus follows the confirmation: to its safe choice when it opens, back to the button that opened it
+  // when it closes (or, after the event ended, to the Replay button that is now the next step).
+  const cancelButton = useRef<HTMLButtonElement>(null);
+  const keepButton = useRef<HTMLButtonElement>(null);
+  const replayButton = useRef<HTMLButtonElement>(null);
+  const confirmWasOpen = useRef(false);
+  const focusReplay = useRef(false);
+  useEffect(() => {
+    if (confirmCancel) keepButton.current?.focus();
+    else if (confirmWasOpen.current && !focusReplay.current) cancelButton.current?.focus();
+    confirmWasOpen.current = confirmCancel;
+  }, [confirmCancel]);
+  // After a confirmed cancel the retry buttons go; focus moves to Replay once the ended event enables it.
+  useEffect(() => {
+    if (focusReplay.current && replayButton.current && !replayButton.current.disabled) {
+      focusReplay.current = false;
+      replayButton.current.focus();
+    }
+  });
 
   if (error instanceof ApiError && error.status === 404) {
     return (
@@ -43,6 +80,7 @@ export function EventPageView({ id }: { id: string }) {
     );
   }
   const { event: e, attempts } = data;
+  const zone = e.trigger_timezone;
 
   const act = async (what: () => Promise<string>) => {
     setBusy(true);
@@ -70,6 +108,7 @@ export function EventPageView({ id }: { id: string }) {
     });
   const doCancel = () =>
     act(async () => {
+      focusReplay.current = true;
       setConfirmCancel(false);
       await api('POST', `/events/${e.id}/cancel`, {});
       return 'Retries cancelled: the event ended as failure.';
@@ -91,12 +130,16 @@ export function EventPageView({ id }: { id: string }) {
       </p>
       <div class="page-head">
         <h1>Event {shortId(e.id)}</h1>
-        <StatusBadge status={e.execution_status} />
+        <StatusBadge status={deliveryState(e)} />
       </div>
+      <p class="subtitle">
+        of <TriggerRef e={e} /> <RetryState e={e} />
+      </p>
       <div class="actions">
         <button
           type="button"
           class="button-primary"
+          ref={replayButton}
           disabled={busy || !final || replayedAs !== null}
           title={replayNote ?? undefined}
           aria-describedby={replayNote ? 'replay-note' : undefined}
@@ -120,12 +163,12 @@ export function EventPageView({ id }: { id: string }) {
                 <button type="button" class="button-danger" disabled={busy} onClick={doCancel}>
                   Yes, cancel retries
                 </button>
-                <button type="button" onClick={() => setConfirmCancel(false)}>
+                <button type="button" ref={keepButton} onClick={() => setConfirmCancel(false)}>
                   Keep retrying
                 </button>
               </span>
             ) : (
-              <button type="button" disabled={busy} onClick={() => setConfirmCancel(true)}>
+              <button type="button" ref={cancelButton} disabled={busy} onClick={() => setConfirmCancel(true)}>
                 Cancel retries
               </button>
             )}
@@ -153,27 +196,30 @@ export function EventPageView({ id }: { id: string }) {
         <Card title="Event">
           <Facts
             items={[
-              ['Status', e.execution_status],
-              [
-                'Trigger',
-                e.trigger_id ? (
-                  <a key="t" href={href(`/triggers/${e.trigger_id}`)}>
-                    {shortId(e.trigger_id)}
-                  </a>
-                ) : (
-                  'unsaved test run'
-                ),
-              ],
+              ['Status', deliveryState(e)],
+              ['Trigger', <TriggerRef key="t" e={e} />],
               ['Type', TYPE_LABELS[e.trigger_type] ?? e.trigger_type],
               ['Source', `${e.source}${e.is_test_run ? ' (test run)' : ''}`],
-              ['Fired', <Time key="f" iso={e.fired_at} relative />],
-              ['Scheduled for', <Time key="s" iso={e.scheduled_for} />],
-              ['Published', <Time key="p" iso={e.published_at} />],
-              ['Attempts', String(e.attempts)],
-              ['Next attempt', e.next_attempt_at ? <Time key="n" iso={e.next_attempt_at} relative /> : '—'],
+              ['Fired', <Time key="f" iso={e.fired_at} relative zone={zone} />],
+              ['Scheduled for', <Time key="s" iso={e.scheduled_for} zone={zone} />],
+              ['Published to Kafka', <Time key="p" iso={e.published_at} zone={zone} />],
+              ['Attempts made', e.max_attempts ? `${e.attempts} of ${e.max_attempts}` : String(e.attempts)],
+              [
+                'Next attempt',
+                e.next_attempt_at && !final ? (
+                  <span key="n">
+                    attempt {e.attempts + 1} at <Time iso={e.next_attempt_at} relative zone={zone} />
+                  </span>
+                ) : (
+                  '—'
+                ),
+              ],
               ['Last response', e.response_status === null ? '—' : String(e.response_status)],
               ['Latency', formatMs(e.latency_ms)],
-              ['View', e.retention_status],
+              [
+                'Kept as',
+                e.retention_status === 'active' ? 'active (recent: the Events page’s default view)' : 'archived (older: the Archived view)',
+              ],
               ['Id', <code key="id">{e.id}</code>],
               [
                 'Replay of',
@@ -214,6 +260,7 @@ export function EventPageView({ id }: { id: string }) {
                   <th scope="col">Status</th>
                   <th scope="col">Error</th>
                   <th scope="col">Response body</th>
+                  <th scope="col">Headers</th>
                 </tr>
               </thead>
               <tbody>
@@ -223,7 +270,7 @@ export function EventPageView({ id }: { id: string }) {
                       {a.attempt}
                     </td>
                     <td data-label="Started">
-                      <Time iso={a.started_at} />
+                      <Time iso={a.started_at} zone={zone} />
                     </td>
                     <td data-label="Duration" class="num">
                       {formatMs(a.duration_ms)}
@@ -234,6 +281,18 @@ export function EventPageView({ id }: { id: string }) {
                     </td>
                     <td data-label="Response body">
                       {a.response_body ? <pre class="body">{a.response_body}</pre> : <span class="muted">—</span>}
+                    </td>
+                    <td data-label="Headers">
+                      {a.request_headers || a.response_headers ? (
+                        <details class="attempt-headers">
+                          <summary>Headers of attempt {a.attempt}</summary>
+                          <HeaderList headers={a.request_headers} label="Request headers sent" />
+                          <HeaderList headers={a.response_headers} label="Response headers received" />
+                          <p class="muted">Secrets (signatures, authorization, cookies, keys) are masked before they are stored.</p>
+                        </details>
+                      ) : (
+                        <span class="muted">not recorded</span>
+                      )}
                     </td>
                   </tr>
                 ))}

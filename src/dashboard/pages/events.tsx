@@ -1,9 +1,10 @@
 import { useState } from 'preact/hooks';
 import { ApiError, api, newKey, query } from '../api';
-import { ErrorNotice, Loading, Status, StatusBadge, Time } from '../components';
-import { shortId } from '../format';
+import { ErrorNotice, Loading, RetryState, Status, StatusBadge, Time, TriggerRef } from '../components';
+import { plural, shortId } from '../format';
 import { href, navigate, usePoll, type Route } from '../hooks';
-import { EVENT_SOURCES, EXECUTION_STATUSES, isFinal, type EventPage, type TriggerEvent } from '../types';
+import { EVENT_SOURCES, EXECUTION_STATUSES, deliveryState, isFinal, type EventPage, type TriggerEvent } from '../types';
+import { browserZone, useZoneChoice } from '../zone';
 
 const PAGE_SIZE = 25;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -29,11 +30,11 @@ export function EventRows({ events, showTrigger = true, caption }: { events: Tri
           <tr key={e.id} class="event-row" data-event-id={e.id}>
             <td data-label="Fired">
               <a href={href(`/events/${e.id}`)} aria-label={`Event ${shortId(e.id)}`}>
-                <Time iso={e.fired_at} relative />
+                <Time iso={e.fired_at} relative zone={e.trigger_timezone} />
               </a>
             </td>
             <td data-label="Status">
-              <StatusBadge status={e.execution_status} />
+              <StatusBadge status={deliveryState(e)} /> <RetryState e={e} />
               {e.replayed_as ? (
                 <span class="replayed-mark">
                   {' '}
@@ -47,15 +48,12 @@ export function EventRows({ events, showTrigger = true, caption }: { events: Tri
             </td>
             {showTrigger ? (
               <td data-label="Trigger">
-                {e.trigger_id ? (
-                  <a href={href(`/triggers/${e.trigger_id}`)}>{shortId(e.trigger_id)}</a>
-                ) : (
-                  <span class="muted">unsaved</span>
-                )}
+                <TriggerRef e={e} />
               </td>
             ) : null}
             <td data-label="Attempts" class="num">
               {e.attempts}
+              {e.max_attempts ? <span class="muted"> of {e.max_attempts}</span> : null}
             </td>
             <td data-label="Error" class="error-cell">
               {e.error_message}
@@ -68,54 +66,98 @@ export function EventRows({ events, showTrigger = true, caption }: { events: Tri
 }
 
 interface Filters {
-  trigger_id: string;
+  /** A trigger id, or a trigger's name. */
+  trigger: string;
   execution_status: string;
   source: string;
   retention_status: string;
+  /** datetime-local text, read in the zone the inputs name. */
+  from: string;
+  to: string;
+}
+
+const pad = (n: number) => String(n).padStart(2, '0');
+
+/** An ISO instant as datetime-local text in UTC or in the browser's zone. */
+function toLocalInput(iso: string | null, utc: boolean): string {
+  if (!iso) return '';
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return '';
+  if (utc) return d.toISOString().slice(0, 16);
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+/** datetime-local text (read in UTC or the browser's zone) as an ISO instant; null when empty or not a time. */
+function fromLocalInput(text: string, utc: boolean): string | null {
+  if (!text) return null;
+  const d = new Date(utc ? `${text}Z` : text);
+  return Number.isNaN(d.getTime()) ? null : d.toISOString();
 }
 
 /**
  * The events list, and (failedOnly) the failed-events view with "replay all shown". Filters live in the
  * URL; pages go back in time by the API's keyset cursor (the cursors of the pages seen are kept, for "Newer").
+ * The trigger filter takes an id or a name; the time range is typed in the zone the page shows times in
+ * (UTC, or this browser's zone: a list mixes triggers, so "each trigger's zone" reads it in the browser's).
  */
 export function EventsPage({ route, failedOnly = false }: { route: Route; failedOnly?: boolean }) {
   const p = route.params;
   const base = failedOnly ? '/failed' : '/events';
-  const filters: Filters = {
+  const utc = useZoneChoice().choice === 'utc';
+  const inputZone = utc ? 'UTC' : browserZone();
+  const query0 = {
     trigger_id: p.get('trigger_id') ?? '',
+    trigger_name: p.get('trigger_name') ?? '',
     execution_status: failedOnly ? 'failure' : (p.get('execution_status') ?? ''),
     source: p.get('source') ?? '',
     retention_status: p.get('retention_status') === 'archived' ? 'archived' : 'active',
+    from: p.get('from') ?? '',
+    to: p.get('to') ?? '',
   };
-  const [draft, setDraft] = useState(filters);
+  const [draft, setDraft] = useState<Filters>({
+    trigger: query0.trigger_id || query0.trigger_name,
+    execution_status: query0.execution_status,
+    source: query0.source,
+    retention_status: query0.retention_status,
+    from: toLocalInput(query0.from || null, utc),
+    to: toLocalInput(query0.to || null, utc),
+  });
   const [cursors, setCursors] = useState<string[]>([]);
   const cursor = cursors[cursors.length - 1];
-  const badTrigger = draft.trigger_id.trim() !== '' && !UUID.test(draft.trigger_id.trim());
+  const badRange = Boolean(draft.from && draft.to && draft.from >= draft.to);
 
   const { data, error, reload } = usePoll(
     () =>
       api<EventPage>(
         'GET',
         `/events${query({
-          trigger_id: filters.trigger_id,
-          execution_status: filters.execution_status,
-          source: filters.source,
-          retention_status: filters.retention_status,
+          trigger_id: query0.trigger_id,
+          trigger_name: query0.trigger_name,
+          execution_status: query0.execution_status,
+          source: query0.source,
+          retention_status: query0.retention_status,
+          from: query0.from,
+          to: query0.to,
           limit: PAGE_SIZE,
           cursor,
         })}`,
       ),
-    [filters.trigger_id, filters.execution_status, filters.source, filters.retention_status, cursor],
+    [...Object.values(query0), cursor],
   );
 
   const apply = (e: Event) => {
     e.preventDefault();
-    if (badTrigger) return;
-    const next = { ...draft, trigger_id: draft.trigger_id.trim() };
+    if (badRange) return;
+    const trigger = draft.trigger.trim();
+    const isId = UUID.test(trigger);
     navigate(base, {
-      ...next,
-      execution_status: failedOnly ? undefined : next.execution_status,
-      retention_status: next.retention_status === 'active' ? undefined : next.retention_status,
+      trigger_id: isId ? trigger : undefined,
+      trigger_name: isId ? undefined : trigger,
+      execution_status: failedOnly ? undefined : draft.execution_status,
+      source: draft.source,
+      retention_status: draft.retention_status === 'active' ? undefined : draft.retention_status,
+      from: fromLocalInput(draft.from, utc),
+      to: fromLocalInput(draft.to, utc),
     });
   };
 
@@ -125,19 +167,13 @@ export function EventsPage({ route, failedOnly = false }: { route: Route; failed
       {failedOnly ? <p class="muted">Events whose delivery gave up. Fix the endpoint, then replay them.</p> : null}
       <form class="filters" onSubmit={apply} aria-label="Filter events">
         <div class="field">
-          <label for="f-trigger">Trigger id</label>
+          <label for="f-trigger">Trigger name or id</label>
           <input
             id="f-trigger"
-            value={draft.trigger_id}
-            aria-invalid={badTrigger ? 'true' : undefined}
-            aria-describedby={badTrigger ? 'f-trigger-error' : undefined}
-            onInput={(e) => setDraft({ ...draft, trigger_id: e.currentTarget.value })}
+            value={draft.trigger}
+            maxLength={255}
+            onInput={(e) => setDraft({ ...draft, trigger: e.currentTarget.value })}
           />
-          {badTrigger ? (
-            <span id="f-trigger-error" class="field-error">
-              A trigger id is a UUID
-            </span>
-          ) : null}
         </div>
         {failedOnly ? null : (
           <div class="field">
@@ -174,9 +210,34 @@ export function EventsPage({ route, failedOnly = false }: { route: Route; failed
             value={draft.retention_status}
             onChange={(e) => setDraft({ ...draft, retention_status: e.currentTarget.value })}
           >
-            <option value="active">Active</option>
-            <option value="archived">Archived</option>
+            <option value="active">Active (recent)</option>
+            <option value="archived">Archived (older)</option>
           </select>
+        </div>
+        <div class="field">
+          <label for="f-from">Fired from ({inputZone})</label>
+          <input
+            id="f-from"
+            type="datetime-local"
+            value={draft.from}
+            onInput={(e) => setDraft({ ...draft, from: e.currentTarget.value })}
+          />
+        </div>
+        <div class="field">
+          <label for="f-to">Fired before ({inputZone})</label>
+          <input
+            id="f-to"
+            type="datetime-local"
+            value={draft.to}
+            aria-invalid={badRange ? 'true' : undefined}
+            aria-describedby={badRange ? 'f-to-error' : undefined}
+            onInput={(e) => setDraft({ ...draft, to: e.currentTarget.value })}
+          />
+          {badRange ? (
+            <span id="f-to-error" class="field-error">
+              Must be later than “Fired from”
+            </span>
+          ) : null}
         </div>
         <div class="field field-actions">
           <button type="submit">Filter</button>
@@ -201,8 +262,9 @@ export function EventsPage({ route, failedOnly = false }: { route: Route; failed
         )}
         {data?.pagination.total_records !== null && data?.pagination.total_records !== undefined ? (
           <span>
-            {data.pagination.total_records}
-            {data.pagination.total_is_exact === false ? '+' : ''} events
+            {data.pagination.total_is_exact === false
+              ? `${data.pagination.total_records.toLocaleString()}+ events`
+              : plural(data.pagination.total_records, 'event')}
           </span>
         ) : (
           <span />
@@ -261,7 +323,7 @@ function ReplayShown({ events, onDone }: { events: TriggerEvent[]; onDone: () =>
     <div class="actions">
       {confirming ? (
         <span class="confirm" role="group" aria-label="Confirm replay">
-          <span>Replay the {eligible.length} events shown?</span>
+          <span>Replay the {eligible.length === 1 ? 'event' : `${eligible.length} events`} shown?</span>
           <button type="button" class="button-primary" onClick={run}>
             Yes, replay {eligible.length}
           </button>

@@ -1,7 +1,7 @@
 import { api } from '../api';
 import { EventsChart } from '../chart';
 import { Card, ErrorNotice, Loading } from '../components';
-import { formatCount, formatMs } from '../format';
+import { formatCount, formatMs, plural } from '../format';
 import { href, usePoll } from '../hooks';
 import { TRIGGER_TYPES, TYPE_LABELS, type Overview } from '../types';
 
@@ -25,6 +25,7 @@ export function OverviewPage() {
       ) : (
         <div class="cards">
           <Card title="Triggers">
+            <p class="card-note">The triggers defined, by type; paused ones fire nothing until resumed.</p>
             <div class="bigs">
               <Big value={formatCount(data.triggers.total)} label="total" />
               <Big value={formatCount(data.triggers.by_status.active)} label="active" tone="good" />
@@ -56,43 +57,62 @@ export function OverviewPage() {
               </tbody>
             </table>
           </Card>
-          <Card title="Fire lag">
+          <Card title="Schedule punctuality">
+            <p class="card-note">How late scheduled runs fired after their planned time (any configured jitter included).</p>
             <div class="bigs">
-              <Big value={formatMs(data.fire_lag.p50_ms)} label="p50" />
-              <Big value={formatMs(data.fire_lag.p99_ms)} label="p99" tone={(data.fire_lag.p99_ms ?? 0) > 1000 ? 'warn' : undefined} />
+              <Big value={formatMs(data.fire_lag.p50_ms)} label="typical (median)" />
+              <Big
+                value={formatMs(data.fire_lag.p99_ms)}
+                label="worst 1 in 100"
+                tone={(data.fire_lag.p99_ms ?? 0) > 1000 ? 'warn' : undefined}
+              />
             </div>
             <p class="muted">
-              Over the last {formatCount(data.fire_lag.sample_size)} scheduled firings of the past hour (max{' '}
-              {formatMs(data.fire_lag.max_ms)}).
+              {data.fire_lag.sample_size === 0
+                ? 'No scheduled run fired in the past hour.'
+                : `Over the last ${plural(data.fire_lag.sample_size, 'scheduled run')} of the past hour (latest: ${formatMs(data.fire_lag.max_ms)}).`}
             </p>
           </Card>
-          <Card title="Outbox">
+          <Card title="Waiting to be sent">
+            <p class="card-note">
+              Events are written to the database first, then handed to Kafka for delivery; retries wait there for their time.
+            </p>
             <div class="bigs">
-              <Big value={formatCount(data.outbox.backlog)} label="to publish" tone={data.outbox.backlog > 1000 ? 'warn' : undefined} />
-              <Big value={formatCount(data.outbox.waiting)} label="waiting (retries)" />
+              <Big
+                value={formatCount(data.outbox.backlog)}
+                label="not yet handed to Kafka"
+                tone={data.outbox.backlog > 1000 ? 'warn' : undefined}
+              />
+              <Big value={formatCount(data.outbox.waiting)} label="retries waiting for their time" />
             </div>
             <p class="muted">
               {data.outbox.oldest_backlog_age_seconds === null
-                ? 'Nothing waits to be published.'
-                : `Oldest row waiting ${formatMs(data.outbox.oldest_backlog_age_seconds * 1000)}.`}
+                ? 'Nothing is waiting to be handed over.'
+                : `The oldest has waited ${formatMs(data.outbox.oldest_backlog_age_seconds * 1000)}.`}
             </p>
           </Card>
           <Card title={`Deliveries (${data.deliveries.window_hours} h)`}>
+            <p class="card-note">What became of the events fired in the last {data.deliveries.window_hours} hours.</p>
             <div class="bigs">
               <Big value={formatCount(data.deliveries.succeeded)} label="succeeded" tone="good" />
               <Big value={formatCount(data.deliveries.failed)} label="failed" tone={data.deliveries.failed > 0 ? 'bad' : undefined} />
-              <Big value={formatCount(data.deliveries.in_flight)} label="in flight" />
+              <Big value={formatCount(data.deliveries.in_flight)} label="still being delivered or retried" />
             </div>
           </Card>
           <Card title="Failed events">
+            <p class="card-note">
+              Recent events whose delivery gave up (those on the Failed page; older ones are archived). They can be replayed once the
+              endpoint is fixed.
+            </p>
             <div class="bigs">
-              <Big value={formatCount(data.failed_events)} label="in the active view" tone={data.failed_events > 0 ? 'bad' : undefined} />
+              <Big value={formatCount(data.failed_events)} label="gave up, recent" tone={data.failed_events > 0 ? 'bad' : undefined} />
             </div>
             <p>
               <a href={href('/failed')}>Review and replay failed events</a>
             </p>
           </Card>
           <Card title="Events per minute (2 h)" wide>
+            <p class="card-note">Events fired each minute of the last two hours, by where their delivery stands now.</p>
             <EventsChart buckets={data.events_per_minute.buckets} />
           </Card>
         </div>

@@ -4,10 +4,11 @@
  * keys the form has no field for (max_backfill, retry.max_age_seconds …) are kept as they are on edit.
  */
 import type { ComponentChildren } from 'preact';
-import { useEffect, useMemo, useState } from 'preact/hooks';
+import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { ApiError, api } from '../api';
 import { ErrorNotice, Loading, Runs } from '../components';
 import { href, navigate, useDebounced, usePoll } from '../hooks';
+import { browserZone } from '../zone';
 import { TRIGGER_TYPES, TYPE_LABELS, type FieldError, type Schedule, type Trigger, type TriggerType } from '../types';
 
 const HTTP_METHODS = ['POST', 'PUT', 'PATCH', 'GET', 'DELETE'];
@@ -16,14 +17,6 @@ const MISFIRE = [
   ['skip', 'skip them'],
   ['fire_all', 'fire all (backfill)'],
 ];
-
-function browserZone(): string {
-  try {
-    return Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
-  } catch {
-    return 'UTC';
-  }
-}
 
 function zones(): string[] {
   try {
@@ -177,6 +170,29 @@ function previewable(f: FormState): boolean {
   }
 }
 
+/**
+ * An API or form error in the operator's words, for the field it is shown on: "tags.2: must match pattern
+ * ^[a-z0-9_.:-]{1,64}$" becomes "Tag 3 ("Bad Tag") may use only a–z, 0–9 and _ . : - (1 to 64 characters)".
+ */
+export function plainError(e: FieldError, f: Pick<FormState, 'tags'>): string {
+  const tag = /^tags\.(\d+)$/.exec(e.field);
+  if (tag) {
+    const i = Number(tag[1]);
+    const value = f.tags.split(/[\s,]+/).filter(Boolean)[i];
+    const which = value === undefined ? `Tag ${i + 1}` : `Tag “${value}”`;
+    if (/pattern/.test(e.message)) return `${which} may use only a–z, 0–9 and _ . : - (1 to 64 characters)`;
+    return `${which} ${e.message}`;
+  }
+  if (/must match pattern/.test(e.message)) return 'is not in the expected form';
+  const nested = /^config\.(?:schema|headers)\.(.+)$/.exec(e.field);
+  return nested ? `${nested[1]}: ${e.message}` : e.message;
+}
+
+/** Whether an error reported for `reported` belongs on the field whose path is `field` (or is inside it). */
+function belongsTo(reported: string, field: string): boolean {
+  return reported === field || reported.startsWith(`${field}.`) || reported.startsWith(`${field}/`);
+}
+
 function Field(props: { id: string; label: string; hint?: string; error?: string; children: ComponentChildren; wide?: boolean }) {
   return (
     <div class={props.wide ? 'field field-wide' : 'field'}>
@@ -259,13 +275,31 @@ function TriggerForm({ trigger }: { trigger: Trigger | null }) {
   const [f, setF] = useState<FormState>(() => initialState(trigger));
   const [submitError, setSubmitError] = useState<unknown>(null);
   const [clientErrors, setClientErrors] = useState<FieldError[]>([]);
+  // The fields as they were sent: an error stays on a field only while the field still holds that text.
+  const [submitted, setSubmitted] = useState<FormState | null>(null);
   const [saving, setSaving] = useState(false);
   const zoneList = useMemo(zones, []);
   const editing = trigger !== null;
+  const formRef = useRef<HTMLFormElement>(null);
 
   const serverErrors = submitError instanceof ApiError ? (submitError.problem.errors ?? []) : [];
-  const errorOf = (field: string) => [...clientErrors, ...serverErrors].find((e) => e.field === field)?.message;
+  const allErrors = [...clientErrors, ...serverErrors];
+  /** The fields on the form, by the API's field path, and the form state each reads. */
+  const placed: Array<[string, keyof FormState]> = [];
+  let shownOnFields = 0;
+  const errorOf = (field: string, key: keyof FormState) => {
+    placed.push([field, key]);
+    if (submitted && f[key] !== submitted[key]) return undefined;
+    const mine = allErrors.filter((e) => belongsTo(e.field, field));
+    shownOnFields += mine.length;
+    return mine.length > 0 ? mine.map((e) => plainError(e, submitted ?? f)).join('; ') : undefined;
+  };
   const update = (patch: Partial<FormState>) => setF((s) => ({ ...s, ...patch }));
+  // After a refused save, focus goes to the first field marked invalid (not lost to the page).
+  useEffect(() => {
+    if (!submitted || saving) return;
+    formRef.current?.querySelector<HTMLElement>('[aria-invalid="true"]')?.focus();
+  }, [submitted, submitError, clientErrors]);
 
   const onSubmit = async (e: Event) => {
     e.preventDefault();
@@ -273,6 +307,7 @@ function TriggerForm({ trigger }: { trigger: Trigger | null }) {
     const tags = f.tags.split(/[\s,]+/).filter(Boolean);
     setClientErrors(built.errors);
     setSubmitError(null);
+    setSubmitted(f);
     if (built.errors.length > 0) return;
     setSaving(true);
     try {
@@ -300,7 +335,7 @@ function TriggerForm({ trigger }: { trigger: Trigger | null }) {
     } = {},
   ) => {
     const id = `t-${key}`;
-    const error = errorOf(opts.field ?? `config.${key}`);
+    const error = errorOf(opts.field ?? `config.${key}`, key);
     const common = {
       id,
       value: f[key] as string,
@@ -320,7 +355,7 @@ function TriggerForm({ trigger }: { trigger: Trigger | null }) {
   };
   const textarea = (key: keyof FormState, label: string, hint: string, rows = 4) => {
     const id = `t-${key}`;
-    const error = errorOf(`config.${key}`);
+    const error = errorOf(`config.${key}`, key);
     return (
       <Field id={id} label={label} hint={hint} error={error} wide>
         <textarea
@@ -337,7 +372,7 @@ function TriggerForm({ trigger }: { trigger: Trigger | null }) {
   };
   const select = (key: keyof FormState, label: string, options: string[][], disabled = false) => {
     const id = `t-${key}`;
-    const error = errorOf(key === 'type' ? 'type' : `config.${key}`);
+    const error = errorOf(key === 'type' ? 'type' : `config.${key}`, key);
     return (
       <Field id={id} label={label} error={error}>
         <select
@@ -371,7 +406,7 @@ function TriggerForm({ trigger }: { trigger: Trigger | null }) {
       </p>
       <h1>{editing ? 'Edit trigger' : 'New trigger'}</h1>
       <div class="form-layout">
-        <form class="trigger-form" onSubmit={onSubmit} noValidate aria-label={editing ? 'Edit trigger' : 'New trigger'}>
+        <form class="trigger-form" ref={formRef} onSubmit={onSubmit} noValidate aria-label={editing ? 'Edit trigger' : 'New trigger'}>
           <fieldset>
             <legend>Trigger</legend>
             {input('name', 'Name', { field: 'name', required: true })}
@@ -476,12 +511,26 @@ function TriggerForm({ trigger }: { trigger: Trigger | null }) {
             </fieldset>
           )}
 
-          <ErrorNotice error={submitError} what="Not saved" />
-          {clientErrors.length > 0 ? (
-            <div class="notice notice-error" role="alert">
-              <p>Not saved: fix the marked fields.</p>
-            </div>
-          ) : null}
+          {(() => {
+            // Errors the form has no field for (rare) are listed here, in the API's words.
+            const unplaced = allErrors.filter((e) => !placed.some(([field]) => belongsTo(e.field, field)));
+            if (allErrors.length === 0) return <ErrorNotice error={submitError} what="Not saved" />;
+            if (shownOnFields === 0 && unplaced.length === 0) return null; // every marked field has been changed since
+            return (
+              <div class="notice notice-error" role="alert">
+                <p>{shownOnFields > 0 ? 'Not saved: fix the marked fields.' : 'Not saved.'}</p>
+                {unplaced.length > 0 ? (
+                  <ul>
+                    {unplaced.map((e, i) => (
+                      <li key={i}>
+                        {e.field}: {e.message}
+                      </li>
+                    ))}
+                  </ul>
+                ) : null}
+              </div>
+            );
+          })()}
           <div class="actions">
             <button type="submit" class="button-primary" disabled={saving}>
               {editing ? 'Save changes' : 'Create trigger'}

@@ -1,11 +1,136 @@
 import type { ComponentChildren } from 'preact';
-import { useRef, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { ApiError, api, query } from '../api';
 import { Card, ErrorNotice, Facts, JsonBlock, Loading, Runs, Status, StatusBadge, Time } from '../components';
-import { formatCount, shortId } from '../format';
+import { exampleFromSchema } from '../example';
+import { formatCount, plural, pretty, shortId } from '../format';
 import { href, navigate, usePoll } from '../hooks';
-import { TYPE_LABELS, type EventPage, type Schedule, type Trigger, type TriggerStats, type WebhookCall } from '../types';
+import { TYPE_LABELS, isCompleted, type EventPage, type Schedule, type Trigger, type TriggerStats, type WebhookCall } from '../types';
+import { formatInZone, useZoneChoice, zoneFor } from '../zone';
 import { EventRows } from './events';
+
+/** What pausing means for this type of trigger, in the operator's words. */
+function pausedMeaning(t: Trigger): string {
+  switch (t.type) {
+    case 'webhook':
+      return 'Calls to its webhook URL are answered 409 Conflict and their payloads are not kept: senders must send again after it is resumed.';
+    case 'time_scheduled':
+      return 'It will not fire at its run time unless it is resumed before then; a run time that passes while paused is not made up.';
+    default:
+      return 'No runs fire while it is paused; the runs due meanwhile are skipped, not made up when it is resumed.';
+  }
+}
+
+/** What resuming did, from the trigger as the API answered the resume. */
+function resumedMeaning(t: Trigger, zone: string): string {
+  if (t.type === 'webhook') return 'Resumed: calls to its webhook URL are accepted again.';
+  if (!t.next_scheduled_run) {
+    return t.type === 'time_scheduled'
+      ? 'Resumed, but its run time has passed: it will not fire. Edit its run time to schedule it again.'
+      : 'Resumed, but its schedule has no run left (its end time has passed).';
+  }
+  return `Resumed: the next run is at ${formatInZone(t.next_scheduled_run, zone)}.`;
+}
+
+/** A test run's payload error in plain words: "/payload/order/id" as "order.id". */
+function payloadField(field: string): string {
+  const path = field
+    .replace(/^\/payload\/?/, '')
+    .split('/')
+    .filter(Boolean)
+    .join('.');
+  return path ? `${path}: ` : '';
+}
+
+/** The payload box of a test run: pre-filled, checked as JSON before it is sent, errors shown on the box. */
+function TestRunForm({ t, onFired, onClose }: { t: Trigger; onFired: (eventId: string) => void; onClose: () => void }) {
+  const initial = () => {
+    if (t.type === 'webhook') return pretty(exampleFromSchema(t.config.schema));
+    return pretty(t.config.payload ?? null);
+  };
+  const [text, setText] = useState(initial);
+  const [error, setError] = useState<string[] | null>(null);
+  const [busy, setBusy] = useState(false);
+  const box = useRef<HTMLTextAreaElement>(null);
+  useEffect(() => box.current?.focus(), []);
+  const hasExample = t.type === 'webhook' && typeof t.config.schema === 'object' && t.config.schema !== null;
+
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    let payload: unknown;
+    try {
+      payload = JSON.parse(text);
+    } catch (err) {
+      setError([`Not valid JSON: ${(err as Error).message}`]);
+      box.current?.focus();
+      return;
+    }
+    setBusy(true);
+    try {
+      const r = await api<{ event_id: string }>('POST', `/triggers/${t.id}/test`, { payload });
+      setError(null);
+      onFired(r.event_id);
+    } catch (err) {
+      const fields = err instanceof ApiError ? (err.problem.errors ?? []) : [];
+      setError(
+        fields.length > 0 ? fields.map((f) => `${payloadField(f.field)}${f.message}`) : [err instanceof Error ? err.message : String(err)],
+      );
+      box.current?.focus();
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  return (
+    <form class="test-run" aria-label="Test run" onSubmit={submit}>
+      <div class="field field-wide">
+        <label for="test-payload">Test payload (JSON)</label>
+        <span id="test-payload-hint" class="hint">
+          {t.type === 'webhook'
+            ? hasExample
+              ? 'Started from the schema’s example, defaults and required fields: edit it to what a sender would post. It is checked against the schema.'
+              : 'What a sender would post.'
+            : 'The trigger’s configured payload; a test run may send another.'}
+        </span>
+        <textarea
+          id="test-payload"
+          ref={box}
+          rows={8}
+          spellcheck={false}
+          value={text}
+          aria-invalid={error ? 'true' : undefined}
+          aria-describedby={error ? 'test-payload-hint test-payload-error' : 'test-payload-hint'}
+          onInput={(e) => {
+            setText(e.currentTarget.value);
+            // An error about the old text no longer applies to the new one.
+            if (error) setError(null);
+          }}
+        />
+        {error ? (
+          <div id="test-payload-error" class="field-error" role="alert">
+            {error.length === 1 ? (
+              error[0]
+            ) : (
+              <ul>
+                {error.map((m, i) => (
+                  <li key={i}>{m}</li>
+                ))}
+              </ul>
+            )}
+          </div>
+        ) : null}
+      </div>
+      <div class="actions">
+        <button type="submit" class="button-primary" disabled={busy}>
+          Send test run
+        </button>
+        <button type="button" onClick={onClose}>
+          Close
+        </button>
+      </div>
+    </form>
+  );
+}
 
 interface Loaded {
   trigger: Trigger;
@@ -71,6 +196,20 @@ export function TriggerPageView({ id }: { id: string }) {
   const [message, setMessage] = useState<ComponentChildren>(null);
   const [actionError, setActionError] = useState<unknown>(null);
   const [confirmDelete, setConfirmDelete] = useState(false);
+  const [testing, setTesting] = useState(false);
+  const { choice } = useZoneChoice();
+  // Focus follows the confirmation and the test-run box: into them when they open, back to the button
+  // that opened them when they close (never to the page's body).
+  const deleteButton = useRef<HTMLButtonElement>(null);
+  const keepButton = useRef<HTMLButtonElement>(null);
+  const testButton = useRef<HTMLButtonElement>(null);
+  const wasOpen = useRef({ confirm: false, testing: false });
+  useEffect(() => {
+    if (confirmDelete) keepButton.current?.focus();
+    else if (wasOpen.current.confirm) deleteButton.current?.focus();
+    if (!testing && wasOpen.current.testing) testButton.current?.focus();
+    wasOpen.current = { confirm: confirmDelete, testing };
+  }, [confirmDelete, testing]);
 
   if (error instanceof ApiError && error.status === 404) {
     return (
@@ -106,19 +245,22 @@ export function TriggerPageView({ id }: { id: string }) {
     }
   }
 
-  const testRun = () =>
-    act(async () => {
-      const r = await api<{ event_id: string }>('POST', `/triggers/${t.id}/test`, {});
-      return (
-        <>
-          Test run fired: event <a href={href(`/events/${r.event_id}`)}>{shortId(r.event_id)}</a>.
-        </>
-      );
-    });
+  const zone = typeof t.config.timezone === 'string' ? t.config.timezone : null;
+  const shownZone = zoneFor(choice, zone);
+  const completed = isCompleted(t);
+  const fired = (eventId: string) => {
+    setActionError(null);
+    setMessage(
+      <>
+        Test run fired: event <a href={href(`/events/${eventId}`)}>{shortId(eventId)}</a>.
+      </>,
+    );
+    reload();
+  };
   const setStatus = (status: 'active' | 'inactive') =>
     act(async () => {
-      await api('PUT', `/triggers/${t.id}`, { status });
-      return status === 'active' ? 'Resumed: the next run is scheduled.' : 'Paused: nothing fires until it is resumed.';
+      const updated = await api<Trigger>('PUT', `/triggers/${t.id}`, { status });
+      return status === 'active' ? resumedMeaning(updated, shownZone) : `Paused. ${pausedMeaning(t)}`;
     });
   const remove = async () => {
     setBusy(true);
@@ -140,13 +282,21 @@ export function TriggerPageView({ id }: { id: string }) {
       </p>
       <div class="page-head">
         <h1 class="trigger-title">{t.name}</h1>
-        <StatusBadge status={t.status} />
+        <StatusBadge status={completed ? 'completed' : t.status} />
       </div>
       <div class="actions" role="group" aria-label="Trigger actions">
-        <button type="button" class="button-primary" disabled={busy} onClick={testRun}>
+        <button
+          type="button"
+          class="button-primary"
+          ref={testButton}
+          disabled={busy}
+          aria-expanded={testing}
+          aria-controls={testing ? 'test-run' : undefined}
+          onClick={() => setTesting(!testing)}
+        >
           Test run
         </button>
-        {t.status === 'active' ? (
+        {completed ? null : t.status === 'active' ? (
           <button type="button" disabled={busy} onClick={() => setStatus('inactive')}>
             Pause
           </button>
@@ -164,16 +314,28 @@ export function TriggerPageView({ id }: { id: string }) {
             <button type="button" class="button-danger" disabled={busy} onClick={remove}>
               Yes, delete
             </button>
-            <button type="button" onClick={() => setConfirmDelete(false)}>
+            <button type="button" ref={keepButton} onClick={() => setConfirmDelete(false)}>
               Cancel
             </button>
           </span>
         ) : (
-          <button type="button" class="button-danger" disabled={busy} onClick={() => setConfirmDelete(true)}>
+          <button type="button" class="button-danger" ref={deleteButton} disabled={busy} onClick={() => setConfirmDelete(true)}>
             Delete
           </button>
         )}
       </div>
+      {testing ? (
+        <div id="test-run">
+          <TestRunForm t={t} onFired={fired} onClose={() => setTesting(false)} />
+        </div>
+      ) : null}
+      {completed ? (
+        <p class="notice">
+          Completed: a one-shot trigger fires once, and this one has nothing left to fire. Edit its run time to schedule it again.
+        </p>
+      ) : t.status === 'inactive' ? (
+        <p class="notice paused-note">Paused. {pausedMeaning(t)}</p>
+      ) : null}
       {message ? <Status>{message}</Status> : null}
       <ErrorNotice error={actionError} />
       <ErrorNotice error={error} what="Refresh failed" />
@@ -183,12 +345,26 @@ export function TriggerPageView({ id }: { id: string }) {
           <Facts
             items={[
               ['Type', TYPE_LABELS[t.type] ?? t.type],
-              ['Status', t.status],
-              ['Next run', t.type === 'webhook' ? 'when its webhook URL is called' : <Time iso={t.next_scheduled_run} relative />],
+              ['Status', completed ? 'completed (fired)' : t.status === 'inactive' ? 'paused' : 'active'],
+              [
+                'Next run',
+                t.type === 'webhook' ? (
+                  'when its webhook URL is called'
+                ) : t.next_scheduled_run ? (
+                  <Time key="n" iso={t.next_scheduled_run} relative zone={zone} />
+                ) : completed ? (
+                  'none: it has fired'
+                ) : t.status === 'inactive' ? (
+                  'none while paused'
+                ) : (
+                  'none left'
+                ),
+              ],
+              ...(zone ? ([['Time zone', zone]] as Array<[string, ComponentChildren]>) : []),
               ['Tags', t.tags.length ? t.tags.join(', ') : '—'],
               ['Id', <code key="id">{t.id}</code>],
-              ['Created', <Time key="c" iso={t.created_at} />],
-              ['Updated', <Time key="u" iso={t.updated_at} />],
+              ['Created', <Time key="c" iso={t.created_at} zone={zone} />],
+              ['Updated', <Time key="u" iso={t.updated_at} zone={zone} />],
             ]}
           />
           {t.webhook_url ? <WebhookUrl url={t.webhook_url} /> : null}
@@ -200,7 +376,7 @@ export function TriggerPageView({ id }: { id: string }) {
               ['Succeeded', formatCount(s.success ?? 0)],
               ['Failed', formatCount(s.failure ?? 0)],
               ['In flight', formatCount((s.pending ?? 0) + (s.published ?? 0))],
-              ['Last fired', <Time key="l" iso={stats.last_fired_at} relative />],
+              ['Last fired', <Time key="l" iso={stats.last_fired_at} relative zone={zone} />],
             ]}
           />
           {(s.failure ?? 0) > 0 ? (
@@ -271,7 +447,7 @@ function CallRows({ calls }: { calls: WebhookCall[] }) {
             </td>
             <td data-label="Signature">{c.signature.replace('_', ' ')}</td>
             <td data-label="Body" class="num">
-              {formatCount(c.body_bytes)} B
+              {plural(c.body_bytes, 'byte')}
             </td>
             <td data-label="Reason / event" class="error-cell">
               {c.event_id ? <a href={href(`/events/${c.event_id}`)}>{shortId(c.event_id)}</a> : c.reason}

@@ -2,7 +2,8 @@ import { useState } from 'preact/hooks';
 import { api, query } from '../api';
 import { ErrorNotice, Loading, StatusBadge, Time } from '../components';
 import { href, navigate, usePoll, type Route } from '../hooks';
-import { TRIGGER_TYPES, TYPE_LABELS, type TriggerPage } from '../types';
+import { plural } from '../format';
+import { TRIGGER_TYPES, TYPE_LABELS, isCompleted, type TriggerPage } from '../types';
 
 const PAGE_SIZE = 20;
 const TAG = /^[a-z0-9_.:-]{1,64}$/;
@@ -123,10 +124,16 @@ export function TriggersPage({ route }: { route: Route }) {
                 </td>
                 <td data-label="Type">{TYPE_LABELS[t.type] ?? t.type}</td>
                 <td data-label="Status">
-                  <StatusBadge status={t.status} />
+                  <StatusBadge status={isCompleted(t) ? 'completed' : t.status} />
                 </td>
                 <td data-label="Next run">
-                  {t.type === 'webhook' ? <span class="muted">on request</span> : <Time iso={t.next_scheduled_run} relative />}
+                  {t.type === 'webhook' ? (
+                    <span class="muted">when called</span>
+                  ) : t.next_scheduled_run ? (
+                    <Time iso={t.next_scheduled_run} relative zone={typeof t.config.timezone === 'string' ? t.config.timezone : null} />
+                  ) : (
+                    <span class="muted">{isCompleted(t) ? 'fired' : t.status === 'inactive' ? 'paused' : 'none left'}</span>
+                  )}
                 </td>
                 <td data-label="Tags">
                   {t.tags.map((tag) => (
@@ -144,12 +151,12 @@ export function TriggersPage({ route }: { route: Route }) {
         <nav class="pager" aria-label="Pages">
           {filters.page > 1 ? <a href={pageHref(filters.page - 1)}>← Previous</a> : <span />}
           <span>
-            Page {pg.current_page} of {pg.total_pages} ({pg.total_records} triggers)
+            Page {pg.current_page} of {pg.total_pages} ({plural(pg.total_records ?? 0, 'trigger')})
           </span>
           {filters.page < (pg.total_pages ?? 0) ? <a href={pageHref(filters.page + 1)}>Next →</a> : <span />}
         </nav>
       ) : pg ? (
-        <p class="muted">{pg.total_records} triggers</p>
+        <p class="muted">{plural(pg.total_records ?? 0, 'trigger')}</p>
       ) : null}
     </>
   );
