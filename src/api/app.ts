@@ -15,9 +15,10 @@ import { eventRoutes } from './events';
 import { runChecks, type Check } from './health';
 import { JsonTooDeepError, jsonDepthExceeds } from './json-depth';
 import { dropRequestNulls } from './nulls';
-import { operatorRoutes } from './operator';
+import { eventActionRoutes } from './event-actions';
 import { overviewRoutes } from './overview';
 import { rateLimits } from './rate-limit';
+import { scheduleRoutes } from './schedules';
 import { triggerRoutes } from './triggers';
 import { validatorSpec } from './validator-spec';
 import { WebhookValidators, webhookRoutes } from './webhooks';
@@ -204,7 +205,8 @@ export function createApp(deps: AppDeps): express.Express {
   app.use('/api/v1', triggerRoutes({ db: deps.db, config, validators }));
   app.use('/api/v1', webhooks);
   app.use('/api/v1', eventRoutes({ db: deps.db, config }));
-  app.use('/api/v1', operatorRoutes({ db: deps.db, config, metrics }));
+  app.use('/api/v1', eventActionRoutes({ db: deps.db, config, metrics }));
+  app.use('/api/v1', scheduleRoutes());
   app.use('/api/v1', overviewRoutes({ db: deps.db, config }));
 
   app.use((_req, _res, next) => next(new ApiError('NOT_FOUND', 'No such route')));

@@ -1,28 +1,39 @@
-import { Router, type Request } from 'express';
+/**
+ * The /triggers routes: create, list, read, edit, delete, test runs, stats, the inbound call log, upcoming
+ * runs and bulk pause/resume. The lifecycle rules are in triggers/lifecycle.ts.
+ */
+import { Router, type Request, type Response } from 'express';
 import type { Config } from '../config';
+import { triggerStats } from '../db/events';
 import type { Db } from '../db/knex';
-import { recordEvents } from '../db/fire';
+import { nextRuns, pendingOccurrence } from '../db/schedules';
+import { tagsOf } from '../db/tags';
 import {
-  getTrigger,
-  insertTrigger,
-  listTriggers,
-  updateTrigger,
   deleteTrigger,
+  getTrigger,
+  listTriggers,
+  type BulkFilter,
   type TriggerFilter,
   type TriggerRow,
   type TriggerStatus,
 } from '../db/triggers';
-import { cancelPending, insertOccurrences, nextRuns } from '../db/schedules';
-import { setTags, tagsOf } from '../db/tags';
-import { triggerStats } from '../db/events';
+import { REJECTIONS_KEPT_PER_TRIGGER, webhookCalls } from '../db/webhook-requests';
+import { recordTestRun } from '../operator/actions';
+import {
+  checkedConfig,
+  createTrigger,
+  editTrigger,
+  firstRun,
+  setStatusOfMatching,
+  type NewTrigger,
+  type TriggerEdit,
+} from '../triggers/lifecycle';
+import { formatInZone, runsFrom, type Occurrence } from '../triggers/schedule';
+import type { TriggerConfig, TriggerType, WebhookConfig } from '../triggers/types';
 import { boundedRead } from './bounded-read';
-import { cursorPage } from './pagination';
-import { decodeCursor, encodeCursor, windowOf } from './events';
-import { LIMITS, validateTriggerConfig } from '../triggers/validate';
-import { firstOccurrence, occurrenceAt } from '../triggers/schedule';
-import { newEventId, newTriggerId } from '../triggers/event-id';
-import type { TimeConfig, TriggerConfig, TriggerType, WebhookConfig } from '../triggers/types';
 import { ApiError, validationError } from './errors';
+import { decodeCursor, encodeCursor, windowOf } from './events';
+import { cursorPage } from './pagination';
 import type { WebhookValidators } from './webhooks';
 
 export interface TriggerView {
@@ -59,32 +70,12 @@ export function presentTrigger(t: TriggerRow, next: Date | null | undefined, pub
   };
 }
 
-function checkedConfig(type: TriggerType, input: unknown, now: Date): TriggerConfig {
-  const result = validateTriggerConfig(type, input, now);
-  if (!result.ok) throw validationError(result.errors);
-  return result.config;
+export function presentOccurrence(o: Occurrence, timeZone: string) {
+  return { at: o.fire_at.toISOString(), local: formatInZone(o.fire_at, timeZone), scheduled_for: o.scheduled_for.toISOString() };
 }
 
-/** The config fields that decide when a trigger fires. Other edits (endpoint, payload, retry, …) keep its schedule. */
-const TIMING_FIELDS = ['run_at', 'delay_seconds', 'timezone', 'cron', 'interval_seconds', 'start_at', 'end_at', 'jitter_seconds'] as const;
-
-function sameTiming(a: TriggerConfig, b: TriggerConfig): boolean {
-  const pick = (c: TriggerConfig) => JSON.stringify(TIMING_FIELDS.map((k) => (c as unknown as Record<string, unknown>)[k] ?? null));
-  return pick(a) === pick(b);
-}
-
-/**
- * The occurrence to schedule when a trigger is created, (re)activated, or its timing is edited.
- * A one-shot's instant is fixed — `run_at`, or `created_at + delay_seconds` ("that many seconds after
- * creation") — so reactivating it never moves it and never repeats one that has passed (it fired, or was
- * missed while inactive). `fresh` (create, or an edit of the timing fields) still schedules an instant up
- * to the validation tolerance in the past, to fire at once; otherwise more than a second late is dropped.
- */
-export function occurrenceToSchedule(t: Pick<TriggerRow, 'type' | 'config' | 'created_at'>, now: Date, fresh: boolean): Date | null {
-  if (t.type !== 'time_scheduled') return firstOccurrence(t.type, t.config, now);
-  const at = firstOccurrence(t.type, t.config, t.created_at);
-  const toleranceMs = fresh ? LIMITS.runAtPastToleranceMs : 1000;
-  return at && at.getTime() >= now.getTime() - toleranceMs ? at : null;
+export function notScheduled(type: TriggerType): ApiError {
+  return validationError([{ field: 'type', message: `a ${type} trigger has no schedule: it fires when its webhook URL is called` }]);
 }
 
 /** A trigger list cursor: the (created_at, id) of the previous page's last trigger, opaque to clients. */
@@ -105,28 +96,16 @@ export function triggerRoutes(deps: { db: Db; config: Config; validators: Webhoo
   const { db, config } = deps;
   const r = Router();
 
+  /** Answers with one trigger as stored now, with its next run and tags. */
+  async function presentOne(id: string, res: Response): Promise<void> {
+    const t = await getTrigger(db, id);
+    if (!t) throw new ApiError('TRIGGER_NOT_FOUND', `No trigger with id ${id}`);
+    const [next, tagMap] = await Promise.all([nextRuns(db, [id]), tagsOf(db, [id])]);
+    res.json(presentTrigger(t, next.get(id), config.publicBaseUrl, tagMap.get(id) ?? []));
+  }
+
   r.post('/triggers', async (req, res) => {
-    const body = req.body as { name: string; type: TriggerType; status?: TriggerStatus; config: unknown; tags?: string[] };
-    const now = new Date();
-    const cfg = checkedConfig(body.type, body.config, now);
-    const row: TriggerRow = {
-      id: newTriggerId(now.getTime()),
-      name: body.name,
-      type: body.type,
-      status: body.status ?? 'active',
-      config: cfg,
-      version: 1,
-      created_at: now,
-      updated_at: now,
-    };
-    const first = row.status === 'active' ? occurrenceToSchedule(row, now, true) : null;
-    const next = first ? occurrenceAt(row.id, row.type, row.config, first) : null;
-    const tags = body.tags ?? [];
-    await db.transaction(async (trx) => {
-      await insertTrigger(trx, row);
-      await setTags(trx, row.id, tags);
-      if (next) await insertOccurrences(trx, [{ trigger_id: row.id, ...next }], now);
-    });
+    const { row, tags, next } = await createTrigger(db, req.body as NewTrigger, new Date());
     res
       .status(201)
       .location(`/api/v1/triggers/${row.id}`)
@@ -178,75 +157,12 @@ export function triggerRoutes(deps: { db: Db; config: Config; validators: Webhoo
   });
 
   r.get('/triggers/:id', async (req, res) => {
-    const t = await getTrigger(db, idParam(req));
-    if (!t) throw new ApiError('TRIGGER_NOT_FOUND', `No trigger with id ${idParam(req)}`);
-    const [next, tagMap] = await Promise.all([nextRuns(db, [t.id]), tagsOf(db, [t.id])]);
-    res.json(presentTrigger(t, next.get(t.id), config.publicBaseUrl, tagMap.get(t.id) ?? []));
+    await presentOne(idParam(req), res);
   });
 
   r.put('/triggers/:id', async (req, res) => {
     const id = idParam(req);
-    const body = req.body as {
-      name?: string;
-      type?: TriggerType;
-      status?: TriggerStatus;
-      config?: Record<string, unknown>;
-      tags?: string[];
-    };
-    const now = new Date();
-    const updated = await db.transaction(async (trx) => {
-      // The row lock serialises concurrent edits of one trigger, so schedule rows follow the last edit.
-      const t = await getTrigger(trx, id, { forUpdate: true });
-      if (!t) throw new ApiError('TRIGGER_NOT_FOUND', `No trigger with id ${id}`);
-      if (body.type !== undefined && body.type !== t.type) {
-        throw validationError([{ field: 'type', message: `the type of a trigger cannot change (it is ${t.type})` }]);
-      }
-      let cfg: TriggerConfig | undefined;
-      if (body.config !== undefined) {
-        const input: Record<string, unknown> = { ...body.config };
-        const stored = t.config as WebhookConfig;
-        if (t.type === 'webhook') {
-          // `has_secret` is the read-only marker GET shows, so a config read back from GET can be sent again.
-          delete input.has_secret;
-          // The secret is write-only: omitting it keeps the stored one; null removes it.
-          if (!('secret' in input) && stored.secret !== undefined) input.secret = stored.secret;
-        }
-        if (input.secret === null) delete input.secret;
-        cfg = checkedConfig(t.type, input, now);
-      }
-      const status = body.status ?? t.status;
-      const timingChanged = cfg !== undefined && !sameTiming(t.config, cfg);
-      if (timingChanged && t.type === 'time_scheduled' && (cfg as TimeConfig).delay_seconds !== undefined) {
-        // Like a run_at in the past: the delay counts from creation, so refuse one that has already elapsed.
-        const at = firstOccurrence(t.type, cfg!, t.created_at);
-        if (at && at.getTime() < now.getTime() - LIMITS.runAtPastToleranceMs) {
-          throw validationError([
-            {
-              field: 'config.delay_seconds',
-              message: `counts from the trigger's creation (${t.created_at.toISOString()}), so it has already elapsed; give run_at instead`,
-            },
-          ]);
-        }
-      }
-      await updateTrigger(trx, id, { name: body.name, status: body.status, config: cfg }, now);
-      if (body.tags !== undefined) await setTags(trx, id, body.tags);
-      const after: TriggerRow = {
-        ...t,
-        name: body.name ?? t.name,
-        status,
-        config: cfg ?? t.config,
-        version: t.version + 1,
-        updated_at: now,
-      };
-      if ((timingChanged || status !== t.status) && t.type !== 'webhook') {
-        // Edits affect future firings only: pending occurrences go and the next one is computed after now.
-        // Edits that leave the timing alone keep the pending row (the relay reads the config when it fires).
-        await cancelPending(trx, id, now);
-        const next = status === 'active' ? occurrenceToSchedule(after, now, timingChanged) : null;
-        if (next) await insertOccurrences(trx, [{ trigger_id: id, ...occurrenceAt(id, t.type, after.config, next) }], now);
-      }
-      return after;
-    });
+    const updated = await editTrigger(db, id, req.body as TriggerEdit, new Date());
     deps.validators.forget(id);
     const [next, tagMap] = await Promise.all([nextRuns(db, [id]), tagsOf(db, [id])]);
     res.json(presentTrigger(updated, next.get(id), config.publicBaseUrl, tagMap.get(id) ?? []));
@@ -265,27 +181,7 @@ export function triggerRoutes(deps: { db: Db; config: Config; validators: Webhoo
     if (!t) throw new ApiError('TRIGGER_NOT_FOUND', `No trigger with id ${idParam(req)}`);
     const body = (req.body ?? {}) as { payload?: unknown };
     const payload = await testPayload(t.type, t.config, body.payload, deps.validators, t.id, t.version);
-    const now = new Date();
-    const id = newEventId();
-    await db.transaction((trx) =>
-      recordEvents(
-        trx,
-        [
-          {
-            id,
-            trigger_id: t.id,
-            trigger_type: t.type,
-            source: 'manual-test',
-            is_test_run: true,
-            payload,
-            scheduled_for: null,
-            fired_at: now,
-          },
-        ],
-        config.kafkaTopic,
-        now,
-      ),
-    );
+    const id = await recordTestRun(db, config.kafkaTopic, { trigger_id: t.id, trigger_type: t.type, payload }, new Date());
     res.status(202).json({ event_id: id, status: 'accepted' });
   });
 
@@ -294,27 +190,12 @@ export function triggerRoutes(deps: { db: Db; config: Config; validators: Webhoo
     const now = new Date();
     const cfg = checkedConfig(body.type, body.config, now);
     const payload = await testPayload(body.type, cfg, body.payload, deps.validators, null, 0);
-    const id = newEventId();
     // Nothing but the event is stored; it carries its own delivery config for the worker.
-    await db.transaction((trx) =>
-      recordEvents(
-        trx,
-        [
-          {
-            id,
-            trigger_id: null,
-            trigger_type: body.type,
-            source: 'manual-test',
-            is_test_run: true,
-            payload,
-            delivery_config: cfg,
-            scheduled_for: null,
-            fired_at: now,
-          },
-        ],
-        config.kafkaTopic,
-        now,
-      ),
+    const id = await recordTestRun(
+      db,
+      config.kafkaTopic,
+      { trigger_id: null, trigger_type: body.type, payload, delivery_config: cfg },
+      now,
     );
     res.status(202).json({ event_id: id, status: 'accepted' });
   });
@@ -330,6 +211,54 @@ export function triggerRoutes(deps: { db: Db; config: Config; validators: Webhoo
     const s = await boundedRead(db, res, (q) => triggerStats(q, t.id, since, w, config.readTimeoutMs));
     res.json({ trigger_id: t.id, window_hours: windowHours, ...s, last_fired_at: s.last_fired_at ? s.last_fired_at.toISOString() : null });
   });
+
+  r.get('/triggers/:id/requests', async (req, res) => {
+    const id = String(req.params.id);
+    const limit = Number((req.query as { limit?: number }).limit ?? 50);
+    // The validator coerces '-1e400' to -Infinity and lets it by; the statement must never see it.
+    if (!Number.isInteger(limit) || limit < 1 || limit > 200) {
+      throw validationError([{ field: 'query.limit', message: 'must be an integer from 1 to 200' }]);
+    }
+    const t = await getTrigger(db, id);
+    if (!t) throw new ApiError('TRIGGER_NOT_FOUND', `No trigger with id ${id}`);
+    if (t.type !== 'webhook') {
+      throw validationError([{ field: 'type', message: `a ${t.type} trigger has no webhook URL: it receives no calls` }]);
+    }
+    const keepFrom = new Date(Date.now() - config.retentionDeleteAfterSeconds * 1000);
+    const calls = await boundedRead(db, res, (q) => webhookCalls(q, id, keepFrom, limit, config.readTimeoutMs));
+    res.json({
+      trigger_id: id,
+      max_rejections_kept: REJECTIONS_KEPT_PER_TRIGGER,
+      requests: calls.map((c) => ({ ...c, received_at: c.received_at.toISOString() })),
+    });
+  });
+
+  r.get('/triggers/:id/upcoming', async (req, res) => {
+    const id = String(req.params.id);
+    const t = await getTrigger(db, id);
+    if (!t) throw new ApiError('TRIGGER_NOT_FOUND', `No trigger with id ${id}`);
+    if (t.type === 'webhook') throw notScheduled(t.type);
+    const count = Number((req.query as { count?: number }).count ?? 10);
+    // An active trigger continues from its pending occurrence, exactly as the relay will; an inactive one
+    // shows what resuming it now would schedule.
+    const first = t.status === 'active' ? await pendingOccurrence(db, t.id) : firstRun(t, new Date(), false);
+    const timeZone = (t.config as { timezone?: string }).timezone ?? 'UTC';
+    res.json({ status: t.status, occurrences: runsFrom(t.id, t.type, t.config, first, count).map((o) => presentOccurrence(o, timeZone)) });
+  });
+
+  /** Bulk pause/resume: the same semantics as PUT `status` on each matching trigger (setStatusOfMatching). */
+  const setStatusOf = (status: TriggerStatus) =>
+    async function bulkStatus(req: Request, res: Response) {
+      const f = { ...(req.body as BulkFilter) };
+      // An empty id list is no id filter (some generated clients always send the field).
+      if (f.ids !== undefined && f.ids.length === 0) delete f.ids;
+      if (f.tag === undefined && f.type === undefined && f.ids === undefined) {
+        throw validationError([{ field: 'body', message: 'give at least one of tag, type or ids' }]);
+      }
+      res.json({ updated: await setStatusOfMatching(db, f, status) });
+    };
+  r.post('/triggers/pause', setStatusOf('inactive'));
+  r.post('/triggers/resume', setStatusOf('active'));
 
   return r;
 }

@@ -1,6 +1,6 @@
 /**
- * The operator's actions on one event or many (issue 24): replay at most once, retry now, cancel. Each
- * rule lives here once; the routes (api/operator.ts) parse and format, the dashboard calls the routes.
+ * The operator's actions on one event or many: test runs, replay at most once, retry now, cancel. Each
+ * rule lives here once; the routes (api/event-actions.ts, api/triggers.ts) parse and format, the dashboard calls the routes.
  *
  * What makes them safe against the worker, which records an event's outcomes concurrently:
  *  - a replay needs a final event (success or failure), and a final event never changes again (the
@@ -33,6 +33,23 @@ import { withDbRetry } from '../util';
 
 /** Events written per transaction by a bulk replay. */
 export const REPLAY_BATCH = 500;
+
+/**
+ * A test run: one event of a stored trigger (its schedule untouched) or of an unsaved definition (nothing
+ * stored but the event, which then carries its own `delivery_config` for the worker), logged and queued in
+ * one transaction. Returns the new event's id.
+ */
+export async function recordTestRun(
+  db: Db,
+  topic: string,
+  run: Pick<EventInsert, 'trigger_id' | 'trigger_type' | 'payload' | 'delivery_config'>,
+  now: Date,
+): Promise<string> {
+  const id = newEventId();
+  const event: EventInsert = { id, ...run, source: 'manual-test', is_test_run: true, scheduled_for: null, fired_at: now };
+  await db.transaction((trx) => recordEvents(trx, [event], topic, now));
+  return id;
+}
 
 const isFinal = (e: Pick<EventRow, 'execution_status'>) => e.execution_status === 'success' || e.execution_status === 'failure';
 

@@ -47,7 +47,7 @@ export async function fireDue(
     for (const row of due) {
       const t = triggers.get(row.trigger_id);
       if (!t || t.status !== 'active') {
-        // Inactive: no event for this occurrence; re-activation schedules from "now" (see api/triggers.ts).
+        // Inactive: no event for this occurrence; re-activation schedules from "now" (see triggers/lifecycle.ts).
         cancelled.push(row.id);
         continue;
       }
