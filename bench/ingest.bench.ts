@@ -7,13 +7,20 @@
  *       (recordEvents, the route's own function) — no HTTP, no trigger lookup, no validation: commits/s;
  *   (b) the real `POST /api/v1/webhook/{id}` under autocannon, 64 connections at full speed: req/s,
  *       p50/p99 latency, non-2xx;
- *   (c) the same at a fixed 4,000 req/s (autocannon overallRate, coordinated-omission corrected): p50/p99.
- * Prints (b)/(a) and the issue's targets (≥ 8k req/s; p99 < 25 ms at 4k req/s) with a met / NOT met verdict.
+ *   (c) the same at a fixed 4,000 req/s (autocannon overallRate, coordinated-omission corrected): p50/p99;
+ *   (f) the two floors (bench/floor-server.js, each its own process, the same autocannon load and body):
+ *       a bare node:http server that parses the JSON and answers 202, and Express 5 + express.json() with
+ *       a route that does nothing.
+ * Prints (b)/(a), (b) ÷ the do-nothing Express route (issue 22: ≥ 1.0×), the issue's targets (≥ 8k req/s;
+ * p99 < 25 ms at 4k req/s) with a met / NOT met verdict, and every phase's CPU µs per request per process.
  * Options: --quick (smoke run, ≈15 s), --seconds= (per phase), --connections= (64), --rate= (4000),
  * --pool= (DB_POOL_MAX of the api and the ceiling's pool; default the api's default), --triggers= (1),
- * --only=a,b,c, --keep (keep the database).
+ * --only=a,b,c,f, --keep (keep the database), --cpu-prof=<dir> (the api runs with `node --cpu-prof`, its
+ * profile written to <dir> when it stops).
  */
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import path from 'node:path';
 import os from 'node:os';
 import { recordEvents } from '../src/db/fire';
 import { configureOutboxShards } from '../src/db/outbox';
@@ -23,6 +30,8 @@ import type { RoleProcess } from '../test/helpers/proc';
 import {
   CpuMeter,
   createBenchEnv,
+  fmtCpuPerEvent,
+  cpuPerEvent,
   fmtInt,
   log,
   machineFacts,
@@ -62,7 +71,8 @@ const CONNECTIONS = Math.round(numArg(args, 'connections', 64));
 const RATE = Math.round(numArg(args, 'rate', 4000));
 const POOL = Math.round(numArg(args, 'pool', loadConfig({}).dbPoolMax));
 const TRIGGERS = Math.round(numArg(args, 'triggers', 1));
-const ONLY = new Set((args.values.get('only') ?? 'a,b,c').split(',').map((s) => s.trim()));
+const CPU_PROF_DIR = args.values.get('cpu-prof');
+const ONLY = new Set((args.values.get('only') ?? 'a,b,c,f').split(',').map((s) => s.trim()));
 
 const TARGET = { reqPerSecond: 8000, p99MsAtRate: 25, rate: 4000 };
 
@@ -206,6 +216,28 @@ async function loadRun(label: string, base: string, triggerIds: string[], meter:
   };
 }
 
+/** (f) One floor server (bench/floor-server.js) in its own process under the same load as (b). */
+async function floorRun(kind: 'bare' | 'express'): Promise<HttpResult> {
+  const child = spawn(process.execPath, [path.join(__dirname, 'floor-server.js'), kind], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      let out = '';
+      child.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+        const m = /listening (\d+)/.exec(out);
+        if (m) resolve(Number(m[1]));
+      });
+      child.once('exit', (code) => reject(new Error(`floor server ${kind} exited with ${code}`)));
+    });
+    const meter = new CpuMeter(() => ({ [kind === 'bare' ? 'node:http' : 'express']: [child.pid ?? 0], bench: [process.pid] }));
+    return await loadRun(`(f) ${kind === 'bare' ? 'bare node:http' : 'do-nothing Express'}`, `http://127.0.0.1:${port}`, [FLOOR_ID], meter, null);
+  } finally {
+    child.kill('SIGTERM');
+  }
+}
+
+const FLOOR_ID = '00000000-0000-4000-8000-000000000000';
+
 function roundSummary(s: Summary): Summary {
   return {
     count: s.count,
@@ -221,7 +253,10 @@ function roundSummary(s: Summary): Summary {
 // ---------------------------------------------------------------------------------------------- main
 
 async function main(): Promise<void> {
-  const e = await createBenchEnv('ingest', { RATE_LIMIT_PER_WEBHOOK: '0', DB_POOL_MAX: String(POOL) });
+  const e = await createBenchEnv('ingest', {
+    RATE_LIMIT_PER_WEBHOOK: '0',
+    DB_POOL_MAX: String(POOL),
+  });
   live.envs.add(e);
   configureOutboxShards(e.config.outboxShards);
   let api: RoleProcess | null = null;
@@ -244,7 +279,7 @@ async function main(): Promise<void> {
     );
 
     const t0 = Date.now();
-    api = await spawnTracked('api', e.env);
+    api = await spawnTracked('api', e.env, CPU_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(CPU_PROF_DIR)}`] : []);
     const base = `http://127.0.0.1:${apiPortOf(api)}`;
     log(`api up in ${Date.now() - t0} ms at ${base}`);
     const triggerIds = await createWebhookTriggers(base, TRIGGERS, 'http://127.0.0.1:9/unused');
@@ -262,6 +297,10 @@ async function main(): Promise<void> {
     const b = ONLY.has('b') ? await loadRun('(b) full speed', base, triggerIds, meter, null) : null;
     await sleep(500);
     const c = ONLY.has('c') ? await loadRun(`(c) ${fmtInt(RATE)} req/s`, base, triggerIds, meter, RATE) : null;
+    await sleep(500);
+    const fBare = ONLY.has('f') ? await floorRun('bare') : null;
+    await sleep(500);
+    const fExpress = ONLY.has('f') ? await floorRun('express') : null;
 
     const [[counts]] = (await e.db.raw('SELECT (SELECT COUNT(*) FROM event_logs) AS ev, (SELECT COUNT(*) FROM outbox) AS ob')) as [
       [{ ev: number; ob: number }],
@@ -279,12 +318,16 @@ async function main(): Promise<void> {
         `${fmtInt(a.commits)} in ${a.seconds.toFixed(1)} s`,
       ]);
     }
-    for (const r of [b, c]) {
+    const httpPhases: Array<[string, HttpResult | null]> = [
+      [`(b) POST /webhook/{id} full speed, ${CONNECTIONS} conns`, b],
+      [`(c) POST /webhook/{id} at ${fmtInt(RATE)} req/s, ${CONNECTIONS} conns`, c],
+      [`(f) floor: bare node:http, JSON.parse, 202, ${CONNECTIONS} conns`, fBare],
+      [`(f) floor: Express 5 + express.json(), do-nothing route, ${CONNECTIONS} conns`, fExpress],
+    ];
+    for (const [label, r] of httpPhases) {
       if (!r) continue;
       rows.push([
-        r.overallRate
-          ? `(c) POST /webhook/{id} at ${fmtInt(r.overallRate)} req/s, ${r.connections} conns`
-          : `(b) POST /webhook/{id} full speed, ${r.connections} conns`,
+        label,
         `${fmtInt(r.okPerSecond)} req/s (2xx)`,
         `${r.latencyMs.p50} ms`,
         `${r.latencyMs.p99} ms`,
@@ -293,6 +336,8 @@ async function main(): Promise<void> {
       ]);
     }
     const ratio = a && b ? b.okPerSecond / a.commitsPerSecond : NaN;
+    const ratioExpress = b && fExpress ? b.okPerSecond / fExpress.okPerSecond : NaN;
+    const ratioBare = b && fBare ? b.okPerSecond / fBare.okPerSecond : NaN;
     const targets: string[][] = [];
     if (b) {
       targets.push([
@@ -325,6 +370,13 @@ async function main(): Promise<void> {
       out.push('');
       out.push(`Ratio (b)/(a): ${ratio.toFixed(2)}× — the HTTP endpoint reaches ${Math.round(ratio * 100)}% of the naive commit ceiling.`);
     }
+    if (b && fExpress) {
+      out.push('');
+      out.push(
+        `Ratio durable POST /webhook/{id} ÷ do-nothing Express route: ${ratioExpress.toFixed(2)}× (target ≥ 1.00×: ${verdict(ratioExpress >= 1)})`,
+      );
+    }
+    if (b && fBare) out.push(`Ratio durable POST /webhook/{id} ÷ bare node:http server: ${ratioBare.toFixed(2)}×`);
     out.push('');
     out.push(table(['target (issue 5)', 'measured', 'target', 'verdict'], targets));
     out.push('');
@@ -334,35 +386,49 @@ async function main(): Promise<void> {
     if (a) out.push(cpuLine('(a) naive ceiling', a.cpu));
     if (b) out.push(cpuLine('(b) full speed', b.cpu));
     if (c) out.push(cpuLine(`(c) ${fmtInt(RATE)} req/s`, c.cpu));
-    const perReq = (u: CpuUse, k: string, n: number) => `${k} ${n > 0 ? (((u.cpuSeconds[k] ?? 0) * 1000) / n).toFixed(3) : '—'} ms`;
-    out.push('CPU per request / commit:');
-    if (a) out.push(`  (a) ${perReq(a.cpu, 'bench', a.commits)} (knex + mysql2 client), ${perReq(a.cpu, 'mariadb', a.commits)}`);
-    for (const r of [b, c]) {
-      if (r)
-        out.push(
-          `  ${r.overallRate ? '(c)' : '(b)'} ${perReq(r.cpu, 'api', r.ok)}, ${perReq(r.cpu, 'mariadb', r.ok)}, ${perReq(r.cpu, 'bench', r.ok)} (autocannon)`,
-        );
-    }
+    if (fBare) out.push(cpuLine('(f) bare node:http', fBare.cpu));
+    if (fExpress) out.push(cpuLine('(f) do-nothing Express', fExpress.cpu));
+    out.push('CPU µs per request / commit, per process (bench = the ceiling\'s knex + mysql2 callers, or autocannon):');
+    if (a) out.push(`  ${'(a) naive ceiling'.padEnd(24)} ${fmtCpuPerEvent(a.cpu, a.commits, 'commit')}`);
+    const short = ['(b) full speed', `(c) ${fmtInt(RATE)} req/s`, '(f) bare node:http', '(f) do-nothing Express'];
+    httpPhases.forEach(([, r], i) => r && out.push(`  ${short[i]!.padEnd(24)} ${fmtCpuPerEvent(r.cpu, r.ok, 'request')}`));
     const loadEnd = os.loadavg().map((l) => round(l, 2));
     out.push('');
     out.push(
       `Load average: ${machine.loadAverageAtStart.join(' ')} at start, ${loadEnd.join(' ')} at end (other work shares this machine).`,
     );
-    const warnings = [a?.cpu, b?.cpu, c?.cpu].flatMap((u) =>
+    const warnings = [a?.cpu, b?.cpu, c?.cpu, fBare?.cpu, fExpress?.cpu].flatMap((u) =>
       u && u.lost.length ? [`${u.lost.join(', ')} went away during a phase: do not trust its figures`] : [],
     );
     if (counts.ev !== counts.ob) warnings.push(`${counts.ev} event logs but ${counts.ob} outbox rows`);
     if (warnings.length) out.push('', 'Warnings:', ...warnings.map((w) => `  - ${w}`));
     process.stdout.write(`${out.join('\n')}\n`);
 
-    const partial = ['a', 'b', 'c'].some((p) => !ONLY.has(p));
+    const partial = ['a', 'b', 'c', 'f'].some((p) => !ONLY.has(p));
     const file = writeResults(`ingest${QUICK ? '-quick' : ''}${partial ? `-${[...ONLY].sort().join('')}` : ''}`, {
       command: `npm run bench -- ingest ${process.argv.slice(2).join(' ')}`.trim(),
       machine: { ...machine, loadAverageAtEnd: loadEnd },
       settings,
       targets: TARGET,
       verdicts: Object.fromEntries(targets.map((t) => [t[0], { measured: t[1], target: t[2], met: t[3] === 'met' }])),
-      results: { ceiling: a, fullSpeed: b, fixedRate: c, ratio: Number.isFinite(ratio) ? round(ratio, 3) : null, rows: counts },
+      results: {
+        ceiling: a,
+        fullSpeed: b,
+        fixedRate: c,
+        floorBareHttp: fBare,
+        floorExpress: fExpress,
+        ratio: Number.isFinite(ratio) ? round(ratio, 3) : null,
+        ratioToExpressFloor: Number.isFinite(ratioExpress) ? round(ratioExpress, 3) : null,
+        ratioToBareFloor: Number.isFinite(ratioBare) ? round(ratioBare, 3) : null,
+        cpuMicrosPerEvent: {
+          ceiling: a ? cpuPerEvent(a.cpu, a.commits) : null,
+          fullSpeed: b ? cpuPerEvent(b.cpu, b.ok) : null,
+          fixedRate: c ? cpuPerEvent(c.cpu, c.ok) : null,
+          floorBareHttp: fBare ? cpuPerEvent(fBare.cpu, fBare.ok) : null,
+          floorExpress: fExpress ? cpuPerEvent(fExpress.cpu, fExpress.ok) : null,
+        },
+        rows: counts,
+      },
     });
     log(`results: ${file}`);
   } finally {

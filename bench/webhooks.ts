@@ -50,8 +50,8 @@ export const PAYLOAD_BODY = JSON.stringify(samplePayload());
 /** Processes and environments an interrupted run must clean up. */
 export const live = { procs: new Set<RoleProcess>(), envs: new Set<BenchEnv>() };
 
-export async function spawnTracked(role: string, env: Record<string, string>): Promise<RoleProcess> {
-  const p = await spawnRole(role, env, 90_000);
+export async function spawnTracked(role: string, env: Record<string, string>, nodeArgs: string[] = []): Promise<RoleProcess> {
+  const p = await spawnRole(role, env, 90_000, nodeArgs);
   live.procs.add(p);
   return p;
 }

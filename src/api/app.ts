@@ -6,7 +6,7 @@ import * as OpenApiValidator from 'express-openapi-validator';
 import swaggerUiDist from 'swagger-ui-dist';
 import type { Config } from '../config';
 import type { Db } from '../db/knex';
-import { requestContext, type Logger } from '../logger';
+import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
 import { apiKeyAuth } from './auth';
 import { dashboardRoutes } from './dashboard';
@@ -21,7 +21,7 @@ import { rateLimits } from './rate-limit';
 import { scheduleRoutes } from './schedules';
 import { triggerRoutes } from './triggers';
 import { validatorSpec } from './validator-spec';
-import { WebhookValidators, webhookRoutes } from './webhooks';
+import { WebhookReceiver, WebhookValidators, webhookLane, webhookRoutes } from './webhooks';
 import type { WebhookIngest } from './webhook-ingest';
 import { REQUEST_LOG_DEFAULTS, WebhookRequestLog, type SignatureNote } from './webhook-request-log';
 import { Lifecycle } from '../events';
@@ -53,6 +53,8 @@ export interface AppDeps {
 interface RawRequest extends Request {
   rawBody?: Buffer;
 }
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 const WEBHOOK_PATH = /^\/webhook\/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -87,15 +89,20 @@ export function createApp(deps: AppDeps): express.Express {
   app.set('trust proxy', false);
   app.set('query parser', 'extended');
 
-  // Request id on every log line of the request, and echoed back.
-  app.use((req: Request, res: Response, next: NextFunction) => {
-    const given = req.get('x-request-id');
-    const requestId = given && /^[A-Za-z0-9._:-]{1,128}$/.test(given) ? given : randomUUID();
+  // Request id echoed back (and in every problem document), and the request timed for the metrics.
+  // Kept on res.locals rather than in an AsyncLocalStorage: running every request in one turns on the
+  // async hooks for every promise of the process, which cost more than the rest of the webhook lane.
+  const begin = (req: Request, res: Response): void => {
+    const given = req.headers['x-request-id'];
+    const requestId = typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     res.setHeader('X-Request-Id', requestId);
+    res.locals.requestId = requestId;
     const started = process.hrtime.bigint();
-    res.on('finish', () => {
+    res.once('finish', () => {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      const route = req.route ? `${req.baseUrl}${String((req.route as { path: string }).path)}` : 'unmatched';
+      const route = req.route
+        ? `${req.baseUrl}${String((req.route as { path: string }).path)}`
+        : ((res.locals.route as string | undefined) ?? 'unmatched');
       metrics.httpDuration.observe({ method: req.method, route, status: String(res.statusCode) }, seconds);
       const level = res.statusCode >= 500 ? 'error' : 'debug';
       // Checked first: winston would format the line before discarding it (~30 µs on the hot path).
@@ -108,7 +115,29 @@ export function createApp(deps: AppDeps): express.Express {
           ms: Math.round(seconds * 1000),
         });
     });
-    requestContext.run({ requestId }, next);
+  };
+
+  const limits = rateLimits(config);
+  const validators = new WebhookValidators();
+  const receiver = new WebhookReceiver({ db: deps.db, config, validators, ingest: deps.ingest });
+  // The hottest route first, before anything else looks at the request (see webhookLane). With CORS
+  // configured the general stack answers, so its headers are set in one place.
+  if (config.corsOrigins.length === 0) {
+    app.use(
+      webhookLane(receiver, {
+        maxBodyBytes: config.webhookMaxBodyBytes,
+        limit: limits.forWebhook,
+        begin: (req, res) => {
+          res.locals.route = '/api/v1/webhook/:trigger_id';
+          begin(req, res);
+        },
+      }),
+    );
+  }
+
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    begin(req, res);
+    next();
   });
 
   if (config.corsOrigins.length > 0) {
@@ -150,7 +179,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.use('/swagger', express.static(swaggerUiDist.getAbsoluteFSPath(), { index: 'index.html', maxAge: '1h' }));
   app.use('/dashboard', dashboardRoutes());
 
-  app.use('/api/v1', rateLimits(config));
+  app.use('/api/v1', limits);
   app.use(
     '/api/v1',
     express.json({
@@ -174,9 +203,8 @@ export function createApp(deps: AppDeps): express.Express {
   // no Idempotency-Key header to check — goes straight to the receiver. Anything else (a non-UUID id, a
   // query, another content type, an empty body, a key) goes through the validator as before, so every
   // error answer is the validator's own.
-  const validators = new WebhookValidators();
   const requestLog = deps.requestLog === undefined ? webhookRequestLog(deps.db, config, metrics, logger) : deps.requestLog;
-  const webhooks = webhookRoutes({ db: deps.db, config, validators, ingest: deps.ingest, requestLog });
+  const webhooks = webhookRoutes({ receiver, requestLog });
   app.use('/api/v1', (req: RawRequest, res, next) => (webhookFastLane(req) ? webhooks(req, res, next) : next()));
 
   app.use('/api/v1', (req, _res, next) => {

@@ -1,6 +1,5 @@
 import type { NextFunction, Request, Response } from 'express';
 import { coerceError, type Logger } from '../logger';
-import { requestContext } from '../logger';
 import { ER_QUERY_INTERRUPTED } from './bounded-read';
 import { dbErrorKind } from '../db/errors';
 
@@ -66,8 +65,8 @@ export function sendProblem(res: Response, req: Request, err: ApiError): void {
     detail: err.message,
     instance: req.originalUrl.split('?')[0],
   };
-  const ctx = requestContext.getStore();
-  if (ctx) body.request_id = ctx.requestId;
+  const requestId = (res.locals as { requestId?: string }).requestId;
+  if (requestId) body.request_id = requestId;
   if (err.errors.length > 0) body.errors = err.errors;
   for (const [k, v] of Object.entries(err.extensions)) if (!(k in body)) body[k] = v;
   for (const [k, v] of Object.entries(err.headers)) res.setHeader(k, v);
@@ -148,12 +147,18 @@ function toProblem(e: unknown, req: Request, logger: Logger): ApiError {
   if (transient !== null) {
     // A failover (certification failure, a node not yet synced or read-only, a connection reset) or a
     // lost race: nothing is acknowledged, and the same request may be sent again shortly.
-    logger.warn('database unavailable for a request', { error: coerceError(e).message, kind: transient, path: req.path });
+    logger.warn('database unavailable for a request', {
+      error: coerceError(e).message,
+      kind: transient,
+      path: req.path,
+      request_id: (req.res?.locals as { requestId?: string } | undefined)?.requestId,
+    });
     const detail =
       'The database is unavailable or busy (failover, read-only or unsynced node, lost connection); retry after Retry-After seconds';
     return new ApiError('SERVICE_UNAVAILABLE', detail, [], { 'Retry-After': '1' });
   }
   const err = coerceError(e);
-  logger.error('request failed', { error: err.message, stack: err.stack, path: req.path, method: req.method });
+  const requestId = (req.res?.locals as { requestId?: string } | undefined)?.requestId;
+  logger.error('request failed', { error: err.message, stack: err.stack, path: req.path, method: req.method, request_id: requestId });
   return new ApiError('INTERNAL', 'An unexpected error occurred; the request id identifies it in the logs');
 }

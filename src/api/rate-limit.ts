@@ -68,22 +68,29 @@ export function rateLimits(config: Pick<Config, 'apiKeys' | 'rateLimitPerKey' | 
   const known = new Set(config.apiKeys.map(digest));
   const perKey = config.rateLimitPerKey > 0 && known.size > 0 ? new TokenBuckets(config.rateLimitPerKey, 2 * config.rateLimitPerKey) : null;
   const perWebhook = config.rateLimitPerWebhook > 0 ? new TokenBuckets(config.rateLimitPerWebhook, 2 * config.rateLimitPerWebhook) : null;
+  const refuse = (waitMs: number, what: string) => {
+    const seconds = Math.max(1, Math.ceil(waitMs / 1000));
+    return new ApiError('RATE_LIMITED', `Too many requests for ${what}; retry in ${seconds} s`, [], { 'Retry-After': String(seconds) });
+  };
 
-  return (req: Request, _res: Response, next: NextFunction): void => {
-    let waitMs = 0;
-    let what = '';
+  /** The webhook limit for one trigger id (as written in the path): null, or the 429 to answer. */
+  const forWebhook = (triggerId: string): ApiError | null => {
+    const waitMs = perWebhook ? perWebhook.take(triggerId.toLowerCase()) : 0;
+    return waitMs === 0 ? null : refuse(waitMs, `this webhook (${config.rateLimitPerWebhook}/s)`);
+  };
+
+  const middleware = (req: Request, _res: Response, next: NextFunction): void => {
     const webhook = WEBHOOK_PATH.exec(req.path);
-    if (webhook) {
-      if (perWebhook) waitMs = perWebhook.take(webhook[1]!.toLowerCase());
-      what = `this webhook (${config.rateLimitPerWebhook}/s)`;
-    } else if (perKey) {
+    if (webhook) return void next(forWebhook(webhook[1]!) ?? undefined);
+    let waitMs = 0;
+    if (perKey) {
       const presented = presentedApiKey(req);
       const d = presented ? digest(presented) : null;
       if (d && known.has(d)) waitMs = perKey.take(d);
-      what = `this API key (${config.rateLimitPerKey}/s)`;
     }
     if (waitMs === 0) return next();
-    const seconds = Math.max(1, Math.ceil(waitMs / 1000));
-    next(new ApiError('RATE_LIMITED', `Too many requests for ${what}; retry in ${seconds} s`, [], { 'Retry-After': String(seconds) }));
+    next(refuse(waitMs, `this API key (${config.rateLimitPerKey}/s)`));
   };
+  // The webhook lane (webhooks.ts) takes its calls before this middleware and asks forWebhook itself.
+  return Object.assign(middleware, { forWebhook });
 }

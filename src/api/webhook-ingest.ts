@@ -1,7 +1,7 @@
 import { coerceError, type Logger } from '../logger';
 import { createIngestPool, loggedEventIds, writeWebhookGroup, type IngestPool, type WebhookEventWrite } from '../db/ingest';
 import { shardOf } from '../db/outbox';
-import { eventMessage, toKafka } from '../kafka/message';
+import { eventHeadersJson, eventMessageJson } from '../kafka/message';
 import { dbErrorKind } from '../db/errors';
 import { dbRetryDelayMs, sleep } from '../util';
 import { GroupCommit, type GroupCommitOptions } from './group-commit';
@@ -47,10 +47,10 @@ export class WebhookIngest {
 
   /** Queues one accepted webhook event (validated against `version` of the trigger) and waits for its group. */
   submit(e: { eventId: string; triggerId: string; version: number; payload: unknown; firedAt: Date }): Promise<IngestOutcome> {
+    // Serialised once: the same text is the stored payload and part of the Kafka value (toKafka's message, byte for byte).
     const payload = JSON.stringify(e.payload ?? null);
-    const message = toKafka(
-      this.opts.topic,
-      eventMessage({
+    const value = eventMessageJson(
+      {
         id: e.eventId,
         trigger_id: e.triggerId,
         trigger_type: 'webhook',
@@ -59,19 +59,20 @@ export class WebhookIngest {
         scheduled_for: null,
         source: 'webhook',
         is_test_run: false,
-      }),
+      },
+      payload,
     );
-    const value = message.value.toString('utf8');
     const write: WebhookEventWrite = {
       eventId: e.eventId,
       triggerId: e.triggerId,
       version: e.version,
       payload,
       firedAt: e.firedAt,
-      topic: message.topic,
+      topic: this.opts.topic,
       value,
-      headers: JSON.stringify(message.headers),
-      shard: shardOf(message.key),
+      headers: eventHeadersJson(e.eventId, 'webhook'),
+      // The message key is the trigger id (toKafka).
+      shard: shardOf(e.triggerId),
     };
     return this.group.add(write, payload.length + value.length);
   }

@@ -1,5 +1,5 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { Router, type Request } from 'express';
+import { Router, type NextFunction, type Request, type Response } from 'express';
 import type { Knex } from 'knex';
 import type { Config } from '../config';
 import type { Db } from '../db/knex';
@@ -10,6 +10,7 @@ import { compileWebhookSchema } from '../triggers/json-schema';
 import { newEventId } from '../triggers/event-id';
 import type { WebhookConfig } from '../triggers/types';
 import { ApiError } from './errors';
+import { JsonTooDeepError, jsonDepthExceeds } from './json-depth';
 import type { WebhookIngest } from './webhook-ingest';
 import type { SignatureNote, WebhookRequestLog } from './webhook-request-log';
 
@@ -70,18 +71,21 @@ export class WebhookValidators {
 
 const SIGNATURE_TOLERANCE_SECONDS = 300;
 
+/** A request header by its lower-case name (Express's req.get, or the raw headers on the lean lane). */
+export type HeaderOf = (name: string) => string | undefined;
+
 /** X-Signature: sha256=<hex HMAC of the raw body>, or the Standard Webhooks headers (v1 = HMAC over id.timestamp.body). */
-export function verifySignature(req: Request, secret: string, raw: Buffer, nowMs = Date.now()): boolean {
+export function verifySignature(header: HeaderOf, secret: string, raw: Buffer, nowMs = Date.now()): boolean {
   const eq = (a: Buffer, b: Buffer) => a.length === b.length && timingSafeEqual(a, b);
-  const simple = req.get('x-signature');
+  const simple = header('x-signature');
   if (simple) {
     const m = /^sha256=([0-9a-fA-F]{64})$/.exec(simple.trim());
     if (!m) return false;
     return eq(Buffer.from(m[1].toLowerCase(), 'hex'), createHmac('sha256', secret).update(raw).digest());
   }
-  const id = req.get('webhook-id');
-  const ts = req.get('webhook-timestamp');
-  const sigs = req.get('webhook-signature');
+  const id = header('webhook-id');
+  const ts = header('webhook-timestamp');
+  const sigs = header('webhook-signature');
   if (!id || !ts || !sigs || !/^\d{1,12}$/.test(ts)) return false;
   if (Math.abs(nowMs / 1000 - Number(ts)) > SIGNATURE_TOLERANCE_SECONDS) return false;
   // Standard Webhooks secrets look like `whsec_<base64>` and the HMAC key is the decoded bytes (that is
@@ -100,41 +104,141 @@ interface RawRequest extends Request {
 }
 
 /** How a request's signature check went, for the request log. */
-function signatureNote(req: Request, secret: string | undefined, ok: boolean): SignatureNote {
+function signatureNote(header: HeaderOf, secret: string | undefined, ok: boolean): SignatureNote {
   if (secret === undefined) return 'not_required';
   if (ok) return 'valid';
-  return req.get('x-signature') || req.get('webhook-signature') ? 'invalid' : 'missing';
+  return header('x-signature') || header('webhook-signature') ? 'invalid' : 'missing';
 }
 
-export function webhookRoutes(deps: {
-  db: Db;
-  config: Config;
-  validators: WebhookValidators;
-  ingest?: WebhookIngest | null;
-  requestLog?: WebhookRequestLog | null;
-}): Router {
-  const { db, config, validators, ingest, requestLog } = deps;
-  const r = Router();
+/** One webhook call, as read by the Express route or by the lean lane (webhookLane). */
+export interface WebhookCall {
+  triggerId: string;
+  /** The parsed body (one payload; for the batch route `{ events: [...] }`). */
+  body: unknown;
+  /** The body as received: what the signature covers. */
+  raw: Buffer;
+  header: HeaderOf;
+  /** Where the signature check notes how it went, for the request log (res.locals). */
+  locals: { signature?: SignatureNote };
+}
+
+export interface WebhookAnswer {
+  status: number;
+  body: unknown;
+}
+
+type EventWrite = Parameters<typeof recordEvents>[1][number];
+
+/**
+ * The webhook receiver: what a call to POST /webhook/{id} (or its batch form) does, whoever read the
+ * request. The routes and the lean lane only parse the request, call accept/acceptBatch and format the
+ * answer; errors are thrown as ApiError.
+ */
+export class WebhookReceiver {
+  constructor(
+    private readonly deps: {
+      db: Db;
+      config: Config;
+      validators: WebhookValidators;
+      ingest?: WebhookIngest | null;
+    },
+  ) {}
+
+  /** One event: the group commit's hot path when there is no Idempotency-Key, else one transaction. */
+  async accept(call: WebhookCall): Promise<WebhookAnswer> {
+    const { ingest } = this.deps;
+    if (ingest && !call.header('idempotency-key')) {
+      const eventId = await this.ingestFast(call, ingest);
+      if (eventId) return { status: 202, body: { event_id: eventId, status: 'accepted' } };
+    }
+    const t = await this.loadWebhookTrigger(call);
+    const payload = call.body;
+    this.checkPayload(t, payload);
+    return this.idempotent(call, t.id, async (trx) => {
+      const now = new Date();
+      const id = newEventId();
+      await recordEvents(trx, [this.eventOf(id, t, payload, now)], this.deps.config.kafkaTopic, now);
+      return { status: 202, body: { event_id: id, status: 'accepted' } };
+    });
+  }
+
+  /**
+   * A batch: each payload validated on its own; the valid ones written in one transaction (202 all, 207
+   * some, 400 none). `rejected` is called when nothing is accepted (no transaction, no row, not even the
+   * Idempotency-Key), so the request log can keep the rejection.
+   */
+  async acceptBatch(call: WebhookCall, rejected: (err: ApiError) => void): Promise<WebhookAnswer> {
+    const t = await this.loadWebhookTrigger(call);
+    const items = (call.body as { events: unknown[] }).events;
+    const schema = (t.config as WebhookConfig).schema;
+    const { validators } = this.deps;
+    const checked = items.map((payload, index) => ({ index, payload, errors: validators.validate(t.id, t.version, schema, payload) }));
+    const valid = checked.filter((c) => c.errors.length === 0);
+    const answerFor = (ids: Map<number, string>) => {
+      const results = checked.map((c) =>
+        c.errors.length === 0
+          ? { index: c.index, status: 'accepted', event_id: ids.get(c.index) }
+          : {
+              index: c.index,
+              status: 'rejected',
+              // A JSON pointer into the request body, like the single route's pointers into its payload.
+              errors: c.errors.map((e) => ({ field: `/events/${c.index}${e.pointer === '/' ? '' : e.pointer}`, message: e.message })),
+            },
+      );
+      const status = valid.length === items.length ? 202 : valid.length === 0 ? 400 : 207;
+      return { status, body: { accepted: valid.length, rejected: items.length - valid.length, results } };
+    };
+    // Nothing accepted: answer without a transaction, so a rejected request leaves no row behind (not even
+    // its Idempotency-Key), as on the single route; the answer depends only on the body anyway.
+    if (valid.length === 0) {
+      rejected(new ApiError('SCHEMA_VALIDATION_FAILED', `None of the ${items.length} payloads matches the trigger schema`));
+      return answerFor(new Map());
+    }
+    return this.idempotent(call, t.id, async (trx) => {
+      const now = new Date();
+      const ids = new Map<number, string>(valid.map((c) => [c.index, newEventId()]));
+      await recordEvents(
+        trx,
+        valid.map((c) => this.eventOf(ids.get(c.index) as string, t, c.payload, now)),
+        this.deps.config.kafkaTopic,
+        now,
+      );
+      return answerFor(ids);
+    });
+  }
+
+  private eventOf(id: string, t: TriggerRow, payload: unknown, now: Date): EventWrite {
+    return {
+      id,
+      trigger_id: t.id,
+      trigger_type: 'webhook',
+      source: 'webhook',
+      is_test_run: false,
+      payload,
+      scheduled_for: null,
+      fired_at: now,
+    };
+  }
 
   /** A fresh read of the trigger: 404 unless it is a webhook trigger, 409 when inactive. */
-  async function readWebhookTrigger(id: string): Promise<TriggerRow> {
-    const t = await getTrigger(db, id);
+  private async readWebhookTrigger(id: string): Promise<TriggerRow> {
+    const t = await getTrigger(this.deps.db, id);
     // A trigger of another type answers 404 too: the webhook URL space does not reveal other triggers.
     if (!t || t.type !== 'webhook') throw new ApiError('TRIGGER_NOT_FOUND', `No webhook trigger with id ${id}`);
     if (t.status !== 'active') throw new ApiError('TRIGGER_INACTIVE', 'This webhook trigger is inactive; activate it to accept events');
     return t;
   }
 
-  function checkSignature(t: TriggerRow, req: RawRequest): void {
+  private checkSignature(t: TriggerRow, call: WebhookCall): void {
     const secret = (t.config as WebhookConfig).secret;
-    const ok = secret === undefined || verifySignature(req, secret, req.rawBody ?? Buffer.alloc(0));
+    const ok = secret === undefined || verifySignature(call.header, secret, call.raw);
     // For the request log, should the call be rejected (a property set, nothing written).
-    if (req.res) req.res.locals.signature = signatureNote(req, secret, ok);
+    call.locals.signature = signatureNote(call.header, secret, ok);
     if (!ok) throw new ApiError('INVALID_SIGNATURE', 'This trigger requires a signed request (X-Signature or Standard Webhooks headers)');
   }
 
-  function checkPayload(t: TriggerRow, payload: unknown): void {
-    const errors = validators.validate(t.id, t.version, (t.config as WebhookConfig).schema, payload);
+  private checkPayload(t: TriggerRow, payload: unknown): void {
+    const errors = this.deps.validators.validate(t.id, t.version, (t.config as WebhookConfig).schema, payload);
     if (errors.length > 0) {
       throw new ApiError(
         'SCHEMA_VALIDATION_FAILED',
@@ -144,9 +248,9 @@ export function webhookRoutes(deps: {
     }
   }
 
-  async function loadWebhookTrigger(req: RawRequest): Promise<TriggerRow> {
-    const t = await readWebhookTrigger(String(req.params.trigger_id));
-    checkSignature(t, req);
+  private async loadWebhookTrigger(call: WebhookCall): Promise<TriggerRow> {
+    const t = await this.readWebhookTrigger(call.triggerId);
+    this.checkSignature(t, call);
     return t;
   }
 
@@ -158,16 +262,17 @@ export function webhookRoutes(deps: {
    * Returns the event id, or null after repeated staleness (edits racing this request): the caller then
    * takes the slow path.
    */
-  async function ingestFast(req: RawRequest, ingest: WebhookIngest): Promise<string | null> {
-    const id = String(req.params.trigger_id);
-    const payload: unknown = req.body;
+  private async ingestFast(call: WebhookCall, ingest: WebhookIngest): Promise<string | null> {
+    const { validators } = this.deps;
+    const id = call.triggerId;
+    const payload = call.body;
     for (let round = 0; round < 3; round++) {
       const cached = validators.cachedTrigger(id);
-      const t = cached ?? (await readWebhookTrigger(id));
+      const t = cached ?? (await this.readWebhookTrigger(id));
       if (!cached) validators.rememberTrigger(t);
       try {
-        checkSignature(t, req);
-        checkPayload(t, payload);
+        this.checkSignature(t, call);
+        this.checkPayload(t, payload);
       } catch (e) {
         // A 401/400 is never answered from the cache alone: the secret or schema may have changed.
         if (cached && e instanceof ApiError) {
@@ -193,12 +298,13 @@ export function webhookRoutes(deps: {
    * Runs `write` in a transaction guarded by the Idempotency-Key, if any: the first request stores its
    * answer in the same commit as its events; a repeat within 24 h gets that answer back and writes nothing.
    */
-  async function idempotent(
-    req: Request,
+  private async idempotent(
+    call: WebhookCall,
     triggerId: string,
-    write: (trx: Knex.Transaction) => Promise<{ status: number; body: unknown }>,
-  ): Promise<{ status: number; body: unknown }> {
-    const key = req.get('idempotency-key');
+    write: (trx: Knex.Transaction) => Promise<WebhookAnswer>,
+  ): Promise<WebhookAnswer> {
+    const { db } = this.deps;
+    const key = call.header('idempotency-key');
     if (!key) return db.transaction(write);
     const scope = `webhook:${triggerId}`;
     const replay = await storedResponse(db, scope, key, 24 * 3600);
@@ -216,90 +322,123 @@ export function webhookRoutes(deps: {
       throw e;
     }
   }
+}
+
+/** The call of an Express request that went through express.json() (which kept the raw body). */
+function callOf(req: RawRequest, res: Response): WebhookCall {
+  return {
+    triggerId: String(req.params.trigger_id),
+    body: req.body,
+    raw: req.rawBody ?? EMPTY,
+    header: (name) => req.get(name),
+    locals: res.locals,
+  };
+}
+
+const EMPTY = Buffer.alloc(0);
+
+export function webhookRoutes(deps: { receiver: WebhookReceiver; requestLog?: WebhookRequestLog | null }): Router {
+  const { receiver, requestLog } = deps;
+  const r = Router();
 
   r.post('/webhook/:trigger_id', async (req: RawRequest, res) => {
-    if (ingest && !req.get('idempotency-key')) {
-      const eventId = await ingestFast(req, ingest);
-      if (eventId) return void res.status(202).json({ event_id: eventId, status: 'accepted' });
-    }
-    const t = await loadWebhookTrigger(req);
-    const payload: unknown = req.body;
-    checkPayload(t, payload);
-    const answer = await idempotent(req, t.id, async (trx) => {
-      const now = new Date();
-      const id = newEventId();
-      await recordEvents(
-        trx,
-        [
-          {
-            id,
-            trigger_id: t.id,
-            trigger_type: 'webhook',
-            source: 'webhook',
-            is_test_run: false,
-            payload,
-            scheduled_for: null,
-            fired_at: now,
-          },
-        ],
-        config.kafkaTopic,
-        now,
-      );
-      return { status: 202, body: { event_id: id, status: 'accepted' } };
-    });
+    const answer = await receiver.accept(callOf(req, res));
     res.status(answer.status).json(answer.body);
   });
 
   r.post('/webhook/:trigger_id/batch', async (req: RawRequest, res) => {
-    const t = await loadWebhookTrigger(req);
-    const items = (req.body as { events: unknown[] }).events;
-    const schema = (t.config as WebhookConfig).schema;
-    const checked = items.map((payload, index) => ({ index, payload, errors: validators.validate(t.id, t.version, schema, payload) }));
-    const valid = checked.filter((c) => c.errors.length === 0);
-    const answerFor = (ids: Map<number, string>) => {
-      const results = checked.map((c) =>
-        c.errors.length === 0
-          ? { index: c.index, status: 'accepted', event_id: ids.get(c.index) }
-          : {
-              index: c.index,
-              status: 'rejected',
-              // A JSON pointer into the request body, like the single route's pointers into its payload.
-              errors: c.errors.map((e) => ({ field: `/events/${c.index}${e.pointer === '/' ? '' : e.pointer}`, message: e.message })),
-            },
-      );
-      const status = valid.length === items.length ? 202 : valid.length === 0 ? 400 : 207;
-      return { status, body: { accepted: valid.length, rejected: items.length - valid.length, results } };
-    };
-    // Nothing accepted: answer without a transaction, so a rejected request leaves no row behind (not even
-    // its Idempotency-Key), as on the single route; the answer depends only on the body anyway.
-    if (valid.length === 0) {
-      const rejected = answerFor(new Map());
-      const detail = `None of the ${items.length} payloads matches the trigger schema`;
-      requestLog?.note(req, res.locals.signature as SignatureNote | undefined, new ApiError('SCHEMA_VALIDATION_FAILED', detail));
-      return void res.status(rejected.status).json(rejected.body);
-    }
-    const answer = await idempotent(req, t.id, async (trx) => {
-      const now = new Date();
-      const ids = new Map<number, string>(valid.map((c) => [c.index, newEventId()]));
-      await recordEvents(
-        trx,
-        valid.map((c) => ({
-          id: ids.get(c.index) as string,
-          trigger_id: t.id,
-          trigger_type: 'webhook' as const,
-          source: 'webhook' as const,
-          is_test_run: false,
-          payload: c.payload,
-          scheduled_for: null,
-          fired_at: now,
-        })),
-        config.kafkaTopic,
-        now,
-      );
-      return answerFor(ids);
-    });
+    const answer = await receiver.acceptBatch(callOf(req, res), (err) =>
+      requestLog?.note(req, res.locals.signature as SignatureNote | undefined, err),
+    );
     res.status(answer.status).json(answer.body);
   });
 
   return r;
+}
+
+const LANE_PATH = /^\/api\/v1\/webhook\/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/i;
+const LANE_TYPE = /^application\/json\s*(?:;\s*charset\s*=\s*"?utf-8"?\s*)?$/i;
+
+export interface WebhookLaneOptions {
+  /** WEBHOOK_MAX_BODY_BYTES: a larger declared body goes the general way (which answers 413). */
+  maxBodyBytes: number;
+  /** The per-webhook rate limit: null when the call may go ahead, else the 429 to answer. */
+  limit: (triggerId: string) => ApiError | null;
+  /** What every request gets first (request id, metrics); called once the lane takes a request. */
+  begin: (req: Request, res: Response) => void;
+}
+
+/**
+ * The lean lane for the hottest route, as the app's first middleware: a single-event webhook call that
+ * the general stack could only pass unchanged — POST to a canonical UUID, no query string, no
+ * Idempotency-Key, an `application/json` (UTF-8) body of a declared length within the limit, not
+ * compressed — is read, parsed and answered here, without the router, body-parser, the OpenAPI validator
+ * or res.json() (whose ETag a POST answer has no use for). Everything else goes on to the general stack
+ * untouched. Errors go to the app's error handler, so every problem answer (and the request log) is the
+ * same as on the general route.
+ */
+export function webhookLane(receiver: WebhookReceiver, opts: WebhookLaneOptions) {
+  return (req: Request, res: Response, next: NextFunction): void => {
+    if (req.method !== 'POST') return next();
+    const m = LANE_PATH.exec(req.url);
+    const h = req.headers;
+    if (!m || h['idempotency-key'] !== undefined || h['content-encoding'] !== undefined || !LANE_TYPE.test(h['content-type'] ?? '')) {
+      return next();
+    }
+    const declared = Number(h['content-length']);
+    if (!(declared > 0 && declared <= opts.maxBodyBytes)) return next();
+    opts.begin(req, res);
+    const triggerId = m[1]!;
+    const limited = opts.limit(triggerId);
+    if (limited) return next(limited);
+    readBody(req, (err, raw) => {
+      if (err || !raw) return next(err);
+      const call = laneCall(req, res, triggerId, raw);
+      if (call instanceof Error) return next(call);
+      receiver.accept(call).then((answer) => sendJson(res, answer), next);
+    });
+  };
+}
+
+/** The whole body (its length is declared and within the limit). */
+function readBody(req: Request, done: (err: Error | null, raw?: Buffer) => void): void {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  req.on('data', (c: Buffer) => {
+    chunks.push(c);
+    size += c.length;
+  });
+  req.on('end', () => done(null, chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size)));
+  req.on('error', (e) => done(e));
+}
+
+/** The body parsed as express.json() would (a leading BOM dropped), or the error it would pass on. */
+function laneCall(req: RawRequest, res: Response, triggerId: string, raw: Buffer): WebhookCall | Error {
+  req.rawBody = raw;
+  if (jsonDepthExceeds(raw)) return new JsonTooDeepError();
+  let body: unknown;
+  try {
+    const text = raw.toString('utf8');
+    body = JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
+  } catch (e) {
+    return Object.assign(new Error((e as Error).message), { status: 400, type: 'entity.parse.failed' });
+  }
+  req.body = body;
+  const h = req.headers;
+  return {
+    triggerId,
+    body,
+    raw,
+    header: (name) => {
+      const v = h[name];
+      return typeof v === 'string' ? v : undefined;
+    },
+    locals: res.locals,
+  };
+}
+
+function sendJson(res: Response, answer: WebhookAnswer): void {
+  const text = JSON.stringify(answer.body);
+  res.writeHead(answer.status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
+  res.end(text);
 }

@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import type { EventSource } from '../kafka/message';
 import type { TriggerType } from '../triggers/types';
 import { errorText, isDuplicateKey } from './errors';
-import { parseJson } from './knex';
+import { dbTime, parseJson } from './knex';
 
 type Q = Knex | Knex.Transaction;
 
@@ -53,6 +53,66 @@ function toDb(e: EventInsert, now: Date): Record<string, unknown> {
     created_at: now,
     updated_at: now,
   };
+}
+
+/** toDb's columns, in the order eventValues gives their values. */
+const EVENT_COLUMNS = [
+  'id',
+  'trigger_id',
+  'trigger_type',
+  'source',
+  'is_test_run',
+  'payload',
+  'delivery_config',
+  'replay_of',
+  'scheduled_for',
+  'fired_at',
+  'published_at',
+  'execution_status',
+  'created_at',
+  'updated_at',
+];
+const EVENT_ROW = `(${EVENT_COLUMNS.map(() => '?').join(',')})`;
+
+/**
+ * The fast path's statement as text: the relay logs a batch of events per fire, and knex's builder cost
+ * more CPU per row (an object per row, its keys sorted and compared, one binding object per value) than
+ * the INSERT itself. Same columns and values as toDb; the dates as DATETIME(3) text in UTC (the session's
+ * time zone, db/knex.ts), each distinct instant formatted once.
+ */
+function insertEventsSql(n: number): string {
+  return `INSERT INTO event_logs (${EVENT_COLUMNS.join(',')}) VALUES ${Array.from({ length: n }, () => EVENT_ROW).join(',')}`;
+}
+
+function eventValues(rows: EventInsert[], now: Date): Knex.RawBinding[] {
+  const times = new Map<number, string>();
+  const at = (d: Date | null | undefined): string | null => {
+    if (!d) return null;
+    let text = times.get(d.getTime());
+    if (text === undefined) times.set(d.getTime(), (text = dbTime(d)));
+    return text;
+  };
+  const nowText = at(now);
+  const values: Knex.RawBinding[] = [];
+  for (const e of rows) {
+    values.push(
+      e.id,
+      e.trigger_id,
+      e.trigger_type,
+      e.source,
+      e.is_test_run ? 1 : 0,
+      e.payload === undefined ? null : JSON.stringify(e.payload),
+      e.delivery_config === undefined || e.delivery_config === null ? null : JSON.stringify(e.delivery_config),
+      e.replay_of ?? null,
+      at(e.scheduled_for),
+      at(e.fired_at),
+      at(e.published_at),
+      e.published_at ? 'published' : 'pending',
+      nowText,
+      nowText,
+    );
+  }
+  return values;
 }
 
 export function fromDb(r: Record<string, unknown>): EventRow {
@@ -109,7 +169,7 @@ export function retentionOf(firedAt: Date, w: RetentionWindow): RetentionStatus 
 export async function insertEvents(trx: Knex.Transaction, rows: EventInsert[], now: Date): Promise<Set<string>> {
   if (rows.length === 0) return new Set();
   try {
-    await trx('event_logs').insert(rows.map((r) => toDb(r, now)));
+    await trx.raw(insertEventsSql(rows.length), eventValues(rows, now));
     return new Set(rows.map((r) => r.id));
   } catch (e) {
     if (!isDuplicateKey(e)) throw e;

@@ -1,5 +1,5 @@
 import mysql from 'mysql2/promise';
-import { connectionOptions } from './knex';
+import { connectionOptions, dbTime } from './knex';
 
 /**
  * The webhook receiver's write path: a group of accepted webhook events written as ONE multi-statement
@@ -47,11 +47,6 @@ export interface WebhookEventWrite {
   value: string;
   headers: string;
   shard: number;
-}
-
-/** DATETIME(3) literal in UTC. */
-function dbTime(d: Date): string {
-  return d.toISOString().slice(0, 23).replace('T', ' ');
 }
 
 const EVENT_PART = `SELECT ?, id, 'webhook', 'webhook', 0, ?, NULL, ?, ?, ? FROM triggers

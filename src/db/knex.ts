@@ -75,3 +75,8 @@ export function parseJson<T = unknown>(v: unknown): T {
   if (typeof v === 'string') return JSON.parse(v) as T;
   return v as T;
 }
+
+/** DATETIME(3) text of an instant, in UTC (the sessions' time zone): a bound value mysql2 need not format. */
+export function dbTime(d: Date): string {
+  return d.toISOString().slice(0, 23).replace('T', ' ');
+}

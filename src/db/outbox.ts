@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import type { OutgoingMessage } from '../kafka/producer';
 import { errorText } from './errors';
-import { parseJson } from './knex';
+import { dbTime, parseJson } from './knex';
 
 type Q = Knex | Knex.Transaction;
 
@@ -52,19 +52,31 @@ export function shardOf(key: string | null, shards = shardCount): number {
 
 export async function insertOutbox(q: Q, rows: OutboxInsert[], now: Date): Promise<void> {
   if (rows.length === 0) return;
-  await q('outbox').insert(
-    rows.map((r) => ({
-      event_id: r.event_id,
-      topic: r.message.topic,
-      msg_key: r.message.key,
-      shard: shardOf(r.message.key),
-      value: r.message.value,
-      headers: JSON.stringify(r.message.headers),
-      available_at: r.available_at,
-      published: r.available_at.getTime() > now.getTime() ? OutboxState.Waiting : OutboxState.Ready,
-      created_at: now,
-    })),
-  );
+  // As text rather than knex's builder (see insertEvents in db/events.ts): one row per fired event.
+  const nowText = dbTime(now);
+  const values: Knex.RawBinding[] = [];
+  for (const r of rows) {
+    const m = r.message;
+    values.push(
+      r.event_id,
+      m.topic,
+      m.key,
+      shardOf(m.key),
+      m.value,
+      JSON.stringify(m.headers),
+      r.available_at.getTime() === now.getTime() ? nowText : dbTime(r.available_at),
+      r.available_at.getTime() > now.getTime() ? OutboxState.Waiting : OutboxState.Ready,
+      nowText,
+    );
+  }
+  await q.raw(insertOutboxSql(rows.length), values);
+}
+
+const OUTBOX_COLUMNS = 'event_id, topic, msg_key, shard, value, headers, available_at, published, created_at';
+
+/** Placeholders only: every value is bound. */
+function insertOutboxSql(n: number): string {
+  return `INSERT INTO outbox (${OUTBOX_COLUMNS}) VALUES ${Array.from({ length: n }, () => '(?,?,?,?,?,?,?,?,?)').join(',')}`;
 }
 
 export interface ClaimedOutbox {

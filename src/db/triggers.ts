@@ -49,6 +49,29 @@ export async function getTriggersByIds(q: Q, ids: string[]): Promise<Map<string,
   return out;
 }
 
+/**
+ * What firing needs of each trigger (type, status, config, version), without the rest of the row: the
+ * relay reads its claimed rows' triggers on every fire, and `SELECT *` also fetched and converted the
+ * name and two timestamps per trigger that it never looks at.
+ */
+export async function getTriggersForFire(q: Q, ids: string[]): Promise<Map<string, FireTrigger>> {
+  const out = new Map<string, FireTrigger>();
+  if (ids.length === 0) return out;
+  const rows = (await q('triggers').select('id', 'type', 'status', 'config', 'version').whereIn('id', ids)) as Record<string, unknown>[];
+  for (const r of rows) {
+    out.set(r.id as string, {
+      id: r.id as string,
+      type: r.type as TriggerType,
+      status: r.status as TriggerStatus,
+      config: parseJson<TriggerConfig>(r.config),
+      version: Number(r.version),
+    });
+  }
+  return out;
+}
+
+export type FireTrigger = Pick<TriggerRow, 'id' | 'type' | 'status' | 'config' | 'version'>;
+
 export interface TriggerFilter {
   type?: TriggerType;
   status?: TriggerStatus;

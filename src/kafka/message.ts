@@ -52,6 +52,25 @@ export function eventMessage(e: EventFacts): EventMessage {
   };
 }
 
+/**
+ * JSON.stringify(eventMessage(e)), for a payload already serialised as `payloadJson` (the same text,
+ * key for key): the webhook receiver stores that text in the event log and puts it in the Kafka value,
+ * and need not serialise the payload twice.
+ */
+export function eventMessageJson(e: EventFacts, payloadJson: string): string {
+  return (
+    `{"event_id":${JSON.stringify(e.id)},"trigger_id":${JSON.stringify(e.trigger_id)},"type":${JSON.stringify(e.trigger_type)}` +
+    `,"payload":${payloadJson},"fired_at":"${e.fired_at.toISOString()}"` +
+    `,"scheduled_for":${e.scheduled_for ? `"${e.scheduled_for.toISOString()}"` : 'null'}` +
+    `,"source":${JSON.stringify(e.source)},"is_test_run":${e.is_test_run},"replay_of":${JSON.stringify(e.replay_of ?? null)}}`
+  );
+}
+
+/** The headers toKafka sets, as JSON text (what the outbox stores). */
+export function eventHeadersJson(eventId: string, source: EventSource): string {
+  return `{"event-id":${JSON.stringify(eventId)},"content-type":"application/json","event-source":${JSON.stringify(source)}}`;
+}
+
 /** Key = trigger id (one trigger's events stay in one partition); headers let consumers route without parsing. */
 export function toKafka(topic: string, msg: EventMessage | RetryMessage): OutgoingMessage {
   return {

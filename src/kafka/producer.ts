@@ -14,9 +14,47 @@ export interface ProducerOptions {
   clientId?: string;
 }
 
+/**
+ * One publish() call's messages: their outcomes filled in as delivery reports come (by index), the
+ * caller answered once, when the last report is in or the deadline passes. One promise per call, not per
+ * message; the delivery report's opaque is `{ batch, index }`.
+ */
+class Batch {
+  readonly outcomes: Array<Error | null | undefined>;
+  private left: number;
+  private timer: NodeJS.Timeout | undefined;
+  private done = false;
+
+  constructor(
+    size: number,
+    private readonly answer: (outcomes: Array<Error | null>) => void,
+    deadlineMs?: number,
+  ) {
+    this.outcomes = new Array<Error | null | undefined>(size);
+    this.left = size;
+    // With a deadline, a message whose report has not come by then counts as failed here. It may still
+    // be delivered later (the caller must treat it as "maybe sent": at-least-once, same event id).
+    if (deadlineMs !== undefined)
+      this.timer = setTimeout(() => this.finish(new Error(`no delivery report within ${deadlineMs} ms`)), deadlineMs);
+  }
+
+  report(index: number, err: Error | null): void {
+    if (this.done || this.outcomes[index] !== undefined) return;
+    this.outcomes[index] = err;
+    if (--this.left === 0) this.finish(null);
+  }
+
+  private finish(late: Error | null): void {
+    if (this.done) return;
+    this.done = true;
+    clearTimeout(this.timer);
+    this.answer(this.outcomes.map((o) => (o === undefined ? late : o)));
+  }
+}
+
 interface Pending {
-  resolve: () => void;
-  reject: (e: Error) => void;
+  batch: Batch;
+  index: number;
 }
 
 /**
@@ -51,8 +89,7 @@ export class EventProducer {
     this.producer.on('delivery-report', (err, report) => {
       const p = report.opaque as Pending | undefined;
       if (!p) return;
-      if (err) p.reject(new Error(`kafka delivery failed: ${err.message}`));
-      else p.resolve();
+      p.batch.report(p.index, err ? new Error(`kafka delivery failed: ${err.message}`) : null);
     });
     // Errors are surfaced through delivery reports; swallow the event so it never becomes an uncaught throw.
     this.producer.on('event.error', () => undefined);
@@ -75,30 +112,20 @@ export class EventProducer {
    * Produces every message and resolves with one outcome per message (in input order) once all delivery
    * reports are in. Never throws for a single failed message: the caller decides what a failure means.
    */
-  async publish(messages: OutgoingMessage[], deadlineMs?: number): Promise<Array<Error | null>> {
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<Error>((resolve) => {
-      // With a deadline, a message whose report has not come by then counts as failed here. It may still
-      // be delivered later (the caller must treat it as "maybe sent": at-least-once, same event id).
-      if (deadlineMs !== undefined) timer = setTimeout(() => resolve(new Error(`no delivery report within ${deadlineMs} ms`)), deadlineMs);
+  publish(messages: OutgoingMessage[], deadlineMs?: number): Promise<Array<Error | null>> {
+    if (messages.length === 0) return Promise.resolve([]);
+    return new Promise((resolve) => {
+      const batch = new Batch(messages.length, resolve, deadlineMs);
+      messages.forEach((m, index) => this.produceOne(m, { batch, index }, 0));
     });
-    const outcomes = messages.map((m) => {
-      const report = new Promise<Error | null>((resolve) => {
-        const pending: Pending = { resolve: () => resolve(null), reject: (e) => resolve(e) };
-        this.produceOne(m, pending, 0);
-      });
-      return deadlineMs === undefined ? report : Promise.race([report, late]);
-    });
-    try {
-      return await Promise.all(outcomes);
-    } finally {
-      clearTimeout(timer);
-    }
   }
 
   private produceOne(m: OutgoingMessage, pending: Pending, tries: number): void {
     try {
-      const headers = Object.entries(m.headers).map(([k, v]) => ({ [k]: Buffer.from(v) }));
+      // Header values as strings: node-rdkafka converts each value to a string anyway (a Buffer through
+      // its toString(), called back from C++), so a Buffer would cost one allocation and one call more.
+      const headers: Kafka.MessageHeader[] = [];
+      for (const k in m.headers) headers.push({ [k]: m.headers[k]! });
       this.producer.produce(m.topic, null, m.value, m.key ?? undefined, Date.now(), pending, headers);
     } catch (e) {
       const err = coerceError(e);
@@ -107,7 +134,7 @@ export class EventProducer {
         setTimeout(() => this.produceOne(m, pending, tries + 1), 5);
         return;
       }
-      pending.reject(err);
+      pending.batch.report(pending.index, err);
     }
   }
 

@@ -2,7 +2,7 @@ import type { Config } from '../config';
 import type { Db } from '../db/knex';
 import { recordEvents } from '../db/fire';
 import { claimDue, earliestPending, insertOccurrences, markDone, deleteFinishedBefore } from '../db/schedules';
-import { getTriggersByIds } from '../db/triggers';
+import { getTriggersForFire } from '../db/triggers';
 import { deleteBefore, deleteCountsBefore, type EventInsert } from '../db/events';
 import { deleteKeysBefore, IDEMPOTENCY_WINDOW_SECONDS } from '../db/idempotency';
 import { deleteRejectionsBefore } from '../db/webhook-requests';
@@ -37,7 +37,7 @@ export async function fireDue(
     const due = await claimDue(trx, config.relayBatchSize);
     if (due.length === 0) return { claimed: 0, fired: 0, queued: 0, lags: [] as number[] };
     // A plain (non-locking) read: taking trigger row locks here would make every API edit wait on relays.
-    const triggers = await getTriggersByIds(trx, [...new Set(due.map((d) => d.trigger_id))]);
+    const triggers = await getTriggersForFire(trx, [...new Set(due.map((d) => d.trigger_id))]);
     const now = new Date();
     const toLog: EventInsert[] = [];
     const next: Array<{ trigger_id: string } & Occurrence> = [];

@@ -11,10 +11,16 @@ export interface RoleProcess {
 
 /**
  * Runs `node dist/main.js <role>` as a separate process (the real built artefact) with the test's
- * environment, and resolves once it logs "started".
+ * environment, and resolves once it logs "started". `nodeArgs` go to node itself (say `--cpu-prof`, which
+ * NODE_OPTIONS refuses).
  */
-export async function spawnRole(role: string, env: Record<string, string>, timeoutMs = 60_000): Promise<RoleProcess> {
-  const child = spawn(process.execPath, [path.join(REPO_ROOT, 'dist', 'main.js'), role], {
+export async function spawnRole(
+  role: string,
+  env: Record<string, string>,
+  timeoutMs = 60_000,
+  nodeArgs: string[] = [],
+): Promise<RoleProcess> {
+  const child = spawn(process.execPath, [...nodeArgs, path.join(REPO_ROOT, 'dist', 'main.js'), role], {
     env: { ...process.env, ...env, LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -1,0 +1,48 @@
+import { expect } from 'chai';
+import { eventHeadersJson, eventMessage, eventMessageJson, toKafka, type EventFacts } from '../../src/kafka/message';
+
+describe('Kafka message text built around a serialised payload', () => {
+  const base: EventFacts = {
+    id: '0190d3a4-5b6c-7d8e-9f01-23456789abcd',
+    trigger_id: '0190d3a4-0000-7000-8000-000000000001',
+    trigger_type: 'webhook',
+    payload: null,
+    fired_at: new Date('2026-12-04T10:11:12.345Z'),
+    scheduled_for: null,
+    source: 'webhook',
+    is_test_run: false,
+  };
+  const payloads: unknown[] = [
+    { order_id: 'ord_1', amount: 129.95, items: [{ sku: 'A', qty: 2 }], nested: { a: [1, null, true] } },
+    'a "quoted" string with \u2028 and \ud83d\ude00',
+    42,
+    null,
+    [],
+    { '': 'empty key', 'k\n': 'newline key' },
+  ];
+
+  it('equals JSON.stringify(eventMessage(…)) for every kind of payload', () => {
+    for (const payload of payloads) {
+      const e = { ...base, payload };
+      expect(eventMessageJson(e, JSON.stringify(payload))).to.equal(JSON.stringify(eventMessage(e)));
+    }
+  });
+
+  it('equals it too with a schedule time, a test run, a replay and no trigger', () => {
+    const e: EventFacts = {
+      ...base,
+      trigger_id: null,
+      scheduled_for: new Date('2026-12-05T00:00:00.000Z'),
+      is_test_run: true,
+      source: 'replay',
+      replay_of: '0190d3a4-5b6c-7d8e-9f01-000000000000',
+      payload: { x: 1 },
+    };
+    expect(eventMessageJson(e, JSON.stringify(e.payload))).to.equal(JSON.stringify(eventMessage(e)));
+  });
+
+  it('gives the headers toKafka sets, as JSON', () => {
+    const m = toKafka('t', eventMessage(base));
+    expect(eventHeadersJson(base.id, 'webhook')).to.equal(JSON.stringify(m.headers));
+  });
+});
