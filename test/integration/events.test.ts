@@ -4,7 +4,9 @@ import { randomUUID } from 'node:crypto';
 import type { Express } from 'express';
 import { createTestEnv, type TestEnv } from '../helpers/env';
 import { testApp } from '../helpers/app';
-import { encodeCursor } from '../../src/api/events';
+import { encodeCursor, windowOf } from '../../src/api/events';
+import { eventsToReplay, triggerStats } from '../../src/db/events';
+import { webhookCalls } from '../../src/db/webhook-requests';
 import { newEventId } from '../../src/triggers/event-id';
 
 type Source = 'webhook' | 'scheduler' | 'manual-test' | 'replay';
@@ -532,6 +534,36 @@ describe('event log API', () => {
         }
       });
     }
+
+    it("reads a trigger's stats, last fired time, call log and replay batch from bounded ranges of idx_events_trigger_status_fired", async () => {
+      const captured: Captured[] = [];
+      const onQuery = (q: { sql: string; bindings?: unknown[] }) => {
+        if (/`?event_logs`?/i.test(q.sql)) captured.push({ sql: q.sql, bindings: q.bindings ?? [] });
+      };
+      t.db.on('query', onQuery);
+      let stats: Awaited<ReturnType<typeof triggerStats>>;
+      try {
+        // `since` and the active boundary both cut a minute: the stats read those minutes from the rows.
+        const w = windowOf(t.config, new Date(Date.now() - 30_000));
+        stats = await triggerStats(t.db, busy, new Date(Date.now() - 40 * 3600_000 + 30_000), w, 10_000);
+        await webhookCalls(t.db, busy, w.keepFrom, 20, 10_000);
+        await eventsToReplay(t.db, { keepFrom: w.keepFrom, trigger_id: busy }, new Date(), null, 20);
+      } finally {
+        t.db.removeListener('query', onQuery);
+      }
+      expect(stats.last_fired_at, 'the newest of the busy trigger').to.be.an.instanceOf(Date);
+      // stats: pending part, edge minutes, last fired; the call log; the replay batch
+      expect(captured.length, JSON.stringify(captured.map((c) => c.sql))).to.be.at.least(5);
+      for (const q of captured) {
+        const plan = (await explain(q)).filter((r) => r.select_type !== 'UNION RESULT');
+        for (const r of plan) {
+          expect(r.key, `${q.sql}: ${JSON.stringify(plan)}`).to.equal('idx_events_trigger_status_fired');
+          expect(r.type, `${q.sql}: ${JSON.stringify(plan)}`).to.equal('range');
+        }
+        // The busy trigger has 50,000 events: each read touches a few pages of them at most.
+        expect(await indexReads(q), `index entries read for ${q.sql}`).to.be.below(200);
+      }
+    });
 
     it("counts an offset page's matches only up to 10,000, and sends deeper pages to the cursor", async () => {
       const app = testApp(t);
