@@ -34,7 +34,9 @@
  * Options: --quick, --events= (history size), --small-fill= (events at the first retention measurement),
  * --seconds= (ingest; 30, quick 10), --connections= (64), --burst=, --reads= (calls per route), --relays= (4;
  * RELAY_CONCURRENCY=1 each when more than one, as Operations recommends on a shared host), --relay-env=K=V,…,
- * --writers= (fill connections, 3), --chunk= (events per fill statement, 2500), --events-only, --keep.
+ * --writers= (fill connections, 3), --chunk= (events per fill statement, 2500), --events-only, --keep,
+ * --reuse=<database> (no empty phase and no fill: the history a --keep run left, migrated to the latest schema,
+ * settled and measured as the full phase again; for a before/after of a schema or code change on one fill).
  */
 import http from 'node:http';
 import os from 'node:os';
@@ -84,6 +86,10 @@ const args = parseArgs();
 const QUICK = args.flags.has('quick');
 const KEEP = args.flags.has('keep');
 const EVENTS_ONLY = args.flags.has('events-only');
+/** --reuse=<database>: a database a --keep run left, measured again as the full phase (after a migration, say). */
+const REUSE = args.values.get('reuse') ?? null;
+/** Keep the database at the end: asked for, or one this run did not create. */
+const KEEP_DB = KEEP || REUSE !== null;
 const N = Math.round(numArg(args, 'events', QUICK ? 1_000_000 : 20_000_000));
 const SMALL_FILL = Math.round(numArg(args, 'small-fill', Math.min(Math.round(N / 10), 1_000_000)));
 const SECONDS = numArg(args, 'seconds', QUICK ? 10 : 30);
@@ -133,6 +139,119 @@ async function statusValue(db: Db, name: string): Promise<string | null> {
 /** Pages InnoDB had to read from disk (not found in the buffer pool), server-wide. */
 async function bufferPoolReads(db: Db): Promise<number> {
   return Number(await statusValue(db, 'Innodb_buffer_pool_reads'));
+}
+
+/**
+ * Which indexes the buffer-pool reads of a phase hit. InnoDB's counter says how many pages came from disk,
+ * not whose: this takes the pool's page list (information_schema.INNODB_BUFFER_PAGE: 8,192 pages at 128 MiB,
+ * so a snapshot costs milliseconds) every SAMPLE_MS during the phase, and counts, per table and index, the
+ * pages present in a snapshot that were not in the one before — pages read in between (a page read and
+ * evicted again between two snapshots is missed, so the total is a lower bound; compare it with the counter).
+ */
+class PageReads {
+  static readonly SAMPLE_MS = 500;
+  private prev: Set<string> | null = null;
+  private readonly newPages = new Map<string, number>();
+  private timer: NodeJS.Timeout | null = null;
+  private busy: Promise<void> = Promise.resolve();
+  constructor(
+    private readonly db: Db,
+    private readonly dbName: string,
+  ) {}
+
+  private async snapshot(): Promise<void> {
+    const [rows] = (await this.db.raw(
+      "SELECT SPACE AS s, PAGE_NUMBER AS p, TABLE_NAME AS t, INDEX_NAME AS i FROM information_schema.INNODB_BUFFER_PAGE WHERE PAGE_STATE = 'FILE_PAGE'",
+    )) as [Array<{ s: number; p: number; t: string | null; i: string | null }>];
+    const now = new Set<string>();
+    const prefix = `\`${this.dbName}\`.`;
+    for (const r of rows) {
+      const key = `${r.s}:${r.p}`;
+      now.add(key);
+      if (this.prev && !this.prev.has(key)) {
+        const table = r.t
+          ? r.t.startsWith(prefix)
+            ? r.t.slice(prefix.length).replace(/`/g, '')
+            : 'other databases'
+          : '(no table: undo, system)';
+        const name = r.t?.startsWith(prefix) ? `${table}.${r.i ?? '?'}` : table;
+        this.newPages.set(name, (this.newPages.get(name) ?? 0) + 1);
+      }
+    }
+    this.prev = now;
+  }
+
+  /** Reads per InnoDB file of this database (performance_schema's file I/O, when the server has it on). */
+  private async fileReads(): Promise<Map<string, number> | null> {
+    try {
+      const [rows] = (await this.db.raw(
+        "SELECT FILE_NAME AS f, COUNT_READ AS n FROM performance_schema.file_summary_by_instance WHERE FILE_NAME LIKE '%.ibd' OR FILE_NAME LIKE '%ibdata%' OR FILE_NAME LIKE '%undo0%'",
+      )) as [Array<{ f: string; n: number | string }>];
+      if (rows.length === 0) return null;
+      const m = new Map<string, number>();
+      for (const r of rows) {
+        const parts = r.f.split('/');
+        const name =
+          parts.at(-2) === this.dbName ? parts.at(-1)!.replace(/\.ibd$/, '') : r.f.endsWith('.ibd') ? 'other databases' : 'system, undo';
+        m.set(name, (m.get(name) ?? 0) + Number(r.n));
+      }
+      return m;
+    } catch {
+      return null;
+    }
+  }
+
+  private files0: Map<string, number> | null = null;
+
+  async begin(): Promise<this> {
+    this.files0 = await this.fileReads();
+    await this.snapshot();
+    this.timer = setInterval(() => {
+      this.busy = this.busy.then(() => this.snapshot()).catch(() => undefined);
+    }, PageReads.SAMPLE_MS);
+    return this;
+  }
+
+  /**
+   * Per `per` (events or rows), most first: pages newly in the pool per index (reads, but also pages the
+   * phase created by splitting or extending an index — the empty phase, which reads nothing, shows those),
+   * and reads per table file (exact, read-ahead included; null when performance_schema is off).
+   */
+  async end(per: number): Promise<PageReadsResult> {
+    if (this.timer) clearInterval(this.timer);
+    await this.busy;
+    await this.snapshot();
+    const files1 = await this.fileReads();
+    const rate = (entries: Array<[string, number]>) =>
+      Object.fromEntries(
+        entries
+          .filter(([, n]) => n > 0)
+          .sort((a, b) => b[1] - a[1])
+          .map(([k, n]) => [k, per > 0 ? round(n / per, 4) : n]),
+      );
+    return {
+      newPagesByIndex: rate([...this.newPages.entries()]),
+      fileReadsByTable: files1 && this.files0 ? rate([...files1.entries()].map(([k, n]) => [k, n - (this.files0!.get(k) ?? 0)])) : null,
+    };
+  }
+}
+
+interface PageReadsResult {
+  newPagesByIndex: Record<string, number>;
+  fileReadsByTable: Record<string, number> | null;
+}
+
+function fmtPageReads(r: PageReadsResult, top = 8): string {
+  const line = (m: Record<string, number>) => {
+    const e = Object.entries(m);
+    return e.length
+      ? e
+          .slice(0, top)
+          .map(([k, v]) => `${k} ${v}`)
+          .join(', ')
+      : 'none';
+  };
+  return `file reads by table: ${r.fileReadsByTable ? line(r.fileReadsByTable) : '(performance_schema off)'}; pages new in the pool by index: ${line(r.newPagesByIndex)}`;
 }
 
 async function bufferPoolSize(db: Db): Promise<number> {
@@ -446,10 +565,12 @@ interface RetentionResult {
   rowsPerSecond: number;
   batchMs: Summary;
   bufferPoolReadsPerRow: number;
+  /** Where the reads went (see PageReads). */
+  readsByIndex: PageReadsResult;
 }
 
 /** Deletes the oldest hour of history with the relay's own deleteBefore, 1,000 rows a batch, until a batch comes back short. */
-async function retentionHour(db: Db, label: string): Promise<RetentionResult> {
+async function retentionHour(db: Db, dbName: string, label: string): Promise<RetentionResult> {
   const tableEvents = await eventCount(db);
   const [[row]] = (await db.raw('SELECT MIN(fired_at) AS oldest FROM event_logs')) as [[{ oldest: Date | null }]];
   if (!row.oldest) throw new Error('retention: no events');
@@ -458,6 +579,7 @@ async function retentionHour(db: Db, label: string): Promise<RetentionResult> {
   let deleted = 0;
   const batchMs: number[] = [];
   const stop = progress(() => `retention (${label}): ${fmtInt(deleted)} deleted`);
+  const pages = await new PageReads(db, dbName).begin();
   const bp0 = await bufferPoolReads(db);
   const t0 = performance.now();
   try {
@@ -474,6 +596,8 @@ async function retentionHour(db: Db, label: string): Promise<RetentionResult> {
   }
   const seconds = (performance.now() - t0) / 1000;
   const bp = (await bufferPoolReads(db)) - bp0;
+  const readsByIndex = await pages.end(deleted);
+  log(`  retention reads per row: ${fmtPageReads(readsByIndex)}`);
   return {
     tableEvents,
     oldest: row.oldest.toISOString(),
@@ -484,6 +608,7 @@ async function retentionHour(db: Db, label: string): Promise<RetentionResult> {
     rowsPerSecond: Math.round(deleted / seconds),
     batchMs: roundSummary(summarize(batchMs)),
     bufferPoolReadsPerRow: deleted > 0 ? round(bp / deleted, 4) : NaN,
+    readsByIndex,
   };
 }
 
@@ -514,11 +639,13 @@ interface IngestResult {
   latencyMs: { p50: number; p99: number };
   bufferPoolReads: number;
   bufferPoolReadsPerEvent: number;
+  /** Where the reads went (see PageReads). */
+  readsByIndex: PageReadsResult;
   cpu: CpuUse;
 }
 
 /** Webhook POSTs at full speed over every webhook trigger, after an unrecorded warm-up (which also fills the api's trigger cache). */
-async function ingest(db: Db, base: string, api: RoleProcess, triggerIds: string[]): Promise<IngestResult> {
+async function ingest(db: Db, dbName: string, base: string, api: RoleProcess, triggerIds: string[]): Promise<IngestResult> {
   const common = {
     url: base,
     connections: CONNECTIONS,
@@ -538,10 +665,13 @@ async function ingest(db: Db, base: string, api: RoleProcess, triggerIds: string
   const idleReadsPerSecond = ((await bufferPoolReads(db)) - idle0) / ((performance.now() - i0) / 1000);
   log(`ingest: ${CONNECTIONS} connections over ${triggerIds.length} webhook triggers, full speed, ${SECONDS} s`);
   const meter = meterFor(() => [api], 'api').begin();
+  const pages = await new PageReads(db, dbName).begin();
   const bp0 = await bufferPoolReads(db);
   const r = await runAutocannon('ingest', { ...common, duration: SECONDS });
   const bp = (await bufferPoolReads(db)) - bp0;
   const cpu = meter.end();
+  const readsByIndex = await pages.end(r['2xx']);
+  log(`  ingest reads per event: ${fmtPageReads(readsByIndex)}`);
   return {
     idleReadsPerSecond: round(idleReadsPerSecond, 2),
     seconds: r.duration,
@@ -552,6 +682,7 @@ async function ingest(db: Db, base: string, api: RoleProcess, triggerIds: string
     latencyMs: { p50: r.latency.p50, p99: r.latency.p99 },
     bufferPoolReads: bp,
     bufferPoolReadsPerEvent: r['2xx'] > 0 ? round(bp / r['2xx'], 4) : NaN,
+    readsByIndex,
     cpu,
   };
 }
@@ -890,7 +1021,7 @@ async function measure(label: string, e: BenchEnv, triggers: HistoryTriggers): P
   const [api] = await spawnRoles('api', e.env, 1, live.procs);
   try {
     const base = `http://127.0.0.1:${apiPortOf(api!)}`;
-    const ing = await ingest(e.db, base, api!, triggers.webhook);
+    const ing = await ingest(e.db, e.dbName, base, api!, triggers.webhook);
     log(`  ingest: ${fmtInt(ing.acceptedPerSecond)} events/s, ${ing.bufferPoolReadsPerEvent} buffer-pool reads/event`);
     const { result: pub, relays } = await publishBacklog(e);
     log(`  publish: ${fmtInt(pub.events)} in ${pub.seconds.toFixed(2)} s, ${fmtInt(pub.eventsPerSecond)} events/s`);
@@ -910,8 +1041,66 @@ async function measure(label: string, e: BenchEnv, triggers: HistoryTriggers): P
 
 // ---------------------------------------------------------------------------------------------- main
 
+/** The triggers a --keep run left: its webhook and cron / interval triggers (not its bursts' time triggers). */
+async function existingHistoryTriggers(db: Db): Promise<HistoryTriggers> {
+  const [rows] = (await db.raw(
+    "SELECT id, type FROM triggers WHERE type IN ('webhook', 'cron_scheduled', 'interval_scheduled') ORDER BY id",
+  )) as [Array<{ id: string; type: TriggerType }>];
+  return {
+    webhook: rows.filter((r) => r.type === 'webhook').map((r) => r.id),
+    scheduled: rows.filter((r) => r.type !== 'webhook'),
+  };
+}
+
+/** --reuse: the full phase again on a kept history, printed and written without an empty phase to compare with. */
+async function mainReuse(e: BenchEnv): Promise<void> {
+  const triggers = await existingHistoryTriggers(e.db);
+  const s0 = performance.now();
+  const tables = ['event_logs', 'delivery_attempts', 'idempotency_keys', 'trigger_schedules', 'event_counts', 'trigger_event_counts'];
+  await e.db.raw('ANALYZE TABLE ??', [tables]);
+  let caughtUp = 0;
+  const sweepEvents = new Lifecycle().onEvent('relay:swept', (ev) => (caughtUp += ev.deleted));
+  for (let b = 0; b < 100_000; b++) {
+    const { full } = await withDbRetry(() => sweep(e.db, e.config, sweepEvents));
+    if (!full) break;
+  }
+  await settleTables(e.db, tables);
+  const dbBytes = await databaseBytes(e.db, e.dbName);
+  log(
+    `reuse ${e.dbName}: settled in ${((performance.now() - s0) / 1000).toFixed(1)} s (${fmtInt(caughtUp)} events past 48 h swept); database ${round(dbBytes / 1024 ** 3, 2)} GiB`,
+  );
+  const full = await measure('full (reused)', e, triggers);
+  full.retention = await retentionHour(e.db, e.dbName, 'full (reused)');
+  const machine = await machineFacts(e.db);
+  const lines = [
+    '',
+    `History benchmark, --reuse=${e.dbName}: ${fmtInt(full.eventsAtStart)} events, database ${round(dbBytes / 1024 ** 3, 2)} GiB, load ${os
+      .loadavg()
+      .map((l) => round(l, 2))
+      .join(' ')}`,
+    `ingest ${fmtInt(full.ingest.acceptedPerSecond)} events/s, ${full.ingest.bufferPoolReadsPerEvent} buffer-pool reads/event (idle before: ${full.ingest.idleReadsPerSecond}/s)`,
+    `  ${fmtPageReads(full.ingest.readsByIndex)}`,
+    `publish ${fmtInt(full.publish.eventsPerSecond)} events/s; burst ${fmtMs(full.burst.allOnKafkaMs)}`,
+    `retention ${full.retention.secondsPerHour.toFixed(2)} s per hour (${fmtInt(full.retention.deleted)} rows, ${full.retention.bufferPoolReadsPerRow} reads/row)`,
+    `  ${fmtPageReads(full.retention.readsByIndex)}`,
+    ...ROUTES.flatMap((r) => {
+      const v = full.reads.routes[r];
+      return v ? [`read ${r}: p50 ${v.p50Ms.toFixed(1)} / p99 ${v.p99Ms.toFixed(1)} ms`] : [];
+    }),
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
+  const file = writeResults('history-reuse', {
+    command: `npm run bench -- history ${process.argv.slice(2).join(' ')}`.trim(),
+    machine: { ...machine, loadAverageAtEnd: os.loadavg().map((l) => round(l, 2)) },
+    dbBytes,
+    caughtUp,
+    results: { full },
+  });
+  log(`results: ${file}`);
+}
+
 async function main(): Promise<void> {
-  const e = await createBenchEnv('history', { RATE_LIMIT_PER_WEBHOOK: '0' });
+  const e = await createBenchEnv('history', { RATE_LIMIT_PER_WEBHOOK: '0' }, REUSE ?? undefined);
   live.env = e;
   configureOutboxShards(e.config.outboxShards);
   const oldPool = await bufferPoolSize(e.db);
@@ -955,6 +1144,7 @@ async function main(): Promise<void> {
     if (SMALL_FILL * 48 <= N || SMALL_FILL >= N)
       throw new Error(`--small-fill=${SMALL_FILL} must hold more than an hour of the ${N} events and fewer than all`);
 
+    if (REUSE) return await mainReuse(e);
     const triggers = await insertHistoryTriggers(e.db);
     const empty = await measure('empty', e, triggers);
 
@@ -983,7 +1173,7 @@ async function main(): Promise<void> {
     };
     await fillTimed(0, SMALL_FILL);
     log(`  ${fmtInt(SMALL_FILL)} events in after ${fillSeconds.toFixed(1)} s: retention at this small fill`);
-    const smallRetention = await retentionHour(e.db, `${fmtInt(SMALL_FILL)} events`);
+    const smallRetention = await retentionHour(e.db, e.dbName, `${fmtInt(SMALL_FILL)} events`);
     log(`  small fill: ${fmtInt(smallRetention.deleted)} rows of the oldest hour in ${smallRetention.seconds.toFixed(2)} s`);
     await fillTimed(SMALL_FILL, N);
     const fillRate = Math.round(done.events / fillSeconds);
@@ -1010,7 +1200,7 @@ async function main(): Promise<void> {
     );
 
     const full = await measure('full', e, triggers);
-    full.retention = await retentionHour(e.db, 'full');
+    full.retention = await retentionHour(e.db, e.dbName, 'full');
     log(`  full: ${fmtInt(full.retention.deleted)} rows of the oldest hour in ${full.retention.seconds.toFixed(2)} s`);
 
     report(machine, settings, empty, full, smallRetention, {
@@ -1025,8 +1215,8 @@ async function main(): Promise<void> {
     await fillPool.end().catch(() => undefined);
     await live.restorePool?.().catch((err: unknown) => log(`could not restore the buffer pool size: ${String(err)}`));
     live.env = null;
-    if (KEEP) {
-      log(`--keep: database ${e.dbName} and topic ${e.topic} kept`);
+    if (KEEP_DB) {
+      log(`--keep / --reuse: database ${e.dbName} and topic ${e.topic} kept`);
       await e.db.destroy();
     } else await e.cleanup();
   }
@@ -1234,7 +1424,7 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     void Promise.allSettled([...live.procs].map((p) => p.kill('SIGKILL')))
       .then(() => live.restorePool?.())
       .catch(() => undefined)
-      .then(() => (live.env && !KEEP ? live.env.cleanup() : undefined))
+      .then(() => (live.env && !KEEP_DB ? live.env.cleanup() : undefined))
       .catch(() => undefined)
       .finally(() => {
         clearTimeout(t);

@@ -61,13 +61,17 @@ export interface BenchEnv {
   cleanup(): Promise<void>;
 }
 
-/** Like test/helpers/env's createTestEnv, but `etp_bench_*` names, a bigger pool, and the topics deleted afterwards. */
-export async function createBenchEnv(label: string, overrides: Record<string, string> = {}): Promise<BenchEnv> {
+/**
+ * Like test/helpers/env's createTestEnv, but `etp_bench_*` names, a bigger pool, and the topics deleted afterwards;
+ * `existingDb` names a database to use (and migrate) instead of a new one.
+ */
+export async function createBenchEnv(label: string, overrides: Record<string, string> = {}, existingDb?: string): Promise<BenchEnv> {
   const suffix = `${label
     .replace(/[^a-z0-9]/gi, '')
     .slice(0, 20)
     .toLowerCase()}_${randomBytes(4).toString('hex')}`;
-  const dbName = `etp_bench_${suffix}`;
+  // An existing database (a bench's --reuse): migrated to the latest schema, a topic of this run's own.
+  const dbName = existingDb ?? `etp_bench_${suffix}`;
   const topic = `etp-bench-${suffix}`;
   const databaseUrl = `${DATABASE_URL_BASE.replace(/\/?$/, '/')}${dbName}`;
   const env: Record<string, string> = {

@@ -8,6 +8,9 @@ type Q = Knex | Knex.Transaction;
 
 export type ExecutionStatus = 'pending' | 'published' | 'success' | 'failure';
 
+/** Every execution status, in the column's ENUM order (the order of idx_events_trigger_status_fired). */
+export const EXECUTION_STATUSES: readonly ExecutionStatus[] = ['pending', 'published', 'success', 'failure'];
+
 export interface EventInsert {
   id: string;
   trigger_id: string | null;
@@ -224,10 +227,46 @@ export interface Cursor {
  * after the page (no sort, no scan of rows the filter drops). Left to itself the optimizer could take an
  * index that bounds the range a cursor gives and then walk back from the newest row discarding everything
  * above the cursor. A filter on source or is_test_run alone is checked on the rows of the range.
+ * A trigger's events without a status filter have no index of their own (one per-trigger B-tree fewer to
+ * write on every insert and to delete from on every retention batch; see docs/history.md): they are read
+ * as one range of idx_events_trigger_status_fired per status, merged (see triggerRanges).
  */
 export function listIndex(f: Pick<EventFilter, 'trigger_id' | 'execution_status'>): string {
-  if (f.trigger_id) return f.execution_status ? 'idx_events_trigger_status_fired' : 'idx_events_trigger_fired';
+  if (f.trigger_id) return 'idx_events_trigger_status_fired';
   return f.execution_status ? 'idx_events_status_fired' : 'idx_events_fired';
+}
+
+/**
+ * The filters whose ranges, together, make up `f`'s: a trigger without a status becomes that trigger with
+ * each status in turn (four ranges of idx_events_trigger_status_fired); anything else is one range.
+ */
+export function triggerRanges<F extends { trigger_id?: string; execution_status?: ExecutionStatus }>(f: F): F[] {
+  return f.trigger_id && !f.execution_status ? EXECUTION_STATUSES.map((s) => ({ ...f, execution_status: s })) : [f];
+}
+
+/**
+ * Several ranges read as one statement, `(part) UNION ALL (part) …`, merged on (fired_at, id) in `order`
+ * and cut to `limit` rows after `offset`. Each part is ordered the same way and limited to offset + limit
+ * rows by the caller, so the statement reads at most parts × (offset + limit) index entries and sorts as
+ * many rows; one part is run as it is (with the outer limit and offset).
+ */
+export async function mergedRanges(
+  q: Q,
+  parts: Knex.QueryBuilder[],
+  order: 'asc' | 'desc',
+  limit: number,
+  offset: number,
+  timeoutMs: number | null,
+): Promise<Record<string, unknown>[]> {
+  if (parts.length === 1) {
+    const one = parts[0]!.clone().limit(limit).offset(offset);
+    return (await (timeoutMs === null ? one : one.timeout(timeoutMs, { cancel: true }))) as Record<string, unknown>[];
+  }
+  const natives = parts.map((p) => p.toSQL().toNative());
+  const sql = `${natives.map((n) => `(${n.sql})`).join(' UNION ALL ')} ORDER BY fired_at ${order}, id ${order} LIMIT ? OFFSET ?`;
+  const raw = q.raw(sql, [...natives.flatMap((n) => n.bindings), limit, offset] as Knex.RawBinding[]);
+  const [rows] = (await (timeoutMs === null ? raw : raw.timeout(timeoutMs, { cancel: true }))) as [Record<string, unknown>[]];
+  return rows;
 }
 
 /** Offset pages count their matches up to this many, and no further (a read of at most this many entries). */
@@ -242,32 +281,48 @@ export async function listEvents(
   timeoutMs: number,
 ): Promise<{ rows: EventRow[]; total: number | null }> {
   const index = listIndex(f);
-  const select = q(q.raw('?? FORCE INDEX (??)', ['event_logs', index])).modify((b) => applyFilter(b, f));
+  const range = (rf: EventFilter) => q(q.raw('?? FORCE INDEX (??)', ['event_logs', index])).modify((b) => applyFilter(b, rf));
   const newestFirst = [
     { column: 'fired_at', order: 'desc' },
     { column: 'id', order: 'desc' },
   ];
   if ('cursor' in page) {
     const c = page.cursor;
-    if (c) {
-      select.where((b) =>
-        b.where('fired_at', '<', c.fired_at).orWhere((b2) => b2.where('fired_at', '=', c.fired_at).andWhere('id', '<', c.id)),
-      );
-    }
-    const rows = (await select.orderBy(newestFirst).limit(limit).timeout(timeoutMs, { cancel: true })) as Record<string, unknown>[];
+    const parts = triggerRanges(f).map((rf) => {
+      const select = range(rf);
+      if (c) {
+        select.where((b) =>
+          b.where('fired_at', '<', c.fired_at).orWhere((b2) => b2.where('fired_at', '=', c.fired_at).andWhere('id', '<', c.id)),
+        );
+      }
+      return select.orderBy(newestFirst).limit(limit);
+    });
+    const rows = await mergedRanges(q, parts, 'desc', limit, 0, timeoutMs);
     return { rows: rows.map(fromDb), total: null };
   }
-  // The count reads the same index range, stopping after COUNT_CAP + 1 entries.
-  const matching = q(q.raw('?? FORCE INDEX (??)', ['event_logs', index]))
-    .select(q.raw('1'))
-    .modify((b) => applyFilter(b, f))
-    .limit(COUNT_CAP + 1)
-    .as('m');
+  // The count reads the same index ranges, stopping after COUNT_CAP + 1 entries (each).
+  const parts = triggerRanges(f).map((rf) =>
+    range(rf)
+      .orderBy(newestFirst)
+      .limit(page.offset + limit),
+  );
+  const counted = triggerRanges(f).map((rf) =>
+    range(rf)
+      .select(q.raw('1'))
+      .limit(COUNT_CAP + 1),
+  );
+  const matching =
+    counted.length === 1
+      ? counted[0]!.as('m')
+      : q.raw(
+          `(${counted.map((c) => `(${c.toSQL().toNative().sql})`).join(' UNION ALL ')}) AS m`,
+          counted.flatMap((c) => c.toSQL().toNative().bindings) as Knex.RawBinding[],
+        );
   // One after the other: on a bounded read's connection a statement killed for time must not leave the
   // next one queued behind it.
-  const rows = await select.clone().orderBy(newestFirst).limit(limit).offset(page.offset).timeout(timeoutMs, { cancel: true });
+  const rows = await mergedRanges(q, parts, 'desc', limit, page.offset, timeoutMs);
   const countRow = await q.from(matching).count<{ n: number }[]>({ n: '*' }).timeout(timeoutMs, { cancel: true });
-  return { rows: (rows as Record<string, unknown>[]).map(fromDb), total: Number(countRow[0]?.n ?? 0) };
+  return { rows: rows.map(fromDb), total: Math.min(Number(countRow[0]?.n ?? 0), COUNT_CAP + 1) };
 }
 
 export interface TriggerStats {
@@ -291,7 +346,7 @@ function edgeMinutes(since: Date, w: RetentionWindow): Date[] {
  * A trigger's events fired since `since`, by status, source and retention state, read in three bounded
  * parts: whole minutes from trigger_event_counts (fired, success, failure; the rollup the event_logs
  * triggers keep); the minutes `since` and the active/archived boundary cut, from the trigger's own rows on
- * idx_events_trigger_fired; and the trigger's pending events (not yet on Kafka: few) on
+ * idx_events_trigger_status_fired (one range per status and minute); and the trigger's pending events (not yet on Kafka: few) on
  * idx_events_trigger_status_fired. Published is what is left. The figures are exact, and the read grows
  * with the window's minutes, not its events.
  */
@@ -337,18 +392,37 @@ export async function triggerStats(q: Q, triggerId: string, since: Date, w: Rete
     edges.length === 0
       ? () => Promise.resolve([])
       : rowsOf<Part & { execution_status: ExecutionStatus }>(
-          q(q.raw('?? FORCE INDEX (??)', ['event_logs', 'idx_events_trigger_fired']))
+          q(q.raw('?? FORCE INDEX (??)', ['event_logs', 'idx_events_trigger_status_fired']))
             .select(q.raw('fired_at >= ? AS active', [w.activeFrom]), 'source', 'execution_status')
             .count({ n: '*' })
             .where('trigger_id', triggerId)
+            // every status named: the range is (trigger, status, edge minute) for each, not the trigger's whole history
+            .whereIn('execution_status', EXECUTION_STATUSES)
             .andWhere(inEdge)
             .groupBy('active', 'source', 'execution_status'),
         );
-  // MAX over a prefix of the index: one dive to the trigger's newest entry.
-  const last = rowsOf<{ last: Date | null }>(
-    q('event_logs').max({ last: 'fired_at' }).where('trigger_id', triggerId).andWhere('fired_at', '>=', since),
-  );
-  const [a, p, e, l] = [await rollup(), await pending(), await exact(), await last()];
+  // The newest entry of each status's range of the trigger: one dive each, the latest of them.
+  const last = () =>
+    mergedRanges(
+      q,
+      triggerRanges<{ trigger_id: string; execution_status?: ExecutionStatus }>({ trigger_id: triggerId }).map((r) =>
+        q(q.raw('?? FORCE INDEX (??)', ['event_logs', 'idx_events_trigger_status_fired']))
+          .select('fired_at', 'id')
+          .where({ trigger_id: triggerId, execution_status: r.execution_status! })
+          .andWhere('fired_at', '>=', since)
+          .orderBy([
+            { column: 'fired_at', order: 'desc' },
+            { column: 'id', order: 'desc' },
+          ])
+          .limit(1),
+      ),
+      'desc',
+      1,
+      0,
+      timeoutMs,
+    ) as Promise<Array<{ fired_at: Date }>>;
+  const [a, p, e, lastRows] = [await rollup(), await pending(), await exact(), await last()];
+  const l = lastRows.map((r) => ({ last: r.fired_at }));
   const stats: TriggerStats = {
     total: 0,
     by_execution_status: { pending: 0, published: 0, success: 0, failure: 0 },
@@ -526,27 +600,33 @@ export interface ReplayFilter {
  * One batch of a bulk replay: events of either retention state, oldest first on (fired_at, id), strictly
  * after `after` (keyset paging, so each batch is a short index range read) and fired before `before` (the
  * request's start, so the replays the request itself writes are never picked up). The list's index for
- * the same filter (see listIndex) serves the range and the order.
+ * the same filter (see listIndex) serves the range and the order (a trigger without a status: one range per
+ * status, merged).
  */
 export async function eventsToReplay(q: Q, f: ReplayFilter, before: Date, after: Cursor | null, limit: number): Promise<EventRow[]> {
   const index = listIndex(f);
   const to = f.to && f.to.getTime() < before.getTime() ? f.to : before;
-  const rows = (await q(q.raw('?? FORCE INDEX (??)', ['event_logs', index]))
-    .modify((b) => {
-      if (f.trigger_id) b.where('trigger_id', f.trigger_id);
-      if (f.execution_status) b.where('execution_status', f.execution_status);
-      b.where('fired_at', '>=', f.from && f.from > f.keepFrom ? f.from : f.keepFrom);
-      b.where('fired_at', '<', to);
-      if (after)
-        b.where((w) =>
-          w.where('fired_at', '>', after.fired_at).orWhere((w2) => w2.where('fired_at', '=', after.fired_at).andWhere('id', '>', after.id)),
-        );
-    })
-    .orderBy([
-      { column: 'fired_at', order: 'asc' },
-      { column: 'id', order: 'asc' },
-    ])
-    .limit(limit)) as Record<string, unknown>[];
+  const parts = triggerRanges(f).map((f) =>
+    q(q.raw('?? FORCE INDEX (??)', ['event_logs', index]))
+      .modify((b) => {
+        if (f.trigger_id) b.where('trigger_id', f.trigger_id);
+        if (f.execution_status) b.where('execution_status', f.execution_status);
+        b.where('fired_at', '>=', f.from && f.from > f.keepFrom ? f.from : f.keepFrom);
+        b.where('fired_at', '<', to);
+        if (after)
+          b.where((w) =>
+            w
+              .where('fired_at', '>', after.fired_at)
+              .orWhere((w2) => w2.where('fired_at', '=', after.fired_at).andWhere('id', '>', after.id)),
+          );
+      })
+      .orderBy([
+        { column: 'fired_at', order: 'asc' },
+        { column: 'id', order: 'asc' },
+      ])
+      .limit(limit),
+  );
+  const rows = await mergedRanges(q, parts, 'asc', limit, 0, null);
   return rows.map(fromDb);
 }
 

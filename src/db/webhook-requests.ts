@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { mergedRanges, triggerRanges, type ExecutionStatus } from './events';
 
 type Q = Knex | Knex.Transaction;
 
@@ -72,21 +73,33 @@ export async function deleteRejectionsBefore(q: Q, before: Date, limit: number):
 
 /**
  * A webhook trigger's recent inbound calls, newest first: the accepted ones from event_logs (each accepted
- * call is an event; idx_events_trigger_fired read newest first, stopping after `limit` webhook events) and
+ * call is an event; idx_events_trigger_status_fired read newest first, one range per status, each stopping
+ * after `limit` webhook events, merged) and
  * the rejected ones from webhook_rejections (idx_rejections_trigger_received, the same way), merged. Both
  * reads are bounded by `limit` and by the retention window (`keepFrom`). An accepted call's body size is
  * the stored payload's (its JSON as stored, which may differ from the bytes sent in whitespace).
  */
 export async function webhookCalls(q: Q, triggerId: string, keepFrom: Date, limit: number, timeoutMs: number): Promise<WebhookCall[]> {
   // One after the other on the read's own connection (see listEvents).
-  const [accepted] = (await q
-    .raw(
-      `SELECT id, fired_at, LENGTH(payload) AS body_bytes FROM event_logs FORCE INDEX (idx_events_trigger_fired)
-        WHERE trigger_id = ? AND fired_at >= ? AND source = 'webhook'
-        ORDER BY fired_at DESC, id DESC LIMIT ?`,
-      [triggerId, keepFrom, limit],
-    )
-    .timeout(timeoutMs, { cancel: true })) as [Array<{ id: string; fired_at: Date; body_bytes: number | null }>];
+  const accepted = (await mergedRanges(
+    q,
+    triggerRanges<{ trigger_id: string; execution_status?: ExecutionStatus }>({ trigger_id: triggerId }).map((r) =>
+      q(q.raw('?? FORCE INDEX (??)', ['event_logs', 'idx_events_trigger_status_fired']))
+        .select('id', 'fired_at', q.raw('LENGTH(payload) AS body_bytes'))
+        .where({ trigger_id: triggerId, execution_status: r.execution_status! })
+        .andWhere('fired_at', '>=', keepFrom)
+        .andWhere('source', 'webhook')
+        .orderBy([
+          { column: 'fired_at', order: 'desc' },
+          { column: 'id', order: 'desc' },
+        ])
+        .limit(limit),
+    ),
+    'desc',
+    limit,
+    0,
+    timeoutMs,
+  )) as Array<{ id: string; fired_at: Date; body_bytes: number | null }>;
   const [rejected] = (await q
     .raw(
       `SELECT received_at, http_status, code, reason, body_bytes, signature FROM webhook_rejections
