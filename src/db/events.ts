@@ -311,13 +311,12 @@ export async function listEvents(
       .select(q.raw('1'))
       .limit(COUNT_CAP + 1),
   );
+  // Composed of the builders' own SQL and bindings: no value is interpolated.
+  const countedSql = `(${counted.map((c) => `(${c.toSQL().toNative().sql})`).join(' UNION ALL ')}) AS m`;
   const matching =
     counted.length === 1
       ? counted[0]!.as('m')
-      : q.raw(
-          `(${counted.map((c) => `(${c.toSQL().toNative().sql})`).join(' UNION ALL ')}) AS m`,
-          counted.flatMap((c) => c.toSQL().toNative().bindings) as Knex.RawBinding[],
-        );
+      : q.raw(countedSql, counted.flatMap((c) => c.toSQL().toNative().bindings) as Knex.RawBinding[]);
   // One after the other: on a bounded read's connection a statement killed for time must not leave the
   // next one queued behind it.
   const rows = await mergedRanges(q, parts, 'desc', limit, page.offset, timeoutMs);
