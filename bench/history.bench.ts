@@ -30,7 +30,10 @@
  * empty; ≤ 0.05 buffer-pool reads per ingested event; every read's p99 ≤ 50 ms; the retention cost per hour
  * flat (within ±20 %: the full table's hour at most 1.2× the small fill's).
  * The buffer-pool counter is the server's: other work on the same MariaDB shows up in it, so its rate over
- * 3 idle seconds just before each ingest run is printed beside it.
+ * 3 idle seconds just before each ingest run is printed beside it. Run it against a server of its own
+ * (TEST_DATABASE_URL=mysql://root@127.0.0.1:<port>/) for counts that are the run's alone; with
+ * performance_schema on there, ingest and retention also print their reads per table, and always the pages
+ * each index brought into the pool (PageReads): where the reads go, not only how many.
  * Options: --quick, --events= (history size), --small-fill= (events at the first retention measurement),
  * --seconds= (ingest; 30, quick 10), --connections= (64), --burst=, --reads= (calls per route), --relays= (4;
  * RELAY_CONCURRENCY=1 each when more than one, as Operations recommends on a shared host), --relay-env=K=V,…,

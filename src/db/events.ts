@@ -262,11 +262,25 @@ export async function mergedRanges(
     const one = parts[0]!.clone().limit(limit).offset(offset);
     return (await (timeoutMs === null ? one : one.timeout(timeoutMs, { cancel: true }))) as Record<string, unknown>[];
   }
-  const natives = parts.map((p) => p.toSQL().toNative());
-  const sql = `${natives.map((n) => `(${n.sql})`).join(' UNION ALL ')} ORDER BY fired_at ${order}, id ${order} LIMIT ? OFFSET ?`;
-  const raw = q.raw(sql, [...natives.flatMap((n) => n.bindings), limit, offset] as Knex.RawBinding[]);
+  const union = unionAll(parts);
+  const orderBy = order === 'asc' ? ' ORDER BY fired_at ASC, id ASC' : ' ORDER BY fired_at DESC, id DESC';
+  // Knex-compiled parts with `?` placeholders and a fixed tail: every value is a binding.
+  const sql = union.sql.slice(1, -1) + orderBy + ' LIMIT ? OFFSET ?';
+  const raw = q.raw(sql, [...union.bindings, limit, offset]);
   const [rows] = (await (timeoutMs === null ? raw : raw.timeout(timeoutMs, { cancel: true }))) as [Record<string, unknown>[]];
   return rows;
+}
+
+/**
+ * `((part) UNION ALL (part) …)`: the parts as knex compiled them, with `?` placeholders (their values stay
+ * bindings, never text), wrapped in parentheses as a derived table needs them.
+ */
+function unionAll(parts: Knex.QueryBuilder[]): { sql: string; bindings: Knex.RawBinding[] } {
+  const natives = parts.map((p) => p.toSQL().toNative());
+  return {
+    sql: '(' + natives.map((n) => '(' + n.sql + ')').join(' UNION ALL ') + ')',
+    bindings: natives.flatMap((n) => n.bindings) as Knex.RawBinding[],
+  };
 }
 
 /** Offset pages count their matches up to this many, and no further (a read of at most this many entries). */
@@ -311,12 +325,9 @@ export async function listEvents(
       .select(q.raw('1'))
       .limit(COUNT_CAP + 1),
   );
-  // Composed of the builders' own SQL and bindings: no value is interpolated.
-  const countedSql = `(${counted.map((c) => `(${c.toSQL().toNative().sql})`).join(' UNION ALL ')}) AS m`;
-  const matching =
-    counted.length === 1
-      ? counted[0]!.as('m')
-      : q.raw(countedSql, counted.flatMap((c) => c.toSQL().toNative().bindings) as Knex.RawBinding[]);
+  const union = unionAll(counted);
+  const derived = union.sql + ' AS m'; // knex-compiled parts, values bound (see unionAll)
+  const matching = counted.length === 1 ? counted[0]!.as('m') : q.raw(derived, union.bindings);
   // One after the other: on a bounded read's connection a statement killed for time must not leave the
   // next one queued behind it.
   const rows = await mergedRanges(q, parts, 'desc', limit, page.offset, timeoutMs);
