@@ -17,11 +17,18 @@ export const MASK = '••••••';
 
 export type RawHeaders = Record<string, string | string[] | number | undefined>;
 
-const NEEDS_ESCAPE = /["\\\u0000-\u001f\u2028\u2029]/;
+// Quotes, backslashes and control characters are escaped in JSON (checked by char code: no control-character regex).
+const NEEDS_ESCAPE = (s: string): boolean => {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 32 || c === 34 || c === 92) return true;
+  }
+  return false;
+};
 
 /** The length of a string as JSON text (quotes included), without building it in the common case. */
 function jsonLength(s: string): number {
-  return NEEDS_ESCAPE.test(s) ? JSON.stringify(s).length : s.length + 2;
+  return NEEDS_ESCAPE(s) ? JSON.stringify(s).length : s.length + 2;
 }
 
 /** Whether a header carries a secret (by its name). */
