@@ -26,10 +26,13 @@ function columns(buckets: Buckets): { data: uPlot.AlignedData; raw: number[][] }
   return { data: [xs, all, failedSucceeded, failed], raw };
 }
 
-export function EventsChart({ buckets }: { buckets: Buckets }) {
+/** `zone`: the IANA zone the time axis is drawn in (named under the axis). */
+export function EventsChart({ buckets, zone }: { buckets: Buckets; zone: string }) {
   const box = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
   const raw = useRef<number[][]>([]);
+  const latest = useRef(buckets);
+  latest.current = buckets;
 
   useEffect(() => {
     const el = box.current;
@@ -39,9 +42,10 @@ export function EventsChart({ buckets }: { buckets: Buckets }) {
       width: Math.max(200, el.clientWidth),
       height: HEIGHT,
       cursor: { drag: { x: false, y: false } },
+      tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), zone),
       scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(5, Math.ceil(max * 1.1))] } },
       axes: [
-        { stroke: '#475569', grid: { stroke: '#e2e8f0' } },
+        { stroke: '#475569', grid: { stroke: '#e2e8f0' }, label: `time (${zone})`, labelSize: 20 },
         { stroke: '#475569', grid: { stroke: '#e2e8f0' }, size: 48, label: 'events / min' },
       ],
       series: [
@@ -58,7 +62,9 @@ export function EventsChart({ buckets }: { buckets: Buckets }) {
         })),
       ],
     };
-    const cols = columns([]);
+    // Built again when the zone changes (uPlot takes it at creation), with the data already loaded.
+    const cols = columns(latest.current);
+    raw.current = cols.raw;
     plot.current = new uPlot(opts, cols.data, el);
     const resize = new ResizeObserver(() => plot.current?.setSize({ width: Math.max(200, el.clientWidth), height: HEIGHT }));
     resize.observe(el);
@@ -67,7 +73,7 @@ export function EventsChart({ buckets }: { buckets: Buckets }) {
       plot.current?.destroy();
       plot.current = null;
     };
-  }, []);
+  }, [zone]);
 
   useEffect(() => {
     const cols = columns(buckets);

@@ -17,6 +17,20 @@ export const MASK = '••••••';
 
 export type RawHeaders = Record<string, string | string[] | number | undefined>;
 
+// Quotes, backslashes and control characters are escaped in JSON (checked by char code: no control-character regex).
+const NEEDS_ESCAPE = (s: string): boolean => {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 32 || c === 34 || c === 92) return true;
+  }
+  return false;
+};
+
+/** The length of a string as JSON text (quotes included), without building it in the common case. */
+function jsonLength(s: string): number {
+  return NEEDS_ESCAPE(s) ? JSON.stringify(s).length : s.length + 2;
+}
+
 /** Whether a header carries a secret (by its name). */
 export function isSecretHeader(name: string): boolean {
   return SECRET_NAME.test(name);
@@ -44,7 +58,7 @@ export function headersForHistory(raw: RawHeaders): Record<string, string> {
     } else if (value.length > HEADER_VALUE_MAX_CHARS) {
       value = `${value.slice(0, HEADER_VALUE_MAX_CHARS)}… (${value.length} chars)`;
     }
-    const cost = JSON.stringify(key).length + JSON.stringify(value).length + 2;
+    const cost = jsonLength(key) + jsonLength(value) + 2;
     // Room is kept for the "not kept" note, so the JSON never passes the bound.
     if (size + cost > ATTEMPT_HEADERS_MAX_CHARS - 64) {
       left = names.length - i;

@@ -1,4 +1,4 @@
-import { useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { ApiError, api, newKey, query } from '../api';
 import { ErrorNotice, Loading, RetryState, Status, StatusBadge, Time, TriggerRef } from '../components';
 import { plural, shortId } from '../format';
@@ -288,6 +288,15 @@ export function EventsPage({ route, failedOnly = false }: { route: Route; failed
  */
 function ReplayShown({ events, onDone }: { events: TriggerEvent[]; onDone: () => void }) {
   const [confirming, setConfirming] = useState(false);
+  // Focus follows the confirmation: to its Cancel when it opens, back to the button when it closes.
+  const openButton = useRef<HTMLButtonElement>(null);
+  const cancelButton = useRef<HTMLButtonElement>(null);
+  const wasOpen = useRef(false);
+  useEffect(() => {
+    if (confirming) cancelButton.current?.focus();
+    else if (wasOpen.current) openButton.current?.focus();
+    wasOpen.current = confirming;
+  }, [confirming]);
   const [progress, setProgress] = useState<{ done: number; skipped: number; failed: number; total: number; running: boolean } | null>(null);
   const eligible = events.filter((e) => isFinal(e) && !e.replayed_as);
   const left = events.length - eligible.length;
@@ -327,13 +336,14 @@ function ReplayShown({ events, onDone }: { events: TriggerEvent[]; onDone: () =>
           <button type="button" class="button-primary" onClick={run}>
             Yes, replay {eligible.length}
           </button>
-          <button type="button" onClick={() => setConfirming(false)}>
+          <button type="button" ref={cancelButton} onClick={() => setConfirming(false)}>
             Cancel
           </button>
         </span>
       ) : (
         <button
           type="button"
+          ref={openButton}
           class="button-primary"
           disabled={progress?.running || eligible.length === 0}
           onClick={() => setConfirming(true)}

@@ -4,6 +4,7 @@ import { Card, ErrorNotice, Loading } from '../components';
 import { formatCount, formatMs, plural } from '../format';
 import { href, usePoll } from '../hooks';
 import { TRIGGER_TYPES, TYPE_LABELS, type Overview } from '../types';
+import { useZoneChoice, zoneFor } from '../zone';
 
 function Big({ value, label, tone }: { value: string; label: string; tone?: 'good' | 'bad' | 'warn' }) {
   return (
@@ -16,6 +17,8 @@ function Big({ value, label, tone }: { value: string; label: string; tone?: 'goo
 
 export function OverviewPage() {
   const { data, error } = usePoll(() => api<Overview>('GET', '/overview'), []);
+  // The chart mixes every trigger: "each trigger's zone" draws it in the browser's.
+  const chartZone = zoneFor(useZoneChoice().choice, null);
   return (
     <>
       <h1>Overview</h1>
@@ -113,7 +116,7 @@ export function OverviewPage() {
           </Card>
           <Card title="Events per minute (2 h)" wide>
             <p class="card-note">Events fired each minute of the last two hours, by where their delivery stands now.</p>
-            <EventsChart buckets={data.events_per_minute.buckets} />
+            <EventsChart buckets={data.events_per_minute.buckets} zone={chartZone} />
           </Card>
         </div>
       )}
