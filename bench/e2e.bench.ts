@@ -511,15 +511,9 @@ async function main(): Promise<void> {
     }
     out.push('');
     out.push(`Where the CPU went (${os.cpus().length} cores; % of the whole machine; bench = sender + receiver in this process):`);
-    if (one) out.push(cpuLine('(1) steady', one.cpu));
-    if (two) out.push(cpuLine('(2) full speed, sending', two.cpuSending));
-    if (two) out.push(cpuLine('(2) full speed, draining', two.cpuDraining));
-    if (one && one.delivered > 0) {
-      const per = Object.entries(one.cpu.cpuSeconds)
-        .map(([k, v]) => `${k} ${((v * 1000) / one.delivered).toFixed(2)} ms`)
-        .join(', ');
-      out.push(`  (1) CPU per event: ${per}`);
-    }
+    if (one) out.push(cpuLine('(1) steady', one.cpu, one.delivered));
+    if (two) out.push(cpuLine('(2) full speed, sending', two.cpuSending, two.accepted));
+    if (two) out.push(cpuLine('(2) full speed, draining', two.cpuDraining, Math.max(0, two.delivered - two.deliveredWhileSending)));
     const loadEnd = os.loadavg().map((l) => round(l, 2));
     out.push('');
     out.push(`Event logs by execution_status at the end: ${JSON.stringify(executionStatus)}; receiver duplicates ${receiver.duplicates}.`);

@@ -1368,9 +1368,9 @@ function report(
     ['empty', empty],
     ['full', full],
   ] as const) {
-    out.push(cpuLine(`${label} ingest`, p.ingest.cpu));
-    out.push(cpuLine(`${label} publish`, p.publish.cpu));
-    out.push(cpuLine(`${label} burst`, p.burst.cpu));
+    out.push(cpuLine(`${label} ingest`, p.ingest.cpu, p.ingest.accepted));
+    out.push(cpuLine(`${label} publish`, p.publish.cpu, p.publish.events));
+    out.push(cpuLine(`${label} burst`, p.burst.cpu, p.burst.eventLogs));
   }
   out.push('');
   out.push(

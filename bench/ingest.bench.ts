@@ -230,7 +230,13 @@ async function floorRun(kind: 'bare' | 'express'): Promise<HttpResult> {
       child.once('exit', (code) => reject(new Error(`floor server ${kind} exited with ${code}`)));
     });
     const meter = new CpuMeter(() => ({ [kind === 'bare' ? 'node:http' : 'express']: [child.pid ?? 0], bench: [process.pid] }));
-    return await loadRun(`(f) ${kind === 'bare' ? 'bare node:http' : 'do-nothing Express'}`, `http://127.0.0.1:${port}`, [FLOOR_ID], meter, null);
+    return await loadRun(
+      `(f) ${kind === 'bare' ? 'bare node:http' : 'do-nothing Express'}`,
+      `http://127.0.0.1:${port}`,
+      [FLOOR_ID],
+      meter,
+      null,
+    );
   } finally {
     child.kill('SIGTERM');
   }
@@ -388,7 +394,7 @@ async function main(): Promise<void> {
     if (c) out.push(cpuLine(`(c) ${fmtInt(RATE)} req/s`, c.cpu));
     if (fBare) out.push(cpuLine('(f) bare node:http', fBare.cpu));
     if (fExpress) out.push(cpuLine('(f) do-nothing Express', fExpress.cpu));
-    out.push('CPU µs per request / commit, per process (bench = the ceiling\'s knex + mysql2 callers, or autocannon):');
+    out.push("CPU µs per request / commit, per process (bench = the ceiling's knex + mysql2 callers, or autocannon):");
     if (a) out.push(`  ${'(a) naive ceiling'.padEnd(24)} ${fmtCpuPerEvent(a.cpu, a.commits, 'commit')}`);
     const short = ['(b) full speed', `(c) ${fmtInt(RATE)} req/s`, '(f) bare node:http', '(f) do-nothing Express'];
     httpPhases.forEach(([, r], i) => r && out.push(`  ${short[i]!.padEnd(24)} ${fmtCpuPerEvent(r.cpu, r.ok, 'request')}`));

@@ -543,8 +543,14 @@ export async function topicMessageCount(topic: string, partitions: number): Prom
  * Starts k `node dist/main.js <role>` processes; if any fails to start, stops the others and throws.
  * `live` tracks them so an interrupted run can kill what is still running.
  */
-export async function spawnRoles(role: string, env: Record<string, string>, k: number, live: Set<RoleProcess>): Promise<RoleProcess[]> {
-  const procs = await Promise.allSettled(Array.from({ length: k }, () => spawnRole(role, env, 90_000)));
+export async function spawnRoles(
+  role: string,
+  env: Record<string, string>,
+  k: number,
+  live: Set<RoleProcess>,
+  nodeArgs: string[] = [],
+): Promise<RoleProcess[]> {
+  const procs = await Promise.allSettled(Array.from({ length: k }, () => spawnRole(role, env, 90_000, nodeArgs)));
   const ok = procs.flatMap((p) => (p.status === 'fulfilled' ? [p.value] : []));
   ok.forEach((p) => live.add(p));
   const failed = procs.find((p) => p.status === 'rejected');

@@ -1,7 +1,7 @@
 /**
  * The platform side by side with the job queues people would pick instead (issue 7):
  * `npm run bench -- peers [--quick] [--systems=us,graphile-worker,pg-boss,bullmq] [--workers=1,4]
- * [--only=burst,steady,throughput]`.
+ * [--only=burst,steady,throughput] [--cpu-prof=<dir>]`.
  *
  * Systems
  *   us               time triggers / webhook events → `node dist/main.js relay` × k → Kafka `trigger-events`
@@ -66,6 +66,8 @@ import { postJson } from './webhooks';
 
 const args = parseArgs();
 const QUICK = args.flags.has('quick');
+/** --cpu-prof=<dir>: our relays run with `node --cpu-prof`, their profiles written to <dir> as they stop. */
+const CPU_PROF_DIR = args.values.get('cpu-prof');
 const BURST = Math.round(numArg(args, 'burst', QUICK ? 5_000 : 50_000));
 const RATE = Math.round(numArg(args, 'rate', 2_000));
 const SECONDS = numArg(args, 'seconds', QUICK ? 10 : 60);
@@ -623,7 +625,8 @@ async function withUs<T>(label: string, fn: (e: BenchEnv) => Promise<T>): Promis
 const MANY_RELAYS_ENV = { RELAY_CONCURRENCY: '1' };
 
 function spawnRelays(e: BenchEnv, k: number): Promise<RoleProcess[]> {
-  return spawnRoles('relay', k > 1 ? { ...e.env, ...MANY_RELAYS_ENV } : e.env, k, live.relays);
+  const prof = CPU_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(CPU_PROF_DIR)}`] : [];
+  return spawnRoles('relay', k > 1 ? { ...e.env, ...MANY_RELAYS_ENV } : e.env, k, live.relays, prof);
 }
 
 function stopRelaysOf(procs: RoleProcess[]): Promise<void> {
@@ -1183,6 +1186,18 @@ function report(runs: RunResult[], header: string, skipped: Array<{ system: Syst
         ]),
       ),
     );
+    out.push('');
+  }
+  const metered = ok.filter((r) => r.cpu && r.jobs > 0 && (r.workload === 'burst' || r.workload === 'steady'));
+  if (metered.length) {
+    out.push(
+      "CPU µs per event, per process group (the measured interval's CPU seconds ÷ its jobs; bench = the load generator / our Kafka consumer):",
+    );
+    for (const r of metered) {
+      const per = Object.entries(r.cpu!.cpuSeconds).map(([k, v]) => `${k} ${Math.round((v * 1e6) / r.jobs)}`);
+      const system = Math.round((r.cpu!.systemCpuSeconds * 1e6) / r.jobs);
+      out.push(`  ${`${r.workload} ${name(r)}`.padEnd(36)} system ${system} (${per.join(', ')})`);
+    }
     out.push('');
   }
   const verdicts = winners(ok);

@@ -31,6 +31,7 @@ import type { RoleProcess } from '../test/helpers/proc';
 import {
   BenchReader,
   CpuMeter,
+  fmtCpuPerEvent,
   createBenchEnv,
   fmtInt,
   fmtMs,
@@ -728,11 +729,12 @@ function verdict(ok: boolean): string {
   return ok ? 'met' : 'NOT met';
 }
 
-function cpuLine(label: string, c: CpuUse): string {
+/** CPU seconds and machine share per process group, then CPU µs per event (row) of each. */
+function cpuLine(label: string, c: CpuUse, events: number): string {
   const parts = Object.entries(c.cpuSeconds)
     .filter(([, v]) => v > 0)
     .map(([k, v]) => `${k} ${v.toFixed(1)} s (${Math.round((c.machineShare[k] ?? 0) * 100)}%)`);
-  return `  ${label.padEnd(22)} wall ${c.wallSeconds.toFixed(1)} s; CPU ${parts.join(', ')}`;
+  return `  ${label.padEnd(22)} wall ${c.wallSeconds.toFixed(1)} s; CPU ${parts.join(', ')}\n  ${''.padEnd(22)} ${fmtCpuPerEvent(c, events)}`;
 }
 
 /** A (b) row of the report: relays and mode, rate, volume and time, ratios to the ceilings. */
@@ -922,13 +924,13 @@ async function main(): Promise<void> {
   const cpuLines = [
     ...[a1, a4, ao1, ao4]
       .filter((x): x is CeilingResult => !!x)
-      .map((x) => cpuLine(`(a) ${x.claimers} claimer(s)${x.ordered ? ' ord.' : ''}`, x.cpu)),
+      .map((x) => cpuLine(`(a) ${x.claimers} claimer(s)${x.ordered ? ' ord.' : ''}`, x.cpu, x.rows)),
     ...[b1, bu1, b4, bu4]
       .filter((x): x is PublishResult => !!x)
-      .map((x) => cpuLine(`(b) ${x.relays} relay(s)${x.ordered ? '' : ' unord.'}`, x.cpu)),
-    ...(c ? [cpuLine('(c) burst', c.cpu)] : []),
-    ...(d ? [cpuLine('(d) steady', d.cpu)] : []),
-    ...(x ? [cpuLine('(e) breakdown', x.cpu)] : []),
+      .map((x) => cpuLine(`(b) ${x.relays} relay(s)${x.ordered ? '' : ' unord.'}`, x.cpu, x.rows)),
+    ...(c ? [cpuLine('(c) burst', c.cpu, c.eventLogs)] : []),
+    ...(d ? [cpuLine('(d) steady', d.cpu, d.eventLogs)] : []),
+    ...(x ? [cpuLine('(e) breakdown', x.cpu, x.rows)] : []),
   ];
   out.push('');
   out.push(`Where the CPU went (${os.cpus().length} cores; % of the whole machine):`);

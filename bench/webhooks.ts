@@ -6,7 +6,7 @@
 import http from 'node:http';
 import { postJson } from '../test/helpers/post-json';
 import { spawnRole, type RoleProcess } from '../test/helpers/proc';
-import { log, progress, fmtInt, type BenchEnv, type CpuUse } from './lib';
+import { fmtCpuPerEvent, log, progress, fmtInt, type BenchEnv, type CpuUse } from './lib';
 
 // ------------------------------------------------------------------------------------- trigger, payload
 
@@ -188,9 +188,11 @@ export function verdict(ok: boolean): string {
   return ok ? 'met' : 'NOT met';
 }
 
-export function cpuLine(label: string, c: CpuUse): string {
+/** CPU seconds and machine share per process group; with `events`, a second line of CPU µs per event. */
+export function cpuLine(label: string, c: CpuUse, events?: number): string {
   const parts = Object.entries(c.cpuSeconds)
     .filter(([, v]) => v > 0)
     .map(([k, v]) => `${k} ${v.toFixed(1)} s (${Math.round((c.machineShare[k] ?? 0) * 100)}%)`);
-  return `  ${label.padEnd(26)} wall ${c.wallSeconds.toFixed(1)} s; CPU ${parts.join(', ')}`;
+  const line = `  ${label.padEnd(26)} wall ${c.wallSeconds.toFixed(1)} s; CPU ${parts.join(', ')}`;
+  return events === undefined ? line : `${line}\n  ${''.padEnd(26)} ${fmtCpuPerEvent(c, events)}`;
 }

@@ -100,6 +100,24 @@ describe('webhook ingestion and manual test runs', () => {
       expect(outbox[0]!.published).to.equal(0);
     });
 
+    it("answers the lean lane's 202 as the general route does, without an ETag, and takes a BOM-prefixed or charset-labelled body", async () => {
+      const app = testApp(t);
+      const trigger = await webhookTrigger(app);
+      const plain = await postJson(app, `/api/v1/webhook/${trigger.id}`, VALID_ORDER).set('x-request-id', 'lane-1').expect(202);
+      expect(plain.headers['content-type']).to.equal('application/json; charset=utf-8');
+      expect(plain.headers['x-request-id']).to.equal('lane-1');
+      expect(plain.headers).to.not.have.property('etag');
+      const bom = await request(app)
+        .post(`/api/v1/webhook/${trigger.id}`)
+        .set('content-type', 'application/json; charset=utf-8')
+        .send(`\ufeff${JSON.stringify(VALID_ORDER)}`)
+        .expect(202);
+      const ids = [plain.body.event_id, bom.body.event_id] as string[];
+      const logged = await eventsOf(trigger.id);
+      expect(logged.map((e) => e.id)).to.have.members(ids);
+      for (const e of logged) expect(JSON.parse(e.payload as string)).to.deep.equal(VALID_ORDER);
+    });
+
     it('answers an invalid payload with 400 problem+json naming every schema error by JSON pointer, and logs nothing', async () => {
       const app = testApp(t);
       const trigger = await webhookTrigger(app);
