@@ -30,6 +30,7 @@ export class Relay {
 
   constructor(private readonly deps: { db: Db; producer: EventProducer; config: Config; events: Lifecycle }) {}
 
+  /** Long because it wires every loop of the relay in one place; each loop's body is a few lines. */
   async start(): Promise<void> {
     const { db, producer, config, events } = this.deps;
     const idleMs = config.schedulerIntervalMs;
