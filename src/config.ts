@@ -190,6 +190,7 @@ function topic(env: Env, name: string, def: string): string {
   return raw;
 }
 
+/** Long as a table is long: one line per variable, each parsed and checked by the helpers above. */
 export function loadConfig(env: Env = process.env): Config {
   const apiPort = int(env, 'API_PORT', 8080, 0, 65535);
   const kafkaTopic = topic(env, 'KAFKA_TOPIC', 'trigger-events');

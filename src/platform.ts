@@ -123,7 +123,8 @@ export function webhookIngest(config: Config, logger: Logger | null, metrics: Me
 
 /**
  * Wires the chosen roles: config → logger → pools → Kafka → roles. Entry points only call this;
- * tests call it too (with port 0) to run real roles in-process.
+ * tests call it too (with port 0) to run real roles in-process. Long because it is the one ordered list of
+ * start-up steps (and their stop in reverse); each step is a call.
  */
 export async function startPlatform(config: Config, roles: Role[], opts: { logger?: Logger; migrate?: boolean } = {}): Promise<Platform> {
   const logger = opts.logger ?? createLogger(config.logLevel, roles.join('+'));

@@ -83,6 +83,7 @@ export function keepPlusInDateTimes(url: string): string {
   return url.replace(DATE_TIME_PARAM, (_m, key: string, value: string) => key + value.replace(/\+/g, '%2B'));
 }
 
+/** Long because the middleware order is the point: reading it top to bottom is reading a request's path. */
 export function createApp(deps: AppDeps): express.Express {
   const { config, logger, metrics } = deps;
   const app = express();

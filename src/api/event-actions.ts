@@ -14,6 +14,7 @@ import { cancelRetries, replayMatching, replayOne, retryNow } from '../operator/
 import { ApiError, validationError } from './errors';
 import { presentEvents, windowOf } from './events';
 
+/** Long only as a list of routes: each handler parses, calls one function (operator/actions.ts) and formats. */
 export function eventActionRoutes(deps: { db: Db; config: Config; metrics: Metrics }): Router {
   const { db, config } = deps;
   // The API's own lifecycle events (the relay's and worker's are the platform's); metrics subscribe to them.

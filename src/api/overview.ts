@@ -32,6 +32,7 @@ export function quantile(sorted: number[], q: number): number | null {
   return sorted[Math.min(sorted.length, rank) - 1]!;
 }
 
+/** The overview's queries, run at once, and the answer assembled from them (the shape of the JSON, field by field). */
 export async function computeOverview(db: Db, config: Config, now: Date) {
   // Whole minutes: the last bucket is the current (partial) minute.
   const to = new Date(Math.floor(now.getTime() / MINUTE_MS) * MINUTE_MS + MINUTE_MS);

@@ -92,6 +92,7 @@ function idParam(req: Request): string {
   return String(req.params.id);
 }
 
+/** Long only as a list of routes: each handler parses, calls one function (triggers/lifecycle.ts, db/) and formats. */
 export function triggerRoutes(deps: { db: Db; config: Config; validators: WebhookValidators }): Router {
   const { db, config } = deps;
   const r = Router();

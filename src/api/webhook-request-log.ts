@@ -41,7 +41,7 @@ export const REQUEST_LOG_DEFAULTS: Omit<WebhookRequestLogOptions, 'keepSeconds'>
 export type SignatureNote = Exclude<SignatureVerdict, 'passed' | 'not_checked'>;
 
 /**
- * The log of rejected webhook calls (issue 24). Accepted calls cost nothing here: the event log has them.
+ * The log of rejected webhook calls. Accepted calls cost nothing here: the event log has them.
  * A rejection is queued in memory as its answer is sent and written later with others in one INSERT, off
  * the request's path; the queue is bounded (a flood of bad calls costs at most one INSERT per flush delay
  * and a bounded amount of memory; what does not fit is counted, not logged), and each trigger's rows are

@@ -134,9 +134,8 @@ export async function claimUnpublished(trx: Knex.Transaction, limit: number): Pr
  *
  * Fairness comes from rotation rather than per-shard quotas: the scan starts at `cursor.next` and wraps
  * around, and the cursor moves past the last shard this batch reached. A hot shard gets at most one batch
- * per turn, and every other shard with rows gets its turn within a few batches. (A UNION ALL of one
- * LIMITed part per shard gave each shard a quota in one batch, but MariaDB plans every part on every call:
- * 4.6 ms for 64 parts against 2.0 ms for this scan, for the same 500 rows.)
+ * per turn, and every other shard with rows gets its turn within a few batches. Why one scan and not a
+ * part per shard: docs/decisions/ordered-claim-range-scan.md.
  *
  * `full` says the batch was filled, so the caller should claim again at once.
  */
@@ -171,12 +170,9 @@ export const SHARD_FENCE = 'shard-fence';
 /**
  * One fence row per shard (Fence), which sorts right after the shard's ready rows (Ready)
  * in idx_outbox_shard_claim (shard, published, id). A locking range scan in InnoDB also locks the first
- * record past its range; without a fence, the ordered claim of a shard with fewer ready rows than the batch
- * locked (or waited for) the next shard's first row — another lane's or relay's — which coupled neighbouring
- * shards and produced deadlocks with that owner's delete of its published rows. With a fence the record past
- * the range is the shard's own fence, locked only by the shard's owner. Nothing else reads Fence rows
- * (fences have no published_at, so the legacy clean-up never deletes them). Idempotent; a race between
- * relays can add a second fence to a shard, which is harmless.
+ * record past its range; with a fence that record is the shard's own, locked only by the shard's owner, so
+ * a claim never locks or waits for a neighbouring shard's row (docs/decisions/shard-fences.md). Nothing else
+ * reads Fence rows. Idempotent; a race between relays can add a second fence to a shard, which is harmless.
  */
 export async function ensureShardFences(q: Q, shards: number): Promise<void> {
   const have = (await q('outbox').distinct('shard').where({ published: OutboxState.Fence, event_id: SHARD_FENCE })) as Array<{
@@ -203,9 +199,8 @@ export async function ensureShardFences(q: Q, shards: number): Promise<void> {
 
 /**
  * A delivered row leaves the outbox: it is deleted in the transaction that records the publish. The event
- * log keeps when it was published. Deleting costs InnoDB one delete-mark per index; the former
- * `published = 1` update rewrote the row's entry in all three claim indexes (delete-mark + insert each),
- * and a clean-up pass had to delete it again later.
+ * log keeps when it was published. A delete costs InnoDB one delete-mark per index and leaves nothing to
+ * clean up (docs/decisions/delete-on-publish.md).
  */
 export async function markPublished(trx: Knex.Transaction, rows: ClaimedOutbox[], now: Date): Promise<void> {
   if (rows.length === 0) return;
@@ -245,9 +240,9 @@ export async function markFailed(trx: Knex.Transaction, ids: number[], error: st
  */
 export async function promoteDue(q: Q, limit = 1000, shards?: number[]): Promise<number> {
   if (shards && shards.length === 0) return 0;
-  // Named index: given a shard list MariaDB preferred idx_outbox_shard_claim and then sorted every waiting
-  // row of those shards by available_at (a filesort of 68k rows, 0.35 s, per call on a 200k outbox); on
-  // idx_outbox_waiting the scan is in available_at order and stops after `limit` rows (of these shards).
+  // Named index: on idx_outbox_waiting the scan is in available_at order and stops after `limit` rows (of
+  // these shards); given a shard list MariaDB would otherwise sort every waiting row of those shards
+  // (docs/decisions/outbox-named-indexes.md).
   const sql =
     'UPDATE outbox FORCE INDEX (idx_outbox_waiting) SET published = ? WHERE published = ? AND available_at <= UTC_TIMESTAMP(3)' +
     (shards ? ' AND shard IN (?)' : '') +
@@ -266,16 +261,15 @@ export async function promoteDue(q: Q, limit = 1000, shards?: number[]): Promise
 export async function shardsWithBacklog(q: Q, shards: number[]): Promise<Set<number>> {
   if (shards.length === 0) return new Set();
   // Usually the outbox holds nothing queued at all (scheduled events bypass it): one probe of
-  // idx_outbox_claim says so, cheaper than the per-shard statement below (~2 ms for 64 shards) in every fire
-  // transaction. Fences never match.
+  // idx_outbox_claim says so, cheaper than the per-shard statement below in every fire transaction.
+  // Fences never match.
   const [any] = (await q.raw('SELECT id FROM outbox FORCE INDEX (idx_outbox_claim) WHERE published IN (?, ?) LIMIT 1', [
     OutboxState.Ready,
     OutboxState.Waiting,
   ])) as [unknown[]];
   if (any.length === 0) return new Set();
   // A loose index scan of idx_outbox_shard_claim per state ("Using index for group-by"): one dive per shard
-  // and state, not a read of every queued row (a plain DISTINCT over `published IN (Ready, Waiting)` read them all: 20 ms
-  // on a 100k backlog), and two statement parts to plan where one LIMIT 1 part per shard cost ~4 ms.
+  // and state, not a read of every queued row (docs/decisions/outbox-named-indexes.md).
   const [rows] = (await q.raw(
     `SELECT DISTINCT shard FROM outbox FORCE INDEX (idx_outbox_shard_claim) WHERE shard IN (?) AND published = ?
      UNION SELECT DISTINCT shard FROM outbox FORCE INDEX (idx_outbox_shard_claim) WHERE shard IN (?) AND published = ?`,

@@ -30,6 +30,7 @@ export class Relay {
 
   constructor(private readonly deps: { db: Db; producer: EventProducer; config: Config; events: Lifecycle }) {}
 
+  /** Long because it wires every loop of the relay in one place; each loop's body is a few lines. */
   async start(): Promise<void> {
     const { db, producer, config, events } = this.deps;
     const idleMs = config.schedulerIntervalMs;
@@ -63,20 +64,19 @@ export class Relay {
           const r = await withDbRetry(() => fireDue(db, config, events, direct));
           if (r.queued > 0) wakePublishers(); // new outbox rows: publish them now, not at the next poll
           // Only lane 0 wakes at the next due time; it wakes the other lanes when it finds more than a
-          // batch due. With every lane waking at each due instant, a steady trickle of fires cost one
-          // mostly empty claim transaction per lane per due time.
+          // batch due, so a steady trickle of fires does not cost an empty claim per lane
+          // (docs/decisions/relay-wakeups.md).
           if (r.full) wakeFireLanes();
           if (lane !== 0) return { ...r, nextInMs: undefined };
-          // RELAY_FIRE_WINDOW: when due times are spread out (2,000 fires/s ≈ one every 0.5 ms), claiming
-          // each as it falls due made one transaction per event or two; waiting at least the window lets
-          // the events due meanwhile share one, for at most that much more lag.
+          // RELAY_FIRE_WINDOW: waiting at least the window lets events due close together share one
+          // transaction, for at most that much more lag.
           return { ...r, nextInMs: Math.max(r.nextInMs ?? idleMs, config.relayFireWindowMs) };
         }),
         this.loop(`outbox-${lane}`, publishDelay, Math.min(idleMs, config.outboxPollIntervalMs * 4), async () => {
           const r = await publishLane.publish();
           // A lane that keeps finding nothing polls less often: OUTBOX_POLL_INTERVAL while rows come, up to
-          // 4× that after quiet polls (scheduled events bypass the outbox, so a relay firing them and
-          // publishing nothing polled its outbox 150 times a second for nothing). Any row resets it.
+          // 4× that after quiet polls (scheduled events bypass the outbox, so it is often empty). Any row
+          // resets it.
           quietPolls = r.claimed > 0 ? 0 : quietPolls + 1;
           return { ...r, nextInMs: config.outboxPollIntervalMs * 2 ** Math.min(quietPolls, 2) };
         }),

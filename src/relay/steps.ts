@@ -39,37 +39,7 @@ export async function fireDue(
     // A plain (non-locking) read: taking trigger row locks here would make every API edit wait on relays.
     const triggers = await getTriggersForFire(trx, [...new Set(due.map((d) => d.trigger_id))]);
     const now = new Date();
-    const toLog: EventInsert[] = [];
-    const next: Array<{ trigger_id: string } & Occurrence> = [];
-    const plannedAt = new Map<string, Date>(); // event id → the (jittered) instant it was due, for the lag
-    const completed: number[] = [];
-    const cancelled: number[] = [];
-    for (const row of due) {
-      const t = triggers.get(row.trigger_id);
-      if (!t || t.status !== 'active') {
-        // Inactive: no event for this occurrence; re-activation schedules from "now" (see triggers/lifecycle.ts).
-        cancelled.push(row.id);
-        continue;
-      }
-      // Jitter: the row's fire_at may lie after its nominal scheduled_for, which names the event.
-      const plan = planOccurrence(t.id, t.type, t.config, row, now, config.misfireGraceSeconds * 1000);
-      for (const { scheduled_for: at, fire_at } of plan.fire) {
-        const id = scheduledEventId(t.id, at);
-        plannedAt.set(id, fire_at);
-        toLog.push({
-          id,
-          trigger_id: t.id,
-          trigger_type: t.type,
-          source: 'scheduler',
-          is_test_run: false,
-          payload: (t.config as { payload?: unknown }).payload ?? null,
-          scheduled_for: at,
-          fired_at: now,
-        });
-      }
-      if (plan.next) next.push({ trigger_id: t.id, ...plan.next });
-      completed.push(row.id);
-    }
+    const { toLog, next, plannedAt, completed, cancelled } = planFiring(due, triggers, now, config.misfireGraceSeconds * 1000);
     if (direct && toLog.length > 0 && direct.isOpen()) await direct.produce(trx, toLog);
     const inserted = await recordEvents(trx, toLog, config.kafkaTopic, now);
     await markDone(trx, completed, 'completed', now);
@@ -89,6 +59,50 @@ export async function fireDue(
   if (full) return { full, fired: result.fired, queued: result.queued };
   const earliest = await earliestPending(db);
   return { full, fired: result.fired, queued: result.queued, nextInMs: earliest ? earliest.getTime() - Date.now() : undefined };
+}
+
+/**
+ * What a claimed batch of due schedule rows becomes (pure): the event logs to write, the next occurrences,
+ * the planned instant of each event (for the fire lag), and the rows to mark completed or cancelled.
+ */
+function planFiring(
+  due: Awaited<ReturnType<typeof claimDue>>,
+  triggers: Awaited<ReturnType<typeof getTriggersByIds>>,
+  now: Date,
+  graceMs: number,
+) {
+  const toLog: EventInsert[] = [];
+  const next: Array<{ trigger_id: string } & Occurrence> = [];
+  const plannedAt = new Map<string, Date>(); // event id → the (jittered) instant it was due, for the lag
+  const completed: number[] = [];
+  const cancelled: number[] = [];
+  for (const row of due) {
+    const t = triggers.get(row.trigger_id);
+    if (!t || t.status !== 'active') {
+      // Inactive: no event for this occurrence; re-activation schedules from "now" (see triggers/lifecycle.ts).
+      cancelled.push(row.id);
+      continue;
+    }
+    // Jitter: the row's fire_at may lie after its nominal scheduled_for, which names the event.
+    const plan = planOccurrence(t.id, t.type, t.config, row, now, graceMs);
+    for (const { scheduled_for: at, fire_at } of plan.fire) {
+      const id = scheduledEventId(t.id, at);
+      plannedAt.set(id, fire_at);
+      toLog.push({
+        id,
+        trigger_id: t.id,
+        trigger_type: t.type,
+        source: 'scheduler',
+        is_test_run: false,
+        payload: (t.config as { payload?: unknown }).payload ?? null,
+        scheduled_for: at,
+        fired_at: now,
+      });
+    }
+    if (plan.next) next.push({ trigger_id: t.id, ...plan.next });
+    completed.push(row.id);
+  }
+  return { toLog, next, plannedAt, completed, cancelled };
 }
 
 const SWEEP_BATCH = 1000;

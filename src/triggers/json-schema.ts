@@ -407,7 +407,8 @@ function overlapping(alts: Alternative[]): boolean {
 
 /**
  * Why `src` looks prone to catastrophic backtracking, or null if it looks fine. Heuristic (see the file
- * comment). A pattern that is not a valid regex is left to ajv, which reports it.
+ * comment). A pattern that is not a valid regex is left to ajv, which reports it. One scanner over the
+ * pattern's characters: split up, its states (group depth, quantified groups) would have to be passed around.
  */
 export function catastrophicRegexReason(src: string): string | null {
   if (src.length > MAX_PATTERN_LENGTH) return `longer than ${MAX_PATTERN_LENGTH} characters`;

@@ -167,23 +167,35 @@ function checkDelayNotElapsed(t: TriggerRow, cfg: TriggerConfig, now: Date): voi
  * stored afterwards.
  */
 export async function editTrigger(db: Db, id: string, edit: TriggerEdit, now: Date): Promise<TriggerRow> {
-  return db.transaction(async (trx) => {
-    // The row lock serialises concurrent edits of one trigger, so schedule rows follow the last edit.
-    const t = await getTrigger(trx, id, { forUpdate: true });
-    if (!t) throw new ApiError('TRIGGER_NOT_FOUND', `No trigger with id ${id}`);
-    if (edit.type !== undefined && edit.type !== t.type) {
-      throw validationError([{ field: 'type', message: `the type of a trigger cannot change (it is ${t.type})` }]);
-    }
-    const cfg = edit.config === undefined ? undefined : checkedConfig(t.type, withStoredSecret(t.type, edit.config, t.config), now);
-    const status = edit.status ?? t.status;
-    const timingChanged = cfg !== undefined && !sameTiming(t.config, cfg);
-    if (timingChanged) checkDelayNotElapsed(t, cfg, now);
-    await updateTrigger(trx, id, { name: edit.name, status: edit.status, config: cfg }, now);
-    if (edit.tags !== undefined) await setTags(trx, id, edit.tags);
-    const after: TriggerRow = { ...t, name: edit.name ?? t.name, status, config: cfg ?? t.config, version: t.version + 1, updated_at: now };
-    if (timingChanged || status !== t.status) await reschedule(trx, [after], now, timingChanged);
-    return after;
-  });
+  // Retried as a whole on a deadlock, as the bulk status change is: the trigger row is locked first, then
+  // its schedule rows, while a relay firing the trigger holds a schedule row and its FK check wants the
+  // trigger row. Re-running is correct: it re-reads the row under its lock.
+  return withDbRetry(() =>
+    db.transaction(async (trx) => {
+      // The row lock serialises concurrent edits of one trigger, so schedule rows follow the last edit.
+      const t = await getTrigger(trx, id, { forUpdate: true });
+      if (!t) throw new ApiError('TRIGGER_NOT_FOUND', `No trigger with id ${id}`);
+      if (edit.type !== undefined && edit.type !== t.type) {
+        throw validationError([{ field: 'type', message: `the type of a trigger cannot change (it is ${t.type})` }]);
+      }
+      const cfg = edit.config === undefined ? undefined : checkedConfig(t.type, withStoredSecret(t.type, edit.config, t.config), now);
+      const status = edit.status ?? t.status;
+      const timingChanged = cfg !== undefined && !sameTiming(t.config, cfg);
+      if (timingChanged) checkDelayNotElapsed(t, cfg, now);
+      await updateTrigger(trx, id, { name: edit.name, status: edit.status, config: cfg }, now);
+      if (edit.tags !== undefined) await setTags(trx, id, edit.tags);
+      const after: TriggerRow = {
+        ...t,
+        name: edit.name ?? t.name,
+        status,
+        config: cfg ?? t.config,
+        version: t.version + 1,
+        updated_at: now,
+      };
+      if (timingChanged || status !== t.status) await reschedule(trx, [after], now, timingChanged);
+      return after;
+    }),
+  );
 }
 
 /**
