@@ -67,7 +67,7 @@ export async function fireDue(
  */
 function planFiring(
   due: Awaited<ReturnType<typeof claimDue>>,
-  triggers: Awaited<ReturnType<typeof getTriggersByIds>>,
+  triggers: Awaited<ReturnType<typeof getTriggersForFire>>,
   now: Date,
   graceMs: number,
 ) {
