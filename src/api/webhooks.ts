@@ -5,7 +5,7 @@ import type { Config } from '../config';
 import type { Db } from '../db/knex';
 import { recordEvents } from '../db/fire';
 import { getTrigger, type TriggerRow } from '../db/triggers';
-import { claimIdempotencyKey, storedResponse } from '../db/idempotency';
+import { withIdempotencyKey } from '../db/idempotency';
 import { compileWebhookSchema } from '../triggers/json-schema';
 import { newEventId } from '../triggers/event-id';
 import type { WebhookConfig } from '../triggers/types';
@@ -296,31 +296,15 @@ export class WebhookReceiver {
 
   /**
    * Runs `write` in a transaction guarded by the Idempotency-Key, if any: the first request stores its
-   * answer in the same commit as its events; a repeat within 24 h gets that answer back and writes nothing.
+   * answer in the same commit as its events; a repeat within the idempotency window gets that answer back and writes nothing.
    */
   private async idempotent(
     call: WebhookCall,
     triggerId: string,
     write: (trx: Knex.Transaction) => Promise<WebhookAnswer>,
   ): Promise<WebhookAnswer> {
-    const { db } = this.deps;
-    const key = call.header('idempotency-key');
-    if (!key) return db.transaction(write);
-    const scope = `webhook:${triggerId}`;
-    const replay = await storedResponse(db, scope, key, 24 * 3600);
-    if (replay) return replay;
-    try {
-      return await db.transaction(async (trx) => {
-        const answer = await write(trx);
-        await claimIdempotencyKey(trx, scope, key, answer, new Date(), 24 * 3600);
-        return answer;
-      });
-    } catch (e) {
-      // A concurrent request with the same key committed first: answer as it did.
-      const again = await storedResponse(db, scope, key, 24 * 3600);
-      if (again) return again;
-      throw e;
-    }
+    const stored = await withIdempotencyKey(this.deps.db, `webhook:${triggerId}`, call.header('idempotency-key'), write);
+    return stored.answer as WebhookAnswer;
   }
 }
 

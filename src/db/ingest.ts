@@ -1,5 +1,6 @@
 import mysql from 'mysql2/promise';
 import { connectionOptions, dbTime } from './knex';
+import { OutboxState } from './outbox';
 
 /**
  * The webhook receiver's write path: a group of accepted webhook events written as ONE multi-statement
@@ -51,7 +52,7 @@ export interface WebhookEventWrite {
 
 const EVENT_PART = `SELECT ?, id, 'webhook', 'webhook', 0, ?, NULL, ?, ?, ? FROM triggers
   WHERE id = ? AND version = ? AND status = 'active' AND type = 'webhook'`;
-const OUTBOX_PART = `SELECT id, ?, trigger_id, ?, ?, ?, fired_at, 0, fired_at FROM event_logs WHERE id = ?`;
+const OUTBOX_PART = `SELECT id, ?, trigger_id, ?, ?, ?, fired_at, ${OutboxState.Ready}, fired_at FROM event_logs WHERE id = ?`;
 
 /**
  * The text and bindings of one group's transaction.
