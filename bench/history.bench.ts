@@ -1055,10 +1055,11 @@ async function existingHistoryTriggers(db: Db): Promise<HistoryTriggers> {
   };
 }
 
-/** --reuse: the full phase again on a kept history, printed and written without an empty phase to compare with. */
-async function mainReuse(e: BenchEnv): Promise<void> {
-  const triggers = await existingHistoryTriggers(e.db);
-  const s0 = performance.now();
+/**
+ * What a long-lived database has, untimed: statistics taken on its size, the relay's own retention sweep
+ * caught up (what passed 48 h during the fill), dirty pages written out. Returns the events swept.
+ */
+async function settleHistory(e: BenchEnv): Promise<number> {
   const tables = ['event_logs', 'delivery_attempts', 'idempotency_keys', 'trigger_schedules', 'event_counts', 'trigger_event_counts'];
   await e.db.raw('ANALYZE TABLE ??', [tables]);
   let caughtUp = 0;
@@ -1068,6 +1069,14 @@ async function mainReuse(e: BenchEnv): Promise<void> {
     if (!full) break;
   }
   await settleTables(e.db, tables);
+  return caughtUp;
+}
+
+/** --reuse: the full phase again on a kept history, printed and written without an empty phase to compare with. */
+async function mainReuse(e: BenchEnv): Promise<void> {
+  const triggers = await existingHistoryTriggers(e.db);
+  const s0 = performance.now();
+  const caughtUp = await settleHistory(e);
   const dbBytes = await databaseBytes(e.db, e.dbName);
   log(
     `reuse ${e.dbName}: settled in ${((performance.now() - s0) / 1000).toFixed(1)} s (${fmtInt(caughtUp)} events past 48 h swept); database ${round(dbBytes / 1024 ** 3, 2)} GiB`,
@@ -1183,19 +1192,8 @@ async function main(): Promise<void> {
     log(
       `  filled ${fmtInt(done.events)} events + ${fmtInt(done.companions)} companion rows in ${fillSeconds.toFixed(1)} s: ${fmtInt(fillRate)} events/s`,
     );
-    // What a long-lived database has: statistics taken on its size, dirty pages written out, and the
-    // retention sweep caught up — the relay's own sweep() (events, rollup minutes, finished schedule rows,
-    // idempotency keys), since the fill's oldest minutes have passed 48 h meanwhile. None of it timed.
     const s0 = performance.now();
-    const tables = ['event_logs', 'delivery_attempts', 'idempotency_keys', 'trigger_schedules', 'event_counts', 'trigger_event_counts'];
-    await e.db.raw('ANALYZE TABLE ??', [tables]);
-    let caughtUp = 0;
-    const sweepEvents = new Lifecycle().onEvent('relay:swept', (ev) => (caughtUp += ev.deleted));
-    for (let b = 0; b < 100_000; b++) {
-      const { full } = await withDbRetry(() => sweep(e.db, e.config, sweepEvents));
-      if (!full) break;
-    }
-    await settleTables(e.db, tables);
+    const caughtUp = await settleHistory(e);
     const dbBytes = await databaseBytes(e.db, e.dbName);
     const rollupEvents = await eventCount(e.db);
     log(

@@ -3,7 +3,7 @@
 // into bench/results/latest.md (tables) and bench/results/peers.png (bars for throughput, percentile plots for lag),
 // which the README embeds.
 //
-//   node bench/report.mjs [--file bench/results/2026-11-25-peers.json]
+//   node bench/report.mjs [--file bench/results/2026-12-03-peers.json]
 //
 // "Latest" is the newest complete run (every system and workload); the newest of any kind if there is none.
 // The chart is an SVG drawn here and converted to PNG with rsvg-convert (Debian: apt-get install librsvg2-bin),
