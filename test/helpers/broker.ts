@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import Kafka from 'node-rdkafka';
 import { until } from './until';
+import { freePort } from './ports';
 
 /** The jars `scripts/services.mjs up` fetched (same cache dir and Kafka version as that script). */
 const KAFKA_VERSION = '4.1.1';
@@ -13,17 +14,6 @@ const CACHE_ROOT =
   path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'event-trigger-platform');
 const KAFKA_LIB = path.join(CACHE_ROOT, `kafka-${KAFKA_VERSION}`, 'lib');
 const CLUSTER_ID = Buffer.from('etp-test-broker!').toString('base64url');
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 function portOpen(port: number): Promise<boolean> {
   return new Promise((resolve) => {
