@@ -47,7 +47,7 @@ import mysql from 'mysql2/promise';
 import { loadConfig } from '../src/config';
 import { deleteBefore } from '../src/db/events';
 import { connectionOptions, type Db } from '../src/db/knex';
-import { configureOutboxShards, ensureShardFences } from '../src/db/outbox';
+import { ensureShardFences } from '../src/db/outbox';
 import { OVERVIEW_CACHE_MS } from '../src/api/overview';
 import { Lifecycle } from '../src/events';
 import { sweep } from '../src/relay/steps';
@@ -1114,7 +1114,6 @@ async function mainReuse(e: BenchEnv): Promise<void> {
 async function main(): Promise<void> {
   const e = await createBenchEnv('history', { RATE_LIMIT_PER_WEBHOOK: '0' }, REUSE ?? undefined);
   live.env = e;
-  configureOutboxShards(e.config.outboxShards);
   const oldPool = await bufferPoolSize(e.db);
   live.restorePool = async () => {
     live.restorePool = null;

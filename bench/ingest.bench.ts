@@ -23,13 +23,13 @@ import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import os from 'node:os';
 import { recordEvents } from '../src/db/fire';
-import { configureOutboxShards } from '../src/db/outbox';
 import { createDb } from '../src/db/knex';
 import { loadConfig } from '../src/config';
 import type { RoleProcess } from '../test/helpers/proc';
 import {
   CpuMeter,
   createBenchEnv,
+  type BenchEnv,
   fmtCpuPerEvent,
   cpuPerEvent,
   fmtInt,
@@ -89,8 +89,9 @@ interface CeilingResult {
 }
 
 /** (a) One transaction per "request" (event_logs + outbox row, recordEvents), 64 callers on one pool. */
-async function ceiling(databaseUrl: string, topic: string, triggerIds: string[], meter: CpuMeter): Promise<CeilingResult> {
-  const db = createDb(databaseUrl, POOL);
+async function ceiling(e: BenchEnv, triggerIds: string[], meter: CpuMeter): Promise<CeilingResult> {
+  const db = createDb(e.env.DATABASE_URL!, POOL, e.config.outboxShards);
+  const topic = e.topic;
   const payload = samplePayload();
   let n = 0;
   const once = async () => {
@@ -264,7 +265,6 @@ async function main(): Promise<void> {
     DB_POOL_MAX: String(POOL),
   });
   live.envs.add(e);
-  configureOutboxShards(e.config.outboxShards);
   let api: RoleProcess | null = null;
   try {
     const machine = await machineFacts(e.db);
@@ -298,7 +298,7 @@ async function main(): Promise<void> {
       bench: [process.pid],
     }));
 
-    const a = ONLY.has('a') ? await ceiling(e.env.DATABASE_URL!, e.topic, triggerIds, meter) : null;
+    const a = ONLY.has('a') ? await ceiling(e, triggerIds, meter) : null;
     await sleep(500);
     const b = ONLY.has('b') ? await loadRun('(b) full speed', base, triggerIds, meter, null) : null;
     await sleep(500);

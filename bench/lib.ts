@@ -89,7 +89,7 @@ export async function createBenchEnv(label: string, overrides: Record<string, st
   };
   const config = loadConfig(env);
   await ensureDatabase(databaseUrl);
-  const db = createDb(databaseUrl, 12);
+  const db = createDb(databaseUrl, 12, config.outboxShards);
   await migrateLatest(db);
   return {
     env,

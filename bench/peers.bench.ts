@@ -31,7 +31,6 @@ import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { configureOutboxShards } from '../src/db/outbox';
 import { ensureTopics } from '../src/kafka/producer';
 import { insertScheduledTriggers } from '../test/helpers/fixtures';
 import { spawnRole, type RoleProcess } from '../test/helpers/proc';
@@ -611,7 +610,6 @@ const live = { relays: new Set<RoleProcess>(), envs: new Set<BenchEnv>(), procs:
 
 async function withUs<T>(label: string, fn: (e: BenchEnv) => Promise<T>): Promise<T> {
   const e = await createBenchEnv(label);
-  configureOutboxShards(e.config.outboxShards);
   live.envs.add(e);
   try {
     return await fn(e);

@@ -15,7 +15,6 @@ import os from 'node:os';
 import {
   claimUnpublished,
   claimUnpublishedInShards,
-  configureOutboxShards,
   ensureShardFences,
   insertOutbox,
   markPublished,
@@ -215,7 +214,6 @@ function meterFor(relays: () => RoleProcess[]): CpuMeter {
 
 async function withEnv<T>(label: string, fn: (e: BenchEnv) => Promise<T>): Promise<T> {
   const e = await createBenchEnv(label, RELAY_ENV);
-  configureOutboxShards(e.config.outboxShards); // rows this process writes must land in the relays' shards
   live.envs.add(e);
   try {
     return await fn(e);

@@ -4,6 +4,9 @@
  * accepts. Defaults live here and nowhere else (the README's configuration table mirrors this list).
  */
 
+/** OUTBOX_SHARDS when unset; also what a database handle made without a config uses (db/knex.ts createDb). */
+export const DEFAULT_OUTBOX_SHARDS = 64;
+
 export type Environment = 'development' | 'test' | 'production';
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 
@@ -232,7 +235,7 @@ export function loadConfig(env: Env = process.env): Config {
     relayFireMode: oneOf(env, 'RELAY_FIRE_MODE', 'direct', ['direct', 'outbox']),
     relayDirectTimeoutMs: duration(env, 'RELAY_DIRECT_TIMEOUT', 500, 10, 60_000),
     relayFireWindowMs: duration(env, 'RELAY_FIRE_WINDOW', 10, 0, 1000),
-    outboxShards: int(env, 'OUTBOX_SHARDS', 64, 1, 4096),
+    outboxShards: int(env, 'OUTBOX_SHARDS', DEFAULT_OUTBOX_SHARDS, 1, 4096),
     relayLeaseMs: duration(env, 'RELAY_LEASE_MS', 5000, 500, 600_000),
     misfireGraceSeconds: int(env, 'MISFIRE_GRACE_SECONDS', 60, 1, 86_400),
     retentionActiveSeconds: int(env, 'RETENTION_ACTIVE_SECONDS', 7200, 1, 365 * 86_400),

@@ -5,7 +5,6 @@ import { topicReplication, type Config } from './config';
 import { createDb, ensureDatabase, migrateLatest, type Db } from './db/knex';
 import { Lifecycle } from './events';
 import { EventProducer, ensureTopics, underReplicated } from './kafka/producer';
-import { configureOutboxShards } from './db/outbox';
 import { coerceError, createLogger, type Logger } from './logger';
 import { Metrics } from './metrics';
 import { createApp, webhookRequestLog } from './api/app';
@@ -108,6 +107,7 @@ function sideApp(role: string, metrics: Metrics, checks: Record<string, Check>):
 export function webhookIngest(config: Config, logger: Logger | null, metrics: Metrics | null): WebhookIngest {
   return WebhookIngest.create(config.databaseUrl, {
     topic: config.kafkaTopic,
+    outboxShards: config.outboxShards,
     maxItems: config.webhookGroupMaxItems,
     maxBytes: config.webhookGroupMaxBytes,
     maxInFlight: config.webhookGroupFlushes,
@@ -128,10 +128,9 @@ export function webhookIngest(config: Config, logger: Logger | null, metrics: Me
  */
 export async function startPlatform(config: Config, roles: Role[], opts: { logger?: Logger; migrate?: boolean } = {}): Promise<Platform> {
   const logger = opts.logger ?? createLogger(config.logLevel, roles.join('+'));
-  configureOutboxShards(config.outboxShards);
   const startDeadline = Date.now() + 120_000;
   await whileDbUnavailable('create database', () => ensureDatabase(config.databaseUrl), logger, startDeadline);
-  const db = createDb(config.databaseUrl, config.dbPoolMax);
+  const db = createDb(config.databaseUrl, config.dbPoolMax, config.outboxShards);
   if (opts.migrate ?? config.migrateOnStart) await whileDbUnavailable('migrate', () => migrateWithLock(db, logger), logger, startDeadline);
 
   const events = new Lifecycle();

@@ -11,6 +11,8 @@ export type IngestOutcome = 'logged' | 'stale' | 'failed';
 
 export interface WebhookIngestOptions extends GroupCommitOptions {
   topic: string;
+  /** OUTBOX_SHARDS: the shard of each event's outbox row. */
+  outboxShards: number;
   /** Attempts per group for transient database errors (db/errors.ts: conflicts, failovers, lost connections). */
   maxAttempts?: number;
   logger?: Logger;
@@ -72,7 +74,7 @@ export class WebhookIngest {
       value,
       headers: eventHeadersJson(e.eventId, 'webhook'),
       // The message key is the trigger id (toKafka).
-      shard: shardOf(e.triggerId),
+      shard: shardOf(e.triggerId, this.opts.outboxShards),
     };
     return this.group.add(write, payload.length + value.length);
   }

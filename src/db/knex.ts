@@ -1,7 +1,7 @@
 import path from 'node:path';
 import knexFactory, { Knex } from 'knex';
 import mysql from 'mysql2/promise';
-import { databaseName } from '../config';
+import { databaseName, DEFAULT_OUTBOX_SHARDS } from '../config';
 
 export type Db = Knex;
 
@@ -27,8 +27,29 @@ export async function ensureDatabase(databaseUrl: string): Promise<void> {
   }
 }
 
-export function createDb(databaseUrl: string, poolMax = 10): Db {
-  return knexFactory({
+/** Settings of a database handle that its writers need, fixed when the handle is made (see createDb). */
+export interface DbSettings {
+  /** OUTBOX_SHARDS: every outbox row written through the handle gets its shard from it (db/outbox.ts). */
+  readonly outboxShards: number;
+}
+
+/** knex's client config, which a handle shares with its transactions, carries our settings too. */
+type ConfigWithSettings = Knex.Config & { etpSettings: DbSettings };
+
+/** The settings of the handle `q` (or of the handle a transaction `q` came from). */
+export function dbSettings(q: Knex | Knex.Transaction): DbSettings {
+  const settings = (q.client as { config: Partial<ConfigWithSettings> }).config.etpSettings;
+  if (!settings) throw new Error('a database handle made outside createDb has no settings');
+  return settings;
+}
+
+/**
+ * A pool on the database. `outboxShards` (the config's OUTBOX_SHARDS) travels with the handle and its
+ * transactions, so every writer of the outbox agrees on it without module-level state or passing it along.
+ */
+export function createDb(databaseUrl: string, poolMax = 10, outboxShards = DEFAULT_OUTBOX_SHARDS): Db {
+  const config: ConfigWithSettings = {
+    etpSettings: Object.freeze({ outboxShards }),
     client: 'mysql2',
     connection: {
       ...connectionOptions(databaseUrl),
@@ -52,7 +73,8 @@ export function createDb(databaseUrl: string, poolMax = 10): Db {
       },
     },
     acquireConnectionTimeout: 10_000,
-  });
+  };
+  return knexFactory(config);
 }
 
 /** Where the migrations are: compiled JS next to dist/, or the TypeScript sources when run under ts-node. */

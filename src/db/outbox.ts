@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import type { OutgoingMessage } from '../kafka/producer';
 import { errorText } from './errors';
-import { dbTime, parseJson } from './knex';
+import { dbSettings, dbTime, parseJson } from './knex';
 
 type Q = Knex | Knex.Transaction;
 
@@ -28,19 +28,18 @@ export const OutboxState = {
 } as const;
 export type OutboxState = (typeof OutboxState)[keyof typeof OutboxState];
 
-let shardCount = 64;
-
 /**
- * OUTBOX_SHARDS, set once per process at start-up (platform.ts). It is process-wide rather than passed to
- * every writer of the outbox because every process must agree on it anyway: a row's shard is fixed when
- * it is written. Changing it needs an empty outbox (stop writers, drain, restart all with the new value).
+ * OUTBOX_SHARDS of a database handle: fixed when the handle is made (createDb, from the config) and shared
+ * by its transactions, so every writer of the outbox through it agrees without passing the count along.
+ * Every process must agree on it too: a row's shard is fixed when it is written. Changing it needs an
+ * empty outbox (stop writers, drain, restart all with the new value).
  */
-export function configureOutboxShards(n: number): void {
-  shardCount = n;
+export function outboxShardsOf(q: Q): number {
+  return dbSettings(q).outboxShards;
 }
 
 /** FNV-1a of the message key (the trigger id) mod the shard count: one trigger, one shard. */
-export function shardOf(key: string | null, shards = shardCount): number {
+export function shardOf(key: string | null, shards: number): number {
   let h = 0x811c9dc5;
   const s = key ?? '';
   for (let i = 0; i < s.length; i++) {
@@ -54,6 +53,7 @@ export async function insertOutbox(q: Q, rows: OutboxInsert[], now: Date): Promi
   if (rows.length === 0) return;
   // As text rather than knex's builder (see insertEvents in db/events.ts): one row per fired event.
   const nowText = dbTime(now);
+  const shards = outboxShardsOf(q);
   const values: Knex.RawBinding[] = [];
   for (const r of rows) {
     const m = r.message;
@@ -61,7 +61,7 @@ export async function insertOutbox(q: Q, rows: OutboxInsert[], now: Date): Promi
       r.event_id,
       m.topic,
       m.key,
-      shardOf(m.key),
+      shardOf(m.key, shards),
       m.value,
       JSON.stringify(m.headers),
       r.available_at.getTime() === now.getTime() ? nowText : dbTime(r.available_at),

@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import type { Config } from '../config';
 import type { EventInsert } from '../db/events';
-import { shardOf, shardsWithBacklog } from '../db/outbox';
+import { outboxShardsOf, shardOf, shardsWithBacklog } from '../db/outbox';
 import type { EventProducer } from '../kafka/producer';
 import { eventMessage, toKafka } from '../kafka/message';
 import { backoffMs, type Clock } from '../util';
@@ -48,8 +48,9 @@ export class DirectFire {
   async produce(trx: Knex.Transaction, toLog: EventInsert[]): Promise<void> {
     let sendable = toLog;
     if (this.config.outboxOrdering) {
-      const busy = await shardsWithBacklog(trx, [...new Set(toLog.map((e) => shardOf(e.trigger_id)))]);
-      if (busy.size > 0) sendable = toLog.filter((e) => !busy.has(shardOf(e.trigger_id)));
+      const shards = outboxShardsOf(trx);
+      const busy = await shardsWithBacklog(trx, [...new Set(toLog.map((e) => shardOf(e.trigger_id, shards)))]);
+      if (busy.size > 0) sendable = toLog.filter((e) => !busy.has(shardOf(e.trigger_id, shards)));
     }
     await this.send(sendable);
   }

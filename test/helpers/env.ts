@@ -3,7 +3,6 @@ import path from 'node:path';
 import mysql from 'mysql2/promise';
 import { loadConfig, type Config } from '../../src/config';
 import { createDb, ensureDatabase, migrateLatest, type Db } from '../../src/db/knex';
-import { configureOutboxShards } from '../../src/db/outbox';
 
 export const DATABASE_URL_BASE = process.env.TEST_DATABASE_URL ?? 'mysql://root@127.0.0.1:3306/';
 export const KAFKA_BROKERS = process.env.KAFKA_BROKERS ?? '127.0.0.1:9092';
@@ -54,9 +53,8 @@ export async function createTestEnv(
     ...overrides,
   };
   const config = loadConfig(env);
-  configureOutboxShards(config.outboxShards);
   await ensureDatabase(databaseUrl);
-  const db = createDb(databaseUrl, 10);
+  const db = createDb(databaseUrl, 10, config.outboxShards);
   await migrateLatest(db);
   const deferred: Array<() => Promise<void>> = [];
   return {

@@ -3,6 +3,7 @@ import { createTestEnv, type TestEnv } from '../helpers/env';
 import { inShortLockWaitTransaction } from '../helpers/lock-wait';
 import { captureSql, explain as explainSql, type CapturedQuery } from '../helpers/capture-sql';
 import { randomUUID } from 'node:crypto';
+import { createDb } from '../../src/db/knex';
 import {
   claimUnpublishedInShards,
   ensureShardFences,
@@ -199,5 +200,28 @@ describe('ordered claims of neighbouring shards', function () {
     expect(new Set(fences.map((f) => Number(f.shard))).size).to.equal(t.config.outboxShards);
     expect(fences.every((f) => Number(f.published) === 1)).to.equal(true);
     expect(await shardsWithBacklog(t.db, [5, 6, 7])).to.deep.equal(new Set([5, 6]));
+  });
+
+  it("writes each row in the shard of its handle's OUTBOX_SHARDS, in a transaction as outside one", async () => {
+    const seven = createDb(t.config.databaseUrl, 2, 7);
+    try {
+      const now = new Date();
+      const keys = Array.from({ length: 20 }, () => randomUUID());
+      const row = (key: string) => ({
+        event_id: randomUUID(),
+        message: { topic: 'seven', key, value: Buffer.from('{}'), headers: {} },
+        available_at: now,
+      });
+      await seven.transaction((trx) => insertOutbox(trx, keys.slice(0, 10).map(row), now));
+      await insertOutbox(seven, keys.slice(10).map(row), now);
+      const got = (await t.db('outbox').where({ topic: 'seven' }).select('msg_key', 'shard')) as Array<{ msg_key: string; shard: number }>;
+      expect(got).to.have.length(20);
+      for (const r of got) expect(Number(r.shard), r.msg_key).to.equal(shardOf(r.msg_key, 7));
+      // With 64 shards some of these keys land at 7 or above: the count really came from the handle.
+      expect(keys.some((k) => shardOf(k, 64) >= 7)).to.equal(true);
+    } finally {
+      await t.db('outbox').where({ topic: 'seven' }).delete();
+      await seven.destroy();
+    }
   });
 });

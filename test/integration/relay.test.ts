@@ -39,7 +39,7 @@ async function insertReadyOutboxRows(t: TestEnv, n: number): Promise<number[]> {
       event_id: randomUUID(),
       topic: t.topic,
       msg_key: key,
-      shard: shardOf(key),
+      shard: shardOf(key, t.config.outboxShards),
       value: Buffer.from('{}'),
       headers: '{}',
       available_at: new Date(),
@@ -132,7 +132,7 @@ describe('relay: due schedules and the outbox to Kafka', function () {
     const inserts = await logOutboxInserts(t.db); // published rows leave the outbox: record what went in
     const fireAt = new Date(Date.now() + 1500);
     const ids = await insertScheduledTriggers(t.db, 12, { fireAt });
-    const blocked = shardOf(ids[0]);
+    const blocked = shardOf(ids[0], t.config.outboxShards);
     // A queued (waiting) outbox row of ids[0]'s shard, as a pending retry or an outage's backlog would be.
     const [blocker] = await t.db('outbox').insert({
       event_id: randomUUID(),
@@ -157,7 +157,7 @@ describe('relay: due schedules and the outbox to Kafka', function () {
       expect(logs).to.have.length(ids.length);
       for (const [i, id] of ids.entries()) {
         // Behind the queued row: through the outbox. Elsewhere: produced in the fire transaction.
-        expect(queued.has(eventIds[i]), `trigger ${i} (shard ${shardOf(id)}, blocked ${blocked})`).to.equal(shardOf(id) === blocked);
+        expect(queued.has(eventIds[i]), `trigger ${i} (shard ${shardOf(id, t.config.outboxShards)}, blocked ${blocked})`).to.equal(shardOf(id, t.config.outboxShards) === blocked);
       }
       expect(logs.every((l) => l.published_at !== null && l.execution_status === 'published')).to.equal(true);
     } finally {

@@ -395,7 +395,7 @@ describe('delivery worker: statements per batch, consumer lag and endpoint circu
       Number(((await t.db('event_logs').whereIn('id', ids).whereNotNull('published_at').count({ n: '*' }))[0] as { n: number }).n);
     await until(async () => (await published()) >= N, { timeoutMs: 30_000, message: 'backlog published' });
     // The worker in-process on a pool of its own, so every statement it sends is counted.
-    const db = createDb(t.config.databaseUrl, 5);
+    const db = createDb(t.config.databaseUrl, 5, t.config.outboxShards);
     const sqls: string[] = [];
     db.on('query', (q: { sql: string }) => sqls.push(q.sql));
     const w = new Worker({

@@ -4,7 +4,8 @@ import { Lifecycle } from '../../src/events';
 import type { OutgoingMessage } from '../../src/kafka/producer';
 import { DirectFire } from '../../src/relay/direct-fire';
 import { BatchBackoff, OutboxPublisher, ShardBackoff, Throttle } from '../../src/relay/publisher';
-import type { Db } from '../../src/db/knex';
+import { createDb, dbSettings, type Db } from '../../src/db/knex';
+import { outboxShardsOf, shardOf } from '../../src/db/outbox';
 
 /**
  * The relay's run-time state, each piece on its own object with the clock passed in: the direct fire
@@ -180,5 +181,34 @@ describe('relay state: publish lanes', () => {
     expect(publisher.lane(0, 3).shards()).to.deep.equal([0, 6]);
     clock.advance(16_000);
     expect(publisher.lane(0, 3).shards()).to.deep.equal([0, 3, 6]);
+  });
+});
+
+describe('outbox shard count', () => {
+  it('belongs to each database handle: two handles in one process keep their own counts', async () => {
+    // No connection is opened: knex connects on the first query.
+    const a = createDb('mysql://root@127.0.0.1:1/none', 1, 8);
+    const b = createDb('mysql://root@127.0.0.1:1/none', 1, 256);
+    try {
+      expect(outboxShardsOf(a)).to.equal(8);
+      expect(outboxShardsOf(b)).to.equal(256);
+      expect(() => outboxShardsOf(createDb('mysql://root@127.0.0.1:1/none', 1))).not.to.throw();
+    } finally {
+      await Promise.all([a.destroy(), b.destroy()]);
+    }
+  });
+
+  it('refuses a handle made outside createDb instead of guessing a count', () => {
+    expect(() => dbSettings({ client: { config: {} } } as unknown as Db)).to.throw(/outside createDb/);
+  });
+
+  it('puts one key in one shard below the count, spreading keys over every shard', () => {
+    const keys = Array.from({ length: 2000 }, (_, i) => `trigger-${i}`);
+    for (const shards of [1, 7, 64]) {
+      const seen = new Set(keys.map((k) => shardOf(k, shards)));
+      expect([...seen].every((s) => s >= 0 && s < shards)).to.equal(true);
+      expect(seen.size).to.equal(shards);
+      expect(shardOf('same', shards)).to.equal(shardOf('same', shards));
+    }
   });
 });
