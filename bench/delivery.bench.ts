@@ -11,7 +11,7 @@
  */
 import { spawn } from 'node:child_process';
 import { deliver, RESPONSE_BODY_KEEP_BYTES, signStandardWebhook, type DeliveryRequest } from '../src/worker/delivery';
-import { numArg, parseArgs } from './lib';
+import { numArg, parseArgs, runBench } from './lib';
 
 const RECEIVER = `
   const http = require('node:http');
@@ -143,10 +143,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (e: unknown) => {
-    console.error(e);
-    process.exit(1);
-  },
-);
+runBench('delivery', main);

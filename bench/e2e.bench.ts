@@ -26,8 +26,12 @@ import {
   fmtMs,
   log,
   machineFacts,
+  closeBenchEnv,
+  intArg,
+  listArg,
   numArg,
   parseArgs,
+  runBench,
   progress,
   round,
   servicePids,
@@ -44,7 +48,6 @@ import {
   apiPortOf,
   cpuLine,
   createWebhookTriggers,
-  installCleanup,
   live,
   postJson,
   runAutocannon,
@@ -56,13 +59,13 @@ import {
 const args = parseArgs();
 const QUICK = args.flags.has('quick');
 const KEEP = args.flags.has('keep');
-const RATE = Math.round(numArg(args, 'rate', 1000));
+const RATE = intArg(args, 'rate', 1000);
 const SECONDS = numArg(args, 'seconds', QUICK ? 10 : 60);
 const FULL_SECONDS = numArg(args, 'full-seconds', QUICK ? 5 : 20);
 const WARMUP_SECONDS = QUICK ? 1 : 3;
-const CONNECTIONS = Math.round(numArg(args, 'connections', 64));
-const TRIGGERS = Math.round(numArg(args, 'triggers', 1));
-const ONLY = new Set((args.values.get('only') ?? '1,2').split(',').map((s) => s.trim()));
+const CONNECTIONS = intArg(args, 'connections', 64);
+const TRIGGERS = intArg(args, 'triggers', 1);
+const ONLY = new Set(listArg(args, 'only', '1,2'));
 /** Give up waiting for the remaining deliveries when none arrives for this long. */
 const STALL_MS = 30_000;
 
@@ -541,10 +544,7 @@ async function main(): Promise<void> {
     await stopTracked(procs);
     await receiver.stop();
     live.envs.delete(e);
-    if (KEEP) {
-      log(`--keep: database ${e.dbName} and topic ${e.topic} kept`);
-      await e.db.destroy();
-    } else await e.cleanup();
+    await closeBenchEnv(e, KEEP);
   }
 }
 
@@ -552,11 +552,4 @@ function ms(v: number): string {
   return Number.isFinite(v) ? (v >= 10_000 ? fmtMs(v) : `${v.toFixed(1)} ms`) : '—';
 }
 
-installCleanup();
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    process.stderr.write(`e2e benchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    process.exit(1);
-  },
-);
+runBench('e2e', main, () => live.abandon());

@@ -44,7 +44,6 @@
 import http from 'node:http';
 import os from 'node:os';
 import mysql from 'mysql2/promise';
-import { loadConfig } from '../src/config';
 import { deleteBefore } from '../src/db/events';
 import { connectionOptions, type Db } from '../src/db/knex';
 import { ensureShardFences } from '../src/db/outbox';
@@ -66,8 +65,12 @@ import {
   fmtMs,
   log,
   machineFacts,
+  closeBenchEnv,
+  envArg,
+  intArg,
   numArg,
   parseArgs,
+  runBench,
   progress,
   round,
   servicePids,
@@ -93,16 +96,16 @@ const EVENTS_ONLY = args.flags.has('events-only');
 const REUSE = args.values.get('reuse') ?? null;
 /** Keep the database at the end: asked for, or one this run did not create. */
 const KEEP_DB = KEEP || REUSE !== null;
-const N = Math.round(numArg(args, 'events', QUICK ? 1_000_000 : 20_000_000));
-const SMALL_FILL = Math.round(numArg(args, 'small-fill', Math.min(Math.round(N / 10), 1_000_000)));
+const N = intArg(args, 'events', QUICK ? 1_000_000 : 20_000_000);
+const SMALL_FILL = intArg(args, 'small-fill', Math.min(Math.round(N / 10), 1_000_000));
 const SECONDS = numArg(args, 'seconds', QUICK ? 10 : 30);
 const WARMUP_SECONDS = QUICK ? 3 : 5;
-const CONNECTIONS = Math.round(numArg(args, 'connections', 64));
-const BURST = Math.round(numArg(args, 'burst', QUICK ? 10_000 : 50_000));
-const READS = Math.round(numArg(args, 'reads', QUICK ? 20 : 50));
-const RELAYS = Math.round(numArg(args, 'relays', 4));
-const WRITERS = Math.round(numArg(args, 'writers', 3));
-const CHUNK = Math.round(numArg(args, 'chunk', 2500));
+const CONNECTIONS = intArg(args, 'connections', 64);
+const BURST = intArg(args, 'burst', QUICK ? 10_000 : 50_000);
+const READS = intArg(args, 'reads', QUICK ? 20 : 50);
+const RELAYS = intArg(args, 'relays', 4);
+const WRITERS = intArg(args, 'writers', 3);
+const CHUNK = intArg(args, 'chunk', 2500);
 const BUFFER_POOL_BYTES = 134_217_728;
 
 const WEBHOOK_TRIGGERS = 600;
@@ -121,12 +124,7 @@ const TARGET = { ratio: 0.9, bufferPoolReadsPerEvent: 0.05, readP99Ms: 50, reten
 /** `--relay-env=K=V,K=V`: extra settings for every relay. */
 const RELAY_ENV: Record<string, string> = {
   ...(RELAYS > 1 ? { RELAY_CONCURRENCY: '1' } : {}),
-  ...Object.fromEntries(
-    (args.values.get('relay-env') ?? '')
-      .split(',')
-      .filter((kv) => kv.includes('='))
-      .map((kv) => [kv.slice(0, kv.indexOf('=')).trim(), kv.slice(kv.indexOf('=') + 1).trim()]),
-  ),
+  ...envArg(args, 'relay-env'),
 };
 
 /** What an interrupted or failed run must undo: processes, the database and topics, the buffer pool size. */
@@ -1145,7 +1143,7 @@ async function main(): Promise<void> {
       fillChunk: CHUNK,
       bufferPoolBytes: BUFFER_POOL_BYTES,
       bufferPoolBytesBefore: oldPool,
-      apiDbPoolMax: loadConfig(e.env).dbPoolMax,
+      apiDbPoolMax: e.config.dbPoolMax,
       outboxOrdering: e.config.outboxOrdering,
     };
     log(`history benchmark ${QUICK ? '(quick) ' : ''}— ${JSON.stringify(settings)}`);
@@ -1215,10 +1213,7 @@ async function main(): Promise<void> {
     await fillPool.end().catch(() => undefined);
     await live.restorePool?.().catch((err: unknown) => log(`could not restore the buffer pool size: ${String(err)}`));
     live.env = null;
-    if (KEEP_DB) {
-      log(`--keep / --reuse: database ${e.dbName} and topic ${e.topic} kept`);
-      await e.db.destroy();
-    } else await e.cleanup();
+    await closeBenchEnv(e, KEEP_DB);
   }
 }
 
@@ -1414,29 +1409,13 @@ function report(
 }
 
 // Interrupted (Ctrl-C, or run.mjs passing a signal on): kill the processes, restore the buffer pool, drop the database.
-let interrupted = false;
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(sig, () => {
-    if (interrupted) process.exit(130);
-    interrupted = true;
-    log(`\n${sig}: stopping processes, restoring the buffer pool, dropping the bench database…`);
-    const t = setTimeout(() => process.exit(130), 30_000);
-    void Promise.allSettled([...live.procs].map((p) => p.kill('SIGKILL')))
-      .then(() => live.restorePool?.())
-      .catch(() => undefined)
-      .then(() => (live.env && !KEEP_DB ? live.env.cleanup() : undefined))
-      .catch(() => undefined)
-      .finally(() => {
-        clearTimeout(t);
-        process.exit(130);
-      });
-  });
-}
-
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    process.stderr.write(`history benchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    process.exit(1);
+runBench(
+  'history',
+  main,
+  async () => {
+    await Promise.allSettled([...live.procs].map((p) => p.kill('SIGKILL')));
+    await live.restorePool?.().catch(() => undefined);
+    if (live.env && !KEEP_DB) await live.env.cleanup();
   },
+  30_000,
 );

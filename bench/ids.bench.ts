@@ -9,7 +9,7 @@
  * per second, each as binary ÷ char.
  */
 import { randomUUID } from 'node:crypto';
-import { createBenchEnv, log, numArg, parseArgs, round, table, writeResults } from './lib';
+import { createBenchEnv, Live, log, numArg, parseArgs, round, runBench, table, writeResults } from './lib';
 import { newEventId } from '../src/triggers/event-id';
 
 const args = parseArgs();
@@ -20,8 +20,11 @@ const LOOKUPS = args.flags.has('quick') ? 20_000 : 100_000;
 
 const hex = (uuid: string) => Buffer.from(uuid.replace(/-/g, ''), 'hex');
 
+const live = new Live();
+
 async function main(): Promise<void> {
   const env = await createBenchEnv('ids');
+  live.envs.add(env);
   const { db } = env;
   try {
     await db.raw(`CREATE TABLE ids_char (
@@ -93,11 +96,9 @@ async function main(): Promise<void> {
     log(`PK lookups/s binary ÷ char: ${round(ratio.lookups, 2)}×`);
     writeResults('ids', { rows: ROWS, fillMs: fill, sizes, lookupMs: lookup, lookups: sample.length, ratio });
   } finally {
+    live.envs.delete(env);
     await env.cleanup();
   }
 }
 
-main().catch((e) => {
-  console.error(e);
-  process.exit(1);
-});
+runBench('ids', main, () => live.abandon());

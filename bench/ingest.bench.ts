@@ -35,8 +35,12 @@ import {
   fmtInt,
   log,
   machineFacts,
+  closeBenchEnv,
+  intArg,
+  listArg,
   numArg,
   parseArgs,
+  runBench,
   progress,
   round,
   servicePids,
@@ -52,7 +56,6 @@ import {
   apiPortOf,
   cpuLine,
   createWebhookTriggers,
-  installCleanup,
   live,
   runAutocannon,
   samplePayload,
@@ -67,12 +70,12 @@ const QUICK = args.flags.has('quick');
 const KEEP = args.flags.has('keep');
 const SECONDS = numArg(args, 'seconds', QUICK ? 3 : 20);
 const WARMUP_SECONDS = QUICK ? 1 : 3;
-const CONNECTIONS = Math.round(numArg(args, 'connections', 64));
-const RATE = Math.round(numArg(args, 'rate', 4000));
-const POOL = Math.round(numArg(args, 'pool', loadConfig({}).dbPoolMax));
-const TRIGGERS = Math.round(numArg(args, 'triggers', 1));
+const CONNECTIONS = intArg(args, 'connections', 64);
+const RATE = intArg(args, 'rate', 4000);
+const POOL = intArg(args, 'pool', loadConfig({}).dbPoolMax);
+const TRIGGERS = intArg(args, 'triggers', 1);
 const CPU_PROF_DIR = args.values.get('cpu-prof');
-const ONLY = new Set((args.values.get('only') ?? 'a,b,c,f').split(',').map((s) => s.trim()));
+const ONLY = new Set(listArg(args, 'only', 'a,b,c,f'));
 
 const TARGET = { reqPerSecond: 8000, p99MsAtRate: 25, rate: 4000 };
 
@@ -440,18 +443,8 @@ async function main(): Promise<void> {
   } finally {
     if (api) await stopTracked([api]);
     live.envs.delete(e);
-    if (KEEP) {
-      log(`--keep: database ${e.dbName} kept`);
-      await e.db.destroy();
-    } else await e.cleanup();
+    await closeBenchEnv(e, KEEP);
   }
 }
 
-installCleanup();
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    process.stderr.write(`ingest benchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    process.exit(1);
-  },
-);
+runBench('ingest', main, () => live.abandon());

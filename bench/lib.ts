@@ -1,6 +1,6 @@
 /**
- * Shared pieces of the benchmarks (`npm run bench`): environments in their own database and topic,
- * percentiles, a progress line, a table printer, CPU accounting of the processes involved, and the
+ * Shared pieces of the benchmarks (`npm run bench`): options and environments (one parser and one set-up
+ * with the tests), the run and its interruption, percentiles, a progress line, a table printer, CPU accounting of the processes involved, and the
  * results writer (bench/results/<date>-<name>.json with the machine's facts).
  */
 import { randomBytes } from 'node:crypto';
@@ -8,9 +8,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Kafka from 'node-rdkafka';
-import { loadConfig, type Config } from '../src/config';
-import { createDb, ensureDatabase, migrateLatest, type Db } from '../src/db/knex';
-import { dropDatabase, DATABASE_URL_BASE, KAFKA_BROKERS } from '../test/helpers/env';
+import type { Db } from '../src/db/knex';
+import { createTestEnv, KAFKA_BROKERS, type TestEnv } from '../test/helpers/env';
 import { spawnRole, type RoleProcess } from '../test/helpers/proc';
 import { validateTriggerConfig } from '../src/triggers/validate';
 import { newTriggerId } from '../src/triggers/event-id';
@@ -18,102 +17,80 @@ import { newTriggerId } from '../src/triggers/event-id';
 export const BENCH_ROOT = __dirname;
 export const RESULTS_DIR = path.join(BENCH_ROOT, 'results');
 
-// ------------------------------------------------------------------------------------------ arguments
+// ------------------------------------------------------------------------------- arguments, environment
 
-export interface Args {
-  flags: Set<string>;
-  values: Map<string, string>;
+// One parser and one environment set-up for the benchmarks and the tests (test/helpers/args.ts, env.ts).
+export { choicesArg, envArg, intArg, listArg, numArg, optionalNumArg, parseArgs, type Args } from '../test/helpers/args';
+export { deleteTopics } from '../test/helpers/env';
+
+/** A benchmark's environment: a test environment of the bench kind (see createTestEnv). */
+export type BenchEnv = TestEnv;
+
+/**
+ * createTestEnv's bench kind: `etp_bench_*` names, production settings, a bigger pool, the topics deleted
+ * with the database; `existingDb` names a database to use (and migrate) instead of a new one (--reuse).
+ */
+export function createBenchEnv(label: string, overrides: Record<string, string> = {}, existingDb?: string): Promise<BenchEnv> {
+  return createTestEnv(label, overrides, { kind: 'bench', existingDb });
 }
 
-/** `--quick`, `--n=200000`, `--n 200000`. */
-export function parseArgs(argv: string[] = process.argv.slice(2)): Args {
-  const flags = new Set<string>();
-  const values = new Map<string, string>();
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (!a.startsWith('--')) continue;
-    const eq = a.indexOf('=');
-    if (eq > 0) values.set(a.slice(2, eq), a.slice(eq + 1));
-    else if (argv[i + 1] !== undefined && !argv[i + 1]!.startsWith('--') && /^[\w.,:-]+$/.test(argv[i + 1]!))
-      values.set(a.slice(2), argv[++i]!);
-    else flags.add(a.slice(2));
-  }
-  return { flags, values };
-}
-
-export function numArg(args: Args, name: string, def: number): number {
-  const raw = args.values.get(name);
-  if (raw === undefined) return def;
-  const n = Number(raw.replace(/_/g, ''));
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name}=${raw}: expected a positive number`);
-  return n;
-}
-
-// ---------------------------------------------------------------------------------------- environment
-
-export interface BenchEnv {
-  /** Environment for loadConfig / relay processes: own database, own topic names. */
-  env: Record<string, string>;
-  config: Config;
-  db: Db;
-  dbName: string;
-  topic: string;
-  cleanup(): Promise<void>;
+/** The end of a bench's environment: dropped, or with --keep left in place (and said so). */
+export async function closeBenchEnv(e: BenchEnv, keep: boolean, indent = ''): Promise<void> {
+  if (!keep) return e.cleanup();
+  log(`${indent}--keep: database ${e.dbName} and topic ${e.topic} kept`);
+  await e.keep();
 }
 
 /**
- * Like test/helpers/env's createTestEnv, but `etp_bench_*` names, a bigger pool, and the topics deleted afterwards;
- * `existingDb` names a database to use (and migrate) instead of a new one.
+ * Runs a bench's main and exits: 0 when it is done, 1 with the error when it failed. On SIGINT/SIGTERM
+ * (Ctrl-C, or run.mjs passing a signal on) `onInterrupt` stops what runs and drops what was made, within
+ * `graceMs`, then exit 130; a second signal exits at once.
  */
-export async function createBenchEnv(label: string, overrides: Record<string, string> = {}, existingDb?: string): Promise<BenchEnv> {
-  const suffix = `${label
-    .replace(/[^a-z0-9]/gi, '')
-    .slice(0, 20)
-    .toLowerCase()}_${randomBytes(4).toString('hex')}`;
-  // An existing database (a bench's --reuse): migrated to the latest schema, a topic of this run's own.
-  const dbName = existingDb ?? `etp_bench_${suffix}`;
-  const topic = `etp-bench-${suffix}`;
-  const databaseUrl = `${DATABASE_URL_BASE.replace(/\/?$/, '/')}${dbName}`;
-  const env: Record<string, string> = {
-    DATABASE_URL: databaseUrl,
-    KAFKA_BROKERS,
-    KAFKA_TOPIC: topic,
-    KAFKA_CONSUMER_GROUP: `${topic}-worker`,
-    ENVIRONMENT: 'production',
-    LOG_LEVEL: 'warn',
-    API_PORT: '0',
-    RELAY_PORT: '0',
-    WORKER_PORT: '0',
-    MIGRATE_ON_START: 'false',
-    ...overrides,
-  };
-  const config = loadConfig(env);
-  await ensureDatabase(databaseUrl);
-  const db = createDb(databaseUrl, 12, config.outboxShards);
-  await migrateLatest(db);
-  return {
-    env,
-    config,
-    db,
-    dbName,
-    topic,
-    async cleanup() {
-      await db.destroy();
-      await dropDatabase(dbName);
-      await deleteTopics([topic, `${topic}.retry`, config.kafkaDlqTopic]).catch(() => undefined);
+export function runBench(name: string, main: () => Promise<void>, onInterrupt?: () => Promise<unknown>, graceMs = 20_000): void {
+  let interrupted = false;
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(sig, () => {
+      if (interrupted || !onInterrupt) process.exit(130);
+      interrupted = true;
+      log(`\n${sig}: stopping processes and dropping the bench databases…`);
+      const t = setTimeout(() => process.exit(130), graceMs);
+      void onInterrupt()
+        .catch(() => undefined)
+        .finally(() => {
+          clearTimeout(t);
+          process.exit(130);
+        });
+    });
+  }
+  main().then(
+    () => process.exit(process.exitCode ?? 0),
+    (err: unknown) => {
+      process.stderr.write(`${name} benchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      process.exit(1);
     },
-  };
+  );
 }
 
-/** Bench topics hold hundreds of MB after a full run: delete them with their database. */
-export async function deleteTopics(topics: string[], timeoutMs = 10_000): Promise<void> {
-  const admin = Kafka.AdminClient.create({ 'metadata.broker.list': KAFKA_BROKERS, 'client.id': 'etp-bench-admin' });
-  try {
-    for (const t of topics) {
-      await new Promise<void>((resolve) => admin.deleteTopic(t, timeoutMs, () => resolve()));
+/** The processes and environments a bench has running, for its interrupt handler to stop and drop. */
+export class Live {
+  readonly procs = new Set<RoleProcess>();
+  readonly envs = new Set<BenchEnv>();
+
+  /** Tracks `e` while `fn` runs, then drops it (or keeps it with --keep). */
+  async withEnv<T>(e: BenchEnv, keep: boolean, fn: (e: BenchEnv) => Promise<T>, indent = ''): Promise<T> {
+    this.envs.add(e);
+    try {
+      return await fn(e);
+    } finally {
+      this.envs.delete(e);
+      await closeBenchEnv(e, keep, indent);
     }
-  } finally {
-    admin.disconnect();
+  }
+
+  /** Kills every tracked process and drops every tracked environment (an interrupted run). */
+  async abandon(): Promise<void> {
+    await Promise.allSettled([...this.procs].map((p) => p.kill('SIGKILL')));
+    await Promise.allSettled([...this.envs].map((e) => e.cleanup()));
   }
 }
 

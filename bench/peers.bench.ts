@@ -42,8 +42,12 @@ import {
   fmtMs,
   log,
   machineFacts,
+  choicesArg,
+  intArg,
+  listArg,
   numArg,
   parseArgs,
+  runBench,
   percentile,
   progress,
   round,
@@ -67,15 +71,15 @@ const args = parseArgs();
 const QUICK = args.flags.has('quick');
 /** --cpu-prof=<dir>: our relays run with `node --cpu-prof`, their profiles written to <dir> as they stop. */
 const CPU_PROF_DIR = args.values.get('cpu-prof');
-const BURST = Math.round(numArg(args, 'burst', QUICK ? 5_000 : 50_000));
-const RATE = Math.round(numArg(args, 'rate', 2_000));
+const BURST = intArg(args, 'burst', QUICK ? 5_000 : 50_000);
+const RATE = intArg(args, 'rate', 2_000);
 const SECONDS = numArg(args, 'seconds', QUICK ? 10 : 60);
-const N = Math.round(numArg(args, 'n', QUICK ? 20_000 : 200_000));
-const ENQUEUE_BATCH = Math.round(numArg(args, 'batch', 500));
-const INFLIGHT = Math.round(numArg(args, 'inflight', 4));
-const REDIS_PORT = Math.round(numArg(args, 'redis-port', 6380));
+const N = intArg(args, 'n', QUICK ? 20_000 : 200_000);
+const ENQUEUE_BATCH = intArg(args, 'batch', 500);
+const INFLIGHT = intArg(args, 'inflight', 4);
+const REDIS_PORT = intArg(args, 'redis-port', 6380);
 const PG_URL = (args.values.get('pg-url') ?? process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/').replace(/\/?$/, '/');
-const WEBHOOK_TRIGGERS = Math.round(numArg(args, 'webhooks', 256)); // distinct webhook triggers (Kafka keys, outbox shards)
+const WEBHOOK_TRIGGERS = intArg(args, 'webhooks', 256); // distinct webhook triggers (Kafka keys, outbox shards)
 
 const ALL_SYSTEMS = ['us', 'graphile-worker', 'pg-boss', 'bullmq'] as const;
 type System = (typeof ALL_SYSTEMS)[number];
@@ -89,22 +93,9 @@ const ALIASES: Record<string, System> = {
 const ALL_WORKLOADS = ['burst', 'steady', 'throughput'] as const;
 type Workload = (typeof ALL_WORKLOADS)[number];
 
-function listArg<T extends string>(name: string, all: readonly T[], alias: Record<string, T> = {}): T[] {
-  const raw = args.values.get(name);
-  if (!raw) return [...all];
-  const out = raw
-    .split(',')
-    .map((s) => s.trim().toLowerCase())
-    .filter(Boolean)
-    .map((s) => (alias[s] ?? s) as T);
-  const bad = out.filter((s) => !all.includes(s));
-  if (bad.length) throw new Error(`--${name}: unknown ${bad.join(', ')}; one of ${all.join(', ')}`);
-  return all.filter((s) => out.includes(s));
-}
-
-const SYSTEMS = listArg('systems', ALL_SYSTEMS, ALIASES);
-const WORKLOADS = listArg('only', ALL_WORKLOADS);
-const WORKERS = (args.values.get('workers') ?? '1,4').split(',').map((s) => {
+const SYSTEMS = choicesArg(args, 'systems', ALL_SYSTEMS, ALIASES);
+const WORKLOADS = choicesArg(args, 'only', ALL_WORKLOADS);
+const WORKERS = listArg(args, 'workers', '1,4').map((s) => {
   const n = Number(s);
   if (!Number.isInteger(n) || n < 1 || n > 16) throw new Error(`--workers=${s}: expected integers 1..16`);
   return n;
@@ -1466,27 +1457,17 @@ async function cleanupAll(): Promise<void> {
   await stopRedis(redisState);
 }
 
-let interrupted = false;
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(sig, () => {
-    if (interrupted) process.exit(130);
-    interrupted = true;
-    log(`\n${sig}: stopping processes, dropping the bench databases…`);
-    const t = setTimeout(() => process.exit(130), 30_000);
-    void cleanupAll().finally(() => {
-      clearTimeout(t);
-      process.exit(130);
-    });
-  });
-}
-
-main()
-  .then(
-    () => stopRedis(redisState),
-    async (e: unknown) => {
-      process.stderr.write(`peers benchmark failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+runBench(
+  'peers',
+  async () => {
+    try {
+      await main();
+    } catch (e) {
       await cleanupAll();
-      process.exitCode = 1;
-    },
-  )
-  .finally(() => process.exit(process.exitCode ?? 0));
+      throw e;
+    }
+    await stopRedis(redisState);
+  },
+  cleanupAll,
+  30_000,
+);

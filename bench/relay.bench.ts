@@ -36,8 +36,13 @@ import {
   fmtMs,
   log,
   machineFacts,
+  envArg,
+  intArg,
+  listArg,
+  Live,
   numArg,
   parseArgs,
+  runBench,
   progress,
   round,
   servicePids,
@@ -59,31 +64,22 @@ import {
 const args = parseArgs();
 const QUICK = args.flags.has('quick');
 const KEEP = args.flags.has('keep'); // keep each phase's database and topic for inspection
-const N = Math.round(numArg(args, 'n', QUICK ? 20_000 : 200_000));
-const BURST = Math.round(numArg(args, 'burst', QUICK ? 5_000 : 50_000));
-const RATE = Math.round(numArg(args, 'rate', 2_000));
+const N = intArg(args, 'n', QUICK ? 20_000 : 200_000);
+const BURST = intArg(args, 'burst', QUICK ? 5_000 : 50_000);
+const RATE = intArg(args, 'rate', 2_000);
 const SECONDS = numArg(args, 'seconds', QUICK ? 10 : 60);
-const MANY = Math.round(numArg(args, 'relays', 4));
-const KEYS = Math.round(numArg(args, 'keys', 1000)); // distinct triggers (message keys) in a pre-filled outbox
-const BATCH = Math.round(numArg(args, 'batch', 500)); // issue 4 fixes 500; --batch is for tuning runs
-const ONLY = new Set((args.values.get('only') ?? 'a,b,c,d,e').split(',').map((s) => s.trim()));
-/** `K=V,K=V` of an option, as an object. */
-function envArg(name: string): Record<string, string> {
-  return Object.fromEntries(
-    (args.values.get(name) ?? '')
-      .split(',')
-      .filter((kv) => kv.includes('='))
-      .map((kv) => [kv.slice(0, kv.indexOf('=')).trim(), kv.slice(kv.indexOf('=') + 1).trim()]),
-  );
-}
+const MANY = intArg(args, 'relays', 4);
+const KEYS = intArg(args, 'keys', 1000); // distinct triggers (message keys) in a pre-filled outbox
+const BATCH = intArg(args, 'batch', 500); // issue 4 fixes 500; --batch is for tuning runs
+const ONLY = new Set(listArg(args, 'only', 'a,b,c,d,e'));
 /** `--env=OUTBOX_ORDERING=off,OUTBOX_SHARDS=16`: extra settings for the relays (and this process's view of them). */
-const EXTRA_ENV = envArg('env');
+const EXTRA_ENV = envArg(args, 'env');
 const RELAY_ENV: Record<string, string> = { RELAY_BATCH_SIZE: String(BATCH), ...EXTRA_ENV };
 /**
  * `--many-env=RELAY_CONCURRENCY=1`: settings for the runs with several relays only (b's second run, c, d), so
  * one run compares one relay as it comes with several relays sharing a host as they would be configured.
  */
-const MANY_ENV = envArg('many-env');
+const MANY_ENV = envArg(args, 'many-env');
 
 const TARGET = { eventsPerSecond: 25_000, ratio: 0.8, burstMs: 3_000, steadyP99Ms: 250, steadyP50Ms: 50 };
 
@@ -192,14 +188,14 @@ async function leasesSettled(db: Db, k: number, shards: number): Promise<boolean
 }
 
 /** What an interrupted run must clean up: relay processes and phase environments still alive. */
-const live = { relays: new Set<RoleProcess>(), envs: new Set<BenchEnv>() };
+const live = new Live();
 
 function spawnRelays(e: BenchEnv, k: number, extra: Record<string, string> = {}): Promise<RoleProcess[]> {
-  return spawnRoles('relay', { ...e.env, ...RELAY_ENV, ...(k > 1 ? MANY_ENV : {}), ...extra }, k, live.relays);
+  return spawnRoles('relay', { ...e.env, ...RELAY_ENV, ...(k > 1 ? MANY_ENV : {}), ...extra }, k, live.procs);
 }
 
 function stopRelays(procs: RoleProcess[]): Promise<void> {
-  return stopRoles(procs, live.relays);
+  return stopRoles(procs, live.procs);
 }
 
 function meterFor(relays: () => RoleProcess[]): CpuMeter {
@@ -213,17 +209,7 @@ function meterFor(relays: () => RoleProcess[]): CpuMeter {
 }
 
 async function withEnv<T>(label: string, fn: (e: BenchEnv) => Promise<T>): Promise<T> {
-  const e = await createBenchEnv(label, RELAY_ENV);
-  live.envs.add(e);
-  try {
-    return await fn(e);
-  } finally {
-    live.envs.delete(e);
-    if (KEEP) {
-      log(`    --keep: database ${e.dbName} and topic ${e.topic} kept`);
-      await e.db.destroy();
-    } else await e.cleanup();
-  }
+  return live.withEnv(await createBenchEnv(label, RELAY_ENV), KEEP, fn, '    ');
 }
 
 /** Throughput samples: (seconds since start, rows done) every ~second, to see whether a run slows down as it goes. */
@@ -992,27 +978,4 @@ async function main(): Promise<void> {
   log(`results: ${file}`);
 }
 
-// Interrupted (Ctrl-C, or run.mjs passing a signal on): stop the relays, drop the phase's database and topics.
-let interrupted = false;
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(sig, () => {
-    if (interrupted) process.exit(130);
-    interrupted = true;
-    log(`\n${sig}: stopping relays and dropping the bench databases…`);
-    const t = setTimeout(() => process.exit(130), 20_000);
-    void Promise.allSettled([...live.relays].map((p) => p.kill('SIGKILL')))
-      .then(() => Promise.allSettled([...live.envs].map((e) => e.cleanup())))
-      .finally(() => {
-        clearTimeout(t);
-        process.exit(130);
-      });
-  });
-}
-
-main().then(
-  () => process.exit(0),
-  (e: unknown) => {
-    process.stderr.write(`relay benchmark failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
-    process.exit(1);
-  },
-);
+runBench('relay', main, () => live.abandon());

@@ -1,12 +1,12 @@
 /**
  * Pieces shared by the webhook benchmarks (ingest.bench.ts, e2e.bench.ts): the sample trigger schema and
  * payload, spawned platform processes and their ports, webhook trigger creation over the API, a typed
- * wrapper of autocannon's programmatic API, and the clean-up of an interrupted run.
+ * wrapper of autocannon's programmatic API, and what an interrupted run must clean up.
  */
 import http from 'node:http';
 import { postJson } from '../test/helpers/post-json';
 import { spawnRole, type RoleProcess } from '../test/helpers/proc';
-import { fmtCpuPerEvent, log, progress, fmtInt, type BenchEnv, type CpuUse } from './lib';
+import { fmtCpuPerEvent, Live, progress, fmtInt, type CpuUse } from './lib';
 
 // ------------------------------------------------------------------------------------- trigger, payload
 
@@ -48,7 +48,7 @@ export const PAYLOAD_BODY = JSON.stringify(samplePayload());
 // --------------------------------------------------------------------------------------- processes
 
 /** Processes and environments an interrupted run must clean up. */
-export const live = { procs: new Set<RoleProcess>(), envs: new Set<BenchEnv>() };
+export const live = new Live();
 
 export async function spawnTracked(role: string, env: Record<string, string>, nodeArgs: string[] = []): Promise<RoleProcess> {
   const p = await spawnRole(role, env, 90_000, nodeArgs);
@@ -75,24 +75,6 @@ export function apiPortOf(p: RoleProcess): number {
 }
 
 /** Ctrl-C (or run.mjs passing a signal on): kill the spawned processes, drop the databases and topics. */
-export function installCleanup(): void {
-  let interrupted = false;
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-    process.on(sig, () => {
-      if (interrupted) process.exit(130);
-      interrupted = true;
-      log(`\n${sig}: stopping processes and dropping the bench databases…`);
-      const t = setTimeout(() => process.exit(130), 20_000);
-      void Promise.allSettled([...live.procs].map((p) => p.kill('SIGKILL')))
-        .then(() => Promise.allSettled([...live.envs].map((e) => e.cleanup())))
-        .finally(() => {
-          clearTimeout(t);
-          process.exit(130);
-        });
-    });
-  }
-}
-
 // ------------------------------------------------------------------------------------------- HTTP
 
 export { postJson };

@@ -1,3 +1,4 @@
+import { optionalNumArg, numArg, parseArgs } from '../helpers/args';
 import { printFigures, runSoak } from './soak';
 
 /**
@@ -7,20 +8,15 @@ import { printFigures, runSoak } from './soak';
  *   --ha           the cluster of `npm run services -- up --ha`: Galera writer and broker kills
  */
 async function main(): Promise<void> {
-  const arg = (name: string) => {
-    const i = process.argv.indexOf(name);
-    return i > 0 ? process.argv[i + 1] : undefined;
-  };
-  const minutes = Number(arg('--minutes') ?? 10);
-  if (!Number.isFinite(minutes) || minutes <= 0) throw new Error('--minutes must be a positive number');
-  const ha = process.argv.includes('--ha');
-  const database = ha ? 'ha' : process.argv.includes('--shared-db') ? 'shared' : 'own';
+  const args = parseArgs();
+  const minutes = numArg(args, 'minutes', 10);
+  const database = args.flags.has('ha') ? 'ha' : args.flags.has('shared-db') ? 'shared' : 'own';
   const f = await runSoak({
     seconds: Math.round(minutes * 60),
     kafkaOutageSeconds: 20,
     killEverySeconds: 5,
     database,
-    databaseFaultEverySeconds: arg('--fault-every') ? Number(arg('--fault-every')) : undefined,
+    databaseFaultEverySeconds: optionalNumArg(args, 'fault-every'),
   });
   printFigures(f);
   const bad =

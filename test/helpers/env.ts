@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import mysql from 'mysql2/promise';
+import Kafka from 'node-rdkafka';
 import { loadConfig, type Config } from '../../src/config';
 import { createDb, ensureDatabase, migrateLatest, type Db } from '../../src/db/knex';
 
@@ -16,45 +17,73 @@ export interface TestEnv {
   topic: string;
   /** Runs `fn` in cleanup(), before the pool closes (last registered, first run). */
   defer(fn: () => Promise<void>): void;
+  /** Runs what was deferred, closes the pool, drops the database (and, for a bench, deletes its topics). */
   cleanup(): Promise<void>;
+  /** Closes the pool and leaves the database and topics for inspection (a bench's --keep). */
+  keep(): Promise<void>;
 }
 
 /**
- * Each test file gets its own database (created and migrated here, dropped in cleanup) and its own
- * topic names, so files never see each other's rows or messages.
+ * What differs between a test file's environment and a benchmark's; everything else is one set-up.
+ * A test: `etp_test_*` names, 3 partitions, errors only in the logs, private endpoints allowed (the
+ * receivers listen on 127.0.0.1). A bench: `etp_bench_*` names, production settings and partitions, a
+ * bigger pool, and its topics deleted with the database (a full run leaves hundreds of MB on them).
  */
-export async function createTestEnv(
-  label: string,
-  overrides: Record<string, string> = {},
-  opts: { databaseUrlBase?: string } = {},
-): Promise<TestEnv> {
+export type EnvKind = 'test' | 'bench';
+
+const KINDS: Record<EnvKind, { poolMax: number; deleteTopics: boolean; env: () => Record<string, string> }> = {
+  test: {
+    poolMax: 10,
+    deleteTopics: false,
+    env: () => ({
+      KAFKA_PARTITIONS: '3',
+      ENVIRONMENT: 'test',
+      LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'error',
+      PUBLIC_BASE_URL: 'http://127.0.0.1:8080',
+      DELIVERY_ALLOW_PRIVATE_NETWORKS: 'true',
+    }),
+  },
+  bench: { poolMax: 12, deleteTopics: true, env: () => ({ ENVIRONMENT: 'production', LOG_LEVEL: 'warn' }) },
+};
+
+export interface EnvOptions {
+  kind?: EnvKind;
+  /** The server to create the database on (default TEST_DATABASE_URL or the local MariaDB). */
+  databaseUrlBase?: string;
+  /** A database to use (and migrate to the latest schema) instead of a new one: a bench's --reuse. */
+  existingDb?: string;
+}
+
+/**
+ * Each test file (and each benchmark phase) gets its own database (created and migrated here, dropped in
+ * cleanup) and its own topic names, so runs never see each other's rows or messages.
+ */
+export async function createTestEnv(label: string, overrides: Record<string, string> = {}, opts: EnvOptions = {}): Promise<TestEnv> {
+  const kind = KINDS[opts.kind ?? 'test'];
+  const prefix = opts.kind ?? 'test';
   const base = opts.databaseUrlBase ?? DATABASE_URL_BASE;
   const suffix = `${label
     .replace(/[^a-z0-9]/gi, '')
     .slice(0, 20)
     .toLowerCase()}_${randomBytes(4).toString('hex')}`;
-  const dbName = `etp_test_${suffix}`;
-  const topic = `etp-test-${suffix}`;
+  const dbName = opts.existingDb ?? `etp_${prefix}_${suffix}`;
+  const topic = `etp-${prefix}-${suffix}`;
   const databaseUrl = `${base.replace(/\/?$/, '/')}${dbName}`;
   const env: Record<string, string> = {
     DATABASE_URL: databaseUrl,
     KAFKA_BROKERS,
     KAFKA_TOPIC: topic,
     KAFKA_CONSUMER_GROUP: `${topic}-worker`,
-    KAFKA_PARTITIONS: '3',
-    ENVIRONMENT: 'test',
-    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'error',
     API_PORT: '0',
     RELAY_PORT: '0',
     WORKER_PORT: '0',
-    PUBLIC_BASE_URL: 'http://127.0.0.1:8080',
-    DELIVERY_ALLOW_PRIVATE_NETWORKS: 'true',
     MIGRATE_ON_START: 'false',
+    ...kind.env(),
     ...overrides,
   };
   const config = loadConfig(env);
   await ensureDatabase(databaseUrl);
-  const db = createDb(databaseUrl, 10, config.outboxShards);
+  const db = createDb(databaseUrl, kind.poolMax, config.outboxShards);
   await migrateLatest(db);
   const deferred: Array<() => Promise<void>> = [];
   return {
@@ -70,6 +99,11 @@ export async function createTestEnv(
       for (const fn of deferred.splice(0).reverse()) await fn();
       await db.destroy();
       await dropDatabase(dbName, base);
+      if (kind.deleteTopics) await deleteTopics([topic, `${topic}.retry`, config.kafkaDlqTopic]).catch(() => undefined);
+    },
+    async keep() {
+      for (const fn of deferred.splice(0).reverse()) await fn();
+      await db.destroy();
     },
   };
 }
@@ -90,3 +124,15 @@ export async function dropDatabase(dbName: string, base = DATABASE_URL_BASE): Pr
 }
 
 export const REPO_ROOT = path.resolve(__dirname, '..', '..');
+
+/** Deletes topics (a bench's, with its database: they hold hundreds of MB after a full run). */
+export async function deleteTopics(topics: string[], timeoutMs = 10_000): Promise<void> {
+  const admin = Kafka.AdminClient.create({ 'metadata.broker.list': KAFKA_BROKERS, 'client.id': 'etp-env-admin' });
+  try {
+    for (const t of topics) {
+      await new Promise<void>((resolve) => admin.deleteTopic(t, timeoutMs, () => resolve()));
+    }
+  } finally {
+    admin.disconnect();
+  }
+}

@@ -157,7 +157,9 @@ describe('relay: due schedules and the outbox to Kafka', function () {
       expect(logs).to.have.length(ids.length);
       for (const [i, id] of ids.entries()) {
         // Behind the queued row: through the outbox. Elsewhere: produced in the fire transaction.
-        expect(queued.has(eventIds[i]), `trigger ${i} (shard ${shardOf(id, t.config.outboxShards)}, blocked ${blocked})`).to.equal(shardOf(id, t.config.outboxShards) === blocked);
+        expect(queued.has(eventIds[i]), `trigger ${i} (shard ${shardOf(id, t.config.outboxShards)}, blocked ${blocked})`).to.equal(
+          shardOf(id, t.config.outboxShards) === blocked,
+        );
       }
       expect(logs.every((l) => l.published_at !== null && l.execution_status === 'published')).to.equal(true);
     } finally {

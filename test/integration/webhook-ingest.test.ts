@@ -235,7 +235,13 @@ describe('webhook fast path: trigger cache and group commit', () => {
     it('closes idempotently after answering what was queued', async () => {
       const app = testApp(t, { ingest: null });
       const id = await webhookTrigger(app);
-      const own = WebhookIngest.create(t.config.databaseUrl, { topic: t.topic, outboxShards: t.config.outboxShards, maxItems: 10, maxBytes: 1 << 20, maxInFlight: 1 });
+      const own = WebhookIngest.create(t.config.databaseUrl, {
+        topic: t.topic,
+        outboxShards: t.config.outboxShards,
+        maxItems: 10,
+        maxBytes: 1 << 20,
+        maxInFlight: 1,
+      });
       const pending = own.submit({ eventId: randomUUID(), triggerId: id, version: 1, payload: V1_ONLY, firedAt: new Date() });
       await Promise.all([own.close(), own.close()]);
       expect(await pending).to.equal('logged');
