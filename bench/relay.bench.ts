@@ -1,8 +1,8 @@
 /**
  * The relay benchmark of issue 4 (`npm run bench -- relay [--quick]`). Each phase in its own fresh database
  * and topic, dropped afterwards:
- *   (a) database-only ceiling: claim + mark 500-row outbox batches with the relay's own SQL, no Kafka,
- *       1 and 4 concurrent claimers;
+ *   (a) database-only ceiling: the relay's own publish lanes (src/relay/publisher.ts) claiming and marking
+ *       500-row outbox batches with Kafka left out, 1 and 4 lanes at once;
  *   (b) real relay processes (`node dist/main.js relay`) publishing a pre-filled outbox to Kafka with
  *       delivery reports, 1 and 4 relays;
  *   (c) burst: time triggers all due at one instant, relays already running;
@@ -12,13 +12,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
-import {
-  claimUnpublished,
-  claimUnpublishedInShards,
-  ensureShardFences,
-  insertOutbox,
-  markPublished,
-} from '../src/db/outbox';
+import { ensureShardFences, insertOutbox } from '../src/db/outbox';
+import { Lifecycle } from '../src/events';
+import { OutboxPublisher, ShardBackoff, type PublishLane } from '../src/relay/publisher';
 import { insertEvents, type EventInsert } from '../src/db/events';
 import { eventMessage, toKafka } from '../src/kafka/message';
 import { EventProducer, ensureTopics } from '../src/kafka/producer';
@@ -250,7 +246,35 @@ interface CeilingResult {
   timeline: Array<[number, number]>;
 }
 
-/** (a) The database-only ceiling: the relay's claim and mark, in the relay's transaction shape, no Kafka. */
+/**
+ * The relay's own publish lanes (src/relay/publisher.ts: OutboxPublisher, PublishLane), run in this process
+ * with `producer` in place of Kafka's: `lanes` lanes of one relay that holds every shard in ordered mode
+ * (the lease check left out: it answers from a fixed set), claiming as the relay's lanes do
+ * (shard % lanes = lane). Throws when a publish fails, as a bench must not measure a half-failed run.
+ */
+function publishLanes(e: BenchEnv, lanes: number, ordered: boolean, producer: Pick<EventProducer, 'publish'>): PublishLane[] {
+  const events = new Lifecycle();
+  events.onEvent('relay:publish_failed', ({ count, error }) => {
+    throw new Error(`publish failed for ${count} rows: ${error}`);
+  });
+  const allShards = Array.from({ length: e.config.outboxShards }, (_, s) => s);
+  const publisher = new OutboxPublisher({
+    db: e.db,
+    producer,
+    config: { relayBatchSize: BATCH },
+    events,
+    ordering: ordered ? { leases: { owned: () => allShards, verify: (_trx, shards) => Promise.resolve(shards) }, backoff: new ShardBackoff() } : undefined,
+  });
+  return Array.from({ length: lanes }, (_, i) => publisher.lane(i, lanes));
+}
+
+/** A producer that acknowledges every message at once: the ceiling's stand-in for Kafka. */
+const NO_KAFKA: Pick<EventProducer, 'publish'> = { publish: (messages) => Promise.resolve(messages.map(() => null)) };
+
+/**
+ * (a) The database-only ceiling: the relay's own publish lanes (claim, mark, commit: the relay's statements
+ * in the relay's transaction) with Kafka left out, 1 and 4 lanes at once.
+ */
 async function ceiling(claimers: number, ordered = false): Promise<CeilingResult> {
   return withEnv(`ceil${claimers}${ordered ? 'o' : ''}`, async (e) => {
     log(`(a) ceiling${ordered ? ' (ordered claim)' : ''}, ${claimers} claimer(s): filling ${fmtInt(N)} outbox rows`);
@@ -263,23 +287,16 @@ async function ceiling(claimers: number, ordered = false): Promise<CeilingResult
     const t0 = performance.now();
     const timeline = new Timeline(t0);
     const stop = progress(() => `claimed+marked ${fmtInt(done)} / ${fmtInt(N)}`);
+    const lanes = publishLanes(e, claimers, ordered, NO_KAFKA);
     try {
       await Promise.all(
         Array.from({ length: claimers }, async (_, i) => {
-          // Ordered: claimer i holds the shards s ≡ i (mod claimers), as relays with their fair share of leases would.
-          const shards = Array.from({ length: e.config.outboxShards }, (_s, s) => s).filter((s) => s % claimers === i);
-          const cursor = { next: 0 };
+          // Ordered: lane i claims the shards s ≡ i (mod claimers), as a relay's lanes (or relays with their fair
+          // share of leases) would.
+          const lane = lanes[i]!;
           for (;;) {
             const b0 = performance.now();
-            const n = await withDbRetry(() =>
-              e.db.transaction(async (trx) => {
-                const rows = ordered
-                  ? (await claimUnpublishedInShards(trx, BATCH, shards, cursor)).rows
-                  : await claimUnpublished(trx, BATCH);
-                await markPublished(trx, rows, new Date());
-                return rows.length;
-              }),
-            );
+            const n = (await withDbRetry(() => lane.publish())).claimed;
             if (n === 0) return;
             batchMs.push(performance.now() - b0);
             done += n;
@@ -622,9 +639,11 @@ interface BreakdownResult {
 }
 
 /**
- * (e) Diagnostic: one relay's publish batch, step by step, in this process — the relay's own functions
- * (claimUnpublished, EventProducer.publish, markPublished) with a clock around each, in the transaction
- * shape of publishOutbox. Says where a batch's time goes; not a target.
+ * (e) Diagnostic: one relay's publish batch, step by step, in this process — the relay's own publish lane
+ * (PublishLane.publish) with a clock on each step: the producer is wrapped to time produce + delivery
+ * reports, and knex's query events mark where the claim and the commit begin. Says where a batch's time
+ * goes; not a target. "begin" is from the lane's call to its claim (the promotion of due waiting rows every
+ * 100 ms, BEGIN); "mark" from the last delivery report to COMMIT.
  */
 async function breakdown(): Promise<BreakdownResult> {
   const rows = Math.min(N, 50_000);
@@ -637,51 +656,45 @@ async function breakdown(): Promise<BreakdownResult> {
       clientId: 'etp-bench',
     });
     await producer.connect();
+    /** When each step of the batch under way began: the first claim statement, produce, its reports, COMMIT. */
+    const marks = new Map<string, number>();
+    const mark = (step: string) => void (marks.has(step) || marks.set(step, performance.now()));
+    const onQuery = (q: { sql: string }) => {
+      if (/FOR UPDATE/i.test(q.sql)) mark('claim');
+      else if (/^\s*COMMIT/i.test(q.sql)) mark('commit');
+    };
+    const timed: Pick<EventProducer, 'publish'> = {
+      async publish(messages) {
+        mark('produce');
+        const outcomes = await producer.publish(messages);
+        mark('produced');
+        return outcomes;
+      },
+    };
+    e.db.on('query', onQuery);
     try {
       await fillOutbox(e, rows, new Date(Date.now() - 1000));
-      const allShards = Array.from({ length: e.config.outboxShards }, (_, i) => i);
+      const [lane] = publishLanes(e, 1, e.config.outboxOrdering, timed);
       const steps: Record<string, number[]> = { begin: [], claim: [], 'produce + delivery reports': [], mark: [], commit: [], batch: [] };
       let done = 0;
       const meter = meterFor(() => []).begin();
       const t0 = performance.now();
       const stop = progress(() => `published ${fmtInt(done)} / ${fmtInt(rows)}`);
       try {
-        const cursor = { next: 0 }; // the relay's publish lane keeps one
         for (;;) {
+          marks.clear();
           const a = performance.now();
-          const trx = await e.db.transaction();
-          let n = 0;
-          try {
-            const b = performance.now();
-            // The relay's claim in the relay's mode: ordered = one relay holding every shard (lease check left out).
-            const claimed = e.config.outboxOrdering
-              ? (await claimUnpublishedInShards(trx, BATCH, allShards, cursor)).rows
-              : await claimUnpublished(trx, BATCH);
-            const c = performance.now();
-            n = claimed.length;
-            if (n > 0) {
-              const outcomes = await producer.publish(claimed.map((r) => r.message));
-              if (outcomes.some((o) => o !== null)) throw new Error(`publish failed: ${outcomes.find((o) => o)?.message}`);
-              const d = performance.now();
-              await markPublished(trx, claimed, new Date());
-              const f = performance.now();
-              await trx.commit();
-              const g = performance.now();
-              steps.begin!.push(b - a);
-              steps.claim!.push(c - b);
-              steps['produce + delivery reports']!.push(d - c);
-              steps.mark!.push(f - d);
-              steps.commit!.push(g - f);
-              steps.batch!.push(g - a);
-            } else {
-              await trx.commit();
-            }
-          } catch (err) {
-            await trx.rollback().catch(() => undefined);
-            throw err;
-          }
-          if (n === 0) break;
-          done += n;
+          const { claimed } = await lane!.publish();
+          const end = performance.now();
+          if (claimed === 0) break;
+          const at = (step: string) => marks.get(step) ?? NaN;
+          steps.begin!.push(at('claim') - a);
+          steps.claim!.push(at('produce') - at('claim'));
+          steps['produce + delivery reports']!.push(at('produced') - at('produce'));
+          steps.mark!.push(at('commit') - at('produced'));
+          steps.commit!.push(end - at('commit'));
+          steps.batch!.push(end - a);
+          done += claimed;
         }
       } finally {
         stop();
@@ -702,6 +715,7 @@ async function breakdown(): Promise<BreakdownResult> {
         cpu,
       };
     } finally {
+      e.db.off('query', onQuery);
       await producer.close();
     }
   });
