@@ -19,14 +19,11 @@
 // Ports: Galera SQL 3311-3313, group communication 4571-4573, IST 4581-4583, SST 4591-4593; HAProxy
 // 3310 (writes), 8406 (stats page); Kafka 19092/19094/19096, controllers 19093/19095/19097.
 
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import {
-  CLUSTER_ID,
   DB_CONFIG,
-  KAFKA_LIB,
   KAFKA_STOP_GRACE_MS,
   DB_STOP_GRACE_MS,
   checkJava,
@@ -34,19 +31,25 @@ import {
   fail,
   fetchJars,
   findExecutable,
+  formatKafkaStorage,
+  jsonStateFile,
+  kafkaBrokerArgs,
+  kafkaExchange,
   kafkaMetadata,
   line,
   pidAlive,
   pidMatches,
+  pollUntil,
   portOpen,
   secs,
   sleep,
+  spawnDetached,
   tailLog,
   terminate,
   tilde,
   withLock,
   writeIfChanged,
-} from './services.mjs';
+} from './services-common.mjs';
 
 const HA_ROOT = path.resolve(process.env.ETP_HA_DIR || '/var/tmp/etp-ha');
 const STATE_FILE = path.join(HA_ROOT, 'state.json');
@@ -93,20 +96,9 @@ export const HA_KAFKA_BROKERS = KAFKA.map((k) => `127.0.0.1:${k.port}`).join(','
 
 // ----------------------------------------------------------------------------------------------- state
 
-function readState() {
-  try {
-    return JSON.parse(fs.readFileSync(STATE_FILE, 'utf8'));
-  } catch {
-    return { galera: {}, kafka: {}, haproxy: null };
-  }
-}
-
-function writeState(s) {
-  fs.mkdirSync(HA_ROOT, { recursive: true });
-  const tmp = `${STATE_FILE}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, JSON.stringify(s, null, 2) + '\n');
-  fs.renameSync(tmp, STATE_FILE);
-}
+const stateFile = jsonStateFile(STATE_FILE, () => ({ galera: {}, kafka: {}, haproxy: null }));
+const readState = stateFile.read;
+const writeState = stateFile.write;
 
 function setState(kind, n, value) {
   const s = readState();
@@ -130,18 +122,6 @@ function livePid(kind, n) {
   if (!rec) return null;
   const pred = kind === 'galera' ? isGaleraNode(GALERA[n - 1]) : kind === 'kafka' ? isKafkaNode(KAFKA[n - 1]) : isHaproxy;
   return pidMatches(rec.pid, pred) ? rec.pid : null;
-}
-
-function spawnDetached(bin, args, outFile, cwd) {
-  fs.mkdirSync(path.dirname(outFile), { recursive: true });
-  if (fs.existsSync(outFile)) fs.renameSync(outFile, `${outFile}.prev`);
-  const out = fs.openSync(outFile, 'w');
-  const child = spawn(bin, args, { cwd, detached: true, stdio: ['ignore', out, out] });
-  child.unref();
-  child.once('error', () => {});
-  fs.closeSync(out);
-  if (!child.pid) fail(`could not spawn ${bin}`);
-  return child.pid;
 }
 
 // ---------------------------------------------------------------------------------------------- Galera
@@ -316,17 +296,13 @@ async function galeraStart(g, { bootstrap = false, timeoutMs = GALERA_READY_TIME
   line(g.name, where, `${bootstrap ? 'bootstrapped' : 'joined'} in ${secs(t0)} s (pid ${pid}, ${st.state}, cluster of ${st.clusterSize})`);
 }
 
-async function waitGalera(g, ms, pid) {
-  const until = Date.now() + ms;
-  while (Date.now() < until) {
-    if (pid && !pidAlive(pid)) return null;
-    if (await portOpen('127.0.0.1', g.port, 500)) {
-      const st = galeraStatus(g);
-      if (st && st.ready && st.primary && st.state === 'Synced') return st;
-    }
-    await sleep(500);
-  }
-  return null;
+function waitGalera(g, ms, pid) {
+  const synced = async () => {
+    if (!(await portOpen('127.0.0.1', g.port, 500))) return null;
+    const st = galeraStatus(g);
+    return st && st.ready && st.primary && st.state === 'Synced' ? st : null;
+  };
+  return pollUntil(synced, { ms, pid, intervalMs: 500 });
 }
 
 async function galeraStop(g) {
@@ -554,27 +530,7 @@ logger.request.level = WARN
 }
 
 function formatKafka(java, k) {
-  if (fs.existsSync(path.join(k.data, 'meta.properties'))) return;
-  fs.mkdirSync(k.data, { recursive: true });
-  const r = spawnSync(
-    java,
-    [
-      '-Xmx256m',
-      '-XX:TieredStopAtLevel=1',
-      `-Dlog4j2.configurationFile=${k.log4j}`,
-      `-Dkafka.logs.dir=${k.logDir}`,
-      '-cp',
-      `${KAFKA_LIB}/*`,
-      'kafka.tools.StorageTool',
-      'format',
-      '--config',
-      k.props,
-      `--cluster-id=${CLUSTER_ID}`,
-      '--ignore-formatted',
-    ],
-    { encoding: 'utf8' },
-  );
-  if (r.error || r.status !== 0) fail(`formatting ${tilde(k.data)} failed:\n${`${r.stdout}${r.stderr}`.trim()}`);
+  formatKafkaStorage(java, { data: k.data, props: k.props, log4j: k.log4j, logDir: k.logDir, jvm: ['-XX:TieredStopAtLevel=1'] });
 }
 
 /** A broker serves when its own Metadata answer lists it (KRaft lists only registered, unfenced brokers). */
@@ -596,28 +552,16 @@ async function kafkaStart(k, { wait = true } = {}) {
   fs.rmSync(path.join(k.data, '.lock'), { force: true });
   formatKafka(java, k);
   fs.mkdirSync(k.logDir, { recursive: true });
-  const pid = spawnDetached(
-    java,
-    [
-      '-Xms256m',
-      '-Xmx512m',
-      '-XX:+UseG1GC',
-      '-XX:ParallelGCThreads=1',
-      '-XX:ConcGCThreads=1',
-      // Three brokers on two cores: C1 only starts faster and costs little at the soak's message rates.
-      '-XX:TieredStopAtLevel=1',
-      '-XX:+ExitOnOutOfMemoryError',
-      '-Djava.awt.headless=true',
-      `-Dlog4j2.configurationFile=${k.log4j}`,
-      `-Dkafka.logs.dir=${k.logDir}`,
-      '-cp',
-      `${KAFKA_LIB}/*`,
-      'kafka.Kafka',
-      k.props,
-    ],
-    k.out,
-    k.dir,
-  );
+  const jvm = [
+    '-Xms256m',
+    '-Xmx512m',
+    '-XX:+UseG1GC',
+    '-XX:ParallelGCThreads=1',
+    '-XX:ConcGCThreads=1',
+    // Three brokers on two cores: C1 only starts faster and costs little at the soak's message rates.
+    '-XX:TieredStopAtLevel=1',
+  ];
+  const pid = spawnDetached(java, kafkaBrokerArgs({ props: k.props, log4j: k.log4j, logDir: k.logDir, jvm }), k.out, k.dir);
   setState('kafka', k.n, { pid, port: k.port, startedAt: new Date().toISOString() });
   if (!wait) return;
   const t0 = Date.now();
@@ -627,15 +571,8 @@ async function kafkaStart(k, { wait = true } = {}) {
   line(k.name, where, `started in ${secs(t0)} s (pid ${pid})`);
 }
 
-async function waitKafka(k, ms, pid) {
-  const until = Date.now() + ms;
-  while (Date.now() < until) {
-    if (pid && !pidAlive(pid)) return null;
-    const md = await kafkaServes(k);
-    if (md) return md;
-    await sleep(300);
-  }
-  return null;
+function waitKafka(k, ms, pid) {
+  return pollUntil(() => kafkaServes(k), { ms, pid, intervalMs: 300 });
 }
 
 async function kafkaStop(k) {
@@ -649,31 +586,6 @@ async function kafkaStop(k) {
   const how = await terminate(pid, KAFKA_STOP_GRACE_MS);
   setState('kafka', k.n, undefined);
   line(k.name, `127.0.0.1:${k.port}`, `stopped pid ${pid} in ${secs(t0)} s${how === 'kill' ? ' (SIGKILL)' : ''}`);
-}
-
-/** One request/response exchange with a broker over the Kafka protocol (size-prefixed frames). */
-function kafkaExchange(port, body, timeoutMs = 10_000) {
-  return new Promise((resolve) => {
-    const frame = Buffer.concat([Buffer.alloc(4), body]);
-    frame.writeInt32BE(body.length, 0);
-    let buf = Buffer.alloc(0);
-    let settled = false;
-    const sock = net.connect({ host: '127.0.0.1', port });
-    const finish = (v) => {
-      if (settled) return;
-      settled = true;
-      sock.destroy();
-      resolve(v);
-    };
-    sock.setTimeout(timeoutMs, () => finish(null));
-    sock.once('error', () => finish(null));
-    sock.once('close', () => finish(null));
-    sock.once('connect', () => sock.write(frame));
-    sock.on('data', (chunk) => {
-      buf = Buffer.concat([buf, chunk]);
-      if (buf.length >= 4 && buf.length >= 4 + buf.readInt32BE(0)) finish(buf.subarray(4, 4 + buf.readInt32BE(0)));
-    });
-  });
 }
 
 /**
@@ -703,7 +615,7 @@ async function createTopics(port, topics) {
     parts.push(str(t.name), i32(t.partitions), i16(t.replicationFactor), i32(0), i32(1), str('min.insync.replicas'), str(String(t.minIsr)));
   }
   parts.push(i32(30_000), Buffer.from([0]));
-  const res = await kafkaExchange(port, Buffer.concat(parts), 40_000);
+  const res = await kafkaExchange('127.0.0.1', port, Buffer.concat(parts), 40_000);
   if (!res) return null;
   let o = 4 + 4; // correlation id, throttle time
   const out = {};
