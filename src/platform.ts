@@ -126,6 +126,7 @@ export function webhookIngest(config: Config, logger: Logger | null, metrics: Me
  * tests call it too (with port 0) to run real roles in-process. Long because it is the one ordered list of
  * start-up steps (and their stop in reverse); each step is a call.
  */
+// eslint-disable-next-line max-lines-per-function -- the one ordered list of start-up steps, as said above
 export async function startPlatform(config: Config, roles: Role[], opts: { logger?: Logger; migrate?: boolean } = {}): Promise<Platform> {
   const logger = opts.logger ?? createLogger(config.logLevel, roles.join('+'));
   const startDeadline = Date.now() + 120_000;

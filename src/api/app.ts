@@ -84,6 +84,7 @@ export function keepPlusInDateTimes(url: string): string {
 }
 
 /** Long because the middleware order is the point: reading it top to bottom is reading a request's path. */
+// eslint-disable-next-line max-lines-per-function -- the middleware in request order, as said above
 export function createApp(deps: AppDeps): express.Express {
   const { config, logger, metrics } = deps;
   const app = express();

@@ -14,7 +14,45 @@ import { cancelRetries, replayMatching, replayOne, retryNow } from '../operator/
 import { ApiError, validationError } from './errors';
 import { presentEvents, windowOf } from './events';
 
-/** Long only as a list of routes: each handler parses, calls one function (operator/actions.ts) and formats. */
+type Attempt = Awaited<ReturnType<typeof listAttempts>>[number];
+
+function presentAttempt(a: Attempt) {
+  return {
+    attempt: a.attempt,
+    started_at: a.started_at.toISOString(),
+    duration_ms: a.duration_ms,
+    status_code: a.status_code,
+    error: a.error,
+    response_body: a.response_body === null ? null : a.response_body.toString('utf8'),
+    request_headers: a.request_headers ?? null,
+    response_headers: a.response_headers ?? null,
+  };
+}
+
+interface BulkReplayBody {
+  trigger_id?: string;
+  execution_status?: ExecutionStatus;
+  from?: string;
+  to?: string;
+  limit?: number;
+  force?: boolean;
+}
+
+/** What a bulk replay selects: at least one filter, and never events past the retention window. */
+function replayFilterOf(b: BulkReplayBody, config: Config): ReplayFilter {
+  if (b.trigger_id === undefined && b.execution_status === undefined && b.from === undefined && b.to === undefined) {
+    throw validationError([{ field: 'body', message: 'give at least one filter: trigger_id, execution_status, from or to' }]);
+  }
+  return {
+    keepFrom: new Date(Date.now() - config.retentionDeleteAfterSeconds * 1000),
+    trigger_id: b.trigger_id,
+    execution_status: b.execution_status,
+    from: b.from ? new Date(b.from) : undefined,
+    to: b.to ? new Date(b.to) : undefined,
+  };
+}
+
+/** A list of routes: each handler parses, calls one function (operator/actions.ts) and formats. */
 export function eventActionRoutes(deps: { db: Db; config: Config; metrics: Metrics }): Router {
   const { db, config } = deps;
   // The API's own lifecycle events (the relay's and worker's are the platform's); metrics subscribe to them.
@@ -25,40 +63,12 @@ export function eventActionRoutes(deps: { db: Db; config: Config; metrics: Metri
   r.get('/events/:id/attempts', async (req, res) => {
     const id = String(req.params.id);
     if (!(await getEvent(db, id))) throw new ApiError('EVENT_NOT_FOUND', `No event with id ${id}`);
-    const attempts = await listAttempts(db, id);
-    res.json({
-      attempts: attempts.map((a) => ({
-        attempt: a.attempt,
-        started_at: a.started_at.toISOString(),
-        duration_ms: a.duration_ms,
-        status_code: a.status_code,
-        error: a.error,
-        response_body: a.response_body === null ? null : a.response_body.toString('utf8'),
-        request_headers: a.request_headers ?? null,
-        response_headers: a.response_headers ?? null,
-      })),
-    });
+    res.json({ attempts: (await listAttempts(db, id)).map(presentAttempt) });
   });
 
   r.post('/events/replay', async (req, res) => {
-    const b = req.body as {
-      trigger_id?: string;
-      execution_status?: ExecutionStatus;
-      from?: string;
-      to?: string;
-      limit?: number;
-      force?: boolean;
-    };
-    if (b.trigger_id === undefined && b.execution_status === undefined && b.from === undefined && b.to === undefined) {
-      throw validationError([{ field: 'body', message: 'give at least one filter: trigger_id, execution_status, from or to' }]);
-    }
-    const filter: ReplayFilter = {
-      keepFrom: new Date(Date.now() - config.retentionDeleteAfterSeconds * 1000),
-      trigger_id: b.trigger_id,
-      execution_status: b.execution_status,
-      from: b.from ? new Date(b.from) : undefined,
-      to: b.to ? new Date(b.to) : undefined,
-    };
+    const b = req.body as BulkReplayBody;
+    const filter = replayFilterOf(b, config);
     const result = await replayMatching(db, { filter, limit: b.limit ?? 1000, force: b.force === true, topic: config.kafkaTopic });
     if (result.replayed > 0) events.emitEvent('api:replayed', { count: result.replayed });
     res.status(202).json(result);

@@ -104,6 +104,30 @@ export function decodeCursor(s: string): Cursor | null {
   return m ? { fired_at: new Date(Number(m[1])), id: m[2] } : null;
 }
 
+/** The list's filter from its query (validated against openapi.yaml before it gets here). */
+function eventFilterOf(q: Record<string, unknown>, window: ReturnType<typeof windowOf>): EventFilter {
+  return {
+    retention: (q.retention_status as 'active' | 'archived' | undefined) ?? 'active',
+    window,
+    trigger_id: q.trigger_id as string | undefined,
+    source: q.source as EventFilter['source'],
+    execution_status: q.execution_status as EventFilter['execution_status'],
+    is_test_run: q.is_test_run === undefined ? undefined : q.is_test_run === true || q.is_test_run === 'true',
+    from: q.from ? new Date(q.from as string) : undefined,
+    to: q.to ? new Date(q.to as string) : undefined,
+  };
+}
+
+/** `trigger_name`: narrows the filter to that trigger; it may not contradict a `trigger_id` given too. */
+async function narrowToTriggerName(db: Db, filter: EventFilter, name: string): Promise<void> {
+  const id = await triggerIdForName(db, name);
+  if (filter.trigger_id !== undefined && filter.trigger_id !== id) {
+    throw validationError([{ field: 'query.trigger_name', message: 'names a different trigger than trigger_id: give one of them' }]);
+  }
+  // No trigger has the name: an id no event has, so the list is empty and paged as usual.
+  filter.trigger_id = id ?? '00000000-0000-0000-0000-000000000000';
+}
+
 export function eventRoutes(deps: { db: Db; config: Config }): Router {
   const { db, config } = deps;
   const r = Router();
@@ -111,24 +135,8 @@ export function eventRoutes(deps: { db: Db; config: Config }): Router {
     const q = req.query as Record<string, unknown>;
     const w = windowOf(config, new Date());
     const presentAll = (rows: EventRow[]) => presentEvents(db, rows, w);
-    const filter: EventFilter = {
-      retention: (q.retention_status as 'active' | 'archived' | undefined) ?? 'active',
-      window: w,
-      trigger_id: q.trigger_id as string | undefined,
-      source: q.source as EventFilter['source'],
-      execution_status: q.execution_status as EventFilter['execution_status'],
-      is_test_run: q.is_test_run === undefined ? undefined : q.is_test_run === true || q.is_test_run === 'true',
-      from: q.from ? new Date(q.from as string) : undefined,
-      to: q.to ? new Date(q.to as string) : undefined,
-    };
-    if (q.trigger_name !== undefined) {
-      const id = await triggerIdForName(db, String(q.trigger_name));
-      if (filter.trigger_id !== undefined && filter.trigger_id !== id) {
-        throw validationError([{ field: 'query.trigger_name', message: 'names a different trigger than trigger_id: give one of them' }]);
-      }
-      // No trigger has the name: an id no event has, so the list is empty and paged as usual.
-      filter.trigger_id = id ?? '00000000-0000-0000-0000-000000000000';
-    }
+    const filter = eventFilterOf(q, w);
+    if (q.trigger_name !== undefined) await narrowToTriggerName(db, filter, String(q.trigger_name));
     const limit = Number(q.limit ?? 20);
     if (q.cursor !== undefined) {
       const cursor = decodeCursor(String(q.cursor));

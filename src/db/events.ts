@@ -361,6 +361,23 @@ function edgeMinutes(since: Date, w: RetentionWindow): Date[] {
  * with the window's minutes, not its events.
  */
 export async function triggerStats(q: Q, triggerId: string, since: Date, w: RetentionWindow, timeoutMs: number): Promise<TriggerStats> {
+  const parts = await triggerStatsParts(q, triggerId, since, w, timeoutMs);
+  return foldTriggerStats(parts, await lastFiredSince(q, triggerId, since, timeoutMs));
+}
+
+type StatsPart = { active: number; source: string; n: number };
+
+interface StatsParts {
+  /** Whole minutes from trigger_event_counts: fired, success and failure counts. */
+  rollup: Array<StatsPart & { kind: 'fired' | 'success' | 'failure' }>;
+  /** Pending events outside the cut minutes, from the rows. */
+  pending: StatsPart[];
+  /** The cut minutes, by status, from the rows. */
+  exact: Array<StatsPart & { execution_status: ExecutionStatus }>;
+}
+
+/** The three counted parts of triggerStats, one statement after the other. */
+async function triggerStatsParts(q: Q, triggerId: string, since: Date, w: RetentionWindow, timeoutMs: number): Promise<StatsParts> {
   const edges = edgeMinutes(since, w);
   const inEdge = (b: Knex.QueryBuilder) => {
     for (const m of edges) {
@@ -377,8 +394,7 @@ export async function triggerStats(q: Q, triggerId: string, since: Date, w: Rete
     <T>(b: Knex.QueryBuilder) =>
     () =>
       b.timeout(timeoutMs, { cancel: true }) as unknown as Promise<T[]>;
-  type Part = { active: number; source: string; n: number };
-  const rollup = rowsOf<Part & { kind: 'fired' | 'success' | 'failure' }>(
+  const rollup = rowsOf<StatsParts['rollup'][number]>(
     q('trigger_event_counts')
       .select(q.raw('minute >= ? AS active', [w.activeFrom]), 'source', 'kind')
       .sum({ n: 'n' })
@@ -389,7 +405,7 @@ export async function triggerStats(q: Q, triggerId: string, since: Date, w: Rete
       })
       .groupBy('active', 'source', 'kind'),
   );
-  const pending = rowsOf<Part>(
+  const pending = rowsOf<StatsPart>(
     q(q.raw('?? FORCE INDEX (??)', ['event_logs', 'idx_events_trigger_status_fired']))
       .select(q.raw('fired_at >= ? AS active', [w.activeFrom]), 'source')
       .count({ n: '*' })
@@ -401,7 +417,7 @@ export async function triggerStats(q: Q, triggerId: string, since: Date, w: Rete
   const exact =
     edges.length === 0
       ? () => Promise.resolve([])
-      : rowsOf<Part & { execution_status: ExecutionStatus }>(
+      : rowsOf<StatsParts['exact'][number]>(
           q(q.raw('?? FORCE INDEX (??)', ['event_logs', 'idx_events_trigger_status_fired']))
             .select(q.raw('fired_at >= ? AS active', [w.activeFrom]), 'source', 'execution_status')
             .count({ n: '*' })
@@ -411,36 +427,42 @@ export async function triggerStats(q: Q, triggerId: string, since: Date, w: Rete
             .andWhere(inEdge)
             .groupBy('active', 'source', 'execution_status'),
         );
-  // The newest entry of each status's range of the trigger: one dive each, the latest of them.
-  const last = () =>
-    mergedRanges(
-      q,
-      triggerRanges<{ trigger_id: string; execution_status?: ExecutionStatus }>({ trigger_id: triggerId }).map((r) =>
-        q(q.raw('?? FORCE INDEX (??)', ['event_logs', 'idx_events_trigger_status_fired']))
-          .select('fired_at', 'id')
-          .where({ trigger_id: triggerId, execution_status: r.execution_status! })
-          .andWhere('fired_at', '>=', since)
-          .orderBy([
-            { column: 'fired_at', order: 'desc' },
-            { column: 'id', order: 'desc' },
-          ])
-          .limit(1),
-      ),
-      'desc',
-      1,
-      0,
-      timeoutMs,
-    ) as Promise<Array<{ fired_at: Date }>>;
-  const [a, p, e, lastRows] = [await rollup(), await pending(), await exact(), await last()];
-  const l = lastRows.map((r) => ({ last: r.fired_at }));
+  return { rollup: await rollup(), pending: await pending(), exact: await exact() };
+}
+
+/** When the trigger last fired since `since`: the newest entry of each status's range, one dive each, the latest of them. */
+async function lastFiredSince(q: Q, triggerId: string, since: Date, timeoutMs: number): Promise<Date | null> {
+  const rows = (await mergedRanges(
+    q,
+    triggerRanges<{ trigger_id: string; execution_status?: ExecutionStatus }>({ trigger_id: triggerId }).map((r) =>
+      q(q.raw('?? FORCE INDEX (??)', ['event_logs', 'idx_events_trigger_status_fired']))
+        .select('fired_at', 'id')
+        .where({ trigger_id: triggerId, execution_status: r.execution_status! })
+        .andWhere('fired_at', '>=', since)
+        .orderBy([
+          { column: 'fired_at', order: 'desc' },
+          { column: 'id', order: 'desc' },
+        ])
+        .limit(1),
+    ),
+    'desc',
+    1,
+    0,
+    timeoutMs,
+  )) as Array<{ fired_at: Date }>;
+  return rows[0]?.fired_at ?? null;
+}
+
+/** The figures from the parts: published is what is left of the fired after the other statuses. */
+function foldTriggerStats({ rollup, pending, exact }: StatsParts, lastFiredAt: Date | null): TriggerStats {
   const stats: TriggerStats = {
     total: 0,
     by_execution_status: { pending: 0, published: 0, success: 0, failure: 0 },
     by_source: { webhook: 0, scheduler: 0, 'manual-test': 0, replay: 0 },
     by_retention_status: { active: 0, archived: 0 },
-    last_fired_at: l[0]?.last ?? null,
+    last_fired_at: lastFiredAt,
   };
-  const fired = (r: Part, published: number) => {
+  const fired = (r: StatsPart, published: number) => {
     const n = Number(r.n);
     const retention = Number(r.active) === 1 ? 'active' : 'archived';
     stats.total += n;
@@ -452,12 +474,12 @@ export async function triggerStats(q: Q, triggerId: string, since: Date, w: Rete
     stats.by_execution_status[s]! += n;
     stats.by_execution_status.published! -= n;
   };
-  for (const r of a) {
+  for (const r of rollup) {
     if (r.kind === 'fired') fired(r, Number(r.n));
     else status(r.kind, Number(r.n));
   }
-  for (const r of p) status('pending', Number(r.n));
-  for (const r of e) {
+  for (const r of pending) status('pending', Number(r.n));
+  for (const r of exact) {
     fired(r, Number(r.n));
     if (r.execution_status !== 'published') status(r.execution_status, Number(r.n));
   }

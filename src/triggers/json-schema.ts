@@ -410,6 +410,7 @@ function overlapping(alts: Alternative[]): boolean {
  * comment). A pattern that is not a valid regex is left to ajv, which reports it. One scanner over the
  * pattern's characters: split up, its states (group depth, quantified groups) would have to be passed around.
  */
+// eslint-disable-next-line max-lines-per-function -- one scanner with its states, as said above
 export function catastrophicRegexReason(src: string): string | null {
   if (src.length > MAX_PATTERN_LENGTH) return `longer than ${MAX_PATTERN_LENGTH} characters`;
   const stack: Frame[] = [newFrame(0, 0)];
