@@ -22,7 +22,7 @@ import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import os from 'node:os';
-import { recordEvents } from '../src/db/fire';
+import { recordEvents } from '../src/db/record-events';
 import { createDb } from '../src/db/knex';
 import { loadConfig } from '../src/config';
 import type { RoleProcess } from '../test/helpers/proc';

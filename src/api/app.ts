@@ -22,7 +22,7 @@ import { rateLimits } from './rate-limit';
 import { scheduleRoutes } from './schedules';
 import { triggerRoutes } from './triggers';
 import { validatorSpec } from './validator-spec';
-import { WebhookReceiver, WebhookValidators, webhookLane, webhookRoutes } from './webhooks';
+import { WebhookReceiver, WebhookCaches, webhookLane, webhookRoutes } from './webhooks';
 import type { WebhookIngest } from './webhook-ingest';
 import { REQUEST_LOG_DEFAULTS, WebhookRequestLog, type SignatureNote } from './webhook-request-log';
 import { Lifecycle } from '../events';
@@ -121,8 +121,8 @@ export function createApp(deps: AppDeps): express.Express {
   };
 
   const limits = rateLimits(config);
-  const validators = new WebhookValidators();
-  const receiver = new WebhookReceiver({ db: deps.db, config, validators, ingest: deps.ingest });
+  const caches = new WebhookCaches();
+  const receiver = new WebhookReceiver({ db: deps.db, config, caches, ingest: deps.ingest });
   // The hottest route first, before anything else looks at the request (see webhookLane). With CORS
   // configured the general stack answers, so its headers are set in one place.
   if (config.corsOrigins.length === 0) {
@@ -233,7 +233,7 @@ export function createApp(deps: AppDeps): express.Express {
     }),
   );
 
-  app.use('/api/v1', triggerRoutes({ db: deps.db, config, validators }));
+  app.use('/api/v1', triggerRoutes({ db: deps.db, config, caches }));
   app.use('/api/v1', webhooks);
   app.use('/api/v1', eventRoutes({ db: deps.db, config }));
   app.use('/api/v1', eventActionRoutes({ db: deps.db, config, metrics }));

@@ -34,7 +34,7 @@ import { boundedRead } from './bounded-read';
 import { ApiError, validationError } from './errors';
 import { decodeCursor, encodeCursor, windowOf } from './events';
 import { cursorPage } from './pagination';
-import type { WebhookValidators } from './webhooks';
+import type { WebhookCaches } from './webhooks';
 
 export interface TriggerView {
   id: string;
@@ -94,7 +94,7 @@ function idParam(req: Request): string {
 
 /** Long only as a list of routes: each handler parses, calls one function (triggers/lifecycle.ts, db/) and formats. */
 // eslint-disable-next-line max-lines-per-function -- a list of thin routes, as said above
-export function triggerRoutes(deps: { db: Db; config: Config; validators: WebhookValidators }): Router {
+export function triggerRoutes(deps: { db: Db; config: Config; caches: WebhookCaches }): Router {
   const { db, config } = deps;
   const r = Router();
 
@@ -165,7 +165,7 @@ export function triggerRoutes(deps: { db: Db; config: Config; validators: Webhoo
   r.put('/triggers/:id', async (req, res) => {
     const id = idParam(req);
     const updated = await editTrigger(db, id, req.body as TriggerEdit, new Date());
-    deps.validators.forget(id);
+    deps.caches.forget(id);
     const [next, tagMap] = await Promise.all([nextRuns(db, [id]), tagsOf(db, [id])]);
     res.json(presentTrigger(updated, next.get(id), config.publicBaseUrl, tagMap.get(id) ?? []));
   });
@@ -174,7 +174,7 @@ export function triggerRoutes(deps: { db: Db; config: Config; validators: Webhoo
     const id = idParam(req);
     // Schedule rows go with the trigger (ON DELETE CASCADE); event logs stay, keeping the id as a value.
     if (!(await deleteTrigger(db, id))) throw new ApiError('TRIGGER_NOT_FOUND', `No trigger with id ${id}`);
-    deps.validators.forget(id);
+    deps.caches.forget(id);
     res.status(204).end();
   });
 
@@ -182,7 +182,7 @@ export function triggerRoutes(deps: { db: Db; config: Config; validators: Webhoo
     const t = await getTrigger(db, idParam(req));
     if (!t) throw new ApiError('TRIGGER_NOT_FOUND', `No trigger with id ${idParam(req)}`);
     const body = (req.body ?? {}) as { payload?: unknown };
-    const payload = await testPayload(t.type, t.config, body.payload, deps.validators, t.id, t.version);
+    const payload = await testPayload(t.type, t.config, body.payload, deps.caches, t.id, t.version);
     const id = await recordTestRun(db, config.kafkaTopic, { trigger_id: t.id, trigger_type: t.type, payload }, new Date());
     res.status(202).json({ event_id: id, status: 'accepted' });
   });
@@ -191,7 +191,7 @@ export function triggerRoutes(deps: { db: Db; config: Config; validators: Webhoo
     const body = req.body as { type: TriggerType; config: unknown; payload?: unknown };
     const now = new Date();
     const cfg = checkedConfig(body.type, body.config, now);
-    const payload = await testPayload(body.type, cfg, body.payload, deps.validators, null, 0);
+    const payload = await testPayload(body.type, cfg, body.payload, deps.caches, null, 0);
     // Nothing but the event is stored; it carries its own delivery config for the worker.
     const id = await recordTestRun(
       db,
@@ -270,13 +270,13 @@ async function testPayload(
   type: TriggerType,
   cfg: TriggerConfig,
   given: unknown,
-  validators: WebhookValidators,
+  caches: WebhookCaches,
   triggerId: string | null,
   version: number,
 ): Promise<unknown> {
   if (type !== 'webhook') return given !== undefined ? given : ((cfg as { payload?: unknown }).payload ?? null);
   const payload = given !== undefined ? given : {};
-  const errors = validators.validate(triggerId, version, (cfg as WebhookConfig).schema, payload);
+  const errors = caches.validate(triggerId, version, (cfg as WebhookConfig).schema, payload);
   if (errors.length > 0) {
     throw new ApiError(
       'SCHEMA_VALIDATION_FAILED',

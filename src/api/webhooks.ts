@@ -3,7 +3,7 @@ import { Router, type NextFunction, type Request, type Response } from 'express'
 import type { Knex } from 'knex';
 import type { Config } from '../config';
 import type { Db } from '../db/knex';
-import { recordEvents } from '../db/fire';
+import { recordEvents } from '../db/record-events';
 import { getTrigger, type TriggerRow } from '../db/triggers';
 import { withIdempotencyKey } from '../db/idempotency';
 import { compileWebhookSchema } from '../triggers/json-schema';
@@ -26,8 +26,8 @@ type Validate = (data: unknown) => { valid: true } | { valid: false; errors: { p
  * and a 400/401 found with a cached trigger is confirmed against a fresh read before it is answered.
  * Both caches are bounded (oldest entry out first).
  */
-export class WebhookValidators {
-  private cache = new Map<string, Validate>();
+export class WebhookCaches {
+  private validators = new Map<string, Validate>();
   private triggers = new Map<string, TriggerRow>();
   constructor(private readonly max = 10_000) {}
 
@@ -43,15 +43,15 @@ export class WebhookValidators {
 
   validate(triggerId: string | null, version: number, schema: unknown, data: unknown): { pointer: string; message: string }[] {
     const key = triggerId ? `${triggerId}:${version}` : null;
-    let fn = key ? this.cache.get(key) : undefined;
+    let fn = key ? this.validators.get(key) : undefined;
     if (!fn) {
       const compiled = compileWebhookSchema(schema);
       // Stored schemas compiled at create time; this only fails if the compiler's rules changed since.
       if (!compiled.ok) throw new ApiError('VALIDATION_FAILED', `The trigger schema no longer compiles: ${compiled.message}`);
       fn = compiled.validate;
       if (key) {
-        if (this.cache.size >= this.max) this.cache.delete(this.cache.keys().next().value as string);
-        this.cache.set(key, fn);
+        if (this.validators.size >= this.max) this.validators.delete(this.validators.keys().next().value as string);
+        this.validators.set(key, fn);
       }
     }
     const result = fn(data);
@@ -65,7 +65,7 @@ export class WebhookValidators {
 
   forget(triggerId: string): void {
     this.triggers.delete(triggerId);
-    for (const k of this.cache.keys()) if (k.startsWith(`${triggerId}:`)) this.cache.delete(k);
+    for (const k of this.validators.keys()) if (k.startsWith(`${triggerId}:`)) this.validators.delete(k);
   }
 }
 
@@ -139,7 +139,7 @@ export class WebhookReceiver {
     private readonly deps: {
       db: Db;
       config: Config;
-      validators: WebhookValidators;
+      caches: WebhookCaches;
       ingest?: WebhookIngest | null;
     },
   ) {}
@@ -171,8 +171,8 @@ export class WebhookReceiver {
     const t = await this.loadWebhookTrigger(call);
     const items = (call.body as { events: unknown[] }).events;
     const schema = (t.config as WebhookConfig).schema;
-    const { validators } = this.deps;
-    const checked = items.map((payload, index) => ({ index, payload, errors: validators.validate(t.id, t.version, schema, payload) }));
+    const { caches } = this.deps;
+    const checked = items.map((payload, index) => ({ index, payload, errors: caches.validate(t.id, t.version, schema, payload) }));
     const valid = checked.filter((c) => c.errors.length === 0);
     const answerFor = (ids: Map<number, string>) => {
       const results = checked.map((c) =>
@@ -238,7 +238,7 @@ export class WebhookReceiver {
   }
 
   private checkPayload(t: TriggerRow, payload: unknown): void {
-    const errors = this.deps.validators.validate(t.id, t.version, (t.config as WebhookConfig).schema, payload);
+    const errors = this.deps.caches.validate(t.id, t.version, (t.config as WebhookConfig).schema, payload);
     if (errors.length > 0) {
       throw new ApiError(
         'SCHEMA_VALIDATION_FAILED',
@@ -263,20 +263,20 @@ export class WebhookReceiver {
    * takes the slow path.
    */
   private async ingestFast(call: WebhookCall, ingest: WebhookIngest): Promise<string | null> {
-    const { validators } = this.deps;
+    const { caches } = this.deps;
     const id = call.triggerId;
     const payload = call.body;
     for (let round = 0; round < 3; round++) {
-      const cached = validators.cachedTrigger(id);
+      const cached = caches.cachedTrigger(id);
       const t = cached ?? (await this.readWebhookTrigger(id));
-      if (!cached) validators.rememberTrigger(t);
+      if (!cached) caches.rememberTrigger(t);
       try {
         this.checkSignature(t, call);
         this.checkPayload(t, payload);
       } catch (e) {
         // A 401/400 is never answered from the cache alone: the secret or schema may have changed.
         if (cached && e instanceof ApiError) {
-          validators.forgetTrigger(id);
+          caches.forgetTrigger(id);
           continue;
         }
         throw e;
@@ -289,7 +289,7 @@ export class WebhookReceiver {
           'Retry-After': '1',
         });
       }
-      validators.forgetTrigger(id);
+      caches.forgetTrigger(id);
     }
     return null;
   }

@@ -23,7 +23,7 @@ import {
   type RetentionWindow,
   type ReplayFilter,
 } from '../db/events';
-import { recordEvents } from '../db/fire';
+import { recordEvents } from '../db/record-events';
 import type { Db } from '../db/knex';
 import { deleteWaiting, releaseWaiting } from '../db/outbox';
 import { markReplayed, replayMarks } from '../db/replays';

@@ -1,6 +1,6 @@
 import type { Config } from '../config';
 import type { Db } from '../db/knex';
-import { recordEvents } from '../db/fire';
+import { recordEvents } from '../db/record-events';
 import { claimDue, earliestPending, insertOccurrences, markDone, deleteFinishedBefore } from '../db/schedules';
 import { getTriggersForFire } from '../db/triggers';
 import { deleteBefore, deleteCountsBefore, type EventInsert } from '../db/events';
