@@ -25,7 +25,8 @@ export async function lockFlow(trx: Knex.Transaction, triggerIds: string[]): Pro
   if (read.rows.size < ids.length) {
     // First limited delivery of a trigger: its row is created once (another worker may race; IGNORE).
     const missing = ids.filter((id) => !read.rows.has(id));
-    await trx.raw(`INSERT IGNORE INTO delivery_flow (trigger_id, tat_us) VALUES ${missing.map(() => '(?, 0)').join(',')}`, missing);
+    const sql = `INSERT IGNORE INTO delivery_flow (trigger_id, tat_us) VALUES ${missing.map(() => '(?, 0)').join(',')}`;
+    await trx.raw(sql, missing);
     read = await selectFlowForUpdate(trx, ids);
   }
   return read;
@@ -50,9 +51,11 @@ async function selectFlowForUpdate(trx: Knex.Transaction, ids: string[]): Promis
 /** Stores the rate limiters' new theoretical arrival times (rows locked by lockFlow). */
 export async function saveRates(trx: Knex.Transaction, rows: Array<{ triggerId: string; tatUs: number }>): Promise<void> {
   if (rows.length === 0) return;
+  // Only placeholder groups go into the text; every value is bound.
+  const sql = `INSERT INTO delivery_flow (trigger_id, tat_us) VALUES ${rows.map(() => '(?, ?)').join(',')}
+                 ON DUPLICATE KEY UPDATE tat_us = VALUES(tat_us)`;
   await trx.raw(
-    `INSERT INTO delivery_flow (trigger_id, tat_us) VALUES ${rows.map(() => '(?, ?)').join(',')}
-       ON DUPLICATE KEY UPDATE tat_us = VALUES(tat_us)`,
+    sql,
     rows.flatMap((r) => [r.triggerId, Math.round(r.tatUs)]),
   );
 }
@@ -65,10 +68,11 @@ export interface Slot {
 /** Takes a slot per admitted request, leased for `leaseMs` (its timeout plus a margin) from now. */
 export async function takeSlots(trx: Knex.Transaction, slots: Array<Slot & { leaseMs: number }>): Promise<void> {
   if (slots.length === 0) return;
+  const sql = `INSERT INTO delivery_slots (trigger_id, event_id, expires_at)
+                 VALUES ${slots.map(() => '(?, ?, UTC_TIMESTAMP(3) + INTERVAL ? MICROSECOND)').join(',')}
+                 ON DUPLICATE KEY UPDATE expires_at = VALUES(expires_at)`;
   await trx.raw(
-    `INSERT INTO delivery_slots (trigger_id, event_id, expires_at)
-       VALUES ${slots.map(() => '(?, ?, UTC_TIMESTAMP(3) + INTERVAL ? MICROSECOND)').join(',')}
-       ON DUPLICATE KEY UPDATE expires_at = VALUES(expires_at)`,
+    sql,
     slots.flatMap((s) => [s.triggerId, s.eventId, s.leaseMs * 1000]),
   );
 }

@@ -33,7 +33,9 @@ export const ORDER_RUN_BUDGET_MS = 250;
 const SLOT_LEASE_MARGIN_MS = 5000;
 
 function hasFlow(cfg: DeliveryConfig | null): cfg is DeliveryConfig {
-  return !!cfg && (cfg.ordered_delivery === true || cfg.delivery_rate_per_second !== undefined || cfg.delivery_max_concurrency !== undefined);
+  return (
+    !!cfg && (cfg.ordered_delivery === true || cfg.delivery_rate_per_second !== undefined || cfg.delivery_max_concurrency !== undefined)
+  );
 }
 
 /**
@@ -64,14 +66,17 @@ export class FlowGate {
     const sending = await this.order(byTrigger, plan);
     await this.limit(sending, plan);
     for (const [triggerId, list] of sending) {
-      if (byTrigger.get(triggerId)![0]!.cfg!.ordered_delivery) plan.runs.push(list.filter((it) => !plan.holds.has(it.eventId)).map((it) => it.eventId));
+      if (byTrigger.get(triggerId)![0]!.cfg!.ordered_delivery)
+        plan.runs.push(list.filter((it) => !plan.holds.has(it.eventId)).map((it) => it.eventId));
     }
     return plan;
   }
 
   /** Each trigger's items in sending order; an ordered trigger's only the run it may send, the rest held. */
   private async order(byTrigger: Map<string, FlowItem[]>, plan: FlowPlan): Promise<Map<string, FlowItem[]>> {
-    const ordered = new Map([...byTrigger].filter(([, list]) => list[0]!.cfg!.ordered_delivery === true).map(([id, list]) => [id, list.length]));
+    const ordered = new Map(
+      [...byTrigger].filter(([, list]) => list[0]!.cfg!.ordered_delivery === true).map(([id, list]) => [id, list.length]),
+    );
     const oldest = ordered.size > 0 ? await withDbRetry(() => oldestUnended(this.db, ordered)) : new Map<string, never[]>();
     const sending = new Map<string, FlowItem[]>();
     const now = Date.now();
@@ -92,7 +97,8 @@ export class FlowGate {
       );
       const head = unended[0]?.nextAttemptAt?.getTime() ?? null;
       for (const it of list) {
-        if (!run.includes(it.eventId)) plan.holds.set(it.eventId, { reason: 'order', waitMs: orderWaitMs(head, now, it.held, this.random) });
+        if (!run.includes(it.eventId))
+          plan.holds.set(it.eventId, { reason: 'order', waitMs: orderWaitMs(head, now, it.held, this.random) });
       }
     }
     return sending;
@@ -101,7 +107,8 @@ export class FlowGate {
   /** Admits what the rate and concurrency limits allow, in one transaction over the limited triggers' rows. */
   private async limit(sending: Map<string, FlowItem[]>, plan: FlowPlan): Promise<void> {
     const limited = [...sending].filter(
-      ([, list]) => list.length > 0 && (list[0]!.cfg!.delivery_rate_per_second !== undefined || list[0]!.cfg!.delivery_max_concurrency !== undefined),
+      ([, list]) =>
+        list.length > 0 && (list[0]!.cfg!.delivery_rate_per_second !== undefined || list[0]!.cfg!.delivery_max_concurrency !== undefined),
     );
     if (limited.length === 0) return;
     const decided = await withDbRetry(() =>
@@ -124,7 +131,8 @@ export class FlowGate {
           const admitted = r ? r.admitted : open;
           list.forEach((it, i) => {
             if (i < admitted) {
-              if (max !== undefined) slots.push({ triggerId, eventId: it.eventId, leaseMs: cfg.timeout_ms + ORDER_RUN_BUDGET_MS + SLOT_LEASE_MARGIN_MS });
+              if (max !== undefined)
+                slots.push({ triggerId, eventId: it.eventId, leaseMs: cfg.timeout_ms + ORDER_RUN_BUDGET_MS + SLOT_LEASE_MARGIN_MS });
             } else if (i < open) holds.set(it.eventId, { reason: 'rate', waitMs: r!.waitsMs[i - admitted]! });
             else holds.set(it.eventId, { reason: 'concurrency', waitMs: concurrencyWaitMs(it.held, cfg.timeout_ms, this.random) });
           });

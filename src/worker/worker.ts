@@ -379,7 +379,8 @@ export class Worker {
       // No attempt starts on an event older than its max age: it ends here, and goes to the dead letters.
       return untried({ kind: 'failure', status: null, error: 'max age exceeded' }, cfg);
     }
-    if (hold) return untried({ kind: 'deferred', status: null, error: HELD[hold.reason], retryInMs: hold.waitMs, reason: hold.reason }, cfg);
+    if (hold)
+      return untried({ kind: 'deferred', status: null, error: HELD[hold.reason], retryInMs: hold.waitMs, reason: hold.reason }, cfg);
     const origin = originOf(cfg.endpoint);
     const admission = this.circuits.admit(origin);
     if (!admission.allowed) {
@@ -491,7 +492,8 @@ export class Worker {
     events.emitEvent('worker:delivered', { outcome: final.kind, durationMs: h.durationMs, status: final.status });
     if (h.tried && final.kind !== 'deferred') events.emitEvent('worker:attempt', { outcome: final.kind, status: h.tried.outcome.status });
     if (final.kind === 'failure') events.emitEvent('worker:dlq', { eventId: h.msg.event_id });
-    if (final.kind === 'deferred' && final.reason !== 'circuit') events.emitEvent('worker:held', { reason: final.reason, waitMs: final.retryInMs });
+    if (final.kind === 'deferred' && final.reason !== 'circuit')
+      events.emitEvent('worker:held', { reason: final.reason, waitMs: final.retryInMs });
   }
 
   /** Idempotent: stop fetching, let the batch in hand finish and commit, then unsubscribe and disconnect once. */

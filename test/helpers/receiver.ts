@@ -7,6 +7,9 @@ export interface Received {
   headers: http.IncomingHttpHeaders;
   body: string;
   at: number;
+  /** When the answer went out, and its status (unset while the request is held). */
+  answeredAt?: number;
+  status?: number;
 }
 
 export type Responder = (
@@ -36,6 +39,8 @@ export class Receiver {
         const answer = this.respond(r, this.requests.length - 1);
         const send = () => {
           if (res.destroyed) return;
+          r.answeredAt = Date.now();
+          r.status = answer.status;
           res.writeHead(answer.status, answer.headers ?? {});
           res.end(answer.body ?? '');
         };

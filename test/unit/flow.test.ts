@@ -98,7 +98,7 @@ describe('delivery flow arithmetic', () => {
       expect(orderedRun([], new Set(['e2']))).to.deep.equal([]);
     });
 
-    it('waits for the older event\'s next attempt when it has one, else backs off', () => {
+    it("waits for the older event's next attempt when it has one, else backs off", () => {
       const now = 1_000_000;
       expect(orderWaitMs(now + 5000, now, 0, () => 0)).to.equal(5000 + 50);
       expect(orderWaitMs(null, now, 0, () => 0)).to.equal(50);
