@@ -125,6 +125,8 @@ export class Metrics {
       buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers: r,
     });
+    // Every reason's series exists from the start (at 0), so a dashboard shows "no holds" rather than no data.
+    for (const reason of ['rate', 'concurrency', 'order']) this.flowWait.zero({ reason });
 
     const db0 = this.db;
     if (db0) {

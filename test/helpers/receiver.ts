@@ -10,6 +10,8 @@ export interface Received {
   /** When the answer went out, and its status (unset while the request is held). */
   answeredAt?: number;
   status?: number;
+  /** The client's port: which process sent it (see `ss`), when a test must know. */
+  remotePort?: number;
 }
 
 export type Responder = (
@@ -34,6 +36,7 @@ export class Receiver {
           headers: req.headers,
           body: Buffer.concat(chunks).toString('utf8'),
           at: Date.now(),
+          remotePort: req.socket.remotePort,
         };
         this.requests.push(r);
         const answer = this.respond(r, this.requests.length - 1);
