@@ -441,9 +441,11 @@ describe('operator dashboard in Chromium (issue 12)', function () {
     expect(await page.getByLabel('Max requests in flight').inputValue()).to.equal('3');
     expect(await page.getByLabel('Order', { exact: true }).inputValue()).to.equal('false');
     await page.getByLabel('Max deliveries per second').fill('20000');
+    badInputOnPurpose = true;
     await page.getByRole('button', { name: 'Save changes' }).click();
     // Out of range: the API's 400 is shown on the field, and nothing is saved.
     await page.locator('#t-delivery_rate_per_second[aria-invalid="true"]').waitFor();
+    badInputOnPurpose = false;
     expect(JSON.parse(((await t.db('triggers').where({ id: created.id }).first()) as { config: string }).config)).to.not.have.property(
       'delivery_rate_per_second',
     );

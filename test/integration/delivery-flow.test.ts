@@ -197,6 +197,17 @@ describe('delivery flow control: rate, concurrency and order across three worker
       checkOrdered(rx, fired, firstOk(rx));
     });
 
+    it('keeps firing order under a rate limit too (ordered + 5/s): in order, and no one-second window above 6', async () => {
+      const rx = await receiver();
+      const id = await trigger('ordered-rate', rx.url('/ordered-rate'), { ordered_delivery: true, delivery_rate_per_second: 5 });
+      const fired = await fireInOrder(id, 20);
+      await until(() => allEnded(fired), { timeoutMs: 120_000, intervalMs: 250, message: 'all 20 ended' });
+      const at = rx.requests.map((r) => r.at);
+      const busiest = Math.max(...at.map((a) => at.filter((b) => b >= a && b <= a + 1000).length));
+      expect(busiest).to.be.at.most(6);
+      checkOrdered(rx, fired, firstOk(rx));
+    });
+
     it('releases the next event when the earlier one fails after its last attempt', async () => {
       const sent: { first?: string } = {};
       const rx = await receiver((req) => ({ status: idOf(req) === sent.first ? 500 : 200 }));
