@@ -184,7 +184,8 @@ describe('delivery flow control: rate, concurrency and order across three worker
       // Once a few events got through, kill the worker that sent the latest one (its socket's owner), and
       // start another so three share the group again.
       await until(() => distinct(rx) >= 5, { timeoutMs: 60_000, message: 'five events at the receiver' });
-      const victim = workerOf(rx.requests[rx.requests.length - 1]!) ?? workers[0]!;
+      const sender = workerOf(rx.requests[rx.requests.length - 1]!);
+      const victim = sender ?? workers[0]!;
       workers.splice(workers.indexOf(victim), 1);
       await victim.kill('SIGKILL');
       const atKill = distinct(rx);
@@ -192,7 +193,10 @@ describe('delivery flow control: rate, concurrency and order across three worker
       await until(() => allEnded(fired), { timeoutMs: 180_000, intervalMs: 250, message: 'all 30 ended' });
       const s = await statuses(fired);
       expect(fired.map((e) => s.get(e)!.execution_status)).to.deep.equal(fired.map(() => 'success'));
-      console.log(`      killed after ${atKill} of 30 events; ${rx.requests.length} requests (2 answered 500; the rest re-sends)`);
+      console.log(
+        `      killed ${sender ? 'the sender' : 'a worker (the sender was not found)'} after ${atKill} of 30 events; ` +
+          `${rx.requests.length} requests (2 answered 500; the rest re-sends)`,
+      );
       expect(atKill, 'the kill came mid-run').to.be.below(30);
       checkOrdered(rx, fired, firstOk(rx));
     });
