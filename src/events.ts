@@ -16,6 +16,8 @@ export interface LifecycleEvents {
   /** An endpoint origin's circuit opened (open: true) or closed again. */
   'worker:circuit': { origin: string; open: boolean };
   'worker:dlq': { eventId: string };
+  /** A delivery held back by its trigger's flow control (rate, concurrency, order), waiting `waitMs`; not an attempt. */
+  'worker:held': { reason: 'rate' | 'concurrency' | 'order'; waitMs: number };
   /** One HTTP attempt recorded in delivery_attempts; `outcome` is what it led to. */
   'worker:attempt': { outcome: 'success' | 'retry' | 'failure'; status: number | null };
   /** Events replayed by the API (one request: one, or a bulk replay's total). */

@@ -25,6 +25,7 @@ export class Metrics {
   readonly webhookRejections: client.Counter;
   readonly deliveryAttempts: client.Counter<'outcome'>;
   readonly circuitOpen: client.Gauge<'origin'>;
+  readonly flowWait: client.Histogram<'reason'>;
   private consumerLag: client.Gauge<'topic' | 'partition'> | null = null;
 
   // eslint-disable-next-line max-lines-per-function -- a table: each metric declared once, with its help text
@@ -117,6 +118,16 @@ export class Metrics {
       labelNames: ['origin'],
       registers: r,
     });
+    // Observed once per hold with the wait it schedules: _sum is the time deliveries were held, by reason.
+    this.flowWait = new client.Histogram({
+      name: 'etp_delivery_flow_wait_seconds',
+      help: "Waits of deliveries held by their trigger's flow control (reason: rate, concurrency, order), one per hold; not attempts",
+      labelNames: ['reason'],
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: r,
+    });
+    // Every reason's series exists from the start (at 0), so a dashboard shows "no holds" rather than no data.
+    for (const reason of ['rate', 'concurrency', 'order']) this.flowWait.zero({ reason });
 
     const db0 = this.db;
     if (db0) {
@@ -197,6 +208,7 @@ export class Metrics {
     });
     events.onEvent('worker:dlq', () => this.dlq.inc());
     events.onEvent('worker:circuit', (e) => this.circuitOpen.set({ origin: e.origin }, e.open ? 1 : 0));
+    events.onEvent('worker:held', (e) => this.flowWait.observe({ reason: e.reason }, e.waitMs / 1000));
     events.onEvent('worker:attempt', (e) => this.deliveryAttempts.inc({ outcome: e.outcome }));
     events.onEvent('api:replayed', (e) => this.replays.inc(e.count));
     events.onEvent('api:delivery_control', (e) => this.deliveryControls.inc({ action: e.action }));

@@ -279,14 +279,20 @@ export async function shardsWithBacklog(q: Q, shards: number[]): Promise<Set<num
 }
 
 /**
- * Whether any row is ready to publish (in `shards`, or anywhere when null): one index dive, no lock. The
- * shard form names its index: on (published, id) MariaDB would walk other shards' ready rows to find one.
+ * An idle publish lane's one question, without a transaction or a lock: is any row ready to publish, and
+ * has any waiting row (a retry, a deferral) come due for promotion — in `shards`, or anywhere when null.
+ * Two index dives in one statement. Each names its index: on (published, id) MariaDB would walk other
+ * shards' ready rows to find one of these.
  */
-export async function hasReady(q: Q, shards: number[] | null): Promise<boolean> {
-  if (!shards) return (await q('outbox').first('id').where('published', OutboxState.Ready)) !== undefined;
-  const sql = 'SELECT id FROM outbox FORCE INDEX (idx_outbox_shard_claim) WHERE published = ? AND shard IN (?) LIMIT 1';
-  const [rows] = (await q.raw(sql, [OutboxState.Ready, shards])) as [unknown[]];
-  return rows.length > 0;
+export async function probeOutbox(q: Q, shards: number[] | null): Promise<{ ready: boolean; due: boolean }> {
+  const inShards = shards ? ' AND shard IN (?)' : '';
+  const sql =
+    `SELECT EXISTS (SELECT id FROM outbox FORCE INDEX (${shards ? 'idx_outbox_shard_claim' : 'idx_outbox_claim'})` +
+    ` WHERE published = ?${inShards}) AS ready,` +
+    ` EXISTS (SELECT id FROM outbox FORCE INDEX (idx_outbox_waiting) WHERE published = ? AND available_at <= UTC_TIMESTAMP(3)${inShards}) AS due`;
+  const bindings = shards ? [OutboxState.Ready, shards, OutboxState.Waiting, shards] : [OutboxState.Ready, OutboxState.Waiting];
+  const [rows] = (await q.raw(sql, bindings)) as [Array<{ ready: number; due: number }>];
+  return { ready: Number(rows[0]?.ready) === 1, due: Number(rows[0]?.due) === 1 };
 }
 
 /** Rows ready to publish (the etp_outbox_backlog gauge). */

@@ -112,12 +112,15 @@ export async function countDue(q: Q): Promise<number> {
   return Number(rows[0]?.n ?? 0);
 }
 
-/** The earliest pending fire_at, so an idle relay sleeps exactly until it (bounded by the poll ceiling). */
-export async function earliestPending(q: Q): Promise<Date | null> {
-  const [rows] = (await q.raw("SELECT fire_at FROM trigger_schedules WHERE status = 'pending' ORDER BY fire_at LIMIT 1")) as [
-    Array<{ fire_at: Date }>,
-  ];
-  return rows[0]?.fire_at ?? null;
+/**
+ * The earliest pending occurrence: when it fires (so an idle relay sleeps exactly until it, bounded by the
+ * poll ceiling) and whether it is due by the database's clock, the one the claim uses.
+ */
+export async function nextPending(q: Q): Promise<{ fire_at: Date; due: boolean } | null> {
+  const [rows] = (await q.raw(
+    "SELECT fire_at, fire_at <= UTC_TIMESTAMP(3) AS due FROM trigger_schedules WHERE status = 'pending' ORDER BY fire_at LIMIT 1",
+  )) as [Array<{ fire_at: Date; due: number }>];
+  return rows[0] ? { fire_at: rows[0].fire_at, due: Number(rows[0].due) === 1 } : null;
 }
 
 /** Completed and cancelled rows are history only; drop them after the retention window, in small batches. */

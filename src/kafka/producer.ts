@@ -66,6 +66,9 @@ export class EventProducer {
   private readonly producer: Kafka.Producer;
   private connected = false;
   private closing: Promise<void> | null = null;
+  /** Messages produced whose delivery report has not come yet: polling for reports runs only while > 0. */
+  private inFlight = 0;
+  private pollTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: ProducerOptions) {
     this.producer = new Kafka.Producer(
@@ -89,6 +92,7 @@ export class EventProducer {
     this.producer.on('delivery-report', (err, report) => {
       const p = report.opaque as Pending | undefined;
       if (!p) return;
+      this.settled();
       p.batch.report(p.index, err ? new Error(`kafka delivery failed: ${err.message}`) : null);
     });
     // Errors are surfaced through delivery reports; swallow the event so it never becomes an uncaught throw.
@@ -100,7 +104,6 @@ export class EventProducer {
     await new Promise<void>((resolve, reject) => {
       this.producer.connect({ timeout: timeoutMs }, (err) => (err ? reject(new Error(`kafka connect: ${err.message}`)) : resolve()));
     });
-    this.producer.setPollInterval(5);
     this.connected = true;
   }
 
@@ -116,6 +119,8 @@ export class EventProducer {
     if (messages.length === 0) return Promise.resolve([]);
     return new Promise((resolve) => {
       const batch = new Batch(messages.length, resolve, deadlineMs);
+      this.inFlight += messages.length;
+      this.pollWhileInFlight();
       messages.forEach((m, index) => this.produceOne(m, { batch, index }, 0));
     });
   }
@@ -134,7 +139,34 @@ export class EventProducer {
         setTimeout(() => this.produceOne(m, pending, tries + 1), 5);
         return;
       }
+      this.settled();
       pending.batch.report(pending.index, err);
+    }
+  }
+
+  /**
+   * Delivery reports reach JS only through poll(). Polling every 5 ms keeps a batch's wait for its reports
+   * short, but an idle process would wake 200 times a second for nothing (a tenth of a relay's idle CPU),
+   * so the timer runs only while a message awaits its report.
+   */
+  private pollWhileInFlight(): void {
+    if (this.pollTimer || this.inFlight === 0) return;
+    this.pollTimer = setInterval(() => {
+      try {
+        this.producer.poll();
+      } catch {
+        // Not connected (closing, or a broker outage): the reports come with a later poll or time out.
+      }
+    }, 5);
+    this.pollTimer.unref();
+  }
+
+  /** One message's report came (or its produce failed): stop polling when none is left. */
+  private settled(): void {
+    this.inFlight = Math.max(0, this.inFlight - 1);
+    if (this.inFlight === 0 && this.pollTimer) {
+      clearInterval(this.pollTimer);
+      this.pollTimer = undefined;
     }
   }
 
@@ -163,6 +195,8 @@ export class EventProducer {
       if (!this.connected) return;
       await new Promise<void>((resolve) => this.producer.flush(timeoutMs, () => resolve()));
       await new Promise<void>((resolve) => this.producer.disconnect(timeoutMs, () => resolve()));
+      clearInterval(this.pollTimer);
+      this.pollTimer = undefined;
       this.connected = false;
     })();
     return this.closing;

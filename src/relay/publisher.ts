@@ -4,9 +4,9 @@ import type { Db } from '../db/knex';
 import {
   claimUnpublished,
   claimUnpublishedInShards,
-  hasReady,
   markFailed,
   markPublished,
+  probeOutbox,
   promoteDue,
   type ClaimedOutbox,
 } from '../db/outbox';
@@ -156,18 +156,37 @@ export class PublishLane {
     return ordering.leases.owned().filter((s) => s % this.lanes === this.index && !ordering.backoff.isBlocked(s));
   }
 
-  async publish(): Promise<{ full: boolean; claimed: number }> {
+  /** The shards of every lane of this relay (ordered mode), not waiting after a failure. */
+  private relayShards(): number[] {
+    const { ordering } = this.publisher.deps;
+    return ordering ? ordering.leases.owned().filter((s) => !ordering.backoff.isBlocked(s)) : [];
+  }
+
+  /** Another lane found rows: the next publish claims at once instead of probing first. */
+  markBusy(): void {
+    this.idle = false;
+  }
+
+  /**
+   * One publish step. `probeAll`: an idle probe covers the shards of every lane of the relay, not only this
+   * lane's (the relay's lane 0 does this, and wakes the others when it finds something: see Relay).
+   * `found` says the probe or the claim saw rows.
+   */
+  async publish(probeAll = false): Promise<{ full: boolean; claimed: number; found: boolean }> {
     const { db, events, ordering } = this.publisher.deps;
-    if (ordering ? this.promotion.due() : this.publisher.promotion.due()) {
-      const shards = ordering ? this.shards() : undefined;
-      await withDbRetry(() => promoteDue(db, 1000, shards));
-    }
-    // An idle lane first asks, without a transaction or a lock, whether anything is ready in its shards: an
-    // index dive instead of the claim transaction (lease check + one lookup per shard) on every poll.
+    let promote = ordering ? this.promotion.due() : this.publisher.promotion.due();
+    let probed = false;
+    // An idle lane first asks, in one statement without a transaction or a lock, whether anything is ready
+    // or due for promotion: an idle relay then costs one statement per poll, not a promotion UPDATE and a
+    // claim transaction (lease check + one lookup per shard).
     if (this.idle) {
-      const shards = ordering ? this.shards() : null;
-      if (shards?.length === 0 || !(await hasReady(db, shards))) return { full: false, claimed: 0 };
+      const shards = ordering ? (probeAll ? this.relayShards() : this.shards()) : null;
+      const probe = shards?.length === 0 ? { ready: false, due: false } : await probeOutbox(db, shards);
+      if (!probe.ready && !probe.due) return { full: false, claimed: 0, found: false };
+      promote = promote || probe.due;
+      probed = true;
     }
+    if (promote) await withDbRetry(() => promoteDue(db, 1000, ordering ? this.shards() : undefined));
     // Rows Kafka has acknowledged in this attempt. If the transaction then dies (a deadlock victim, a lost
     // connection) they are marked again in a fresh transaction below, rather than left to be re-published
     // as a whole batch of duplicates. Marking a delivered row is always safe: it is on Kafka.
@@ -188,7 +207,7 @@ export class PublishLane {
       // Unordered: the whole loop backs off. Ordered: only the failed shards wait; the others go on.
       if (!ordering) throw new Error(`kafka publish failed for ${r.failed} rows: ${r.error}`);
     }
-    return { full: r.full, claimed: r.claimed };
+    return { full: r.full, claimed: r.claimed, found: probed || r.claimed > 0 };
   }
 
   private async publishBatch(trx: Knex.Transaction, delivered: ClaimedOutbox[]) {

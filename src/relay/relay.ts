@@ -31,6 +31,7 @@ export class Relay {
   constructor(private readonly deps: { db: Db; producer: EventProducer; config: Config; events: Lifecycle }) {}
 
   /** Long because it wires every loop of the relay in one place; each loop's body is a few lines. */
+  // eslint-disable-next-line max-lines-per-function -- every loop wired in one place, as said above
   async start(): Promise<void> {
     const { db, producer, config, events } = this.deps;
     const idleMs = config.schedulerIntervalMs;
@@ -44,40 +45,58 @@ export class Relay {
     const ordering: Ordering | undefined = this.leases && { leases: this.leases, backoff: new ShardBackoff() };
     const direct = config.relayFireMode === 'direct' ? new DirectFire(producer, config) : null;
     const publisher = new OutboxPublisher({ db, producer, config, events, ordering });
-    const wakePublishers = () => this.publishDelays.forEach((d) => d.wake());
+    // RELAY_CONCURRENCY lanes of each claim loop: one relay keeps several batches in flight, so the time a
+    // batch waits on MySQL or on Kafka's delivery reports is overlapped by the other lanes (the loop is
+    // latency-bound, not CPU-bound). Fire lanes claim disjoint rows (SKIP LOCKED); in ordered mode each
+    // publish lane takes the held shards with shard % lanes = lane, so a shard is still published by one
+    // lane, in id order.
+    const publishLanes = Array.from({ length: config.relayConcurrency }, (_, lane) => publisher.lane(lane, config.relayConcurrency));
+    const wakePublishers = () => {
+      publishLanes.forEach((l) => l.markBusy());
+      this.publishDelays.forEach((d) => d.wake());
+    };
     const wakeFireLanes = () => this.fireDelays.forEach((d) => d.wake());
     this.loops = [];
     // RELAY_CONCURRENCY lanes of each claim loop: one relay keeps several batches in flight, so the time a
     // batch waits on MySQL or on Kafka's delivery reports is overlapped by the other lanes (the loop is
     // latency-bound, not CPU-bound). Fire lanes claim disjoint rows (SKIP LOCKED); in ordered mode each
     // publish lane takes the held shards with shard % lanes = lane, so a shard is still published by one
-    // lane, in id order.
+    // lane, in id order. After a step that found nothing, a lane's next poll is one probe statement
+    // without a transaction; lane 0 polls at the short intervals and wakes the others when it finds work,
+    // the others poll only at the idle ceiling (docs/decisions/relay-wakeups.md).
     for (let lane = 0; lane < config.relayConcurrency; lane++) {
       const fireDelay = new WakeableDelay();
       const publishDelay = new WakeableDelay();
-      const publishLane = publisher.lane(lane, config.relayConcurrency);
+      const publishLane = publishLanes[lane]!;
+      const leader = lane === 0;
+      // The other lanes also poll on their own at the idle ceiling (one probe statement each), so a lane 0
+      // held up in a long batch (Kafka slow to acknowledge) does not hold up their claims.
+      const followerIdleMs = idleMs;
       let quietPolls = 0;
+      let fireIdle = false;
       this.fireDelays.push(fireDelay);
       this.publishDelays.push(publishDelay);
       this.loops.push(
         this.loop(`schedules-${lane}`, fireDelay, idleMs, async () => {
-          const r = await withDbRetry(() => fireDue(db, config, events, direct));
+          const r = await withDbRetry(() => fireDue(db, config, events, direct, { probeFirst: fireIdle }));
+          fireIdle = r.claimed === 0;
           if (r.queued > 0) wakePublishers(); // new outbox rows: publish them now, not at the next poll
-          // Only lane 0 wakes at the next due time; it wakes the other lanes when it finds more than a
-          // batch due, so a steady trickle of fires does not cost an empty claim per lane
-          // (docs/decisions/relay-wakeups.md).
+          // Lane 0 wakes the other lanes when it finds more than a batch due, so a steady trickle of fires
+          // does not cost an empty claim per lane.
           if (r.full) wakeFireLanes();
-          if (lane !== 0) return { ...r, nextInMs: undefined };
+          if (!leader) return { ...r, nextInMs: undefined };
           // RELAY_FIRE_WINDOW: waiting at least the window lets events due close together share one
           // transaction, for at most that much more lag.
           return { ...r, nextInMs: Math.max(r.nextInMs ?? idleMs, config.relayFireWindowMs) };
         }),
-        this.loop(`outbox-${lane}`, publishDelay, Math.min(idleMs, config.outboxPollIntervalMs * 4), async () => {
-          const r = await publishLane.publish();
+        this.loop(`outbox-${lane}`, publishDelay, leader ? Math.min(idleMs, config.outboxPollIntervalMs * 4) : followerIdleMs, async () => {
+          const r = await publishLane.publish(leader);
+          if (leader && r.found) publishLanes.slice(1).forEach((l, i) => (l.markBusy(), this.publishDelays[i + 1]!.wake()));
           // A lane that keeps finding nothing polls less often: OUTBOX_POLL_INTERVAL while rows come, up to
           // 4× that after quiet polls (scheduled events bypass the outbox, so it is often empty). Any row
-          // resets it.
+          // resets it. The other lanes wait for lane 0 after a claim that found nothing.
           quietPolls = r.claimed > 0 ? 0 : quietPolls + 1;
+          if (!leader && r.claimed === 0) return { ...r, nextInMs: undefined };
           return { ...r, nextInMs: config.outboxPollIntervalMs * 2 ** Math.min(quietPolls, 2) };
         }),
       );

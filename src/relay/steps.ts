@@ -1,7 +1,7 @@
 import type { Config } from '../config';
 import type { Db } from '../db/knex';
 import { recordEvents } from '../db/record-events';
-import { claimDue, earliestPending, insertOccurrences, markDone, deleteFinishedBefore } from '../db/schedules';
+import { claimDue, nextPending, insertOccurrences, markDone, deleteFinishedBefore } from '../db/schedules';
 import { getTriggersForFire } from '../db/triggers';
 import { deleteBefore, deleteCountsBefore, type EventInsert } from '../db/events';
 import { deleteKeysBefore, IDEMPOTENCY_WINDOW_SECONDS } from '../db/idempotency';
@@ -32,7 +32,15 @@ export async function fireDue(
   config: Config,
   events: Lifecycle,
   direct: DirectFire | null,
-): Promise<{ full: boolean; fired: number; queued: number; nextInMs?: number }> {
+  options: { probeFirst?: boolean } = {},
+): Promise<{ full: boolean; claimed: number; fired: number; queued: number; nextInMs?: number }> {
+  // After a claim that found nothing, one statement without a transaction says whether anything is due
+  // (and when the next is): an idle relay costs that, not a claim transaction, per poll.
+  if (options.probeFirst) {
+    const next = await nextPending(db);
+    if (!next?.due)
+      return { full: false, claimed: 0, fired: 0, queued: 0, nextInMs: next ? next.fire_at.getTime() - Date.now() : undefined };
+  }
   const result = await db.transaction(async (trx) => {
     const due = await claimDue(trx, config.relayBatchSize);
     if (due.length === 0) return { claimed: 0, fired: 0, queued: 0, lags: [] as number[] };
@@ -56,9 +64,10 @@ export async function fireDue(
     if (result.fired > result.queued) events.emitEvent('relay:published', { count: result.fired - result.queued });
   }
   const full = result.claimed >= config.relayBatchSize;
-  if (full) return { full, fired: result.fired, queued: result.queued };
-  const earliest = await earliestPending(db);
-  return { full, fired: result.fired, queued: result.queued, nextInMs: earliest ? earliest.getTime() - Date.now() : undefined };
+  const done = { full, claimed: result.claimed, fired: result.fired, queued: result.queued };
+  if (full) return done;
+  const next = await nextPending(db);
+  return { ...done, nextInMs: next ? next.fire_at.getTime() - Date.now() : undefined };
 }
 
 /**

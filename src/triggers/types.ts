@@ -27,6 +27,12 @@ export interface CommonConfig {
   headers: Record<string, string>;
   timeout_ms: number;
   retry: RetryConfig;
+  /** At most this many deliveries per second to the endpoint, across all workers (docs/delivery-flow.md). */
+  delivery_rate_per_second?: number;
+  /** At most this many requests to the endpoint in flight at once, across all workers. */
+  delivery_max_concurrency?: number;
+  /** Events go out in firing order, one at a time: a later one waits until the earlier one has ended. Kept only when true. */
+  ordered_delivery?: boolean;
 }
 
 export interface WebhookConfig extends CommonConfig {

@@ -46,11 +46,22 @@ export const LIMITS = {
   maxBackfill: { min: 1, max: 1000, default: 100 },
   jitterSeconds: { min: 0, max: 3600 },
   maxAgeSeconds: { min: 1, max: 31_536_000 },
+  deliveryRatePerSecond: { min: 1, max: 10_000 },
+  deliveryMaxConcurrency: { min: 1, max: 1000 },
   /** How far in the past a `run_at` may be and still be accepted (it then fires at once). */
   runAtPastToleranceMs: 60_000,
 } as const;
 
-const COMMON_KEYS = ['endpoint', 'http_method', 'headers', 'timeout_ms', 'retry'] as const;
+const COMMON_KEYS = [
+  'endpoint',
+  'http_method',
+  'headers',
+  'timeout_ms',
+  'retry',
+  'delivery_rate_per_second',
+  'delivery_max_concurrency',
+  'ordered_delivery',
+] as const;
 const TYPE_KEYS: Record<TriggerType, readonly string[]> = {
   webhook: ['schema', 'secret'],
   time_scheduled: ['run_at', 'delay_seconds', 'timezone', 'payload'],
@@ -189,14 +200,33 @@ function retry(obj: Obj, errors: Errors): RetryConfig {
   return out;
 }
 
+/** The optional flow-control fields: limits only when given, `ordered_delivery` only when true. */
+function flow(obj: Obj, config: CommonConfig, errors: Errors): void {
+  if (!absent(obj.delivery_rate_per_second)) {
+    const field = 'config.delivery_rate_per_second';
+    const rate = integer(obj, 'delivery_rate_per_second', field, LIMITS.deliveryRatePerSecond, undefined, errors);
+    if (rate !== undefined) config.delivery_rate_per_second = rate;
+  }
+  if (!absent(obj.delivery_max_concurrency)) {
+    const field = 'config.delivery_max_concurrency';
+    const max = integer(obj, 'delivery_max_concurrency', field, LIMITS.deliveryMaxConcurrency, undefined, errors);
+    if (max !== undefined) config.delivery_max_concurrency = max;
+  }
+  const ordered = obj.ordered_delivery;
+  if (!absent(ordered) && typeof ordered !== 'boolean') errors.add('config.ordered_delivery', 'must be a boolean');
+  else if (ordered === true) config.ordered_delivery = true;
+}
+
 function common(obj: Obj, errors: Errors): CommonConfig {
-  return {
+  const config: CommonConfig = {
     endpoint: endpoint(obj, errors),
     http_method: oneOf<HttpMethod>(obj, 'http_method', 'config.http_method', HTTP_METHODS, 'POST', errors),
     headers: headers(obj, errors),
     timeout_ms: integer(obj, 'timeout_ms', 'config.timeout_ms', LIMITS.timeoutMs, LIMITS.timeoutMs.default, errors)!,
     retry: retry(obj, errors),
   };
+  flow(obj, config, errors);
+  return config;
 }
 
 /** The zone, or UTC by default. Returns `valid: false` (and records the error) for an unknown zone. */

@@ -1,8 +1,16 @@
 import Kafka from 'node-rdkafka';
 import type { Config } from '../config';
 import type { Db } from '../db/knex';
-import { insertAttempts } from '../db/attempts';
-import { eventsForDelivery, lockForOutcome, updateDeliveryOutcomes, type EventForDelivery, type ExecutionStatus } from '../db/events';
+import { insertAttempts, type AttemptRow } from '../db/attempts';
+import {
+  eventsForDelivery,
+  lockForOutcome,
+  updateDeliveryOutcomes,
+  type DeliveryOutcomeUpdate,
+  type EventForDelivery,
+  type ExecutionStatus,
+} from '../db/events';
+import { releaseSlots } from '../db/flow';
 import { recordManyOnce } from '../db/idempotency';
 import { insertOutbox, type OutboxInsert } from '../db/outbox';
 import type { Lifecycle } from '../events';
@@ -12,6 +20,8 @@ import { coerceError, type Logger } from '../logger';
 import { backoffMs, sleep, withDbRetry } from '../util';
 import { CircuitBreakers, originOf } from './circuit';
 import { deliver, type DeliveryResult, type Outcome } from './delivery';
+import { orderWaitMs, type Hold, type HoldReason } from './flow';
+import { FlowGate, ORDER_RUN_BUDGET_MS, type FlowPlan } from './flow-gate';
 import { TriggerCache, type DeliveryConfig } from './trigger-cache';
 
 /** The message as the worker reads it (attempt 1 unless it came from the retry topic), or null if unusable. */
@@ -26,8 +36,24 @@ function parseMessage(m: Kafka.Message): RetryMessage | null {
   }
 }
 
-/** Not attempted: the endpoint's circuit is open; the same attempt is rescheduled after `retryInMs`. */
-type Deferred = { kind: 'deferred'; status: null; error: string; retryInMs: number };
+/**
+ * Not attempted: the endpoint's circuit is open, or the trigger's flow control holds it (rate, concurrency,
+ * order: worker/flow.ts); the same attempt is rescheduled after `retryInMs`.
+ */
+type Deferred = { kind: 'deferred'; status: null; error: string; retryInMs: number; reason: 'circuit' | HoldReason };
+
+const HELD: Record<HoldReason, string> = {
+  rate: "held by the trigger's delivery rate limit: not attempted, deferred",
+  concurrency: "held by the trigger's delivery concurrency limit: not attempted, deferred",
+  order: 'waiting for an earlier event of the trigger to end (ordered delivery): not attempted, deferred',
+};
+
+/** A message with its event and the delivery config it goes out with (null: its trigger was deleted). */
+interface Item {
+  msg: RetryMessage;
+  event: EventForDelivery;
+  cfg: DeliveryConfig | null;
+}
 
 /** One message's handling, decided (and its request made) before anything is written. */
 interface Handled {
@@ -44,6 +70,41 @@ interface Handled {
 /** A 5xx, timeout or network error: what counts towards opening an endpoint's circuit. */
 function isCircuitFailure(o: Outcome): boolean {
   return o.kind === 'retry' && (o.status === null || o.status >= 500);
+}
+
+function isFinal(s: ExecutionStatus): boolean {
+  return s === 'success' || s === 'failure';
+}
+
+/** The event log update of a recorded outcome. */
+function outcomeUpdate(h: Handled, final: Outcome | Deferred, followUp: OutboxInsert | null, now: Date): DeliveryOutcomeUpdate {
+  return {
+    id: h.msg.event_id,
+    // Ended without a request (trigger deleted, max age exceeded, deferred): this attempt was never made.
+    attempts: h.tried ? h.msg.delivery_attempt : h.msg.delivery_attempt - 1,
+    execution_status: final.kind === 'success' || final.kind === 'failure' ? final.kind : 'published',
+    response_status: final.status,
+    latency_ms: h.durationMs,
+    error_message: final.kind === 'success' ? null : final.error,
+    // A waiting retry or deferral: its due time, by which "retry now" finds its outbox row.
+    next_attempt_at: followUp && followUp.available_at.getTime() > now.getTime() ? followUp.available_at : null,
+  };
+}
+
+/** The attempts history row of a request that was made. */
+function attemptRow(h: Handled): AttemptRow | null {
+  if (!h.tried) return null;
+  return {
+    event_id: h.msg.event_id,
+    attempt: h.msg.delivery_attempt,
+    started_at: h.tried.startedAt,
+    duration_ms: h.tried.durationMs,
+    status_code: h.tried.outcome.status,
+    error: h.tried.outcome.kind === 'success' ? null : h.tried.outcome.error,
+    response_body: h.tried.responseBody,
+    request_headers: h.tried.requestHeaders,
+    response_headers: h.tried.responseHeaders,
+  };
 }
 
 /**
@@ -66,6 +127,7 @@ export class Worker {
   private lastError: string | null = null;
   private readonly triggers = new TriggerCache();
   private readonly circuits: CircuitBreakers;
+  private readonly flow: FlowGate;
 
   constructor(private readonly deps: { db: Db; producer: EventProducer; config: Config; events: Lifecycle; logger: Logger }) {
     const { config } = deps;
@@ -87,6 +149,7 @@ export class Worker {
       { failureThreshold: config.deliveryCircuitFailures, cooldownMs: config.deliveryCircuitCooldownMs },
       (origin, open) => this.deps.events.emitEvent('worker:circuit', { origin, open }),
     );
+    this.flow = new FlowGate(deps.db);
   }
 
   async start(): Promise<void> {
@@ -227,17 +290,45 @@ export class Worker {
     const versions = new Map<string, number | null>();
     for (const { event } of todo) if (event.trigger_id) versions.set(event.trigger_id, event.trigger_version);
     const configs = await withDbRetry(() => this.triggers.resolve(db, versions));
-    const handled = await Promise.all(
-      todo.map(({ msg, event }) =>
-        // A stored trigger's config comes from the cache (null: deleted); an unsaved test run carries its own.
-        this.handle(
-          msg,
-          event,
-          event.trigger_id ? (configs.get(event.trigger_id) ?? null) : ((event.delivery_config as DeliveryConfig | null) ?? null),
-        ),
-      ),
+    // A stored trigger's config comes from the cache (null: deleted); an unsaved test run carries its own.
+    const items: Item[] = todo.map(({ msg, event }) => ({
+      msg,
+      event,
+      cfg: event.trigger_id ? (configs.get(event.trigger_id) ?? null) : ((event.delivery_config as DeliveryConfig | null) ?? null),
+    }));
+    const plan = await this.flow.plan(
+      items.map(({ msg, event, cfg }) => ({ eventId: msg.event_id, triggerId: event.trigger_id, cfg, held: msg.deferred ?? 0 })),
     );
-    await this.record(handled);
+    await this.record(await this.handleAll(items, plan), plan);
+  }
+
+  /** Every message at once, except an ordered trigger's run: one after another (worker/flow-gate.ts). */
+  private async handleAll(items: Item[], plan: FlowPlan): Promise<Handled[]> {
+    const inRun = new Set(plan.runs.flat());
+    const byId = new Map(items.map((it) => [it.msg.event_id, it]));
+    const single = items
+      .filter((it) => !inRun.has(it.msg.event_id))
+      .map((it) => this.handle(it.msg, it.event, it.cfg, plan.holds.get(it.msg.event_id)));
+    const runs = plan.runs.map((run) => this.handleRun(run.map((id) => byId.get(id)!)));
+    return [...(await Promise.all(single)), ...(await Promise.all(runs)).flat()];
+  }
+
+  /**
+   * An ordered trigger's events, oldest first: the next goes only once the one before has ended (success,
+   * or failure after its last attempt) and while the run's budget lasts; the rest wait.
+   */
+  private async handleRun(run: Item[]): Promise<Handled[]> {
+    const started = Date.now();
+    const out: Handled[] = [];
+    let hold: Hold | undefined;
+    for (const { msg, event, cfg } of run) {
+      if (!hold && Date.now() - started > ORDER_RUN_BUDGET_MS) hold = { reason: 'order', waitMs: 0 };
+      const h = await this.handle(msg, event, cfg, hold);
+      out.push(h);
+      const end = this.final(h).kind;
+      if (!hold && end !== 'success' && end !== 'failure') hold = { reason: 'order', waitMs: orderWaitMs(null, 0, msg.deferred ?? 0) };
+    }
+    return out;
   }
 
   /**
@@ -266,8 +357,8 @@ export class Worker {
     }
   }
 
-  /** Decides one message and makes its request, if any. Writes nothing. */
-  private async handle(msg: RetryMessage, event: EventForDelivery, stored: DeliveryConfig | null): Promise<Handled> {
+  /** Decides one message and makes its request, if any (not when flow control holds it). Writes nothing. */
+  private async handle(msg: RetryMessage, event: EventForDelivery, stored: DeliveryConfig | null, hold?: Hold): Promise<Handled> {
     const attempt = msg.delivery_attempt;
     const key = msg.deferred ? `${msg.event_id}:${attempt}:d${msg.deferred}` : `${msg.event_id}:${attempt}`;
     const untried = (outcome: Outcome | Deferred, cfg: DeliveryConfig | null): Handled => ({
@@ -288,11 +379,13 @@ export class Worker {
       // No attempt starts on an event older than its max age: it ends here, and goes to the dead letters.
       return untried({ kind: 'failure', status: null, error: 'max age exceeded' }, cfg);
     }
+    if (hold)
+      return untried({ kind: 'deferred', status: null, error: HELD[hold.reason], retryInMs: hold.waitMs, reason: hold.reason }, cfg);
     const origin = originOf(cfg.endpoint);
     const admission = this.circuits.admit(origin);
     if (!admission.allowed) {
       const error = `circuit open for ${origin}: not attempted, deferred`;
-      return untried({ kind: 'deferred', status: null, error, retryInMs: admission.retryInMs }, cfg);
+      return untried({ kind: 'deferred', status: null, error, retryInMs: admission.retryInMs, reason: 'circuit' }, cfg);
     }
     const result = await deliver(
       { eventId: msg.event_id, payload: event.payload, config: cfg },
@@ -325,8 +418,10 @@ export class Worker {
       };
     }
     if (final.kind === 'deferred') {
-      // Spread over half a cool-down, so the deferred deliveries do not all come back at the same moment.
-      const delay = final.retryInMs + backoffMs(1, Math.ceil(config.deliveryCircuitCooldownMs / 2), 3600_000);
+      // An open circuit's: spread over half a cool-down, so they do not all come back at the same moment.
+      // A flow hold's wait is already its turn (worker/flow.ts).
+      const spread = final.reason === 'circuit' ? backoffMs(1, Math.ceil(config.deliveryCircuitCooldownMs / 2), 3600_000) : 0;
+      const delay = final.retryInMs + spread;
       const next: RetryMessage = { ...h.msg, deferred: (h.msg.deferred ?? 0) + 1 };
       return {
         event_id: h.msg.event_id,
@@ -350,11 +445,10 @@ export class Worker {
    * flight) keeps its end: the request made is recorded in its history, nothing else. Kafka offsets are
    * committed only after it.
    */
-  private async record(handled: Handled[]): Promise<void> {
-    const { db } = this.deps;
+  private async record(handled: Handled[], flow: FlowPlan): Promise<void> {
     const plan = handled.map((h) => ({ h, final: this.final(h) }));
     const written = await withDbRetry(() =>
-      db.transaction(async (trx) => {
+      this.deps.db.transaction(async (trx) => {
         const now = new Date();
         const state = await lockForOutcome(
           trx,
@@ -368,68 +462,38 @@ export class Worker {
         );
         const rows = plan.filter((p) => fresh.has(p.h.key) && state.has(p.h.msg.event_id));
         const live = rows
-          .filter((p) => {
-            const s = state.get(p.h.msg.event_id)!;
-            return s.execution_status !== 'success' && s.execution_status !== 'failure';
-          })
+          .filter((p) => !isFinal(state.get(p.h.msg.event_id)!.execution_status))
           .map((p) => ({ ...p, followUp: this.followUp(p.h, p.final, now) }));
         await updateDeliveryOutcomes(
           trx,
-          live.map(({ h, final, followUp }) => ({
-            id: h.msg.event_id,
-            // Ended without a request (trigger deleted, max age exceeded, deferred): this attempt was never made.
-            attempts: h.tried ? h.msg.delivery_attempt : h.msg.delivery_attempt - 1,
-            execution_status: (final.kind === 'success'
-              ? 'success'
-              : final.kind === 'failure'
-                ? 'failure'
-                : 'published') as ExecutionStatus,
-            response_status: final.status,
-            latency_ms: h.durationMs,
-            error_message: final.kind === 'success' ? null : final.error,
-            // A waiting retry or deferral: its due time, by which "retry now" finds its outbox row.
-            next_attempt_at: followUp && followUp.available_at.getTime() > now.getTime() ? followUp.available_at : null,
-          })),
+          live.map((p) => outcomeUpdate(p.h, p.final, p.followUp, now)),
           now,
         );
         await insertAttempts(
           trx,
-          rows.flatMap(({ h }) =>
-            h.tried
-              ? [
-                  {
-                    event_id: h.msg.event_id,
-                    attempt: h.msg.delivery_attempt,
-                    started_at: h.tried.startedAt,
-                    duration_ms: h.tried.durationMs,
-                    status_code: h.tried.outcome.status,
-                    error: h.tried.outcome.kind === 'success' ? null : h.tried.outcome.error,
-                    response_body: h.tried.responseBody,
-                    request_headers: h.tried.requestHeaders,
-                    response_headers: h.tried.responseHeaders,
-                  },
-                ]
-              : [],
-          ),
+          rows.flatMap(({ h }) => attemptRow(h) ?? []),
         );
         await insertOutbox(
           trx,
           live.flatMap((p) => p.followUp ?? []),
           now,
         );
+        // The batch's requests have ended: their slots free for other workers (flow-gate.ts).
+        await releaseSlots(trx, flow.slots);
         return new Set(live.map((p) => p.h.key));
       }),
     );
-    for (const { h, final } of plan) {
-      if (!written.has(h.key)) {
-        this.deps.events.emitEvent('worker:delivered', { outcome: 'skipped', durationMs: h.durationMs, status: null });
-        continue;
-      }
-      this.deps.events.emitEvent('worker:delivered', { outcome: final.kind, durationMs: h.durationMs, status: final.status });
-      if (h.tried && final.kind !== 'deferred')
-        this.deps.events.emitEvent('worker:attempt', { outcome: final.kind, status: h.tried.outcome.status });
-      if (final.kind === 'failure') this.deps.events.emitEvent('worker:dlq', { eventId: h.msg.event_id });
-    }
+    for (const { h, final } of plan) this.emitOutcome(h, final, written.has(h.key));
+  }
+
+  private emitOutcome(h: Handled, final: Outcome | Deferred, written: boolean): void {
+    const { events } = this.deps;
+    if (!written) return events.emitEvent('worker:delivered', { outcome: 'skipped', durationMs: h.durationMs, status: null });
+    events.emitEvent('worker:delivered', { outcome: final.kind, durationMs: h.durationMs, status: final.status });
+    if (h.tried && final.kind !== 'deferred') events.emitEvent('worker:attempt', { outcome: final.kind, status: h.tried.outcome.status });
+    if (final.kind === 'failure') events.emitEvent('worker:dlq', { eventId: h.msg.event_id });
+    if (final.kind === 'deferred' && final.reason !== 'circuit')
+      events.emitEvent('worker:held', { reason: final.reason, waitMs: final.retryInMs });
   }
 
   /** Idempotent: stop fetching, let the batch in hand finish and commit, then unsubscribe and disconnect once. */

@@ -7,6 +7,11 @@ export interface Received {
   headers: http.IncomingHttpHeaders;
   body: string;
   at: number;
+  /** When the answer went out, and its status (unset while the request is held). */
+  answeredAt?: number;
+  status?: number;
+  /** The client's port: which process sent it (see `ss`), when a test must know. */
+  remotePort?: number;
 }
 
 export type Responder = (
@@ -31,11 +36,14 @@ export class Receiver {
           headers: req.headers,
           body: Buffer.concat(chunks).toString('utf8'),
           at: Date.now(),
+          remotePort: req.socket.remotePort,
         };
         this.requests.push(r);
         const answer = this.respond(r, this.requests.length - 1);
         const send = () => {
           if (res.destroyed) return;
+          r.answeredAt = Date.now();
+          r.status = answer.status;
           res.writeHead(answer.status, answer.headers ?? {});
           res.end(answer.body ?? '');
         };

@@ -429,6 +429,39 @@ describe('operator dashboard in Chromium (issue 12)', function () {
     });
   });
 
+  it('shows and edits the flow-control fields: sets a rate and order, clears a concurrency limit, marks a bad value', async () => {
+    const created = await call<{ id: string }>('POST', '/triggers', {
+      name: 'flow-limited',
+      type: 'webhook',
+      config: { endpoint: receiver.url('/flow'), schema: {}, delivery_max_concurrency: 3 },
+    });
+    await show(`#/triggers/${created.id}`, 'flow-limited');
+    await page.getByRole('link', { name: 'Edit' }).click();
+    await page.getByRole('heading', { level: 1, name: 'Edit trigger' }).waitFor();
+    expect(await page.getByLabel('Max requests in flight').inputValue()).to.equal('3');
+    expect(await page.getByLabel('Order', { exact: true }).inputValue()).to.equal('false');
+    await page.getByLabel('Max deliveries per second').fill('20000');
+    badInputOnPurpose = true;
+    await page.getByRole('button', { name: 'Save changes' }).click();
+    // Out of range: the API's 400 is shown on the field, and nothing is saved.
+    await page.locator('#t-delivery_rate_per_second[aria-invalid="true"]').waitFor();
+    badInputOnPurpose = false;
+    expect(JSON.parse(((await t.db('triggers').where({ id: created.id }).first()) as { config: string }).config)).to.not.have.property(
+      'delivery_rate_per_second',
+    );
+    await page.getByLabel('Max deliveries per second').fill('25');
+    await page.getByLabel('Max requests in flight').fill('');
+    await page.getByLabel('Order', { exact: true }).selectOption('true');
+    await page.getByRole('button', { name: 'Save changes' }).click();
+    await page.getByRole('heading', { level: 1, name: 'flow-limited' }).waitFor();
+    const config = JSON.parse(((await t.db('triggers').where({ id: created.id }).first()) as { config: string }).config) as Record<
+      string,
+      unknown
+    >;
+    expect(config).to.include({ delivery_rate_per_second: 25, ordered_delivery: true });
+    expect(config).to.not.have.property('delivery_max_concurrency');
+  });
+
   it('deletes a trigger only after a confirmation', async () => {
     const created = await call<{ id: string }>('POST', '/triggers', {
       name: 'to-be-deleted',

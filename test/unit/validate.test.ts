@@ -278,6 +278,27 @@ describe('validateTriggerConfig', () => {
           expectOnly(type, { ...base, retry: { tries: 3 } }, 'config.retry.tries', 'unknown property');
           expect(valid(type, { ...base, retry: { max_attempts: 1 } }).retry).to.deep.equal({ max_attempts: 1, backoff_ms: 1000 });
         });
+
+        it('checks the flow-control fields: rate 1-10000, concurrency 1-1000, ordered a boolean', () => {
+          for (const v of [0, 10_001, -5]) {
+            expectOnly(type, { ...base, delivery_rate_per_second: v }, 'config.delivery_rate_per_second', 'must be between 1 and 10000');
+          }
+          for (const v of [2.5, '10', true]) {
+            expectOnly(type, { ...base, delivery_rate_per_second: v }, 'config.delivery_rate_per_second', 'must be an integer');
+          }
+          for (const v of [0, 1001]) {
+            expectOnly(type, { ...base, delivery_max_concurrency: v }, 'config.delivery_max_concurrency', 'must be between 1 and 1000');
+          }
+          expectOnly(type, { ...base, delivery_max_concurrency: '2' }, 'config.delivery_max_concurrency', 'must be an integer');
+          for (const v of ['true', 1, {}]) {
+            expectOnly(type, { ...base, ordered_delivery: v }, 'config.ordered_delivery', 'must be a boolean');
+          }
+          const all = valid(type, { ...base, delivery_rate_per_second: 10_000, delivery_max_concurrency: 1, ordered_delivery: true });
+          expect(all).to.include({ delivery_rate_per_second: 10_000, delivery_max_concurrency: 1, ordered_delivery: true });
+          // Absent, null and false all mean "no limit, unordered": nothing is stored.
+          const none = valid(type, { ...base, delivery_rate_per_second: null, ordered_delivery: false });
+          expect(none).to.not.have.any.keys('delivery_rate_per_second', 'delivery_max_concurrency', 'ordered_delivery');
+        });
       });
     }
   });

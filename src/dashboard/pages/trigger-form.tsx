@@ -2,6 +2,7 @@
  * Create or edit a trigger. The fields follow the type; the next runs are previewed from
  * POST /schedules/preview (the relay's own schedule maths) while typing, before anything is saved. Config
  * keys the form has no field for (max_backfill, retry.max_age_seconds …) are kept as they are on edit.
+ * Flow control (rate, concurrency, order: docs/delivery-flow.md) is edited under Delivery.
  */
 import type { ComponentChildren } from 'preact';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
@@ -36,6 +37,10 @@ interface FormState {
   timeout_ms: string;
   max_attempts: string;
   backoff_ms: string;
+  delivery_rate_per_second: string;
+  delivery_max_concurrency: string;
+  /** 'true' or 'false', as the select holds it. */
+  ordered_delivery: string;
   headers: string;
   schema: string;
   secret: string;
@@ -67,6 +72,9 @@ function initialState(t: Trigger | null): FormState {
     timeout_ms: str(c.timeout_ms),
     max_attempts: str(retry.max_attempts),
     backoff_ms: str(retry.backoff_ms),
+    delivery_rate_per_second: str(c.delivery_rate_per_second),
+    delivery_max_concurrency: str(c.delivery_max_concurrency),
+    ordered_delivery: c.ordered_delivery === true ? 'true' : 'false',
     headers: c.headers && Object.keys(c.headers as object).length > 0 ? json(c.headers, '') : '',
     schema: json(c.schema, '{ "type": "object" }'),
     secret: '',
@@ -115,6 +123,11 @@ function buildConfig(f: FormState, original: Record<string, unknown>, timingOnly
     set('http_method', f.http_method, 'string');
     set('timeout_ms', f.timeout_ms, 'int');
     set('headers', f.headers, 'json');
+    set('delivery_rate_per_second', f.delivery_rate_per_second, 'int');
+    set('delivery_max_concurrency', f.delivery_max_concurrency, 'int');
+    // Unordered is the default: stored only when true.
+    if (f.ordered_delivery === 'true') c.ordered_delivery = true;
+    else delete c.ordered_delivery;
     const retry: Record<string, unknown> = { ...((original.retry as Record<string, unknown> | undefined) ?? {}) };
     for (const [key, text] of [
       ['max_attempts', f.max_attempts],
@@ -492,6 +505,22 @@ function TriggerForm({ trigger }: { trigger: Trigger | null }) {
               hint: 'default 1000, doubled per retry',
             })}
             {textarea('headers', 'Headers (JSON object)', 'Optional, e.g. { "X-Team": "billing" }', 3)}
+          </fieldset>
+
+          <fieldset>
+            <legend>Flow control</legend>
+            {input('delivery_rate_per_second', 'Max deliveries per second', {
+              type: 'number',
+              hint: '1–10000, across all workers; empty: no limit',
+            })}
+            {input('delivery_max_concurrency', 'Max requests in flight', {
+              type: 'number',
+              hint: '1–1000, across all workers; empty: no limit',
+            })}
+            {select('ordered_delivery', 'Order', [
+              ['false', 'any order (fastest)'],
+              ['true', 'in firing order, one at a time'],
+            ])}
           </fieldset>
 
           {f.type === 'webhook' ? (
