@@ -22,6 +22,7 @@ import { rateLimits } from './rate-limit';
 import { scheduleRoutes } from './schedules';
 import { triggerRoutes } from './triggers';
 import { validatorSpec } from './validator-spec';
+import { Tracing } from '../tracing/tracing';
 import { WebhookReceiver, WebhookValidators, webhookLane, webhookRoutes } from './webhooks';
 import type { WebhookIngest } from './webhook-ingest';
 import { REQUEST_LOG_DEFAULTS, WebhookRequestLog, type SignatureNote } from './webhook-request-log';
@@ -49,6 +50,8 @@ export interface AppDeps {
   requestLog?: WebhookRequestLog | null;
   /** Tests turn this on so every response is checked against openapi.yaml. */
   validateResponses?: boolean;
+  /** The process's tracing (platform.ts); without it traceparents are kept and forwarded, no span recorded. */
+  tracing?: Tracing;
 }
 
 interface RawRequest extends Request {
@@ -121,7 +124,8 @@ export function createApp(deps: AppDeps): express.Express {
 
   const limits = rateLimits(config);
   const validators = new WebhookValidators();
-  const receiver = new WebhookReceiver({ db: deps.db, config, validators, ingest: deps.ingest });
+  const tracing = deps.tracing ?? new Tracing();
+  const receiver = new WebhookReceiver({ db: deps.db, config, validators, ingest: deps.ingest, tracing });
   // The hottest route first, before anything else looks at the request (see webhookLane). With CORS
   // configured the general stack answers, so its headers are set in one place.
   if (config.corsOrigins.length === 0) {
@@ -232,10 +236,10 @@ export function createApp(deps: AppDeps): express.Express {
     }),
   );
 
-  app.use('/api/v1', triggerRoutes({ db: deps.db, config, validators }));
+  app.use('/api/v1', triggerRoutes({ db: deps.db, config, validators, tracing }));
   app.use('/api/v1', webhooks);
   app.use('/api/v1', eventRoutes({ db: deps.db, config }));
-  app.use('/api/v1', eventActionRoutes({ db: deps.db, config, metrics }));
+  app.use('/api/v1', eventActionRoutes({ db: deps.db, config, metrics, tracing }));
   app.use('/api/v1', scheduleRoutes());
   app.use('/api/v1', overviewRoutes({ db: deps.db, config }));
 

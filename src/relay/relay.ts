@@ -10,6 +10,7 @@ import { ensureShardFences } from '../db/outbox';
 import { DirectFire } from './direct-fire';
 import { OutboxPublisher, ShardBackoff, type Ordering } from './publisher';
 import { fireDue, sweep } from './steps';
+import { Tracing } from '../tracing/tracing';
 
 type Step = () => Promise<{ full: boolean; nextInMs?: number }>;
 
@@ -28,7 +29,12 @@ export class Relay {
   private leases: ShardLeases | undefined;
   private stopped: Promise<void> | null = null;
 
-  constructor(private readonly deps: { db: Db; producer: EventProducer; config: Config; events: Lifecycle }) {}
+  private readonly tracing: Tracing;
+
+  /** `tracing`: the fire spans (and trace contexts) of scheduled events; without it traceparents only. */
+  constructor(private readonly deps: { db: Db; producer: EventProducer; config: Config; events: Lifecycle; tracing?: Tracing }) {
+    this.tracing = deps.tracing ?? new Tracing();
+  }
 
   /** Long because it wires every loop of the relay in one place; each loop's body is a few lines. */
   async start(): Promise<void> {
@@ -61,7 +67,7 @@ export class Relay {
       this.publishDelays.push(publishDelay);
       this.loops.push(
         this.loop(`schedules-${lane}`, fireDelay, idleMs, async () => {
-          const r = await withDbRetry(() => fireDue(db, config, events, direct));
+          const r = await withDbRetry(() => fireDue(db, config, events, direct, this.tracing));
           if (r.queued > 0) wakePublishers(); // new outbox rows: publish them now, not at the next poll
           // Only lane 0 wakes at the next due time; it wakes the other lanes when it finds more than a
           // batch due, so a steady trickle of fires does not cost an empty claim per lane

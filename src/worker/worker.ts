@@ -6,7 +6,8 @@ import { eventsForDelivery, lockForOutcome, updateDeliveryOutcomes, type EventFo
 import { recordManyOnce } from '../db/idempotency';
 import { insertOutbox, type OutboxInsert } from '../db/outbox';
 import type { Lifecycle } from '../events';
-import { toKafka, type RetryMessage } from '../kafka/message';
+import { TRACE_PARENT, toKafka, type RetryMessage } from '../kafka/message';
+import { Attr, endSpan, SpanKind, Tracing } from '../tracing/tracing';
 import type { EventProducer } from '../kafka/producer';
 import { coerceError, type Logger } from '../logger';
 import { backoffMs, sleep, withDbRetry } from '../util';
@@ -20,7 +21,11 @@ function parseMessage(m: Kafka.Message): RetryMessage | null {
   try {
     const parsed = JSON.parse(m.value.toString('utf8')) as Partial<RetryMessage>;
     if (typeof parsed.event_id !== 'string') return null;
-    return { ...(parsed as RetryMessage), delivery_attempt: parsed.delivery_attempt ?? 1 };
+    const msg: RetryMessage = { ...(parsed as RetryMessage), delivery_attempt: parsed.delivery_attempt ?? 1 };
+    // The trace context travels with the message (and with its retry's and dead letter's copies).
+    const traceparent = m.headers?.find((h) => h.traceparent !== undefined)?.traceparent;
+    if (traceparent !== undefined) msg[TRACE_PARENT] = traceparent.toString();
+    return msg;
   } catch {
     return null;
   }
@@ -67,8 +72,13 @@ export class Worker {
   private readonly triggers = new TriggerCache();
   private readonly circuits: CircuitBreakers;
 
-  constructor(private readonly deps: { db: Db; producer: EventProducer; config: Config; events: Lifecycle; logger: Logger }) {
+  private readonly tracing: Tracing;
+
+  constructor(
+    private readonly deps: { db: Db; producer: EventProducer; config: Config; events: Lifecycle; logger: Logger; tracing?: Tracing },
+  ) {
     const { config } = deps;
+    this.tracing = deps.tracing ?? new Tracing();
     this.consumer = new Kafka.KafkaConsumer(
       {
         'group.id': config.kafkaConsumerGroup,
@@ -294,10 +304,20 @@ export class Worker {
       const error = `circuit open for ${origin}: not attempted, deferred`;
       return untried({ kind: 'deferred', status: null, error, retryInMs: admission.retryInMs }, cfg);
     }
+    // Each attempt is a step of the event's trace: the message's context, else the one logged with the event.
+    const trace = this.tracing.child('deliver', SpanKind.CLIENT, msg[TRACE_PARENT] ?? event.trace_parent, {
+      [Attr.eventId]: msg.event_id,
+      [Attr.attempt]: attempt,
+      ...(event.trigger_id ? { [Attr.triggerId]: event.trigger_id } : {}),
+    });
     const result = await deliver(
-      { eventId: msg.event_id, payload: event.payload, config: cfg },
+      { eventId: msg.event_id, payload: event.payload, config: cfg, traceparent: trace.traceparent },
       this.deps.config.deliveryAllowPrivateNetworks,
     );
+    endSpan(trace.span, result.outcome.kind === 'success' ? null : result.outcome.error, {
+      [Attr.outcome]: result.outcome.kind,
+      ...(result.outcome.status !== null ? { 'http.response.status_code': result.outcome.status } : {}),
+    });
     this.circuits.report(origin, isCircuitFailure(result.outcome), admission.probe);
     return { msg, key, outcome: result.outcome, durationMs: result.durationMs, cfg, tried: result };
   }
