@@ -49,11 +49,11 @@ export async function fireDue(
       const { toLog, next, plannedAt, completed, cancelled } = planFiring(due, triggers, now, config.misfireGraceSeconds * 1000);
       // Each firing starts its own trace, whose id is the event id: a retried fire transaction keeps it.
       for (const e of toLog) {
-        const begun = tracing.own('fire', e.id, {
-          [Attr.eventId]: e.id,
-          [Attr.triggerId]: e.trigger_id!,
-          'etp.scheduled_for': e.scheduled_for!.toISOString(),
-        });
+        // Attributes only for a recorded span: without an exporter a firing costs one string, no object.
+        const attributes = tracing.recording
+          ? { [Attr.eventId]: e.id, [Attr.triggerId]: e.trigger_id!, 'etp.scheduled_for': e.scheduled_for!.toISOString() }
+          : undefined;
+        const begun = tracing.own('fire', e.id, attributes);
         e.trace_parent = begun.traceparent;
         if (begun.span) spans.push(begun.span);
       }

@@ -7,12 +7,13 @@ import { recordManyOnce } from '../db/idempotency';
 import { insertOutbox, type OutboxInsert } from '../db/outbox';
 import type { Lifecycle } from '../events';
 import { TRACE_PARENT, toKafka, type RetryMessage } from '../kafka/message';
-import { Attr, endSpan, SpanKind, Tracing } from '../tracing/tracing';
+import { Tracing } from '../tracing/tracing';
 import type { EventProducer } from '../kafka/producer';
 import { coerceError, type Logger } from '../logger';
 import { backoffMs, sleep, withDbRetry } from '../util';
 import { CircuitBreakers, originOf } from './circuit';
-import { deliver, type DeliveryResult, type Outcome } from './delivery';
+import { type DeliveryResult, type Outcome } from './delivery';
+import { deliverInTrace } from './traced-delivery';
 import { TriggerCache, type DeliveryConfig } from './trigger-cache';
 
 /** The message as the worker reads it (attempt 1 unless it came from the retry topic), or null if unusable. */
@@ -305,19 +306,12 @@ export class Worker {
       return untried({ kind: 'deferred', status: null, error, retryInMs: admission.retryInMs }, cfg);
     }
     // Each attempt is a step of the event's trace: the message's context, else the one logged with the event.
-    const trace = this.tracing.child('deliver', SpanKind.CLIENT, msg[TRACE_PARENT] ?? event.trace_parent, {
-      [Attr.eventId]: msg.event_id,
-      [Attr.attempt]: attempt,
-      ...(event.trigger_id ? { [Attr.triggerId]: event.trigger_id } : {}),
-    });
-    const result = await deliver(
-      { eventId: msg.event_id, payload: event.payload, config: cfg, traceparent: trace.traceparent },
+    const result = await deliverInTrace(
+      this.tracing,
+      msg[TRACE_PARENT] ?? event.trace_parent,
+      { eventId: msg.event_id, payload: event.payload, config: cfg, attempt, triggerId: event.trigger_id },
       this.deps.config.deliveryAllowPrivateNetworks,
     );
-    endSpan(trace.span, result.outcome.kind === 'success' ? null : result.outcome.error, {
-      [Attr.outcome]: result.outcome.kind,
-      ...(result.outcome.status !== null ? { 'http.response.status_code': result.outcome.status } : {}),
-    });
     this.circuits.report(origin, isCircuitFailure(result.outcome), admission.probe);
     return { msg, key, outcome: result.outcome, durationMs: result.durationMs, cfg, tried: result };
   }

@@ -7,9 +7,10 @@ import { Receiver } from '../helpers/receiver';
 import { until } from '../helpers/until';
 import { startPlatform, type Platform } from '../../src/platform';
 import { createLogger } from '../../src/logger';
-import { recordingTracing } from '../../src/tracing/sdk';
+import { loadConfig } from '../../src/config';
+import { recordingTracing, tracingFromConfig } from '../../src/tracing/sdk';
 import { parseTraceparent, traceIdForEvent } from '../../src/tracing/traceparent';
-import type { Tracing } from '../../src/tracing/tracing';
+import { endSpan, SpanKind, type Tracing } from '../../src/tracing/tracing';
 
 /**
  * Tracing end to end, on the real api, relay and worker (one process), MariaDB, Kafka and an HTTP
@@ -234,5 +235,78 @@ describe('tracing with an exporter: the spans of one event are linked', function
     expect(traceOf(req!.headers.traceparent)).to.deep.include({ traceId, spanId: deliver.spanContext().spanId });
     expect(fire.attributes['etp.event.id']).to.equal(event.id);
     expect(fire.attributes['etp.trigger.id']).to.equal(created.body.id);
+  });
+
+  it('starts a test run’s own trace, and links a replay’s new trace to the original one', async () => {
+    const triggerId = await webhookTrigger(s, '/replayed');
+    const run = await s.api('POST', `/triggers/${triggerId}/test`, { payload: { n: 4 } });
+    expect(run.status).to.equal(202);
+    const original = run.body.event_id as string;
+    await delivered(s, '/replayed');
+    const originalTrace = traceIdForEvent(original);
+    const ended = await until(async () => {
+      const e = await s.api('GET', `/events/${original}`);
+      return e.body.execution_status === 'success' && e.body;
+    });
+    expect(ended.trace_id).to.equal(originalTrace);
+    const first = await until(() => spansOf(originalTrace).length >= 3 && spansOf(originalTrace), { message: 'the test run spans' });
+    expect(parentOf(named(first, 'test run'))).to.equal(undefined);
+    const replay = await s.api('POST', `/events/${original}/replay`);
+    expect(replay.status).to.equal(202);
+    const replayId = replay.body.event_id as string;
+    const reqs = await delivered(s, '/replayed', 2);
+    const replayTrace = traceIdForEvent(replayId);
+    expect(traceOf(reqs[1]!.headers.traceparent).traceId).to.equal(replayTrace);
+    expect((await s.api('GET', `/events/${replayId}`)).body.trace_id).to.equal(replayTrace);
+    const spans = await until(() => spansOf(replayTrace).length >= 3 && spansOf(replayTrace), { message: 'the replay spans' });
+    const root = named(spans, 'replay');
+    expect(parentOf(root)).to.equal(undefined);
+    expect(root.links.map((l) => l.context.traceId)).to.deep.equal([originalTrace]);
+  });
+});
+
+describe('tracing: the OTLP/HTTP exporter configured by the OTEL_* settings', function () {
+  this.timeout(30_000);
+  let collector: Receiver;
+
+  before(async () => {
+    collector = await new Receiver().start();
+  });
+  after(async () => {
+    await collector?.stop();
+  });
+
+  it('posts the spans to <endpoint>/v1/traces with the configured headers and service name', async () => {
+    const tracing = tracingFromConfig(
+      loadConfig({
+        OTEL_EXPORTER_OTLP_ENDPOINT: collector.url(''),
+        OTEL_EXPORTER_OTLP_HEADERS: 'x-collector-key=s3cret',
+        OTEL_SERVICE_NAME: 'etp-otlp-test',
+      }),
+    );
+    expect(tracing.recording).to.equal(true);
+    const caller = callerTrace();
+    const begun = tracing.child('deliver', SpanKind.CLIENT, caller.header, { 'etp.event.id': 'e-1' });
+    endSpan(begun.span);
+    await tracing.shutdown(); // flushes the batch
+    const [req] = await until(() => collector.forPath('/v1/traces').length === 1 && collector.forPath('/v1/traces'), {
+      message: 'one export',
+    });
+    expect(req!.method).to.equal('POST');
+    expect(req!.headers['x-collector-key']).to.equal('s3cret');
+    const body = JSON.parse(req!.body) as {
+      resourceSpans: Array<{
+        resource: { attributes: Array<{ key: string; value: { stringValue?: string } }> };
+        scopeSpans: Array<{ spans: Array<{ traceId: string; parentSpanId: string; name: string }> }>;
+      }>;
+    };
+    const resource = body.resourceSpans[0]!;
+    expect(resource.resource.attributes.find((a) => a.key === 'service.name')?.value.stringValue).to.equal('etp-otlp-test');
+    const span = resource.scopeSpans[0]!.spans[0]!;
+    expect(span).to.include({ name: 'deliver', traceId: caller.traceId, parentSpanId: caller.spanId });
+  });
+
+  it('records nothing and makes no exporter without an endpoint', () => {
+    expect(tracingFromConfig(loadConfig({})).recording).to.equal(false);
   });
 });
