@@ -1,11 +1,11 @@
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
 import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-node';
-import { createTestEnv, type TestEnv } from '../helpers/env';
+import { createTestEnv } from '../helpers/env';
 import { KafkaReader } from '../helpers/kafka';
 import { Receiver } from '../helpers/receiver';
 import { until } from '../helpers/until';
-import { startPlatform, type Platform } from '../../src/platform';
+import { startPlatform } from '../../src/platform';
 import { createLogger } from '../../src/logger';
 import { loadConfig } from '../../src/config';
 import { recordingTracing, tracingFromConfig } from '../../src/tracing/sdk';
