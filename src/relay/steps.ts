@@ -47,16 +47,7 @@ export async function fireDue(
       const triggers = await getTriggersForFire(trx, [...new Set(due.map((d) => d.trigger_id))]);
       const now = new Date();
       const { toLog, next, plannedAt, completed, cancelled } = planFiring(due, triggers, now, config.misfireGraceSeconds * 1000);
-      // Each firing starts its own trace, whose id is the event id: a retried fire transaction keeps it.
-      for (const e of toLog) {
-        // Attributes only for a recorded span: without an exporter a firing costs one string, no object.
-        const attributes = tracing.recording
-          ? { [Attr.eventId]: e.id, [Attr.triggerId]: e.trigger_id!, 'etp.scheduled_for': e.scheduled_for!.toISOString() }
-          : undefined;
-        const begun = tracing.own('fire', e.id, attributes);
-        e.trace_parent = begun.traceparent;
-        if (begun.span) spans.push(begun.span);
-      }
+      spans.push(...traceFirings(tracing, toLog));
       if (direct && toLog.length > 0 && direct.isOpen()) await direct.produce(trx, toLog);
       const inserted = await recordEvents(trx, toLog, config.kafkaTopic, now);
       await markDone(trx, completed, 'completed', now);
@@ -83,6 +74,24 @@ export async function fireDue(
   if (full) return { full, fired: result.fired, queued: result.queued };
   const earliest = await earliestPending(db);
   return { full, fired: result.fired, queued: result.queued, nextInMs: earliest ? earliest.getTime() - Date.now() : undefined };
+}
+
+/**
+ * Each firing starts a trace of its own, whose id is the event id (a retried fire transaction keeps it):
+ * sets the events' trace_parent and returns the recorded fire spans (none without an exporter; then no
+ * attribute object is built either).
+ */
+function traceFirings(tracing: Tracing, toLog: EventInsert[]): Span[] {
+  const spans: Span[] = [];
+  for (const e of toLog) {
+    const attributes = tracing.recording
+      ? { [Attr.eventId]: e.id, [Attr.triggerId]: e.trigger_id!, 'etp.scheduled_for': e.scheduled_for!.toISOString() }
+      : undefined;
+    const begun = tracing.own('fire', e.id, attributes);
+    e.trace_parent = begun.traceparent;
+    if (begun.span) spans.push(begun.span);
+  }
+  return spans;
 }
 
 /**
