@@ -115,6 +115,18 @@ describe('tracing without an exporter: the traceparent is kept and forwarded', f
     expect((await s.api('GET', `/events/${res.body.event_id as string}`)).body.trace_id).to.equal(caller.traceId);
   });
 
+  it('gives the events of a batch call the trace of the call', async () => {
+    const id = await webhookTrigger(s, '/batch');
+    const caller = callerTrace();
+    const res = await s.api('POST', `/webhook/${id}/batch`, { events: [{ n: 1 }, { n: 2 }] }, { traceparent: caller.header });
+    expect(res.status).to.equal(202);
+    const reqs = await delivered(s, '/batch', 2);
+    expect(reqs.map((r) => traceOf(r.headers.traceparent).traceId)).to.deep.equal([caller.traceId, caller.traceId]);
+    for (const r of res.body.results as Array<{ event_id: string }>) {
+      expect((await s.api('GET', `/events/${r.event_id}`)).body.trace_id).to.equal(caller.traceId);
+    }
+  });
+
   it('ignores an invalid traceparent: 202, and the event gets a new trace that its delivery carries', async () => {
     const id = await webhookTrigger(s, '/invalid');
     const zeros = `00-${'0'.repeat(32)}-${'a'.repeat(16)}-01`;
@@ -130,6 +142,7 @@ describe('tracing without an exporter: the traceparent is kept and forwarded', f
       const traceId = (await s.api('GET', `/events/${eventId}`)).body.trace_id as string;
       expect(traceId).to.match(/^[0-9a-f]{32}$/);
       expect(traceId).to.not.equal('0'.repeat(32));
+      expect(traceId, 'the version ff header was not taken').to.not.equal('a'.repeat(32));
       const req = reqs.find((r) => r.headers['webhook-id'] === eventId);
       expect(traceOf(req!.headers.traceparent).traceId).to.equal(traceId);
     }
