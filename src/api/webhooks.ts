@@ -235,7 +235,6 @@ export class WebhookReceiver {
 
   private eventOf(id: string, t: TriggerRow, payload: unknown, now: Date, traceParent: string): EventWrite {
     return {
-      trace_parent: traceParent,
       id,
       trigger_id: t.id,
       trigger_type: 'webhook',
@@ -244,6 +243,7 @@ export class WebhookReceiver {
       payload,
       scheduled_for: null,
       fired_at: now,
+      trace_parent: traceParent,
     };
   }
 
