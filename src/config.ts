@@ -78,6 +78,15 @@ export interface Config {
   readonly deliveryCircuitCooldownMs: number;
   readonly migrateOnStart: boolean;
   readonly shutdownTimeoutMs: number;
+  /**
+   * Where spans are exported (OTLP over HTTP): OTEL_EXPORTER_OTLP_TRACES_ENDPOINT as given, or
+   * OTEL_EXPORTER_OTLP_ENDPOINT + `/v1/traces`. null: no spans are recorded (traceparents are still kept
+   * and forwarded; docs/tracing.md).
+   */
+  readonly otelTracesEndpoint: string | null;
+  /** OTEL_EXPORTER_OTLP_HEADERS: sent with every export (an API key of the tracing backend, say). */
+  readonly otelExporterHeaders: Readonly<Record<string, string>>;
+  readonly otelServiceName: string;
 }
 
 export class ConfigError extends Error {
@@ -158,6 +167,32 @@ function url(env: Env, name: string, def: string, protocols: readonly string[]):
     throw new ConfigError(name, `a URL (${protocols.join(' or ')})`, raw);
   }
   return raw.replace(/\/+$/, '');
+}
+
+/** `key=value,key2=value2`, values percent-decoded (the OpenTelemetry spec's form of OTEL_EXPORTER_OTLP_HEADERS). */
+function keyValues(env: Env, name: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const part of list(env, name)) {
+    const eq = part.indexOf('=');
+    const key = eq > 0 ? part.slice(0, eq).trim() : '';
+    if (!/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(key)) throw new ConfigError(name, 'comma-separated key=value pairs', '<redacted>');
+    try {
+      out[key] = decodeURIComponent(part.slice(eq + 1).trim());
+    } catch {
+      throw new ConfigError(name, 'comma-separated key=value pairs (values percent-encoded)', '<redacted>');
+    }
+  }
+  return out;
+}
+
+/** The OTLP/HTTP traces URL from the OTEL_* variables, or null when tracing export is off. */
+function otlpTracesEndpoint(env: Env): string | null {
+  if (bool(env, 'OTEL_SDK_DISABLED', false)) return null;
+  const signal = str(env, 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', '');
+  if (signal !== '') return url(env, 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', signal, ['http:', 'https:']);
+  const base = str(env, 'OTEL_EXPORTER_OTLP_ENDPOINT', '');
+  if (base === '') return null;
+  return `${url(env, 'OTEL_EXPORTER_OTLP_ENDPOINT', base, ['http:', 'https:'])}/v1/traces`;
 }
 
 function list(env: Env, name: string): string[] {
@@ -249,6 +284,9 @@ export function loadConfig(env: Env = process.env): Config {
     deliveryCircuitCooldownMs: duration(env, 'DELIVERY_CIRCUIT_COOLDOWN', 30_000, 100, 3_600_000),
     migrateOnStart: bool(env, 'MIGRATE_ON_START', true),
     shutdownTimeoutMs: duration(env, 'SHUTDOWN_TIMEOUT', 10_000, 100, 600_000),
+    otelTracesEndpoint: otlpTracesEndpoint(env),
+    otelExporterHeaders: Object.freeze(keyValues(env, 'OTEL_EXPORTER_OTLP_HEADERS')),
+    otelServiceName: str(env, 'OTEL_SERVICE_NAME', 'event-trigger-platform'),
   };
   if (cfg.retentionDeleteAfterSeconds <= cfg.retentionActiveSeconds) {
     throw new ConfigError(

@@ -15,6 +15,8 @@ import { Relay } from './relay/relay';
 import { Worker } from './worker/worker';
 import { dbErrorKind } from './db/errors';
 import { dbRetryDelayMs, sleep } from './util';
+import { tracingFromConfig } from './tracing/sdk';
+import type { Tracing } from './tracing/tracing';
 
 export type Role = 'api' | 'relay' | 'worker';
 
@@ -127,8 +129,15 @@ export function webhookIngest(config: Config, logger: Logger | null, metrics: Me
  * start-up steps (and their stop in reverse); each step is a call.
  */
 // eslint-disable-next-line max-lines-per-function -- the one ordered list of start-up steps, as said above
-export async function startPlatform(config: Config, roles: Role[], opts: { logger?: Logger; migrate?: boolean } = {}): Promise<Platform> {
+export async function startPlatform(
+  config: Config,
+  roles: Role[],
+  opts: { logger?: Logger; migrate?: boolean; tracing?: Tracing } = {},
+): Promise<Platform> {
   const logger = opts.logger ?? createLogger(config.logLevel, roles.join('+'));
+  // Given by a test (its own exporter, which it flushes and stops), else from the OTEL_* settings.
+  const tracing = opts.tracing ?? tracingFromConfig(config);
+  if (tracing.recording && !opts.tracing) logger.info('exporting trace spans', { endpoint: config.otelTracesEndpoint });
   const startDeadline = Date.now() + 120_000;
   await whileDbUnavailable('create database', () => ensureDatabase(config.databaseUrl), logger, startDeadline);
   const db = createDb(config.databaseUrl, config.dbPoolMax, config.outboxShards);
@@ -150,6 +159,7 @@ export async function startPlatform(config: Config, roles: Role[], opts: { logge
     brokers: config.kafkaBrokers,
     messageTimeoutMs: config.kafkaMessageTimeoutMs,
     clientId: `etp-${roles.join('-')}`,
+    tracing,
   });
   const needsKafkaNow = roles.includes('relay') || roles.includes('worker');
   if (needsKafkaNow) {
@@ -192,12 +202,12 @@ export async function startPlatform(config: Config, roles: Role[], opts: { logge
   let worker: Worker | null = null;
 
   if (roles.includes('relay')) {
-    const created = new Relay({ db, producer, config, events });
+    const created = new Relay({ db, producer, config, events, tracing });
     relay = created;
     await whileDbUnavailable('relay start', () => created.start(), logger, startDeadline);
   }
   if (roles.includes('worker')) {
-    worker = new Worker({ db, producer, config, events, logger });
+    worker = new Worker({ db, producer, config, events, logger, tracing });
     await worker.start();
     checks.consumer = () => worker!.check();
     metrics.watchConsumerLag(() => worker!.lag());
@@ -207,7 +217,7 @@ export async function startPlatform(config: Config, roles: Role[], opts: { logge
   if (roles.includes('api')) {
     ingest = config.webhookGroupCommit ? webhookIngest(config, logger, metrics) : null;
     requestLog = webhookRequestLog(db, config, metrics, logger);
-    const app = createApp({ config, db, logger, metrics, checks, ingest, requestLog, role: roles.join('+') });
+    const app = createApp({ config, db, logger, metrics, checks, ingest, requestLog, role: roles.join('+'), tracing });
     const server = await listen(app, config.apiPort);
     servers.push(server);
     ports.api = (server.address() as AddressInfo).port;
@@ -237,6 +247,9 @@ export async function startPlatform(config: Config, roles: Role[], opts: { logge
       );
       await Promise.all([relay?.stop(), worker?.stop(), ingest?.close(), requestLog?.close()]);
       await producer.close();
+      // The last spans (the publishes just flushed) are exported before the process goes.
+      if (!opts.tracing)
+        await tracing.shutdown().catch((e: unknown) => logger.warn('trace export failed at shutdown', { error: coerceError(e).message }));
       await db.destroy();
       logger.info('stopped', { roles });
     })();

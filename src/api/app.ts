@@ -22,6 +22,7 @@ import { rateLimits } from './rate-limit';
 import { scheduleRoutes } from './schedules';
 import { triggerRoutes } from './triggers';
 import { validatorSpec } from './validator-spec';
+import { Tracing } from '../tracing/tracing';
 import { WebhookReceiver, WebhookCaches, webhookLane, webhookRoutes } from './webhooks';
 import type { WebhookIngest } from './webhook-ingest';
 import { REQUEST_LOG_DEFAULTS, WebhookRequestLog, type SignatureNote } from './webhook-request-log';
@@ -49,6 +50,8 @@ export interface AppDeps {
   requestLog?: WebhookRequestLog | null;
   /** Tests turn this on so every response is checked against openapi.yaml. */
   validateResponses?: boolean;
+  /** The process's tracing (platform.ts); without it traceparents are kept and forwarded, no span recorded. */
+  tracing?: Tracing;
 }
 
 interface RawRequest extends Request {
@@ -122,7 +125,8 @@ export function createApp(deps: AppDeps): express.Express {
 
   const limits = rateLimits(config);
   const caches = new WebhookCaches();
-  const receiver = new WebhookReceiver({ db: deps.db, config, caches, ingest: deps.ingest });
+  const tracing = deps.tracing ?? new Tracing();
+  const receiver = new WebhookReceiver({ db: deps.db, config, caches, ingest: deps.ingest, tracing });
   // The hottest route first, before anything else looks at the request (see webhookLane). With CORS
   // configured the general stack answers, so its headers are set in one place.
   if (config.corsOrigins.length === 0) {
@@ -233,10 +237,10 @@ export function createApp(deps: AppDeps): express.Express {
     }),
   );
 
-  app.use('/api/v1', triggerRoutes({ db: deps.db, config, caches }));
+  app.use('/api/v1', triggerRoutes({ db: deps.db, config, caches, tracing }));
   app.use('/api/v1', webhooks);
   app.use('/api/v1', eventRoutes({ db: deps.db, config }));
-  app.use('/api/v1', eventActionRoutes({ db: deps.db, config, metrics }));
+  app.use('/api/v1', eventActionRoutes({ db: deps.db, config, metrics, tracing }));
   app.use('/api/v1', scheduleRoutes());
   app.use('/api/v1', overviewRoutes({ db: deps.db, config }));
 

@@ -11,6 +11,7 @@ import type { Db } from '../db/knex';
 import { Lifecycle } from '../events';
 import type { Metrics } from '../metrics';
 import { cancelRetries, replayMatching, replayOne, retryNow } from '../operator/actions';
+import type { Tracing } from '../tracing/tracing';
 import { ApiError, validationError } from './errors';
 import { presentEvents, windowOf } from './events';
 
@@ -53,8 +54,8 @@ function replayFilterOf(b: BulkReplayBody, config: Config): ReplayFilter {
 }
 
 /** A list of routes: each handler parses, calls one function (operator/actions.ts) and formats. */
-export function eventActionRoutes(deps: { db: Db; config: Config; metrics: Metrics }): Router {
-  const { db, config } = deps;
+export function eventActionRoutes(deps: { db: Db; config: Config; metrics: Metrics; tracing: Tracing }): Router {
+  const { db, config, tracing } = deps;
   // The API's own lifecycle events (the relay's and worker's are the platform's); metrics subscribe to them.
   const events = new Lifecycle();
   deps.metrics.subscribe(events);
@@ -69,7 +70,7 @@ export function eventActionRoutes(deps: { db: Db; config: Config; metrics: Metri
   r.post('/events/replay', async (req, res) => {
     const b = req.body as BulkReplayBody;
     const filter = replayFilterOf(b, config);
-    const result = await replayMatching(db, { filter, limit: b.limit ?? 1000, force: b.force === true, topic: config.kafkaTopic });
+    const result = await replayMatching(db, { filter, limit: b.limit ?? 1000, force: b.force === true, topic: config.kafkaTopic, tracing });
     if (result.replayed > 0) events.emitEvent('api:replayed', { count: result.replayed });
     res.status(202).json(result);
   });
@@ -80,7 +81,7 @@ export function eventActionRoutes(deps: { db: Db; config: Config; metrics: Metri
     const force = q.force === true || q.force === 'true';
     const { answer, fresh } = await withIdempotencyKey(db, `replay:${id}`, req.get('idempotency-key'), async (trx) => {
       const now = new Date();
-      const body = await replayOne(trx, { id, force, window: windowOf(config, now), topic: config.kafkaTopic, now });
+      const body = await replayOne(trx, { id, force, window: windowOf(config, now), topic: config.kafkaTopic, now, tracing });
       return { status: 202, body };
     });
     if (fresh) events.emitEvent('api:replayed', { count: 1 });

@@ -14,6 +14,7 @@ import {
 import { replayMarks, type ReplayMark } from '../db/replays';
 import { summaryOf, triggerIdsNamed, triggerSummaries, type TriggerSummary } from '../db/triggers';
 import type { Db } from '../db/knex';
+import { traceIdOf } from '../tracing/traceparent';
 import { boundedRead } from './bounded-read';
 import { cursorPage } from './pagination';
 import { ApiError, validationError } from './errors';
@@ -58,6 +59,7 @@ export function presentEvent(
     created_at: e.created_at.toISOString(),
     updated_at: e.updated_at.toISOString(),
     next_attempt_at: iso(e.next_attempt_at),
+    trace_id: traceIdOf(e.trace_parent),
     replayed_as: mark ? mark.replay_id : null,
     replay_count: mark ? mark.replays : 0,
   };

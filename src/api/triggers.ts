@@ -19,6 +19,7 @@ import {
 } from '../db/triggers';
 import { REJECTIONS_KEPT_PER_TRIGGER, webhookCalls } from '../db/webhook-requests';
 import { recordTestRun } from '../operator/actions';
+import type { Tracing } from '../tracing/tracing';
 import {
   checkedConfig,
   createTrigger,
@@ -94,7 +95,7 @@ function idParam(req: Request): string {
 
 /** Long only as a list of routes: each handler parses, calls one function (triggers/lifecycle.ts, db/) and formats. */
 // eslint-disable-next-line max-lines-per-function -- a list of thin routes, as said above
-export function triggerRoutes(deps: { db: Db; config: Config; caches: WebhookCaches }): Router {
+export function triggerRoutes(deps: { db: Db; config: Config; caches: WebhookCaches; tracing: Tracing }): Router {
   const { db, config } = deps;
   const r = Router();
 
@@ -183,7 +184,8 @@ export function triggerRoutes(deps: { db: Db; config: Config; caches: WebhookCac
     if (!t) throw new ApiError('TRIGGER_NOT_FOUND', `No trigger with id ${idParam(req)}`);
     const body = (req.body ?? {}) as { payload?: unknown };
     const payload = await testPayload(t.type, t.config, body.payload, deps.caches, t.id, t.version);
-    const id = await recordTestRun(db, config.kafkaTopic, { trigger_id: t.id, trigger_type: t.type, payload }, new Date());
+    const run = { trigger_id: t.id, trigger_type: t.type, payload };
+    const id = await recordTestRun(db, config.kafkaTopic, run, new Date(), deps.tracing);
     res.status(202).json({ event_id: id, status: 'accepted' });
   });
 
@@ -198,6 +200,7 @@ export function triggerRoutes(deps: { db: Db; config: Config; caches: WebhookCac
       config.kafkaTopic,
       { trigger_id: null, trigger_type: body.type, payload, delivery_config: cfg },
       now,
+      deps.tracing,
     );
     res.status(202).json({ event_id: id, status: 'accepted' });
   });

@@ -48,7 +48,14 @@ export class WebhookIngest {
   }
 
   /** Queues one accepted webhook event (validated against `version` of the trigger) and waits for its group. */
-  submit(e: { eventId: string; triggerId: string; version: number; payload: unknown; firedAt: Date }): Promise<IngestOutcome> {
+  submit(e: {
+    eventId: string;
+    triggerId: string;
+    version: number;
+    payload: unknown;
+    firedAt: Date;
+    traceParent?: string | null;
+  }): Promise<IngestOutcome> {
     // Serialised once: the same text is the stored payload and part of the Kafka value (toKafka's message, byte for byte).
     const payload = JSON.stringify(e.payload ?? null);
     const value = eventMessageJson(
@@ -70,9 +77,10 @@ export class WebhookIngest {
       version: e.version,
       payload,
       firedAt: e.firedAt,
+      traceParent: e.traceParent ?? null,
       topic: this.opts.topic,
       value,
-      headers: eventHeadersJson(e.eventId, 'webhook'),
+      headers: eventHeadersJson(e.eventId, 'webhook', e.traceParent),
       // The message key is the trigger id (toKafka).
       shard: shardOf(e.triggerId, this.opts.outboxShards),
     };

@@ -1,11 +1,14 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { Router, type NextFunction, type Request, type Response } from 'express';
 import type { Knex } from 'knex';
+import type { Span } from '@opentelemetry/api';
 import type { Config } from '../config';
 import type { Db } from '../db/knex';
 import { recordEvents } from '../db/record-events';
 import { getTrigger, type TriggerRow } from '../db/triggers';
 import { withIdempotencyKey } from '../db/idempotency';
+import { coerceError } from '../logger';
+import { Attr, endSpan, SpanKind, Tracing } from '../tracing/tracing';
 import { compileWebhookSchema } from '../triggers/json-schema';
 import { newEventId } from '../triggers/event-id';
 import type { WebhookConfig } from '../triggers/types';
@@ -135,20 +138,36 @@ type EventWrite = Parameters<typeof recordEvents>[1][number];
  * answer; errors are thrown as ApiError.
  */
 export class WebhookReceiver {
+  private readonly tracing: Tracing;
+
   constructor(
     private readonly deps: {
       db: Db;
       config: Config;
       caches: WebhookCaches;
       ingest?: WebhookIngest | null;
+      /** Keeps the caller's `traceparent` (or starts a trace) and records the ingest span when exporting. */
+      tracing?: Tracing;
     },
-  ) {}
+  ) {
+    this.tracing = deps.tracing ?? new Tracing();
+  }
 
-  /** One event: the group commit's hot path when there is no Idempotency-Key, else one transaction. */
-  async accept(call: WebhookCall): Promise<WebhookAnswer> {
+  /**
+   * One event: the group commit's hot path when there is no Idempotency-Key, else one transaction. The
+   * event continues the caller's trace (a valid `traceparent` header; an invalid one is ignored and a new
+   * trace starts: never an error answer).
+   */
+  accept(call: WebhookCall): Promise<WebhookAnswer> {
+    const begun = this.tracing.child('ingest', SpanKind.SERVER, call.header('traceparent'));
+    if (!begun.span) return this.acceptTraced(call, begun.traceparent);
+    return traced(begun.span, call.triggerId, this.acceptTraced(call, begun.traceparent));
+  }
+
+  private async acceptTraced(call: WebhookCall, traceParent: string): Promise<WebhookAnswer> {
     const { ingest } = this.deps;
     if (ingest && !call.header('idempotency-key')) {
-      const eventId = await this.ingestFast(call, ingest);
+      const eventId = await this.ingestFast(call, ingest, traceParent);
       if (eventId) return { status: 202, body: { event_id: eventId, status: 'accepted' } };
     }
     const t = await this.loadWebhookTrigger(call);
@@ -157,7 +176,7 @@ export class WebhookReceiver {
     return this.idempotent(call, t.id, async (trx) => {
       const now = new Date();
       const id = newEventId();
-      await recordEvents(trx, [this.eventOf(id, t, payload, now)], this.deps.config.kafkaTopic, now);
+      await recordEvents(trx, [this.eventOf(id, t, payload, now, traceParent)], this.deps.config.kafkaTopic, now);
       return { status: 202, body: { event_id: id, status: 'accepted' } };
     });
   }
@@ -167,7 +186,14 @@ export class WebhookReceiver {
    * some, 400 none). `rejected` is called when nothing is accepted (no transaction, no row, not even the
    * Idempotency-Key), so the request log can keep the rejection.
    */
-  async acceptBatch(call: WebhookCall, rejected: (err: ApiError) => void): Promise<WebhookAnswer> {
+  acceptBatch(call: WebhookCall, rejected: (err: ApiError) => void): Promise<WebhookAnswer> {
+    // One trace context for the request: its events share it (one ingest span, their count an attribute).
+    const begun = this.tracing.child('ingest', SpanKind.SERVER, call.header('traceparent'));
+    if (!begun.span) return this.acceptBatchTraced(call, rejected, begun.traceparent);
+    return traced(begun.span, call.triggerId, this.acceptBatchTraced(call, rejected, begun.traceparent));
+  }
+
+  private async acceptBatchTraced(call: WebhookCall, rejected: (err: ApiError) => void, traceParent: string): Promise<WebhookAnswer> {
     const t = await this.loadWebhookTrigger(call);
     const items = (call.body as { events: unknown[] }).events;
     const schema = (t.config as WebhookConfig).schema;
@@ -199,7 +225,7 @@ export class WebhookReceiver {
       const ids = new Map<number, string>(valid.map((c) => [c.index, newEventId()]));
       await recordEvents(
         trx,
-        valid.map((c) => this.eventOf(ids.get(c.index) as string, t, c.payload, now)),
+        valid.map((c) => this.eventOf(ids.get(c.index) as string, t, c.payload, now, traceParent)),
         this.deps.config.kafkaTopic,
         now,
       );
@@ -207,7 +233,7 @@ export class WebhookReceiver {
     });
   }
 
-  private eventOf(id: string, t: TriggerRow, payload: unknown, now: Date): EventWrite {
+  private eventOf(id: string, t: TriggerRow, payload: unknown, now: Date, traceParent: string): EventWrite {
     return {
       id,
       trigger_id: t.id,
@@ -217,6 +243,7 @@ export class WebhookReceiver {
       payload,
       scheduled_for: null,
       fired_at: now,
+      trace_parent: traceParent,
     };
   }
 
@@ -262,7 +289,7 @@ export class WebhookReceiver {
    * Returns the event id, or null after repeated staleness (edits racing this request): the caller then
    * takes the slow path.
    */
-  private async ingestFast(call: WebhookCall, ingest: WebhookIngest): Promise<string | null> {
+  private async ingestFast(call: WebhookCall, ingest: WebhookIngest, traceParent: string): Promise<string | null> {
     const { caches } = this.deps;
     const id = call.triggerId;
     const payload = call.body;
@@ -282,7 +309,7 @@ export class WebhookReceiver {
         throw e;
       }
       const eventId = newEventId();
-      const outcome = await ingest.submit({ eventId, triggerId: t.id, version: t.version, payload, firedAt: new Date() });
+      const outcome = await ingest.submit({ eventId, triggerId: t.id, version: t.version, payload, firedAt: new Date(), traceParent });
       if (outcome === 'logged') return eventId;
       if (outcome === 'failed') {
         throw new ApiError('SERVICE_UNAVAILABLE', 'The event could not be stored; nothing was recorded. Retry later.', [], {
@@ -305,6 +332,26 @@ export class WebhookReceiver {
   ): Promise<WebhookAnswer> {
     const stored = await withIdempotencyKey(this.deps.db, `webhook:${triggerId}`, call.header('idempotency-key'), write);
     return stored.answer as WebhookAnswer;
+  }
+}
+
+/**
+ * Ends an ingest span with the answer: the event id (or the batch's count) as attributes, an error answer
+ * (a thrown ApiError: 4xx, 503) as the span's error status.
+ */
+async function traced(span: Span, triggerId: string, answer: Promise<WebhookAnswer>) {
+  try {
+    const a = await answer;
+    const body = a.body as { event_id?: string; accepted?: number };
+    endSpan(span, null, {
+      [Attr.triggerId]: triggerId,
+      ...(body.event_id ? { [Attr.eventId]: body.event_id } : { [Attr.eventCount]: body.accepted ?? 0 }),
+      'http.response.status_code': a.status,
+    });
+    return a;
+  } catch (e) {
+    endSpan(span, coerceError(e).message, { [Attr.triggerId]: triggerId });
+    throw e;
   }
 }
 

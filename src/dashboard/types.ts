@@ -61,6 +61,8 @@ export interface TriggerEvent {
   updated_at: string;
   /** When the worker's next attempt is due (a retry is waiting); null when none is. */
   next_attempt_at?: string | null;
+  /** The event's W3C trace id (docs/tracing.md); null for events logged before tracing existed. */
+  trace_id?: string | null;
   /** The latest replay of this event; null when never replayed. */
   replayed_as?: string | null;
   replay_count?: number;

@@ -24,6 +24,8 @@ export interface EventInsert {
   fired_at: Date;
   /** Set when the event is already on Kafka as it is logged (the relay's direct fire path): no outbox row. */
   published_at?: Date | null;
+  /** The event's W3C traceparent (tracing/traceparent.ts); null for events logged before tracing existed. */
+  trace_parent?: string | null;
 }
 
 export interface EventRow extends EventInsert {
@@ -55,6 +57,7 @@ function toDb(e: EventInsert, now: Date): Record<string, unknown> {
     execution_status: e.published_at ? 'published' : 'pending',
     created_at: now,
     updated_at: now,
+    trace_parent: e.trace_parent ?? null,
   };
 }
 
@@ -74,6 +77,7 @@ const EVENT_COLUMNS = [
   'execution_status',
   'created_at',
   'updated_at',
+  'trace_parent',
 ];
 const EVENT_ROW = `(${EVENT_COLUMNS.map(() => '?').join(',')})`;
 
@@ -113,6 +117,7 @@ function eventValues(rows: EventInsert[], now: Date): Knex.RawBinding[] {
       e.published_at ? 'published' : 'pending',
       nowText,
       nowText,
+      e.trace_parent ?? null,
     );
   }
   return values;
@@ -137,6 +142,7 @@ export function fromDb(r: Record<string, unknown>): EventRow {
     latency_ms: r.latency_ms === null || r.latency_ms === undefined ? null : Number(r.latency_ms),
     error_message: (r.error_message as string | null) ?? null,
     next_attempt_at: (r.next_attempt_at as Date | null) ?? null,
+    trace_parent: (r.trace_parent as string | null) ?? null,
     created_at: r.created_at as Date,
     updated_at: r.updated_at as Date,
   };
@@ -588,6 +594,8 @@ export interface EventForDelivery {
   attempts: number;
   /** triggers.version now; null when the event has no trigger or its trigger was deleted. */
   trigger_version: number | null;
+  /** The event's traceparent: the delivery continues its trace when the message carries none. */
+  trace_parent: string | null;
 }
 
 /**
@@ -600,7 +608,7 @@ export async function eventsForDelivery(q: Q, ids: string[]): Promise<Map<string
   if (ids.length === 0) return out;
   // Only "?" placeholders are put into the text; the ids are bound.
   const sql = `SELECT e.id, e.trigger_id, e.payload, e.delivery_config, e.fired_at, e.execution_status, e.attempts,
-                      t.version AS trigger_version
+                      e.trace_parent, t.version AS trigger_version
                  FROM event_logs e LEFT JOIN triggers t ON t.id = e.trigger_id
                 WHERE e.id IN (${ids.map(() => '?').join(',')})`;
   const [rows] = (await q.raw(sql, ids)) as [Array<Record<string, unknown>>];
@@ -614,6 +622,7 @@ export async function eventsForDelivery(q: Q, ids: string[]): Promise<Map<string
       execution_status: r.execution_status as ExecutionStatus,
       attempts: Number(r.attempts),
       trigger_version: r.trigger_version === null || r.trigger_version === undefined ? null : Number(r.trigger_version),
+      trace_parent: (r.trace_parent as string | null) ?? null,
     });
   }
   return out;

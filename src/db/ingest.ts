@@ -43,6 +43,8 @@ export interface WebhookEventWrite {
   /** The payload as stored (JSON text). */
   payload: string;
   firedAt: Date;
+  /** The event's W3C traceparent (event_logs.trace_parent; also in `headers`). */
+  traceParent: string | null;
   topic: string;
   /** The Kafka message value and headers (JSON text) and the outbox shard, as insertOutbox would store them. */
   value: string;
@@ -50,7 +52,7 @@ export interface WebhookEventWrite {
   shard: number;
 }
 
-const EVENT_PART = `SELECT ?, id, 'webhook', 'webhook', 0, ?, NULL, ?, ?, ? FROM triggers
+const EVENT_PART = `SELECT ?, id, 'webhook', 'webhook', 0, ?, NULL, ?, ?, ?, ? FROM triggers
   WHERE id = ? AND version = ? AND status = 'active' AND type = 'webhook'`;
 const OUTBOX_PART = `SELECT id, ?, trigger_id, ?, ?, ?, fired_at, ${OutboxState.Ready}, fired_at FROM event_logs WHERE id = ?`;
 
@@ -77,12 +79,12 @@ export function webhookGroupSql(items: WebhookEventWrite[]): { sql: string; valu
   const values: unknown[] = [];
   for (const it of items) {
     const at = dbTime(it.firedAt);
-    values.push(it.eventId, it.payload, at, at, at, it.triggerId, it.version);
+    values.push(it.eventId, it.payload, at, at, at, it.traceParent, it.triggerId, it.version);
   }
   for (const it of items) values.push(it.topic, it.shard, it.value, it.headers, it.eventId);
   const sql =
     'START TRANSACTION;\n' +
-    'INSERT INTO event_logs (id, trigger_id, trigger_type, source, is_test_run, payload, scheduled_for, fired_at, created_at, updated_at)\n' +
+    'INSERT INTO event_logs (id, trigger_id, trigger_type, source, is_test_run, payload, scheduled_for, fired_at, created_at, updated_at, trace_parent)\n' +
     items.map(() => EVENT_PART).join('\nUNION ALL ') +
     ';\n' +
     'INSERT INTO outbox (event_id, topic, msg_key, shard, value, headers, available_at, published, created_at)\n' +

@@ -3,6 +3,13 @@ import type { OutgoingMessage } from './producer';
 
 export type EventSource = 'webhook' | 'scheduler' | 'manual-test' | 'replay';
 
+/**
+ * The W3C traceparent a message travels with, sent as its Kafka header `traceparent` (docs/tracing.md).
+ * A symbol key: JSON.stringify leaves it out of the message value, and an object spread (a retry's or a
+ * dead letter's copy of the message it was read from) keeps it, so every copy stays in the event's trace.
+ */
+export const TRACE_PARENT = Symbol('traceparent');
+
 /** What the platform puts on `trigger-events` (and what any consumer, in any language, reads). */
 export interface EventMessage {
   event_id: string;
@@ -14,6 +21,7 @@ export interface EventMessage {
   source: EventSource;
   is_test_run: boolean;
   replay_of: string | null;
+  [TRACE_PARENT]?: string;
 }
 
 /** Retries of a delivery travel on a side topic that only the worker reads, so other consumers see each event once. */
@@ -36,10 +44,11 @@ export interface EventFacts {
   source: EventSource;
   is_test_run: boolean;
   replay_of?: string | null;
+  trace_parent?: string | null;
 }
 
 export function eventMessage(e: EventFacts): EventMessage {
-  return {
+  const msg: EventMessage = {
     event_id: e.id,
     trigger_id: e.trigger_id,
     type: e.trigger_type,
@@ -50,6 +59,8 @@ export function eventMessage(e: EventFacts): EventMessage {
     is_test_run: e.is_test_run,
     replay_of: e.replay_of ?? null,
   };
+  if (e.trace_parent) msg[TRACE_PARENT] = e.trace_parent;
+  return msg;
 }
 
 /**
@@ -66,17 +77,16 @@ export function eventMessageJson(e: EventFacts, payloadJson: string): string {
   );
 }
 
-/** The headers toKafka sets, as JSON text (what the outbox stores). */
-export function eventHeadersJson(eventId: string, source: EventSource): string {
-  return `{"event-id":${JSON.stringify(eventId)},"content-type":"application/json","event-source":${JSON.stringify(source)}}`;
+/** The headers toKafka sets, as JSON text (what the outbox stores). A traceparent is hex and dashes: no escaping. */
+export function eventHeadersJson(eventId: string, source: EventSource, traceparent?: string | null): string {
+  const trace = traceparent ? `,"traceparent":"${traceparent}"` : '';
+  return `{"event-id":${JSON.stringify(eventId)},"content-type":"application/json","event-source":${JSON.stringify(source)}${trace}}`;
 }
 
 /** Key = trigger id (one trigger's events stay in one partition); headers let consumers route without parsing. */
 export function toKafka(topic: string, msg: EventMessage | RetryMessage): OutgoingMessage {
-  return {
-    topic,
-    key: msg.trigger_id ?? msg.event_id,
-    value: Buffer.from(JSON.stringify(msg)),
-    headers: { 'event-id': msg.event_id, 'content-type': 'application/json', 'event-source': msg.source },
-  };
+  const headers: Record<string, string> = { 'event-id': msg.event_id, 'content-type': 'application/json', 'event-source': msg.source };
+  const traceparent = msg[TRACE_PARENT];
+  if (traceparent) headers.traceparent = traceparent;
+  return { topic, key: msg.trigger_id ?? msg.event_id, value: Buffer.from(JSON.stringify(msg)), headers };
 }

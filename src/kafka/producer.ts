@@ -1,5 +1,7 @@
 import Kafka from 'node-rdkafka';
+import type { Span } from '@opentelemetry/api';
 import { coerceError } from '../logger';
+import { Attr, endSpan, SpanKind, type Tracing } from '../tracing/tracing';
 
 export interface OutgoingMessage {
   topic: string;
@@ -12,6 +14,8 @@ export interface ProducerOptions {
   brokers: string;
   messageTimeoutMs: number;
   clientId?: string;
+  /** When it records spans, each message with a `traceparent` header gets a publish span (docs/tracing.md). */
+  tracing?: Tracing;
 }
 
 /**
@@ -117,11 +121,39 @@ export class EventProducer {
    */
   publish(messages: OutgoingMessage[], deadlineMs?: number): Promise<Array<Error | null>> {
     if (messages.length === 0) return Promise.resolve([]);
+    const spans = this.opts.tracing?.recording ? this.publishSpans(this.opts.tracing, messages) : null;
     return new Promise((resolve) => {
-      const batch = new Batch(messages.length, resolve, deadlineMs);
+      const answer = spans
+        ? (outcomes: Array<Error | null>) => {
+            spans.forEach((span, i) => endSpan(span, outcomes[i]?.message));
+            resolve(outcomes);
+          }
+        : resolve;
+      const batch = new Batch(messages.length, answer, deadlineMs);
       this.inFlight += messages.length;
       this.pollWhileInFlight();
       messages.forEach((m, index) => this.produceOne(m, { batch, index }, 0));
+    });
+  }
+
+  /**
+   * A publish span per message that carries a traceparent, child of it; the message then carries the
+   * span's own traceparent, so the consumer's work is the publish span's child. Only when spans are recorded.
+   */
+  private publishSpans(tracing: Tracing, messages: OutgoingMessage[]): Array<Span | null> {
+    return messages.map((m) => {
+      const parent = m.headers.traceparent;
+      if (!parent) return null;
+      const eventId = m.headers['event-id'];
+      const begun = tracing.child('publish', SpanKind.PRODUCER, parent, {
+        [Attr.eventId]: eventId,
+        ...(m.key && m.key !== eventId ? { [Attr.triggerId]: m.key } : {}),
+        'messaging.system': 'kafka',
+        'messaging.operation.type': 'send',
+        'messaging.destination.name': m.topic,
+      });
+      m.headers = { ...m.headers, traceparent: begun.traceparent };
+      return begun.span;
     });
   }
 

@@ -29,6 +29,8 @@ import { deleteWaiting, releaseWaiting } from '../db/outbox';
 import { markReplayed, replayMarks } from '../db/replays';
 import { getTrigger, getTriggersByIds } from '../db/triggers';
 import { newEventId } from '../triggers/event-id';
+import { Attr, endSpan, type Begun, type Tracing } from '../tracing/tracing';
+import { coerceError } from '../logger';
 import { withDbRetry } from '../util';
 
 /** Events written per transaction by a bulk replay. */
@@ -37,18 +39,56 @@ export const REPLAY_BATCH = 500;
 /**
  * A test run: one event of a stored trigger (its schedule untouched) or of an unsaved definition (nothing
  * stored but the event, which then carries its own `delivery_config` for the worker), logged and queued in
- * one transaction. Returns the new event's id.
+ * one transaction. Returns the new event's id. A test run starts a trace of its own (docs/tracing.md).
  */
 export async function recordTestRun(
   db: Db,
   topic: string,
   run: Pick<EventInsert, 'trigger_id' | 'trigger_type' | 'payload' | 'delivery_config'>,
   now: Date,
+  tracing: Tracing,
 ): Promise<string> {
   const id = newEventId();
-  const event: EventInsert = { id, ...run, source: 'manual-test', is_test_run: true, scheduled_for: null, fired_at: now };
-  await db.transaction((trx) => recordEvents(trx, [event], topic, now));
+  const begun = tracing.own('test run', id, { [Attr.eventId]: id, ...(run.trigger_id ? { [Attr.triggerId]: run.trigger_id } : {}) });
+  const event: EventInsert = {
+    id,
+    ...run,
+    source: 'manual-test',
+    is_test_run: true,
+    scheduled_for: null,
+    fired_at: now,
+    trace_parent: begun.traceparent,
+  };
+  await ended(
+    begun,
+    db.transaction((trx) => recordEvents(trx, [event], topic, now)),
+  );
   return id;
+}
+
+/** Ends `begun`'s span (if recorded) when `work` settles: an error as the span's status. */
+async function ended<T>(begun: Begun | Begun[], work: Promise<T>): Promise<T> {
+  const all = Array.isArray(begun) ? begun : [begun];
+  try {
+    const r = await work;
+    for (const b of all) endSpan(b.span);
+    return r;
+  } catch (e) {
+    for (const b of all) endSpan(b.span, coerceError(e).message);
+    throw e;
+  }
+}
+
+/**
+ * A replay's trace: a new one (its own event id as trace id), linked to the original event's trace when
+ * spans are recorded. Not a child of the original: that trace ended with the original delivery, and a
+ * replay may come days later from an operator, a different cause.
+ */
+function replayTrace(tracing: Tracing, replay: EventInsert, original: EventRow): Begun {
+  const attrs = { [Attr.eventId]: replay.id, ...(replay.trigger_id ? { [Attr.triggerId]: replay.trigger_id } : {}) };
+  const begun = tracing.own('replay', replay.id, attrs, original.trace_parent);
+  replay.trace_parent = begun.traceparent;
+  return begun;
 }
 
 const isFinal = (e: Pick<EventRow, 'execution_status'>) => e.execution_status === 'success' || e.execution_status === 'failure';
@@ -97,7 +137,7 @@ async function liveEvent(q: Knex | Knex.Transaction, id: string, w: RetentionWin
  */
 export async function replayOne(
   trx: Knex.Transaction,
-  opts: { id: string; force: boolean; window: RetentionWindow; topic: string; now: Date },
+  opts: { id: string; force: boolean; window: RetentionWindow; topic: string; now: Date; tracing: Tracing },
 ): Promise<{ event_id: string; replay_of: string }> {
   const e = await liveEvent(trx, opts.id, opts.window);
   if (!isFinal(e)) throw notFinal(e);
@@ -119,7 +159,8 @@ export async function replayOne(
       { replay_id: existing?.replay_id ?? null },
     );
   }
-  await recordEvents(trx, [replay], opts.topic, opts.now);
+  const begun = replayTrace(opts.tracing, replay, e);
+  await ended(begun, recordEvents(trx, [replay], opts.topic, opts.now));
   return { event_id: replay.id, replay_of: e.id };
 }
 
@@ -136,7 +177,7 @@ export interface BulkReplayResult {
  */
 export async function replayMatching(
   db: Db,
-  opts: { filter: ReplayFilter; limit: number; force: boolean; topic: string },
+  opts: { filter: ReplayFilter; limit: number; force: boolean; topic: string; tracing: Tracing },
 ): Promise<BulkReplayResult> {
   // Only events fired before this request: the replays it writes must never match its own filter.
   const before = new Date();
@@ -160,18 +201,22 @@ export async function replayMatching(
     const now = new Date();
     // Ids are drawn before the transaction, so a retried batch writes the same events (never two copies).
     const replays = candidates.map((e) => replayOf(e, newEventId(), now));
-    const written = await withDbRetry(() =>
-      db.transaction(async (trx) => {
-        const marked = await markReplayed(
-          trx,
-          replays.map((r) => ({ event_id: r.replay_of!, replay_id: r.id })),
-          now,
-          opts.force,
-        );
-        const rows = replays.filter((r) => marked.has(r.replay_of!));
-        await recordEvents(trx, rows, opts.topic, now);
-        return rows.length;
-      }),
+    const traces = replays.map((r, i) => replayTrace(opts.tracing, r, candidates[i]!));
+    const written = await ended(
+      traces,
+      withDbRetry(() =>
+        db.transaction(async (trx) => {
+          const marked = await markReplayed(
+            trx,
+            replays.map((r) => ({ event_id: r.replay_of!, replay_id: r.id })),
+            now,
+            opts.force,
+          );
+          const rows = replays.filter((r) => marked.has(r.replay_of!));
+          await recordEvents(trx, rows, opts.topic, now);
+          return rows.length;
+        }),
+      ),
     );
     result.replayed += written;
     result.skipped.already_replayed += replays.length - written;

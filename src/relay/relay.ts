@@ -10,6 +10,7 @@ import { ensureShardFences } from '../db/outbox';
 import { DirectFire } from './direct-fire';
 import { OutboxPublisher, ShardBackoff, type Ordering } from './publisher';
 import { fireDue, sweep } from './steps';
+import { Tracing } from '../tracing/tracing';
 
 type Step = () => Promise<{ full: boolean; nextInMs?: number }>;
 
@@ -28,7 +29,12 @@ export class Relay {
   private leases: ShardLeases | undefined;
   private stopped: Promise<void> | null = null;
 
-  constructor(private readonly deps: { db: Db; producer: EventProducer; config: Config; events: Lifecycle }) {}
+  private readonly tracing: Tracing;
+
+  /** `tracing`: the fire spans (and trace contexts) of scheduled events; without it traceparents only. */
+  constructor(private readonly deps: { db: Db; producer: EventProducer; config: Config; events: Lifecycle; tracing?: Tracing }) {
+    this.tracing = deps.tracing ?? new Tracing();
+  }
 
   /** Long because it wires every loop of the relay in one place; each loop's body is a few lines. */
   // eslint-disable-next-line max-lines-per-function -- every loop wired in one place, as said above
@@ -78,7 +84,7 @@ export class Relay {
       this.publishDelays.push(publishDelay);
       this.loops.push(
         this.loop(`schedules-${lane}`, fireDelay, idleMs, async () => {
-          const r = await withDbRetry(() => fireDue(db, config, events, direct, { probeFirst: fireIdle }));
+          const r = await withDbRetry(() => fireDue(db, config, events, direct, this.tracing, { probeFirst: fireIdle }));
           fireIdle = r.claimed === 0;
           if (r.queued > 0) wakePublishers(); // new outbox rows: publish them now, not at the next poll
           // Lane 0 wakes the other lanes when it finds more than a batch due, so a steady trickle of fires

@@ -10,6 +10,9 @@ import type { Lifecycle } from '../events';
 import { scheduledEventId } from '../triggers/event-id';
 import { planOccurrence, type Occurrence } from '../triggers/schedule';
 import type { DirectFire } from './direct-fire';
+import { Attr, endSpan, type Tracing } from '../tracing/tracing';
+import type { Span } from '@opentelemetry/api';
+import { coerceError } from '../logger';
 
 /**
  * Step 1: fire due schedules. One short READ COMMITTED transaction per batch:
@@ -32,6 +35,7 @@ export async function fireDue(
   config: Config,
   events: Lifecycle,
   direct: DirectFire | null,
+  tracing: Tracing,
   options: { probeFirst?: boolean } = {},
 ): Promise<{ full: boolean; claimed: number; fired: number; queued: number; nextInMs?: number }> {
   // After a claim that found nothing, one statement without a transaction says whether anything is due
@@ -41,23 +45,34 @@ export async function fireDue(
     if (!next?.due)
       return { full: false, claimed: 0, fired: 0, queued: 0, nextInMs: next ? next.fire_at.getTime() - Date.now() : undefined };
   }
-  const result = await db.transaction(async (trx) => {
-    const due = await claimDue(trx, config.relayBatchSize);
-    if (due.length === 0) return { claimed: 0, fired: 0, queued: 0, lags: [] as number[] };
-    // A plain (non-locking) read: taking trigger row locks here would make every API edit wait on relays.
-    const triggers = await getTriggersForFire(trx, [...new Set(due.map((d) => d.trigger_id))]);
-    const now = new Date();
-    const { toLog, next, plannedAt, completed, cancelled } = planFiring(due, triggers, now, config.misfireGraceSeconds * 1000);
-    if (direct && toLog.length > 0 && direct.isOpen()) await direct.produce(trx, toLog);
-    const inserted = await recordEvents(trx, toLog, config.kafkaTopic, now);
-    await markDone(trx, completed, 'completed', now);
-    await markDone(trx, cancelled, 'cancelled', now);
-    await insertOccurrences(trx, next, now);
-    const fired = toLog.filter((e) => inserted.has(e.id));
-    const lags = fired.map((e) => (now.getTime() - plannedAt.get(e.id)!.getTime()) / 1000);
-    const queued = fired.filter((e) => !e.published_at).length;
-    return { claimed: due.length, fired: inserted.size, queued, lags };
-  });
+  // Recorded fire spans (none without an exporter), ended once the transaction is over.
+  const spans: Span[] = [];
+  const result = await db
+    .transaction(async (trx) => {
+      const due = await claimDue(trx, config.relayBatchSize);
+      if (due.length === 0) return { claimed: 0, fired: 0, queued: 0, lags: [] as number[] };
+      // A plain (non-locking) read: taking trigger row locks here would make every API edit wait on relays.
+      const triggers = await getTriggersForFire(trx, [...new Set(due.map((d) => d.trigger_id))]);
+      const now = new Date();
+      const { toLog, next, plannedAt, completed, cancelled } = planFiring(due, triggers, now, config.misfireGraceSeconds * 1000);
+      spans.push(...traceFirings(tracing, toLog));
+      if (direct && toLog.length > 0 && direct.isOpen()) await direct.produce(trx, toLog);
+      const inserted = await recordEvents(trx, toLog, config.kafkaTopic, now);
+      await markDone(trx, completed, 'completed', now);
+      await markDone(trx, cancelled, 'cancelled', now);
+      await insertOccurrences(trx, next, now);
+      const fired = toLog.filter((e) => inserted.has(e.id));
+      const lags = fired.map((e) => (now.getTime() - plannedAt.get(e.id)!.getTime()) / 1000);
+      const queued = fired.filter((e) => !e.published_at).length;
+      return { claimed: due.length, fired: inserted.size, queued, lags };
+    })
+    .then(
+      (r) => (spans.forEach((s) => endSpan(s)), r),
+      (e: unknown) => {
+        spans.forEach((s) => endSpan(s, coerceError(e).message));
+        throw e;
+      },
+    );
   if (result.claimed > 0) {
     events.emitEvent('relay:claimed', { kind: 'schedules', count: result.claimed });
     events.emitEvent('relay:fired', { count: result.fired, lagsSeconds: result.lags });
@@ -68,6 +83,24 @@ export async function fireDue(
   if (full) return done;
   const next = await nextPending(db);
   return { ...done, nextInMs: next ? next.fire_at.getTime() - Date.now() : undefined };
+}
+
+/**
+ * Each firing starts a trace of its own, whose id is the event id (a retried fire transaction keeps it):
+ * sets the events' trace_parent and returns the recorded fire spans (none without an exporter; then no
+ * attribute object is built either).
+ */
+function traceFirings(tracing: Tracing, toLog: EventInsert[]): Span[] {
+  const spans: Span[] = [];
+  for (const e of toLog) {
+    const attributes = tracing.recording
+      ? { [Attr.eventId]: e.id, [Attr.triggerId]: e.trigger_id!, 'etp.scheduled_for': e.scheduled_for!.toISOString() }
+      : undefined;
+    const begun = tracing.own('fire', e.id, attributes);
+    e.trace_parent = begun.traceparent;
+    if (begun.span) spans.push(begun.span);
+  }
+  return spans;
 }
 
 /**

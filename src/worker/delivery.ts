@@ -134,6 +134,8 @@ export interface DeliveryRequest {
   eventId: string;
   payload: unknown;
   config: CommonConfig & Partial<Pick<WebhookConfig, 'secret'>>;
+  /** The W3C trace context of this attempt, sent as `traceparent` (it replaces a configured one). */
+  traceparent?: string;
 }
 
 export interface DeliveryResult {
@@ -242,6 +244,10 @@ export function deliver(req: DeliveryRequest, allowPrivate: boolean): Promise<De
     'idempotency-key': req.eventId,
   });
   if (body !== null) headers['content-length'] = String(Buffer.byteLength(body));
+  if (req.traceparent) {
+    for (const name in headers) if (name.toLowerCase() === 'traceparent' || name.toLowerCase() === 'tracestate') delete headers[name];
+    headers.traceparent = req.traceparent;
+  }
   if (req.config.secret) {
     // A GET carries no body; its signature covers the body it would have had, as before.
     headers['webhook-signature'] = signStandardWebhook(req.config.secret, req.eventId, ts, body ?? JSON.stringify(req.payload ?? null));

@@ -14,14 +14,16 @@ import { releaseSlots } from '../db/flow';
 import { recordManyOnce } from '../db/idempotency';
 import { insertOutbox, type OutboxInsert } from '../db/outbox';
 import type { Lifecycle } from '../events';
-import { toKafka, type RetryMessage } from '../kafka/message';
+import { TRACE_PARENT, toKafka, type RetryMessage } from '../kafka/message';
+import { Tracing } from '../tracing/tracing';
 import type { EventProducer } from '../kafka/producer';
 import { coerceError, type Logger } from '../logger';
 import { backoffMs, sleep, withDbRetry } from '../util';
 import { CircuitBreakers, originOf } from './circuit';
-import { deliver, type DeliveryResult, type Outcome } from './delivery';
+import { type DeliveryResult, type Outcome } from './delivery';
 import { orderWaitMs, type Hold, type HoldReason } from './flow';
 import { FlowGate, ORDER_RUN_BUDGET_MS, type FlowPlan } from './flow-gate';
+import { deliverInTrace } from './traced-delivery';
 import { TriggerCache, type DeliveryConfig } from './trigger-cache';
 
 /** The message as the worker reads it (attempt 1 unless it came from the retry topic), or null if unusable. */
@@ -30,7 +32,11 @@ function parseMessage(m: Kafka.Message): RetryMessage | null {
   try {
     const parsed = JSON.parse(m.value.toString('utf8')) as Partial<RetryMessage>;
     if (typeof parsed.event_id !== 'string') return null;
-    return { ...(parsed as RetryMessage), delivery_attempt: parsed.delivery_attempt ?? 1 };
+    const msg: RetryMessage = { ...(parsed as RetryMessage), delivery_attempt: parsed.delivery_attempt ?? 1 };
+    // The trace context travels with the message (and with its retry's and dead letter's copies).
+    const traceparent = m.headers?.find((h) => h.traceparent !== undefined)?.traceparent;
+    if (traceparent !== undefined) msg[TRACE_PARENT] = traceparent.toString();
+    return msg;
   } catch {
     return null;
   }
@@ -129,8 +135,13 @@ export class Worker {
   private readonly circuits: CircuitBreakers;
   private readonly flow: FlowGate;
 
-  constructor(private readonly deps: { db: Db; producer: EventProducer; config: Config; events: Lifecycle; logger: Logger }) {
+  private readonly tracing: Tracing;
+
+  constructor(
+    private readonly deps: { db: Db; producer: EventProducer; config: Config; events: Lifecycle; logger: Logger; tracing?: Tracing },
+  ) {
     const { config } = deps;
+    this.tracing = deps.tracing ?? new Tracing();
     this.consumer = new Kafka.KafkaConsumer(
       {
         'group.id': config.kafkaConsumerGroup,
@@ -387,8 +398,11 @@ export class Worker {
       const error = `circuit open for ${origin}: not attempted, deferred`;
       return untried({ kind: 'deferred', status: null, error, retryInMs: admission.retryInMs, reason: 'circuit' }, cfg);
     }
-    const result = await deliver(
-      { eventId: msg.event_id, payload: event.payload, config: cfg },
+    // Each attempt is a step of the event's trace: the message's context, else the one logged with the event.
+    const result = await deliverInTrace(
+      this.tracing,
+      msg[TRACE_PARENT] ?? event.trace_parent,
+      { eventId: msg.event_id, payload: event.payload, config: cfg, attempt, triggerId: event.trigger_id },
       this.deps.config.deliveryAllowPrivateNetworks,
     );
     this.circuits.report(origin, isCircuitFailure(result.outcome), admission.probe);

@@ -271,6 +271,17 @@ describe('operator dashboard in Chromium (issue 12)', function () {
     expect(original.execution_status).to.equal('failure');
   });
 
+  it("shows an event's trace id on its page: the trace its delivery requests carried as traceparent", async () => {
+    await show(`#/events/${failedEventId}`, /^Event /);
+    const logged = (await t.db('event_logs').where({ id: failedEventId }).first()) as { trace_parent: string };
+    const traceId = logged.trace_parent.slice(3, 35);
+    expect(traceId).to.match(/^[0-9a-f]{32}$/);
+    await page.locator('code', { hasText: traceId }).waitFor();
+    const sent = receiver.forPath('/failing').filter((r) => r.headers['webhook-id'] === failedEventId);
+    expect(sent.length).to.be.greaterThan(0);
+    for (const r of sent) expect(String(r.headers.traceparent).slice(3, 35)).to.equal(traceId);
+  });
+
   it('marks a replayed event on the Failed page and replays only the events shown that were not replayed, once', async () => {
     const triggerId = ((await t.db('event_logs').where({ id: failedEventId }).first()) as { trigger_id: string }).trigger_id;
     // A second failure of the same trigger, not replayed yet.

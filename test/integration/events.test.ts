@@ -163,7 +163,10 @@ describe('event log API', () => {
         'trigger_name',
         'trigger_timezone',
         'max_attempts',
+        // the event's trace (docs/tracing.md): null for a row logged without a trace context
+        'trace_id',
       );
+      expect(res.body.trace_id).to.equal(null);
     });
 
     it("names the event's trigger, its zone and retry limit, and says null once the trigger is deleted", async () => {

@@ -90,4 +90,37 @@ describe('config', () => {
       /KAFKA_MIN_INSYNC_REPLICAS.*at most KAFKA_REPLICATION_FACTOR/,
     );
   });
+
+  it('exports no spans by default, and reads the OTLP endpoint, headers and service name when given', () => {
+    const off = loadConfig({});
+    expect(off.otelTracesEndpoint).to.equal(null);
+    expect(off.otelServiceName).to.equal('event-trigger-platform');
+    expect(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318/' }).otelTracesEndpoint).to.equal(
+      'http://collector:4318/v1/traces',
+    );
+    const signal = loadConfig({
+      OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318',
+      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'https://traces.example/otlp/traces',
+      OTEL_EXPORTER_OTLP_HEADERS: 'x-api-key=abc%3D1, tenant = blue',
+      OTEL_SERVICE_NAME: 'etp-eu',
+    });
+    expect(signal.otelTracesEndpoint).to.equal('https://traces.example/otlp/traces');
+    expect(signal.otelExporterHeaders).to.deep.equal({ 'x-api-key': 'abc=1', tenant: 'blue' });
+    expect(signal.otelServiceName).to.equal('etp-eu');
+    expect(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318', OTEL_SDK_DISABLED: 'true' }).otelTracesEndpoint).to.equal(
+      null,
+    );
+  });
+
+  it('rejects a malformed OTLP endpoint or headers, naming the variable and never echoing header values', () => {
+    expect(() => loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4318' })).to.throw(ConfigError, /OTEL_EXPORTER_OTLP_ENDPOINT/);
+    expect(() => loadConfig({ OTEL_EXPORTER_OTLP_HEADERS: 'secret-token' })).to.throw(ConfigError, /OTEL_EXPORTER_OTLP_HEADERS/);
+    try {
+      loadConfig({ OTEL_EXPORTER_OTLP_HEADERS: 'authorization=Bearer%ZZsecret' });
+      expect.fail('accepted a malformed header value');
+    } catch (e) {
+      expect((e as Error).message).to.match(/OTEL_EXPORTER_OTLP_HEADERS/);
+      expect((e as Error).message).to.not.include('secret');
+    }
+  });
 });

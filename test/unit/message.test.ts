@@ -45,4 +45,16 @@ describe('Kafka message text built around a serialised payload', () => {
     const m = toKafka('t', eventMessage(base));
     expect(eventHeadersJson(base.id, 'webhook')).to.equal(JSON.stringify(m.headers));
   });
+
+  it('carries the traceparent as a header, not in the value, and keeps it on a copy made by spreading', () => {
+    const tp = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    const msg = eventMessage({ ...base, trace_parent: tp });
+    const m = toKafka('t', msg);
+    expect(m.headers.traceparent).to.equal(tp);
+    expect(JSON.parse(m.value.toString())).to.not.have.property('traceparent');
+    expect(m.value.toString()).to.equal(toKafka('t', eventMessage(base)).value.toString());
+    expect(eventHeadersJson(base.id, 'webhook', tp)).to.equal(JSON.stringify(m.headers));
+    const retry = toKafka('t.retry', { ...msg, delivery_attempt: 2 });
+    expect(retry.headers.traceparent).to.equal(tp);
+  });
 });

@@ -221,6 +221,8 @@ export function EventPageView({ id }: { id: string }) {
                 e.retention_status === 'active' ? 'active (recent: the Events page’s default view)' : 'archived (older: the Archived view)',
               ],
               ['Id', <code key="id">{e.id}</code>],
+              // The trace to look up in a tracing backend; the delivery requests carry it as `traceparent`.
+              ['Trace id', e.trace_id ? <code key="tr">{e.trace_id}</code> : '—'],
               [
                 'Replay of',
                 e.replay_of ? (
