@@ -231,7 +231,21 @@ export function deliver(req: DeliveryRequest, allowPrivate: boolean): Promise<De
 
   const method = req.config.http_method;
   const body = method === 'GET' ? null : JSON.stringify(req.payload ?? null);
-  const ts = Math.floor(Date.now() / 1000);
+  const headers = requestHeaders(req, body, Math.floor(Date.now() / 1000));
+  sentHeaders = headersForHistory({ host: url.host, ...headers });
+  const options: http.RequestOptions = {
+    agent: agentFor(secure, allowPrivate),
+    hostname: host,
+    port: url.port || (secure ? 443 : 80),
+    path: url.pathname + url.search,
+    method,
+    headers,
+  };
+  return request(options, secure, body, req.config.timeout_ms, done, retry);
+}
+
+/** The request's headers: the trigger's own (less framing ones), then ours, which win. */
+function requestHeaders(req: DeliveryRequest, body: string | null, ts: number): Record<string, string> {
   const headers: Record<string, string> = {};
   for (const name in req.config.headers) {
     if (!FRAMING_HEADERS.has(name.toLowerCase())) headers[name] = req.config.headers[name]!;
@@ -252,17 +266,18 @@ export function deliver(req: DeliveryRequest, allowPrivate: boolean): Promise<De
     // A GET carries no body; its signature covers the body it would have had, as before.
     headers['webhook-signature'] = signStandardWebhook(req.config.secret, req.eventId, ts, body ?? JSON.stringify(req.payload ?? null));
   }
-  sentHeaders = headersForHistory({ host: url.host, ...headers });
-  const options: http.RequestOptions = {
-    agent: agentFor(secure, allowPrivate),
-    hostname: host,
-    port: url.port || (secure ? 443 : 80),
-    path: url.pathname + url.search,
-    method,
-    headers,
-  };
-  const timeoutMs = req.config.timeout_ms;
+  return headers;
+}
 
+/** Sends the request and reads the answer, all within one timer of `timeoutMs`. */
+function request(
+  options: http.RequestOptions,
+  secure: boolean,
+  body: string | null,
+  timeoutMs: number,
+  done: (outcome: Outcome, responseBody?: Buffer | null, responseHeaders?: RawHeaders | null) => DeliveryResult,
+  retry: (error: string) => DeliveryResult,
+): Promise<DeliveryResult> {
   return new Promise<DeliveryResult>((resolve) => {
     let settled = false;
     let current: http.ClientRequest | null = null;
