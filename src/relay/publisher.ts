@@ -151,9 +151,7 @@ export class PublishLane {
 
   /** The shards this lane claims now: held by the relay, assigned to the lane, not waiting after a failure. */
   shards(): number[] {
-    const { ordering } = this.publisher.deps;
-    if (!ordering) return [];
-    return ordering.leases.owned().filter((s) => s % this.lanes === this.index && !ordering.backoff.isBlocked(s));
+    return this.relayShards().filter((s) => s % this.lanes === this.index);
   }
 
   /** The shards of every lane of this relay (ordered mode), not waiting after a failure. */

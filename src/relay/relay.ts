@@ -51,15 +51,13 @@ export class Relay {
     const ordering: Ordering | undefined = this.leases && { leases: this.leases, backoff: new ShardBackoff() };
     const direct = config.relayFireMode === 'direct' ? new DirectFire(producer, config) : null;
     const publisher = new OutboxPublisher({ db, producer, config, events, ordering });
-    // RELAY_CONCURRENCY lanes of each claim loop: one relay keeps several batches in flight, so the time a
-    // batch waits on MySQL or on Kafka's delivery reports is overlapped by the other lanes (the loop is
-    // latency-bound, not CPU-bound). Fire lanes claim disjoint rows (SKIP LOCKED); in ordered mode each
-    // publish lane takes the held shards with shard % lanes = lane, so a shard is still published by one
-    // lane, in id order.
     const publishLanes = Array.from({ length: config.relayConcurrency }, (_, lane) => publisher.lane(lane, config.relayConcurrency));
-    const wakePublishers = () => {
-      publishLanes.forEach((l) => l.markBusy());
-      this.publishDelays.forEach((d) => d.wake());
+    // Publish lanes from `from` on: claim at once (no probe first), now rather than at their next poll.
+    const wakePublishLanes = (from: number) => {
+      for (let i = from; i < publishLanes.length; i++) {
+        publishLanes[i]!.markBusy();
+        this.publishDelays[i]?.wake();
+      }
     };
     const wakeFireLanes = () => this.fireDelays.forEach((d) => d.wake());
     this.loops = [];
@@ -75,9 +73,6 @@ export class Relay {
       const publishDelay = new WakeableDelay();
       const publishLane = publishLanes[lane]!;
       const leader = lane === 0;
-      // The other lanes also poll on their own at the idle ceiling (one probe statement each), so a lane 0
-      // held up in a long batch (Kafka slow to acknowledge) does not hold up their claims.
-      const followerIdleMs = idleMs;
       let quietPolls = 0;
       let fireIdle = false;
       this.fireDelays.push(fireDelay);
@@ -86,7 +81,7 @@ export class Relay {
         this.loop(`schedules-${lane}`, fireDelay, idleMs, async () => {
           const r = await withDbRetry(() => fireDue(db, config, events, direct, this.tracing, { probeFirst: fireIdle }));
           fireIdle = r.claimed === 0;
-          if (r.queued > 0) wakePublishers(); // new outbox rows: publish them now, not at the next poll
+          if (r.queued > 0) wakePublishLanes(0); // new outbox rows: publish them now, not at the next poll
           // Lane 0 wakes the other lanes when it finds more than a batch due, so a steady trickle of fires
           // does not cost an empty claim per lane.
           if (r.full) wakeFireLanes();
@@ -95,12 +90,14 @@ export class Relay {
           // transaction, for at most that much more lag.
           return { ...r, nextInMs: Math.max(r.nextInMs ?? idleMs, config.relayFireWindowMs) };
         }),
-        this.loop(`outbox-${lane}`, publishDelay, leader ? Math.min(idleMs, config.outboxPollIntervalMs * 4) : followerIdleMs, async () => {
+        this.loop(`outbox-${lane}`, publishDelay, leader ? Math.min(idleMs, config.outboxPollIntervalMs * 4) : idleMs, async () => {
           const r = await publishLane.publish(leader);
-          if (leader && r.found) publishLanes.slice(1).forEach((l, i) => (l.markBusy(), this.publishDelays[i + 1]!.wake()));
+          if (leader && r.found) wakePublishLanes(1);
           // A lane that keeps finding nothing polls less often: OUTBOX_POLL_INTERVAL while rows come, up to
           // 4× that after quiet polls (scheduled events bypass the outbox, so it is often empty). Any row
-          // resets it. The other lanes wait for lane 0 after a claim that found nothing.
+          // resets it. The other lanes, after a claim that found nothing, wait for lane 0 or poll on their own
+          // at the idle ceiling, so a lane 0 held up in a long batch (Kafka slow to acknowledge) does not
+          // hold up their claims.
           quietPolls = r.claimed > 0 ? 0 : quietPolls + 1;
           if (!leader && r.claimed === 0) return { ...r, nextInMs: undefined };
           return { ...r, nextInMs: config.outboxPollIntervalMs * 2 ** Math.min(quietPolls, 2) };

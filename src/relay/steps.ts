@@ -42,8 +42,7 @@ export async function fireDue(
   // (and when the next is): an idle relay costs that, not a claim transaction, per poll.
   if (options.probeFirst) {
     const next = await nextPending(db);
-    if (!next?.due)
-      return { full: false, claimed: 0, fired: 0, queued: 0, nextInMs: next ? next.fire_at.getTime() - Date.now() : undefined };
+    if (!next?.due) return { full: false, claimed: 0, fired: 0, queued: 0, nextInMs: msUntil(next) };
   }
   // Recorded fire spans (none without an exporter), ended once the transaction is over.
   const spans: Span[] = [];
@@ -82,7 +81,7 @@ export async function fireDue(
   const done = { full, claimed: result.claimed, fired: result.fired, queued: result.queued };
   if (full) return done;
   const next = await nextPending(db);
-  return { ...done, nextInMs: next ? next.fire_at.getTime() - Date.now() : undefined };
+  return { ...done, nextInMs: msUntil(next) };
 }
 
 /**
@@ -101,6 +100,11 @@ function traceFirings(tracing: Tracing, toLog: EventInsert[]): Span[] {
     if (begun.span) spans.push(begun.span);
   }
   return spans;
+}
+
+/** How long until the next pending occurrence fires (undefined: none is pending), for the lane's sleep. */
+function msUntil(next: { fire_at: Date } | null): number | undefined {
+  return next ? next.fire_at.getTime() - Date.now() : undefined;
 }
 
 /**
