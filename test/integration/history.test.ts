@@ -15,6 +15,7 @@ import { Lifecycle } from '../../src/events';
 import { sweep } from '../../src/relay/steps';
 import { eventIdTime, newEventId, scheduledEventId } from '../../src/triggers/event-id';
 import { windowOf } from '../../src/api/events';
+import { triggerCounts } from '../../src/db/overview';
 import { createTestEnv, type TestEnv } from '../helpers/env';
 import { testApp } from '../helpers/app';
 import { until } from '../helpers/until';
@@ -160,6 +161,61 @@ describe('history at scale', () => {
           },
         ),
         { numRuns: 25 },
+      );
+    });
+  });
+
+  describe('trigger counts', () => {
+    const anOp = fc.oneof(
+      fc.record({ op: fc.constant('create' as const), type: fc.constantFrom('webhook', 'cron_scheduled', 'interval_scheduled') }),
+      fc.record({ op: fc.constantFrom('pause' as const, 'resume' as const, 'delete' as const, 'rename' as const), pick: fc.nat() }),
+      fc.record({ op: fc.constantFrom('bulk-pause' as const, 'bulk-resume' as const) }),
+    );
+    const configOf = (type: string) =>
+      type === 'webhook'
+        ? { endpoint: 'https://example.com/hook', schema: { type: 'object' } }
+        : type === 'cron_scheduled'
+          ? { endpoint: 'https://example.com/cron', cron: '0 * * * *', timezone: 'UTC' }
+          : { endpoint: 'https://example.com/interval', interval_seconds: 3600 };
+
+    it('equal a direct count of the triggers after any mix of API creates, edits, pauses, resumes and deletes, run at once', async function () {
+      this.timeout(120_000);
+      const app = testApp(t);
+      await fc.assert(
+        fc.asyncProperty(fc.array(fc.array(anOp, { minLength: 1, maxLength: 8 }), { minLength: 1, maxLength: 4 }), async (lanes) => {
+          const ids: string[] = [];
+          // The lanes run at once (their API calls use different pool connections); each lane's calls in order.
+          await Promise.all(
+            lanes.map(async (ops) => {
+              for (const o of ops) {
+                const id = 'pick' in o && ids.length > 0 ? ids[o.pick % ids.length]! : null;
+                if (o.op === 'create') {
+                  const res = await request(app)
+                    .post('/api/v1/triggers')
+                    .send({ name: `count-${ids.length}`, type: o.type, tags: ['counted'], config: configOf(o.type) })
+                    .expect(201);
+                  ids.push(res.body.id);
+                } else if (o.op === 'bulk-pause' || o.op === 'bulk-resume') {
+                  await request(app)
+                    .post(`/api/v1/triggers/${o.op === 'bulk-pause' ? 'pause' : 'resume'}`)
+                    .send({ tag: 'counted' })
+                    .expect(200);
+                } else if (id && o.op === 'delete') {
+                  await request(app).delete(`/api/v1/triggers/${id}`).expect((r) => expect(r.status).to.be.oneOf([204, 404]));
+                } else if (id) {
+                  const body = o.op === 'rename' ? { name: `renamed-${o.pick}` } : { status: o.op === 'pause' ? 'inactive' : 'active' };
+                  await request(app).put(`/api/v1/triggers/${id}`).send(body).expect((r) => expect(r.status).to.be.oneOf([200, 404]));
+                }
+              }
+            }),
+          );
+          const [direct] = (await t.db.raw('SELECT type, status, COUNT(*) AS n FROM triggers GROUP BY type, status')) as [
+            Array<{ type: string; status: string; n: number }>,
+          ];
+          const key = (r: { type: string; status: string; n: number }) => `${r.type}|${r.status}=${Number(r.n)}`;
+          expect((await triggerCounts(t.db)).map(key).sort()).to.deep.equal(direct.map(key).sort());
+        }),
+        { numRuns: 15 },
       );
     });
   });
