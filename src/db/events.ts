@@ -87,6 +87,11 @@ const EVENT_ROW = `(${EVENT_COLUMNS.map(() => '?').join(',')})`;
  * the INSERT itself. Same columns and values as toDb; the dates as DATETIME(3) text in UTC (the session's
  * time zone, db/knex.ts), each distinct instant formatted once.
  */
+/** The multi-row INSERT of `rows` (the fast path of insertEvents; the relay's scripted fire sends it too). */
+export function insertEventsStatement(rows: EventInsert[], now: Date): { sql: string; values: Knex.RawBinding[] } {
+  return { sql: insertEventsSql(rows.length), values: eventValues(rows, now) };
+}
+
 function insertEventsSql(n: number): string {
   return `INSERT INTO event_logs (${EVENT_COLUMNS.join(',')}) VALUES ${Array.from({ length: n }, () => EVENT_ROW).join(',')}`;
 }
@@ -178,7 +183,8 @@ export function retentionOf(firedAt: Date, w: RetentionWindow): RetentionStatus 
 export async function insertEvents(trx: Knex.Transaction, rows: EventInsert[], now: Date): Promise<Set<string>> {
   if (rows.length === 0) return new Set();
   try {
-    await trx.raw(insertEventsSql(rows.length), eventValues(rows, now));
+    const { sql, values } = insertEventsStatement(rows, now);
+    await trx.raw(sql, values);
     return new Set(rows.map((r) => r.id));
   } catch (e) {
     if (!isDuplicateKey(e)) throw e;

@@ -1,37 +1,16 @@
-import mysql from 'mysql2/promise';
-import { connectionOptions, dbTime } from './knex';
+import { createMultiStatementPool, type MultiPool } from './multi';
+import { dbTime } from './knex';
 import { OutboxState } from './outbox';
 
 /**
  * The webhook receiver's write path: a group of accepted webhook events written as ONE multi-statement
- * query (START TRANSACTION; event logs; outbox rows; COMMIT) — one round trip per group of requests.
- *
- * It has its own small mysql2 pool because it needs `multipleStatements`, which the knex pool must not
- * have. Only the fixed statement text below is sent with it; every value (ids, payloads, Kafka values) is
- * a bound `?` that mysql2 escapes, so user text never becomes SQL.
+ * query (START TRANSACTION; event logs; outbox rows; COMMIT) — one round trip per group of requests, on a
+ * pool of its own with `multipleStatements` (see db/multi.ts).
  */
-export type IngestPool = mysql.Pool;
+export type IngestPool = MultiPool;
 
 export function createIngestPool(databaseUrl: string, connections: number): IngestPool {
-  const pool = mysql.createPool({
-    ...connectionOptions(databaseUrl),
-    multipleStatements: true,
-    connectionLimit: connections,
-    maxIdle: connections,
-    timezone: 'Z',
-    charset: 'utf8mb4',
-    connectTimeout: 5000,
-  });
-  // The same session settings as the knex pool (src/db/knex.ts): UTC, READ COMMITTED.
-  // The listener gets the core (callback) connection; its first query runs before any of ours. If it
-  // fails the connection is dropped, and the flush that meets it fails and is retried.
-  pool.on('connection', (conn) => {
-    const core = conn as unknown as { query(sql: string, cb: (err: Error | null) => void): void; destroy(): void };
-    core.query("SET time_zone = '+00:00'; SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED", (err) => {
-      if (err) core.destroy();
-    });
-  });
-  return pool;
+  return createMultiStatementPool(databaseUrl, connections);
 }
 
 /** One accepted webhook request, everything precomputed in the API process. */

@@ -51,9 +51,13 @@ export function shardOf(key: string | null, shards: number): number {
 
 export async function insertOutbox(q: Q, rows: OutboxInsert[], now: Date): Promise<void> {
   if (rows.length === 0) return;
-  // As text rather than knex's builder (see insertEvents in db/events.ts): one row per fired event.
+  const { sql, values } = insertOutboxStatement(rows, now, outboxShardsOf(q));
+  await q.raw(sql, values);
+}
+
+/** The INSERT of `rows` into the outbox, each with its key's shard of `shards` (as text rather than knex's builder: see insertEvents). */
+export function insertOutboxStatement(rows: OutboxInsert[], now: Date, shards: number): { sql: string; values: Knex.RawBinding[] } {
   const nowText = dbTime(now);
-  const shards = outboxShardsOf(q);
   const values: Knex.RawBinding[] = [];
   for (const r of rows) {
     const m = r.message;
@@ -69,7 +73,7 @@ export async function insertOutbox(q: Q, rows: OutboxInsert[], now: Date): Promi
       nowText,
     );
   }
-  await q.raw(insertOutboxSql(rows.length), values);
+  return { sql: insertOutboxSql(rows.length), values };
 }
 
 const OUTBOX_COLUMNS = 'event_id, topic, msg_key, shard, value, headers, available_at, published, created_at';
@@ -262,20 +266,30 @@ export async function shardsWithBacklog(q: Q, shards: number[]): Promise<Set<num
   if (shards.length === 0) return new Set();
   // Usually the outbox holds nothing queued at all (scheduled events bypass it): one probe of
   // idx_outbox_claim says so, cheaper than the per-shard statement below in every fire transaction.
-  // Fences never match.
-  const [any] = (await q.raw('SELECT id FROM outbox FORCE INDEX (idx_outbox_claim) WHERE published IN (?, ?) LIMIT 1', [
-    OutboxState.Ready,
-    OutboxState.Waiting,
-  ])) as [unknown[]];
+  const [any] = (await q.raw(ANY_QUEUED.sql, ANY_QUEUED.values)) as [unknown[]];
   if (any.length === 0) return new Set();
-  // A loose index scan of idx_outbox_shard_claim per state ("Using index for group-by"): one dive per shard
-  // and state, not a read of every queued row (docs/decisions/outbox-named-indexes.md).
-  const [rows] = (await q.raw(
-    `SELECT DISTINCT shard FROM outbox FORCE INDEX (idx_outbox_shard_claim) WHERE shard IN (?) AND published = ?
-     UNION SELECT DISTINCT shard FROM outbox FORCE INDEX (idx_outbox_shard_claim) WHERE shard IN (?) AND published = ?`,
-    [shards, OutboxState.Ready, shards, OutboxState.Waiting],
-  )) as [Array<{ shard: number }>];
+  const { sql, values } = queuedShardsStatement(shards);
+  const [rows] = (await q.raw(sql, values)) as [Array<{ shard: number }>];
   return new Set(rows.map((r) => Number(r.shard)));
+}
+
+/** Whether the outbox holds any queued row at all (a row back means yes): one dive into idx_outbox_claim. Fences never match. */
+export const ANY_QUEUED = {
+  sql: 'SELECT id FROM outbox FORCE INDEX (idx_outbox_claim) WHERE published IN (?, ?) LIMIT 1',
+  values: [OutboxState.Ready, OutboxState.Waiting] as Knex.RawBinding[],
+};
+
+/**
+ * Which of `shards` hold queued rows: a loose index scan of idx_outbox_shard_claim per state ("Using index
+ * for group-by"), one dive per shard and state, not a read of every queued row
+ * (docs/decisions/outbox-named-indexes.md).
+ */
+export function queuedShardsStatement(shards: number[]): { sql: string; values: Knex.RawBinding[] } {
+  return {
+    sql: `SELECT DISTINCT shard FROM outbox FORCE INDEX (idx_outbox_shard_claim) WHERE shard IN (?) AND published = ?
+     UNION SELECT DISTINCT shard FROM outbox FORCE INDEX (idx_outbox_shard_claim) WHERE shard IN (?) AND published = ?`,
+    values: [shards, OutboxState.Ready, shards, OutboxState.Waiting] as unknown as Knex.RawBinding[],
+  };
 }
 
 /**

@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import { eventMessage, toKafka } from '../kafka/message';
 import { insertEvents, type EventInsert } from './events';
-import { insertOutbox } from './outbox';
+import { insertOutbox, type OutboxInsert } from './outbox';
 
 /**
  * The transactional outbox in one call: event logs and their outbox rows, inside the caller's
@@ -13,10 +13,17 @@ export async function recordEvents(trx: Knex.Transaction, events: EventInsert[],
   const inserted = await insertEvents(trx, events, now);
   await insertOutbox(
     trx,
-    events
-      .filter((e) => inserted.has(e.id) && !e.published_at)
-      .map((e) => ({ event_id: e.id, message: toKafka(topic, eventMessage(e)), available_at: now })),
+    outboxRowsOf(
+      events.filter((e) => inserted.has(e.id)),
+      topic,
+      now,
+    ),
     now,
   );
   return inserted;
+}
+
+/** The outbox rows of `events` (those not on Kafka yet), ready at `now`. */
+export function outboxRowsOf(events: EventInsert[], topic: string, now: Date): OutboxInsert[] {
+  return events.filter((e) => !e.published_at).map((e) => ({ event_id: e.id, message: toKafka(topic, eventMessage(e)), available_at: now }));
 }

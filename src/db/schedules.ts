@@ -14,6 +14,15 @@ export async function insertOccurrences(
   now: Date,
 ): Promise<void> {
   if (rows.length === 0) return;
+  const { sql, values } = insertOccurrencesStatement(rows, now);
+  await q.raw(sql, values);
+}
+
+/** The upsert of insertOccurrences (the relay's scripted fire sends it too). */
+export function insertOccurrencesStatement(
+  rows: Array<{ trigger_id: string; fire_at: Date; scheduled_for?: Date | null }>,
+  now: Date,
+): { sql: string; values: Knex.RawBinding[] } {
   const placeholders = rows.map(() => "(?, ?, ?, 'pending', ?, ?)").join(',');
   const bindings = rows.flatMap((r) => [
     r.trigger_id,
@@ -27,7 +36,7 @@ export async function insertOccurrences(
   const sql = `INSERT INTO trigger_schedules (trigger_id, fire_at, scheduled_for, status, created_at, updated_at) VALUES ${placeholders}
      ON DUPLICATE KEY UPDATE scheduled_for = IF(status = 'cancelled', VALUES(scheduled_for), scheduled_for),
        status = IF(status = 'cancelled', 'pending', status), updated_at = VALUES(updated_at)`;
-  await q.raw(sql, bindings);
+  return { sql, values: bindings };
 }
 
 export async function cancelPending(q: Q, triggerId: string, now: Date): Promise<number> {
@@ -87,21 +96,28 @@ export interface DueRow {
  * Runs inside a READ COMMITTED transaction (set per connection in db/knex.ts).
  */
 export async function claimDue(trx: Knex.Transaction, limit: number): Promise<DueRow[]> {
-  const [rows] = (await trx.raw(
-    `SELECT id, trigger_id, fire_at, scheduled_for FROM trigger_schedules
-      WHERE status = 'pending' AND fire_at <= UTC_TIMESTAMP(3)
-      ORDER BY fire_at
-      LIMIT ? FOR UPDATE SKIP LOCKED`,
-    [limit],
-  )) as [DueRow[]];
+  const [rows] = (await trx.raw(CLAIM_DUE_SQL, [limit])) as [DueRow[]];
   return rows;
 }
 
+/** claimDue's statement; its one binding is the batch size. */
+export const CLAIM_DUE_SQL = `SELECT id, trigger_id, fire_at, scheduled_for FROM trigger_schedules
+      WHERE status = 'pending' AND fire_at <= UTC_TIMESTAMP(3)
+      ORDER BY fire_at
+      LIMIT ? FOR UPDATE SKIP LOCKED`;
+
 export async function markDone(trx: Knex.Transaction, ids: number[], status: 'completed' | 'cancelled', now: Date): Promise<void> {
   if (ids.length === 0) return;
-  await trx('trigger_schedules')
-    .whereIn('id', ids)
-    .update({ status, updated_at: now, last_attempt_at: now, attempt_count: trx.raw('attempt_count + 1') });
+  const { sql, values } = markDoneStatement(ids, status, now);
+  await trx.raw(sql, values);
+}
+
+/** markDone's statement: the claimed rows (by primary key) completed or cancelled, an attempt counted. */
+export function markDoneStatement(ids: number[], status: 'completed' | 'cancelled', now: Date): { sql: string; values: Knex.RawBinding[] } {
+  return {
+    sql: 'UPDATE trigger_schedules SET status = ?, updated_at = ?, last_attempt_at = ?, attempt_count = attempt_count + 1 WHERE id IN (?)',
+    values: [status, now, now, ids] as unknown as Knex.RawBinding[],
+  };
 }
 
 /** Pending rows whose fire_at has passed (the etp_schedules_due gauge). */
@@ -117,9 +133,16 @@ export async function countDue(q: Q): Promise<number> {
  * poll ceiling) and whether it is due by the database's clock, the one the claim uses.
  */
 export async function nextPending(q: Q): Promise<{ fire_at: Date; due: boolean } | null> {
-  const [rows] = (await q.raw(
-    "SELECT fire_at, fire_at <= UTC_TIMESTAMP(3) AS due FROM trigger_schedules WHERE status = 'pending' ORDER BY fire_at LIMIT 1",
-  )) as [Array<{ fire_at: Date; due: number }>];
+  const [rows] = (await q.raw(NEXT_PENDING_SQL)) as [Array<{ fire_at: Date; due: number }>];
+  return nextPendingOf(rows);
+}
+
+/** nextPending's statement (no bindings). */
+export const NEXT_PENDING_SQL =
+  "SELECT fire_at, fire_at <= UTC_TIMESTAMP(3) AS due FROM trigger_schedules WHERE status = 'pending' ORDER BY fire_at LIMIT 1";
+
+/** nextPending's answer from the rows of NEXT_PENDING_SQL. */
+export function nextPendingOf(rows: Array<{ fire_at: Date; due: number }>): { fire_at: Date; due: boolean } | null {
   return rows[0] ? { fire_at: rows[0].fire_at, due: Number(rows[0].due) === 1 } : null;
 }
 

@@ -57,7 +57,16 @@ export async function getTriggersByIds(q: Q, ids: string[]): Promise<Map<string,
 export async function getTriggersForFire(q: Q, ids: string[]): Promise<Map<string, FireTrigger>> {
   const out = new Map<string, FireTrigger>();
   if (ids.length === 0) return out;
-  const rows = (await q('triggers').select('id', 'type', 'status', 'config', 'version').whereIn('id', ids)) as Record<string, unknown>[];
+  const [rows] = (await q.raw(FIRE_TRIGGERS_SQL, [ids])) as [Record<string, unknown>[]];
+  return fireTriggersOf(rows);
+}
+
+/** getTriggersForFire's statement; its one binding is the array of trigger ids. */
+export const FIRE_TRIGGERS_SQL = 'SELECT id, type, status, config, version FROM triggers WHERE id IN (?)';
+
+/** getTriggersForFire's answer from the rows of FIRE_TRIGGERS_SQL. */
+export function fireTriggersOf(rows: Record<string, unknown>[]): Map<string, FireTrigger> {
+  const out = new Map<string, FireTrigger>();
   for (const r of rows) {
     out.set(r.id as string, {
       id: r.id as string,

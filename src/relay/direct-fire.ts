@@ -1,7 +1,6 @@
-import type { Knex } from 'knex';
 import type { Config } from '../config';
 import type { EventInsert } from '../db/events';
-import { outboxShardsOf, shardOf, shardsWithBacklog } from '../db/outbox';
+import { shardOf } from '../db/outbox';
 import type { EventProducer } from '../kafka/producer';
 import { eventMessage, toKafka } from '../kafka/message';
 import { backoffMs, type Clock } from '../util';
@@ -44,12 +43,12 @@ export class DirectFire {
    * Produces the events that may skip the outbox and sets `published_at` on those Kafka acknowledged; the
    * rest keep `published_at` unset and get outbox rows from the caller. In ordered mode an event whose shard
    * still has queued outbox rows (a test run, a replay, an outage's backlog) is not sent: it queues behind them.
+   * `backlog` says which of the given shards (of `shards`) have queued rows, read in the fire transaction.
    */
-  async produce(trx: Knex.Transaction, toLog: EventInsert[]): Promise<void> {
+  async produce(toLog: EventInsert[], shards: number, backlog: (shards: number[]) => Promise<Set<number>>): Promise<void> {
     let sendable = toLog;
     if (this.config.outboxOrdering) {
-      const shards = outboxShardsOf(trx);
-      const busy = await shardsWithBacklog(trx, [...new Set(toLog.map((e) => shardOf(e.trigger_id, shards)))]);
+      const busy = await backlog([...new Set(toLog.map((e) => shardOf(e.trigger_id, shards)))]);
       if (busy.size > 0) sendable = toLog.filter((e) => !busy.has(shardOf(e.trigger_id, shards)));
     }
     await this.send(sendable);

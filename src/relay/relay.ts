@@ -11,6 +11,7 @@ import { DirectFire } from './direct-fire';
 import { OutboxPublisher, ShardBackoff, type Ordering } from './publisher';
 import { fireDue, sweep } from './steps';
 import { Tracing } from '../tracing/tracing';
+import { createMultiStatementPool, type MultiPool } from '../db/multi';
 
 type Step = () => Promise<{ full: boolean; nextInMs?: number }>;
 
@@ -28,6 +29,8 @@ export class Relay {
   private readonly publishDelays: WakeableDelay[] = [];
   private leases: ShardLeases | undefined;
   private stopped: Promise<void> | null = null;
+  /** The fire lanes' multi-statement connections (one per lane): a fire batch in three round trips (see fireDue). */
+  private script: MultiPool | null = null;
 
   private readonly tracing: Tracing;
 
@@ -50,6 +53,7 @@ export class Relay {
     }
     const ordering: Ordering | undefined = this.leases && { leases: this.leases, backoff: new ShardBackoff() };
     const direct = config.relayFireMode === 'direct' ? new DirectFire(producer, config) : null;
+    const script = (this.script = createMultiStatementPool(config.databaseUrl, config.relayConcurrency));
     const publisher = new OutboxPublisher({ db, producer, config, events, ordering });
     const publishLanes = Array.from({ length: config.relayConcurrency }, (_, lane) => publisher.lane(lane, config.relayConcurrency));
     // Publish lanes from `from` on: claim at once (no probe first), now rather than at their next poll.
@@ -79,7 +83,7 @@ export class Relay {
       this.publishDelays.push(publishDelay);
       this.loops.push(
         this.loop(`schedules-${lane}`, fireDelay, idleMs, async () => {
-          const r = await withDbRetry(() => fireDue(db, config, events, direct, this.tracing, { probeFirst: fireIdle }));
+          const r = await withDbRetry(() => fireDue(db, config, events, direct, this.tracing, { probeFirst: fireIdle, script }));
           fireIdle = r.claimed === 0;
           if (r.queued > 0) wakePublishLanes(0); // new outbox rows: publish them now, not at the next poll
           // Lane 0 wakes the other lanes when it finds more than a batch due, so a steady trickle of fires
@@ -156,6 +160,7 @@ export class Relay {
     this.stopped = Promise.all(this.loops).then(async () => {
       // Hand our shards over at once rather than making the others wait for the leases to expire.
       await this.leases?.release().catch(() => undefined);
+      await this.script?.end().catch(() => undefined);
     });
     return this.stopped;
   }

@@ -1,9 +1,24 @@
 import type { Config } from '../config';
 import type { Db } from '../db/knex';
-import { recordEvents } from '../db/record-events';
-import { claimDue, nextPending, insertOccurrences, markDone, deleteFinishedBefore } from '../db/schedules';
-import { getTriggersForFire } from '../db/triggers';
-import { deleteBefore, deleteCountsBefore, type EventInsert } from '../db/events';
+import { outboxRowsOf, recordEvents } from '../db/record-events';
+import {
+  claimDue,
+  CLAIM_DUE_SQL,
+  deleteFinishedBefore,
+  insertOccurrences,
+  insertOccurrencesStatement,
+  markDone,
+  markDoneStatement,
+  NEXT_PENDING_SQL,
+  nextPending,
+  nextPendingOf,
+  type DueRow,
+} from '../db/schedules';
+import { FIRE_TRIGGERS_SQL, fireTriggersOf, getTriggersForFire } from '../db/triggers';
+import { deleteBefore, deleteCountsBefore, insertEventsStatement, type EventInsert } from '../db/events';
+import { ANY_QUEUED, insertOutboxStatement, outboxShardsOf, queuedShardsStatement, shardsWithBacklog } from '../db/outbox';
+import { isDuplicateKey } from '../db/errors';
+import { ScriptTransaction, type MultiPool, type Statement } from '../db/multi';
 import { deleteKeysBefore, IDEMPOTENCY_WINDOW_SECONDS } from '../db/idempotency';
 import { deleteRejectionsBefore } from '../db/webhook-requests';
 import type { Lifecycle } from '../events';
@@ -36,7 +51,7 @@ export async function fireDue(
   events: Lifecycle,
   direct: DirectFire | null,
   tracing: Tracing,
-  options: { probeFirst?: boolean } = {},
+  options: { probeFirst?: boolean; script?: MultiPool | null } = {},
 ): Promise<{ full: boolean; claimed: number; fired: number; queued: number; nextInMs?: number }> {
   // After a claim that found nothing, one statement without a transaction says whether anything is due
   // (and when the next is): an idle relay costs that, not a claim transaction, per poll.
@@ -46,25 +61,9 @@ export async function fireDue(
   }
   // Recorded fire spans (none without an exporter), ended once the transaction is over.
   const spans: Span[] = [];
-  const result = await db
-    .transaction(async (trx) => {
-      const due = await claimDue(trx, config.relayBatchSize);
-      if (due.length === 0) return { claimed: 0, fired: 0, queued: 0, lags: [] as number[] };
-      // A plain (non-locking) read: taking trigger row locks here would make every API edit wait on relays.
-      const triggers = await getTriggersForFire(trx, [...new Set(due.map((d) => d.trigger_id))]);
-      const now = new Date();
-      const { toLog, next, plannedAt, completed, cancelled } = planFiring(due, triggers, now, config.misfireGraceSeconds * 1000);
-      spans.push(...traceFirings(tracing, toLog));
-      if (direct && toLog.length > 0 && direct.isOpen()) await direct.produce(trx, toLog);
-      const inserted = await recordEvents(trx, toLog, config.kafkaTopic, now);
-      await markDone(trx, completed, 'completed', now);
-      await markDone(trx, cancelled, 'cancelled', now);
-      await insertOccurrences(trx, next, now);
-      const fired = toLog.filter((e) => inserted.has(e.id));
-      const lags = fired.map((e) => (now.getTime() - plannedAt.get(e.id)!.getTime()) / 1000);
-      const queued = fired.filter((e) => !e.published_at).length;
-      return { claimed: due.length, fired: inserted.size, queued, lags };
-    })
+  const fire = { db, config, direct, tracing, spans };
+  const result = await ((options.script ? fireScripted(options.script, fire) : Promise.resolve(null)) as Promise<FireBatch | null>)
+    .then((r) => r ?? fireWithKnex(fire))
     .then(
       (r) => (spans.forEach((s) => endSpan(s)), r),
       (e: unknown) => {
@@ -80,8 +79,112 @@ export async function fireDue(
   const full = result.claimed >= config.relayBatchSize;
   const done = { full, claimed: result.claimed, fired: result.fired, queued: result.queued };
   if (full) return done;
-  const next = await nextPending(db);
+  const next = result.next !== undefined ? result.next : await nextPending(db);
   return { ...done, nextInMs: msUntil(next) };
+}
+
+/** What one fire transaction did; `next` is the next pending occurrence when the transaction read it too. */
+interface FireBatch {
+  claimed: number;
+  fired: number;
+  queued: number;
+  lags: number[];
+  next?: { fire_at: Date; due: boolean } | null;
+}
+
+interface FireDeps {
+  db: Db;
+  config: Config;
+  direct: DirectFire | null;
+  tracing: Tracing;
+  spans: Span[];
+}
+
+/**
+ * The fire transaction through knex, a statement per round trip. It is the path of a batch that meets an
+ * event already logged (duplicate key on the scripted path): insertEvents then skips such events row by row.
+ */
+async function fireWithKnex({ db, config, direct, tracing, spans }: FireDeps): Promise<FireBatch> {
+  return db.transaction(async (trx) => {
+    const due = await claimDue(trx, config.relayBatchSize);
+    if (due.length === 0) return { claimed: 0, fired: 0, queued: 0, lags: [] };
+    // A plain (non-locking) read: taking trigger row locks here would make every API edit wait on relays.
+    const triggers = await getTriggersForFire(trx, [...new Set(due.map((d) => d.trigger_id))]);
+    const now = new Date();
+    const { toLog, next, plannedAt, completed, cancelled } = planFiring(due, triggers, now, config.misfireGraceSeconds * 1000);
+    spans.push(...traceFirings(tracing, toLog));
+    if (direct && toLog.length > 0 && direct.isOpen()) await direct.produce(toLog, outboxShardsOf(trx), (s) => shardsWithBacklog(trx, s));
+    const inserted = await recordEvents(trx, toLog, config.kafkaTopic, now);
+    await markDone(trx, completed, 'completed', now);
+    await markDone(trx, cancelled, 'cancelled', now);
+    await insertOccurrences(trx, next, now);
+    const fired = toLog.filter((e) => inserted.has(e.id));
+    return { claimed: due.length, fired: inserted.size, queued: fired.filter((e) => !e.published_at).length, lags: lagsOf(fired, plannedAt, now) };
+  });
+}
+
+/**
+ * The same fire transaction in three round trips on a multi-statement connection (db/multi.ts) instead of
+ * about nine: (1) BEGIN and the claim; (2) the triggers' plain read, with the outbox probe of the direct
+ * path; [Kafka]; (3) event logs, outbox rows, the claimed rows marked, the next occurrences, COMMIT, and
+ * after it the next pending occurrence for the lane's sleep. The statements are the knex path's own (the
+ * builders of db/), so plan tests check what this sends. Returns null, rolled back, when an event of the
+ * batch is already logged: the caller fires it again on the knex path.
+ */
+async function fireScripted(pool: MultiPool, { db, config, direct, tracing, spans }: FireDeps): Promise<FireBatch | null> {
+  const limit = config.relayBatchSize;
+  const { tx, results } = await ScriptTransaction.begin(pool, [{ sql: CLAIM_DUE_SQL, values: [limit] }]);
+  try {
+    const due = results[0] as DueRow[];
+    // A batch that is not full is the last due one: the next pending occurrence is read after the commit.
+    const after: Statement[] = due.length < limit ? [{ sql: NEXT_PENDING_SQL, values: [] }] : [];
+    if (due.length === 0) {
+      const { after: read } = await tx.commit([], after);
+      return { claimed: 0, fired: 0, queued: 0, lags: [], next: nextPendingOf(read[0] as Array<{ fire_at: Date; due: number }>) };
+    }
+    const produce = direct !== null && direct.isOpen();
+    const probe = produce && config.outboxOrdering;
+    const read = await tx.send([
+      { sql: FIRE_TRIGGERS_SQL, values: [[...new Set(due.map((d) => d.trigger_id))]] },
+      ...(probe ? [ANY_QUEUED] : []),
+    ]);
+    const anyQueued = probe && (read[1] as unknown[]).length > 0;
+    const now = new Date();
+    const plan = planFiring(due, fireTriggersOf(read[0] as Record<string, unknown>[]), now, config.misfireGraceSeconds * 1000);
+    spans.push(...traceFirings(tracing, plan.toLog));
+    const shards = outboxShardsOf(db);
+    if (produce && plan.toLog.length > 0)
+      await direct.produce(plan.toLog, shards, async (s) =>
+        anyQueued ? new Set(((await tx.send([queuedShardsStatement(s)]))[0] as Array<{ shard: number }>).map((r) => Number(r.shard))) : new Set(),
+      );
+    const outbox = outboxRowsOf(plan.toLog, config.kafkaTopic, now);
+    const write: Statement[] = [
+      ...(plan.toLog.length > 0 ? [insertEventsStatement(plan.toLog, now)] : []),
+      ...(outbox.length > 0 ? [insertOutboxStatement(outbox, now, shards)] : []),
+      ...(plan.completed.length > 0 ? [markDoneStatement(plan.completed, 'completed', now)] : []),
+      ...(plan.cancelled.length > 0 ? [markDoneStatement(plan.cancelled, 'cancelled', now)] : []),
+      ...(plan.next.length > 0 ? [insertOccurrencesStatement(plan.next, now)] : []),
+    ];
+    const { after: read2 } = await tx.commit(write, after);
+    return {
+      claimed: due.length,
+      fired: plan.toLog.length,
+      queued: outbox.length,
+      lags: lagsOf(plan.toLog, plan.plannedAt, now),
+      next: after.length > 0 ? nextPendingOf(read2[0] as Array<{ fire_at: Date; due: number }>) : undefined,
+    };
+  } catch (e) {
+    await tx.rollback();
+    if (!isDuplicateKey(e)) throw e;
+    // Fired again on the knex path: these spans belong to the attempt that was rolled back.
+    spans.splice(0).forEach((s) => endSpan(s, 'an event of the batch was already logged: fired again row by row'));
+    return null;
+  }
+}
+
+/** Fire lags (s): from each fired event's planned (jittered) instant to the fire transaction's time. */
+function lagsOf(fired: EventInsert[], plannedAt: Map<string, Date>, now: Date): number[] {
+  return fired.map((e) => (now.getTime() - plannedAt.get(e.id)!.getTime()) / 1000);
 }
 
 /**

@@ -15,6 +15,7 @@ import { createLogger } from '../../src/logger';
 import { scheduledEventId } from '../../src/triggers/event-id';
 import { claimUnpublished, claimUnpublishedInShards, probeOutbox, promoteDue, shardOf, shardsWithBacklog } from '../../src/db/outbox';
 import { claimDue, nextPending } from '../../src/db/schedules';
+import { insertEvents } from '../../src/db/events';
 import { randomUUID } from 'node:crypto';
 
 const quiet = createLogger('error', 'test');
@@ -176,6 +177,44 @@ describe('relay: due schedules and the outbox to Kafka', function () {
       message: 'row cancelled',
     });
     expect(await count(t.db, 'event_logs', { trigger_id: id })).to.equal(0);
+  });
+
+  it('fires a batch that holds an occurrence already logged: that event keeps its one log row, and the others fire', async () => {
+    // Due 2 s from now: the logged copy is in place well before the relay claims the batch.
+    const fireAt = new Date(Math.ceil((Date.now() + 2000) / 1000) * 1000);
+    const ids = await insertScheduledTriggers(t.db, 20, { fireAt });
+    const loggedId = scheduledEventId(ids[7]!, fireAt);
+    await t.db.transaction((trx) =>
+      insertEvents(
+        trx,
+        [
+          {
+            id: loggedId,
+            trigger_id: ids[7]!,
+            trigger_type: 'time_scheduled',
+            source: 'scheduler',
+            is_test_run: false,
+            payload: { logged: 'before' },
+            scheduled_for: fireAt,
+            fired_at: new Date(),
+            published_at: new Date(),
+          },
+        ],
+        new Date(),
+      ),
+    );
+    await until(async () => (await count(t.db, 'trigger_schedules', { status: 'completed', fire_at: fireAt })) === ids.length, {
+      timeoutMs: 30_000,
+      message: 'every occurrence of the batch fired',
+    });
+    const eventIds = ids.map((id) => scheduledEventId(id, fireAt));
+    const rows = (await t.db('event_logs').whereIn('id', eventIds).select('id', 'payload')) as Array<{ id: string; payload: string }>;
+    expect(rows.map((r) => r.id)).to.have.members(eventIds);
+    expect(JSON.parse(rows.find((r) => r.id === loggedId)!.payload)).to.deep.equal({ logged: 'before' });
+    await until(() => eventIds.every((id) => id === loggedId || reader.byEventId(id).length > 0), {
+      timeoutMs: 30_000,
+      message: 'the other events on Kafka',
+    });
   });
 
   it('fires a 6-field every-second cron on successive seconds, keeping the next row even when its relay is killed', async () => {

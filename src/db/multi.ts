@@ -1,0 +1,104 @@
+import mysql from 'mysql2/promise';
+import type { Knex } from 'knex';
+import { connectionOptions } from './knex';
+
+/**
+ * A small mysql2 pool whose connections accept several statements in one query (`multipleStatements`), for
+ * the two hot transactions that gain from sending their statements in as few round trips as possible: the
+ * webhook group commit (db/ingest.ts) and the relay's fire batch (relay/steps.ts). The knex pool must not
+ * have that flag; here only the fixed statement texts of db/ are sent, and every value is a bound `?` that
+ * mysql2 escapes, so user text never becomes SQL. Sessions are set up as the knex pool's (db/knex.ts): UTC,
+ * READ COMMITTED; values are typed alike (dates as Dates, numbers as numbers).
+ */
+export type MultiPool = mysql.Pool;
+
+export function createMultiStatementPool(databaseUrl: string, connections: number): MultiPool {
+  const pool = mysql.createPool({
+    ...connectionOptions(databaseUrl),
+    multipleStatements: true,
+    connectionLimit: connections,
+    maxIdle: connections,
+    timezone: 'Z',
+    dateStrings: false,
+    supportBigNumbers: true,
+    bigNumberStrings: false,
+    charset: 'utf8mb4',
+    connectTimeout: 5000,
+  });
+  // The listener gets the core (callback) connection; its first query runs before any of ours. If it
+  // fails the connection is dropped, and the query that meets it fails and is retried by its caller.
+  pool.on('connection', (conn) => {
+    const core = conn as unknown as { query(sql: string, cb: (err: Error | null) => void): void; destroy(): void };
+    core.query("SET time_zone = '+00:00'; SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED", (err) => {
+      if (err) core.destroy();
+    });
+  });
+  return pool;
+}
+
+/** One statement of a script: text with `?` placeholders, and its values. */
+export interface Statement {
+  sql: string;
+  values: readonly unknown[];
+}
+
+/**
+ * A transaction on one connection of a MultiPool whose statements go in batches: each `send` is one round
+ * trip, and its answer holds one result per statement (rows for a SELECT, a header with affectedRows for the
+ * rest). The first batch begins the transaction; `commit` ends it with the last batch (and may carry
+ * statements that run after the commit, outside it). On any failure the transaction is rolled back before
+ * the connection goes back to the pool (a failed statement of a multi-statement query leaves it open);
+ * a connection whose rollback fails is destroyed.
+ */
+export class ScriptTransaction {
+  private done = false;
+
+  private constructor(private readonly conn: mysql.PoolConnection) {}
+
+  /** Takes a connection and sends `START TRANSACTION` with `first`: the results of `first`. */
+  static async begin(pool: MultiPool, first: Statement[]): Promise<{ tx: ScriptTransaction; results: unknown[] }> {
+    const tx = new ScriptTransaction(await pool.getConnection());
+    const results = await tx.send([{ sql: 'START TRANSACTION', values: [] }, ...first]);
+    return { tx, results: results.slice(1) };
+  }
+
+  /** One round trip: the statements' results, in order. */
+  async send(statements: Statement[]): Promise<unknown[]> {
+    try {
+      const [results] = (await this.conn.query(
+        statements.map((s) => s.sql).join(';\n'),
+        statements.flatMap((s) => s.values) as Knex.RawBinding[],
+      )) as unknown as [unknown];
+      // mysql2 nests the results only when there is more than one statement.
+      return statements.length === 1 ? [results] : (results as unknown[]);
+    } catch (e) {
+      await this.rollback();
+      throw e;
+    }
+  }
+
+  /** `statements`, COMMIT, then `after` (outside the transaction), in one round trip: the results of `statements` and of `after`. */
+  async commit(statements: Statement[], after: Statement[] = []): Promise<{ results: unknown[]; after: unknown[] }> {
+    const all = await this.send([...statements, { sql: 'COMMIT', values: [] }, ...after]);
+    this.release();
+    return { results: all.slice(0, statements.length), after: all.slice(statements.length + 1) };
+  }
+
+  /** Rolls back (if still open) and gives the connection back; a connection that cannot roll back is destroyed. */
+  async rollback(): Promise<void> {
+    if (this.done) return;
+    this.done = true;
+    try {
+      await this.conn.query('ROLLBACK');
+      this.conn.release();
+    } catch {
+      this.conn.destroy();
+    }
+  }
+
+  private release(): void {
+    if (this.done) return;
+    this.done = true;
+    this.conn.release();
+  }
+}
