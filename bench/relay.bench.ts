@@ -20,6 +20,7 @@ import { eventMessage, toKafka } from '../src/kafka/message';
 import { EventProducer, ensureTopics } from '../src/kafka/producer';
 import { withDbRetry } from '../src/util';
 import type { Db } from '../src/db/knex';
+import { createMultiStatementPool, type MultiPool } from '../src/db/multi';
 import type { Knex } from 'knex';
 import { insertScheduledTriggers } from '../test/helpers/fixtures';
 import type { RoleProcess } from '../test/helpers/proc';
@@ -252,7 +253,14 @@ interface CeilingResult {
  * (the lease check left out: it answers from a fixed set), claiming as the relay's lanes do
  * (shard % lanes = lane). Throws when a publish fails, as a bench must not measure a half-failed run.
  */
-function publishLanes(e: BenchEnv, lanes: number, ordered: boolean, producer: Pick<EventProducer, 'publish'>): PublishLane[] {
+/** `script`: the relay's multi-statement connections (its publish path); without them, knex's statement per round trip. */
+function publishLanes(
+  e: BenchEnv,
+  lanes: number,
+  ordered: boolean,
+  producer: Pick<EventProducer, 'publish'>,
+  script: MultiPool | null = null,
+): PublishLane[] {
   const events = new Lifecycle();
   events.onEvent('relay:publish_failed', ({ count, error }) => {
     throw new Error(`publish failed for ${count} rows: ${error}`);
@@ -263,7 +271,10 @@ function publishLanes(e: BenchEnv, lanes: number, ordered: boolean, producer: Pi
     producer,
     config: { relayBatchSize: BATCH },
     events,
-    ordering: ordered ? { leases: { owned: () => allShards, verify: (_trx, shards) => Promise.resolve(shards) }, backoff: new ShardBackoff() } : undefined,
+    ordering: ordered
+      ? { leases: { owned: () => allShards, verify: (_trx, shards) => Promise.resolve(shards), ours: () => allShards }, backoff: new ShardBackoff() }
+      : undefined,
+    script,
   });
   return Array.from({ length: lanes }, (_, i) => publisher.lane(i, lanes));
 }
@@ -287,7 +298,9 @@ async function ceiling(claimers: number, ordered = false): Promise<CeilingResult
     const t0 = performance.now();
     const timeline = new Timeline(t0);
     const stop = progress(() => `claimed+marked ${fmtInt(done)} / ${fmtInt(N)}`);
-    const lanes = publishLanes(e, claimers, ordered, NO_KAFKA);
+    // The relay's own path: its multi-statement connections, one per lane.
+    const script = createMultiStatementPool(e.env.DATABASE_URL!, claimers);
+    const lanes = publishLanes(e, claimers, ordered, NO_KAFKA, script);
     try {
       await Promise.all(
         Array.from({ length: claimers }, async (_, i) => {
@@ -306,6 +319,7 @@ async function ceiling(claimers: number, ordered = false): Promise<CeilingResult
       );
     } finally {
       stop();
+      await script.end();
     }
     const seconds = (performance.now() - t0) / 1000;
     const cpu = meter.end();

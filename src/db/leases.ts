@@ -96,9 +96,20 @@ export async function lockLeases(
   shards: number[],
 ): Promise<Array<{ shard: number; owner: string | null; token: number; live: boolean }>> {
   if (shards.length === 0) return [];
-  const [rows] = (await trx.raw(
-    'SELECT shard, owner, token, expires_at > UTC_TIMESTAMP(3) AS live FROM relay_leases WHERE shard IN (?) LOCK IN SHARE MODE',
-    [shards],
-  )) as [Array<{ shard: number; owner: string | null; token: number; live: number }>];
-  return rows.map((r) => ({ shard: Number(r.shard), owner: r.owner, token: Number(r.token), live: Number(r.live) === 1 }));
+  const [rows] = (await trx.raw(LOCK_LEASES_SQL, [shards])) as [unknown[]];
+  return leasesOf(rows);
+}
+
+/** lockLeases's statement; its one binding is the array of shards. */
+export const LOCK_LEASES_SQL =
+  'SELECT shard, owner, token, expires_at > UTC_TIMESTAMP(3) AS live FROM relay_leases WHERE shard IN (?) LOCK IN SHARE MODE';
+
+/** lockLeases's answer from the rows of LOCK_LEASES_SQL. */
+export function leasesOf(rows: unknown[]): Array<{ shard: number; owner: string | null; token: number; live: boolean }> {
+  return (rows as Array<{ shard: number; owner: string | null; token: number; live: number }>).map((r) => ({
+    shard: Number(r.shard),
+    owner: r.owner,
+    token: Number(r.token),
+    live: Number(r.live) === 1,
+  }));
 }

@@ -118,14 +118,25 @@ function fromDb(r: OutboxDbRow): ClaimedOutbox {
  * them, so the claim never walks past them. SKIP LOCKED: relays never wait for each other.
  */
 export async function claimUnpublished(trx: Knex.Transaction, limit: number): Promise<ClaimedOutbox[]> {
-  const [rows] = (await trx.raw(
-    `SELECT id, event_id, topic, msg_key, shard, value, headers, attempts FROM outbox
+  const { sql, values } = claimUnpublishedStatement(limit);
+  const [rows] = (await trx.raw(sql, values)) as [OutboxDbRow[]];
+  return claimedOf(rows);
+}
+
+/** claimUnpublished's statement. */
+export function claimUnpublishedStatement(limit: number): { sql: string; values: Knex.RawBinding[] } {
+  return {
+    sql: `SELECT id, event_id, topic, msg_key, shard, value, headers, attempts FROM outbox
       WHERE published = ?
       ORDER BY id
       LIMIT ? FOR UPDATE SKIP LOCKED`,
-    [OutboxState.Ready, limit],
-  )) as [OutboxDbRow[]];
-  return rows.map(fromDb);
+    values: [OutboxState.Ready, limit],
+  };
+}
+
+/** Claimed rows as the publisher uses them, from the rows of a claim statement. */
+export function claimedOf(rows: unknown[]): ClaimedOutbox[] {
+  return (rows as OutboxDbRow[]).map(fromDb);
 }
 
 /**
@@ -150,22 +161,40 @@ export async function claimUnpublishedInShards(
   cursor: { next: number } = { next: 0 },
 ): Promise<{ rows: ClaimedOutbox[]; full: boolean }> {
   if (shards.length === 0) return { rows: [], full: false };
-  const from = shards.filter((s) => s >= cursor.next);
-  const wrapped = shards.filter((s) => s < cursor.next);
+  const [from, wrapped] = claimParts(shards, cursor);
   const rows: ClaimedOutbox[] = [];
   for (const part of [from, wrapped]) {
     if (part.length === 0 || rows.length >= limit) continue;
-    // Named index: whatever the statistics say (an outbox grows from empty fast), the scan must read and
-    // lock only these shards' rows; on (published, id) an ORDER BY id LIMIT would lock other shards'.
-    const [got] = (await trx.raw(
-      `SELECT id, event_id, topic, msg_key, shard, value, headers, attempts FROM outbox FORCE INDEX (idx_outbox_shard_claim)
-        WHERE shard IN (?) AND published = ? ORDER BY shard, id LIMIT ? FOR UPDATE`,
-      [part, OutboxState.Ready, limit - rows.length],
-    )) as [OutboxDbRow[]];
-    rows.push(...got.map(fromDb));
+    const { sql, values } = claimShardsStatement(part, limit - rows.length);
+    const [got] = (await trx.raw(sql, values)) as [OutboxDbRow[]];
+    rows.push(...claimedOf(got));
   }
-  if (rows.length > 0) cursor.next = rows[rows.length - 1].shard + 1;
-  return { rows, full: rows.length >= limit };
+  return claimedInShards(rows, limit, cursor);
+}
+
+/** The two parts of the ordered claim's rotation: the shards from `cursor.next` on, then the ones before it. */
+export function claimParts(shards: number[], cursor: { next: number }): [number[], number[]] {
+  return [shards.filter((s) => s >= cursor.next), shards.filter((s) => s < cursor.next)];
+}
+
+/**
+ * One part of the ordered claim. Named index: whatever the statistics say (an outbox grows from empty fast),
+ * the scan must read and lock only these shards' rows; on (published, id) an ORDER BY id LIMIT would lock
+ * other shards'.
+ */
+export function claimShardsStatement(shards: number[], limit: number): { sql: string; values: Knex.RawBinding[] } {
+  return {
+    sql: `SELECT id, event_id, topic, msg_key, shard, value, headers, attempts FROM outbox FORCE INDEX (idx_outbox_shard_claim)
+        WHERE shard IN (?) AND published = ? ORDER BY shard, id LIMIT ? FOR UPDATE`,
+    values: [shards, OutboxState.Ready, limit] as unknown as Knex.RawBinding[],
+  };
+}
+
+/** The ordered claim's answer from its parts' rows in order (at most `limit`); moves the cursor past the last shard reached. */
+export function claimedInShards(rows: ClaimedOutbox[], limit: number, cursor: { next: number }): { rows: ClaimedOutbox[]; full: boolean } {
+  const kept = rows.slice(0, limit);
+  if (kept.length > 0) cursor.next = kept[kept.length - 1]!.shard + 1;
+  return { rows: kept, full: kept.length >= limit };
 }
 
 /** event_id of a shard's fence row (see ensureShardFences). */
@@ -207,33 +236,38 @@ export async function ensureShardFences(q: Q, shards: number): Promise<void> {
  * clean up (docs/decisions/delete-on-publish.md).
  */
 export async function markPublished(trx: Knex.Transaction, rows: ClaimedOutbox[], now: Date): Promise<void> {
-  if (rows.length === 0) return;
-  await trx('outbox')
-    .whereIn(
-      'id',
-      rows.map((r) => r.id),
-    )
-    .delete();
-  // Only the first publish of an event moves it to `published` (delivery retries reuse the outbox).
-  await trx('event_logs')
-    .whereIn('id', [...new Set(rows.map((r) => r.event_id))])
-    .whereNull('published_at')
-    .update({
-      published_at: now,
-      execution_status: trx.raw("IF(execution_status = 'pending', 'published', execution_status)"),
-      updated_at: now,
-    });
+  for (const { sql, values } of markPublishedStatements(rows, now)) await trx.raw(sql, values);
+}
+
+/** markPublished's statements (none for no rows): the rows deleted, their events stamped. */
+export function markPublishedStatements(rows: ClaimedOutbox[], now: Date): Array<{ sql: string; values: Knex.RawBinding[] }> {
+  if (rows.length === 0) return [];
+  return [
+    { sql: 'DELETE FROM outbox WHERE id IN (?)', values: [rows.map((r) => r.id)] as unknown as Knex.RawBinding[] },
+    // Only the first publish of an event moves it to `published` (delivery retries reuse the outbox).
+    {
+      sql: `UPDATE event_logs SET published_at = ?, execution_status = IF(execution_status = 'pending', 'published', execution_status), updated_at = ?
+             WHERE id IN (?) AND published_at IS NULL`,
+      values: [now, now, [...new Set(rows.map((r) => r.event_id))]] as unknown as Knex.RawBinding[],
+    },
+  ];
 }
 
 /** Records a failed publish. retryAt null keeps the row where it is (ordered mode: the shard waits instead). */
 export async function markFailed(trx: Knex.Transaction, ids: number[], error: string, retryAt: Date | null): Promise<void> {
   if (ids.length === 0) return;
-  const values: Record<string, unknown> = { attempts: trx.raw('attempts + 1'), last_error: errorText(error) };
-  if (retryAt) {
-    values.available_at = retryAt;
-    values.published = OutboxState.Waiting;
-  }
-  await trx('outbox').whereIn('id', ids).update(values);
+  const { sql, values } = markFailedStatement(ids, error, retryAt);
+  await trx.raw(sql, values);
+}
+
+/** markFailed's statement. */
+export function markFailedStatement(ids: number[], error: string, retryAt: Date | null): { sql: string; values: Knex.RawBinding[] } {
+  return retryAt
+    ? {
+        sql: 'UPDATE outbox SET attempts = attempts + 1, last_error = ?, available_at = ?, published = ? WHERE id IN (?)',
+        values: [errorText(error), retryAt, OutboxState.Waiting, ids] as unknown as Knex.RawBinding[],
+      }
+    : { sql: 'UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id IN (?)', values: [errorText(error), ids] as unknown as Knex.RawBinding[] };
 }
 
 /**

@@ -77,7 +77,11 @@ export class ShardLeases {
    * docs/decisions/shared-lease-locks.md.
    */
   async verify(trx: Knex.Transaction, shards: number[]): Promise<number[]> {
-    const rows = await lockLeases(trx, shards);
+    return this.ours(await lockLeases(trx, shards));
+  }
+
+  /** Of lease rows read (and locked) in a claim transaction, the shards still ours: same owner and token, not expired. */
+  ours(rows: Array<{ shard: number; owner: string | null; token: number; live: boolean }>): number[] {
     return rows.filter((r) => r.owner === this.relayId && r.live && this.held.get(r.shard) === r.token).map((r) => r.shard);
   }
 

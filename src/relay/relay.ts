@@ -53,8 +53,9 @@ export class Relay {
     }
     const ordering: Ordering | undefined = this.leases && { leases: this.leases, backoff: new ShardBackoff() };
     const direct = config.relayFireMode === 'direct' ? new DirectFire(producer, config) : null;
-    const script = (this.script = createMultiStatementPool(config.databaseUrl, config.relayConcurrency));
-    const publisher = new OutboxPublisher({ db, producer, config, events, ordering });
+    // One connection per fire lane and per publish lane.
+    const script = (this.script = createMultiStatementPool(config.databaseUrl, 2 * config.relayConcurrency));
+    const publisher = new OutboxPublisher({ db, producer, config, events, ordering, script });
     const publishLanes = Array.from({ length: config.relayConcurrency }, (_, lane) => publisher.lane(lane, config.relayConcurrency));
     // Publish lanes from `from` on: claim at once (no probe first), now rather than at their next poll.
     const wakePublishLanes = (from: number) => {

@@ -166,7 +166,7 @@ describe('relay state: publish lanes', () => {
   it('gives a lane the held shards with shard % lanes = lane, leaving out those waiting after a failure', () => {
     const clock = manualClock();
     const backoff = new ShardBackoff(clock.now);
-    const leases = { owned: () => [0, 1, 2, 3, 4, 5, 6, 7], verify: () => Promise.resolve([]) };
+    const leases = { owned: () => [0, 1, 2, 3, 4, 5, 6, 7], verify: () => Promise.resolve([]), ours: () => [] };
     const publisher = new OutboxPublisher({
       db: {} as Db,
       producer: producer(),
