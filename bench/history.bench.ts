@@ -39,7 +39,9 @@
  * RELAY_CONCURRENCY=1 each when more than one, as Operations recommends on a shared host), --relay-env=K=V,…,
  * --writers= (fill connections, 3), --chunk= (events per fill statement, 2500), --events-only, --keep,
  * --reuse=<database> (no empty phase and no fill: the history a --keep run left, migrated to the latest schema,
- * settled and measured as the full phase again; for a before/after of a schema or code change on one fill).
+ * settled and measured as the full phase again; for a before/after of a schema or code change on one fill),
+ * --empty (with --reuse: first the empty phase on a new database of the same server, so the run prints
+ * full ÷ empty ratios of one code version, measured minutes apart).
  */
 import http from 'node:http';
 import os from 'node:os';
@@ -94,6 +96,8 @@ const KEEP = args.flags.has('keep');
 const EVENTS_ONLY = args.flags.has('events-only');
 /** --reuse=<database>: a database a --keep run left, measured again as the full phase (after a migration, say). */
 const REUSE = args.values.get('reuse') ?? null;
+/** --empty (with --reuse): an empty phase of this run, on a new database, to divide the reused full phase by. */
+const REUSE_EMPTY = args.flags.has('empty');
 /** Keep the database at the end: asked for, or one this run did not create. */
 const KEEP_DB = KEEP || REUSE !== null;
 const N = intArg(args, 'events', QUICK ? 1_000_000 : 20_000_000);
@@ -1072,6 +1076,15 @@ async function settleHistory(e: BenchEnv): Promise<number> {
 
 /** --reuse: the full phase again on a kept history, printed and written without an empty phase to compare with. */
 async function mainReuse(e: BenchEnv): Promise<void> {
+  let empty: PhaseResult | null = null;
+  if (REUSE_EMPTY) {
+    const e0 = await createBenchEnv('history', { RATE_LIMIT_PER_WEBHOOK: '0' });
+    try {
+      empty = await measure('empty', e0, await insertHistoryTriggers(e0.db));
+    } finally {
+      await closeBenchEnv(e0, false);
+    }
+  }
   const triggers = await existingHistoryTriggers(e.db);
   const s0 = performance.now();
   const caughtUp = await settleHistory(e);
@@ -1095,8 +1108,18 @@ async function mainReuse(e: BenchEnv): Promise<void> {
     `  ${fmtPageReads(full.retention.readsByIndex)}`,
     ...ROUTES.flatMap((r) => {
       const v = full.reads.routes[r];
-      return v ? [`read ${r}: p50 ${v.p50Ms.toFixed(1)} / p99 ${v.p99Ms.toFixed(1)} ms`] : [];
+      const a = empty?.reads.routes[r];
+      const was = a ? ` (empty ${a.p50Ms.toFixed(1)} / ${a.p99Ms.toFixed(1)})` : '';
+      return v ? [`read ${r}: p50 ${v.p50Ms.toFixed(1)} / p99 ${v.p99Ms.toFixed(1)} ms${was}`] : [];
     }),
+    ...(empty
+      ? [
+          `empty: ingest ${fmtInt(empty.ingest.acceptedPerSecond)} events/s, publish ${fmtInt(empty.publish.eventsPerSecond)} events/s, burst ${fmtMs(empty.burst.allOnKafkaMs)}`,
+          `ingest full ÷ empty: ${x(ratio(full.ingest.acceptedPerSecond, empty.ingest.acceptedPerSecond))} (target ≥ ${TARGET.ratio}×)`,
+          `publish full ÷ empty: ${x(ratio(full.publish.eventsPerSecond, empty.publish.eventsPerSecond))} (target ≥ ${TARGET.ratio}×)`,
+          `burst full ÷ empty: ${x(ratio(full.burst.eventsPerSecond, empty.burst.eventsPerSecond))} (target ≥ ${TARGET.ratio}×)`,
+        ]
+      : []),
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
   const file = writeResults('history-reuse', {
@@ -1104,7 +1127,7 @@ async function mainReuse(e: BenchEnv): Promise<void> {
     machine: { ...machine, loadAverageAtEnd: os.loadavg().map((l) => round(l, 2)) },
     dbBytes,
     caughtUp,
-    results: { full },
+    results: empty ? { empty, full } : { full },
   });
   log(`results: ${file}`);
 }
