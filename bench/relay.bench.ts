@@ -272,7 +272,10 @@ function publishLanes(
     config: { relayBatchSize: BATCH },
     events,
     ordering: ordered
-      ? { leases: { owned: () => allShards, verify: (_trx, shards) => Promise.resolve(shards), ours: () => allShards }, backoff: new ShardBackoff() }
+      ? {
+          leases: { owned: () => allShards, verify: (_trx, shards) => Promise.resolve(shards), ours: () => allShards },
+          backoff: new ShardBackoff(),
+        }
       : undefined,
     script,
   });

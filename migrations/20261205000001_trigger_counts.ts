@@ -51,7 +51,9 @@ export async function up(knex: Knex): Promise<void> {
   const lock = !(await wsrepOn(knex));
   if (lock) await knex.raw('LOCK TABLES triggers WRITE, trigger_counts WRITE');
   try {
-    await knex.raw('INSERT INTO trigger_counts (type, status, slot, n) SELECT type, status, 0, COUNT(*) FROM triggers GROUP BY type, status');
+    await knex.raw(
+      'INSERT INTO trigger_counts (type, status, slot, n) SELECT type, status, 0, COUNT(*) FROM triggers GROUP BY type, status',
+    );
     for (const sql of TRIGGERS) await knex.raw(sql);
   } finally {
     if (lock) await knex.raw('UNLOCK TABLES');

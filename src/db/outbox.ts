@@ -267,7 +267,10 @@ export function markFailedStatement(ids: number[], error: string, retryAt: Date 
         sql: 'UPDATE outbox SET attempts = attempts + 1, last_error = ?, available_at = ?, published = ? WHERE id IN (?)',
         values: [errorText(error), retryAt, OutboxState.Waiting, ids] as unknown as Knex.RawBinding[],
       }
-    : { sql: 'UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id IN (?)', values: [errorText(error), ids] as unknown as Knex.RawBinding[] };
+    : {
+        sql: 'UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id IN (?)',
+        values: [errorText(error), ids] as unknown as Knex.RawBinding[],
+      };
 }
 
 /**

@@ -25,5 +25,7 @@ export async function recordEvents(trx: Knex.Transaction, events: EventInsert[],
 
 /** The outbox rows of `events` (those not on Kafka yet), ready at `now`. */
 export function outboxRowsOf(events: EventInsert[], topic: string, now: Date): OutboxInsert[] {
-  return events.filter((e) => !e.published_at).map((e) => ({ event_id: e.id, message: toKafka(topic, eventMessage(e)), available_at: now }));
+  return events
+    .filter((e) => !e.published_at)
+    .map((e) => ({ event_id: e.id, message: toKafka(topic, eventMessage(e)), available_at: now }));
 }

@@ -293,7 +293,11 @@ export class PublishLane {
    * Produces the claimed rows and awaits every delivery report: the batch's outcome, and the statements that
    * record it (the delivered rows deleted and their events stamped, the failed ones marked for a retry).
    */
-  private async send(rows: ClaimedOutbox[], full: boolean, delivered: ClaimedOutbox[]): Promise<{ outcome: BatchOutcome; write: Statement[] }> {
+  private async send(
+    rows: ClaimedOutbox[],
+    full: boolean,
+    delivered: ClaimedOutbox[],
+  ): Promise<{ outcome: BatchOutcome; write: Statement[] }> {
     const { producer, ordering } = this.publisher.deps;
     const outcomes = await producer.publish(rows.map((row) => row.message));
     const ok = rows.filter((_, i) => outcomes[i] === null);

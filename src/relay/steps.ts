@@ -119,7 +119,12 @@ async function fireWithKnex({ db, config, direct, tracing, spans }: FireDeps): P
     await markDone(trx, cancelled, 'cancelled', now);
     await insertOccurrences(trx, next, now);
     const fired = toLog.filter((e) => inserted.has(e.id));
-    return { claimed: due.length, fired: inserted.size, queued: fired.filter((e) => !e.published_at).length, lags: lagsOf(fired, plannedAt, now) };
+    return {
+      claimed: due.length,
+      fired: inserted.size,
+      queued: fired.filter((e) => !e.published_at).length,
+      lags: lagsOf(fired, plannedAt, now),
+    };
   });
 }
 
@@ -155,7 +160,9 @@ async function fireScripted(pool: MultiPool, { db, config, direct, tracing, span
     const shards = outboxShardsOf(db);
     if (produce && plan.toLog.length > 0)
       await direct.produce(plan.toLog, shards, async (s) =>
-        anyQueued ? new Set(((await tx.send([queuedShardsStatement(s)]))[0] as Array<{ shard: number }>).map((r) => Number(r.shard))) : new Set(),
+        anyQueued
+          ? new Set(((await tx.send([queuedShardsStatement(s)]))[0] as Array<{ shard: number }>).map((r) => Number(r.shard)))
+          : new Set(),
       );
     const outbox = outboxRowsOf(plan.toLog, config.kafkaTopic, now);
     const write: Statement[] = [

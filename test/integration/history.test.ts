@@ -201,10 +201,15 @@ describe('history at scale', () => {
                     .send({ tag: 'counted' })
                     .expect(200);
                 } else if (id && o.op === 'delete') {
-                  await request(app).delete(`/api/v1/triggers/${id}`).expect((r) => expect(r.status).to.be.oneOf([204, 404]));
+                  await request(app)
+                    .delete(`/api/v1/triggers/${id}`)
+                    .expect((r) => expect(r.status).to.be.oneOf([204, 404]));
                 } else if (id) {
                   const body = o.op === 'rename' ? { name: `renamed-${o.pick}` } : { status: o.op === 'pause' ? 'inactive' : 'active' };
-                  await request(app).put(`/api/v1/triggers/${id}`).send(body).expect((r) => expect(r.status).to.be.oneOf([200, 404]));
+                  await request(app)
+                    .put(`/api/v1/triggers/${id}`)
+                    .send(body)
+                    .expect((r) => expect(r.status).to.be.oneOf([200, 404]));
                 }
               }
             }),
