@@ -1,5 +1,6 @@
 import { coerceError, type Logger } from '../logger';
-import { createIngestPool, loggedEventIds, writeWebhookGroup, type IngestPool, type WebhookEventWrite } from '../db/ingest';
+import { loggedEventIds, writeWebhookGroup, type WebhookEventWrite } from '../db/ingest';
+import { createMultiStatementPool, type MultiPool } from '../db/multi';
 import { shardOf } from '../db/outbox';
 import { eventHeadersJson, eventMessageJson } from '../kafka/message';
 import { dbErrorKind } from '../db/errors';
@@ -32,7 +33,7 @@ export class WebhookIngest {
   private closed: Promise<void> | null = null;
 
   constructor(
-    private readonly pool: IngestPool,
+    private readonly pool: MultiPool,
     private readonly opts: WebhookIngestOptions,
   ) {
     this.group = new GroupCommit((items) => this.flush(items), opts);
@@ -40,7 +41,7 @@ export class WebhookIngest {
 
   static create(databaseUrl: string, opts: WebhookIngestOptions): WebhookIngest {
     // One connection per flush in flight, and one spare for the checks after a failure.
-    return new WebhookIngest(createIngestPool(databaseUrl, opts.maxInFlight + 1), opts);
+    return new WebhookIngest(createMultiStatementPool(databaseUrl, opts.maxInFlight + 1), opts);
   }
 
   get stats(): Readonly<{ flushes: number; items: number; largestGroup: number }> {

@@ -1,18 +1,12 @@
-import { createMultiStatementPool, type MultiPool } from './multi';
+import type { MultiPool } from './multi';
 import { dbTime } from './knex';
 import { OutboxState } from './outbox';
 
 /**
  * The webhook receiver's write path: a group of accepted webhook events written as ONE multi-statement
  * query (START TRANSACTION; event logs; outbox rows; COMMIT) — one round trip per group of requests, on a
- * pool of its own with `multipleStatements` (see db/multi.ts).
+ * pool of its own with `multipleStatements` (createMultiStatementPool in db/multi.ts).
  */
-export type IngestPool = MultiPool;
-
-export function createIngestPool(databaseUrl: string, connections: number): IngestPool {
-  return createMultiStatementPool(databaseUrl, connections);
-}
-
 /** One accepted webhook request, everything precomputed in the API process. */
 export interface WebhookEventWrite {
   eventId: string;
@@ -78,7 +72,7 @@ export function webhookGroupSql(items: WebhookEventWrite[]): { sql: string; valu
  * the pool (a failed statement in a multi-statement query leaves the transaction open); a connection
  * whose rollback fails is destroyed instead.
  */
-export async function writeWebhookGroup(pool: IngestPool, items: WebhookEventWrite[]): Promise<number> {
+export async function writeWebhookGroup(pool: MultiPool, items: WebhookEventWrite[]): Promise<number> {
   const { sql, values } = webhookGroupSql(items);
   const conn = await pool.getConnection();
   try {
@@ -97,7 +91,7 @@ export async function writeWebhookGroup(pool: IngestPool, items: WebhookEventWri
 }
 
 /** Which of these event ids are logged (after an ambiguous failure, or to tell stale items from inserted ones). */
-export async function loggedEventIds(pool: IngestPool, ids: string[]): Promise<Set<string>> {
+export async function loggedEventIds(pool: MultiPool, ids: string[]): Promise<Set<string>> {
   if (ids.length === 0) return new Set();
   const [rows] = (await pool.query(`SELECT id FROM event_logs WHERE id IN (${ids.map(() => '?').join(',')})`, ids)) as unknown as [
     Array<{ id: string }>,

@@ -4,8 +4,9 @@ import { connectionOptions } from './knex';
 
 /**
  * A small mysql2 pool whose connections accept several statements in one query (`multipleStatements`), for
- * the two hot transactions that gain from sending their statements in as few round trips as possible: the
- * webhook group commit (db/ingest.ts) and the relay's fire batch (relay/steps.ts). The knex pool must not
+ * the hot transactions that gain from sending their statements in as few round trips as possible: the
+ * webhook group commit (db/ingest.ts) and the relay's fire and publish batches (relay/steps.ts,
+ * relay/publisher.ts). The knex pool must not
  * have that flag; here only the fixed statement texts of db/ are sent, and every value is a bound `?` that
  * mysql2 escapes, so user text never becomes SQL. Sessions are set up as the knex pool's (db/knex.ts): UTC,
  * READ COMMITTED; values are typed alike (dates as Dates, numbers as numbers).
@@ -77,11 +78,11 @@ export class ScriptTransaction {
     }
   }
 
-  /** `statements`, COMMIT, then `after` (outside the transaction), in one round trip: the results of `statements` and of `after`. */
-  async commit(statements: Statement[], after: Statement[] = []): Promise<{ results: unknown[]; after: unknown[] }> {
+  /** `statements`, COMMIT, then `after` (outside the transaction), in one round trip: the results of `after`. */
+  async commit(statements: Statement[], after: Statement[] = []): Promise<unknown[]> {
     const all = await this.send([...statements, { sql: 'COMMIT', values: [] }, ...after]);
     this.release();
-    return { results: all.slice(0, statements.length), after: all.slice(statements.length + 1) };
+    return all.slice(statements.length + 1);
   }
 
   /** Rolls back (if still open) and gives the connection back; a connection that cannot roll back is destroyed. */

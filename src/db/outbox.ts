@@ -160,21 +160,27 @@ export async function claimUnpublishedInShards(
   shards: number[],
   cursor: { next: number } = { next: 0 },
 ): Promise<{ rows: ClaimedOutbox[]; full: boolean }> {
-  if (shards.length === 0) return { rows: [], full: false };
-  const [from, wrapped] = claimParts(shards, cursor);
-  const rows: ClaimedOutbox[] = [];
-  for (const part of [from, wrapped]) {
-    if (part.length === 0 || rows.length >= limit) continue;
-    const { sql, values } = claimShardsStatement(part, limit - rows.length);
-    const [got] = (await trx.raw(sql, values)) as [OutboxDbRow[]];
-    rows.push(...claimedOf(got));
-  }
-  return claimedInShards(rows, limit, cursor);
+  return claimInShards(async ({ sql, values }) => ((await trx.raw(sql, values)) as [unknown[]])[0], limit, shards, cursor);
 }
 
-/** The two parts of the ordered claim's rotation: the shards from `cursor.next` on, then the ones before it. */
-export function claimParts(shards: number[], cursor: { next: number }): [number[], number[]] {
-  return [shards.filter((s) => s >= cursor.next), shards.filter((s) => s < cursor.next)];
+/**
+ * The ordered claim over any transport (`run` sends one statement in the claim's transaction and returns its
+ * rows): the part from `cursor.next` on, then, only while the batch is short, the part before it.
+ */
+export async function claimInShards(
+  run: (statement: { sql: string; values: Knex.RawBinding[] }) => Promise<unknown[]>,
+  limit: number,
+  shards: number[],
+  cursor: { next: number },
+): Promise<{ rows: ClaimedOutbox[]; full: boolean }> {
+  if (shards.length === 0) return { rows: [], full: false };
+  const rows: ClaimedOutbox[] = [];
+  for (const part of [shards.filter((s) => s >= cursor.next), shards.filter((s) => s < cursor.next)]) {
+    if (part.length === 0 || rows.length >= limit) continue;
+    rows.push(...claimedOf(await run(claimShardsStatement(part, limit - rows.length))));
+  }
+  if (rows.length > 0) cursor.next = rows[rows.length - 1]!.shard + 1;
+  return { rows, full: rows.length >= limit };
 }
 
 /**
@@ -188,13 +194,6 @@ export function claimShardsStatement(shards: number[], limit: number): { sql: st
         WHERE shard IN (?) AND published = ? ORDER BY shard, id LIMIT ? FOR UPDATE`,
     values: [shards, OutboxState.Ready, limit] as unknown as Knex.RawBinding[],
   };
-}
-
-/** The ordered claim's answer from its parts' rows in order (at most `limit`); moves the cursor past the last shard reached. */
-export function claimedInShards(rows: ClaimedOutbox[], limit: number, cursor: { next: number }): { rows: ClaimedOutbox[]; full: boolean } {
-  const kept = rows.slice(0, limit);
-  if (kept.length > 0) cursor.next = kept[kept.length - 1]!.shard + 1;
-  return { rows: kept, full: kept.length >= limit };
 }
 
 /** event_id of a shard's fence row (see ensureShardFences). */
@@ -306,8 +305,13 @@ export async function shardsWithBacklog(q: Q, shards: number[]): Promise<Set<num
   const [any] = (await q.raw(ANY_QUEUED.sql, ANY_QUEUED.values)) as [unknown[]];
   if (any.length === 0) return new Set();
   const { sql, values } = queuedShardsStatement(shards);
-  const [rows] = (await q.raw(sql, values)) as [Array<{ shard: number }>];
-  return new Set(rows.map((r) => Number(r.shard)));
+  const [rows] = (await q.raw(sql, values)) as [unknown[]];
+  return queuedShardsOf(rows);
+}
+
+/** The shards with queued rows, from the rows of queuedShardsStatement. */
+export function queuedShardsOf(rows: unknown[]): Set<number> {
+  return new Set((rows as Array<{ shard: number }>).map((r) => Number(r.shard)));
 }
 
 /** Whether the outbox holds any queued row at all (a row back means yes): one dive into idx_outbox_claim. Fences never match. */

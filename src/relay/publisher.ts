@@ -2,10 +2,8 @@ import type { Knex } from 'knex';
 import type { Config } from '../config';
 import type { Db } from '../db/knex';
 import {
-  claimedInShards,
   claimedOf,
-  claimParts,
-  claimShardsStatement,
+  claimInShards,
   claimUnpublished,
   claimUnpublishedInShards,
   claimUnpublishedStatement,
@@ -266,12 +264,8 @@ export class PublishLane {
       let rows: ClaimedOutbox[];
       let full: boolean;
       if (ordering) {
-        const claimed: ClaimedOutbox[] = [];
-        for (const part of claimParts(ordering.leases.ours(leasesOf(results[0] as unknown[])), this.cursor)) {
-          if (part.length === 0 || claimed.length >= limit) continue;
-          claimed.push(...claimedOf((await tx.send([claimShardsStatement(part, limit - claimed.length)]))[0] as unknown[]));
-        }
-        ({ rows, full } = claimedInShards(claimed, limit, this.cursor));
+        const shards = ordering.leases.ours(leasesOf(results[0] as unknown[]));
+        ({ rows, full } = await claimInShards(async (s) => (await tx.send([s]))[0] as unknown[], limit, shards, this.cursor));
       } else {
         rows = claimedOf(results[0] as unknown[]);
         full = rows.length >= limit;

@@ -29,7 +29,7 @@ export class Relay {
   private readonly publishDelays: WakeableDelay[] = [];
   private leases: ShardLeases | undefined;
   private stopped: Promise<void> | null = null;
-  /** The fire lanes' multi-statement connections (one per lane): a fire batch in three round trips (see fireDue). */
+  /** The multi-statement connections of the fire and publish lanes (one per lane): see fireDue and PublishLane. */
   private script: MultiPool | null = null;
 
   private readonly tracing: Tracing;

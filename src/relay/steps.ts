@@ -16,7 +16,7 @@ import {
 } from '../db/schedules';
 import { FIRE_TRIGGERS_SQL, fireTriggersOf, getTriggersForFire } from '../db/triggers';
 import { deleteBefore, deleteCountsBefore, insertEventsStatement, type EventInsert } from '../db/events';
-import { ANY_QUEUED, insertOutboxStatement, outboxShardsOf, queuedShardsStatement, shardsWithBacklog } from '../db/outbox';
+import { ANY_QUEUED, insertOutboxStatement, outboxShardsOf, queuedShardsOf, queuedShardsStatement, shardsWithBacklog } from '../db/outbox';
 import { isDuplicateKey } from '../db/errors';
 import { ScriptTransaction, type MultiPool, type Statement } from '../db/multi';
 import { deleteKeysBefore, IDEMPOTENCY_WINDOW_SECONDS } from '../db/idempotency';
@@ -61,16 +61,13 @@ export async function fireDue(
   }
   // Recorded fire spans (none without an exporter), ended once the transaction is over.
   const spans: Span[] = [];
-  const fire = { db, config, direct, tracing, spans };
-  const result = await ((options.script ? fireScripted(options.script, fire) : Promise.resolve(null)) as Promise<FireBatch | null>)
-    .then((r) => r ?? fireWithKnex(fire))
-    .then(
-      (r) => (spans.forEach((s) => endSpan(s)), r),
-      (e: unknown) => {
-        spans.forEach((s) => endSpan(s, coerceError(e).message));
-        throw e;
-      },
-    );
+  const result = await fireBatch({ db, config, direct, tracing, spans }, options.script ?? null).then(
+    (r) => (spans.forEach((s) => endSpan(s)), r),
+    (e: unknown) => {
+      spans.forEach((s) => endSpan(s, coerceError(e).message));
+      throw e;
+    },
+  );
   if (result.claimed > 0) {
     events.emitEvent('relay:claimed', { kind: 'schedules', count: result.claimed });
     events.emitEvent('relay:fired', { count: result.fired, lagsSeconds: result.lags });
@@ -90,6 +87,11 @@ interface FireBatch {
   queued: number;
   lags: number[];
   next?: { fire_at: Date; due: boolean } | null;
+}
+
+/** The scripted fire transaction when there is a multi-statement pool, else (and after it met a logged event) the knex one. */
+async function fireBatch(fire: FireDeps, script: MultiPool | null): Promise<FireBatch> {
+  return (script && (await fireScripted(script, fire))) || fireWithKnex(fire);
 }
 
 interface FireDeps {
@@ -144,7 +146,7 @@ async function fireScripted(pool: MultiPool, { db, config, direct, tracing, span
     // A batch that is not full is the last due one: the next pending occurrence is read after the commit.
     const after: Statement[] = due.length < limit ? [{ sql: NEXT_PENDING_SQL, values: [] }] : [];
     if (due.length === 0) {
-      const { after: read } = await tx.commit([], after);
+      const read = await tx.commit([], after);
       return { claimed: 0, fired: 0, queued: 0, lags: [], next: nextPendingOf(read[0] as Array<{ fire_at: Date; due: number }>) };
     }
     const produce = direct !== null && direct.isOpen();
@@ -160,9 +162,7 @@ async function fireScripted(pool: MultiPool, { db, config, direct, tracing, span
     const shards = outboxShardsOf(db);
     if (produce && plan.toLog.length > 0)
       await direct.produce(plan.toLog, shards, async (s) =>
-        anyQueued
-          ? new Set(((await tx.send([queuedShardsStatement(s)]))[0] as Array<{ shard: number }>).map((r) => Number(r.shard)))
-          : new Set(),
+        anyQueued ? queuedShardsOf((await tx.send([queuedShardsStatement(s)]))[0] as unknown[]) : new Set(),
       );
     const outbox = outboxRowsOf(plan.toLog, config.kafkaTopic, now);
     const write: Statement[] = [
@@ -172,7 +172,7 @@ async function fireScripted(pool: MultiPool, { db, config, direct, tracing, span
       ...(plan.cancelled.length > 0 ? [markDoneStatement(plan.cancelled, 'cancelled', now)] : []),
       ...(plan.next.length > 0 ? [insertOccurrencesStatement(plan.next, now)] : []),
     ];
-    const { after: read2 } = await tx.commit(write, after);
+    const read2 = await tx.commit(write, after);
     return {
       claimed: due.length,
       fired: plan.toLog.length,
