@@ -92,6 +92,56 @@ export function insertEventsStatement(rows: EventInsert[], now: Date): { sql: st
   return { sql: insertEventsSql(rows.length), values: eventValues(rows, now) };
 }
 
+/**
+ * insertEventsStatement with the rollups counted by the batch instead of row by row: the session tells the
+ * event_logs insert trigger to stand aside (@etp_events_counted, migration 20261205000002), the INSERT
+ * runs, one grouped upsert per rollup adds the batch's 'fired' counts, and the variable is cleared. The
+ * rows are new (pending or published), so 'fired' is the only count they move. The statements belong in
+ * one script of a transaction: if any fails, the rest do not run and the transaction is rolled back, and
+ * ScriptTransaction's rollback clears the variable too.
+ */
+export function insertCountedEventsStatements(rows: EventInsert[], now: Date): Array<{ sql: string; values: unknown[] }> {
+  if (rows.length === 0) return [];
+  const byMinute = new Map<string, number>();
+  const byTrigger = new Map<string, { trigger: string; minute: string; source: EventSource; n: number }>();
+  for (const e of rows) {
+    const minute = dbTime(new Date(Math.floor(e.fired_at.getTime() / 60_000) * 60_000));
+    byMinute.set(minute, (byMinute.get(minute) ?? 0) + 1);
+    if (e.trigger_id === null) continue;
+    const key = `${e.trigger_id} ${minute} ${e.source}`;
+    const c = byTrigger.get(key);
+    if (c) c.n++;
+    else byTrigger.set(key, { trigger: e.trigger_id, minute, source: e.source, n: 1 });
+  }
+  const statements = [
+    { sql: 'SET @etp_events_counted = 1', values: [] },
+    insertEventsStatement(rows, now),
+    {
+      sql: `INSERT INTO event_counts (minute, kind, slot, n) VALUES ${[...byMinute].map(() => `(?, 'fired', ${SLOT}, ?)`).join(',')}
+              ON DUPLICATE KEY UPDATE n = n + VALUES(n)`,
+      values: [...byMinute].flat(),
+    },
+  ];
+  if (byTrigger.size > 0) {
+    // In key order, so that concurrent batches lock the rows they share in the same order.
+    const counts = [...byTrigger].sort(([a], [b]) => (a < b ? -1 : 1)).map(([, c]) => c);
+    statements.push({
+      sql: `INSERT INTO trigger_event_counts (trigger_id, minute, source, kind, slot, n)
+              VALUES ${counts.map(() => `(?, ?, ?, 'fired', ${SLOT}, ?)`).join(',')}
+              ON DUPLICATE KEY UPDATE n = n + VALUES(n)`,
+      values: counts.flatMap((c) => [c.trigger, c.minute, c.source, c.n]),
+    });
+  }
+  statements.push({ sql: EVENTS_COUNTED_BY_TRIGGER, values: [] });
+  return statements;
+}
+
+/** Gives the counting of inserted events back to the event_logs insert trigger (the default of a session). */
+export const EVENTS_COUNTED_BY_TRIGGER = 'SET @etp_events_counted = NULL';
+
+/** A rollup row's slot, as the triggers compute it: concurrent writers mostly update different rows. */
+const SLOT = 'CONNECTION_ID() % 4';
+
 function insertEventsSql(n: number): string {
   return `INSERT INTO event_logs (${EVENT_COLUMNS.join(',')}) VALUES ${Array.from({ length: n }, () => EVENT_ROW).join(',')}`;
 }

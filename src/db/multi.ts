@@ -1,5 +1,6 @@
 import mysql from 'mysql2/promise';
 import type { Knex } from 'knex';
+import { EVENTS_COUNTED_BY_TRIGGER } from './events';
 import { connectionOptions } from './knex';
 
 /**
@@ -85,12 +86,16 @@ export class ScriptTransaction {
     return all.slice(statements.length + 1);
   }
 
-  /** Rolls back (if still open) and gives the connection back; a connection that cannot roll back is destroyed. */
+  /**
+   * Rolls back (if still open) and gives the connection back; a connection that cannot roll back is destroyed.
+   * A script that failed part-way may have left the events-counted flag set (insertCountedEventsStatements):
+   * it is cleared with the rollback, so the next user of the connection is counted by the trigger again.
+   */
   async rollback(): Promise<void> {
     if (this.done) return;
     this.done = true;
     try {
-      await this.conn.query('ROLLBACK');
+      await this.conn.query(`ROLLBACK; ${EVENTS_COUNTED_BY_TRIGGER}`);
       this.conn.release();
     } catch {
       this.conn.destroy();

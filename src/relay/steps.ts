@@ -15,7 +15,7 @@ import {
   type DueRow,
 } from '../db/schedules';
 import { FIRE_TRIGGERS_SQL, fireTriggersOf, getTriggersForFire } from '../db/triggers';
-import { deleteBefore, deleteCountsBefore, insertEventsStatement, type EventInsert } from '../db/events';
+import { deleteBefore, deleteCountsBefore, insertCountedEventsStatements, type EventInsert } from '../db/events';
 import { ANY_QUEUED, insertOutboxStatement, outboxShardsOf, queuedShardsOf, queuedShardsStatement, shardsWithBacklog } from '../db/outbox';
 import { isDuplicateKey } from '../db/errors';
 import { ScriptTransaction, type MultiPool, type Statement } from '../db/multi';
@@ -133,7 +133,7 @@ async function fireWithKnex({ db, config, direct, tracing, spans }: FireDeps): P
 /**
  * The same fire transaction in three round trips on a multi-statement connection (db/multi.ts) instead of
  * about nine: (1) BEGIN and the claim; (2) the triggers' plain read, with the outbox probe of the direct
- * path; [Kafka]; (3) event logs, outbox rows, the claimed rows marked, the next occurrences, COMMIT, and
+ * path; [Kafka]; (3) event logs (counted in the rollups per batch), outbox rows, the claimed rows marked, the next occurrences, COMMIT, and
  * after it the next pending occurrence for the lane's sleep. The statements are the knex path's own (the
  * builders of db/), so plan tests check what this sends. Returns null, rolled back, when an event of the
  * batch is already logged: the caller fires it again on the knex path.
@@ -166,7 +166,7 @@ async function fireScripted(pool: MultiPool, { db, config, direct, tracing, span
       );
     const outbox = outboxRowsOf(plan.toLog, config.kafkaTopic, now);
     const write: Statement[] = [
-      ...(plan.toLog.length > 0 ? [insertEventsStatement(plan.toLog, now)] : []),
+      ...insertCountedEventsStatements(plan.toLog, now),
       ...(outbox.length > 0 ? [insertOutboxStatement(outbox, now, shards)] : []),
       ...(plan.completed.length > 0 ? [markDoneStatement(plan.completed, 'completed', now)] : []),
       ...(plan.cancelled.length > 0 ? [markDoneStatement(plan.cancelled, 'cancelled', now)] : []),

@@ -290,7 +290,7 @@ describe('relay: due schedules and the outbox to Kafka', function () {
     }
   });
 
-  it('4 relay processes fire 5,000 triggers due at one instant: all logged, none fired twice (a copy on Kafka only after a late report)', async () => {
+  it('4 relay processes fire 5,000 triggers due at one instant: all logged and counted once in the rollups, none fired twice (a copy on Kafka only after a late report)', async () => {
     const n = 5000;
     const inserts = await logOutboxInserts(t.db);
     try {
@@ -308,6 +308,21 @@ describe('relay: due schedules and the outbox to Kafka', function () {
       // Fired directly, a batch is on Kafka a moment before its event logs commit: wait for the commits.
       await until(async () => (await eventCount(t)) - base >= n, { timeoutMs: 30_000, message: 'all event logs committed' });
       expect((await eventCount(t)) - base).to.equal(n);
+      // Each batch counts its events in the rollups itself (the insert trigger stands aside): once each.
+      const [[perTrigger]] = (await t.db.raw(
+        `SELECT SUM(n) AS n FROM trigger_event_counts WHERE kind = 'fired' AND trigger_id IN (${ids.map(() => '?').join(',')})`,
+        ids,
+      )) as [[{ n: number }]];
+      expect(Number(perTrigger.n)).to.equal(n);
+      const [[minutes]] = (await t.db.raw(
+        `SELECT (SELECT SUM(n) FROM event_counts WHERE kind = 'fired' AND minute >= m.lo AND minute <= m.hi) AS rollup,
+                (SELECT COUNT(*) FROM event_logs WHERE fired_at >= m.lo AND fired_at < m.hi + INTERVAL 1 MINUTE) AS direct
+           FROM (SELECT CAST(DATE_FORMAT(MIN(fired_at), '%Y-%m-%d %H:%i:00') AS DATETIME) AS lo,
+                        CAST(DATE_FORMAT(MAX(fired_at), '%Y-%m-%d %H:%i:00') AS DATETIME) AS hi
+                   FROM event_logs WHERE trigger_id IN (${ids.map(() => '?').join(',')})) m`,
+        ids,
+      )) as [[{ rollup: number; direct: number }]];
+      expect(Number(minutes.rollup), 'event_counts over the minutes of the burst').to.equal(Number(minutes.direct));
       // Let every relay finish what it holds (a late copy through the outbox included) before counting copies.
       await until(async () => (await count(t.db, 'outbox', { published: 0 })) === 0, { timeoutMs: 30_000, message: 'outbox drained' });
       const copies = new Map<string, number>();
