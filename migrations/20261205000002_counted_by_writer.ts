@@ -45,7 +45,7 @@ async function replace(knex: Knex, newBody: string): Promise<void> {
   }
   await knex.raw('LOCK TABLES event_logs WRITE, event_counts WRITE, trigger_event_counts WRITE');
   try {
-    await knex.raw(`DROP TRIGGER ${NAME}`);
+    await knex.raw('DROP TRIGGER ??', [NAME]);
     await knex.raw(create(false));
   } finally {
     await knex.raw('UNLOCK TABLES');
