@@ -582,6 +582,8 @@ interface RunResult {
    * the first due time (pollers, background flushing — and whatever else shares MariaDB/Kafka/PostgreSQL).
    */
   idleSystemCpuPerSecond?: number | null;
+  /** steady: the same quiet moment's CPU seconds per second by process group (bench included) */
+  idleCpuPerSecond?: Record<string, number> | null;
   /** throughput */
   enqueueSeconds?: number;
   enqueuePerSecond?: number;
@@ -655,16 +657,25 @@ function usMeter(relays: RoleProcess[]): GroupMeter {
   });
 }
 
-/** Sleeps until `until`, measuring the system's CPU meanwhile (null when there is under 0.5 s to measure). */
-async function idleCpu(m: GroupMeter, until: number): Promise<number | null> {
+/**
+ * Sleeps until `until`, measuring the CPU meanwhile: the system's CPU seconds per second, and each group's
+ * (both null when there is under 0.5 s to measure).
+ */
+async function idleCpu(
+  m: GroupMeter,
+  until: number,
+): Promise<{ idleSystemCpuPerSecond: number | null; idleCpuPerSecond: Record<string, number> | null }> {
   if (until - Date.now() < 500) {
     await sleep(until - Date.now());
-    return null;
+    return { idleSystemCpuPerSecond: null, idleCpuPerSecond: null };
   }
   m.begin();
   await sleep(until - Date.now());
   const c = m.end();
-  return round(c.systemCpuSeconds / c.wallSeconds, 3);
+  return {
+    idleSystemCpuPerSecond: round(c.systemCpuSeconds / c.wallSeconds, 3),
+    idleCpuPerSecond: Object.fromEntries(Object.entries(c.cpuSeconds).map(([k, v]) => [k, round(v / c.wallSeconds, 3)])),
+  };
 }
 
 /** [min, max] without spreading a large array into arguments. */
@@ -789,7 +800,7 @@ async function usSteady(k: number): Promise<RunResult> {
         lagMs: lag,
         achievedPerSecond: Math.round(total / Math.max(0.001, (last - first) / 1000)),
         cpu,
-        idleSystemCpuPerSecond: idle,
+        ...idle,
         duplicates: reader.duplicates,
         warnings,
       };
@@ -1051,7 +1062,7 @@ async function peerSteady(peer: Peer, k: number): Promise<RunResult> {
       lagMs: lag,
       achievedPerSecond: Math.round(total / Math.max(0.001, (a.last - a.first) / 1000)),
       cpu,
-      idleSystemCpuPerSecond: idle,
+      ...idle,
       allFinishedMs,
       duplicates: a.duplicates,
       warnings,
@@ -1186,6 +1197,16 @@ function report(runs: RunResult[], header: string, skipped: Array<{ system: Syst
       const per = Object.entries(r.cpu!.cpuSeconds).map(([k, v]) => `${k} ${Math.round((v * 1e6) / r.jobs)}`);
       const system = Math.round((r.cpu!.systemCpuSeconds * 1e6) / r.jobs);
       out.push(`  ${`${r.workload} ${name(r)}`.padEnd(36)} system ${system} (${per.join(', ')})`);
+    }
+    const idle = metered.filter((r) => r.idleCpuPerSecond);
+    if (idle.length) {
+      out.push('Idle CPU seconds per second, per process group (the quiet moment before the first due job of the steady run):');
+      for (const r of idle)
+        out.push(
+          `  ${name(r).padEnd(36)} ${Object.entries(r.idleCpuPerSecond!)
+            .map(([k, v]) => `${k} ${v.toFixed(3)}`)
+            .join(', ')}`,
+        );
     }
     out.push('');
   }

@@ -5,6 +5,9 @@
  */
 
 /** OUTBOX_SHARDS when unset; also what a database handle made without a config uses (db/knex.ts createDb). */
+/** librdkafka's compression.codec values. */
+export type KafkaCompression = 'none' | 'lz4' | 'snappy' | 'zstd' | 'gzip';
+
 export const DEFAULT_OUTBOX_SHARDS = 64;
 
 export type Environment = 'development' | 'test' | 'production';
@@ -21,6 +24,8 @@ export interface Config {
   readonly kafkaPartitions: number;
   readonly kafkaConsumerGroup: string;
   readonly kafkaMessageTimeoutMs: number;
+  /** The producer's compression codec (librdkafka compression.codec). */
+  readonly kafkaCompression: KafkaCompression;
   /**
    * Replication factor of the topics the platform creates (an existing topic is left as it is). 'auto': 3,
    * or the number of brokers when the cluster has fewer (1 on a one-broker development setup).
@@ -248,6 +253,7 @@ export function loadConfig(env: Env = process.env): Config {
     kafkaPartitions: int(env, 'KAFKA_PARTITIONS', 6, 1, 1000),
     kafkaConsumerGroup: str(env, 'KAFKA_CONSUMER_GROUP', 'etp-delivery-worker'),
     kafkaMessageTimeoutMs: duration(env, 'KAFKA_MESSAGE_TIMEOUT_MS', 10_000, 1000, 300_000),
+    kafkaCompression: oneOf<KafkaCompression>(env, 'KAFKA_COMPRESSION', 'lz4', ['none', 'lz4', 'snappy', 'zstd', 'gzip']),
     kafkaReplicationFactor: countOrAuto(env, 'KAFKA_REPLICATION_FACTOR', 1, 32),
     kafkaMinInsyncReplicas: countOrAuto(env, 'KAFKA_MIN_INSYNC_REPLICAS', 1, 32),
     apiPort,

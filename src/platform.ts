@@ -158,6 +158,7 @@ export async function startPlatform(
   const producer = new EventProducer({
     brokers: config.kafkaBrokers,
     messageTimeoutMs: config.kafkaMessageTimeoutMs,
+    compression: config.kafkaCompression,
     clientId: `etp-${roles.join('-')}`,
     tracing,
   });

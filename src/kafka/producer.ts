@@ -1,3 +1,4 @@
+import type { KafkaCompression } from '../config';
 import Kafka from 'node-rdkafka';
 import type { Span } from '@opentelemetry/api';
 import { coerceError } from '../logger';
@@ -13,6 +14,8 @@ export interface OutgoingMessage {
 export interface ProducerOptions {
   brokers: string;
   messageTimeoutMs: number;
+  /** compression.codec (default lz4). */
+  compression?: KafkaCompression;
   clientId?: string;
   /** When it records spans, each message with a `traceparent` header gets a publish span (docs/tracing.md). */
   tracing?: Tracing;
@@ -85,7 +88,7 @@ export class EventProducer {
         'linger.ms': 2,
         'batch.num.messages': 10_000,
         'queue.buffering.max.messages': 500_000,
-        'compression.codec': 'lz4',
+        'compression.codec': opts.compression ?? 'lz4',
         'socket.keepalive.enable': true,
         'reconnect.backoff.max.ms': 2000,
       } as Kafka.ProducerGlobalConfig,
