@@ -28,12 +28,19 @@ export class ShardLeases {
   readonly relayId = `relay-${randomUUID()}`;
   /** shard → fencing token of our lease */
   private held = new Map<number, number>();
+  /** Relays seen alive at the last refresh (this one included; 1 before the first). */
+  private live = 1;
 
   constructor(
     private readonly db: Db,
     private readonly shardCount: number,
     private readonly leaseMs: number,
   ) {}
+
+  /** How many relays were alive at the last refresh, this one included. */
+  liveRelays(): number {
+    return this.live;
+  }
 
   owned(): number[] {
     return [...this.held.keys()].sort((a, b) => a - b);
@@ -48,7 +55,8 @@ export class ShardLeases {
   async refresh(): Promise<number[]> {
     const { db, relayId, leaseMs, shardCount } = this;
     await heartbeat(db, relayId);
-    const fair = Math.ceil(shardCount / (await countLiveRelays(db, leaseMs)));
+    this.live = Math.max(1, await countLiveRelays(db, leaseMs));
+    const fair = Math.ceil(shardCount / this.live);
 
     // Renew everything we still hold; what the database says we hold is the truth from here on.
     await renewLeases(db, relayId, leaseMs);

@@ -21,6 +21,18 @@ type Step = () => Promise<{ full: boolean; nextInMs?: number }>;
  *   outbox    → Kafka, delivery reports awaited, then marked published, one transaction per batch;
  *   sweep     → retention (active → archived → deleted) and clean-up of finished rows.
  */
+/**
+ * RELAY_FIRE_WINDOW: after a fire batch that was not full, waiting at least the window lets events due
+ * close together share one transaction, for at most that much more lag. The window is the platform's: with
+ * N relays alive each waits N windows, so together they still claim about once a window (their claims fall
+ * at different moments), not N times as often in N times smaller batches. With more than one relay the
+ * wait is jittered (0.5–1.5×, from `random` in [0, 1)) so that relays woken together drift apart instead of
+ * claiming in step (docs/decisions/relay-wakeups.md).
+ */
+export function fireWindowMs(windowMs: number, relays: number, random: number): number {
+  return relays > 1 ? windowMs * relays * (0.5 + random) : windowMs;
+}
+
 export class Relay {
   private stopping = false;
   private loops: Promise<void>[] = [];
@@ -91,9 +103,8 @@ export class Relay {
           // does not cost an empty claim per lane.
           if (r.full) wakeFireLanes();
           if (!leader) return { ...r, nextInMs: undefined };
-          // RELAY_FIRE_WINDOW: waiting at least the window lets events due close together share one
-          // transaction, for at most that much more lag.
-          return { ...r, nextInMs: Math.max(r.nextInMs ?? idleMs, config.relayFireWindowMs) };
+          const relays = this.leases?.liveRelays() ?? 1;
+          return { ...r, nextInMs: Math.max(r.nextInMs ?? idleMs, fireWindowMs(config.relayFireWindowMs, relays, Math.random())) };
         }),
         this.loop(`outbox-${lane}`, publishDelay, leader ? Math.min(idleMs, config.outboxPollIntervalMs * 4) : idleMs, async () => {
           const r = await publishLane.publish(leader);

@@ -4,6 +4,7 @@ import { Lifecycle } from '../../src/events';
 import type { OutgoingMessage } from '../../src/kafka/producer';
 import { DirectFire } from '../../src/relay/direct-fire';
 import { BatchBackoff, OutboxPublisher, ShardBackoff, Throttle } from '../../src/relay/publisher';
+import { fireWindowMs } from '../../src/relay/relay';
 import { createDb, dbSettings, type Db } from '../../src/db/knex';
 import { outboxShardsOf, shardOf } from '../../src/db/outbox';
 
@@ -210,5 +211,21 @@ describe('outbox shard count', () => {
       expect(seen.size).to.equal(shards);
       expect(shardOf('same', shards)).to.equal(shardOf('same', shards));
     }
+  });
+});
+
+describe('the fire window', () => {
+  it('is the configured window for a relay alone, whatever the draw', () => {
+    for (const r of [0, 0.5, 0.999]) expect(fireWindowMs(10, 1, r)).to.equal(10);
+  });
+
+  it('is N windows for each of N relays, jittered 0.5–1.5×, so together they claim about once a window', () => {
+    expect(fireWindowMs(10, 4, 0)).to.equal(20);
+    expect(fireWindowMs(10, 4, 0.5)).to.equal(40);
+    expect(fireWindowMs(10, 4, 0.999)).to.be.closeTo(59.96, 1e-9);
+    // Averaged over the draws: N windows per relay, hence one window between claims of the platform.
+    const draws = Array.from({ length: 1000 }, (_, i) => (i + 0.5) / 1000);
+    const mean = draws.reduce((a, r) => a + fireWindowMs(10, 4, r), 0) / draws.length;
+    expect(mean / 4).to.be.closeTo(10, 1e-9);
   });
 });
