@@ -5,10 +5,10 @@
  */
 
 /** OUTBOX_SHARDS when unset; also what a database handle made without a config uses (db/knex.ts createDb). */
+export const DEFAULT_OUTBOX_SHARDS = 64;
+
 /** librdkafka's compression.codec values. */
 export type KafkaCompression = 'none' | 'lz4' | 'snappy' | 'zstd' | 'gzip';
-
-export const DEFAULT_OUTBOX_SHARDS = 64;
 
 export type Environment = 'development' | 'test' | 'production';
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';

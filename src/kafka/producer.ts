@@ -1,6 +1,6 @@
-import type { KafkaCompression } from '../config';
 import Kafka from 'node-rdkafka';
 import type { Span } from '@opentelemetry/api';
+import type { KafkaCompression } from '../config';
 import { coerceError } from '../logger';
 import { Attr, endSpan, SpanKind, type Tracing } from '../tracing/tracing';
 

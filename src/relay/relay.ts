@@ -16,12 +16,6 @@ import { createMultiStatementPool, type MultiPool } from '../db/multi';
 type Step = () => Promise<{ full: boolean; nextInMs?: number }>;
 
 /**
- * A relay: three independent loops over the same database, no leader, any number of instances.
- *   schedules → Kafka (direct) or outbox rows, + event logs + next occurrence, one transaction per batch;
- *   outbox    → Kafka, delivery reports awaited, then marked published, one transaction per batch;
- *   sweep     → retention (active → archived → deleted) and clean-up of finished rows.
- */
-/**
  * RELAY_FIRE_WINDOW: after a fire batch that was not full, waiting at least the window lets events due
  * close together share one transaction, for at most that much more lag. The window is the platform's: with
  * N relays alive each waits N windows, so together they still claim about once a window (their claims fall
@@ -33,6 +27,12 @@ export function fireWindowMs(windowMs: number, relays: number, random: number): 
   return relays > 1 ? windowMs * relays * (0.5 + random) : windowMs;
 }
 
+/**
+ * A relay: three independent loops over the same database, no leader, any number of instances.
+ *   schedules → Kafka (direct) or outbox rows, + event logs + next occurrence, one transaction per batch;
+ *   outbox    → Kafka, delivery reports awaited, then marked published, one transaction per batch;
+ *   sweep     → retention (active → archived → deleted) and clean-up of finished rows.
+ */
 export class Relay {
   private stopping = false;
   private loops: Promise<void>[] = [];
