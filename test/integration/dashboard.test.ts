@@ -812,7 +812,8 @@ describe('operator dashboard in Chromium (issue 12)', function () {
       await page.getByRole('button', { name: 'Test run' }).click();
       const box = page.getByLabel('Test payload (JSON)');
       expect(JSON.parse(await box.inputValue())).to.deep.equal({ order_id: 'INV-1001', amount: 1, currency: 'EUR' });
-      expect(await page.evaluate(() => document.activeElement?.id)).to.equal('test-payload');
+      // The box takes the focus in an effect that runs after it is drawn: wait for that, not just for the box.
+      await until(() => page.evaluate(() => document.activeElement?.id === 'test-payload'), { message: 'focus on the test payload box' });
 
       badInputOnPurpose = true;
       // Not JSON: said on the box, nothing sent.
