@@ -102,10 +102,14 @@ export function insertEventsStatement(rows: EventInsert[], now: Date): { sql: st
  */
 export function insertCountedEventsStatements(rows: EventInsert[], now: Date): Array<{ sql: string; values: unknown[] }> {
   if (rows.length === 0) return [];
+  // Keyed by the minute's instant; each minute is formatted once (a batch fired at one `now` has one).
+  const minutes = new Map<number, string>();
   const byMinute = new Map<string, number>();
   const byTrigger = new Map<string, { trigger: string; minute: string; source: EventSource; n: number }>();
   for (const e of rows) {
-    const minute = dbTime(new Date(Math.floor(e.fired_at.getTime() / 60_000) * 60_000));
+    const at = floorMinute(e.fired_at).getTime();
+    let minute = minutes.get(at);
+    if (minute === undefined) minutes.set(at, (minute = dbTime(new Date(at))));
     byMinute.set(minute, (byMinute.get(minute) ?? 0) + 1);
     if (e.trigger_id === null) continue;
     const key = `${e.trigger_id} ${minute} ${e.source}`;

@@ -133,9 +133,9 @@ async function fireWithKnex({ db, config, direct, tracing, spans }: FireDeps): P
 /**
  * The same fire transaction in three round trips on a multi-statement connection (db/multi.ts) instead of
  * about nine: (1) BEGIN and the claim; (2) the triggers' plain read, with the outbox probe of the direct
- * path; [Kafka]; (3) event logs (counted in the rollups per batch), outbox rows, the claimed rows marked, the next occurrences, COMMIT, and
- * after it the next pending occurrence for the lane's sleep. The statements are the knex path's own (the
- * builders of db/), so plan tests check what this sends. Returns null, rolled back, when an event of the
+ * path; [Kafka]; (3) event logs (counted in the rollups per batch), outbox rows, the claimed rows marked,
+ * the next occurrences, COMMIT, and after it the next pending occurrence for the lane's sleep. The
+ * statements are the knex path's own (the builders of db/), so plan tests check what this sends. Returns null, rolled back, when an event of the
  * batch is already logged: the caller fires it again on the knex path.
  */
 async function fireScripted(pool: MultiPool, { db, config, direct, tracing, spans }: FireDeps): Promise<FireBatch | null> {
