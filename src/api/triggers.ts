@@ -214,7 +214,13 @@ export function triggerRoutes(deps: { db: Db; config: Config; caches: WebhookCac
     // Events past the retention window are gone even before the sweep deletes their rows.
     const since = new Date(Math.max(now.getTime() - windowHours * 3600_000, w.keepFrom.getTime()));
     const s = await boundedRead(db, res, (q) => triggerStats(q, t.id, since, w, config.readTimeoutMs));
-    res.json({ trigger_id: t.id, window_hours: windowHours, ...s, last_fired_at: s.last_fired_at ? s.last_fired_at.toISOString() : null });
+    res.json({
+      trigger_id: t.id,
+      window_hours: windowHours,
+      ...s,
+      window_from: s.window_from.toISOString(),
+      last_fired_at: s.last_fired_at ? s.last_fired_at.toISOString() : null,
+    });
   });
 
   r.get('/triggers/:id/requests', async (req, res) => {

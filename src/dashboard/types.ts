@@ -130,6 +130,7 @@ export interface Schedule {
 export interface TriggerStats {
   trigger_id: string;
   window_hours: number;
+  window_from: string;
   total: number;
   by_execution_status: Record<string, number>;
   by_source: Record<string, number>;

@@ -402,6 +402,8 @@ export async function listEvents(
 }
 
 export interface TriggerStats {
+  /** The start of the counted span: `since`, or the next whole hour where `since` falls in folded hours (see statsFrom). */
+  window_from: Date;
   total: number;
   by_execution_status: Record<string, number>;
   by_source: Record<string, number>;
@@ -410,7 +412,30 @@ export interface TriggerStats {
 }
 
 const MINUTE_MS = 60_000;
+const HOUR_MS = 3_600_000;
 export const floorMinute = (d: Date): Date => new Date(Math.floor(d.getTime() / MINUTE_MS) * MINUTE_MS);
+const floorHour = (d: Date): Date => new Date(Math.floor(d.getTime() / HOUR_MS) * HOUR_MS);
+const ceilHour = (d: Date): Date => new Date(Math.ceil(d.getTime() / HOUR_MS) * HOUR_MS);
+
+/**
+ * The minute rows of trigger_event_counts before this instant are folded into trigger_event_hours by the
+ * relay's sweep: whole hours that ended an hour or more before the active window's start. The margin keeps
+ * the active/archived boundary (which the stats split exactly) in minute rows, also for a reader whose
+ * clock is a little off. The API and the relays must share RETENTION_ACTIVE_SECONDS, as they do for every
+ * retention rule.
+ */
+export function foldBefore(w: RetentionWindow): Date {
+  return floorHour(new Date(w.activeFrom.getTime() - HOUR_MS));
+}
+
+/**
+ * Where a trigger's stats from `since` start: `since` itself while its minute still has minute rows, else
+ * the next whole hour, as a folded hour is counted whole or not at all. With the default 48 h the span is
+ * 47–48 h; the API says which in window_from.
+ */
+export function statsFrom(since: Date, w: RetentionWindow): Date {
+  return since < foldBefore(w) ? ceilHour(since) : since;
+}
 
 /** The minutes a count must read from rows: those that `since` and the active/archived boundary cut. */
 function edgeMinutes(since: Date, w: RetentionWindow): Date[] {
@@ -419,22 +444,24 @@ function edgeMinutes(since: Date, w: RetentionWindow): Date[] {
 }
 
 /**
- * A trigger's events fired since `since`, by status, source and retention state, read in three bounded
- * parts: whole minutes from trigger_event_counts (fired, success, failure; the rollup the event_logs
- * triggers keep); the minutes `since` and the active/archived boundary cut, from the trigger's own rows on
- * idx_events_trigger_status_fired (one range per status and minute); and the trigger's pending events (not yet on Kafka: few) on
- * idx_events_trigger_status_fired. Published is what is left. The figures are exact, and the read grows
- * with the window's minutes, not its events.
+ * A trigger's events fired since statsFrom(since), by status, source and retention state, read in three
+ * bounded parts: whole hours from trigger_event_hours and whole minutes from trigger_event_counts (fired,
+ * success, failure; the rollups the event_logs triggers, the fire batch and the sweep's fold keep); the
+ * minutes the window's start and the active/archived boundary cut, from the trigger's own rows on
+ * idx_events_trigger_status_fired (one range per status and minute); and the trigger's pending events
+ * (not yet on Kafka: few) on the same index. Published is what is left. The figures are exact, and the read
+ * grows with the window's hours and its last few hours' minutes, not with its events.
  */
 export async function triggerStats(q: Q, triggerId: string, since: Date, w: RetentionWindow, timeoutMs: number): Promise<TriggerStats> {
-  const parts = await triggerStatsParts(q, triggerId, since, w, timeoutMs);
-  return foldTriggerStats(parts, await lastFiredSince(q, triggerId, since, timeoutMs));
+  const from = statsFrom(since, w);
+  const parts = await triggerStatsParts(q, triggerId, from, w, timeoutMs);
+  return foldTriggerStats(from, parts, await lastFiredSince(q, triggerId, from, timeoutMs));
 }
 
 type StatsPart = { active: number; source: string; n: number };
 
 interface StatsParts {
-  /** Whole minutes from trigger_event_counts: fired, success and failure counts. */
+  /** Whole hours from trigger_event_hours and whole minutes from trigger_event_counts: fired, success and failure counts. */
   rollup: Array<StatsPart & { kind: 'fired' | 'success' | 'failure' }>;
   /** Pending events outside the cut minutes, from the rows. */
   pending: StatsPart[];
@@ -460,7 +487,15 @@ async function triggerStatsParts(q: Q, triggerId: string, since: Date, w: Retent
     <T>(b: Knex.QueryBuilder) =>
     () =>
       b.timeout(timeoutMs, { cancel: true }) as unknown as Promise<T[]>;
-  const rollup = rowsOf<StatsParts['rollup'][number]>(
+  const hours = rowsOf<StatsParts['rollup'][number]>(
+    q('trigger_event_hours')
+      .select(q.raw('hour >= ? AS active', [w.activeFrom]), 'source', 'kind')
+      .sum({ n: 'n' })
+      .where('trigger_id', triggerId)
+      .andWhere('hour', '>=', since)
+      .groupBy('active', 'source', 'kind'),
+  );
+  const minutes = rowsOf<StatsParts['rollup'][number]>(
     q('trigger_event_counts')
       .select(q.raw('minute >= ? AS active', [w.activeFrom]), 'source', 'kind')
       .sum({ n: 'n' })
@@ -493,7 +528,7 @@ async function triggerStatsParts(q: Q, triggerId: string, since: Date, w: Retent
             .andWhere(inEdge)
             .groupBy('active', 'source', 'execution_status'),
         );
-  return { rollup: await rollup(), pending: await pending(), exact: await exact() };
+  return { rollup: [...(await hours()), ...(await minutes())], pending: await pending(), exact: await exact() };
 }
 
 /** When the trigger last fired since `since`: the newest entry of each status's range, one dive each, the latest of them. */
@@ -520,8 +555,9 @@ async function lastFiredSince(q: Q, triggerId: string, since: Date, timeoutMs: n
 }
 
 /** The figures from the parts: published is what is left of the fired after the other statuses. */
-function foldTriggerStats({ rollup, pending, exact }: StatsParts, lastFiredAt: Date | null): TriggerStats {
+function foldTriggerStats(from: Date, { rollup, pending, exact }: StatsParts, lastFiredAt: Date | null): TriggerStats {
   const stats: TriggerStats = {
+    window_from: from,
     total: 0,
     by_execution_status: { pending: 0, published: 0, success: 0, failure: 0 },
     by_source: { webhook: 0, scheduler: 0, 'manual-test': 0, replay: 0 },
@@ -567,11 +603,90 @@ export async function deleteBefore(q: Q, before: Date, limit: number): Promise<n
 /** Retention of the rollups: minutes wholly before `before`, oldest first, at most `limit` rows per table. */
 export async function deleteCountsBefore(q: Q, before: Date, limit: number): Promise<number> {
   const m = floorMinute(before);
-  const [[a], [b]] = (await Promise.all([
+  const [[a], [b], [c]] = (await Promise.all([
     q.raw('DELETE FROM event_counts WHERE minute < ? ORDER BY minute LIMIT ?', [m, limit]),
     q.raw('DELETE FROM trigger_event_counts WHERE minute < ? ORDER BY minute LIMIT ?', [m, limit]),
-  ])) as [[{ affectedRows: number }], [{ affectedRows: number }]];
-  return Math.max(a.affectedRows, b.affectedRows);
+    q.raw('DELETE FROM trigger_event_hours WHERE hour < ? ORDER BY hour LIMIT ?', [floorHour(before), limit]),
+  ])) as [[{ affectedRows: number }], [{ affectedRows: number }], [{ affectedRows: number }]];
+  return Math.max(a.affectedRows, b.affectedRows, c.affectedRows);
+}
+
+/**
+ * Folds the oldest minute rows of trigger_event_counts before `before` (at most `limit`) into
+ * trigger_event_hours, in one transaction: the rows are locked and read, their sums added to the hours'
+ * rows, and exactly those rows deleted, by primary key. Returns the minute rows folded (`limit`: there may
+ * be more). A minute row written meanwhile (a late delivery outcome's upsert of a minute the fold is
+ * taking) is a row the fold did not read and does not delete: a later fold takes it. An upsert of a row
+ * the fold holds waits, and after the commit writes it anew.
+ *
+ * The read locks with NOWAIT and the DELETE touches only the rows read (unique primary-key points), so a
+ * fold never waits for a writer while it holds rows a writer may want: it cannot deadlock with one (where
+ * the writer, holding fewer locks, would be the victim). Where a row is locked (another relay's fold, a
+ * writer's upsert) the fold gives up at once and returns 0, as it does when it is chosen as a deadlock's
+ * victim or, on Galera, loses a conflict at commit to another node's fold: the transaction rolled back
+ * whole, and a later sweep folds the rows. The DELETE's row count is checked against the read all the
+ * same; a difference rolls the fold back.
+ */
+export async function foldCountsBefore(db: Knex, before: Date, limit: number): Promise<number> {
+  return foldLocked(db, before, Math.min(limit, FOLD_MAX_ROWS)).catch((err: { errno?: number }) => {
+    if (err.errno === ER_LOCK_WAIT_TIMEOUT || err.errno === ER_LOCK_DEADLOCK) return 0;
+    throw err;
+  });
+}
+
+/** The most minute rows one fold takes: its locks last one short transaction (5,000 rows: about 0.1 s). */
+export const FOLD_MAX_ROWS = 5000;
+
+/** MariaDB's and MySQL's answer to a locking read with NOWAIT that meets a locked row; and a deadlock's victim (or a Galera conflict). */
+const ER_LOCK_WAIT_TIMEOUT = 1205;
+const ER_LOCK_DEADLOCK = 1213;
+
+async function foldLocked(db: Knex, before: Date, limit: number): Promise<number> {
+  return db.transaction(async (trx) => {
+    const [rows] = (await trx.raw(
+      `SELECT trigger_id, minute, source, kind, slot, n FROM trigger_event_counts FORCE INDEX (idx_trigger_counts_minute)
+        WHERE minute < ? ORDER BY minute LIMIT ? FOR UPDATE NOWAIT`,
+      [before, limit],
+    )) as [Array<{ trigger_id: string; minute: Date; source: EventSource; kind: string; slot: number; n: number | string }>];
+    if (rows.length === 0) return 0;
+    const hours = new Map<string, { trigger: string; hour: Date; source: EventSource; kind: string; n: number }>();
+    for (const r of rows) {
+      const hour = floorHour(r.minute);
+      const key = `${r.trigger_id} ${hour.getTime()} ${r.source} ${r.kind}`;
+      const h = hours.get(key);
+      if (h) h.n += Number(r.n);
+      else hours.set(key, { trigger: r.trigger_id, hour, source: r.source, kind: r.kind, n: Number(r.n) });
+    }
+    // In key order, so that concurrent folds lock the hour rows they share in the same order.
+    const sums = [...hours]
+      .filter(([, h]) => h.n !== 0)
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([, h]) => h);
+    if (sums.length > 0) {
+      await trx.raw(
+        `INSERT INTO trigger_event_hours (trigger_id, hour, source, kind, n)
+          SELECT trigger_id, hour, source, kind, n FROM JSON_TABLE(?, '$[*]' COLUMNS (
+            trigger_id CHAR(36) CHARACTER SET ascii PATH '$[0]', hour DATETIME PATH '$[1]',
+            source VARCHAR(16) PATH '$[2]', kind VARCHAR(16) PATH '$[3]', n BIGINT PATH '$[4]')) AS s
+          ON DUPLICATE KEY UPDATE n = trigger_event_hours.n + VALUES(n)`,
+        [JSON.stringify(sums.map((h) => [h.trigger, dbTime(h.hour), h.source, h.kind, h.n]))],
+      );
+    }
+    // Exactly the rows read, each found by its whole primary key (eq_ref): nothing else is read or locked,
+    // however many rows (a WHERE of OR-ed keys is planned as a scan past a few thousand).
+    const [res] = (await trx.raw(
+      `DELETE c FROM JSON_TABLE(?, '$[*]' COLUMNS (
+          trigger_id CHAR(36) CHARACTER SET ascii PATH '$[0]', minute DATETIME PATH '$[1]',
+          source VARCHAR(16) PATH '$[2]', kind VARCHAR(16) PATH '$[3]', slot TINYINT UNSIGNED PATH '$[4]')) AS k
+        JOIN trigger_event_counts AS c
+          ON c.trigger_id = k.trigger_id AND c.minute = k.minute AND c.source = k.source AND c.kind = k.kind AND c.slot = k.slot`,
+      [JSON.stringify(rows.map((r) => [r.trigger_id, dbTime(r.minute), r.source, r.kind, r.slot]))],
+    )) as [{ affectedRows: number }];
+    if (res.affectedRows !== rows.length) {
+      throw new Error(`fold of trigger_event_counts read ${rows.length} minute rows but would delete ${res.affectedRows}: rolled back`);
+    }
+    return rows.length;
+  });
 }
 
 export async function updateDeliveryOutcome(

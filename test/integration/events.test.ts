@@ -439,7 +439,12 @@ describe('event log API', () => {
         { trigger_id: randomUUID(), fired_at: ago(MINUTE), source: 'webhook' },
       ]);
       const res = await request(app).get(`/api/v1/triggers/${id}/stats`).expect(200);
-      expect(res.body).to.deep.equal({
+      const { window_from: from, ...counts } = res.body as { window_from: string };
+      // Counts older than the active window are kept per hour: the window starts at the first whole hour of the last 48.
+      const age = Date.now() - Date.parse(from);
+      expect(Date.parse(from) % 3600_000, from).to.equal(0);
+      expect(age, from).to.be.within(47 * 3600_000, 48 * 3600_000);
+      expect(counts).to.deep.equal({
         trigger_id: id,
         window_hours: 48,
         total: 6,
@@ -599,7 +604,8 @@ describe('event log API', () => {
       t.db.on('query', onQuery);
       let stats: Awaited<ReturnType<typeof triggerStats>>;
       try {
-        // `since` and the active boundary both cut a minute: the stats read those minutes from the rows.
+        // The active boundary cuts a minute, which the stats read from the rows (`since` is in folded hours:
+        // the window starts at the next whole hour, which cuts nothing).
         const w = windowOf(t.config, new Date(Date.now() - 30_000));
         stats = await triggerStats(t.db, busy, new Date(Date.now() - 40 * 3600_000 + 30_000), w, 10_000);
         await webhookCalls(t.db, busy, w.keepFrom, 20, 10_000);

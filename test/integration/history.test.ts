@@ -13,6 +13,9 @@ import {
   insertCountedEventsStatements,
   insertEvents,
   insertEventsStatement,
+  foldBefore,
+  foldCountsBefore,
+  FOLD_MAX_ROWS,
   triggerStats,
   updateDeliveryOutcomes,
   type EventInsert,
@@ -28,6 +31,9 @@ import { triggerCounts } from '../../src/db/overview';
 import { createTestEnv, type TestEnv } from '../helpers/env';
 import { testApp } from '../helpers/app';
 import { until } from '../helpers/until';
+import { captureSql, explain } from '../helpers/capture-sql';
+import type { Knex } from 'knex';
+import { withDbRetry } from '../../src/util';
 
 const MINUTE = 60_000;
 const HOUR = 3600_000;
@@ -59,22 +65,31 @@ describe('history at scale', () => {
 
   /**
    * SUM(n) of the rollups and COUNT(*) of the events, keyed alike, as comparable maps: per minute the events
-   * fired, and of those the ones ended in success and in failure (per trigger and source too).
+   * fired, and of those the ones ended in success and in failure (per trigger and source too: per minute from
+   * `folded` on, per hour before it, where the sweep folds a trigger's minute rows into trigger_event_hours;
+   * a minute row there, one a fold has yet to take, counts in its hour).
    */
-  async function rollupVsEvents(): Promise<{ rollup: Map<string, number>; direct: Map<string, number> }> {
+  async function rollupVsEvents(folded: Date): Promise<{ rollup: Map<string, number>; direct: Map<string, number> }> {
     const toMap = (rows: CountRow[]) => new Map(rows.filter((r) => Number(r.n) !== 0).map((r) => [r.k, Number(r.n)]));
-    const minute = "CAST(DATE_FORMAT(fired_at, '%Y-%m-%d %H:%i:00') AS DATETIME)";
+    const minuteOf = (col: string) => `CAST(DATE_FORMAT(${col}, '%Y-%m-%d %H:%i:00') AS DATETIME)`;
+    const bucketOf = (col: string) =>
+      t.db.raw(`IF(${col} >= ?, ${minuteOf(col)}, CAST(DATE_FORMAT(${col}, '%Y-%m-%d %H:00:00') AS DATETIME))`, [folded]).toQuery();
+    const minute = minuteOf('fired_at');
     const queries = [
       "SELECT CONCAT('all|', minute, '|', kind) AS k, SUM(n) AS n FROM event_counts GROUP BY k",
-      "SELECT CONCAT('trigger|', trigger_id, '|', minute, '|', source, '|', kind) AS k, SUM(n) AS n FROM trigger_event_counts GROUP BY k",
+      `SELECT k, SUM(n) AS n FROM (
+         SELECT CONCAT('trigger|', trigger_id, '|', ${bucketOf('minute')}, '|', source, '|', kind) AS k, n FROM trigger_event_counts
+         UNION ALL
+         SELECT CONCAT('trigger|', trigger_id, '|', hour, '|', source, '|', kind) AS k, n FROM trigger_event_hours
+       ) c GROUP BY k`,
     ];
     const direct = [
       `SELECT CONCAT('all|', ${minute}, '|fired') AS k, COUNT(*) AS n FROM event_logs GROUP BY k`,
       `SELECT CONCAT('all|', ${minute}, '|', execution_status) AS k, COUNT(*) AS n FROM event_logs
         WHERE execution_status IN ('success', 'failure') GROUP BY k`,
-      `SELECT CONCAT('trigger|', trigger_id, '|', ${minute}, '|', source, '|fired') AS k, COUNT(*) AS n FROM event_logs
+      `SELECT CONCAT('trigger|', trigger_id, '|', ${bucketOf('fired_at')}, '|', source, '|fired') AS k, COUNT(*) AS n FROM event_logs
         WHERE trigger_id IS NOT NULL GROUP BY k`,
-      `SELECT CONCAT('trigger|', trigger_id, '|', ${minute}, '|', source, '|', execution_status) AS k, COUNT(*) AS n FROM event_logs
+      `SELECT CONCAT('trigger|', trigger_id, '|', ${bucketOf('fired_at')}, '|', source, '|', execution_status) AS k, COUNT(*) AS n FROM event_logs
         WHERE trigger_id IS NOT NULL AND execution_status IN ('success', 'failure') GROUP BY k`,
     ];
     const run = async (sqls: string[]) => {
@@ -107,7 +122,7 @@ describe('history at scale', () => {
     const aWriter = fc.constantFrom('trigger', 'batch', 'failed-batch-then-plain');
     const anOutcome = fc.record({ pick: fc.nat(), status: fc.constantFrom(...STATUSES), attempts: fc.integer({ min: 1, max: 5 }) });
 
-    it('equal a direct count of the events after any mix of inserts and outcome updates, from several connections', async function () {
+    it('equal a direct count of the events after any mix of inserts, outcome updates and folds into hours, from several connections', async function () {
       this.timeout(120_000);
       await fc.assert(
         fc.asyncProperty(
@@ -116,12 +131,17 @@ describe('history at scale', () => {
             maxLength: 4,
           }),
           fc.array(fc.array(anOutcome, { minLength: 1, maxLength: 20 }), { maxLength: 4 }),
+          fc.array(fc.array(anOutcome, { minLength: 1, maxLength: 20 }), { maxLength: 3 }),
+          fc.integer({ min: 1, max: 60 }),
           fc.integer({ min: 0, max: 59_999 }),
-          async (batches, outcomeBatches, sinceOffset) => {
+          async (batches, outcomeBatches, lateOutcomeBatches, foldLimit, sinceOffset) => {
             await t.db.raw('DELETE FROM event_logs');
             await t.db.raw('DELETE FROM event_counts');
             await t.db.raw('DELETE FROM trigger_event_counts');
+            await t.db.raw('DELETE FROM trigger_event_hours');
             const now = new Date();
+            const w = windowOf(t.config, now);
+            const folded = foldBefore(w);
             // Each batch is its own transaction; they run at once, so they come from different connections.
             const written = await Promise.all(
               batches.map(async ({ writer, events }) => {
@@ -155,39 +175,55 @@ describe('history at scale', () => {
               }),
             );
             const ids = written.flat();
-            await Promise.all(
-              outcomeBatches.map((batch) =>
-                t.db.transaction(async (trx) => {
-                  // One outcome per event per batch, as a worker writes them.
-                  const byId = new Map(batch.map((o) => [ids[o.pick % ids.length]!, o]));
-                  await updateDeliveryOutcomes(
-                    trx,
-                    [...byId].map(([id, o]) => ({
-                      id,
-                      attempts: o.attempts,
-                      execution_status: o.status,
-                      response_status: null,
-                      latency_ms: 1,
-                      error_message: null,
-                    })),
-                    now,
-                  );
-                }),
-              ),
-            );
-            const { rollup, direct } = await rollupVsEvents();
+            // Each outcome batch one transaction, run again on a deadlock as the worker's are (withDbRetry): a
+            // batch can meet another's rollup rows, or a fold's.
+            const outcomes = (batches: Array<Array<{ pick: number; status: ExecutionStatus; attempts: number }>>) =>
+              batches.map((batch) =>
+                withDbRetry(() =>
+                  t.db.transaction(async (trx) => {
+                    // One outcome per event per batch, as a worker writes them.
+                    const byId = new Map(batch.map((o) => [ids[o.pick % ids.length]!, o]));
+                    await updateDeliveryOutcomes(
+                      trx,
+                      [...byId].map(([id, o]) => ({
+                        id,
+                        attempts: o.attempts,
+                        execution_status: o.status,
+                        response_status: null,
+                        latency_ms: 1,
+                        error_message: null,
+                      })),
+                      now,
+                    );
+                  }),
+                ),
+              );
+            await Promise.all(outcomes(outcomeBatches));
+            // Two relays' sweeps fold the old minutes into hours, `foldLimit` rows a transaction, while late
+            // outcomes change the counts of those minutes; then one more fold takes some of what is left.
+            const foldAll = async () => {
+              while ((await foldCountsBefore(t.db, folded, foldLimit)) === foldLimit);
+            };
+            await Promise.all([foldAll(), foldAll(), ...outcomes(lateOutcomeBatches)]);
+            await foldCountsBefore(t.db, folded, foldLimit);
+            const [[{ minutes }]] = (await t.db.raw('SELECT COUNT(*) AS minutes FROM trigger_event_counts WHERE minute < ?', [folded])) as [
+              [{ minutes: number }],
+            ];
+            if (lateOutcomeBatches.length === 0) expect(Number(minutes), 'minute rows left before the fold point').to.equal(0);
+            const { rollup, direct } = await rollupVsEvents(folded);
             expect(Object.fromEntries(rollup)).to.deep.equal(Object.fromEntries(direct));
 
-            // A trigger's stats from the rollup (whole minutes) and its rows (the edge minutes) equal a direct
-            // count, wherever in a minute the window's start falls.
-            const w = windowOf(t.config, now);
-            const since = new Date(now.getTime() - 48 * HOUR + sinceOffset);
-            for (const trigger of triggers) {
+            // A trigger's stats from the rollups (whole hours, whole minutes) and its rows (the edge minutes)
+            // equal a direct count from the window's start: a minute's instant where the window starts in
+            // minute rows, else the next whole hour.
+            const windows = [new Date(now.getTime() - 48 * HOUR + sinceOffset), new Date(now.getTime() - 150 * MINUTE + sinceOffset)];
+            for (const [trigger, since] of triggers.flatMap((tr) => windows.map((s) => [tr, s] as const))) {
               const stats = await triggerStats(t.db, trigger, since, w, 10_000);
+              expect(stats.window_from.getTime()).to.equal(since < folded ? Math.ceil(since.getTime() / HOUR) * HOUR : since.getTime());
               const rows = (await t
                 .db('event_logs')
                 .where('trigger_id', trigger)
-                .andWhere('fired_at', '>=', since)
+                .andWhere('fired_at', '>=', stats.window_from)
                 .select('fired_at', 'execution_status', 'source')) as Array<{ fired_at: Date; execution_status: string; source: string }>;
               const count = (f: (r: (typeof rows)[number]) => boolean) => rows.filter(f).length;
               expect(stats.total).to.equal(rows.length);
@@ -200,6 +236,51 @@ describe('history at scale', () => {
         ),
         { numRuns: 25 },
       );
+    });
+  });
+
+  describe('folding minutes into hours', () => {
+    it('locks one range of idx_trigger_counts_minute and deletes the rows read by their primary key, at the largest batch', async () => {
+      await t.db.raw('DELETE FROM trigger_event_counts');
+      await t.db.raw('DELETE FROM trigger_event_hours');
+      const folded = foldBefore(windowOf(t.config, new Date()));
+      // Three days of minute rows for 5 triggers, all before the fold point: more than a batch.
+      const rows = [];
+      for (let m = 0; m < 3 * 24 * 60; m++) {
+        for (let k = 0; k < 5; k++) {
+          rows.push({
+            trigger_id: `00000000-0000-4000-8000-00000000000${k}`,
+            minute: new Date(folded.getTime() - (m + 1) * MINUTE),
+            source: 'webhook',
+            kind: 'fired',
+            slot: k % 4,
+            n: 1,
+          });
+        }
+      }
+      for (let i = 0; i < rows.length; i += 2000) await t.db('trigger_event_counts').insert(rows.slice(i, i + 2000));
+      await t.db.raw('ANALYZE TABLE trigger_event_counts');
+      const { result, sql } = await captureSql(t.db, (trx) => foldCountsBefore(trx as unknown as Knex, folded, 1_000_000));
+      expect(result, 'a batch is capped').to.equal(FOLD_MAX_ROWS);
+      const select = sql.find((q) => /^\s*SELECT/i.test(q.sql))!;
+      const del = sql.find((q) => /^\s*DELETE/i.test(q.sql))!;
+      const [selectPlan] = await explain(t.db, select);
+      expect(selectPlan!.key, JSON.stringify(selectPlan)).to.equal('idx_trigger_counts_minute');
+      expect(selectPlan!.Extra ?? '', JSON.stringify(selectPlan)).not.to.match(/filesort/);
+      // The DELETE reads its keys from the JSON list and finds each row by its whole primary key.
+      const deletePlan = (await explain(t.db, del)) as Array<{ table: string; key: string | null; type?: string }>;
+      const rowsPlan = deletePlan.find((p) => p.table === 'c');
+      expect(rowsPlan?.key, JSON.stringify(deletePlan)).to.equal('PRIMARY');
+      expect(rowsPlan?.type, JSON.stringify(deletePlan)).to.equal('eq_ref');
+      // Run for real, it moves a batch: the oldest minutes into their hours, the rest left as they were.
+      expect(await foldCountsBefore(t.db, folded, 1_000_000)).to.equal(FOLD_MAX_ROWS);
+      const [[left]] = (await t.db.raw('SELECT COUNT(*) AS n, MIN(minute) AS oldest FROM trigger_event_counts')) as [
+        [{ n: number; oldest: Date }],
+      ];
+      expect(Number(left.n)).to.equal(rows.length - FOLD_MAX_ROWS);
+      expect(left.oldest.getTime()).to.equal(folded.getTime() - ((rows.length - FOLD_MAX_ROWS) / 5) * MINUTE);
+      const [[hours]] = (await t.db.raw('SELECT SUM(n) AS n FROM trigger_event_hours')) as [[{ n: number }]];
+      expect(Number(hours.n)).to.equal(FOLD_MAX_ROWS);
     });
   });
 
@@ -312,7 +393,7 @@ describe('history at scale', () => {
       );
 
       await migrateLatest(t.db);
-      const { rollup, direct } = await rollupVsEvents();
+      const { rollup, direct } = await rollupVsEvents(new Date(0));
       expect(Object.fromEntries(rollup), 'old rows counted once by the migration').to.deep.equal(Object.fromEntries(direct));
       expect(rollup.size).to.be.above(0);
 
