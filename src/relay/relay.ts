@@ -15,6 +15,9 @@ import { createMultiStatementPool, type MultiPool } from '../db/multi';
 
 type Step = () => Promise<{ full: boolean; nextInMs?: number }>;
 
+/** A follower lane's idle ceiling, in idle intervals (SCHEDULER_INTERVAL): 1 s at the default 250 ms. */
+const FOLLOWER_IDLE_FACTOR = 4;
+
 /**
  * RELAY_FIRE_WINDOW: after a fire batch that was not full, waiting at least the window lets events due
  * close together share one transaction, for at most that much more lag. The window is the platform's: with
@@ -56,6 +59,9 @@ export class Relay {
   async start(): Promise<void> {
     const { db, producer, config, events } = this.deps;
     const idleMs = config.schedulerIntervalMs;
+    // Lanes other than 0 poll on their own only this seldom while they find nothing: lane 0 wakes them when
+    // it finds work (docs/decisions/relay-wakeups.md).
+    const followerIdleMs = idleMs * FOLLOWER_IDLE_FACTOR;
     if (config.outboxOrdering) {
       const leases = new ShardLeases(db, config.outboxShards, config.relayLeaseMs);
       await withDbRetry(() => leases.init());
@@ -95,18 +101,19 @@ export class Relay {
       this.fireDelays.push(fireDelay);
       this.publishDelays.push(publishDelay);
       this.loops.push(
-        this.loop(`schedules-${lane}`, fireDelay, idleMs, async () => {
+        this.loop(`schedules-${lane}`, fireDelay, leader ? idleMs : followerIdleMs, async () => {
           const r = await withDbRetry(() => fireDue(db, config, events, direct, this.tracing, { probeFirst: fireIdle, script }));
           fireIdle = r.claimed === 0;
           if (r.queued > 0) wakePublishLanes(0); // new outbox rows: publish them now, not at the next poll
           // Lane 0 wakes the other lanes when it finds more than a batch due, so a steady trickle of fires
           // does not cost an empty claim per lane.
           if (r.full) wakeFireLanes();
-          if (!leader) return { ...r, nextInMs: undefined };
+          // A follower that found nothing polls at its own ceiling; one that found work, at the idle interval.
+          if (!leader) return { ...r, nextInMs: r.claimed > 0 ? idleMs : undefined };
           const relays = this.leases?.liveRelays() ?? 1;
           return { ...r, nextInMs: Math.max(r.nextInMs ?? idleMs, fireWindowMs(config.relayFireWindowMs, relays, Math.random())) };
         }),
-        this.loop(`outbox-${lane}`, publishDelay, leader ? Math.min(idleMs, config.outboxPollIntervalMs * 4) : idleMs, async () => {
+        this.loop(`outbox-${lane}`, publishDelay, leader ? Math.min(idleMs, config.outboxPollIntervalMs * 4) : followerIdleMs, async () => {
           const r = await publishLane.publish(leader);
           if (leader && r.found) wakePublishLanes(1);
           // A lane that keeps finding nothing polls less often: OUTBOX_POLL_INTERVAL while rows come, up to
