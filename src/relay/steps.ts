@@ -143,8 +143,9 @@ async function fireWithKnex({ db, config, direct, tracing, spans }: FireDeps): P
  * about nine: (1) BEGIN and the claim; (2) the triggers' plain read, with the outbox probe of the direct
  * path; [Kafka]; (3) event logs (counted in the rollups per batch), outbox rows, the claimed rows marked,
  * the next occurrences, COMMIT, and after it the next pending occurrence for the lane's sleep. The
- * statements are the knex path's own (the builders of db/), so plan tests check what this sends. Returns null, rolled back, when an event of the
- * batch is already logged: the caller fires it again on the knex path.
+ * statements are the knex path's own (the builders of db/), so plan tests check what this sends. Returns
+ * null, rolled back, when an event of the batch is already logged: the caller fires it again on the knex
+ * path.
  */
 async function fireScripted(pool: MultiPool, { db, config, direct, tracing, spans }: FireDeps): Promise<FireBatch | null> {
   const limit = config.relayBatchSize;
@@ -281,16 +282,13 @@ const FOLD_BATCH = 2000;
  */
 export async function sweep(db: Db, config: Config, events: Lifecycle): Promise<{ full: boolean }> {
   const now = new Date();
-  const keepFrom = new Date(now.getTime() - config.retentionDeleteAfterSeconds * 1000);
+  const window = retentionWindow(now, config.retentionActiveSeconds, config.retentionDeleteAfterSeconds);
+  const keepFrom = window.keepFrom;
   const deleted = await deleteBefore(db, keepFrom, SWEEP_BATCH);
   const counts = await deleteCountsBefore(db, keepFrom, SWEEP_BATCH);
   // A trigger's minute rows older than the active window (and an hour) become hour rows: the stats of 48 h
   // then read about 48 rows per kind and source, not 2,880 per writer slot.
-  const folded = await foldCountsBefore(
-    db,
-    foldBefore(retentionWindow(now, config.retentionActiveSeconds, config.retentionDeleteAfterSeconds)),
-    FOLD_BATCH,
-  );
+  const folded = await foldCountsBefore(db, foldBefore(window), FOLD_BATCH);
   await deleteFinishedBefore(db, keepFrom, SWEEP_BATCH);
   await deleteKeysBefore(
     db,
