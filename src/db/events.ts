@@ -586,14 +586,34 @@ function foldTriggerStats(from: Date, { rollup, pending, exact }: StatsParts, la
 }
 
 /**
- * Retention: deletes events fired before `before`, oldest first, at most `limit` rows: a range of
- * idx_events_fired, and (ids being time-ordered) the oldest pages of the primary key. Each batch is its own
- * short statement, so several relays can run it at once; they only wait for each other's rows.
+ * Retention of the rows no time slice retires (see db/partitions.ts): events fired before `before`, oldest
+ * first, at most `limit`, with their attempts and replay rows (no foreign key cascades on partitioned
+ * tables). A range of idx_events_fired finds them; each is then deleted by its primary key, the keys handed
+ * over as one JSON list. Each batch is short statements of its own, so several relays can run it at once.
  */
 export async function deleteBefore(q: Q, before: Date, limit: number): Promise<number> {
-  const [res] = (await q.raw('DELETE FROM event_logs WHERE fired_at < ? ORDER BY fired_at LIMIT ?', [before, limit])) as [
-    { affectedRows: number },
-  ];
+  const [rows] = (await q.raw('SELECT id FROM event_logs FORCE INDEX (idx_events_fired) WHERE fired_at < ? ORDER BY fired_at, id LIMIT ?', [
+    before,
+    limit,
+  ])) as [Array<{ id: string }>];
+  if (rows.length === 0) return 0;
+  const keys = [JSON.stringify(rows.map((r) => r.id))];
+  // The children first: a stop between the statements leaves events to delete next time, never orphans.
+  await q.raw(
+    `DELETE a FROM JSON_TABLE(?, '$[*]' COLUMNS (id CHAR(36) CHARACTER SET ascii COLLATE ascii_bin PATH '$')) AS k
+      JOIN delivery_attempts AS a ON a.event_id = k.id`,
+    keys,
+  );
+  await q.raw(
+    `DELETE r FROM JSON_TABLE(?, '$[*]' COLUMNS (id CHAR(36) CHARACTER SET ascii COLLATE ascii_bin PATH '$')) AS k
+      JOIN event_replays AS r ON r.event_id = k.id`,
+    keys,
+  );
+  const [res] = (await q.raw(
+    `DELETE e FROM JSON_TABLE(?, '$[*]' COLUMNS (id CHAR(36) CHARACTER SET ascii COLLATE ascii_bin PATH '$')) AS k
+      JOIN event_logs AS e ON e.id = k.id`,
+    keys,
+  )) as [{ affectedRows: number }];
   return res.affectedRows;
 }
 

@@ -1,4 +1,6 @@
 import type { Config } from '../config';
+import { randomUUID } from 'node:crypto';
+import { PartitionKeeper } from '../db/partitions';
 import type { Db } from '../db/knex';
 import type { Lifecycle } from '../events';
 import type { EventProducer } from '../kafka/producer';
@@ -48,6 +50,8 @@ export class Relay {
   private script: MultiPool | null = null;
 
   private readonly tracing: Tracing;
+  /** The event tables' time slices: made ahead and retired whole by the sweep (db/partitions.ts). */
+  private readonly partitions = new PartitionKeeper(`relay-${process.pid}-${randomUUID().slice(0, 8)}`);
 
   /** `tracing`: the fire spans (and trace contexts) of scheduled events; without it traceparents only. */
   constructor(private readonly deps: { db: Db; producer: EventProducer; config: Config; events: Lifecycle; tracing?: Tracing }) {
@@ -128,7 +132,9 @@ export class Relay {
       );
     }
     this.loops.push(
-      this.loop('sweep', this.delays.sweep, config.retentionSweepIntervalMs, () => withDbRetry(() => sweep(db, config, events))),
+      this.loop('sweep', this.delays.sweep, config.retentionSweepIntervalMs, () =>
+        withDbRetry(() => sweep(db, config, events, this.partitions)),
+      ),
     );
     const leases = this.leases;
     if (leases) {

@@ -29,6 +29,7 @@ import { isDuplicateKey } from '../db/errors';
 import { ScriptTransaction, type MultiPool, type Statement } from '../db/multi';
 import { deleteKeysBefore, IDEMPOTENCY_WINDOW_SECONDS } from '../db/idempotency';
 import { deleteRejectionsBefore } from '../db/webhook-requests';
+import { PartitionKeeper, RETIRE_MARGIN_MS, SLICE_MS } from '../db/partitions';
 import type { Lifecycle } from '../events';
 import { scheduledEventId } from '../triggers/event-id';
 import { planOccurrence, type Occurrence } from '../triggers/schedule';
@@ -271,20 +272,35 @@ function planFiring(
 }
 
 const SWEEP_BATCH = 1000;
+/**
+ * Rows deleted one by one are those past the window by more than a slice's width and the retire margin:
+ * by then the slice that held them in the normal run has been retired whole, so what is left is what no
+ * slice retires (occurrences fired days late, rows older than the partition layout, version 4 ids).
+ */
+export const ROW_DELETE_LAG_MS = SLICE_MS + RETIRE_MARGIN_MS + 60_000;
 /** Minute rows of trigger_event_counts folded into hours per sweep: one short transaction (25–35k rows/s measured on a cold table). */
 const FOLD_BATCH = 2000;
 
 /**
  * Step 3: retention and clean-up, in bounded batches so no statement holds locks for long. Safe with
- * several relays at once: each statement is idempotent and touches rows by age only. Nothing is archived
- * row by row: an event's retention state follows from its age (see RetentionWindow in db/events.ts).
- * A relay that was down for days catches up batch by batch (`full` asks for the next sweep at once).
+ * several relays at once: each statement is idempotent and touches rows by age only, and one relay at a time
+ * changes partitions (a lease). Nothing is archived row by row: an event's retention state follows from its
+ * age (see RetentionWindow in db/events.ts). Events leave by time slice (`keeper`, db/partitions.ts); what
+ * no slice retires is deleted row by row once it is a slice's width past the window (ROW_DELETE_LAG_MS).
+ * A relay that was down for days catches up slice by slice and batch by batch (`full` asks for the next
+ * sweep at once). `now` is for tests.
  */
-export async function sweep(db: Db, config: Config, events: Lifecycle): Promise<{ full: boolean }> {
-  const now = new Date();
+export async function sweep(
+  db: Db,
+  config: Config,
+  events: Lifecycle,
+  keeper: PartitionKeeper = new PartitionKeeper('sweep'),
+  now: Date = new Date(),
+): Promise<{ full: boolean }> {
   const window = retentionWindow(now, config.retentionActiveSeconds, config.retentionDeleteAfterSeconds);
   const keepFrom = window.keepFrom;
-  const deleted = await deleteBefore(db, keepFrom, SWEEP_BATCH);
+  const slices = await keeper.maintain(db, now.getTime(), keepFrom.getTime());
+  const deleted = await deleteBefore(db, new Date(keepFrom.getTime() - ROW_DELETE_LAG_MS), SWEEP_BATCH);
   const counts = await deleteCountsBefore(db, keepFrom, SWEEP_BATCH);
   // A trigger's minute rows older than the active window (and an hour) become hour rows: the stats of 48 h
   // then read about 48 rows per kind and source, not 2,880 per writer slot.
@@ -298,5 +314,5 @@ export async function sweep(db: Db, config: Config, events: Lifecycle): Promise<
   // The inbound call log's rejections age out with the events (the API trims each trigger's to a count).
   await deleteRejectionsBefore(db, keepFrom, SWEEP_BATCH);
   if (deleted > 0) events.emitEvent('relay:swept', { deleted });
-  return { full: deleted === SWEEP_BATCH || counts === SWEEP_BATCH || folded === FOLD_BATCH };
+  return { full: slices.more || deleted === SWEEP_BATCH || counts === SWEEP_BATCH || folded === FOLD_BATCH };
 }

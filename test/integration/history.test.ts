@@ -24,7 +24,8 @@ import {
 import { createMultiStatementPool, ScriptTransaction, type MultiPool } from '../../src/db/multi';
 import { migrateLatest, migrationConfig } from '../../src/db/knex';
 import { Lifecycle } from '../../src/events';
-import { sweep } from '../../src/relay/steps';
+import { ROW_DELETE_LAG_MS, sweep } from '../../src/relay/steps';
+import { PartitionKeeper, readLayout, retireOldest, RETIRE_MARGIN_MS, SLICE_MS, SLICES_AHEAD } from '../../src/db/partitions';
 import { eventIdTime, newEventId, scheduledEventId } from '../../src/triggers/event-id';
 import { windowOf } from '../../src/api/events';
 import { triggerCounts } from '../../src/db/overview';
@@ -382,7 +383,8 @@ describe('history at scale', () => {
       const old = [
         { id: randomUUID(), age: 10 * MINUTE, retention_status: 'active', execution_status: 'success' },
         { id: randomUUID(), age: 5 * HOUR, retention_status: 'archived', execution_status: 'failure' },
-        { id: randomUUID(), age: 50 * HOUR, retention_status: 'archived', execution_status: 'success' },
+        // Past the window by more than a time slice: random (version 4) ids are retired row by row, that late.
+        { id: randomUUID(), age: 53 * HOUR, retention_status: 'archived', execution_status: 'success' },
       ];
       await t.db('event_logs').insert(
         old.map((o) => ({
@@ -462,45 +464,125 @@ describe('history at scale', () => {
   });
 
   describe('retention', () => {
-    it('deletes every event past the window in bounded batches after a long pause, and never a younger one', async function () {
-      this.timeout(120_000);
+    it('puts back the young rows of a slice it retires (an occurrence fired days late), counted once', async function () {
+      this.timeout(60_000);
       await t.db.raw('DELETE FROM event_logs');
-      const now = Date.now();
-      const keep = t.config.retentionDeleteAfterSeconds * 1000;
+      // A day on: the slices of 24–48 h ago (made by the migration) are past the window.
+      const realNow = Date.now();
+      const keepFrom = realNow + 24 * HOUR - t.config.retentionDeleteAfterSeconds * 1000;
+      const slice = (await readLayout(t.db, 'event_logs')).slices.find((s) => s.end <= keepFrom - RETIRE_MARGIN_MS);
+      expect(slice, 'a slice past the window').to.not.equal(undefined);
       const trigger = randomUUID();
-      // Three days of a paused sweep: 2,500 events past the window (more than two batches), and young ones
-      // down to a second inside it; scheduled ids too, whose time is the scheduled instant.
-      const rows: EventInsert[] = [];
-      for (let i = 0; i < 2500; i++) {
-        const firedAt = new Date(now - keep - 1000 - i * 60_000);
-        rows.push({
-          id: i % 2 ? newEventId(firedAt.getTime()) : scheduledEventId(trigger, firedAt),
-          trigger_id: trigger,
-          trigger_type: 'webhook',
-          source: i % 2 ? 'webhook' : 'scheduler',
-          is_test_run: false,
-          payload: {},
-          scheduled_for: null,
-          fired_at: firedAt,
-        });
+      const inSlice = (firedMs: number): EventInsert => ({
+        id: scheduledEventId(trigger, new Date(slice!.start + 1000 + (firedMs % 1000))),
+        trigger_id: trigger,
+        trigger_type: 'cron_scheduled',
+        source: 'scheduler',
+        is_test_run: false,
+        payload: {},
+        scheduled_for: null,
+        fired_at: new Date(firedMs),
+      });
+      const oldRow = inSlice(slice!.start + 2000);
+      const lateRow = inSlice(realNow - 5000);
+      await t.db.transaction((trx) => insertEvents(trx, [oldRow, lateRow], new Date()));
+      const firedCount = async () => {
+        const [[{ n }]] = (await t.db.raw(
+          "SELECT COALESCE(SUM(n), 0) AS n FROM trigger_event_counts WHERE trigger_id = ? AND kind = 'fired' AND minute >= ?",
+          [trigger, new Date(realNow - 10 * MINUTE)],
+        )) as [[{ n: number }]];
+        return Number(n);
+      };
+      expect(await firedCount()).to.equal(1);
+      // Oldest first, as the sweep does, until that slice is gone.
+      while ((await readLayout(t.db, 'event_logs')).slices.some((s) => s.name === slice!.name)) {
+        expect(await t.db.transaction((c) => retireOldest(c, keepFrom - RETIRE_MARGIN_MS, keepFrom))).to.equal(true);
       }
-      const young = [5_000, 60_000, 3 * HOUR].map((margin) => {
-        const firedAt = new Date(now - keep + margin);
-        return { ...rows[0]!, id: newEventId(firedAt.getTime()), fired_at: firedAt };
-      });
-      await t.db.transaction(async (trx) => {
-        for (let i = 0; i < rows.length; i += 500) await insertEvents(trx, rows.slice(i, i + 500), new Date());
-        await insertEvents(trx, young, new Date());
-      });
-      let sweeps = 0;
-      while ((await sweep(t.db, t.config, new Lifecycle())).full) sweeps++;
-      expect(sweeps, 'a full batch asks for another sweep at once').to.be.at.least(2);
       const left = (await t.db('event_logs').where('trigger_id', trigger).pluck('id')) as string[];
-      expect(left).to.have.members(young.map((y) => y.id));
-      // The rollups of the deleted minutes go too: the stats of the window still equal its events.
+      expect(left, 'the young row put back, the old one retired').to.deep.equal([lateRow.id]);
+      expect(await firedCount(), 'the row put back is not counted twice').to.equal(1);
+      const one = await request(testApp(t)).get(`/api/v1/events/${lateRow.id}`).expect(200);
+      expect(one.body).to.include({ id: lateRow.id, retention_status: 'active' });
+    });
+
+    it('retires whole time slices after a long pause, deletes the rows no slice holds in batches, and never a younger row', async function () {
+      this.timeout(180_000);
+      await t.db.raw('DELETE FROM event_logs');
+      await t.db.raw('DELETE FROM delivery_attempts');
+      // Relays down for three days: the slices made ahead ran out, and what came in meanwhile sits in p_later.
+      const realNow = Date.now();
+      const now = realNow + 72 * HOUR;
+      const keep = t.config.retentionDeleteAfterSeconds * 1000;
+      const keepFrom = now - keep;
+      const trigger = randomUUID();
+      const row = (idMs: number, firedMs: number, scheduled: boolean): EventInsert => ({
+        id: scheduled ? scheduledEventId(trigger, new Date(idMs)) : newEventId(idMs),
+        trigger_id: trigger,
+        trigger_type: 'webhook',
+        source: scheduled ? 'scheduler' : 'webhook',
+        is_test_run: false,
+        payload: {},
+        scheduled_for: null,
+        fired_at: new Date(firedMs),
+      });
+      // 2,500 events past the window, a minute apart, in slices old and new; 1,500 older than every slice
+      // (p_late: deleted row by row, in batches); young ones down to a second inside the window; an
+      // occurrence fired a minute ago whose id carries a scheduled time 60 h back (an old slice).
+      const old: EventInsert[] = [];
+      for (let i = 0; i < 2500; i++) old.push(row(keepFrom - 1000 - i * MINUTE, keepFrom - 1000 - i * MINUTE, i % 2 === 0));
+      for (let i = 0; i < 1500; i++) old.push(row(realNow - 60 * HOUR - i * MINUTE, realNow - 60 * HOUR - i * MINUTE, i % 2 === 0));
+      const young = [1000, MINUTE, 3 * HOUR].map((margin) => row(keepFrom + margin, keepFrom + margin, false));
+      const late = row(now - 60 * HOUR, now - MINUTE, true);
+      await t.db.transaction(async (trx) => {
+        for (let i = 0; i < old.length; i += 500) await insertEvents(trx, old.slice(i, i + 500), new Date());
+        await insertEvents(trx, [...young, late], new Date());
+      });
+      const attempt = (id: string) => ({ event_id: id, attempt: 1, started_at: new Date(realNow), duration_ms: 1 });
+      await t.db('delivery_attempts').insert([attempt(old[10]!.id), attempt(old[2600]!.id), attempt(late.id), attempt(young[0]!.id)]);
+
+      const keeper = new PartitionKeeper('test-keeper');
+      let sweeps = 1;
+      while ((await sweep(t.db, t.config, new Lifecycle(), keeper, new Date(now))).full) sweeps++;
+      expect(sweeps, 'each slice and each full batch asks for another sweep at once').to.be.at.least(4);
+
+      const left = new Set((await t.db('event_logs').where('trigger_id', trigger).pluck('id')) as string[]);
+      for (const y of [...young, late]) expect(left.has(y.id), `young ${y.id} kept`).to.equal(true);
+      // Past the window: every slice that ended before it is gone whole; rows of the slice it falls in wait
+      // for that slice; rows no slice holds were deleted once a slice's width past it.
+      const boundarySlice = Math.floor((keepFrom - RETIRE_MARGIN_MS) / SLICE_MS) * SLICE_MS;
+      const stayed = old.filter((o) => left.has(o.id));
+      expect(stayed.length, 'old rows left: only those of the slice the window starts in').to.be.above(0);
+      for (const o of stayed) {
+        expect(eventIdTime(o.id), 'left only in the slice the window starts in').to.be.at.least(boundarySlice);
+        expect(o.fired_at.getTime()).to.be.at.least(keepFrom - ROW_DELETE_LAG_MS);
+      }
+      expect(old.filter((o) => eventIdTime(o.id) < boundarySlice && left.has(o.id))).to.deep.equal([]);
+      const slices = (await readLayout(t.db, 'event_logs')).slices;
+      expect(slices[0]!.start, 'the oldest slice left holds the window start').to.be.at.most(keepFrom);
+      expect(slices.at(-1)!.end, 'slices made ahead of the later now').to.be.at.least(now + SLICES_AHEAD * SLICE_MS);
+      for (const table of ['delivery_attempts', 'event_replays']) {
+        expect(
+          (await readLayout(t.db, table)).slices.map((s) => s.name),
+          `${table} sliced alike`,
+        ).to.deep.equal(slices.map((s) => s.name));
+      }
+      const attemptsLeft = (await t.db('delivery_attempts').pluck('event_id')) as string[];
+      const withEvents = [old[10]!.id, old[2600]!.id, late.id, young[0]!.id].filter((id) => left.has(id));
+      expect(withEvents, 'the p_late row is gone').to.not.include(old[2600]!.id);
+      expect(attemptsLeft, 'attempts go with their events, row by row and by slice').to.have.members(withEvents);
+
+      // A slice later, the rows of that slice are gone too.
+      while ((await sweep(t.db, t.config, new Lifecycle(), keeper, new Date(now + SLICE_MS))).full);
+      const after = new Set((await t.db('event_logs').where('trigger_id', trigger).pluck('id')) as string[]);
+      expect(old.filter((o) => after.has(o.id))).to.deep.equal([]);
+      expect(after.has(late.id)).to.equal(true);
+      expect((await t.db('delivery_attempts').pluck('event_id')) as string[]).to.have.members(
+        [late.id, young[0]!.id].filter((id) => after.has(id)),
+      );
+      // The rollups of the deleted minutes go too.
       const [[{ n: oldCounts }]] = (await t.db.raw('SELECT COUNT(*) AS n FROM trigger_event_counts WHERE trigger_id = ? AND minute < ?', [
         trigger,
-        new Date(Math.floor((now - keep) / MINUTE) * MINUTE - MINUTE),
+        new Date(Math.floor((keepFrom + SLICE_MS) / MINUTE) * MINUTE - MINUTE),
       ])) as [[{ n: number }]];
       expect(Number(oldCounts)).to.equal(0);
     });

@@ -299,7 +299,7 @@ describe('operator toolkit (issue 11)', function () {
       await t
         .db('event_logs')
         .where({ id })
-        .update({ fired_at: new Date(Date.now() - 49 * HOUR) });
+        .update({ fired_at: new Date(Date.now() - 53 * HOUR) });
       await sweep(t.db, t.config, new Lifecycle());
       expect(await count(t.db, 'event_logs', { id })).to.equal(0);
       expect(await count(t.db, 'delivery_attempts', { event_id: id })).to.equal(0);
