@@ -553,10 +553,10 @@ describe('history at scale', () => {
       const stayed = old.filter((o) => left.has(o.id));
       expect(stayed.length, 'old rows left: only those of the slice the window starts in').to.be.above(0);
       for (const o of stayed) {
-        expect(eventIdTime(o.id), 'left only in the slice the window starts in').to.be.at.least(boundarySlice);
+        expect(eventIdTime(o.id)!, 'left only in the slice the window starts in').to.be.at.least(boundarySlice);
         expect(o.fired_at.getTime()).to.be.at.least(keepFrom - ROW_DELETE_LAG_MS);
       }
-      expect(old.filter((o) => eventIdTime(o.id) < boundarySlice && left.has(o.id))).to.deep.equal([]);
+      expect(old.filter((o) => eventIdTime(o.id)! < boundarySlice && left.has(o.id))).to.deep.equal([]);
       const slices = (await readLayout(t.db, 'event_logs')).slices;
       expect(slices[0]!.start, 'the oldest slice left holds the window start').to.be.at.most(keepFrom);
       expect(slices.at(-1)!.end, 'slices made ahead of the later now').to.be.at.least(now + SLICES_AHEAD * SLICE_MS);
