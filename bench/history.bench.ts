@@ -23,9 +23,10 @@
  *   reads      every read route over HTTP, one request at a time, READS calls each (50; quick 20), p50/p99.
  *              The overview keeps an answer for 2 s per api process: its calls are spaced 2.1 s apart (the
  *              other routes run in between), so each call measured computes anew — checked on generated_at;
- *   retention  (history only) the oldest hour of history deleted with deleteBefore in batches of 1,000:
- *              seconds per hour removed, once part-way through the fill (N/10, at most 1M events: the same
- *              hourly density, a table a tenth the size) and once at the end of the full phase.
+ *   retention  (history only) the oldest time slice that holds history retired as the relays' sweep does
+ *              (retireOldest): seconds per hour of history removed, once part-way through the fill (N/10, at
+ *              most 1M events: the same hourly density, a table a tenth the size) and once at the end of the
+ *              full phase.
  * The InnoDB buffer pool is set to 128 MiB for the run (the old size is restored at the end, also on
  * failure or Ctrl-C), so the history is many times the pool, as it is in production.
  * Prints a summary, one line per full ÷ empty ratio, and the targets: ingest, publish and burst ≥ 0.9× of
@@ -48,7 +49,7 @@
 import http from 'node:http';
 import os from 'node:os';
 import mysql from 'mysql2/promise';
-import { deleteBefore, foldBefore, foldCountsBefore, FOLD_MAX_ROWS } from '../src/db/events';
+import { foldBefore, foldCountsBefore, FOLD_MAX_ROWS } from '../src/db/events';
 import { windowOf } from '../src/api/events';
 import { connectionOptions, type Db } from '../src/db/knex';
 import { ensureShardFences } from '../src/db/outbox';
@@ -56,6 +57,7 @@ import { OVERVIEW_CACHE_MS } from '../src/api/overview';
 import { Lifecycle } from '../src/events';
 import { sweep } from '../src/relay/steps';
 import { newEventId, newTriggerId, scheduledEventId } from '../src/triggers/event-id';
+import { idBound, readLayout, retireOldest, withPartitionLease } from '../src/db/partitions';
 import { firstOccurrence } from '../src/triggers/schedule';
 import type { TriggerType } from '../src/triggers/types';
 import { validateTriggerConfig } from '../src/triggers/validate';
@@ -119,8 +121,6 @@ const WEBHOOK_TRIGGERS = 600;
 const SCHEDULED_TRIGGERS = 400;
 const HISTORY_MS = 48 * 3600_000;
 const HOUR_MS = 3600_000;
-/** deleteBefore's batch, as the relay's sweep uses it. */
-const RETENTION_BATCH = 1000;
 /** The idle window before ingest in which the server's own buffer-pool read rate is taken. */
 const IDLE_MS = 3000;
 /** Spacing of the overview's calls: past its per-process cache, so each call measured computes. */
@@ -577,46 +577,57 @@ interface RetentionResult {
   readsByIndex: PageReadsResult;
 }
 
-/** Deletes the oldest hour of history with the relay's own deleteBefore, 1,000 rows a batch, until a batch comes back short. */
+/**
+ * Retires the oldest time slice that holds history, as the relays' sweep does (retireOldest under the
+ * partitions lease: swap the slice's rows out, put back any still inside the window, drop them, merge the
+ * empty slice into p_late), and reports the time per hour of history removed: the slice's rows span
+ * (newest − oldest fired_at) of the fill. Older slices that hold nothing are retired first, untimed.
+ */
 async function retentionHour(db: Db, dbName: string, label: string): Promise<RetentionResult> {
   const tableEvents = await eventCount(db);
-  const [[row]] = (await db.raw('SELECT MIN(fired_at) AS oldest FROM event_logs')) as [[{ oldest: Date | null }]];
-  if (!row.oldest) throw new Error('retention: no events');
-  const before = new Date(row.oldest.getTime() + HOUR_MS);
-  log(`retention (${label}): deleting the hour from ${row.oldest.toISOString()} in batches of ${RETENTION_BATCH}`);
-  let deleted = 0;
-  const batchMs: number[] = [];
-  const stop = progress(() => `retention (${label}): ${fmtInt(deleted)} deleted`);
-  const pages = await new PageReads(db, dbName).begin();
-  const bp0 = await bufferPoolReads(db);
-  const t0 = performance.now();
-  try {
-    // Bounded: an hour of the largest fill is ≈ 420k rows; the time limit catches a runaway.
-    for (let b = 0; b < 100_000 && performance.now() - t0 < 20 * 60_000; b++) {
-      const b0 = performance.now();
-      const n = await withDbRetry(() => deleteBefore(db, before, RETENTION_BATCH));
-      batchMs.push(performance.now() - b0);
-      deleted += n;
-      if (n < RETENTION_BATCH) break;
+  const result = await withPartitionLease(db, 'history-bench', async (c) => {
+    for (;;) {
+      const slice = (await readLayout(c, 'event_logs')).slices[0];
+      if (!slice) throw new Error('retention: no slice holds events');
+      const [[span]] = (await c.raw('SELECT COUNT(*) AS n, MIN(fired_at) AS a, MAX(fired_at) AS b FROM event_logs PARTITION (??)', [
+        slice.name,
+      ])) as [[{ n: number; a: Date | null; b: Date | null }]];
+      if (Number(span.n) === 0 || !span.a || !span.b) {
+        await retireOldest(c, slice.end, slice.end);
+        continue;
+      }
+      const rows = Number(span.n);
+      const hours = (span.b.getTime() - span.a.getTime()) / HOUR_MS;
+      log(`retention (${label}): retiring slice ${slice.name}: ${fmtInt(rows)} events over ${hours.toFixed(2)} h of history`);
+      const pages = await new PageReads(db, dbName).begin();
+      const bp0 = await bufferPoolReads(db);
+      const t0 = performance.now();
+      await retireOldest(c, slice.end, slice.end);
+      const seconds = (performance.now() - t0) / 1000;
+      const bp = (await bufferPoolReads(db)) - bp0;
+      const [[still]] = (await c.raw('SELECT COUNT(*) AS n FROM event_logs WHERE id >= ? AND id < ?', [
+        idBound(slice.start),
+        idBound(slice.end),
+      ])) as [[{ n: number }]];
+      const readsByIndex = await pages.end(rows);
+      return { slice, rows, hours, seconds, bp, kept: Number(still.n), oldest: span.a, readsByIndex };
     }
-  } finally {
-    stop();
-  }
-  const seconds = (performance.now() - t0) / 1000;
-  const bp = (await bufferPoolReads(db)) - bp0;
-  const readsByIndex = await pages.end(deleted);
-  log(`  retention reads per row: ${fmtPageReads(readsByIndex)}`);
+  });
+  if (result === null) throw new Error('retention: a relay held the partitions lease');
+  log(
+    `  retention reads per row: ${fmtPageReads(result.readsByIndex)}; ${fmtInt(result.kept)} rows put back (fired inside the slice's end)`,
+  );
   return {
     tableEvents,
-    oldest: row.oldest.toISOString(),
-    deleted,
-    batches: batchMs.length,
-    seconds: round(seconds, 3),
-    secondsPerHour: round(seconds, 3),
-    rowsPerSecond: Math.round(deleted / seconds),
-    batchMs: roundSummary(summarize(batchMs)),
-    bufferPoolReadsPerRow: deleted > 0 ? round(bp / deleted, 4) : NaN,
-    readsByIndex,
+    oldest: result.oldest.toISOString(),
+    deleted: result.rows - result.kept,
+    batches: 1,
+    seconds: round(result.seconds, 3),
+    secondsPerHour: round(result.seconds / result.hours, 3),
+    rowsPerSecond: Math.round(result.rows / result.seconds),
+    batchMs: roundSummary(summarize([result.seconds * 1000])),
+    bufferPoolReadsPerRow: result.rows > 0 ? round(result.bp / result.rows, 4) : NaN,
+    readsByIndex: result.readsByIndex,
   };
 }
 
@@ -1086,7 +1097,9 @@ async function settleHistory(e: BenchEnv): Promise<number> {
     if (n < FOLD_MAX_ROWS) break;
   }
   const foldSeconds = (performance.now() - f0) / 1000;
-  log(`  folded ${fmtInt(folded)} minute rows of trigger_event_counts into hours in ${foldSeconds.toFixed(1)} s (${fmtInt(folded / foldSeconds)} rows/s)`);
+  log(
+    `  folded ${fmtInt(folded)} minute rows of trigger_event_counts into hours in ${foldSeconds.toFixed(1)} s (${fmtInt(folded / foldSeconds)} rows/s)`,
+  );
   await e.db.raw('ANALYZE TABLE ??', [tables]);
   let caughtUp = 0;
   const sweepEvents = new Lifecycle().onEvent('relay:swept', (ev) => (caughtUp += ev.deleted));
@@ -1230,7 +1243,9 @@ async function main(): Promise<void> {
     await fillTimed(0, SMALL_FILL);
     log(`  ${fmtInt(SMALL_FILL)} events in after ${fillSeconds.toFixed(1)} s: retention at this small fill`);
     const smallRetention = await retentionHour(e.db, e.dbName, `${fmtInt(SMALL_FILL)} events`);
-    log(`  small fill: ${fmtInt(smallRetention.deleted)} rows of the oldest hour in ${smallRetention.seconds.toFixed(2)} s`);
+    log(
+      `  small fill: ${fmtInt(smallRetention.deleted)} rows of the oldest slice retired in ${smallRetention.seconds.toFixed(2)} s (${smallRetention.secondsPerHour} s per hour)`,
+    );
     await fillTimed(SMALL_FILL, N);
     const fillRate = Math.round(done.events / fillSeconds);
     log(
@@ -1246,7 +1261,9 @@ async function main(): Promise<void> {
 
     const full = await measure('full', e, triggers);
     full.retention = await retentionHour(e.db, e.dbName, 'full');
-    log(`  full: ${fmtInt(full.retention.deleted)} rows of the oldest hour in ${full.retention.seconds.toFixed(2)} s`);
+    log(
+      `  full: ${fmtInt(full.retention.deleted)} rows of the oldest slice retired in ${full.retention.seconds.toFixed(2)} s (${full.retention.secondsPerHour} s per hour)`,
+    );
 
     report(machine, settings, empty, full, smallRetention, {
       fillSeconds,

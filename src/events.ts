@@ -11,6 +11,8 @@ export interface LifecycleEvents {
   'relay:publish_failed': { count: number; error: string };
   'relay:error': { step: string; error: Error };
   'relay:swept': { deleted: number };
+  /** Time slices of the event tables made ahead and retired whole by a sweep (db/partitions.ts). */
+  'relay:slices': { created: number; retired: number };
   /** `deferred`: not attempted because the endpoint's circuit is open; rescheduled (see worker/circuit.ts). */
   'worker:delivered': { outcome: 'success' | 'retry' | 'failure' | 'skipped' | 'deferred'; durationMs: number; status: number | null };
   /** An endpoint origin's circuit opened (open: true) or closed again. */

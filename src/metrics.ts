@@ -20,6 +20,7 @@ export class Metrics {
   readonly deliveryRetries: client.Counter;
   readonly dlq: client.Counter;
   readonly deleted: client.Counter;
+  readonly slicesRetired: client.Counter;
   readonly replays: client.Counter;
   readonly deliveryControls: client.Counter;
   readonly webhookRejections: client.Counter;
@@ -92,7 +93,16 @@ export class Metrics {
       registers: r,
     });
     this.dlq = new client.Counter({ name: 'etp_dlq_total', help: 'Events sent to the dead-letter topic', registers: r });
-    this.deleted = new client.Counter({ name: 'etp_events_deleted_total', help: 'Event logs deleted by retention', registers: r });
+    this.deleted = new client.Counter({
+      name: 'etp_events_deleted_total',
+      help: 'Event logs deleted one by one by retention (rows no retired time slice held)',
+      registers: r,
+    });
+    this.slicesRetired = new client.Counter({
+      name: 'etp_event_slices_retired_total',
+      help: 'Time slices of event_logs retired whole by retention (four hours of events each)',
+      registers: r,
+    });
     this.replays = new client.Counter({ name: 'etp_replays_total', help: 'Events replayed through the API', registers: r });
     this.deliveryControls = new client.Counter({
       name: 'etp_delivery_controls_total',
@@ -201,6 +211,7 @@ export class Metrics {
     events.onEvent('relay:swept', (e) => {
       this.deleted.inc(e.deleted);
     });
+    events.onEvent('relay:slices', (e) => this.slicesRetired.inc(e.retired));
     events.onEvent('worker:delivered', (e) => {
       this.deliveries.inc({ outcome: e.outcome });
       if (e.outcome !== 'skipped' && e.outcome !== 'deferred') this.deliveryDuration.observe(e.durationMs / 1000);

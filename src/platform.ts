@@ -149,6 +149,7 @@ export async function startPlatform(
   events.onEvent('relay:error', (e) => logger.warn('relay step failed', { step: e.step, error: e.error.message }));
   events.onEvent('relay:publish_failed', (e) => logger.warn('publish failed; rows stay in the outbox', { count: e.count, error: e.error }));
   events.onEvent('relay:swept', (e) => logger.info('retention sweep', e));
+  events.onEvent('relay:slices', (e) => logger.info('event time slices', e));
   events.onEvent('worker:error', (e) => logger.warn('worker error', { error: e.error.message }));
   events.onEvent('worker:dlq', (e) => logger.warn('event dead-lettered', { event_id: e.eventId }));
   events.onEvent('worker:circuit', (e) =>

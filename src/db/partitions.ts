@@ -110,36 +110,61 @@ export class PartitionKeeper {
 
   /** Creates the slices due by `now` and retires (at most `maxRetire`) whose range ended before `keepFrom`. */
   async maintain(db: Knex, now: number, keepFrom: number, maxRetire = 1): Promise<MaintainResult> {
+    try {
+      return await this.maintainOnce(db, now, keepFrom, maxRetire);
+    } catch (e) {
+      // Every step can be run again from where it stopped (a leftover <table>_retiring is put back first).
+      if (isLockConflict(e)) return { created: 0, retired: 0, more: false };
+      throw e;
+    }
+  }
+
+  private async maintainOnce(db: Knex, now: number, keepFrom: number, maxRetire: number): Promise<MaintainResult> {
     const l = this.layout;
     const fresh = l !== null && now - l.readAt < LAYOUT_TTL_MS;
     if (fresh && l.newestEnd >= now + SLICES_AHEAD * SLICE_MS && l.oldestEnd > keepFrom - RETIRE_MARGIN_MS) {
       return { created: 0, retired: 0, more: false };
     }
-    if (!(await takeLease(db, this.owner))) return { created: 0, retired: 0, more: false };
-    try {
-      return await db.transaction(async (c) => {
-        // One connection for the whole job; each DDL commits on its own. Short metadata-lock waits only.
-        await c.raw('SET SESSION lock_wait_timeout = ?', [LOCK_WAIT_SECONDS]);
-        try {
-          const created = await ensureAhead(c, now);
-          let retired = 0;
-          while (retired < maxRetire && (await retireOldest(c, keepFrom - RETIRE_MARGIN_MS, keepFrom))) retired++;
-          const events = await readLayout(c, 'event_logs');
-          const oldest = events.slices[0];
-          const more = oldest !== undefined && oldest.end <= keepFrom - RETIRE_MARGIN_MS;
-          this.layout = {
-            newestEnd: events.slices.at(-1)?.end ?? 0,
-            oldestEnd: oldest?.end ?? Number.POSITIVE_INFINITY,
-            readAt: now,
-          };
-          return { created, retired, more };
-        } finally {
-          await c.raw('SET SESSION lock_wait_timeout = DEFAULT');
-        }
-      });
-    } finally {
-      await releaseLease(db, this.owner);
-    }
+    const done = await withPartitionLease(db, this.owner, async (c) => {
+      const created = await ensureAhead(c, now);
+      let retired = 0;
+      // The lease is renewed before each slice, so a long catch-up never outlives it.
+      while (retired < maxRetire && (await takeLease(db, this.owner)) && (await retireOldest(c, keepFrom - RETIRE_MARGIN_MS, keepFrom))) {
+        retired++;
+      }
+      const events = await readLayout(c, 'event_logs');
+      const oldest = events.slices[0];
+      const more = oldest !== undefined && oldest.end <= keepFrom - RETIRE_MARGIN_MS;
+      this.layout = { newestEnd: events.slices.at(-1)?.end ?? 0, oldestEnd: oldest?.end ?? Number.POSITIVE_INFINITY, readAt: now };
+      return { created, retired, more };
+    });
+    return done ?? { created: 0, retired: 0, more: false };
+  }
+}
+
+/** A lock wait (a metadata lock held past LOCK_WAIT_SECONDS) or deadlock: the step is left to a later sweep. */
+function isLockConflict(e: unknown): boolean {
+  const errno = (e as { errno?: unknown } | null)?.errno;
+  return errno === 1205 || errno === 1213;
+}
+
+/**
+ * Runs `fn` on one connection (each DDL in it commits on its own) while holding the partitions lease, with
+ * short metadata-lock waits. Returns null when another relay holds the lease.
+ */
+export async function withPartitionLease<T>(db: Knex, owner: string, fn: (c: Knex.Transaction) => Promise<T>): Promise<T | null> {
+  if (!(await takeLease(db, owner))) return null;
+  try {
+    return await db.transaction(async (c) => {
+      await c.raw('SET SESSION lock_wait_timeout = ?', [LOCK_WAIT_SECONDS]);
+      try {
+        return await fn(c);
+      } finally {
+        await c.raw('SET SESSION lock_wait_timeout = DEFAULT');
+      }
+    });
+  } finally {
+    await releaseLease(db, owner);
   }
 }
 

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Config } from '../config';
 import type { Db } from '../db/knex';
 import { outboxRowsOf, recordEvents } from '../db/record-events';
@@ -278,6 +279,15 @@ const SWEEP_BATCH = 1000;
  * slice retires (occurrences fired days late, rows older than the partition layout, version 4 ids).
  */
 export const ROW_DELETE_LAG_MS = SLICE_MS + RETIRE_MARGIN_MS + 60_000;
+
+/**
+ * The lag for a retention window of `keepMs`: none under 12 h (tests and demos with windows of seconds or
+ * minutes), where a slice of four hours would keep rows far past a short window; there rows are deleted
+ * one by one at the window, and the slices retire empty.
+ */
+export function rowDeleteLagMs(keepMs: number): number {
+  return keepMs >= 12 * 3600_000 ? ROW_DELETE_LAG_MS : 0;
+}
 /** Minute rows of trigger_event_counts folded into hours per sweep: one short transaction (25–35k rows/s measured on a cold table). */
 const FOLD_BATCH = 2000;
 
@@ -286,7 +296,7 @@ const FOLD_BATCH = 2000;
  * several relays at once: each statement is idempotent and touches rows by age only, and one relay at a time
  * changes partitions (a lease). Nothing is archived row by row: an event's retention state follows from its
  * age (see RetentionWindow in db/events.ts). Events leave by time slice (`keeper`, db/partitions.ts); what
- * no slice retires is deleted row by row once it is a slice's width past the window (ROW_DELETE_LAG_MS).
+ * no slice retires is deleted row by row once it is a slice's width past the window (rowDeleteLagMs).
  * A relay that was down for days catches up slice by slice and batch by batch (`full` asks for the next
  * sweep at once). `now` is for tests.
  */
@@ -294,13 +304,14 @@ export async function sweep(
   db: Db,
   config: Config,
   events: Lifecycle,
-  keeper: PartitionKeeper = new PartitionKeeper('sweep'),
+  keeper: PartitionKeeper = new PartitionKeeper(`sweep-${randomUUID().slice(0, 8)}`),
   now: Date = new Date(),
 ): Promise<{ full: boolean }> {
   const window = retentionWindow(now, config.retentionActiveSeconds, config.retentionDeleteAfterSeconds);
   const keepFrom = window.keepFrom;
   const slices = await keeper.maintain(db, now.getTime(), keepFrom.getTime());
-  const deleted = await deleteBefore(db, new Date(keepFrom.getTime() - ROW_DELETE_LAG_MS), SWEEP_BATCH);
+  const lag = rowDeleteLagMs(config.retentionDeleteAfterSeconds * 1000);
+  const deleted = await deleteBefore(db, new Date(keepFrom.getTime() - lag), SWEEP_BATCH);
   const counts = await deleteCountsBefore(db, keepFrom, SWEEP_BATCH);
   // A trigger's minute rows older than the active window (and an hour) become hour rows: the stats of 48 h
   // then read about 48 rows per kind and source, not 2,880 per writer slot.
@@ -314,5 +325,6 @@ export async function sweep(
   // The inbound call log's rejections age out with the events (the API trims each trigger's to a count).
   await deleteRejectionsBefore(db, keepFrom, SWEEP_BATCH);
   if (deleted > 0) events.emitEvent('relay:swept', { deleted });
+  if (slices.created > 0 || slices.retired > 0) events.emitEvent('relay:slices', { created: slices.created, retired: slices.retired });
   return { full: slices.more || deleted === SWEEP_BATCH || counts === SWEEP_BATCH || folded === FOLD_BATCH };
 }

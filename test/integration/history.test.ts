@@ -505,6 +505,52 @@ describe('history at scale', () => {
       expect(one.body).to.include({ id: lateRow.id, retention_status: 'active' });
     });
 
+    it('lets one relay at a time change the slices: three sweeps at once retire each slice once and keep every young row', async function () {
+      this.timeout(120_000);
+      const realNow = Date.now();
+      const now = realNow + 48 * HOUR; // two days on: the window starts at realNow
+      const trigger = randomUUID();
+      const row = (idMs: number, firedMs: number): EventInsert => ({
+        id: scheduledEventId(trigger, new Date(idMs)),
+        trigger_id: trigger,
+        trigger_type: 'cron_scheduled',
+        source: 'scheduler',
+        is_test_run: false,
+        payload: {},
+        scheduled_for: null,
+        fired_at: new Date(firedMs),
+      });
+      const old = Array.from({ length: 40 }, (_, i) => row(realNow - 10 * HOUR - i * MINUTE, realNow - 10 * HOUR - i * MINUTE));
+      // Fired late: ids 20 h back (slices past the window), fired inside it.
+      const late = Array.from({ length: 40 }, (_, i) => row(realNow - 20 * HOUR - i * MINUTE, realNow + HOUR + i * MINUTE));
+      await t.db.transaction((trx) => insertEvents(trx, [...old, ...late], new Date()));
+      const due = (await readLayout(t.db, 'event_logs')).slices.filter((s) => s.end <= realNow - RETIRE_MARGIN_MS).length;
+      expect(due).to.be.above(2);
+      const runs = await Promise.all(
+        [1, 2, 3].map(async (r) => {
+          const keeper = new PartitionKeeper(`relay-${r}`);
+          const seen = new Lifecycle();
+          let retired = 0;
+          seen.onEvent('relay:slices', (e) => (retired += e.retired));
+          for (let i = 0; i < 200 && (await sweep(t.db, t.config, seen, keeper, new Date(now))).full; i++);
+          return retired;
+        }),
+      );
+      const sliceCount = (await readLayout(t.db, 'event_logs')).slices.length;
+      expect(
+        runs.reduce((a, b) => a + b, 0),
+        `slices retired by the three (${runs.join(', ')})`,
+      ).to.be.above(0);
+      const left = (await t.db('event_logs').where('trigger_id', trigger).pluck('id')) as string[];
+      expect(left, 'every young row kept once, every old one gone').to.have.members(late.map((l) => l.id));
+      const [twins] = (await t.db.raw(
+        "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME LIKE '%\\_retiring'",
+      )) as [unknown[]];
+      expect(twins, 'no swapped-out table left behind').to.deep.equal([]);
+      const oldest = (await readLayout(t.db, 'event_logs')).slices[0]!;
+      expect(oldest.end, 'every slice past the window retired').to.be.above(realNow - RETIRE_MARGIN_MS);
+    });
+
     it('retires whole time slices after a long pause, deletes the rows no slice holds in batches, and never a younger row', async function () {
       this.timeout(180_000);
       await t.db.raw('DELETE FROM event_logs');
