@@ -536,7 +536,6 @@ describe('history at scale', () => {
           return retired;
         }),
       );
-      const sliceCount = (await readLayout(t.db, 'event_logs')).slices.length;
       expect(
         runs.reduce((a, b) => a + b, 0),
         `slices retired by the three (${runs.join(', ')})`,
