@@ -3,6 +3,7 @@
  * runs and bulk pause/resume. The lifecycle rules are in triggers/lifecycle.ts.
  */
 import { Router, type Request, type Response } from 'express';
+import { withDbRetry } from '../util';
 import type { Config } from '../config';
 import { triggerStats } from '../db/events';
 import type { Db } from '../db/knex';
@@ -173,8 +174,10 @@ export function triggerRoutes(deps: { db: Db; config: Config; caches: WebhookCac
 
   r.delete('/triggers/:id', async (req, res) => {
     const id = idParam(req);
-    // Schedule rows go with the trigger (ON DELETE CASCADE); event logs stay, keeping the id as a value.
-    if (!(await deleteTrigger(db, id))) throw new ApiError('TRIGGER_NOT_FOUND', `No trigger with id ${id}`);
+    // Schedule rows go with the trigger (ON DELETE CASCADE); event logs stay, keeping the id as a value. The
+    // cascade locks the trigger's schedule and tag rows, which a concurrent bulk pause or edit may hold in
+    // the other order: a deadlock is run again, as every other trigger write is (lifecycle.ts).
+    if (!(await withDbRetry(() => deleteTrigger(db, id)))) throw new ApiError('TRIGGER_NOT_FOUND', `No trigger with id ${id}`);
     deps.caches.forget(id);
     res.status(204).end();
   });

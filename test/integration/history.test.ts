@@ -464,6 +464,18 @@ describe('history at scale', () => {
   });
 
   describe('retention', () => {
+    /** An event of `trigger` whose id carries the instant `idMs` (scheduled, or a webhook's version 7 id) and that fired at `firedMs`. */
+    const eventAt = (trigger: string, idMs: number, firedMs: number, scheduled = true): EventInsert => ({
+      id: scheduled ? scheduledEventId(trigger, new Date(idMs)) : newEventId(idMs),
+      trigger_id: trigger,
+      trigger_type: scheduled ? 'cron_scheduled' : 'webhook',
+      source: scheduled ? 'scheduler' : 'webhook',
+      is_test_run: false,
+      payload: {},
+      scheduled_for: null,
+      fired_at: new Date(firedMs),
+    });
+
     it('puts back the young rows of a slice it retires (an occurrence fired days late), counted once', async function () {
       this.timeout(60_000);
       await t.db.raw('DELETE FROM event_logs');
@@ -473,16 +485,7 @@ describe('history at scale', () => {
       const slice = (await readLayout(t.db, 'event_logs')).slices.find((s) => s.end <= keepFrom - RETIRE_MARGIN_MS);
       expect(slice, 'a slice past the window').to.not.equal(undefined);
       const trigger = randomUUID();
-      const inSlice = (firedMs: number): EventInsert => ({
-        id: scheduledEventId(trigger, new Date(slice!.start + 1000 + (firedMs % 1000))),
-        trigger_id: trigger,
-        trigger_type: 'cron_scheduled',
-        source: 'scheduler',
-        is_test_run: false,
-        payload: {},
-        scheduled_for: null,
-        fired_at: new Date(firedMs),
-      });
+      const inSlice = (firedMs: number) => eventAt(trigger, slice!.start + 1000 + (firedMs % 1000), firedMs);
       const oldRow = inSlice(slice!.start + 2000);
       const lateRow = inSlice(realNow - 5000);
       await t.db.transaction((trx) => insertEvents(trx, [oldRow, lateRow], new Date()));
@@ -510,16 +513,7 @@ describe('history at scale', () => {
       const realNow = Date.now();
       const now = realNow + 48 * HOUR; // two days on: the window starts at realNow
       const trigger = randomUUID();
-      const row = (idMs: number, firedMs: number): EventInsert => ({
-        id: scheduledEventId(trigger, new Date(idMs)),
-        trigger_id: trigger,
-        trigger_type: 'cron_scheduled',
-        source: 'scheduler',
-        is_test_run: false,
-        payload: {},
-        scheduled_for: null,
-        fired_at: new Date(firedMs),
-      });
+      const row = (idMs: number, firedMs: number) => eventAt(trigger, idMs, firedMs);
       const old = Array.from({ length: 40 }, (_, i) => row(realNow - 10 * HOUR - i * MINUTE, realNow - 10 * HOUR - i * MINUTE));
       // Fired late: ids 20 h back (slices past the window), fired inside it.
       const late = Array.from({ length: 40 }, (_, i) => row(realNow - 20 * HOUR - i * MINUTE, realNow + HOUR + i * MINUTE));
@@ -532,7 +526,7 @@ describe('history at scale', () => {
           const seen = new Lifecycle();
           let retired = 0;
           seen.onEvent('relay:slices', (e) => (retired += e.retired));
-          for (let i = 0; i < 200 && (await sweep(t.db, t.config, seen, keeper, new Date(now))).full; i++);
+          for (let i = 0; i < 200 && (await withDbRetry(() => sweep(t.db, t.config, seen, keeper, new Date(now)))).full; i++);
           return retired;
         }),
       );
@@ -560,16 +554,7 @@ describe('history at scale', () => {
       const keep = t.config.retentionDeleteAfterSeconds * 1000;
       const keepFrom = now - keep;
       const trigger = randomUUID();
-      const row = (idMs: number, firedMs: number, scheduled: boolean): EventInsert => ({
-        id: scheduled ? scheduledEventId(trigger, new Date(idMs)) : newEventId(idMs),
-        trigger_id: trigger,
-        trigger_type: 'webhook',
-        source: scheduled ? 'scheduler' : 'webhook',
-        is_test_run: false,
-        payload: {},
-        scheduled_for: null,
-        fired_at: new Date(firedMs),
-      });
+      const row = (idMs: number, firedMs: number, scheduled: boolean) => eventAt(trigger, idMs, firedMs, scheduled);
       // 2,500 events past the window, a minute apart, in slices old and new; 1,500 older than every slice
       // (p_late: deleted row by row, in batches); young ones down to a second inside the window; an
       // occurrence fired a minute ago whose id carries a scheduled time 60 h back (an old slice).
@@ -587,7 +572,7 @@ describe('history at scale', () => {
 
       const keeper = new PartitionKeeper('test-keeper');
       let sweeps = 1;
-      while ((await sweep(t.db, t.config, new Lifecycle(), keeper, new Date(now))).full) sweeps++;
+      while ((await withDbRetry(() => sweep(t.db, t.config, new Lifecycle(), keeper, new Date(now)))).full) sweeps++;
       expect(sweeps, 'each slice and each full batch asks for another sweep at once').to.be.at.least(4);
 
       const left = new Set((await t.db('event_logs').where('trigger_id', trigger).pluck('id')) as string[]);
@@ -617,7 +602,7 @@ describe('history at scale', () => {
       expect(attemptsLeft, 'attempts go with their events, row by row and by slice').to.have.members(withEvents);
 
       // A slice later, the rows of that slice are gone too.
-      while ((await sweep(t.db, t.config, new Lifecycle(), keeper, new Date(now + SLICE_MS))).full);
+      while ((await withDbRetry(() => sweep(t.db, t.config, new Lifecycle(), keeper, new Date(now + SLICE_MS)))).full);
       const after = new Set((await t.db('event_logs').where('trigger_id', trigger).pluck('id')) as string[]);
       expect(old.filter((o) => after.has(o.id))).to.deep.equal([]);
       expect(after.has(late.id)).to.equal(true);
