@@ -550,7 +550,9 @@ describe('history at scale', () => {
       await t.db.raw('DELETE FROM delivery_attempts');
       // Relays down for three days: the slices made ahead ran out, and what came in meanwhile sits in p_later.
       const realNow = Date.now();
-      const now = realNow + 72 * HOUR;
+      // The window starts 2 minutes into a slice (the window is 48 h, whole slices): the slice it starts in
+      // is then retired after the rows before it have waited out the row-by-row lag, the slowest case.
+      const now = Math.floor((realNow + 72 * HOUR) / SLICE_MS) * SLICE_MS + 2 * MINUTE;
       const keep = t.config.retentionDeleteAfterSeconds * 1000;
       const keepFrom = now - keep;
       const trigger = randomUUID();
@@ -601,8 +603,10 @@ describe('history at scale', () => {
       expect(withEvents, 'the p_late row is gone').to.not.include(old[2600]!.id);
       expect(attemptsLeft, 'attempts go with their events, row by row and by slice').to.have.members(withEvents);
 
-      // A slice later, the rows of that slice are gone too.
-      while ((await withDbRetry(() => sweep(t.db, t.config, new Lifecycle(), keeper, new Date(now + SLICE_MS)))).full);
+      // The lag later (a slice and the margins), every row past the first window is gone: by its slice, or
+      // one by one where the window started in a slice's first minutes (its slice is retired a little later).
+      const later = now + ROW_DELETE_LAG_MS;
+      while ((await withDbRetry(() => sweep(t.db, t.config, new Lifecycle(), keeper, new Date(later)))).full);
       const after = new Set((await t.db('event_logs').where('trigger_id', trigger).pluck('id')) as string[]);
       expect(old.filter((o) => after.has(o.id))).to.deep.equal([]);
       expect(after.has(late.id)).to.equal(true);
@@ -612,7 +616,7 @@ describe('history at scale', () => {
       // The rollups of the deleted minutes go too.
       const [[{ n: oldCounts }]] = (await t.db.raw('SELECT COUNT(*) AS n FROM trigger_event_counts WHERE trigger_id = ? AND minute < ?', [
         trigger,
-        new Date(Math.floor((keepFrom + SLICE_MS) / MINUTE) * MINUTE - MINUTE),
+        new Date(Math.floor((later - keep) / MINUTE) * MINUTE - MINUTE),
       ])) as [[{ n: number }]];
       expect(Number(oldCounts)).to.equal(0);
     });
