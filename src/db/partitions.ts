@@ -258,7 +258,9 @@ async function rescue(c: Q, t: SlicedTable, twin: string, keepFrom: number): Pro
     // Counted in the rollups when first written: the insert trigger must not count them again.
     await c.raw('SET @etp_events_counted = 1');
     try {
-      await c.raw('INSERT INTO event_logs SELECT * FROM ?? WHERE fired_at >= ?', [twin, new Date(keepFrom)]);
+      // IGNORE: a job that stopped after this insert but before dropping the table put these rows back
+      // already; they are copies of rows the table held, so a duplicate is the same row.
+      await c.raw('INSERT IGNORE INTO event_logs SELECT * FROM ?? WHERE fired_at >= ?', [twin, new Date(keepFrom)]);
     } finally {
       await c.raw('SET @etp_events_counted = NULL');
     }
@@ -268,7 +270,7 @@ async function rescue(c: Q, t: SlicedTable, twin: string, keepFrom: number): Pro
     [{ lo: string | null; hi: string | null }],
   ];
   if (span.lo === null || span.hi === null) return;
-  await c.raw('INSERT INTO ?? SELECT x.* FROM event_logs e JOIN ?? x ON x.event_id = e.id WHERE e.id BETWEEN ? AND ?', [
+  await c.raw('INSERT IGNORE INTO ?? SELECT x.* FROM event_logs e JOIN ?? x ON x.event_id = e.id WHERE e.id BETWEEN ? AND ?', [
     t.table,
     twin,
     span.lo,

@@ -508,6 +508,28 @@ describe('history at scale', () => {
       expect(one.body).to.include({ id: lateRow.id, retention_status: 'active' });
     });
 
+    it('finishes a retirement that stopped part-way: the rows left in event_logs_retiring go back once, and the table goes', async function () {
+      this.timeout(60_000);
+      const trigger = randomUUID();
+      const realNow = Date.now();
+      const kept = eventAt(trigger, realNow - 20 * HOUR, realNow - 5000); // put back already, still in the table
+      const lost = eventAt(trigger, realNow - 20 * HOUR + 1000, realNow - 4000); // swapped out, not yet put back
+      await t.db.transaction((trx) => insertEvents(trx, [kept, lost], new Date()));
+      await t.db.raw('CREATE TABLE event_logs_retiring LIKE event_logs');
+      await t.db.raw('ALTER TABLE event_logs_retiring REMOVE PARTITIONING');
+      await t.db.raw('INSERT INTO event_logs_retiring SELECT * FROM event_logs WHERE id IN (?, ?)', [kept.id, lost.id]);
+      await t.db('event_logs').where({ id: lost.id }).delete();
+      const keepFrom = realNow - t.config.retentionDeleteAfterSeconds * 1000;
+      await t.db.transaction((c) => retireOldest(c, keepFrom - RETIRE_MARGIN_MS, keepFrom));
+      expect(((await t.db('event_logs').where('trigger_id', trigger).pluck('id')) as string[]).sort()).to.deep.equal(
+        [kept.id, lost.id].sort(),
+      );
+      const [twins] = (await t.db.raw(
+        "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'event_logs_retiring'",
+      )) as [unknown[]];
+      expect(twins).to.deep.equal([]);
+    });
+
     it('lets one relay at a time change the slices: three sweeps at once retire each slice once and keep every young row', async function () {
       this.timeout(120_000);
       const realNow = Date.now();
