@@ -1,8 +1,13 @@
 /**
  * The history benchmark (`npm run bench -- history [--quick]`): does the platform cost the same on a
  * database that holds 48 h of history as on an empty one? One database and topic for the whole run, with
- * 1,000 triggers (600 webhook, 400 cron / interval) from the start, and the same measurements twice:
- *   empty  the triggers and nothing else (but what the measurements themselves write);
+ * 1,000 triggers (600 webhook, 400 cron / interval) from the start, and the same measurements three times,
+ * one right after the other once the fill is done: empty, full, empty again.
+ *   empty  a new database of the same server holding the triggers and nothing else (but what the
+ *          measurements themselves write), dropped after its phase; once just before the full phase and
+ *          once just after it, and a rate's empty figure is the mean of the two. Not before the fill: this
+ *          shared machine's speed drifts over the half hour of a fill by more than the effect measured
+ *          (identical 10 s ingest runs on one empty database, minutes apart: 2,169–3,575 events/s);
  *   full   after a fill of N events (20M; quick 1M) with fired_at spread evenly over the last 48 h, as
  *          production leaves them: time-ordered ids from the product's own functions (newEventId,
  *          scheduledEventId), 60 % webhook / 40 % scheduled, 1.5 % failures, the newest minute published
@@ -20,8 +25,9 @@
  *   publish    the outbox ingest left behind, published by the relays (swapped in at one instant once the
  *              relays hold their shard leases, as relay.bench.ts does): events/s;
  *   burst      BURST time triggers (50k; quick 10k) due at one instant T, relays running: T → all on Kafka;
- *   reads      every read route over HTTP, one request at a time, READS calls each (50; quick 20), p50/p99.
- *              The overview keeps an answer for 2 s per api process: its calls are spaced 2.1 s apart (the
+ *   reads      every read route over HTTP, one request at a time, in READS rounds (50; quick 20) of
+ *              READ_REPEATS calls of each route (4) and one of the overview, p50/p99 (not in the second
+ *              empty phase). The overview keeps an answer for 2 s per api process: its calls are spaced 2.1 s apart (the
  *              other routes run in between), so each call measured computes anew — checked on generated_at;
  *   retention  (history only) the oldest time slice that holds history retired as the relays' sweep does
  *              (retireOldest): seconds per hour of history removed, once part-way through the fill (N/10, at
@@ -38,7 +44,8 @@
  * performance_schema on there, ingest and retention also print their reads per table, and always the pages
  * each index brought into the pool (PageReads): where the reads go, not only how many.
  * Options: --quick, --events= (history size), --small-fill= (events at the first retention measurement),
- * --seconds= (ingest; 30, quick 10), --connections= (64), --burst=, --reads= (calls per route), --relays= (4;
+ * --seconds= (ingest; 30, quick 10), --connections= (64), --burst=, --reads= (rounds), --read-repeats= (calls of
+ * each route but the overview per round), --relays= (4;
  * RELAY_CONCURRENCY=1 each when more than one, as Operations recommends on a shared host), --relay-env=K=V,…,
  * --writers= (fill connections, 3), --chunk= (events per fill statement, 2500), --events-only, --keep,
  * --reuse=<database> (no empty phase and no fill: the history a --keep run left, migrated to the latest schema,
@@ -112,6 +119,8 @@ const WARMUP_SECONDS = QUICK ? 3 : 5;
 const CONNECTIONS = intArg(args, 'connections', 64);
 const BURST = intArg(args, 'burst', QUICK ? 10_000 : 50_000);
 const READS = intArg(args, 'reads', QUICK ? 20 : 50);
+/** Calls of each route but the overview per round: a p99 of many calls rather than the slowest of 50. */
+const READ_REPEATS = intArg(args, 'read-repeats', 4);
 const RELAYS = intArg(args, 'relays', 4);
 const WRITERS = intArg(args, 'writers', 3);
 const CHUNK = intArg(args, 'chunk', 2500);
@@ -980,18 +989,20 @@ async function reads(e: BenchEnv, base: string, triggerId: string): Promise<Read
         const warmUp = turn === 0;
         const roundStart = Date.now();
         for (const route of ROUTES) {
-          const p = path(route, turn);
-          if (!p) continue;
-          const t0 = performance.now();
-          const r = await get(agent, `${base}${p}`);
-          const took = performance.now() - t0;
-          if (warmUp) continue;
-          ms.get(route)!.push(took);
-          if (r.status !== 200) non200.set(route, non200.get(route)! + 1);
-          else {
-            const body = JSON.parse(r.text) as { events?: unknown[]; generated_at?: string };
-            if (route === 'GET /overview' && body.generated_at) generated.add(body.generated_at);
-            rows.set(route, body.events ? body.events.length : null);
+          for (let k = 0; k < (route === 'GET /overview' ? 1 : READ_REPEATS); k++) {
+            const p = path(route, turn * READ_REPEATS + k);
+            if (!p) continue;
+            const t0 = performance.now();
+            const r = await get(agent, `${base}${p}`);
+            const took = performance.now() - t0;
+            if (warmUp) continue;
+            ms.get(route)!.push(took);
+            if (r.status !== 200) non200.set(route, non200.get(route)! + 1);
+            else {
+              const body = JSON.parse(r.text) as { events?: unknown[]; generated_at?: string };
+              if (route === 'GET /overview' && body.generated_at) generated.add(body.generated_at);
+              rows.set(route, body.events ? body.events.length : null);
+            }
           }
         }
         await sleep(roundStart + OVERVIEW_GAP_MS - Date.now());
@@ -1033,7 +1044,7 @@ interface PhaseResult {
 }
 
 /** One phase's measurements: ingest (api alone), publish and burst (relays), reads (api alone, quiet). */
-async function measure(label: string, e: BenchEnv, triggers: HistoryTriggers): Promise<PhaseResult> {
+async function measure(label: string, e: BenchEnv, triggers: HistoryTriggers, withReads = true): Promise<PhaseResult> {
   const eventsAtStart = await eventCount(e.db);
   log(`\n--- ${label}: ${fmtInt(eventsAtStart)} events in event_logs`);
   // A fresh api process per phase: neither phase inherits the other's caches or JIT state.
@@ -1051,7 +1062,7 @@ async function measure(label: string, e: BenchEnv, triggers: HistoryTriggers): P
       await stopRoles(relays, live.procs);
     }
     log(`  burst: ${fmtInt(b.triggers)} on Kafka ${fmtMs(b.allOnKafkaMs)} after T (${fmtInt(b.eventsPerSecond)} events/s)`);
-    const r = await reads(e, base, triggers.webhook[0]!);
+    const r = withReads ? await reads(e, base, triggers.webhook[0]!) : { routes: {}, overviewFreshAnswers: 0, notes: [] };
     return { eventsAtStart, ingest: ing, publish: pub, burst: b, reads: r, retention: null };
   } finally {
     await stopRoles([api!], live.procs);
@@ -1111,16 +1122,21 @@ async function settleHistory(e: BenchEnv): Promise<number> {
   return caughtUp;
 }
 
+/** One phase on a new, empty database of the same server (its 1,000 triggers only), dropped afterwards. */
+async function measureEmpty(label: string, withReads: boolean): Promise<PhaseResult> {
+  const e0 = await createBenchEnv('history', { RATE_LIMIT_PER_WEBHOOK: '0' });
+  try {
+    return await measure(label, e0, await insertHistoryTriggers(e0.db), withReads);
+  } finally {
+    await closeBenchEnv(e0, false);
+  }
+}
+
 /** --reuse: the full phase again on a kept history, printed and written without an empty phase to compare with. */
 async function mainReuse(e: BenchEnv): Promise<void> {
   let empty: PhaseResult | null = null;
   if (REUSE_EMPTY) {
-    const e0 = await createBenchEnv('history', { RATE_LIMIT_PER_WEBHOOK: '0' });
-    try {
-      empty = await measure('empty', e0, await insertHistoryTriggers(e0.db));
-    } finally {
-      await closeBenchEnv(e0, false);
-    }
+    empty = await measureEmpty('empty', true);
   }
   const triggers = await existingHistoryTriggers(e.db);
   const s0 = performance.now();
@@ -1196,6 +1212,7 @@ async function main(): Promise<void> {
       connections: CONNECTIONS,
       burst: BURST,
       readsPerRoute: READS,
+      readRepeats: READ_REPEATS,
       overviewGapMs: OVERVIEW_GAP_MS,
       relays: RELAYS,
       relayEnv: RELAY_ENV,
@@ -1215,7 +1232,6 @@ async function main(): Promise<void> {
 
     if (REUSE) return await mainReuse(e);
     const triggers = await insertHistoryTriggers(e.db);
-    const empty = await measure('empty', e, triggers);
 
     // ------------------------------------------------------------------------------------------ fill
     const fillStart = Date.now();
@@ -1259,20 +1275,33 @@ async function main(): Promise<void> {
       `  settled in ${((performance.now() - s0) / 1000).toFixed(1)} s (${fmtInt(caughtUp)} events past 48 h swept); database ${round(dbBytes / 1024 ** 3, 2)} GiB, ${fmtInt(rollupEvents)} events`,
     );
 
+    // The empty phases run beside the full one — just before it and just after it, each on a new database
+    // of the same server and in the same buffer pool — rather than before the fill: this shared machine's
+    // speed drifts over the half hour a fill takes by more than the effect measured.
+    const empty = await measureEmpty('empty (before full)', true);
     const full = await measure('full', e, triggers);
     full.retention = await retentionHour(e.db, e.dbName, 'full');
     log(
       `  full: ${fmtInt(full.retention.deleted)} rows of the oldest slice retired in ${full.retention.seconds.toFixed(2)} s (${full.retention.secondsPerHour} s per hour)`,
     );
+    const after = await measureEmpty('empty (after full)', false);
 
-    report(machine, settings, empty, full, smallRetention, {
-      fillSeconds,
-      fillRate,
-      companions: done.companions,
-      caughtUp,
-      dbBytes,
-      rollupEvents,
-    });
+    report(
+      machine,
+      settings,
+      empty,
+      full,
+      smallRetention,
+      {
+        fillSeconds,
+        fillRate,
+        companions: done.companions,
+        caughtUp,
+        dbBytes,
+        rollupEvents,
+      },
+      after,
+    );
   } finally {
     await fillPool.end().catch(() => undefined);
     await live.restorePool?.().catch((err: unknown) => log(`could not restore the buffer pool size: ${String(err)}`));
@@ -1300,17 +1329,33 @@ function report(
   full: PhaseResult,
   small: RetentionResult,
   fill: { fillSeconds: number; fillRate: number; companions: number; caughtUp: number; dbBytes: number; rollupEvents: number },
+  /** The second empty database, measured just after the full phase (the first just before it). */
+  after: PhaseResult | null = null,
 ): void {
+  // With two empty controls beside the full phase, a rate's "empty" is their mean: drift of the machine
+  // over the minutes of the three phases falls on both sides of the full one.
+  const emptyRate = (f: (p: PhaseResult) => number): number => (after ? (f(empty) + f(after)) / 2 : f(empty));
+  const both = (f: (p: PhaseResult) => number, fmt: (n: number) => string): string =>
+    after ? `${fmt(f(empty))} · ${fmt(f(after))}` : fmt(f(empty));
   const ratios: Record<string, number> = {
-    ingest: ratio(full.ingest.acceptedPerSecond, empty.ingest.acceptedPerSecond),
-    publish: ratio(full.publish.eventsPerSecond, empty.publish.eventsPerSecond),
-    burst: ratio(full.burst.eventsPerSecond, empty.burst.eventsPerSecond),
+    ingest: ratio(
+      full.ingest.acceptedPerSecond,
+      emptyRate((p) => p.ingest.acceptedPerSecond),
+    ),
+    publish: ratio(
+      full.publish.eventsPerSecond,
+      emptyRate((p) => p.publish.eventsPerSecond),
+    ),
+    burst: ratio(
+      full.burst.eventsPerSecond,
+      emptyRate((p) => p.burst.eventsPerSecond),
+    ),
     retention: ratio(full.retention!.secondsPerHour, small.secondsPerHour),
   };
   const rows: string[][] = [
     [
       'ingest (POST /webhook/{id})',
-      `${fmtInt(empty.ingest.acceptedPerSecond)} events/s`,
+      `${both((p) => p.ingest.acceptedPerSecond, fmtInt)} events/s`,
       `${fmtInt(full.ingest.acceptedPerSecond)} events/s`,
       x(ratios.ingest!),
     ],
@@ -1324,13 +1369,13 @@ function report(
     ['  server reads / s when idle before', String(empty.ingest.idleReadsPerSecond), String(full.ingest.idleReadsPerSecond), ''],
     [
       'publish (outbox → Kafka)',
-      `${fmtInt(empty.publish.eventsPerSecond)} events/s (${fmtInt(empty.publish.events)})`,
+      `${both((p) => p.publish.eventsPerSecond, fmtInt)} events/s (${fmtInt(empty.publish.events)})`,
       `${fmtInt(full.publish.eventsPerSecond)} events/s (${fmtInt(full.publish.events)})`,
       x(ratios.publish!),
     ],
     [
       `burst (${fmtInt(BURST)} due at T)`,
-      `${fmtMs(empty.burst.allOnKafkaMs)} (${fmtInt(empty.burst.eventsPerSecond)}/s)`,
+      `${both((p) => p.burst.allOnKafkaMs, fmtMs)} (${both((p) => p.burst.eventsPerSecond, fmtInt)}/s)`,
       `${fmtMs(full.burst.allOnKafkaMs)} (${fmtInt(full.burst.eventsPerSecond)}/s)`,
       x(ratios.burst!),
     ],
@@ -1404,7 +1449,7 @@ function report(
   out.push(table(['measurement', 'empty', 'full', 'full ÷ empty'], rows));
   out.push('');
   out.push(
-    `Reads over HTTP, one at a time, ${READS} calls each (p50 / p99 ms); the overview's calls ${OVERVIEW_GAP_MS} ms apart, past its ${OVERVIEW_CACHE_MS} ms cache ` +
+    `Reads over HTTP, one at a time, ${READS * READ_REPEATS} calls each, the overview ${READS} (p50 / p99 ms); the overview's calls ${OVERVIEW_GAP_MS} ms apart, past its ${OVERVIEW_CACHE_MS} ms cache ` +
       `(fresh answers: empty ${empty.reads.overviewFreshAnswers}, full ${full.reads.overviewFreshAnswers} of ${READS}):`,
   );
   out.push(table(['route', 'empty', 'full', 'p99 full ÷ empty', 'rows'], readRows));
@@ -1420,10 +1465,17 @@ function report(
   out.push(table(['target', 'measured', 'target', 'verdict'], targets));
   out.push('');
   out.push(`Where the CPU went (${os.cpus().length} cores; % of the whole machine):`);
-  for (const [label, p] of [
-    ['empty', empty],
-    ['full', full],
-  ] as const) {
+  const phases: Array<[string, PhaseResult]> = after
+    ? [
+        ['empty (before)', empty],
+        ['full', full],
+        ['empty (after)', after],
+      ]
+    : [
+        ['empty', empty],
+        ['full', full],
+      ];
+  for (const [label, p] of phases) {
     out.push(cpuLine(`${label} ingest`, p.ingest.cpu, p.ingest.accepted));
     out.push(cpuLine(`${label} publish`, p.publish.cpu, p.publish.events));
     out.push(cpuLine(`${label} burst`, p.burst.cpu, p.burst.eventLogs));
@@ -1437,15 +1489,14 @@ function report(
     ...full.burst.warnings.map((w) => `full burst: ${w}`),
     ...empty.reads.notes.map((w) => `empty reads: ${w}`),
     ...full.reads.notes.map((w) => `full reads: ${w}`),
-    ...[empty, full].flatMap((p, i) =>
+    ...(after ? after.burst.warnings.map((w) => `empty (after) burst: ${w}`) : []),
+    ...phases.flatMap(([label, p]) =>
       [p.ingest.cpu, p.publish.cpu, p.burst.cpu].flatMap((c) =>
-        c.lost.length ? [`${i ? 'full' : 'empty'}: ${c.lost.join(', ')} went away during a phase — do not trust its figures`] : [],
+        c.lost.length ? [`${label}: ${c.lost.join(', ')} went away during a phase — do not trust its figures`] : [],
       ),
     ),
-    ...[empty, full].flatMap((p, i) =>
-      p.ingest.non2xx + p.ingest.errors > 0
-        ? [`${i ? 'full' : 'empty'} ingest: ${p.ingest.non2xx} non-2xx, ${p.ingest.errors} errors`]
-        : [],
+    ...phases.flatMap(([label, p]) =>
+      p.ingest.non2xx + p.ingest.errors > 0 ? [`${label} ingest: ${p.ingest.non2xx} non-2xx, ${p.ingest.errors} errors`] : [],
     ),
     ...[empty, full].flatMap((p, i) =>
       p.reads.overviewFreshAnswers < READS
@@ -1467,7 +1518,7 @@ function report(
       readP99: Object.fromEntries(Object.entries(readRatios).map(([k, v]) => [k, round(v, 3)])),
     },
     fill,
-    results: { empty, full, smallFillRetention: small },
+    results: { empty, full, ...(after ? { emptyAfter: after } : {}), smallFillRetention: small },
   });
   log(`results: ${file}`);
 }

@@ -16,7 +16,8 @@
  * Options: --quick (smoke run, ≈15 s), --seconds= (per phase), --connections= (64), --rate= (4000),
  * --pool= (DB_POOL_MAX of the api and the ceiling's pool; default the api's default), --triggers= (1),
  * --only=a,b,c,f, --keep (keep the database), --cpu-prof=<dir> (the api runs with `node --cpu-prof`, its
- * profile written to <dir> when it stops).
+ * profile written to <dir> when it stops), --api-node-args="<flags>" (node/V8 flags for the api process, space
+ * separated: `--api-node-args=--max-semi-space-size=32`).
  */
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -75,6 +76,7 @@ const RATE = intArg(args, 'rate', 4000);
 const POOL = intArg(args, 'pool', loadConfig({}).dbPoolMax);
 const TRIGGERS = intArg(args, 'triggers', 1);
 const CPU_PROF_DIR = args.values.get('cpu-prof');
+const API_NODE_ARGS = (args.values.get('api-node-args') ?? '').split(' ').filter(Boolean);
 const ONLY = new Set(listArg(args, 'only', 'a,b,c,f'));
 
 const TARGET = { reqPerSecond: 8000, p99MsAtRate: 25, rate: 4000 };
@@ -288,7 +290,10 @@ async function main(): Promise<void> {
     );
 
     const t0 = Date.now();
-    api = await spawnTracked('api', e.env, CPU_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(CPU_PROF_DIR)}`] : []);
+    api = await spawnTracked('api', e.env, [
+      ...API_NODE_ARGS,
+      ...(CPU_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(CPU_PROF_DIR)}`] : []),
+    ]);
     const base = `http://127.0.0.1:${apiPortOf(api)}`;
     log(`api up in ${Date.now() - t0} ms at ${base}`);
     const triggerIds = await createWebhookTriggers(base, TRIGGERS, 'http://127.0.0.1:9/unused');

@@ -8,10 +8,12 @@
  *   (c) burst: time triggers all due at one instant, relays already running;
  *   (d) steady: a fixed rate of due triggers for a while; fire-lag percentiles.
  * Options: --quick (smoke run), --n=, --burst=, --rate=, --seconds=, --relays= (for b's second run, c, d),
- * --only=a,b,c,d,e, --env=K=V,… (every relay), --many-env=K=V,… (the runs with several relays only).
+ * --only=a,b,c,d,e, --env=K=V,… (every relay), --many-env=K=V,… (the runs with several relays only),
+ * --cpu-prof=<dir> (relays run with `node --cpu-prof`; each writes its profile to <dir> when it stops).
  */
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
+import path from 'node:path';
 import { ensureShardFences, insertOutbox } from '../src/db/outbox';
 import { Lifecycle } from '../src/events';
 import { OutboxPublisher, ShardBackoff, type PublishLane } from '../src/relay/publisher';
@@ -69,6 +71,7 @@ const MANY = intArg(args, 'relays', 4);
 const KEYS = intArg(args, 'keys', 1000); // distinct triggers (message keys) in a pre-filled outbox
 const BATCH = intArg(args, 'batch', 500); // issue 4 fixes 500; --batch is for tuning runs
 const ONLY = new Set(listArg(args, 'only', 'a,b,c,d,e'));
+const CPU_PROF_DIR = args.values.get('cpu-prof');
 /** `--env=OUTBOX_ORDERING=off,OUTBOX_SHARDS=16`: extra settings for the relays (and this process's view of them). */
 const EXTRA_ENV = envArg(args, 'env');
 const RELAY_ENV: Record<string, string> = { RELAY_BATCH_SIZE: String(BATCH), ...EXTRA_ENV };
@@ -188,7 +191,8 @@ async function leasesSettled(db: Db, k: number, shards: number): Promise<boolean
 const live = new Live();
 
 function spawnRelays(e: BenchEnv, k: number, extra: Record<string, string> = {}): Promise<RoleProcess[]> {
-  return spawnRoles('relay', { ...e.env, ...RELAY_ENV, ...(k > 1 ? MANY_ENV : {}), ...extra }, k, live.procs);
+  const nodeArgs = CPU_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(CPU_PROF_DIR)}`] : [];
+  return spawnRoles('relay', { ...e.env, ...RELAY_ENV, ...(k > 1 ? MANY_ENV : {}), ...extra }, k, live.procs, nodeArgs);
 }
 
 function stopRelays(procs: RoleProcess[]): Promise<void> {
