@@ -585,6 +585,17 @@ function foldTriggerStats(from: Date, { rollup, pending, exact }: StatsParts, la
   return stats;
 }
 
+/** The event tables and their event id column, children first (deleteBefore's order). */
+const EVENT_TABLES_CHILDREN_FIRST = [
+  ['delivery_attempts', 'event_id'],
+  ['event_replays', 'event_id'],
+  ['event_logs', 'id'],
+] as const;
+
+/** Deletes a table's rows (`??`: table, then its event id column as `t.<column>`) by a JSON array of event ids. */
+const DELETE_BY_EVENT_IDS = `DELETE t FROM JSON_TABLE(?, '$[*]' COLUMNS (id CHAR(36) CHARACTER SET ascii COLLATE ascii_bin PATH '$')) AS k
+  JOIN ?? AS t ON ?? = k.id`;
+
 /**
  * Retention of the rows no time slice retires (see db/partitions.ts): events fired before `before`, oldest
  * first, at most `limit`, with their attempts and replay rows (no foreign key cascades on partitioned
@@ -597,24 +608,14 @@ export async function deleteBefore(q: Q, before: Date, limit: number): Promise<n
     limit,
   ])) as [Array<{ id: string }>];
   if (rows.length === 0) return 0;
-  const keys = [JSON.stringify(rows.map((r) => r.id))];
+  const keys = JSON.stringify(rows.map((r) => r.id));
   // The children first: a stop between the statements leaves events to delete next time, never orphans.
-  await q.raw(
-    `DELETE a FROM JSON_TABLE(?, '$[*]' COLUMNS (id CHAR(36) CHARACTER SET ascii COLLATE ascii_bin PATH '$')) AS k
-      JOIN delivery_attempts AS a ON a.event_id = k.id`,
-    keys,
-  );
-  await q.raw(
-    `DELETE r FROM JSON_TABLE(?, '$[*]' COLUMNS (id CHAR(36) CHARACTER SET ascii COLLATE ascii_bin PATH '$')) AS k
-      JOIN event_replays AS r ON r.event_id = k.id`,
-    keys,
-  );
-  const [res] = (await q.raw(
-    `DELETE e FROM JSON_TABLE(?, '$[*]' COLUMNS (id CHAR(36) CHARACTER SET ascii COLLATE ascii_bin PATH '$')) AS k
-      JOIN event_logs AS e ON e.id = k.id`,
-    keys,
-  )) as [{ affectedRows: number }];
-  return res.affectedRows;
+  let deleted = 0;
+  for (const [table, column] of EVENT_TABLES_CHILDREN_FIRST) {
+    const [res] = (await q.raw(DELETE_BY_EVENT_IDS, [keys, table, `t.${column}`])) as [{ affectedRows: number }];
+    deleted = res.affectedRows;
+  }
+  return deleted; // the last statement's: event_logs rows
 }
 
 /** Retention of the rollups: minutes wholly before `before`, oldest first, at most `limit` rows per table. */
