@@ -22,14 +22,16 @@
  *   ingest     POST /api/v1/webhook/{id} on one api process, autocannon, 64 connections at full speed over
  *              the 600 webhook triggers: accepted events/s, and InnoDB buffer-pool reads (pages read from
  *              disk) per accepted event;
- *   publish    PUBLISH_ROWS (50k; quick 15k) of the outbox rows ingest left behind (the older ones; the same
- *              count in every phase, the rest published untimed afterwards), published by the relays (swapped in at one instant once the
- *              relays hold their shard leases, as relay.bench.ts does): events/s;
+ *   publish    PUBLISH_ROWS (50k; quick 15k) of the outbox rows ingest left behind (the older ones: the same
+ *              count in every phase, the rest published untimed afterwards), published by the relays
+ *              (swapped in at one instant once the relays hold their shard leases, as relay.bench.ts
+ *              does): events/s;
  *   burst      BURST time triggers (50k; quick 10k) due at one instant T, relays running: T → all on Kafka;
  *   reads      every read route over HTTP, one request at a time, in READS rounds (50; quick 20) of
  *              READ_REPEATS calls of each route (4) and one of the overview, p50/p99 (not in the second
- *              empty phase). The overview keeps an answer for 2 s per api process: its calls are spaced 2.1 s apart (the
- *              other routes run in between), so each call measured computes anew — checked on generated_at;
+ *              empty phase). The overview keeps an answer for 2 s per api process: its calls are spaced
+ *              2.1 s apart (the other routes run in between), so each call measured computes anew —
+ *              checked on generated_at;
  *   retention  (history only) the oldest time slice that holds history retired as the relays' sweep does
  *              (retireOldest): seconds per hour of history removed, once part-way through the fill (N/10, at
  *              most 1M events: the same hourly density, a table a tenth the size) and once at the end of the
@@ -45,8 +47,8 @@
  * performance_schema on there, ingest and retention also print their reads per table, and always the pages
  * each index brought into the pool (PageReads): where the reads go, not only how many.
  * Options: --quick, --events= (history size), --small-fill= (events at the first retention measurement),
- * --seconds= (ingest; 30, quick 10), --connections= (64), --burst=, --publish-rows=, --reads= (rounds), --read-repeats= (calls of
- * each route but the overview per round), --relays= (4;
+ * --seconds= (ingest; 30, quick 10), --connections= (64), --burst=, --publish-rows=, --reads= (rounds),
+ * --read-repeats= (calls of each route but the overview per round), --relays= (4;
  * RELAY_CONCURRENCY=1 each when more than one, as Operations recommends on a shared host), --relay-env=K=V,…,
  * --writers= (fill connections, 3), --chunk= (events per fill statement, 2500), --events-only, --keep,
  * --reuse=<database> (no empty phase and no fill: the history a --keep run left, migrated to the latest schema,
