@@ -29,6 +29,7 @@ import { loadConfig } from '../src/config';
 import type { RoleProcess } from '../test/helpers/proc';
 import {
   CpuMeter,
+  cpuProfArgs,
   createBenchEnv,
   type BenchEnv,
   fmtCpuPerEvent,
@@ -290,10 +291,7 @@ async function main(): Promise<void> {
     );
 
     const t0 = Date.now();
-    api = await spawnTracked('api', e.env, [
-      ...API_NODE_ARGS,
-      ...(CPU_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(CPU_PROF_DIR)}`] : []),
-    ]);
+    api = await spawnTracked('api', e.env, [...API_NODE_ARGS, ...cpuProfArgs(CPU_PROF_DIR)]);
     const base = `http://127.0.0.1:${apiPortOf(api)}`;
     log(`api up in ${Date.now() - t0} ms at ${base}`);
     const triggerIds = await createWebhookTriggers(base, TRIGGERS, 'http://127.0.0.1:9/unused');

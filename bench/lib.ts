@@ -139,6 +139,11 @@ export function fmtMs(ms: number): string {
   return ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`;
 }
 
+/** Node flags that make a spawned process write a V8 CPU profile into `dir` when it stops (none without a dir). */
+export function cpuProfArgs(dir: string | undefined): string[] {
+  return dir ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(dir)}`] : [];
+}
+
 export function log(line: string): void {
   process.stderr.write(`${line}\n`);
 }

@@ -36,6 +36,7 @@ import { insertScheduledTriggers } from '../test/helpers/fixtures';
 import { spawnRole, type RoleProcess } from '../test/helpers/proc';
 import {
   BenchReader,
+  cpuProfArgs,
   createBenchEnv,
   cpuSecondsOf,
   fmtInt,
@@ -616,7 +617,7 @@ async function withUs<T>(label: string, fn: (e: BenchEnv) => Promise<T>): Promis
 const MANY_RELAYS_ENV = { RELAY_CONCURRENCY: '1' };
 
 function spawnRelays(e: BenchEnv, k: number): Promise<RoleProcess[]> {
-  const prof = CPU_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(CPU_PROF_DIR)}`] : [];
+  const prof = cpuProfArgs(CPU_PROF_DIR);
   return spawnRoles('relay', k > 1 ? { ...e.env, ...MANY_RELAYS_ENV } : e.env, k, live.relays, prof);
 }
 

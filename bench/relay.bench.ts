@@ -13,7 +13,6 @@
  */
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
-import path from 'node:path';
 import { ensureShardFences, insertOutbox } from '../src/db/outbox';
 import { Lifecycle } from '../src/events';
 import { OutboxPublisher, ShardBackoff, type PublishLane } from '../src/relay/publisher';
@@ -29,6 +28,7 @@ import type { RoleProcess } from '../test/helpers/proc';
 import {
   BenchReader,
   CpuMeter,
+  cpuProfArgs,
   fmtCpuPerEvent,
   createBenchEnv,
   fmtInt,
@@ -191,8 +191,7 @@ async function leasesSettled(db: Db, k: number, shards: number): Promise<boolean
 const live = new Live();
 
 function spawnRelays(e: BenchEnv, k: number, extra: Record<string, string> = {}): Promise<RoleProcess[]> {
-  const nodeArgs = CPU_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(CPU_PROF_DIR)}`] : [];
-  return spawnRoles('relay', { ...e.env, ...RELAY_ENV, ...(k > 1 ? MANY_ENV : {}), ...extra }, k, live.procs, nodeArgs);
+  return spawnRoles('relay', { ...e.env, ...RELAY_ENV, ...(k > 1 ? MANY_ENV : {}), ...extra }, k, live.procs, cpuProfArgs(CPU_PROF_DIR));
 }
 
 function stopRelays(procs: RoleProcess[]): Promise<void> {

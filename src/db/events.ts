@@ -3,6 +3,7 @@ import type { EventSource } from '../kafka/message';
 import type { TriggerType } from '../triggers/types';
 import { errorText, isDuplicateKey } from './errors';
 import { dbTime, parseJson } from './knex';
+import { SLICED_TABLES } from './partitions';
 
 type Q = Knex | Knex.Transaction;
 
@@ -585,12 +586,8 @@ function foldTriggerStats(from: Date, { rollup, pending, exact }: StatsParts, la
   return stats;
 }
 
-/** The event tables and their event id column, children first (deleteBefore's order). */
-const EVENT_TABLES_CHILDREN_FIRST = [
-  ['delivery_attempts', 'event_id'],
-  ['event_replays', 'event_id'],
-  ['event_logs', 'id'],
-] as const;
+/** The sliced event tables (db/partitions.ts), children first: deleteBefore's order. */
+const EVENT_TABLES_CHILDREN_FIRST = [...SLICED_TABLES].sort((a, b) => Number(a.table === 'event_logs') - Number(b.table === 'event_logs'));
 
 /** Deletes a table's rows (`??`: table, then its event id column as `t.<column>`) by a JSON array of event ids. */
 const DELETE_BY_EVENT_IDS = `DELETE t FROM JSON_TABLE(?, '$[*]' COLUMNS (id CHAR(36) CHARACTER SET ascii COLLATE ascii_bin PATH '$')) AS k
@@ -611,7 +608,7 @@ export async function deleteBefore(q: Q, before: Date, limit: number): Promise<n
   const keys = JSON.stringify(rows.map((r) => r.id));
   // The children first: a stop between the statements leaves events to delete next time, never orphans.
   let deleted = 0;
-  for (const [table, column] of EVENT_TABLES_CHILDREN_FIRST) {
+  for (const { table, column } of EVENT_TABLES_CHILDREN_FIRST) {
     const [res] = (await q.raw(DELETE_BY_EVENT_IDS, [keys, table, `t.${column}`])) as [{ affectedRows: number }];
     deleted = res.affectedRows;
   }
