@@ -59,7 +59,7 @@
 import http from 'node:http';
 import os from 'node:os';
 import mysql from 'mysql2/promise';
-import { foldBefore, foldCountsBefore, FOLD_MAX_ROWS } from '../src/db/events';
+import { foldBefore, foldCountsBefore, FOLD_MAX_ROWS, ROLLUPS } from '../src/db/events';
 import { windowOf } from '../src/api/events';
 import { connectionOptions, type Db } from '../src/db/knex';
 import { ensureShardFences } from '../src/db/outbox';
@@ -1121,22 +1121,25 @@ async function settleHistory(e: BenchEnv): Promise<number> {
     'trigger_schedules',
     'event_counts',
     'trigger_event_counts',
+    'event_hours',
     'trigger_event_hours',
   ];
-  // The relays' sweeps fold a trigger's minute rows into hours once they are past the active window (and
+  // The relays' sweeps fold the rollups' minute rows into hours once they are past the active window (and
   // an hour): over 48 h of running they would have folded the fill's older hours as they went. Here the
   // product's fold catches up at once, in its largest batches.
   const f0 = performance.now();
   const foldPoint = foldBefore(windowOf(e.config, new Date()));
   let folded = 0;
-  for (;;) {
-    const n = await withDbRetry(() => foldCountsBefore(e.db, foldPoint, FOLD_MAX_ROWS));
-    folded += n;
-    if (n < FOLD_MAX_ROWS) break;
+  for (const rollup of ROLLUPS) {
+    for (;;) {
+      const n = await withDbRetry(() => foldCountsBefore(e.db, rollup, foldPoint, FOLD_MAX_ROWS));
+      folded += n;
+      if (n < FOLD_MAX_ROWS) break;
+    }
   }
   const foldSeconds = (performance.now() - f0) / 1000;
   log(
-    `  folded ${fmtInt(folded)} minute rows of trigger_event_counts into hours in ${foldSeconds.toFixed(1)} s (${fmtInt(folded / foldSeconds)} rows/s)`,
+    `  folded ${fmtInt(folded)} minute rows of the rollups into hours in ${foldSeconds.toFixed(1)} s (${fmtInt(folded / foldSeconds)} rows/s)`,
   );
   await e.db.raw('ANALYZE TABLE ??', [tables]);
   let caughtUp = 0;

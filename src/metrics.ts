@@ -2,6 +2,7 @@ import client from 'prom-client';
 import type { Db } from './db/knex';
 import { countReady } from './db/outbox';
 import { firedByRetention, triggerCounts } from './db/overview';
+import { retentionWindow, statsFrom } from './db/events';
 import { countDue } from './db/schedules';
 import type { Lifecycle } from './events';
 
@@ -162,16 +163,13 @@ export class Metrics {
         g.reset();
         for (const row of rows) g.set({ type: row.type, status: row.status }, row.n);
       });
-      // From the event_counts rollup, by whole minutes of fired_at: a read of the window's minutes, not its events.
+      // From the rollups, by whole minutes of fired_at (whole hours where the sweep has folded them): a read
+      // of the window's hours and last minutes, not of its events.
       const retention = this.retention;
       gauge('etp_event_logs', 'Event logs by retention status (whole minutes of fired_at)', ['retention_status'], async (g) => {
-        const now = Date.now();
-        const minute = (ms: number) => new Date(Math.ceil(ms / 60_000) * 60_000);
-        const counts = await firedByRetention(
-          db0,
-          minute(now - retention.activeSeconds * 1000),
-          minute(now - retention.keepSeconds * 1000),
-        );
+        const w = retentionWindow(new Date(), retention.activeSeconds, retention.keepSeconds);
+        const minute = (d: Date) => new Date(Math.ceil(d.getTime() / 60_000) * 60_000);
+        const counts = await firedByRetention(db0, minute(w.activeFrom), statsFrom(minute(w.keepFrom), w));
         g.reset();
         g.set({ retention_status: 'active' }, counts.active);
         g.set({ retention_status: 'archived' }, counts.archived);

@@ -5,7 +5,7 @@
 import { Router } from 'express';
 import type { Config } from '../config';
 import type { Db } from '../db/knex';
-import type { ExecutionStatus } from '../db/events';
+import { statsFrom, type ExecutionStatus } from '../db/events';
 import { activeFailures, eventsPerMinute, outboxState, outcomesSince, recentFireLags, triggerCounts } from '../db/overview';
 import { TRIGGER_TYPES, type TriggerType } from '../triggers/types';
 import { windowOf } from './events';
@@ -38,9 +38,10 @@ export async function computeOverview(db: Db, config: Config, now: Date) {
   const to = new Date(Math.floor(now.getTime() / MINUTE_MS) * MINUTE_MS + MINUTE_MS);
   const from = new Date(to.getTime() - CHART_MINUTES * MINUTE_MS);
   const w = windowOf(config, now);
-  // The delivery counts cover the whole minutes of the last DELIVERY_WINDOW_HOURS (within retention).
+  // The delivery counts cover the whole minutes of the last DELIVERY_WINDOW_HOURS (within retention), from
+  // the next whole hour where that start falls in hours the sweep has folded (statsFrom).
   const deliveriesFrom = Math.max(now.getTime() - DELIVERY_WINDOW_HOURS * 3600_000, w.keepFrom.getTime());
-  const since = new Date(Math.ceil(deliveriesFrom / MINUTE_MS) * MINUTE_MS);
+  const since = statsFrom(new Date(Math.ceil(deliveriesFrom / MINUTE_MS) * MINUTE_MS), w);
   const t = config.readTimeoutMs;
   const [triggers, perMinute, lags, outbox, outcomes, failed] = await Promise.all([
     triggerCounts(db),
@@ -89,6 +90,7 @@ export async function computeOverview(db: Db, config: Config, now: Date) {
     },
     deliveries: {
       window_hours: DELIVERY_WINDOW_HOURS,
+      from: since.toISOString(),
       succeeded: outcomes.success,
       failed: outcomes.failure,
       in_flight: outcomes.fired - outcomes.success - outcomes.failure,

@@ -148,7 +148,7 @@ export interface Overview {
   events_per_minute: { from: string; to: string; buckets: Array<{ at: string } & Record<ExecutionStatus, number>> };
   fire_lag: { window_seconds: number; sample_size: number; p50_ms: number | null; p99_ms: number | null; max_ms: number | null };
   outbox: { backlog: number; waiting: number; oldest_backlog_age_seconds: number | null };
-  deliveries: { window_hours: number; succeeded: number; failed: number; in_flight: number };
+  deliveries: { window_hours: number; from: string; succeeded: number; failed: number; in_flight: number };
   failed_events: number;
 }
 

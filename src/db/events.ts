@@ -615,24 +615,79 @@ export async function deleteBefore(q: Q, before: Date, limit: number): Promise<n
   return deleted; // the last statement's: event_logs rows
 }
 
-/** Retention of the rollups: minutes wholly before `before`, oldest first, at most `limit` rows per table. */
+/** Retention of the rollups: minutes and hours wholly before `before`, oldest first, at most `limit` rows per table. */
 export async function deleteCountsBefore(q: Q, before: Date, limit: number): Promise<number> {
   const m = floorMinute(before);
-  const [[a], [b], [c]] = (await Promise.all([
+  const h = floorHour(before);
+  const results = (await Promise.all([
     q.raw('DELETE FROM event_counts WHERE minute < ? ORDER BY minute LIMIT ?', [m, limit]),
     q.raw('DELETE FROM trigger_event_counts WHERE minute < ? ORDER BY minute LIMIT ?', [m, limit]),
-    q.raw('DELETE FROM trigger_event_hours WHERE hour < ? ORDER BY hour LIMIT ?', [floorHour(before), limit]),
-  ])) as [[{ affectedRows: number }], [{ affectedRows: number }], [{ affectedRows: number }]];
-  return Math.max(a.affectedRows, b.affectedRows, c.affectedRows);
+    q.raw('DELETE FROM event_hours WHERE hour < ? ORDER BY hour LIMIT ?', [h, limit]),
+    q.raw('DELETE FROM trigger_event_hours WHERE hour < ? ORDER BY hour LIMIT ?', [h, limit]),
+  ])) as Array<[{ affectedRows: number }]>;
+  return Math.max(...results.map(([r]) => r.affectedRows));
 }
 
 /**
- * Folds the oldest minute rows of trigger_event_counts before `before` (at most `limit`) into
- * trigger_event_hours, in one transaction: the rows are locked and read, their sums added to the hours'
- * rows, and exactly those rows deleted, by primary key. Returns the minute rows folded (`limit`: there may
- * be more). A minute row written meanwhile (a late delivery outcome's upsert of a minute the fold is
- * taking) is a row the fold did not read and does not delete: a later fold takes it. An upsert of a row
- * the fold holds waits, and after the commit writes it anew.
+ * A per-minute rollup and the hour table its old minutes are folded into: trigger_event_counts into
+ * trigger_event_hours (a trigger's stats), event_counts into event_hours (the overview's 48 h counts, the
+ * etp_event_logs gauge). Each statement is written out whole; a minute row and an hour row share the
+ * `keys` columns, and the JSON the statements read is `[...keys, minute, slot]` (the rows to delete) and
+ * `[...keys, hour, n]` (the sums to add).
+ */
+export interface Rollup {
+  name: 'trigger_event_counts' | 'event_counts';
+  keys: readonly string[];
+  /** The locking read of the oldest minute rows before `?`, at most `?`. */
+  read: string;
+  /** Adds the hour sums (JSON) to the hour table. */
+  add: string;
+  /** Deletes exactly the minute rows read (JSON), each by its whole primary key. */
+  remove: string;
+}
+
+export const TRIGGER_ROLLUP: Rollup = {
+  name: 'trigger_event_counts',
+  keys: ['trigger_id', 'source', 'kind'],
+  read: `SELECT trigger_id, source, kind, minute, slot, n FROM trigger_event_counts FORCE INDEX (idx_trigger_counts_minute)
+          WHERE minute < ? ORDER BY minute LIMIT ? FOR UPDATE NOWAIT`,
+  add: `INSERT INTO trigger_event_hours (trigger_id, source, kind, hour, n)
+          SELECT trigger_id, source, kind, hour, n FROM JSON_TABLE(?, '$[*]' COLUMNS (
+            trigger_id CHAR(36) CHARACTER SET ascii PATH '$[0]', source VARCHAR(16) PATH '$[1]',
+            kind VARCHAR(16) PATH '$[2]', hour DATETIME PATH '$[3]', n BIGINT PATH '$[4]')) AS s
+          ON DUPLICATE KEY UPDATE n = trigger_event_hours.n + VALUES(n)`,
+  remove: `DELETE c FROM JSON_TABLE(?, '$[*]' COLUMNS (
+            trigger_id CHAR(36) CHARACTER SET ascii PATH '$[0]', source VARCHAR(16) PATH '$[1]',
+            kind VARCHAR(16) PATH '$[2]', minute DATETIME PATH '$[3]', slot TINYINT UNSIGNED PATH '$[4]')) AS k
+          JOIN trigger_event_counts AS c
+            ON c.trigger_id = k.trigger_id AND c.minute = k.minute AND c.source = k.source AND c.kind = k.kind AND c.slot = k.slot`,
+};
+
+export const EVENT_ROLLUP: Rollup = {
+  name: 'event_counts',
+  keys: ['kind'],
+  // The primary key (minute, kind, slot) is the range: oldest minutes first.
+  read: `SELECT kind, minute, slot, n FROM event_counts FORCE INDEX (PRIMARY)
+          WHERE minute < ? ORDER BY minute LIMIT ? FOR UPDATE NOWAIT`,
+  add: `INSERT INTO event_hours (kind, hour, n)
+          SELECT kind, hour, n FROM JSON_TABLE(?, '$[*]' COLUMNS (
+            kind VARCHAR(16) PATH '$[0]', hour DATETIME PATH '$[1]', n BIGINT PATH '$[2]')) AS s
+          ON DUPLICATE KEY UPDATE n = event_hours.n + VALUES(n)`,
+  remove: `DELETE c FROM JSON_TABLE(?, '$[*]' COLUMNS (
+            kind VARCHAR(16) PATH '$[0]', minute DATETIME PATH '$[1]', slot TINYINT UNSIGNED PATH '$[2]')) AS k
+          JOIN event_counts AS c ON c.minute = k.minute AND c.kind = k.kind AND c.slot = k.slot`,
+};
+
+/** Both rollups, in the order the sweep folds them. */
+export const ROLLUPS: readonly Rollup[] = [TRIGGER_ROLLUP, EVENT_ROLLUP];
+
+/**
+ * Folds the oldest minute rows of `rollup` before `before` (at most `limit`) into its hour table, in one
+ * transaction: the rows are locked and read, their sums added to the hours' rows, and exactly those rows
+ * deleted, by primary key. Returns the minute rows folded (`limit`: there may be more). A minute row
+ * written meanwhile (a late delivery outcome's upsert of a minute the fold is taking) is a row the fold did
+ * not read and does not delete: a later fold takes it. An upsert of a row the fold holds waits, and after
+ * the commit writes it anew.
  *
  * The read locks with NOWAIT and the DELETE touches only the rows read (each found by its primary key), so a
  * fold never waits for a writer while it holds rows a writer may want: it cannot deadlock with one (where
@@ -642,8 +697,8 @@ export async function deleteCountsBefore(q: Q, before: Date, limit: number): Pro
  * whole, and a later sweep folds the rows. The DELETE's row count is checked against the read all the
  * same; a difference rolls the fold back.
  */
-export async function foldCountsBefore(db: Knex, before: Date, limit: number): Promise<number> {
-  return foldLocked(db, before, Math.min(limit, FOLD_MAX_ROWS)).catch((err: { errno?: number }) => {
+export async function foldCountsBefore(db: Knex, rollup: Rollup, before: Date, limit: number): Promise<number> {
+  return foldLocked(db, rollup, before, Math.min(limit, FOLD_MAX_ROWS)).catch((err: { errno?: number }) => {
     if (err.errno === ER_LOCK_WAIT_TIMEOUT || err.errno === ER_LOCK_DEADLOCK) return 0;
     throw err;
   });
@@ -656,49 +711,34 @@ export const FOLD_MAX_ROWS = 5000;
 const ER_LOCK_WAIT_TIMEOUT = 1205;
 const ER_LOCK_DEADLOCK = 1213;
 
-async function foldLocked(db: Knex, before: Date, limit: number): Promise<number> {
+type MinuteRow = Record<string, unknown> & { minute: Date; slot: number; n: number | string };
+
+async function foldLocked(db: Knex, rollup: Rollup, before: Date, limit: number): Promise<number> {
   return db.transaction(async (trx) => {
-    const [rows] = (await trx.raw(
-      `SELECT trigger_id, minute, source, kind, slot, n FROM trigger_event_counts FORCE INDEX (idx_trigger_counts_minute)
-        WHERE minute < ? ORDER BY minute LIMIT ? FOR UPDATE NOWAIT`,
-      [before, limit],
-    )) as [Array<{ trigger_id: string; minute: Date; source: EventSource; kind: string; slot: number; n: number | string }>];
+    const [rows] = (await trx.raw(rollup.read, [before, limit])) as [MinuteRow[]];
     if (rows.length === 0) return 0;
-    const hours = new Map<string, { trigger: string; hour: Date; source: EventSource; kind: string; n: number }>();
+    const hours = new Map<string, { keys: unknown[]; hour: Date; n: number }>();
     for (const r of rows) {
+      const keys = rollup.keys.map((k) => r[k]);
       const hour = floorHour(r.minute);
-      const key = `${r.trigger_id} ${hour.getTime()} ${r.source} ${r.kind}`;
+      const key = JSON.stringify([...keys, hour.getTime()]);
       const h = hours.get(key);
       if (h) h.n += Number(r.n);
-      else hours.set(key, { trigger: r.trigger_id, hour, source: r.source, kind: r.kind, n: Number(r.n) });
+      else hours.set(key, { keys, hour, n: Number(r.n) });
     }
     // In key order, so that concurrent folds lock the hour rows they share in the same order.
     const sums = [...hours]
       .filter(([, h]) => h.n !== 0)
       .sort(([a], [b]) => (a < b ? -1 : 1))
-      .map(([, h]) => h);
-    if (sums.length > 0) {
-      await trx.raw(
-        `INSERT INTO trigger_event_hours (trigger_id, hour, source, kind, n)
-          SELECT trigger_id, hour, source, kind, n FROM JSON_TABLE(?, '$[*]' COLUMNS (
-            trigger_id CHAR(36) CHARACTER SET ascii PATH '$[0]', hour DATETIME PATH '$[1]',
-            source VARCHAR(16) PATH '$[2]', kind VARCHAR(16) PATH '$[3]', n BIGINT PATH '$[4]')) AS s
-          ON DUPLICATE KEY UPDATE n = trigger_event_hours.n + VALUES(n)`,
-        [JSON.stringify(sums.map((h) => [h.trigger, dbTime(h.hour), h.source, h.kind, h.n]))],
-      );
-    }
+      .map(([, h]) => [...h.keys, dbTime(h.hour), h.n]);
+    if (sums.length > 0) await trx.raw(rollup.add, [JSON.stringify(sums)]);
     // Exactly the rows read, each found by its whole primary key (eq_ref): nothing else is read or locked,
     // however many rows (a WHERE of OR-ed keys is planned as a scan past a few thousand).
-    const [res] = (await trx.raw(
-      `DELETE c FROM JSON_TABLE(?, '$[*]' COLUMNS (
-          trigger_id CHAR(36) CHARACTER SET ascii PATH '$[0]', minute DATETIME PATH '$[1]',
-          source VARCHAR(16) PATH '$[2]', kind VARCHAR(16) PATH '$[3]', slot TINYINT UNSIGNED PATH '$[4]')) AS k
-        JOIN trigger_event_counts AS c
-          ON c.trigger_id = k.trigger_id AND c.minute = k.minute AND c.source = k.source AND c.kind = k.kind AND c.slot = k.slot`,
-      [JSON.stringify(rows.map((r) => [r.trigger_id, dbTime(r.minute), r.source, r.kind, r.slot]))],
-    )) as [{ affectedRows: number }];
+    const [res] = (await trx.raw(rollup.remove, [
+      JSON.stringify(rows.map((r) => [...rollup.keys.map((k) => r[k]), dbTime(r.minute), r.slot])),
+    ])) as [{ affectedRows: number }];
     if (res.affectedRows !== rows.length) {
-      throw new Error(`fold of trigger_event_counts read ${rows.length} minute rows but would delete ${res.affectedRows}: rolled back`);
+      throw new Error(`fold of ${rollup.name} read ${rows.length} minute rows but would delete ${res.affectedRows}: rolled back`);
     }
     return rows.length;
   });

@@ -22,13 +22,18 @@ export async function triggerCounts(q: Q): Promise<Array<{ type: TriggerType; st
 }
 
 /**
- * Events fired since `keepFrom`, split at `activeFrom`, from the event_counts rollup by whole minutes of
- * fired_at (the etp_event_logs gauge): a read of the window's minutes, not of its events.
+ * Events fired since `from`, split at `activeFrom`, from the rollups (the etp_event_logs gauge): whole hours
+ * of event_hours and whole minutes of event_counts, a read of the window's hours and last minutes, not of
+ * its events. `from` is a whole minute, and a whole hour where it falls in folded hours (statsFrom).
  */
-export async function firedByRetention(q: Q, activeFrom: Date, keepFrom: Date): Promise<{ active: number; archived: number }> {
+export async function firedByRetention(q: Q, activeFrom: Date, from: Date): Promise<{ active: number; archived: number }> {
   const [rows] = (await q.raw(
-    "SELECT minute >= ? AS active, SUM(n) AS n FROM event_counts WHERE kind = 'fired' AND minute >= ? GROUP BY active",
-    [activeFrom, keepFrom],
+    `SELECT at >= ? AS active, SUM(n) AS n FROM (
+       SELECT hour AS at, n FROM event_hours WHERE hour >= ? AND kind = 'fired'
+       UNION ALL
+       SELECT minute AS at, n FROM event_counts WHERE minute >= ? AND kind = 'fired'
+     ) AS c GROUP BY active`,
+    [activeFrom, from, from],
   )) as [Array<{ active: number; n: number }>];
   const of = (active: number) => Number(rows.find((r) => Number(r.active) === active)?.n ?? 0);
   return { active: of(1), archived: of(0) };
@@ -125,10 +130,21 @@ export async function outboxState(q: Q): Promise<{ backlog: number; waiting: num
   return { backlog: n(OutboxState.Ready), waiting: n(OutboxState.Waiting), oldestCreatedAt: oldest?.created_at ?? null };
 }
 
-/** Events fired in the whole minutes from `since` on, and of those the ones ended in success and in failure. */
-export async function outcomesSince(q: Q, since: Date, timeoutMs: number): Promise<{ fired: number; success: number; failure: number }> {
+/**
+ * Events fired from `from` on, and of those the ones ended in success and in failure: whole hours of
+ * event_hours and whole minutes of event_counts. `from` is a whole minute, and a whole hour where it falls
+ * in folded hours (statsFrom): about 48 hour rows and three hours of minute rows per kind for 48 h.
+ */
+export async function outcomesSince(q: Q, from: Date, timeoutMs: number): Promise<{ fired: number; success: number; failure: number }> {
   const [rows] = (await q
-    .raw('SELECT kind, SUM(n) AS n FROM event_counts WHERE minute >= ? GROUP BY kind', [since])
+    .raw(
+      `SELECT kind, SUM(n) AS n FROM (
+         SELECT kind, n FROM event_hours WHERE hour >= ?
+         UNION ALL
+         SELECT kind, n FROM event_counts WHERE minute >= ?
+       ) AS c GROUP BY kind`,
+      [from, from],
+    )
     .timeout(timeoutMs, { cancel: true })) as [Array<{ kind: 'fired' | 'success' | 'failure'; n: number }>];
   const out = { fired: 0, success: 0, failure: 0 };
   for (const r of rows) out[r.kind] = Number(r.n);

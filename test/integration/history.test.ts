@@ -15,6 +15,9 @@ import {
   insertEventsStatement,
   foldBefore,
   foldCountsBefore,
+  EVENT_ROLLUP,
+  ROLLUPS,
+  TRIGGER_ROLLUP,
   FOLD_MAX_ROWS,
   triggerStats,
   updateDeliveryOutcomes,
@@ -65,19 +68,22 @@ describe('history at scale', () => {
   }
 
   /**
-   * SUM(n) of the rollups and COUNT(*) of the events, keyed alike, as comparable maps: per minute the events
-   * fired, and of those the ones ended in success and in failure (per trigger and source too: per minute from
-   * `folded` on, per hour before it, where the sweep folds a trigger's minute rows into trigger_event_hours;
-   * a minute row there, one a fold has yet to take, counts in its hour).
+   * SUM(n) of the rollups and COUNT(*) of the events, keyed alike, as comparable maps: the events fired, and
+   * of those the ones ended in success and in failure, in all and per trigger and source, per minute from
+   * `folded` on and per hour before it, where the sweep folds the minute rows into event_hours and
+   * trigger_event_hours (a minute row there, one a fold has yet to take, counts in its hour).
    */
   async function rollupVsEvents(folded: Date): Promise<{ rollup: Map<string, number>; direct: Map<string, number> }> {
     const toMap = (rows: CountRow[]) => new Map(rows.filter((r) => Number(r.n) !== 0).map((r) => [r.k, Number(r.n)]));
     const minuteOf = (col: string) => `CAST(DATE_FORMAT(${col}, '%Y-%m-%d %H:%i:00') AS DATETIME)`;
     const bucketOf = (col: string) =>
       t.db.raw(`IF(${col} >= ?, ${minuteOf(col)}, CAST(DATE_FORMAT(${col}, '%Y-%m-%d %H:00:00') AS DATETIME))`, [folded]).toQuery();
-    const minute = minuteOf('fired_at');
     const queries = [
-      "SELECT CONCAT('all|', minute, '|', kind) AS k, SUM(n) AS n FROM event_counts GROUP BY k",
+      `SELECT k, SUM(n) AS n FROM (
+         SELECT CONCAT('all|', ${bucketOf('minute')}, '|', kind) AS k, n FROM event_counts
+         UNION ALL
+         SELECT CONCAT('all|', hour, '|', kind) AS k, n FROM event_hours
+       ) c GROUP BY k`,
       `SELECT k, SUM(n) AS n FROM (
          SELECT CONCAT('trigger|', trigger_id, '|', ${bucketOf('minute')}, '|', source, '|', kind) AS k, n FROM trigger_event_counts
          UNION ALL
@@ -85,8 +91,8 @@ describe('history at scale', () => {
        ) c GROUP BY k`,
     ];
     const direct = [
-      `SELECT CONCAT('all|', ${minute}, '|fired') AS k, COUNT(*) AS n FROM event_logs GROUP BY k`,
-      `SELECT CONCAT('all|', ${minute}, '|', execution_status) AS k, COUNT(*) AS n FROM event_logs
+      `SELECT CONCAT('all|', ${bucketOf('fired_at')}, '|fired') AS k, COUNT(*) AS n FROM event_logs GROUP BY k`,
+      `SELECT CONCAT('all|', ${bucketOf('fired_at')}, '|', execution_status) AS k, COUNT(*) AS n FROM event_logs
         WHERE execution_status IN ('success', 'failure') GROUP BY k`,
       `SELECT CONCAT('trigger|', trigger_id, '|', ${bucketOf('fired_at')}, '|', source, '|fired') AS k, COUNT(*) AS n FROM event_logs
         WHERE trigger_id IS NOT NULL GROUP BY k`,
@@ -140,6 +146,7 @@ describe('history at scale', () => {
             await t.db.raw('DELETE FROM event_counts');
             await t.db.raw('DELETE FROM trigger_event_counts');
             await t.db.raw('DELETE FROM trigger_event_hours');
+            await t.db.raw('DELETE FROM event_hours');
             const now = new Date();
             const w = windowOf(t.config, now);
             const folded = foldBefore(w);
@@ -212,14 +219,16 @@ describe('history at scale', () => {
             // Two relays' sweeps fold the old minutes into hours, `foldLimit` rows a transaction, while late
             // outcomes change the counts of those minutes; then one more fold takes some of what is left.
             const foldAll = async () => {
-              while ((await foldCountsBefore(t.db, folded, foldLimit)) === foldLimit);
+              for (const rollup of ROLLUPS) while ((await foldCountsBefore(t.db, rollup, folded, foldLimit)) === foldLimit);
             };
             await Promise.all([foldAll(), foldAll(), ...outcomes(lateOutcomeBatches)]);
-            await foldCountsBefore(t.db, folded, foldLimit);
-            const [[{ minutes }]] = (await t.db.raw('SELECT COUNT(*) AS minutes FROM trigger_event_counts WHERE minute < ?', [folded])) as [
-              [{ minutes: number }],
-            ];
-            if (lateOutcomeBatches.length === 0) expect(Number(minutes), 'minute rows left before the fold point').to.equal(0);
+            for (const rollup of ROLLUPS) await foldCountsBefore(t.db, rollup, folded, foldLimit);
+            for (const table of ['trigger_event_counts', 'event_counts']) {
+              const [[{ minutes }]] = (await t.db.raw('SELECT COUNT(*) AS minutes FROM ?? WHERE minute < ?', [table, folded])) as [
+                [{ minutes: number }],
+              ];
+              if (lateOutcomeBatches.length === 0) expect(Number(minutes), `${table}: minute rows left before the fold point`).to.equal(0);
+            }
             const { rollup, direct } = await rollupVsEvents(folded);
             expect(Object.fromEntries(rollup)).to.deep.equal(Object.fromEntries(direct));
 
@@ -250,48 +259,64 @@ describe('history at scale', () => {
   });
 
   describe('folding minutes into hours', () => {
-    it('locks one range of idx_trigger_counts_minute and deletes the rows read by their primary key, at the largest batch', async () => {
-      await t.db.raw('DELETE FROM trigger_event_counts');
-      await t.db.raw('DELETE FROM trigger_event_hours');
-      const folded = foldBefore(windowOf(t.config, new Date()));
-      // Three days of minute rows for 5 triggers, all before the fold point: more than a batch.
-      const rows = [];
-      for (let m = 0; m < 3 * 24 * 60; m++) {
-        for (let k = 0; k < 5; k++) {
-          rows.push({
-            trigger_id: `00000000-0000-4000-8000-00000000000${k}`,
-            minute: new Date(folded.getTime() - (m + 1) * MINUTE),
-            source: 'webhook',
-            kind: 'fired',
-            slot: k % 4,
-            n: 1,
-          });
+    // Five minute rows per minute for three days, all before the fold point: more than a batch.
+    const cases = [
+      {
+        rollup: TRIGGER_ROLLUP,
+        hours: 'trigger_event_hours',
+        index: 'idx_trigger_counts_minute',
+        row: (minute: Date, k: number) => ({
+          trigger_id: `00000000-0000-4000-8000-00000000000${k}`,
+          minute,
+          source: 'webhook',
+          kind: 'fired',
+          slot: k % 4,
+          n: 1,
+        }),
+      },
+      {
+        rollup: EVENT_ROLLUP,
+        hours: 'event_hours',
+        index: 'PRIMARY',
+        row: (minute: Date, k: number) => ({ minute, kind: (['fired', 'success', 'failure'] as const)[k % 3], slot: k, n: 1 }),
+      },
+    ];
+    for (const c of cases) {
+      it(`locks one range of ${c.rollup.name} (${c.index}) and deletes the rows read by their primary key, at the largest batch`, async () => {
+        await t.db.raw('DELETE FROM ??', [c.rollup.name]);
+        await t.db.raw('DELETE FROM ??', [c.hours]);
+        const folded = foldBefore(windowOf(t.config, new Date()));
+        const rows = [];
+        for (let m = 0; m < 3 * 24 * 60; m++) {
+          for (let k = 0; k < 5; k++) rows.push(c.row(new Date(folded.getTime() - (m + 1) * MINUTE), k));
         }
-      }
-      for (let i = 0; i < rows.length; i += 2000) await t.db('trigger_event_counts').insert(rows.slice(i, i + 2000));
-      await t.db.raw('ANALYZE TABLE trigger_event_counts');
-      const { result, sql } = await captureSql(t.db, (trx) => foldCountsBefore(trx as unknown as Knex, folded, 1_000_000));
-      expect(result, 'a batch is capped').to.equal(FOLD_MAX_ROWS);
-      const select = sql.find((q) => /^\s*SELECT/i.test(q.sql))!;
-      const del = sql.find((q) => /^\s*DELETE/i.test(q.sql))!;
-      const [selectPlan] = await explain(t.db, select);
-      expect(selectPlan!.key, JSON.stringify(selectPlan)).to.equal('idx_trigger_counts_minute');
-      expect(selectPlan!.Extra ?? '', JSON.stringify(selectPlan)).not.to.match(/filesort/);
-      // The DELETE reads its keys from the JSON list and finds each row by its whole primary key.
-      const deletePlan = (await explain(t.db, del)) as Array<{ table: string; key: string | null; type?: string }>;
-      const rowsPlan = deletePlan.find((p) => p.table === 'c');
-      expect(rowsPlan?.key, JSON.stringify(deletePlan)).to.equal('PRIMARY');
-      expect(rowsPlan?.type, JSON.stringify(deletePlan)).to.equal('eq_ref');
-      // Run for real, it moves a batch: the oldest minutes into their hours, the rest left as they were.
-      expect(await foldCountsBefore(t.db, folded, 1_000_000)).to.equal(FOLD_MAX_ROWS);
-      const [[left]] = (await t.db.raw('SELECT COUNT(*) AS n, MIN(minute) AS oldest FROM trigger_event_counts')) as [
-        [{ n: number; oldest: Date }],
-      ];
-      expect(Number(left.n)).to.equal(rows.length - FOLD_MAX_ROWS);
-      expect(left.oldest.getTime()).to.equal(folded.getTime() - ((rows.length - FOLD_MAX_ROWS) / 5) * MINUTE);
-      const [[hours]] = (await t.db.raw('SELECT SUM(n) AS n FROM trigger_event_hours')) as [[{ n: number }]];
-      expect(Number(hours.n)).to.equal(FOLD_MAX_ROWS);
-    });
+        for (let i = 0; i < rows.length; i += 2000) await t.db(c.rollup.name).insert(rows.slice(i, i + 2000));
+        await t.db.raw('ANALYZE TABLE ??', [c.rollup.name]);
+        const { result, sql } = await captureSql(t.db, (trx) => foldCountsBefore(trx as unknown as Knex, c.rollup, folded, 1_000_000));
+        expect(result, 'a batch is capped').to.equal(FOLD_MAX_ROWS);
+        const select = sql.find((q) => /^\s*SELECT/i.test(q.sql))!;
+        const del = sql.find((q) => /^\s*DELETE/i.test(q.sql))!;
+        const [selectPlan] = await explain(t.db, select);
+        expect(selectPlan!.key, JSON.stringify(selectPlan)).to.equal(c.index);
+        expect(selectPlan!.Extra ?? '', JSON.stringify(selectPlan)).not.to.match(/filesort/);
+        // The DELETE reads its keys from the JSON list and finds each row by its whole primary key.
+        const deletePlan = (await explain(t.db, del)) as Array<{ table: string; key: string | null; type?: string }>;
+        const rowsPlan = deletePlan.find((p) => p.table === 'c');
+        expect(rowsPlan?.key, JSON.stringify(deletePlan)).to.equal('PRIMARY');
+        expect(rowsPlan?.type, JSON.stringify(deletePlan)).to.equal('eq_ref');
+        // Run for real, it moves a batch: the oldest minutes into their hours, the rest left as they were.
+        expect(await foldCountsBefore(t.db, c.rollup, folded, 1_000_000)).to.equal(FOLD_MAX_ROWS);
+        const [[left]] = (await t.db.raw('SELECT COUNT(*) AS n, MIN(minute) AS oldest FROM ??', [c.rollup.name])) as [
+          [{ n: number; oldest: Date }],
+        ];
+        expect(Number(left.n)).to.equal(rows.length - FOLD_MAX_ROWS);
+        expect(left.oldest.getTime()).to.equal(folded.getTime() - ((rows.length - FOLD_MAX_ROWS) / 5) * MINUTE);
+        const [[hours]] = (await t.db.raw('SELECT SUM(n) AS n, COUNT(*) AS r FROM ??', [c.hours])) as [[{ n: number; r: number }]];
+        expect(Number(hours.n)).to.equal(FOLD_MAX_ROWS);
+        // 5,000 rows are 1,000 minutes: 17 hours (16 whole and a part), one row per hour and key.
+        expect(Number(hours.r)).to.equal(17 * (c.rollup === TRIGGER_ROLLUP ? 5 : 3));
+      });
+    }
   });
 
   describe('trigger counts', () => {

@@ -4,7 +4,9 @@ import { randomUUID } from 'node:crypto';
 import { createTestEnv, type TestEnv } from '../helpers/env';
 import { testApp } from '../helpers/app';
 import { insertOutbox } from '../../src/db/outbox';
-import { CHART_MINUTES, quantile } from '../../src/api/overview';
+import { CHART_MINUTES, computeOverview, quantile } from '../../src/api/overview';
+import { windowOf } from '../../src/api/events';
+import { foldBefore, foldCountsBefore, FOLD_MAX_ROWS, ROLLUPS } from '../../src/db/events';
 import { DASHBOARD_CSP, DASHBOARD_DIR } from '../../src/api/dashboard';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -19,6 +21,7 @@ import { until } from '../helpers/until';
  */
 
 const MINUTE = 60_000;
+const HOUR = 3_600_000;
 
 interface OverviewBody {
   generated_at: string;
@@ -26,7 +29,7 @@ interface OverviewBody {
   events_per_minute: { from: string; to: string; buckets: Array<Record<string, number | string>> };
   fire_lag: { window_seconds: number; sample_size: number; p50_ms: number | null; p99_ms: number | null; max_ms: number | null };
   outbox: { backlog: number; waiting: number; oldest_backlog_age_seconds: number | null };
-  deliveries: { window_hours: number; succeeded: number; failed: number; in_flight: number };
+  deliveries: { window_hours: number; from: string; succeeded: number; failed: number; in_flight: number };
   failed_events: number;
 }
 
@@ -102,7 +105,7 @@ describe('overview, name search and the dashboard files (issue 12)', function ()
       );
       expect(o.fire_lag).to.include({ sample_size: 0, p50_ms: null, p99_ms: null, max_ms: null });
       expect(o.outbox).to.deep.equal({ backlog: 0, waiting: 0, oldest_backlog_age_seconds: null });
-      expect(o.deliveries).to.deep.equal({ window_hours: 48, succeeded: 0, failed: 0, in_flight: 0 });
+      expect(o.deliveries).to.deep.include({ window_hours: 48, succeeded: 0, failed: 0, in_flight: 0 });
       expect(o.failed_events).to.equal(0);
     });
 
@@ -178,8 +181,37 @@ describe('overview, name search and the dashboard files (issue 12)', function ()
       expect(o.outbox.backlog).to.equal(2);
       expect(o.outbox.waiting).to.equal(1);
       expect(o.outbox.oldest_backlog_age_seconds).to.be.within(25, 120);
-      expect(o.deliveries).to.deep.equal({ window_hours: 48, succeeded: 3, failed: 2, in_flight: 1 });
+      expect(o.deliveries).to.deep.include({ window_hours: 48, succeeded: 3, failed: 2, in_flight: 1 });
+      // 48 h back falls in hours the sweep folds (older than the active view by an hour): the span starts at
+      // the next whole hour.
+      const from = new Date(o.deliveries.from).getTime();
+      expect(from % HOUR, o.deliveries.from).to.equal(0);
+      expect(from).to.be.within(now - 48 * HOUR, now - 47 * HOUR + 1000);
       expect(o.failed_events).to.equal(1);
+      const gauge = async () => {
+        const text = (await request(testApp(t)).get('/metrics').expect(200)).text;
+        return ['active', 'archived'].map((r) => Number(new RegExp(`etp_event_logs\\{retention_status="${r}"\\} (\\d+)`).exec(text)?.[1]));
+      };
+      // active: the four events 10 minutes ago and the pending one; archived: the failure 5 h ago.
+      expect(await gauge()).to.deep.equal([5, 1]);
+
+      // The sweep's fold moves the minutes before its point into hours (the failure 5 h ago, the success
+      // 3 days ago); the counts read from both stay the same.
+      const folded = foldBefore(windowOf(t.config, new Date()));
+      for (const rollup of ROLLUPS) while ((await foldCountsBefore(t.db, rollup, folded, FOLD_MAX_ROWS)) > 0);
+      const [[left]] = (await t.db.raw('SELECT COUNT(*) AS n FROM event_counts WHERE minute < ?', [folded])) as [[{ n: number }]];
+      expect(Number(left.n), 'minute rows before the fold point').to.equal(0);
+      const [hours] = (await t.db.raw('SELECT kind, SUM(n) AS n FROM event_hours GROUP BY kind ORDER BY kind')) as [
+        Array<{ kind: string; n: number }>,
+      ];
+      expect(hours.map((h) => [h.kind, Number(h.n)])).to.deep.equal([
+        ['fired', 2],
+        ['success', 1],
+        ['failure', 1],
+      ]);
+      const after = await computeOverview(t.db, t.config, new Date());
+      expect(after.deliveries).to.deep.include({ window_hours: 48, succeeded: 3, failed: 2, in_flight: 1 });
+      expect(await gauge()).to.deep.equal([5, 1]);
     });
 
     it('serves requests within 2 s from one computation', async () => {
