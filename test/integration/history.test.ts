@@ -669,6 +669,75 @@ describe('history at scale', () => {
     });
   });
 
+  describe('page totals', () => {
+    /** The statements a list request ran (knex's query events), while `fn` runs. */
+    async function statementsOf(fn: () => Promise<void>): Promise<string[]> {
+      const sql: string[] = [];
+      const on = (q: { sql: string }) => sql.push(q.sql);
+      t.db.on('query', on);
+      try {
+        await fn();
+      } finally {
+        t.db.removeListener('query', on);
+      }
+      return sql;
+    }
+    const countsEvents = (sql: string) => /count\(\*\)/i.test(sql) && /`?event_logs`?/.test(sql);
+
+    it("take an offset page's total from the rollup, without counting rows, when the view's newest hour alone passes the cap", async function () {
+      this.timeout(60_000);
+      for (const table of ['event_logs', 'event_counts', 'event_hours']) await t.db.raw('DELETE FROM ??', [table]);
+      const now = new Date();
+      const w = windowOf(t.config, now);
+      // 10,050 archived events in the 50 minutes before the active boundary, 30 of them failures.
+      const rows: EventInsert[] = Array.from({ length: 10_050 }, (_, i) => {
+        const firedAt = new Date(w.activeFrom.getTime() - 2 * MINUTE - (i % 3000) * 1000);
+        return {
+          id: newEventId(firedAt.getTime()),
+          trigger_id: null,
+          trigger_type: 'webhook',
+          source: 'webhook',
+          is_test_run: false,
+          payload: {},
+          scheduled_for: null,
+          fired_at: firedAt,
+          published_at: now,
+        };
+      });
+      for (let i = 0; i < rows.length; i += 2000) await t.db.transaction((trx) => insertEvents(trx, rows.slice(i, i + 2000), now));
+      await t
+        .db('event_logs')
+        .whereIn(
+          'id',
+          rows.slice(0, 30).map((r) => r.id),
+        )
+        .update({ execution_status: 'failure' });
+      const app = testApp(t);
+
+      let page: request.Response | undefined;
+      const capped = await statementsOf(async () => {
+        page = await request(app).get('/api/v1/events').query({ retention_status: 'archived', limit: 50 }).expect(200);
+      });
+      expect(page!.body.pagination).to.include({ total_records: 10_000, total_is_exact: false, total_pages: 200 });
+      expect(page!.body.events).to.have.length(50);
+      expect(capped.filter(countsEvents), capped.join('\n')).to.deep.equal([]);
+      expect(
+        capped.some((q) => /from event_counts/i.test(q)),
+        'the rollup was read',
+      ).to.equal(true);
+
+      // Failures: 30 in the rollup's hour, short of the cap, so the rows are counted, exactly.
+      const counted = await statementsOf(async () => {
+        page = await request(app).get('/api/v1/events').query({ retention_status: 'archived', execution_status: 'failure' }).expect(200);
+      });
+      expect(page!.body.pagination).to.include({ total_records: 30, total_is_exact: true });
+      expect(counted.filter(countsEvents), counted.join('\n')).to.have.length(1);
+      // The active view holds none of them: counted (zero), not taken from the archived hour's rollup.
+      page = await request(app).get('/api/v1/events').query({ limit: 50 }).expect(200);
+      expect(page.body.pagination).to.include({ total_records: 0, total_is_exact: true });
+    });
+  });
+
   describe('reads that run away', () => {
     /** Holds a write lock on event_logs from a connection of its own, so every read of it waits. */
     async function withTableLocked(fn: () => Promise<void>): Promise<void> {
