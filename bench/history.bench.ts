@@ -33,9 +33,10 @@
  *              2.1 s apart (the other routes run in between), so each call measured computes anew —
  *              checked on generated_at;
  *   retention  (history only) the oldest time slice that holds history retired as the relays' sweep does
- *              (retireOldest): seconds per hour of history removed, once part-way through the fill (N/10, at
- *              most 1M events: the same hourly density, a table a tenth the size) and once at the end of the
- *              full phase.
+ *              (retireOldest): seconds per hour of history removed, once part-way through the fill (at the
+ *              end of the time slice event N/10 falls in, N/10 at most 1M: the same hourly density, a table
+ *              a tenth the size or a little more, its oldest slice whole) and once at the end of the full
+ *              phase.
  * The InnoDB buffer pool is set to 128 MiB for the run (the old size is restored at the end, also on
  * failure or Ctrl-C), so the history is many times the pool, as it is in production.
  * Prints a summary, one line per full ÷ empty ratio, and the targets: ingest, publish and burst ≥ 0.9× of
@@ -67,7 +68,7 @@ import { OVERVIEW_CACHE_MS } from '../src/api/overview';
 import { Lifecycle } from '../src/events';
 import { sweep } from '../src/relay/steps';
 import { newEventId, newTriggerId, scheduledEventId } from '../src/triggers/event-id';
-import { idBound, readLayout, retireOldest, withPartitionLease } from '../src/db/partitions';
+import { idBound, readLayout, retireOldest, SLICE_MS, withPartitionLease } from '../src/db/partitions';
 import { firstOccurrence } from '../src/triggers/schedule';
 import type { TriggerType } from '../src/triggers/types';
 import { validateTriggerConfig } from '../src/triggers/validate';
@@ -91,6 +92,7 @@ import {
   progress,
   round,
   servicePids,
+  dbServerPid,
   sleep,
   spawnRoles,
   stopRoles,
@@ -655,11 +657,15 @@ function roundSummary(s: Summary): Summary {
   return Object.fromEntries(Object.entries(s).map(([k, v]) => [k, k === 'count' ? v : round(v, 2)])) as unknown as Summary;
 }
 
+/** The measured server's pid (dbServerPid), once known; else the first MariaDB servicePids finds. */
+let serverPid: number | null = null;
+
 function meterFor(procs: () => RoleProcess[], name: string): CpuMeter {
   const svc = servicePids();
+  const mysqld = serverPid ?? svc.mysqld;
   return new CpuMeter(() => ({
     [name]: procs().map((p) => p.child.pid ?? 0),
-    mariadb: svc.mysqld ? [svc.mysqld] : [],
+    mariadb: mysqld ? [mysqld] : [],
     kafka: svc.kafka ? [svc.kafka] : [],
     bench: [process.pid],
   }));
@@ -1152,6 +1158,13 @@ async function settleHistory(e: BenchEnv): Promise<number> {
   return caughtUp;
 }
 
+/** The index of the first event fired at or after the end of the time slice event `i` falls in (at most N). */
+function sliceEndIndex(plan: FillPlan, i: number): number {
+  const firedMs = plan.start + (i + 0.5) * plan.stepMs; // as fillRange places event i
+  const end = (Math.floor(firedMs / SLICE_MS) + 1) * SLICE_MS;
+  return Math.min(N, Math.ceil((end - plan.start) / plan.stepMs - 0.5));
+}
+
 /** One phase on a new, empty database of the same server (its 1,000 triggers only), dropped afterwards. */
 async function measureEmpty(label: string, withReads: boolean): Promise<PhaseResult> {
   const e0 = await createBenchEnv('history', { RATE_LIMIT_PER_WEBHOOK: '0' });
@@ -1218,6 +1231,7 @@ async function mainReuse(e: BenchEnv): Promise<void> {
 async function main(): Promise<void> {
   const e = await createBenchEnv('history', { RATE_LIMIT_PER_WEBHOOK: '0' }, REUSE ?? undefined);
   live.env = e;
+  serverPid = await dbServerPid(e.db);
   const oldPool = await bufferPoolSize(e.db);
   live.restorePool = async () => {
     live.restorePool = null;
@@ -1287,13 +1301,19 @@ async function main(): Promise<void> {
         fillSeconds += (performance.now() - t0) / 1000;
       }
     };
-    await fillTimed(0, SMALL_FILL);
-    log(`  ${fmtInt(SMALL_FILL)} events in after ${fillSeconds.toFixed(1)} s: retention at this small fill`);
-    const smallRetention = await retentionHour(e.db, e.dbName, `${fmtInt(SMALL_FILL)} events`);
+    // The small fill ends where a time slice does: the slice it retires must be whole. Ended inside one,
+    // the rest of the fill would land below the oldest slice (p_late, where the retired range goes) and be
+    // copied by every later retirement (which merges the emptied slice into p_late), as no platform leaves it.
+    const smallEnd = sliceEndIndex(plan, SMALL_FILL);
+    await fillTimed(0, smallEnd);
+    log(
+      `  ${fmtInt(smallEnd)} events in after ${fillSeconds.toFixed(1)} s (the end of the slice event ${fmtInt(SMALL_FILL)} falls in): retention at this small fill`,
+    );
+    const smallRetention = await retentionHour(e.db, e.dbName, `${fmtInt(smallEnd)} events`);
     log(
       `  small fill: ${fmtInt(smallRetention.deleted)} rows of the oldest slice retired in ${smallRetention.seconds.toFixed(2)} s (${smallRetention.secondsPerHour} s per hour)`,
     );
-    await fillTimed(SMALL_FILL, N);
+    await fillTimed(smallEnd, N);
     const fillRate = Math.round(done.events / fillSeconds);
     log(
       `  filled ${fmtInt(done.events)} events + ${fmtInt(done.companions)} companion rows in ${fillSeconds.toFixed(1)} s: ${fmtInt(fillRate)} events/s`,

@@ -204,6 +204,22 @@ export function cpuSecondsOf(pid: number): number | null {
 
 const CLOCK_TICKS = 100; // USER_HZ on every Linux this runs on
 
+/**
+ * The pid of the server `db` is connected to, from its pid file (a local server; null if unreadable). Where
+ * several MariaDB servers run (the machine's own and one a bench started for itself on another port), the
+ * first one servicePids finds by name need not be the one measured.
+ */
+export async function dbServerPid(db: Db): Promise<number | null> {
+  try {
+    const [[row]] = (await db.raw('SELECT @@pid_file AS f, @@datadir AS d')) as [[{ f: string; d: string }]];
+    const file = path.isAbsolute(row.f) ? row.f : path.join(row.d, row.f);
+    const pid = Number(fs.readFileSync(file, 'utf8').trim());
+    return Number.isInteger(pid) && pid > 0 && fs.existsSync(`/proc/${pid}`) ? pid : null;
+  } catch {
+    return null;
+  }
+}
+
 /** The pids of the local MariaDB/MySQL server and Kafka broker, found by name in /proc (Linux only). */
 export function servicePids(): { mysqld: number | null; kafka: number | null; kafkaVersion: string | null } {
   const out = { mysqld: null as number | null, kafka: null as number | null, kafkaVersion: null as string | null };
