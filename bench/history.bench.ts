@@ -312,8 +312,9 @@ async function setBufferPool(db: Db, bytes: number): Promise<void> {
  * Events in event_logs, from the event_counts rollup (a few thousand rows; COUNT(*) would read a whole
  * index of the history, and fill the buffer pool with it, just before a measurement). The rollup keeps a
  * minute until it passes the retention window, deleted events included; deletes go oldest first, so only
- * minutes from the oldest row's on are summed (exact but for that one minute). With a `kind` column the
- * rollup holds firings and outcomes, and only the firings are summed; without one, every count is an event.
+ * minutes from the oldest row's on are summed (exact but for that one minute; for that hour where the sweep
+ * has folded the minutes into event_hours). With a `kind` column the rollup holds firings and outcomes, and
+ * only the firings are summed; without one, every count is an event.
  */
 async function eventCount(db: Db): Promise<number> {
   const [[oldest]] = (await db.raw('SELECT MIN(fired_at) AS t FROM event_logs')) as [[{ t: Date | null }]];
@@ -326,7 +327,14 @@ async function eventCount(db: Db): Promise<number> {
       : 'SELECT COALESCE(SUM(n), 0) AS n FROM event_counts WHERE minute >= ?',
     [from],
   )) as [[{ n: number | string }]];
-  return Number(row.n);
+  // The minutes the sweep has folded into hours (event_hours, where the schema has it): the hour of the
+  // oldest event and after.
+  const [hoursTable] = (await db.raw("SHOW TABLES LIKE 'event_hours'")) as [unknown[]];
+  if (hoursTable.length === 0) return Number(row.n);
+  const [[hours]] = (await db.raw("SELECT COALESCE(SUM(n), 0) AS n FROM event_hours WHERE kind = 'fired' AND hour >= ?", [
+    new Date(Math.floor(oldest.t.getTime() / HOUR_MS) * HOUR_MS),
+  ])) as [[{ n: number | string }]];
+  return Number(row.n) + Number(hours.n);
 }
 
 async function countUnpublished(db: Db): Promise<number> {
