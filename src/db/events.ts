@@ -405,25 +405,33 @@ export async function listEvents(
 }
 
 /**
- * Whether the event_counts rollup alone shows more than COUNT_CAP events in `f`'s view, so that an offset
- * page's capped count need not read its 10,001 index entries. Those come from the oldest time slices first
- * (a partitioned table's unordered read goes partition by partition), the coldest pages of the view on a
- * busy platform. The rollup's read is the whole minutes of the view's newest hour: at most 60 minutes × 3
- * kinds × 4 slots rows of its primary key. Only for what the rollup counts: the retention view alone, or
- * with the success or failure status. The rollup counts every event of the window, and retention removes
- * only older ones, so the sum never exceeds the view's matches; short of the cap, the rows are counted.
+ * Whether the rollups alone show more than COUNT_CAP events in `f`'s view, so that an offset page's capped
+ * count need not read its 10,001 index entries. Those come from the oldest time slices first (a partitioned
+ * table's unordered read goes partition by partition), the coldest pages of the view on a busy platform.
+ * The rollups' read is the view's whole hours in event_hours and whole minutes in event_counts: with the
+ * sweep folding minutes older than the active window (and an hour), at most 48 hour rows and three hours of
+ * minute rows (60 × 3 kinds × 4 slots each), however many events. Only for what the rollups count: the
+ * retention view alone, or with the success or failure status. They count every event of the window, and
+ * retention removes only older ones, so the sum never exceeds the view's matches; short of the cap, the
+ * rows are counted.
  */
 async function rollupPastCap(q: Q, f: EventFilter, timeoutMs: number): Promise<boolean> {
   const kind = f.execution_status ?? 'fired';
   if (kind !== 'fired' && kind !== 'success' && kind !== 'failure') return false;
   if (f.trigger_id !== undefined || f.source !== undefined || f.is_test_run !== undefined || f.from || f.to) return false;
-  const lo = ceilMinute(f.retention === 'active' ? f.window.activeFrom : f.window.keepFrom);
-  // The minutes wholly inside the view: from `lo` to the active boundary (archived) or on (active).
-  const hi = f.retention === 'active' ? new Date(floorMinute(new Date()).getTime() + MINUTE_MS) : floorMinute(f.window.activeFrom);
-  const from = new Date(Math.max(lo.getTime(), hi.getTime() - HOUR_MS));
-  if (from >= hi) return false;
+  const lo = f.retention === 'active' ? f.window.activeFrom : f.window.keepFrom;
+  // The view ends at the active boundary (archived) or goes on (active: to the current minute's end).
+  const hi = f.retention === 'active' ? new Date(floorMinute(new Date()).getTime() + MINUTE_MS) : f.window.activeFrom;
+  // An hour row counts where its whole hour is in the view, a minute row where its whole minute is.
   const [[row]] = (await q
-    .raw('SELECT SUM(n) AS n FROM event_counts WHERE minute >= ? AND minute < ? AND kind = ?', [from, hi, kind])
+    .raw(
+      `SELECT SUM(n) AS n FROM (
+         SELECT n FROM event_hours WHERE hour >= ? AND hour <= ? AND kind = ?
+         UNION ALL
+         SELECT n FROM event_counts WHERE minute >= ? AND minute < ? AND kind = ?
+       ) AS c`,
+      [ceilHour(lo), new Date(hi.getTime() - HOUR_MS), kind, ceilMinute(lo), floorMinute(hi), kind],
+    )
     .timeout(timeoutMs, { cancel: true })) as [[{ n: number | string | null }]];
   return Number(row?.n ?? 0) > COUNT_CAP;
 }

@@ -684,14 +684,15 @@ describe('history at scale', () => {
     }
     const countsEvents = (sql: string) => /count\(\*\)/i.test(sql) && /`?event_logs`?/.test(sql);
 
-    it("take an offset page's total from the rollup, without counting rows, when the view's newest hour alone passes the cap", async function () {
+    it("take an offset page's total from the rollups' hours and minutes, without counting rows, when they pass the cap", async function () {
       this.timeout(60_000);
       for (const table of ['event_logs', 'event_counts', 'event_hours']) await t.db.raw('DELETE FROM ??', [table]);
       const now = new Date();
       const w = windowOf(t.config, now);
-      // 10,050 archived events in the 50 minutes before the active boundary, 30 of them failures.
+      // 10,050 archived events over the 3.9 hours before the active boundary, 30 of them failures: no hour
+      // of them passes the cap alone, and the older ones are folded into hours (as the sweep does).
       const rows: EventInsert[] = Array.from({ length: 10_050 }, (_, i) => {
-        const firedAt = new Date(w.activeFrom.getTime() - 2 * MINUTE - (i % 3000) * 1000);
+        const firedAt = new Date(w.activeFrom.getTime() - 2 * MINUTE - i * 1400);
         return {
           id: newEventId(firedAt.getTime()),
           trigger_id: null,
@@ -712,6 +713,9 @@ describe('history at scale', () => {
           rows.slice(0, 30).map((r) => r.id),
         )
         .update({ execution_status: 'failure' });
+      while ((await foldCountsBefore(t.db, EVENT_ROLLUP, foldBefore(w), FOLD_MAX_ROWS)) > 0);
+      const [[hours]] = (await t.db.raw("SELECT SUM(n) AS n FROM event_hours WHERE kind = 'fired'")) as [[{ n: number }]];
+      expect(Number(hours.n), 'events counted in folded hours').to.be.above(1000);
       const app = testApp(t);
 
       let page: request.Response | undefined;
@@ -722,11 +726,11 @@ describe('history at scale', () => {
       expect(page!.body.events).to.have.length(50);
       expect(capped.filter(countsEvents), capped.join('\n')).to.deep.equal([]);
       expect(
-        capped.some((q) => /from event_counts/i.test(q)),
-        'the rollup was read',
+        capped.some((q) => /from event_hours/i.test(q) && /from event_counts/i.test(q)),
+        'the rollups were read',
       ).to.equal(true);
 
-      // Failures: 30 in the rollup's hour, short of the cap, so the rows are counted, exactly.
+      // Failures: 30 in the rollups, short of the cap, so the rows are counted, exactly.
       const counted = await statementsOf(async () => {
         page = await request(app).get('/api/v1/events').query({ retention_status: 'archived', execution_status: 'failure' }).expect(200);
       });
