@@ -39,7 +39,8 @@
  *              phase.
  * The InnoDB buffer pool is set to 128 MiB for the run (the old size is restored at the end, also on
  * failure or Ctrl-C), so the history is many times the pool, as it is in production.
- * Prints a summary, one line per full ÷ empty ratio, and the targets: ingest, publish and burst ≥ 0.9× of
+ * Prints a summary, one line per full ÷ empty ratio (and a control: the load generator's CPU per request,
+ * full ÷ empty, whose work does not depend on the database; see loadGenUs), and the targets: ingest, publish and burst ≥ 0.9× of
  * empty; ≤ 0.05 buffer-pool reads per ingested event; every read's p99 ≤ 50 ms; the retention cost per hour
  * flat (within ±20 %: the full table's hour at most 1.2× the small fill's).
  * The buffer-pool counter is the server's: other work on the same MariaDB shows up in it, so its rate over
@@ -1222,6 +1223,7 @@ async function mainReuse(e: BenchEnv): Promise<void> {
           `ingest full ÷ empty: ${x(ratio(full.ingest.acceptedPerSecond, empty.ingest.acceptedPerSecond))} (target ≥ ${TARGET.ratio}×)`,
           `publish full ÷ empty: ${x(ratio(full.publish.eventsPerSecond, empty.publish.eventsPerSecond))} (target ≥ ${TARGET.ratio}×)`,
           `burst full ÷ empty: ${x(ratio(full.burst.eventsPerSecond, empty.burst.eventsPerSecond))} (target ≥ ${TARGET.ratio}×)`,
+          `control — load generator CPU per request, full ÷ empty: ${x(ratio(loadGenUs(full), loadGenUs(empty)))} (${loadGenUs(empty).toFixed(0)} → ${loadGenUs(full).toFixed(0)} µs)`,
         ]
       : []),
   ];
@@ -1381,6 +1383,15 @@ function x(r: number): string {
   return Number.isFinite(r) ? `${r.toFixed(2)}×` : '—';
 }
 
+/**
+ * The load generator's CPU per ingested request (µs): work that does not depend on what the database
+ * holds, so its full ÷ empty ratio is a control. Far from 1×, the machine itself ran faster or slower
+ * between the phases (this shared VM drifts by that much), and the rate ratios carry that drift too.
+ */
+function loadGenUs(p: PhaseResult): number {
+  return p.ingest.accepted > 0 ? ((p.ingest.cpu.cpuSeconds.bench ?? 0) * 1e6) / p.ingest.accepted : NaN;
+}
+
 function report(
   machine: Machine,
   settings: Record<string, unknown>,
@@ -1410,6 +1421,7 @@ function report(
       emptyRate((p) => p.burst.eventsPerSecond),
     ),
     retention: ratio(full.retention!.secondsPerHour, small.secondsPerHour),
+    loadGeneratorCpuPerRequest: ratio(loadGenUs(full), emptyRate(loadGenUs)),
   };
   const rows: string[][] = [
     [
@@ -1516,6 +1528,10 @@ function report(
   out.push(`ingest full ÷ empty: ${x(ratios.ingest!)}`);
   out.push(`publish full ÷ empty: ${x(ratios.publish!)}`);
   out.push(`burst full ÷ empty: ${x(ratios.burst!)}`);
+  out.push(
+    `control — load generator CPU per request, full ÷ empty: ${x(ratios.loadGeneratorCpuPerRequest!)} ` +
+      `(${both(loadGenUs, (n) => n.toFixed(0))} → ${loadGenUs(full).toFixed(0)} µs; its work does not depend on the database, so far from 1× the machine's own speed moved)`,
+  );
   for (const [route, r] of Object.entries(readRatios)) out.push(`read p99 ${route} full ÷ empty: ${x(r)}`);
   out.push(
     `retention s/hour full (${fmtInt(full.retention!.tableEvents)}) ÷ small fill (${fmtInt(small.tableEvents)}): ${x(ratios.retention!)}`,
