@@ -422,17 +422,9 @@ async function rollupPastCap(q: Q, f: EventFilter, timeoutMs: number): Promise<b
   const lo = f.retention === 'active' ? f.window.activeFrom : f.window.keepFrom;
   // The view ends at the active boundary (archived) or goes on (active: to the current minute's end).
   const hi = f.retention === 'active' ? new Date(floorMinute(new Date()).getTime() + MINUTE_MS) : f.window.activeFrom;
-  // An hour row counts where its whole hour is in the view, a minute row where its whole minute is.
-  const [[row]] = (await q
-    .raw(
-      `SELECT SUM(n) AS n FROM (
-         SELECT n FROM event_hours WHERE hour >= ? AND hour <= ? AND kind = ?
-         UNION ALL
-         SELECT n FROM event_counts WHERE minute >= ? AND minute < ? AND kind = ?
-       ) AS c`,
-      [ceilHour(lo), new Date(hi.getTime() - HOUR_MS), kind, ceilMinute(lo), floorMinute(hi), kind],
-    )
-    .timeout(timeoutMs, { cancel: true })) as [[{ n: number | string | null }]];
+  const rows = eventRollupRows(lo, hi);
+  const sql = 'SELECT SUM(n) AS n FROM ' + rows.sql + ' WHERE kind = ?'; // a fixed text; every value bound
+  const [[row]] = (await q.raw(sql, [...rows.bindings, kind]).timeout(timeoutMs, { cancel: true })) as [[{ n: number | string | null }]];
   return Number(row?.n ?? 0) > COUNT_CAP;
 }
 
@@ -712,6 +704,22 @@ export const EVENT_ROLLUP: Rollup = {
             kind VARCHAR(16) PATH '$[0]', minute DATETIME PATH '$[1]', slot TINYINT UNSIGNED PATH '$[2]')) AS k
           JOIN event_counts AS c ON c.minute = k.minute AND c.kind = k.kind AND c.slot = k.slot`,
 };
+
+/**
+ * The rows of event_hours and event_counts wholly inside [from, to) (no end where `to` is null), as the
+ * derived table `c (at, kind, n)` for a FROM clause: an hour row where its whole hour is in the span, a
+ * minute row where its whole minute is. Folded minutes are hour rows; a minute row written later in a
+ * folded hour counts as a minute. The text is fixed; the bounds are bindings, in order.
+ */
+export function eventRollupRows(from: Date, to: Date | null): { sql: string; bindings: Date[] } {
+  if (to === null) return { sql: ROLLUP_ROWS_FROM, bindings: [ceilHour(from), ceilMinute(from)] };
+  return { sql: ROLLUP_ROWS_BETWEEN, bindings: [ceilHour(from), new Date(to.getTime() - HOUR_MS), ceilMinute(from), floorMinute(to)] };
+}
+
+const ROLLUP_ROWS_FROM = `(SELECT hour AS at, kind, n FROM event_hours WHERE hour >= ?
+   UNION ALL SELECT minute AS at, kind, n FROM event_counts WHERE minute >= ?) AS c`;
+const ROLLUP_ROWS_BETWEEN = `(SELECT hour AS at, kind, n FROM event_hours WHERE hour >= ? AND hour <= ?
+   UNION ALL SELECT minute AS at, kind, n FROM event_counts WHERE minute >= ? AND minute < ?) AS c`;
 
 /** Both rollups, in the order the sweep folds them. */
 export const ROLLUPS: readonly Rollup[] = [TRIGGER_ROLLUP, EVENT_ROLLUP];

@@ -4,7 +4,7 @@
  */
 import type { Knex } from 'knex';
 import type { TriggerType } from '../triggers/types';
-import type { ExecutionStatus } from './events';
+import { eventRollupRows, type ExecutionStatus } from './events';
 import { OutboxState } from './outbox';
 import type { TriggerStatus } from './triggers';
 
@@ -27,15 +27,10 @@ export async function triggerCounts(q: Q): Promise<Array<{ type: TriggerType; st
  * its events. `from` is a whole minute, and a whole hour where it falls in folded hours (statsFrom).
  */
 export async function firedByRetention(q: Q, activeFrom: Date, from: Date): Promise<{ active: number; archived: number }> {
-  const [rows] = (await q.raw(
-    `SELECT at >= ? AS active, SUM(n) AS n FROM (
-       SELECT hour AS at, n FROM event_hours WHERE hour >= ? AND kind = 'fired'
-       UNION ALL
-       SELECT minute AS at, n FROM event_counts WHERE minute >= ? AND kind = 'fired'
-     ) AS c GROUP BY active`,
-    [activeFrom, from, from],
-  )) as [Array<{ active: number; n: number }>];
-  const of = (active: number) => Number(rows.find((r) => Number(r.active) === active)?.n ?? 0);
+  const rows = eventRollupRows(from, null);
+  const sql = 'SELECT at >= ? AS active, SUM(n) AS n FROM ' + rows.sql + " WHERE kind = 'fired' GROUP BY active"; // fixed text
+  const [counted] = (await q.raw(sql, [activeFrom, ...rows.bindings])) as [Array<{ active: number; n: number }>];
+  const of = (active: number) => Number(counted.find((r) => Number(r.active) === active)?.n ?? 0);
   return { active: of(1), archived: of(0) };
 }
 
@@ -136,16 +131,11 @@ export async function outboxState(q: Q): Promise<{ backlog: number; waiting: num
  * in folded hours (statsFrom): about 48 hour rows and three hours of minute rows per kind for 48 h.
  */
 export async function outcomesSince(q: Q, from: Date, timeoutMs: number): Promise<{ fired: number; success: number; failure: number }> {
-  const [rows] = (await q
-    .raw(
-      `SELECT kind, SUM(n) AS n FROM (
-         SELECT kind, n FROM event_hours WHERE hour >= ?
-         UNION ALL
-         SELECT kind, n FROM event_counts WHERE minute >= ?
-       ) AS c GROUP BY kind`,
-      [from, from],
-    )
-    .timeout(timeoutMs, { cancel: true })) as [Array<{ kind: 'fired' | 'success' | 'failure'; n: number }>];
+  const counted = eventRollupRows(from, null);
+  const sql = 'SELECT kind, SUM(n) AS n FROM ' + counted.sql + ' GROUP BY kind'; // fixed text, values bound
+  const [rows] = (await q.raw(sql, counted.bindings).timeout(timeoutMs, { cancel: true })) as [
+    Array<{ kind: 'fired' | 'success' | 'failure'; n: number }>,
+  ];
   const out = { fired: 0, success: 0, failure: 0 };
   for (const r of rows) out[r.kind] = Number(r.n);
   return out;

@@ -31,6 +31,19 @@ export async function captureSql<T>(db: Db, fn: (trx: Knex.Transaction) => Promi
   return { result, sql: seen.filter((q) => !/^\s*(BEGIN|START TRANSACTION|COMMIT|ROLLBACK|SET )/i.test(q.sql)) };
 }
 
+/** The statements `db` sent while `fn` ran (an HTTP request through the app, say), as knex's query event reports them. */
+export async function sqlDuring(db: Db, fn: () => Promise<void>): Promise<string[]> {
+  const sql: string[] = [];
+  const onQuery = (q: { sql: string }) => sql.push(q.sql);
+  db.on('query', onQuery);
+  try {
+    await fn();
+  } finally {
+    db.off('query', onQuery);
+  }
+  return sql;
+}
+
 /** EXPLAIN of a captured statement: one row per table access. */
 export async function explain(
   db: Db,

@@ -35,7 +35,7 @@ import { triggerCounts } from '../../src/db/overview';
 import { createTestEnv, type TestEnv } from '../helpers/env';
 import { testApp } from '../helpers/app';
 import { until } from '../helpers/until';
-import { captureSql, explain } from '../helpers/capture-sql';
+import { captureSql, explain, sqlDuring } from '../helpers/capture-sql';
 import type { Knex } from 'knex';
 import { withDbRetry } from '../../src/util';
 
@@ -670,18 +670,6 @@ describe('history at scale', () => {
   });
 
   describe('page totals', () => {
-    /** The statements a list request ran (knex's query events), while `fn` runs. */
-    async function statementsOf(fn: () => Promise<void>): Promise<string[]> {
-      const sql: string[] = [];
-      const on = (q: { sql: string }) => sql.push(q.sql);
-      t.db.on('query', on);
-      try {
-        await fn();
-      } finally {
-        t.db.removeListener('query', on);
-      }
-      return sql;
-    }
     const countsEvents = (sql: string) => /count\(\*\)/i.test(sql) && /`?event_logs`?/.test(sql);
 
     it("take an offset page's total from the rollups' hours and minutes, without counting rows, when they pass the cap", async function () {
@@ -719,7 +707,7 @@ describe('history at scale', () => {
       const app = testApp(t);
 
       let page: request.Response | undefined;
-      const capped = await statementsOf(async () => {
+      const capped = await sqlDuring(t.db, async () => {
         page = await request(app).get('/api/v1/events').query({ retention_status: 'archived', limit: 50 }).expect(200);
       });
       expect(page!.body.pagination).to.include({ total_records: 10_000, total_is_exact: false, total_pages: 200 });
@@ -731,7 +719,7 @@ describe('history at scale', () => {
       ).to.equal(true);
 
       // Failures: 30 in the rollups, short of the cap, so the rows are counted, exactly.
-      const counted = await statementsOf(async () => {
+      const counted = await sqlDuring(t.db, async () => {
         page = await request(app).get('/api/v1/events').query({ retention_status: 'archived', execution_status: 'failure' }).expect(200);
       });
       expect(page!.body.pagination).to.include({ total_records: 30, total_is_exact: true });
