@@ -715,7 +715,10 @@ describe('operator dashboard in Chromium (issue 12)', function () {
       await row.waitFor();
       expect(page.url()).to.include('trigger_name=named-for-events');
       expect(await row.locator('td[data-label="Trigger"]').textContent()).to.equal('named-for-events');
-      expect(await page.locator('table.list tbody tr').count()).to.equal(1);
+      // The list may be re-rendered by its refresh meanwhile: wait for the rendered table, then count.
+      await until(async () => (await page.locator('table.list tbody tr').count()) === 1, {
+        message: 'the filtered list shows exactly one event',
+      });
       await page.locator('nav.pager').getByText('1 event', { exact: true }).waitFor();
 
       // The time range, typed in the browser's zone (Berlin) as the labels say.
