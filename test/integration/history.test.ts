@@ -28,7 +28,16 @@ import { createMultiStatementPool, ScriptTransaction, type MultiPool } from '../
 import { migrateLatest, migrationConfig } from '../../src/db/knex';
 import { Lifecycle } from '../../src/events';
 import { ROW_DELETE_LAG_MS, sweep } from '../../src/relay/steps';
-import { PartitionKeeper, readLayout, retireOldest, RETIRE_MARGIN_MS, SLICE_MS, SLICES_AHEAD } from '../../src/db/partitions';
+import {
+  latePartitions,
+  PartitionKeeper,
+  readLayout,
+  retiredName,
+  retireOldest,
+  RETIRE_MARGIN_MS,
+  SLICE_MS,
+  SLICES_AHEAD,
+} from '../../src/db/partitions';
 import { eventIdTime, newEventId, scheduledEventId } from '../../src/triggers/event-id';
 import { windowOf } from '../../src/api/events';
 import { triggerCounts } from '../../src/db/overview';
@@ -531,6 +540,60 @@ describe('history at scale', () => {
       expect(await firedCount(), 'the row put back is not counted twice').to.equal(1);
       const one = await request(testApp(t)).get(`/api/v1/events/${lateRow.id}`).expect(200);
       expect(one.body).to.include({ id: lateRow.id, retention_status: 'active' });
+    });
+
+    it('keeps retired slices beside a large p_late instead of copying it, and merges them all once p_late is small again', async function () {
+      this.timeout(60_000);
+      await t.db.raw('DELETE FROM event_logs');
+      const realNow = Date.now();
+      const keepFrom = realNow + 24 * HOUR - t.config.retentionDeleteAfterSeconds * 1000;
+      const cutoff = keepFrom - RETIRE_MARGIN_MS;
+      const max = 5;
+      const { slices } = await readLayout(t.db, 'event_logs');
+      expect(slices.filter((s) => s.end <= cutoff).length, 'three slices past the window').to.be.at.least(3);
+      const trigger = randomUUID();
+      // p_late over the limit: occurrences fired a minute ago with ids older than every slice (after an
+      // outage, fire_all); and in each of the next three slices one occurrence fired late, which is put back.
+      const inLate = Array.from({ length: max + 1 }, (_, i) => eventAt(trigger, slices[0]!.start - (i + 1) * MINUTE, realNow - MINUTE));
+      const putBack = slices.slice(0, 3).map((s) => eventAt(trigger, s.start + MINUTE, realNow - MINUTE));
+      await t.db.transaction((trx) => insertEvents(trx, [...inLate, ...putBack], new Date()));
+      const retire = async () => {
+        const statements = await sqlDuring(t.db, async () => {
+          expect(await t.db.transaction((c) => retireOldest(c, cutoff, keepFrom, max))).to.equal(true);
+        });
+        return statements.filter((q) => /REORGANIZE PARTITION/i.test(q) && /event_logs/.test(q));
+      };
+      const kept = async () => ((await t.db('event_logs').where('trigger_id', trigger).pluck('id')) as string[]).sort();
+      const all = [...inLate, ...putBack].map((e) => e.id).sort();
+
+      for (let i = 0; i < 2; i++) {
+        const reorganized = await retire();
+        expect(reorganized, 'the emptied slice renamed, p_late not copied').to.have.length(1);
+        expect(reorganized[0]).to.not.match(/REORGANIZE PARTITION[^(]*p_late/);
+      }
+      expect(await latePartitions(t.db, 'event_logs')).to.deep.equal([
+        'p_late',
+        retiredName(slices[0]!.name),
+        retiredName(slices[1]!.name),
+      ]);
+      expect(await kept(), 'every row kept').to.deep.equal(all);
+      expect((await readLayout(t.db, 'event_logs')).slices[0]!.name, 'the retired slices are no longer slices').to.equal(slices[2]!.name);
+
+      // p_late's rows pass the window and are deleted (row by row, as deleteBefore does): the next retirement merges all.
+      await t
+        .db('event_logs')
+        .whereIn(
+          'id',
+          inLate.map((e) => e.id),
+        )
+        .delete();
+      const merged = await retire();
+      expect(merged, 'one merge of p_late, the two retired slices and the emptied one').to.have.length(1);
+      expect(merged[0]).to.match(/REORGANIZE PARTITION[^(]*p_late/);
+      expect(await latePartitions(t.db, 'event_logs')).to.deep.equal(['p_late']);
+      expect(await kept(), 'the rows put back stay').to.deep.equal(putBack.map((e) => e.id).sort());
+      expect((await readLayout(t.db, 'event_logs')).slices[0]!.start).to.equal(slices[2]!.end);
+      for (const e of putBack) await request(testApp(t)).get(`/api/v1/events/${e.id}`).expect(200);
     });
 
     it('finishes a retirement that stopped part-way: the rows left in event_logs_retiring go back once, and the table goes', async function () {
