@@ -93,7 +93,6 @@ import {
   progress,
   round,
   servicePids,
-  dbServerPid,
   sleep,
   spawnRoles,
   stopRoles,
@@ -666,15 +665,11 @@ function roundSummary(s: Summary): Summary {
   return Object.fromEntries(Object.entries(s).map(([k, v]) => [k, k === 'count' ? v : round(v, 2)])) as unknown as Summary;
 }
 
-/** The measured server's pid (dbServerPid), once known; else the first MariaDB servicePids finds. */
-let serverPid: number | null = null;
-
 function meterFor(procs: () => RoleProcess[], name: string): CpuMeter {
   const svc = servicePids();
-  const mysqld = serverPid ?? svc.mysqld;
   return new CpuMeter(() => ({
     [name]: procs().map((p) => p.child.pid ?? 0),
-    mariadb: mysqld ? [mysqld] : [],
+    mariadb: svc.mysqld ? [svc.mysqld] : [],
     kafka: svc.kafka ? [svc.kafka] : [],
     bench: [process.pid],
   }));
@@ -1241,7 +1236,6 @@ async function mainReuse(e: BenchEnv): Promise<void> {
 async function main(): Promise<void> {
   const e = await createBenchEnv('history', { RATE_LIMIT_PER_WEBHOOK: '0' }, REUSE ?? undefined);
   live.env = e;
-  serverPid = await dbServerPid(e.db);
   const oldPool = await bufferPoolSize(e.db);
   live.restorePool = async () => {
     live.restorePool = null;

@@ -30,9 +30,14 @@ export type BenchEnv = TestEnv;
  * createTestEnv's bench kind: `etp_bench_*` names, production settings, a bigger pool, the topics deleted
  * with the database; `existingDb` names a database to use (and migrate) instead of a new one (--reuse).
  */
-export function createBenchEnv(label: string, overrides: Record<string, string> = {}, existingDb?: string): Promise<BenchEnv> {
-  return createTestEnv(label, overrides, { kind: 'bench', existingDb });
+export async function createBenchEnv(label: string, overrides: Record<string, string> = {}, existingDb?: string): Promise<BenchEnv> {
+  const env = await createTestEnv(label, overrides, { kind: 'bench', existingDb });
+  measuredServerPid ??= await dbServerPid(env.db);
+  return env;
 }
+
+/** The pid of the server the bench's databases live on (dbServerPid, known once a bench env exists). */
+let measuredServerPid: number | null = null;
 
 /** The end of a bench's environment: dropped, or with --keep left in place (and said so). */
 export async function closeBenchEnv(e: BenchEnv, keep: boolean, indent = ''): Promise<void> {
@@ -220,7 +225,10 @@ export async function dbServerPid(db: Db): Promise<number | null> {
   }
 }
 
-/** The pids of the local MariaDB/MySQL server and Kafka broker, found by name in /proc (Linux only). */
+/**
+ * The pids of the MariaDB/MySQL server and Kafka broker (Linux only): the server the bench env was made on
+ * (its pid file), else the first found by name in /proc, as the broker is.
+ */
 export function servicePids(): { mysqld: number | null; kafka: number | null; kafkaVersion: string | null } {
   const out = { mysqld: null as number | null, kafka: null as number | null, kafkaVersion: null as string | null };
   let entries: string[];
@@ -244,6 +252,7 @@ export function servicePids(): { mysqld: number | null; kafka: number | null; ka
       /* process gone */
     }
   }
+  out.mysqld = measuredServerPid ?? out.mysqld;
   return out;
 }
 

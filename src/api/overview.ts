@@ -6,7 +6,8 @@ import { Router } from 'express';
 import type { Config } from '../config';
 import type { Db } from '../db/knex';
 import { statsFrom, type ExecutionStatus } from '../db/events';
-import { activeFailures, eventsPerMinute, outboxState, outcomesSince, recentFireLags, triggerCounts } from '../db/overview';
+import { activeFailures, eventsPerMinute, outboxState, outcomesSince, triggerCounts } from '../db/overview';
+import { FIRE_LAG_WINDOW_SECONDS, recentFireLags } from '../db/fire-lags';
 import { TRIGGER_TYPES, type TriggerType } from '../triggers/types';
 import { windowOf } from './events';
 
@@ -14,7 +15,7 @@ const MINUTE_MS = 60_000;
 /** The chart's span: 120 one-minute buckets. */
 export const CHART_MINUTES = 120;
 /** Fire lag: the newest scheduled firings of the last hour, at most this many. */
-export const LAG_WINDOW_SECONDS = 3600;
+export const LAG_WINDOW_SECONDS = FIRE_LAG_WINDOW_SECONDS;
 export const LAG_SAMPLE_MAX = 1000;
 export const DELIVERY_WINDOW_HOURS = 48;
 /**

@@ -91,24 +91,6 @@ export async function eventsPerMinute(
 }
 
 /**
- * Fire lags (ms) of the most recent scheduled firings since `since`, newest first, at most `limit`. A
- * completed schedule row holds both instants: fire_at, when it was planned (jitter included, as the
- * etp_fire_lag_seconds metric counts it), and last_attempt_at, the commit that fired it (the events'
- * fired_at). idx_schedules_claim (status, fire_at) serves the range and the order, so the read is bounded
- * by `limit` however busy the platform is.
- */
-export async function recentFireLags(q: Q, since: Date, limit: number): Promise<number[]> {
-  const [rows] = (await q.raw(
-    `SELECT fire_at, last_attempt_at FROM trigger_schedules
-      WHERE status = 'completed' AND fire_at >= ?
-      ORDER BY fire_at DESC
-      LIMIT ?`,
-    [since, limit],
-  )) as [Array<{ fire_at: Date; last_attempt_at: Date | null }>];
-  return rows.filter((r) => r.last_attempt_at !== null).map((r) => Math.max(0, r.last_attempt_at!.getTime() - r.fire_at.getTime()));
-}
-
-/**
  * The outbox: rows ready to publish (Ready, what etp_outbox_backlog counts), rows waiting for a
  * later available_at (Waiting), and the creation time of the oldest ready row — all from
  * idx_outbox_claim (published, id): two counts of an index range, and the first row of one.

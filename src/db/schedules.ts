@@ -106,19 +106,50 @@ export const CLAIM_DUE_SQL = `SELECT id, trigger_id, fire_at, scheduled_for FROM
       ORDER BY fire_at
       LIMIT ? FOR UPDATE SKIP LOCKED`;
 
-export async function markDone(trx: Knex.Transaction, ids: number[], status: 'completed' | 'cancelled', now: Date): Promise<void> {
+export async function markCancelled(trx: Knex.Transaction, ids: number[], now: Date): Promise<void> {
   if (ids.length === 0) return;
-  const { sql, values } = markDoneStatement(ids, status, now);
+  const { sql, values } = markCancelledStatement(ids, now);
   await trx.raw(sql, values);
 }
 
-/** markDone's statement: the claimed rows (by primary key) completed or cancelled, an attempt counted. */
-export function markDoneStatement(ids: number[], status: 'completed' | 'cancelled', now: Date): { sql: string; values: Knex.RawBinding[] } {
+/**
+ * markCancelled's statement: claimed rows of inactive triggers (by primary key) cancelled, an attempt
+ * counted. A cancelled row stays: reactivating the trigger may schedule the same instant again, which the
+ * occurrence upsert turns back to pending.
+ */
+export function markCancelledStatement(ids: number[], now: Date): { sql: string; values: Knex.RawBinding[] } {
   return {
-    sql: 'UPDATE trigger_schedules SET status = ?, updated_at = ?, last_attempt_at = ?, attempt_count = attempt_count + 1 WHERE id IN (?)',
-    values: [status, now, now, ids] as unknown as Knex.RawBinding[],
+    sql: "UPDATE trigger_schedules SET status = 'cancelled', updated_at = ?, last_attempt_at = ?, attempt_count = attempt_count + 1 WHERE id IN (?)",
+    values: [now, now, ids] as unknown as Knex.RawBinding[],
   };
 }
+
+export async function deleteFired(trx: Knex.Transaction, ids: number[]): Promise<void> {
+  if (ids.length === 0) return;
+  const { sql, values } = deleteFiredStatement(ids);
+  await trx.raw(sql, values);
+}
+
+/**
+ * deleteFired's statement: the claimed rows whose occurrence fired (or was skipped as a misfire), deleted
+ * by primary key in the fire transaction. What they held lives on elsewhere: the event (its id is the
+ * trigger and the nominal instant, so the instant can never log twice, and rescheduling checks it: see
+ * firedInstants), and the batch's fire lags (fire_lags). Deleting costs the server less than half of
+ * marking the row completed (an entry of idx_schedules_claim moved and the row rewritten) and spares the
+ * sweep a second write of it later.
+ */
+export function deleteFiredStatement(ids: number[]): { sql: string; values: Knex.RawBinding[] } {
+  return { sql: DELETE_FIRED_SQL, values: [JSON.stringify(ids)] };
+}
+
+/**
+ * Each row by its primary key (eq_ref), the keys handed over as one JSON list: a plain `WHERE id IN (…)` of
+ * 500 ids was planned as a scan that locked rows of other relays' batches, and two relays' deletes
+ * deadlocked (a fire batch rolled back after its events were on Kafka: duplicates). The join order and the
+ * index are fixed, so a small or freshly analysed table does not make it a scan either.
+ */
+const DELETE_FIRED_SQL = `DELETE s FROM JSON_TABLE(?, '$[*]' COLUMNS (id BIGINT UNSIGNED PATH '$')) AS k
+  STRAIGHT_JOIN trigger_schedules AS s FORCE INDEX (PRIMARY) ON s.id = k.id`;
 
 /** Pending rows whose fire_at has passed (the etp_schedules_due gauge). */
 export async function countDue(q: Q): Promise<number> {
@@ -146,7 +177,10 @@ export function nextPendingOf(rows: Array<{ fire_at: Date; due: number }>): { fi
   return rows[0] ? { fire_at: rows[0].fire_at, due: Number(rows[0].due) === 1 } : null;
 }
 
-/** Completed and cancelled rows are history only; drop them after the retention window, in small batches. */
+/**
+ * Cancelled rows (and the completed rows of versions that kept fired occurrences) are history only; drop
+ * them after the retention window, in small batches.
+ */
 export async function deleteFinishedBefore(q: Q, before: Date, limit: number): Promise<number> {
   const [res] = (await q.raw(
     // (status, fire_at) index: two range scans, no full table scan.

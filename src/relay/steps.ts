@@ -8,8 +8,10 @@ import {
   deleteFinishedBefore,
   insertOccurrences,
   insertOccurrencesStatement,
-  markDone,
-  markDoneStatement,
+  deleteFired,
+  deleteFiredStatement,
+  markCancelled,
+  markCancelledStatement,
   NEXT_PENDING_SQL,
   nextPending,
   nextPendingOf,
@@ -31,6 +33,7 @@ import { isDuplicateKey } from '../db/errors';
 import { ScriptTransaction, type MultiPool, type Statement } from '../db/multi';
 import { deleteKeysBefore, IDEMPOTENCY_WINDOW_SECONDS } from '../db/idempotency';
 import { deleteRejectionsBefore } from '../db/webhook-requests';
+import { deleteFireLagsBefore, FIRE_LAG_WINDOW_SECONDS, insertFireLags, insertFireLagsStatement } from '../db/fire-lags';
 import { PartitionKeeper, RETIRE_MARGIN_MS, SLICE_MS } from '../db/partitions';
 import type { Lifecycle } from '../events';
 import { scheduledEventId } from '../triggers/event-id';
@@ -128,15 +131,17 @@ async function fireWithKnex({ db, config, direct, tracing, spans }: FireDeps): P
     spans.push(...traceFirings(tracing, toLog));
     if (direct && toLog.length > 0 && direct.isOpen()) await direct.produce(toLog, outboxShardsOf(trx), (s) => shardsWithBacklog(trx, s));
     const inserted = await recordEvents(trx, toLog, config.kafkaTopic, now);
-    await markDone(trx, completed, 'completed', now);
-    await markDone(trx, cancelled, 'cancelled', now);
+    await deleteFired(trx, completed);
+    await markCancelled(trx, cancelled, now);
     await insertOccurrences(trx, next, now);
     const fired = toLog.filter((e) => inserted.has(e.id));
+    const lags = lagsOf(fired, plannedAt, now);
+    await insertFireLags(trx, lagsMsOf(lags), now);
     return {
       claimed: due.length,
       fired: inserted.size,
       queued: fired.filter((e) => !e.published_at).length,
-      lags: lagsOf(fired, plannedAt, now),
+      lags,
     };
   });
 }
@@ -177,19 +182,21 @@ async function fireScripted(pool: MultiPool, { db, config, direct, tracing, span
         anyQueued ? queuedShardsOf((await tx.send([queuedShardsStatement(s)]))[0] as unknown[]) : new Set(),
       );
     const outbox = outboxRowsOf(plan.toLog, config.kafkaTopic, now);
+    const lags = lagsOf(plan.toLog, plan.plannedAt, now);
     const write: Statement[] = [
       ...insertCountedEventsStatements(plan.toLog, now),
       ...(outbox.length > 0 ? [insertOutboxStatement(outbox, now, shards)] : []),
-      ...(plan.completed.length > 0 ? [markDoneStatement(plan.completed, 'completed', now)] : []),
-      ...(plan.cancelled.length > 0 ? [markDoneStatement(plan.cancelled, 'cancelled', now)] : []),
+      ...(plan.completed.length > 0 ? [deleteFiredStatement(plan.completed)] : []),
+      ...(plan.cancelled.length > 0 ? [markCancelledStatement(plan.cancelled, now)] : []),
       ...(plan.next.length > 0 ? [insertOccurrencesStatement(plan.next, now)] : []),
+      ...(lags.length > 0 ? [insertFireLagsStatement(lagsMsOf(lags), now)] : []),
     ];
     const read2 = await tx.commit(write, after);
     return {
       claimed: due.length,
       fired: plan.toLog.length,
       queued: outbox.length,
-      lags: lagsOf(plan.toLog, plan.plannedAt, now),
+      lags,
       next: after.length > 0 ? nextPendingOf(read2[0] as Array<{ fire_at: Date; due: number }>) : undefined,
     };
   } catch (e) {
@@ -199,6 +206,11 @@ async function fireScripted(pool: MultiPool, { db, config, direct, tracing, span
     spans.splice(0).forEach((s) => endSpan(s, 'an event of the batch was already logged: fired again row by row'));
     return null;
   }
+}
+
+/** Fire lags (s) as fire_lags stores them: whole ms, never negative (a relay's clock a little behind the database's). */
+function lagsMsOf(lags: number[]): number[] {
+  return lags.map((s) => Math.max(0, Math.round(s * 1000)));
 }
 
 /** Fire lags (s): from each fired event's planned (jittered) instant to the fire transaction's time. */
@@ -319,6 +331,7 @@ export async function sweep(
   let folded = 0;
   for (const rollup of ROLLUPS) folded = Math.max(folded, await foldCountsBefore(db, rollup, foldBefore(window), FOLD_BATCH));
   await deleteFinishedBefore(db, keepFrom, SWEEP_BATCH);
+  await deleteFireLagsBefore(db, new Date(now.getTime() - FIRE_LAG_WINDOW_SECONDS * 1000), SWEEP_BATCH);
   await deleteKeysBefore(
     db,
     new Date(now.getTime() - Math.max(IDEMPOTENCY_WINDOW_SECONDS, config.retentionDeleteAfterSeconds) * 1000),

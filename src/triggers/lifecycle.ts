@@ -26,7 +26,7 @@ import {
   type TriggerStatus,
 } from '../db/triggers';
 import { withDbRetry } from '../util';
-import { newTriggerId } from './event-id';
+import { newTriggerId, scheduledEventId } from './event-id';
 import { firstOccurrence, occurrenceAt, type Occurrence } from './schedule';
 import type { TimeConfig, TriggerConfig, TriggerType, WebhookConfig } from './types';
 import { LIMITS, validateTriggerConfig } from './validate';
@@ -37,6 +37,9 @@ export function checkedConfig(type: TriggerType, input: unknown, now: Date): Tri
   if (!result.ok) throw validationError(result.errors);
   return result.config;
 }
+
+/** How far ahead of this process's clock an instant may already have fired (the database's and the relays' clocks may run ahead). */
+const FIRED_CHECK_AHEAD_MS = 60_000;
 
 /** The config fields that decide when a trigger fires. Other edits (endpoint, payload, retry, …) keep its schedule. */
 const TIMING_FIELDS = ['run_at', 'delay_seconds', 'timezone', 'cron', 'interval_seconds', 'start_at', 'end_at', 'jitter_seconds'] as const;
@@ -81,11 +84,31 @@ async function reschedule(trx: Knex.Transaction, triggers: TriggerRow[], now: Da
     scheduled.map((t) => t.id),
     now,
   );
-  const next = scheduled.flatMap((t) => {
+  const runs = scheduled.flatMap((t) => {
     const run = t.status === 'active' ? firstRun(t, now, fresh) : null;
     return run ? [{ trigger_id: t.id, ...run }] : [];
   });
+  // An instant that has fired is never scheduled again (a one-shot reactivated or edited within the
+  // tolerance of its instant): the relay deletes a fired row, and the event, keyed by the instant, is what
+  // is left of it.
+  const fired = await firedInstants(trx, runs);
+  const next = runs.filter((r) => !fired.has(scheduledEventId(r.trigger_id, r.scheduled_for)));
   for (let i = 0; i < next.length; i += 500) await insertOccurrences(trx, next.slice(i, i + 500), now);
+}
+
+/** The event ids of `runs` already logged: their instants have fired. Only instants not ahead of now can have. */
+async function firedInstants(trx: Knex.Transaction, runs: Array<{ trigger_id: string; scheduled_for: Date }>): Promise<Set<string>> {
+  const ids = runs
+    .filter((r) => r.scheduled_for.getTime() <= Date.now() + FIRED_CHECK_AHEAD_MS)
+    .map((r) => scheduledEventId(r.trigger_id, r.scheduled_for));
+  const found = new Set<string>();
+  for (let i = 0; i < ids.length; i += 1000) {
+    for (const id of (await trx('event_logs')
+      .whereIn('id', ids.slice(i, i + 1000))
+      .pluck('id')) as string[])
+      found.add(id);
+  }
+  return found;
 }
 
 export interface NewTrigger {

@@ -11,6 +11,7 @@ import { count } from '../helpers/fixtures';
 import { startPlatform, type Platform } from '../../src/platform';
 import { createLogger } from '../../src/logger';
 import { DASHBOARD_DIR } from '../../src/api/dashboard';
+import { insertFireLags } from '../../src/db/fire-lags';
 
 /*
  * Issue 12 in a real browser: Debian's Chromium driven by playwright-core, against the real stack in this
@@ -612,14 +613,8 @@ describe('operator dashboard in Chromium (issue 12)', function () {
       }
     }
     await t.db('event_logs').insert(rows);
-    // And the fire lag of the last hour's scheduled firings (what the relay records on each schedule row).
-    const lags = Array.from({ length: 60 }, (_, i) => {
-      const fireAt = new Date(now - (i + 1) * 60_000);
-      return { fire_at: fireAt, last_attempt_at: new Date(fireAt.getTime() + 4 + ((i * 37) % 23) + (i === 7 ? 180 : 0)) };
-    });
-    await t
-      .db('trigger_schedules')
-      .insert(lags.map((l) => ({ trigger_id: cronId, status: 'completed', created_at: l.fire_at, updated_at: l.last_attempt_at, ...l })));
+    // And the fire lag of the last hour's scheduled firings (what the relay records for each fire batch).
+    for (let i = 0; i < 60; i++) await insertFireLags(t.db, [4 + ((i * 37) % 23) + (i === 7 ? 180 : 0)], new Date(now - (i + 1) * 60_000));
     const succeeded = rows.filter((r) => r.execution_status === 'success').length;
 
     const shots: Array<[string, string, string | RegExp]> = [

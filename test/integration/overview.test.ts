@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { createTestEnv, type TestEnv } from '../helpers/env';
 import { testApp } from '../helpers/app';
 import { insertOutbox } from '../../src/db/outbox';
+import { insertFireLags } from '../../src/db/fire-lags';
 import { CHART_MINUTES, computeOverview, quantile } from '../../src/api/overview';
 import { windowOf } from '../../src/api/events';
 import { foldBefore, foldCountsBefore, FOLD_MAX_ROWS, ROLLUPS } from '../../src/db/events';
@@ -128,17 +129,13 @@ describe('overview, name search and the dashboard files (issue 12)', function ()
       await insertEvent(new Date(now - 5 * 3600_000), 'failure');
       await insertEvent(new Date(now - 72 * 3600_000), 'success');
 
-      // 100 scheduled firings of the last hour, late by 1..100 ms; one two hours ago (outside the window).
-      const sched = Array.from({ length: 100 }, (_, i) => {
-        const fireAt = new Date(now - 30 * MINUTE + i * 1000);
-        return { fire_at: fireAt, last_attempt_at: new Date(fireAt.getTime() + i + 1) };
-      });
-      sched.push({ fire_at: new Date(now - 2 * 3600_000), last_attempt_at: new Date(now - 2 * 3600_000 + 99_000) });
-      await t
-        .db('trigger_schedules')
-        .insert(
-          sched.map((s) => ({ trigger_id: cronId, status: 'completed', created_at: s.fire_at, updated_at: s.last_attempt_at, ...s })),
-        );
+      // 100 scheduled firings of the last hour in ten fire batches, late by 1..100 ms; a batch two hours ago
+      // (outside the window).
+      for (let b = 0; b < 10; b++) {
+        const lags = Array.from({ length: 10 }, (_, i) => b * 10 + i + 1);
+        await insertFireLags(t.db, lags, new Date(now - 30 * MINUTE + b * MINUTE));
+      }
+      await insertFireLags(t.db, [99_000], new Date(now - 2 * 3600_000));
 
       // Outbox: 2 ready rows, 1 waiting for a retry, 1 published.
       const msg = { topic: 't', key: cronId, value: Buffer.from('{}'), headers: {} };

@@ -14,7 +14,7 @@ import { loadConfig } from '../../src/config';
 import { createLogger } from '../../src/logger';
 import { scheduledEventId } from '../../src/triggers/event-id';
 import { claimUnpublished, claimUnpublishedInShards, probeOutbox, promoteDue, shardOf, shardsWithBacklog } from '../../src/db/outbox';
-import { claimDue, nextPending } from '../../src/db/schedules';
+import { claimDue, deleteFired, nextPending } from '../../src/db/schedules';
 import { insertEvents } from '../../src/db/events';
 import { randomUUID } from 'node:crypto';
 
@@ -171,6 +171,23 @@ describe('relay: due schedules and the outbox to Kafka', function () {
     }
   });
 
+  it('deletes the schedule rows it fires and records their fire lags for the overview, one row per batch', async () => {
+    const since = new Date(Date.now() - 1000);
+    const fireAt = new Date(Date.now() - 500);
+    const ids = await insertScheduledTriggers(t.db, 5, { fireAt });
+    await until(async () => (await t.db('event_logs').whereIn('trigger_id', ids).pluck('id')).length === ids.length, {
+      message: 'all five fired',
+    });
+    expect(await t.db('trigger_schedules').whereIn('trigger_id', ids).pluck('id'), 'no schedule row left').to.deep.equal([]);
+    const rows = (await t.db('fire_lags').where('fired_at', '>=', since).select('lags_ms')) as Array<{ lags_ms: string }>;
+    const lags = rows.flatMap((r) => r.lags_ms.split(',').map(Number));
+    expect(lags.length, 'a lag per fired event (other tests may fire meanwhile)').to.be.at.least(ids.length);
+    expect(rows.length, 'one row per batch, not per event').to.be.below(lags.length + 1);
+    for (const l of lags) expect(l).to.be.within(0, 60_000);
+    const o = await request(testApp(t)).get('/api/v1/overview').expect(200);
+    expect(o.body.fire_lag.sample_size).to.be.at.least(ids.length);
+  });
+
   it('does not fire the due rows of inactive triggers', async () => {
     const [id] = await insertScheduledTriggers(t.db, 1, { fireAt: new Date(Date.now() - 1000), status: 'inactive' });
     await until(async () => (await count(t.db, 'trigger_schedules', { trigger_id: id, status: 'cancelled' })) === 1, {
@@ -203,7 +220,8 @@ describe('relay: due schedules and the outbox to Kafka', function () {
         new Date(),
       ),
     );
-    await until(async () => (await count(t.db, 'trigger_schedules', { status: 'completed', fire_at: fireAt })) === ids.length, {
+    // A fired row is deleted in the fire transaction.
+    await until(async () => (await t.db('trigger_schedules').whereIn('trigger_id', ids).pluck('id')).length === 0, {
       timeoutMs: 30_000,
       message: 'every occurrence of the batch fired',
     });
@@ -449,6 +467,19 @@ describe('relay: due schedules and the outbox to Kafka', function () {
     const s = await plan('claimDue', (trx) => claimDue(trx, 500));
     expect(s.key, s.sql).to.equal('idx_schedules_claim');
     expect(s.Extra, s.sql).not.to.match(/filesort/);
+    // The fire batch deletes the rows it fired one by one by primary key: a scan would wait on (and lock)
+    // rows of other relays' batches, and two batches' deletes deadlocked.
+    const { sql: deleted } = await captureSql(t.db, (trx) =>
+      deleteFired(
+        trx,
+        Array.from({ length: 500 }, (_, i) => i + 1),
+      ),
+    );
+    const byTable = (await explain(t.db, deleted[0]!)) as unknown as Array<{ table: string; type: string; key: string | null }>;
+    expect(
+      byTable.find((r) => r.table === 's'),
+      deleted[0]!.sql,
+    ).to.include({ type: 'eq_ref', key: 'PRIMARY' });
     const e = await plan('nextPending', (trx) => nextPending(trx));
     expect(e.key, e.sql).to.equal('idx_schedules_claim');
     expect(e.Extra, e.sql).not.to.match(/filesort/);

@@ -4,6 +4,8 @@ import { randomUUID } from 'node:crypto';
 import type { Express } from 'express';
 import { createTestEnv, type TestEnv } from '../helpers/env';
 import { testApp } from '../helpers/app';
+import { insertEvents } from '../../src/db/events';
+import { scheduledEventId } from '../../src/triggers/event-id';
 
 /*
  * Issue 3: the trigger management API against real MariaDB. Every response is also checked against
@@ -580,16 +582,54 @@ describe('trigger management API (issue 3)', () => {
       expect(rows.map((r) => [r.status, r.fire_at.toISOString()])).to.deep.equal([['pending', '2030-02-03T04:05:06.000Z']]);
     });
 
+    /** What the relay does when it fires a trigger's occurrence at `at`: the event logged, the schedule row deleted. */
+    async function fired(triggerId: string, at: Date): Promise<void> {
+      await t.db.transaction(async (trx) => {
+        await insertEvents(
+          trx,
+          [
+            {
+              id: scheduledEventId(triggerId, at),
+              trigger_id: triggerId,
+              trigger_type: 'time_scheduled',
+              source: 'scheduler',
+              is_test_run: false,
+              payload: null,
+              scheduled_for: at,
+              fired_at: new Date(),
+              published_at: new Date(),
+            },
+          ],
+          new Date(),
+        );
+        await trx('trigger_schedules').where({ trigger_id: triggerId }).delete();
+      });
+    }
+
     it('a one-shot that has fired shows no next run and is not scheduled again by an edit', async () => {
       const runAt = ceilTo(Date.now() - 20 * SECOND, SECOND);
       const created = await create({ name: 'fired', type: 'time_scheduled', config: { endpoint: ENDPOINT, run_at: iso(runAt) } });
-      // What the relay does when it fires the occurrence.
-      await t.db('trigger_schedules').where({ trigger_id: created.id }).update({ status: 'completed' });
+      await fired(created.id, new Date(runAt));
       expect((await get(created.id)).next_scheduled_run).to.equal(null);
       await put(created.id, { status: 'inactive' }).expect(200);
       const on = (await put(created.id, { status: 'active', name: 'fired again?' }).expect(200)).body as TriggerBody;
       expect(on.next_scheduled_run).to.equal(null);
-      expect((await schedules(created.id)).map((r) => r.status)).to.deep.equal(['completed']);
+      expect(await schedules(created.id)).to.deep.equal([]);
+    });
+
+    it('an edit of the timing fields that names the instant a one-shot has fired, within the tolerance for a past run_at, does not schedule it again', async () => {
+      const runAt = ceilTo(Date.now() - 20 * SECOND, SECOND);
+      const created = await create({ name: 'fired', type: 'time_scheduled', config: { endpoint: ENDPOINT, run_at: iso(runAt) } });
+      await fired(created.id, new Date(runAt));
+      // The same instant written in another zone: the timing fields changed, the instant did not.
+      const sameInstant = new Date(runAt + 3600_000).toISOString().replace('Z', '+01:00');
+      const edited = (await put(created.id, { config: { endpoint: ENDPOINT, run_at: sameInstant } }).expect(200)).body as TriggerBody;
+      expect(edited.next_scheduled_run).to.equal(null);
+      expect(await schedules(created.id)).to.deep.equal([]);
+      // A new instant inside the tolerance is scheduled (it has not fired).
+      const other = (await put(created.id, { config: { endpoint: ENDPOINT, run_at: iso(runAt + SECOND) } }).expect(200))
+        .body as TriggerBody;
+      expect(other.next_scheduled_run).to.equal(iso(runAt + SECOND));
     });
 
     it('an edit that leaves the timing alone keeps the pending occurrence (an interval grid does not move)', async () => {
@@ -616,7 +656,7 @@ describe('trigger management API (issue 3)', () => {
     });
 
     /** A delay_seconds one-shot created two hours ago (created_at and its schedule row moved back). */
-    async function agedDelayTrigger(delaySeconds: number, rowStatus: 'completed' | 'pending') {
+    async function agedDelayTrigger(delaySeconds: number) {
       const created = await create({
         name: 'delayed',
         type: 'time_scheduled',
@@ -627,12 +667,13 @@ describe('trigger management API (issue 3)', () => {
       await t
         .db('trigger_schedules')
         .where({ trigger_id: created.id })
-        .update({ fire_at: new Date(ceilTo(createdAt.getTime() + delaySeconds * SECOND, SECOND)), status: rowStatus });
+        .update({ fire_at: new Date(ceilTo(createdAt.getTime() + delaySeconds * SECOND, SECOND)) });
       return { created, createdAt };
     }
 
     it('a delay_seconds one-shot that fired is not fired again by reactivation or by an edit', async () => {
-      const { created } = await agedDelayTrigger(600, 'completed');
+      const { created, createdAt } = await agedDelayTrigger(600);
+      await fired(created.id, new Date(ceilTo(createdAt.getTime() + 600 * SECOND, SECOND)));
       expect((await get(created.id)).next_scheduled_run).to.equal(null);
       await put(created.id, { status: 'inactive' }).expect(200);
       const on = (await put(created.id, { status: 'active' }).expect(200)).body as TriggerBody;
@@ -640,7 +681,7 @@ describe('trigger management API (issue 3)', () => {
       const edited = (await put(created.id, { config: { endpoint: 'https://example.com/new', delay_seconds: 600 } }).expect(200))
         .body as TriggerBody;
       expect(edited.next_scheduled_run).to.equal(null);
-      expect((await schedules(created.id)).map((r) => r.status)).to.deep.equal(['completed']);
+      expect(await schedules(created.id)).to.deep.equal([]);
     });
 
     it('a delay_seconds one-shot paused and resumed before it is due keeps its original instant', async () => {
@@ -654,7 +695,7 @@ describe('trigger management API (issue 3)', () => {
     });
 
     it('a delay_seconds edit counts from creation: an elapsed delay is 400, a longer one moves the run', async () => {
-      const { created, createdAt } = await agedDelayTrigger(600, 'pending');
+      const { created, createdAt } = await agedDelayTrigger(600);
       expectFieldError(await put(created.id, { config: { endpoint: ENDPOINT, delay_seconds: 900 } }), 'config.delay_seconds');
       const moved = (await put(created.id, { config: { endpoint: ENDPOINT, delay_seconds: 3 * 3600 } }).expect(200)).body as TriggerBody;
       const expected = iso(ceilTo(createdAt.getTime() + 3 * HOUR, SECOND));

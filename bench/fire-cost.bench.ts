@@ -1,0 +1,213 @@
+/**
+ * Where MariaDB's CPU goes when a relay fires a batch of due occurrences.
+ *
+ *   npm run bench -- fire-cost [--quick] [--events=N] [--rounds=R]
+ *
+ * Fills N time triggers due at once (full 50,000, quick 10,000) and fires them in batches of the relay's
+ * size on one connection, with the relay's own statements (the claim, the triggers' read, the counted event
+ * insert and its rollups, the schedule rows' mark), one statement per round trip. Around each statement it
+ * reads the database server's CPU time from /proc (every thread's schedstat, in nanoseconds), so each phase
+ * gets the server's CPU per fired event. Background threads (purge, page flushing) count in the phase they
+ * run during: compare runs of one bench, and rounds against each other for the spread.
+ *
+ * It also measures, in the same run and alternating with the product's statements, how the schedule rows
+ * were handled before: each fired row marked completed (its entry in idx_schedules_claim moved, the row
+ * rewritten) and kept until the sweep deleted it after the retention window, where the product now deletes
+ * it and writes the batch's fire lags as one row of fire_lags.
+ *
+ * The server must run on this machine (its pid file is read). Results: bench/results/<date>-fire-cost.json.
+ */
+import fs from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { createBenchEnv, dbServerPid, intArg, Live, log, parseArgs, round, runBench, table, writeResults, type BenchEnv } from './lib';
+import { insertScheduledTriggers } from '../test/helpers/fixtures';
+import { CLAIM_DUE_SQL, deleteFiredStatement, type DueRow } from '../src/db/schedules';
+import { insertFireLagsStatement } from '../src/db/fire-lags';
+import { FIRE_TRIGGERS_SQL } from '../src/db/triggers';
+import { insertCountedEventsStatements, type EventInsert } from '../src/db/events';
+import { scheduledEventId } from '../src/triggers/event-id';
+import type { TriggerType } from '../src/triggers/types';
+
+const args = parseArgs();
+const QUICK = args.flags.has('quick');
+const EVENTS = intArg(args, 'events', QUICK ? 10_000 : 50_000);
+const ROUNDS = intArg(args, 'rounds', QUICK ? 2 : 3);
+const BATCH = intArg(args, 'batch', 500);
+
+const PHASES = ['claim', 'triggers', 'event_logs', 'event_counts', 'trigger_event_counts', 'schedule rows', 'begin + commit'] as const;
+type Phase = (typeof PHASES)[number];
+const VARIANTS = ['deleted (the product)', 'marked (before)'] as const;
+type Variant = (typeof VARIANTS)[number];
+
+const live = new Live();
+
+/** How a fired schedule row was marked before the fire batch deleted it. */
+const MARK_COMPLETED =
+  "UPDATE trigger_schedules SET status = 'completed', updated_at = ?, last_attempt_at = ?, attempt_count = attempt_count + 1 WHERE id IN (?)";
+
+/** The server's CPU time so far, in ns: the sum of its threads' run time (/proc/<pid>/task/<tid>/schedstat). */
+function serverNs(pid: number): number {
+  let sum = 0;
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    try {
+      sum += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      /* thread gone */
+    }
+  }
+  return sum;
+}
+
+type Query = (sql: string, values?: unknown[]) => Promise<unknown>;
+
+/** Fires every due occurrence in batches; returns the server's ns per phase and the events fired. */
+async function fireAll(q: Query, pid: number, variant: Variant): Promise<{ ns: Record<Phase, number>; fired: number }> {
+  const ns = Object.fromEntries(PHASES.map((p) => [p, 0])) as Record<Phase, number>;
+  let fired = 0;
+  for (;;) {
+    let t = serverNs(pid);
+    const step = async <T>(phase: Phase, sql: string, values: unknown[] = []): Promise<T> => {
+      const r = (await q(sql, values)) as T;
+      const n = serverNs(pid);
+      ns[phase] += n - t;
+      t = n;
+      return r;
+    };
+    await step('begin + commit', 'BEGIN');
+    const due = await step<DueRow[]>('claim', CLAIM_DUE_SQL, [BATCH]);
+    if (due.length === 0) {
+      await step('begin + commit', 'COMMIT');
+      return { ns, fired };
+    }
+    const triggers = await step<Array<{ id: string; type: TriggerType; config: string }>>('triggers', FIRE_TRIGGERS_SQL, [
+      due.map((d) => d.trigger_id),
+    ]);
+    const byId = new Map(triggers.map((tr) => [tr.id, tr]));
+    const now = new Date();
+    // What the direct path logs: published events with their payload and a trace parent of their own.
+    const events: EventInsert[] = due.map((d) => {
+      const tr = byId.get(d.trigger_id)!;
+      return {
+        id: scheduledEventId(tr.id, d.fire_at),
+        trigger_id: tr.id,
+        trigger_type: tr.type,
+        source: 'scheduler',
+        is_test_run: false,
+        payload: (JSON.parse(tr.config) as { payload?: unknown }).payload ?? null,
+        scheduled_for: d.fire_at,
+        fired_at: now,
+        published_at: now,
+        trace_parent: `00-${randomBytes(16).toString('hex')}-${randomBytes(8).toString('hex')}-01`,
+      };
+    });
+    const [setCounted, insert, eventCounts, triggerCounts, clearCounted] = insertCountedEventsStatements(events, now);
+    await step('event_logs', setCounted!.sql, setCounted!.values);
+    await step('event_logs', insert!.sql, insert!.values);
+    await step('event_counts', eventCounts!.sql, eventCounts!.values);
+    await step('trigger_event_counts', triggerCounts!.sql, triggerCounts!.values);
+    await step('event_logs', clearCounted!.sql, clearCounted!.values);
+    const ids = due.map((d) => d.id);
+    if (variant === 'deleted (the product)') {
+      const del = deleteFiredStatement(ids);
+      await step('schedule rows', del.sql, del.values as unknown[]);
+      const lags = insertFireLagsStatement(
+        due.map((d) => Math.max(0, now.getTime() - d.fire_at.getTime())),
+        now,
+      );
+      await step('schedule rows', lags.sql, lags.values as unknown[]);
+    } else {
+      await step('schedule rows', MARK_COMPLETED, [now, now, ids]);
+    }
+    await step('begin + commit', 'COMMIT');
+    fired += events.length;
+  }
+}
+
+async function clear(e: BenchEnv): Promise<void> {
+  for (const t of ['event_logs', 'event_counts', 'trigger_event_counts', 'trigger_schedules', 'triggers'])
+    await e.db.raw('DELETE FROM ??', [t]);
+}
+
+async function main(): Promise<void> {
+  const e = await createBenchEnv('firecost');
+  live.envs.add(e);
+  try {
+    const pid = await dbServerPid(e.db);
+    if (pid === null) throw new Error('fire-cost reads the database server from /proc: run it against a server on this machine');
+    log(
+      `fire-cost: ${EVENTS.toLocaleString()} due occurrences, batches of ${BATCH}, ${ROUNDS} round(s) of each variant, server pid ${pid}`,
+    );
+    const conn = (await e.db.client.acquireConnection()) as {
+      query: (o: { sql: string; values: unknown[] }, cb: (err: unknown, rows: unknown) => void) => void;
+    };
+    const q: Query = (sql, values = []) =>
+      new Promise((res, rej) => conn.query({ sql, values }, (err, rows) => (err ? rej(err) : res(rows))));
+    const runs: Array<{ variant: Variant; round: number; fired: number; usPerEvent: Record<Phase, number>; total: number }> = [];
+    try {
+      for (let r = 1; r <= ROUNDS; r++) {
+        // Alternating which goes first, so a drift of the machine does not favour one.
+        for (const variant of r % 2 === 1 ? VARIANTS : [...VARIANTS].reverse()) {
+          await clear(e);
+          await insertScheduledTriggers(e.db, EVENTS, { fireAt: new Date(Date.now() - 1000) });
+          const { ns, fired } = await fireAll(q, pid, variant);
+          if (fired !== EVENTS) throw new Error(`${variant}: fired ${fired} of ${EVENTS}`);
+          const usPerEvent = Object.fromEntries(PHASES.map((p) => [p, round(ns[p] / fired / 1000, 2)])) as Record<Phase, number>;
+          const total = round(PHASES.reduce((a, p) => a + ns[p], 0) / fired / 1000, 1);
+          runs.push({ variant, round: r, fired, usPerEvent, total });
+          log(`  round ${r}, schedule rows ${variant}: ${total} µs of server CPU per fired event`);
+        }
+      }
+    } finally {
+      e.db.client.releaseConnection(conn);
+    }
+    const mean = (v: Variant, f: (run: (typeof runs)[number]) => number) => {
+      const xs = runs.filter((x) => x.variant === v).map(f);
+      return xs.reduce((a, b) => a + b, 0) / xs.length;
+    };
+    const spread = (v: Variant) => {
+      const xs = runs.filter((x) => x.variant === v).map((x) => x.total);
+      return `${Math.min(...xs)}–${Math.max(...xs)}`;
+    };
+    const rows = PHASES.map((p) => [
+      p,
+      ...VARIANTS.map((v) =>
+        String(
+          round(
+            mean(v, (x) => x.usPerEvent[p]),
+            1,
+          ),
+        ),
+      ),
+    ]);
+    rows.push([
+      'whole batch',
+      ...VARIANTS.map(
+        (v) =>
+          `${round(
+            mean(v, (x) => x.total),
+            1,
+          )} (${spread(v)})`,
+      ),
+    ]);
+    process.stdout.write(`\nServer CPU µs per fired event, by phase (mean of ${ROUNDS} rounds; whole batch: mean (min–max))\n`);
+    process.stdout.write(`${table(['phase', 'schedule rows deleted + fire lags (the product)', 'marked (before)'], rows)}\n`);
+    const product = 'deleted (the product)';
+    const before = 'marked (before)';
+    const rowsRatio = mean(product, (x) => x.usPerEvent['schedule rows']) / mean(before, (x) => x.usPerEvent['schedule rows']);
+    const totalRatio = mean(product, (x) => x.total) / mean(before, (x) => x.total);
+    log(`schedule rows, the product ÷ before: ${round(rowsRatio, 2)}×`);
+    log(`whole batch, the product ÷ before: ${round(totalRatio, 2)}×`);
+    writeResults(QUICK ? 'fire-cost-quick' : 'fire-cost', {
+      events: EVENTS,
+      batch: BATCH,
+      rounds: ROUNDS,
+      runs,
+      ratio: { scheduleRows: rowsRatio, total: totalRatio },
+    });
+  } finally {
+    live.envs.delete(e);
+    await e.cleanup();
+  }
+}
+
+runBench('fire-cost', main, () => live.abandon());
