@@ -12,8 +12,8 @@
  *          production leaves them: time-ordered ids from the product's own functions (newEventId,
  *          scheduledEventId), 60 % webhook / 40 % scheduled, 1.5 % failures, the newest minute published
  *          or pending, payloads of ≈250 bytes, and what a delivered event leaves beside it — its
- *          delivery_attempts rows, the worker's (event, attempt) idempotency keys, and for a scheduled
- *          occurrence its completed schedule row (`--events-only` leaves those out). The rollups
+ *          delivery_attempts rows and the worker's (event, attempt) idempotency keys (`--events-only`
+ *          leaves those out; a fired occurrence's schedule row is deleted when it fires). The rollups
  *          (event_counts, trigger_event_counts) follow through the event_logs triggers. Then, untimed,
  *          the minute rows older than the active window folded into trigger_event_hours (as the relays'
  *          sweeps do), ANALYZE, the relay's sweep() caught up on what passed 48 h during the fill, dirty
@@ -433,8 +433,6 @@ const INSERT_EVENTS = `INSERT INTO event_logs (${EVENT_COLUMNS}) VALUES ?`;
 const INSERT_ATTEMPTS =
   'INSERT INTO delivery_attempts (event_id, attempt, started_at, duration_ms, status_code, error, response_body) VALUES ?';
 const INSERT_KEYS = 'INSERT INTO idempotency_keys (scope, idem_key, response, created_at) VALUES ?';
-const INSERT_SCHEDULES =
-  'INSERT INTO trigger_schedules (trigger_id, fire_at, scheduled_for, status, attempt_count, last_attempt_at, created_at, updated_at) VALUES ?';
 
 const OK_BODY = Buffer.from('{"received":true}');
 const ERROR_BODY = Buffer.from('upstream unavailable');
@@ -451,7 +449,6 @@ interface ChunkRows {
   events: unknown[][];
   attempts: unknown[][];
   keys: unknown[][];
-  schedules: unknown[][];
 }
 
 /**
@@ -529,9 +526,6 @@ function historyRow(i: number, plan: FillPlan, out: ChunkRows): void {
     fired,
     new Date(last),
   ]);
-  if (scheduledFor && !EVENTS_ONLY) {
-    out.schedules.push([triggerId, scheduledFor, null, 'completed', 1, fired, new Date(firedMs - 60_000), fired]);
-  }
 }
 
 interface FillProgress {
@@ -551,7 +545,7 @@ async function fillRange(pool: mysql.Pool, plan: FillPlan, from: number, to: num
       if (start >= to) return;
       const end = Math.min(to, start + CHUNK);
       next = end;
-      const rows: ChunkRows = { events: [], attempts: [], keys: [], schedules: [] };
+      const rows: ChunkRows = { events: [], attempts: [], keys: [] };
       for (let i = start; i < end; i++) historyRow(i, plan, rows);
       await withDbRetry(async () => {
         const conn = await pool.getConnection();
@@ -560,7 +554,6 @@ async function fillRange(pool: mysql.Pool, plan: FillPlan, from: number, to: num
           await conn.query(INSERT_EVENTS, [rows.events]);
           if (rows.attempts.length) await conn.query(INSERT_ATTEMPTS, [rows.attempts]);
           if (rows.keys.length) await conn.query(INSERT_KEYS, [rows.keys]);
-          if (rows.schedules.length) await conn.query(INSERT_SCHEDULES, [rows.schedules]);
           await conn.commit();
         } catch (err) {
           await conn.rollback().catch(() => undefined);
@@ -570,7 +563,7 @@ async function fillRange(pool: mysql.Pool, plan: FillPlan, from: number, to: num
         }
       });
       done.events += rows.events.length;
-      done.companions += rows.attempts.length + rows.keys.length + rows.schedules.length;
+      done.companions += rows.attempts.length + rows.keys.length;
     }
   };
   await Promise.all(Array.from({ length: WRITERS }, writer));
@@ -1287,7 +1280,7 @@ async function main(): Promise<void> {
     const plan: FillPlan = { start: fillStart - HISTORY_MS, end: fillStart, stepMs: HISTORY_MS / N, triggers };
     const done: FillProgress = { events: 0, companions: 0 };
     log(
-      `\n--- fill: ${fmtInt(N)} events over the 48 h before ${new Date(fillStart).toISOString()}, ${WRITERS} connections, ${fmtInt(CHUNK)} events a statement${EVENTS_ONLY ? '' : ' (+ attempts, idempotency keys, schedule rows)'}`,
+      `\n--- fill: ${fmtInt(N)} events over the 48 h before ${new Date(fillStart).toISOString()}, ${WRITERS} connections, ${fmtInt(CHUNK)} events a statement${EVENTS_ONLY ? '' : ' (+ attempts, idempotency keys)'}`,
     );
     let fillSeconds = 0;
     /** fillRange with a progress line; adds its time to fillSeconds. */
@@ -1508,7 +1501,7 @@ function report(
       `${WEBHOOK_TRIGGERS + SCHEDULED_TRIGGERS} triggers; full = ${fmtInt(full.eventsAtStart)} events over 48 h (database ${round(fill.dbBytes / 1024 ** 3, 2)} GiB), empty = ${fmtInt(empty.eventsAtStart)}`,
   );
   out.push(
-    `Fill: ${fmtInt(N)} events${EVENTS_ONLY ? '' : ` + ${fmtInt(fill.companions)} attempt, key and schedule rows`} in ${fill.fillSeconds.toFixed(1)} s (${fmtInt(fill.fillRate)} events/s); ${fmtInt(fill.caughtUp)} past 48 h swept before the full phase.`,
+    `Fill: ${fmtInt(N)} events${EVENTS_ONLY ? '' : ` + ${fmtInt(fill.companions)} attempt and key rows`} in ${fill.fillSeconds.toFixed(1)} s (${fmtInt(fill.fillRate)} events/s); ${fmtInt(fill.caughtUp)} past 48 h swept before the full phase.`,
   );
   out.push('');
   out.push(table(['measurement', 'empty', 'full', 'full ÷ empty'], rows));
