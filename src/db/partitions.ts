@@ -19,8 +19,9 @@
  *      until a later retirement merges them all (mergeLate).
  *   Attempts and replay rows are retired the same way after their events; the rows put back there are
  *   those whose event still exists.
- * - p_late, the retired slices, p_later and p_legacy are never retired: their rows (late occurrences, rows older than the
- *   layout, version 4 ids) are deleted one by one by deleteBefore once past the window and a slice's width.
+ * - p_late, the retired slices, p_later and p_legacy are never retired: their rows (late occurrences, rows
+ *   older than the layout, version 4 ids) are deleted one by one by deleteBefore once past the window and a
+ *   slice's width.
  *
  * One relay at a time changes partitions (a lease row in maintenance_leases, on the database's clock), and
  * every DDL statement waits at most LOCK_WAIT_SECONDS for the table's metadata lock: a long read delays the

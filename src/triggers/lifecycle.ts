@@ -91,22 +91,26 @@ async function reschedule(trx: Knex.Transaction, triggers: TriggerRow[], now: Da
   // An instant that has fired is never scheduled again (a one-shot reactivated or edited within the
   // tolerance of its instant): the relay deletes a fired row, and the event, keyed by the instant, is what
   // is left of it.
-  const fired = await firedInstants(trx, runs);
+  const fired = await firedInstants(trx, runs, now);
   const next = runs.filter((r) => !fired.has(scheduledEventId(r.trigger_id, r.scheduled_for)));
   for (let i = 0; i < next.length; i += 500) await insertOccurrences(trx, next.slice(i, i + 500), now);
 }
 
 /** The event ids of `runs` already logged: their instants have fired. Only instants not ahead of now can have. */
-async function firedInstants(trx: Knex.Transaction, runs: Array<{ trigger_id: string; scheduled_for: Date }>): Promise<Set<string>> {
+async function firedInstants(
+  trx: Knex.Transaction,
+  runs: Array<{ trigger_id: string; scheduled_for: Date }>,
+  now: Date,
+): Promise<Set<string>> {
   const ids = runs
-    .filter((r) => r.scheduled_for.getTime() <= Date.now() + FIRED_CHECK_AHEAD_MS)
+    .filter((r) => r.scheduled_for.getTime() <= now.getTime() + FIRED_CHECK_AHEAD_MS)
     .map((r) => scheduledEventId(r.trigger_id, r.scheduled_for));
   const found = new Set<string>();
   for (let i = 0; i < ids.length; i += 1000) {
-    for (const id of (await trx('event_logs')
+    const logged = (await trx('event_logs')
       .whereIn('id', ids.slice(i, i + 1000))
-      .pluck('id')) as string[])
-      found.add(id);
+      .pluck('id')) as string[];
+    logged.forEach((id) => found.add(id));
   }
   return found;
 }
