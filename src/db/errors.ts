@@ -14,6 +14,8 @@
  * keys, the webhook group checks which ids committed before it writes again, outcome rows carry
  * (event id, attempt) idempotency keys, and claimed rows are re-read under their lock.
  */
+import type { Knex } from 'knex';
+
 export type DbErrorKind = 'conflict' | 'unavailable';
 
 interface Entry {
@@ -103,6 +105,29 @@ export const ER_DUP_ENTRY = 1062;
 
 export function isDuplicateKey(e: unknown): boolean {
   return (e as { errno?: number } | null)?.errno === ER_DUP_ENTRY;
+}
+
+/**
+ * Runs a multi-row INSERT in the caller's transaction under a savepoint; on a duplicate key it rolls back
+ * to the savepoint and returns false (the caller then inserts row by row, INSERT IGNORE). The savepoint is
+ * what takes the failed statement's rows out of the transaction's replication events when the table has
+ * an insert trigger: on Galera, relying on the statement's own rollback after a duplicate in an
+ * `event_logs` batch shipped the rows inserted before it, the other nodes met them again from the
+ * row-by-row inserts (duplicate key), and the cluster voted the writer out (reproduced on the three-node
+ * loopback cluster, docs/topology.md). Tables without triggers (idempotency keys, replay rows) replicated
+ * correctly without it and skip its two round trips.
+ */
+export async function insertUnlessDuplicate(trx: Knex.Transaction, insert: () => Promise<unknown>): Promise<boolean> {
+  await trx.raw('SAVEPOINT etp_batch_insert');
+  try {
+    await insert();
+  } catch (e) {
+    if (!isDuplicateKey(e)) throw e;
+    await trx.raw('ROLLBACK TO SAVEPOINT etp_batch_insert');
+    return false;
+  }
+  await trx.raw('RELEASE SAVEPOINT etp_batch_insert');
+  return true;
 }
 
 /**

@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import type { EventSource } from '../kafka/message';
 import type { TriggerType } from '../triggers/types';
-import { errorText, isDuplicateKey } from './errors';
+import { errorText, insertUnlessDuplicate } from './errors';
 import { dbTime, parseJson } from './knex';
 import { SLICED_TABLES } from './partitions';
 
@@ -237,13 +237,8 @@ export function retentionOf(firedAt: Date, w: RetentionWindow): RetentionStatus 
  */
 export async function insertEvents(trx: Knex.Transaction, rows: EventInsert[], now: Date): Promise<Set<string>> {
   if (rows.length === 0) return new Set();
-  try {
-    const { sql, values } = insertEventsStatement(rows, now);
-    await trx.raw(sql, values);
-    return new Set(rows.map((r) => r.id));
-  } catch (e) {
-    if (!isDuplicateKey(e)) throw e;
-  }
+  const batch = insertEventsStatement(rows, now);
+  if (await insertUnlessDuplicate(trx, () => trx.raw(batch.sql, batch.values))) return new Set(rows.map((r) => r.id));
   const inserted = new Set<string>();
   for (const r of rows) {
     const values = toDb(r, now);
