@@ -118,11 +118,13 @@ export async function markCancelled(trx: Knex.Transaction, ids: number[], now: D
  * occurrence upsert turns back to pending.
  */
 export function markCancelledStatement(ids: number[], now: Date): { sql: string; values: Knex.RawBinding[] } {
-  return {
-    sql: "UPDATE trigger_schedules SET status = 'cancelled', updated_at = ?, last_attempt_at = ?, attempt_count = attempt_count + 1 WHERE id IN (?)",
-    values: [now, now, ids] as unknown as Knex.RawBinding[],
-  };
+  return { sql: MARK_CANCELLED_SQL, values: [JSON.stringify(ids), now, now] };
 }
+
+/** By primary key, as DELETE_FIRED_SQL and for the same reason: an `IN (…)` list may be planned as a scan. */
+const MARK_CANCELLED_SQL = `UPDATE JSON_TABLE(?, '$[*]' COLUMNS (id BIGINT UNSIGNED PATH '$')) AS k
+  STRAIGHT_JOIN trigger_schedules AS s FORCE INDEX (PRIMARY) ON s.id = k.id
+  SET s.status = 'cancelled', s.updated_at = ?, s.last_attempt_at = ?, s.attempt_count = s.attempt_count + 1`;
 
 export async function deleteFired(trx: Knex.Transaction, ids: number[]): Promise<void> {
   if (ids.length === 0) return;
@@ -134,7 +136,7 @@ export async function deleteFired(trx: Knex.Transaction, ids: number[]): Promise
  * deleteFired's statement: the claimed rows whose occurrence fired (or was skipped as a misfire), deleted
  * by primary key in the fire transaction. What they held lives on elsewhere: the event (its id is the
  * trigger and the nominal instant, so the instant can never log twice, and rescheduling checks it: see
- * firedInstants), and the batch's fire lags (fire_lags). Deleting costs the server less than half of
+ * notYetFired), and the batch's fire lags (fire_lags). Deleting costs the server less than half of
  * marking the row completed (an entry of idx_schedules_claim moved and the row rewritten) and spares the
  * sweep a second write of it later.
  */

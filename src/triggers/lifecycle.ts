@@ -91,28 +91,28 @@ async function reschedule(trx: Knex.Transaction, triggers: TriggerRow[], now: Da
   // An instant that has fired is never scheduled again (a one-shot reactivated or edited within the
   // tolerance of its instant): the relay deletes a fired row, and the event, keyed by the instant, is what
   // is left of it.
-  const fired = await firedInstants(trx, runs, now);
-  const next = runs.filter((r) => !fired.has(scheduledEventId(r.trigger_id, r.scheduled_for)));
+  const next = await notYetFired(trx, runs, now);
   for (let i = 0; i < next.length; i += 500) await insertOccurrences(trx, next.slice(i, i + 500), now);
 }
 
-/** The event ids of `runs` already logged: their instants have fired. Only instants not ahead of now can have. */
-async function firedInstants(
+/** `runs` without those whose events are logged: their instants have fired. Only instants not ahead of now can have. */
+async function notYetFired<R extends { trigger_id: string; scheduled_for: Date }>(
   trx: Knex.Transaction,
-  runs: Array<{ trigger_id: string; scheduled_for: Date }>,
+  runs: R[],
   now: Date,
-): Promise<Set<string>> {
-  const ids = runs
-    .filter((r) => r.scheduled_for.getTime() <= now.getTime() + FIRED_CHECK_AHEAD_MS)
-    .map((r) => scheduledEventId(r.trigger_id, r.scheduled_for));
-  const found = new Set<string>();
+): Promise<R[]> {
+  const idOf = new Map<R, string>();
+  for (const r of runs)
+    if (r.scheduled_for.getTime() <= now.getTime() + FIRED_CHECK_AHEAD_MS) idOf.set(r, scheduledEventId(r.trigger_id, r.scheduled_for));
+  const ids = [...idOf.values()];
+  const fired = new Set<string>();
   for (let i = 0; i < ids.length; i += 1000) {
     const logged = (await trx('event_logs')
       .whereIn('id', ids.slice(i, i + 1000))
       .pluck('id')) as string[];
-    logged.forEach((id) => found.add(id));
+    logged.forEach((id) => fired.add(id));
   }
-  return found;
+  return runs.filter((r) => !fired.has(idOf.get(r) ?? ''));
 }
 
 export interface NewTrigger {

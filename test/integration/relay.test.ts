@@ -14,7 +14,7 @@ import { loadConfig } from '../../src/config';
 import { createLogger } from '../../src/logger';
 import { scheduledEventId } from '../../src/triggers/event-id';
 import { claimUnpublished, claimUnpublishedInShards, probeOutbox, promoteDue, shardOf, shardsWithBacklog } from '../../src/db/outbox';
-import { claimDue, deleteFired, nextPending } from '../../src/db/schedules';
+import { claimDue, deleteFired, markCancelled, nextPending } from '../../src/db/schedules';
 import { insertEvents } from '../../src/db/events';
 import { randomUUID } from 'node:crypto';
 
@@ -479,6 +479,19 @@ describe('relay: due schedules and the outbox to Kafka', function () {
     expect(
       byTable.find((r) => r.table === 's'),
       deleted[0]!.sql,
+    ).to.include({ type: 'eq_ref', key: 'PRIMARY' });
+    // The rows of inactive triggers are cancelled the same way, for the same reason.
+    const { sql: cancelled } = await captureSql(t.db, (trx) =>
+      markCancelled(
+        trx,
+        Array.from({ length: 500 }, (_, i) => i + 1),
+        new Date(),
+      ),
+    );
+    const cancelPlan = (await explain(t.db, cancelled[0]!)) as unknown as Array<{ table: string; type: string; key: string | null }>;
+    expect(
+      cancelPlan.find((r) => r.table === 's'),
+      cancelled[0]!.sql,
     ).to.include({ type: 'eq_ref', key: 'PRIMARY' });
     const e = await plan('nextPending', (trx) => nextPending(trx));
     expect(e.key, e.sql).to.equal('idx_schedules_claim');
