@@ -330,16 +330,22 @@ export async function sweep(
   // overview's 48 h counts then read about 48 rows per kind (and source), not 2,880 per writer slot.
   let folded = 0;
   for (const rollup of ROLLUPS) folded = Math.max(folded, await foldCountsBefore(db, rollup, foldBefore(window), FOLD_BATCH));
-  await deleteFinishedBefore(db, keepFrom, SWEEP_BATCH);
-  await deleteFireLagsBefore(db, new Date(now.getTime() - FIRE_LAG_WINDOW_SECONDS * 1000), SWEEP_BATCH);
-  await deleteKeysBefore(
-    db,
-    new Date(now.getTime() - Math.max(IDEMPOTENCY_WINDOW_SECONDS, config.retentionDeleteAfterSeconds) * 1000),
-    SWEEP_BATCH,
-  );
-  // The inbound call log's rejections age out with the events (the API trims each trigger's to a count).
-  await deleteRejectionsBefore(db, keepFrom, SWEEP_BATCH);
+  // The tables cleaned row by row below fill at up to the event rate (an idempotency key per delivery, a
+  // fire lag row per fire batch): a full batch asks for the next sweep at once, so a sweep that deletes
+  // SWEEP_BATCH rows every RETENTION_SWEEP_INTERVAL (200 rows/s at the defaults) never falls behind for good.
+  const cleaned = [
+    await deleteFinishedBefore(db, keepFrom, SWEEP_BATCH),
+    await deleteFireLagsBefore(db, new Date(now.getTime() - FIRE_LAG_WINDOW_SECONDS * 1000), SWEEP_BATCH),
+    await deleteKeysBefore(
+      db,
+      new Date(now.getTime() - Math.max(IDEMPOTENCY_WINDOW_SECONDS, config.retentionDeleteAfterSeconds) * 1000),
+      SWEEP_BATCH,
+    ),
+    // The inbound call log's rejections age out with the events (the API trims each trigger's to a count).
+    await deleteRejectionsBefore(db, keepFrom, SWEEP_BATCH),
+  ];
   if (deleted > 0) events.emitEvent('relay:swept', { deleted });
   if (slices.created > 0 || slices.retired > 0) events.emitEvent('relay:slices', { created: slices.created, retired: slices.retired });
-  return { full: slices.more || deleted === SWEEP_BATCH || counts === SWEEP_BATCH || folded === FOLD_BATCH };
+  const more = [deleted, counts, ...cleaned].some((n) => n === SWEEP_BATCH);
+  return { full: slices.more || more || folded === FOLD_BATCH };
 }

@@ -47,6 +47,8 @@ import { until } from '../helpers/until';
 import { captureSql, explain, sqlDuring } from '../helpers/capture-sql';
 import type { Knex } from 'knex';
 import { withDbRetry } from '../../src/util';
+import { IDEMPOTENCY_WINDOW_SECONDS } from '../../src/db/idempotency';
+import { FIRE_LAG_WINDOW_SECONDS } from '../../src/db/fire-lags';
 
 const MINUTE = 60_000;
 const HOUR = 3600_000;
@@ -652,6 +654,33 @@ describe('history at scale', () => {
       expect(twins, 'no swapped-out table left behind').to.deep.equal([]);
       const oldest = (await readLayout(t.db, 'event_logs')).slices[0]!;
       expect(oldest.end, 'every slice past the window retired').to.be.above(realNow - RETIRE_MARGIN_MS);
+    });
+
+    it('deletes expired idempotency keys and fire lags past a batch in back-to-back sweeps, and no younger one', async () => {
+      // Deliveries leave a key each: at more than a batch per sweep interval, a sweep that did not ask for
+      // the next at once would let the table grow for ever.
+      const now = Date.now();
+      const keysBefore = now - Math.max(IDEMPOTENCY_WINDOW_SECONDS, t.config.retentionDeleteAfterSeconds) * 1000;
+      const lagsBefore = now - FIRE_LAG_WINDOW_SECONDS * 1000;
+      const scope = `backlog-${randomUUID().slice(0, 8)}`;
+      const keys = Array.from({ length: 2500 }, (_, i) => ({
+        scope,
+        idem_key: `old-${i}`,
+        response: null,
+        created_at: new Date(keysBefore - MINUTE - i * 1000),
+      }));
+      keys.push({ scope, idem_key: 'young', response: null, created_at: new Date(keysBefore + MINUTE) });
+      for (let i = 0; i < keys.length; i += 500) await t.db('idempotency_keys').insert(keys.slice(i, i + 500));
+      await t.db('fire_lags').delete();
+      const lags = Array.from({ length: 2500 }, (_, i) => ({ fired_at: new Date(lagsBefore - MINUTE - i * 1000), lags_ms: String(i) }));
+      lags.push({ fired_at: new Date(lagsBefore + MINUTE), lags_ms: '7' });
+      for (let i = 0; i < lags.length; i += 500) await t.db('fire_lags').insert(lags.slice(i, i + 500));
+      const keeper = new PartitionKeeper('test-keeper');
+      let sweeps = 1;
+      while ((await withDbRetry(() => sweep(t.db, t.config, new Lifecycle(), keeper, new Date(now)))).full) sweeps++;
+      expect(sweeps, 'a full batch asks for the next sweep at once').to.be.at.least(3);
+      expect(await t.db('idempotency_keys').where({ scope }).pluck('idem_key')).to.deep.equal(['young']);
+      expect(await t.db('fire_lags').pluck('lags_ms')).to.deep.equal(['7']);
     });
 
     it('retires whole time slices after a long pause, deletes the rows no slice holds in batches, and never a younger row', async function () {
