@@ -50,8 +50,9 @@
  * each index brought into the pool (PageReads): where the reads go, not only how many.
  * Options: --quick, --events= (history size), --small-fill= (events at the first retention measurement),
  * --seconds= (ingest; 30, quick 10), --connections= (64), --burst=, --bursts= (per phase, the median
- * reported; 3, quick 1), --publish-rows=, --reads= (rounds), --read-repeats= (calls of each route but the overview per round), --relays= (4;
- * RELAY_CONCURRENCY=1 each when more than one, as Operations recommends on a shared host), --relay-env=K=V,…,
+ * reported; 3, quick 1), --publish-rows=, --reads= (rounds), --read-repeats= (calls of each route but the
+ * overview per round), --relays= (4; RELAY_CONCURRENCY=1 each when more than one, as Operations recommends
+ * on a shared host), --relay-env=K=V,…,
  * --writers= (fill connections, 3), --chunk= (events per fill statement, 2500), --events-only, --keep,
  * --reuse=<database> (no empty phase and no fill: the history a --keep run left, migrated to the latest schema,
  * settled and measured as the full phase again; for a before/after of a schema or code change on one fill),
