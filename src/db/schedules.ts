@@ -121,11 +121,6 @@ export function markCancelledStatement(ids: number[], now: Date): { sql: string;
   return { sql: MARK_CANCELLED_SQL, values: [JSON.stringify(ids), now, now] };
 }
 
-/** By primary key, as DELETE_FIRED_SQL and for the same reason: an `IN (…)` list may be planned as a scan. */
-const MARK_CANCELLED_SQL = `UPDATE JSON_TABLE(?, '$[*]' COLUMNS (id BIGINT UNSIGNED PATH '$')) AS k
-  STRAIGHT_JOIN trigger_schedules AS s FORCE INDEX (PRIMARY) ON s.id = k.id
-  SET s.status = 'cancelled', s.updated_at = ?, s.last_attempt_at = ?, s.attempt_count = s.attempt_count + 1`;
-
 export async function deleteFired(trx: Knex.Transaction, ids: number[]): Promise<void> {
   if (ids.length === 0) return;
   const { sql, values } = deleteFiredStatement(ids);
@@ -145,13 +140,17 @@ export function deleteFiredStatement(ids: number[]): { sql: string; values: Knex
 }
 
 /**
- * Each row by its primary key (eq_ref), the keys handed over as one JSON list: a plain `WHERE id IN (…)` of
- * 500 ids was planned as a scan that locked rows of other relays' batches, and two relays' deletes
- * deadlocked (a fire batch rolled back after its events were on Kafka: duplicates). The join order and the
- * index are fixed, so a small or freshly analysed table does not make it a scan either.
+ * A fire batch's claimed rows (`s`), each by its primary key (eq_ref), the keys handed over as one JSON list
+ * (the statement's first binding): a plain `WHERE id IN (…)` of 500 ids was planned as a scan that locked
+ * rows of other relays' batches, and two relays' deletes deadlocked (a fire batch rolled back after its
+ * events were on Kafka: duplicates). The join order and the index are fixed, so a small or freshly analysed
+ * table does not make it a scan either. Used by the delete of fired rows and the cancel of inactive ones.
  */
-const DELETE_FIRED_SQL = `DELETE s FROM JSON_TABLE(?, '$[*]' COLUMNS (id BIGINT UNSIGNED PATH '$')) AS k
+const CLAIMED_ROWS = `JSON_TABLE(?, '$[*]' COLUMNS (id BIGINT UNSIGNED PATH '$')) AS k
   STRAIGHT_JOIN trigger_schedules AS s FORCE INDEX (PRIMARY) ON s.id = k.id`;
+const DELETE_FIRED_SQL = 'DELETE s FROM ' + CLAIMED_ROWS;
+const MARK_CANCELLED_SQL =
+  'UPDATE ' + CLAIMED_ROWS + " SET s.status = 'cancelled', s.updated_at = ?, s.last_attempt_at = ?, s.attempt_count = s.attempt_count + 1";
 
 /** Pending rows whose fire_at has passed (the etp_schedules_due gauge). */
 export async function countDue(q: Q): Promise<number> {

@@ -101,10 +101,11 @@ async function notYetFired<R extends { trigger_id: string; scheduled_for: Date }
   runs: R[],
   now: Date,
 ): Promise<R[]> {
-  const idOf = new Map<R, string>();
-  for (const r of runs)
-    if (r.scheduled_for.getTime() <= now.getTime() + FIRED_CHECK_AHEAD_MS) idOf.set(r, scheduledEventId(r.trigger_id, r.scheduled_for));
-  const ids = [...idOf.values()];
+  // Each run's event id, hashed once; null where its instant is still ahead (it cannot have fired).
+  const idOf = runs.map((r) =>
+    r.scheduled_for.getTime() <= now.getTime() + FIRED_CHECK_AHEAD_MS ? scheduledEventId(r.trigger_id, r.scheduled_for) : null,
+  );
+  const ids = idOf.filter((id): id is string => id !== null);
   const fired = new Set<string>();
   for (let i = 0; i < ids.length; i += 1000) {
     const logged = (await trx('event_logs')
@@ -112,7 +113,7 @@ async function notYetFired<R extends { trigger_id: string; scheduled_for: Date }
       .pluck('id')) as string[];
     logged.forEach((id) => fired.add(id));
   }
-  return runs.filter((r) => !fired.has(idOf.get(r) ?? ''));
+  return runs.filter((_, i) => idOf[i] === null || !fired.has(idOf[i]!));
 }
 
 export interface NewTrigger {

@@ -48,9 +48,9 @@ export async function sqlDuring(db: Db, fn: () => Promise<void>): Promise<string
 export async function explain(
   db: Db,
   q: CapturedQuery,
-): Promise<Array<{ table: string; key: string | null; rows: number; Extra: string | null }>> {
+): Promise<Array<{ table: string; type: string; key: string | null; rows: number; Extra: string | null }>> {
   const [rows] = (await db.raw(`EXPLAIN ${q.sql}`, q.bindings as Knex.RawBinding[])) as [
-    Array<{ table: string; key: string | null; rows: number; Extra: string | null }>,
+    Array<{ table: string; type: string; key: string | null; rows: number; Extra: string | null }>,
   ];
   return rows;
 }
