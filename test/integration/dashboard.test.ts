@@ -555,6 +555,8 @@ describe('operator dashboard in Chromium (issue 12)', function () {
     expect(await page.evaluate(() => document.activeElement?.textContent)).to.equal('Triggers');
     await page.keyboard.press('Enter');
     await page.getByRole('heading', { level: 1, name: 'Triggers' }).waitFor();
+    // The new view moves focus to its content (an effect that runs after the view has painted).
+    await until(async () => (await page.evaluate(() => document.activeElement?.id)) === 'main', { message: 'focus on main' });
     // The filters are labelled controls, reached by Tab from the content.
     await page.getByLabel('Name contains').focus();
     await page.keyboard.press('Tab');
