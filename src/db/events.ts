@@ -376,51 +376,90 @@ export async function listEvents(
     const rows = await mergedRanges(q, parts, 'desc', limit, 0, timeoutMs);
     return { rows: rows.map(fromDb), total: null };
   }
-  // The count reads the same index ranges, stopping after COUNT_CAP + 1 entries (each), unless the rollup
-  // shows the cap passed already (rollupPastCap).
   const parts = triggerRanges(f).map((rf) =>
     range(rf)
       .orderBy(newestFirst)
       .limit(page.offset + limit),
   );
+  // One statement after the other: on a bounded read's connection a statement killed for time must not
+  // leave the next one queued behind it.
+  const rows = (await mergedRanges(q, parts, 'desc', limit, page.offset, timeoutMs)).map(fromDb);
+  const span = rollupSpan(f);
+  if (span) return { rows, total: await totalFromRollups(q, f, span, range, timeoutMs) };
+  // Any other filter: the same index ranges counted, stopping after COUNT_CAP + 1 entries (each).
   const counted = triggerRanges(f).map((rf) =>
     range(rf)
       .select(q.raw('1'))
       .limit(COUNT_CAP + 1),
   );
-  const union = unionAll(counted);
+  return { rows, total: await cappedCount(q, counted, timeoutMs) };
+}
+
+/** COUNT(*) over the parts' rows (each part limited by the caller), at most COUNT_CAP + 1. */
+async function cappedCount(q: Q, parts: Knex.QueryBuilder[], timeoutMs: number): Promise<number> {
+  const union = unionAll(parts);
   const derived = union.sql + ' AS m'; // knex-compiled parts, values bound (see unionAll)
-  const matching = counted.length === 1 ? counted[0]!.as('m') : q.raw(derived, union.bindings);
-  // One after the other: on a bounded read's connection a statement killed for time must not leave the
-  // next one queued behind it.
-  const rows = await mergedRanges(q, parts, 'desc', limit, page.offset, timeoutMs);
-  if (await rollupPastCap(q, f, timeoutMs)) return { rows: rows.map(fromDb), total: COUNT_CAP + 1 };
-  const countRow = await q.from(matching).count<{ n: number }[]>({ n: '*' }).timeout(timeoutMs, { cancel: true });
-  return { rows: rows.map(fromDb), total: Math.min(Number(countRow[0]?.n ?? 0), COUNT_CAP + 1) };
+  const matching = parts.length === 1 ? parts[0]!.as('m') : q.raw(derived, union.bindings);
+  const [row] = await q.from(matching).count<{ n: number }[]>({ n: '*' }).timeout(timeoutMs, { cancel: true });
+  return Math.min(Number(row?.n ?? 0), COUNT_CAP + 1);
 }
 
 /**
- * Whether the rollups alone show more than COUNT_CAP events in `f`'s view, so that an offset page's capped
- * count need not read its 10,001 index entries. Those come from the oldest time slices first (a partitioned
- * table's unordered read goes partition by partition), the coldest pages of the view on a busy platform.
- * The rollups' read is the view's whole hours in event_hours and whole minutes in event_counts: with the
- * sweep folding minutes older than the active window (and an hour), at most 48 hour rows and three hours of
- * minute rows (60 × 3 kinds × 4 slots each), however many events. Only for what the rollups count: the
- * retention view alone, or with the success or failure status. They count every event of the window, and
- * retention removes only older ones, so the sum never exceeds the view's matches; short of the cap, the
- * rows are counted.
+ * The part of a view the rollups count whole, for the filters they count: the retention view alone, or with
+ * the success or failure status (event_counts and event_hours count every event fired, and of those the
+ * ones that ended in success and in failure, in the transaction that writes the event or its outcome).
+ * `from`: the view's start rounded up to a whole minute, or to a whole hour where its hour has been folded
+ * into event_hours (statsFrom: a folded hour counts whole or not at all); `to`: the view's end rounded down
+ * to a whole minute (the archived view; the active view has no end). Null for any other filter, or where
+ * the view is too short to hold a whole minute.
  */
-async function rollupPastCap(q: Q, f: EventFilter, timeoutMs: number): Promise<boolean> {
+export function rollupSpan(
+  f: Pick<EventFilter, 'retention' | 'window' | 'execution_status' | 'trigger_id' | 'source' | 'is_test_run' | 'from' | 'to'>,
+): { kind: 'fired' | 'success' | 'failure'; lo: Date; from: Date; to: Date | null; hi: Date | null } | null {
   const kind = f.execution_status ?? 'fired';
-  if (kind !== 'fired' && kind !== 'success' && kind !== 'failure') return false;
-  if (f.trigger_id !== undefined || f.source !== undefined || f.is_test_run !== undefined || f.from || f.to) return false;
+  if (kind !== 'fired' && kind !== 'success' && kind !== 'failure') return null;
+  if (f.trigger_id !== undefined || f.source !== undefined || f.is_test_run !== undefined || f.from || f.to) return null;
   const lo = f.retention === 'active' ? f.window.activeFrom : f.window.keepFrom;
-  // The view ends at the active boundary (archived) or goes on (active: to the current minute's end).
-  const hi = f.retention === 'active' ? new Date(floorMinute(new Date()).getTime() + MINUTE_MS) : f.window.activeFrom;
-  const rows = eventRollupRows(lo, hi);
-  const sql = 'SELECT SUM(n) AS n FROM ' + rows.sql + ' WHERE kind = ?'; // a fixed text; every value bound
-  const [[row]] = (await q.raw(sql, [...rows.bindings, kind]).timeout(timeoutMs, { cancel: true })) as [[{ n: number | string | null }]];
-  return Number(row?.n ?? 0) > COUNT_CAP;
+  const hi = f.retention === 'active' ? null : f.window.activeFrom;
+  const from = ceilMinute(statsFrom(lo, f.window));
+  const to = hi && floorMinute(hi);
+  if (to && to <= from) return null;
+  return { kind, lo, from, to, hi };
+}
+
+/**
+ * An offset page's total for a view rollupSpan covers, exact up to the cap, without reading the view's rows:
+ * the rollups' rows wholly inside [from, to) (at most 48 hour rows and three hours of minute rows, 60 × 4
+ * slots each, per kind), plus the view's rows before `from` and after `to`, counted on the list's index (a
+ * part of a minute at each end; an hour at most at the archived view's start, whose hour is folded). Where
+ * the rollups alone pass the cap, the ends are not read. The view's events are never deleted (retention
+ * removes older ones, their rollup rows too), so nothing is counted that the view does not hold.
+ * Assumes, as the trigger stats and the overview do, that the sweep folds no minute of the active window's
+ * hour or the hour before it (relays' clocks within an hour of the API's).
+ */
+async function totalFromRollups(
+  q: Q,
+  f: EventFilter,
+  span: NonNullable<ReturnType<typeof rollupSpan>>,
+  range: (rf: EventFilter) => Knex.QueryBuilder,
+  timeoutMs: number,
+): Promise<number> {
+  const rollup = eventRollupRows(span.from, span.to);
+  const sql = 'SELECT SUM(n) AS n FROM ' + rollup.sql + ' WHERE kind = ?'; // a fixed text; every value bound
+  const [[row]] = (await q.raw(sql, [...rollup.bindings, span.kind]).timeout(timeoutMs, { cancel: true })) as [
+    [{ n: number | string | null }],
+  ];
+  const whole = Number(row?.n ?? 0);
+  if (whole > COUNT_CAP) return COUNT_CAP + 1;
+  const { from, to } = span;
+  const ends = range(f)
+    .where((b) => {
+      b.where('fired_at', '<', from);
+      if (to) b.orWhere('fired_at', '>=', to);
+    })
+    .select(q.raw('1'))
+    .limit(COUNT_CAP + 1 - whole);
+  return Math.min(whole + (await cappedCount(q, [ends], timeoutMs)), COUNT_CAP + 1);
 }
 
 export interface TriggerStats {
