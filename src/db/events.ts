@@ -405,61 +405,94 @@ async function cappedCount(q: Q, parts: Knex.QueryBuilder[], timeoutMs: number):
 }
 
 /**
- * The part of a view the rollups count whole, for the filters they count: the retention view alone, or with
- * the success or failure status (event_counts and event_hours count every event fired, and of those the
- * ones that ended in success and in failure, in the transaction that writes the event or its outcome).
- * `from`: the view's start rounded up to a whole minute, or to a whole hour where its hour has been folded
- * into event_hours (statsFrom: a folded hour counts whole or not at all); `to`: the view's end rounded down
- * to a whole minute (the archived view; the active view has no end). Null for any other filter, or where
- * the view is too short to hold a whole minute.
+ * The part of a view the rollups count whole, for the filters they count: the retention view alone or of one
+ * trigger (one source of it, too), with the success or failure status or none. event_counts and
+ * event_hours count every event fired, and of those the ones that ended in success and in failure;
+ * trigger_event_counts and trigger_event_hours the same per trigger and source; all in the transaction that
+ * writes the event or its outcome. `from`: the view's start rounded up to a whole minute, or to a whole hour
+ * where its hour has been folded into the hour tables (statsFrom: a folded hour counts whole or not at all);
+ * `to`: the view's end rounded down to a whole minute (the archived view; the active view has no end). Null
+ * for any other filter, or where the view is too short to hold a whole minute.
  */
 export function rollupSpan(
   f: Pick<EventFilter, 'retention' | 'window' | 'execution_status' | 'trigger_id' | 'source' | 'is_test_run' | 'from' | 'to'>,
-): { kind: 'fired' | 'success' | 'failure'; lo: Date; from: Date; to: Date | null; hi: Date | null } | null {
+): RollupSpan | null {
   const kind = f.execution_status ?? 'fired';
   if (kind !== 'fired' && kind !== 'success' && kind !== 'failure') return null;
-  if (f.trigger_id !== undefined || f.source !== undefined || f.is_test_run !== undefined || f.from || f.to) return null;
+  if (f.is_test_run !== undefined || f.from || f.to) return null;
+  if (f.source !== undefined && f.trigger_id === undefined) return null; // event_counts has no source
   const lo = f.retention === 'active' ? f.window.activeFrom : f.window.keepFrom;
   const hi = f.retention === 'active' ? null : f.window.activeFrom;
   const from = ceilMinute(statsFrom(lo, f.window));
   const to = hi && floorMinute(hi);
   if (to && to <= from) return null;
-  return { kind, lo, from, to, hi };
+  return { kind, trigger_id: f.trigger_id, source: f.source, from, to };
+}
+
+export interface RollupSpan {
+  kind: 'fired' | 'success' | 'failure';
+  trigger_id?: string;
+  source?: EventSource;
+  from: Date;
+  to: Date | null;
+}
+
+/**
+ * The rollups' rows wholly inside the span, as one SELECT of their `n`: hour rows whose whole hour is in it,
+ * minute rows from `from` (a whole hour where its hour is folded, so no minute row of a folded hour is
+ * counted as well as its hour row, but a minute row written after the fold is) to `to`. The view's hours
+ * and minutes: at most 48 hour rows and three hours of minute rows, 60 × 4 slots each, per kind (and
+ * source, for a trigger).
+ */
+function rollupRowsOf(q: Q, span: RollupSpan): Knex.QueryBuilder[] {
+  const [hours, minutes] = span.trigger_id ? ['trigger_event_hours', 'trigger_event_counts'] : ['event_hours', 'event_counts'];
+  const keyed = (b: Knex.QueryBuilder) => {
+    if (span.trigger_id) b.where('trigger_id', span.trigger_id);
+    if (span.source) b.where('source', span.source);
+    b.where('kind', span.kind);
+  };
+  const h = q(hours).select('n').modify(keyed).where('hour', '>=', ceilHour(span.from));
+  const m = q(minutes).select('n').modify(keyed).where('minute', '>=', span.from);
+  if (span.to) {
+    h.where('hour', '<=', new Date(span.to.getTime() - HOUR_MS));
+    m.where('minute', '<', span.to);
+  }
+  return [h, m];
 }
 
 /**
  * An offset page's total for a view rollupSpan covers, exact up to the cap, without reading the view's rows:
- * the rollups' rows wholly inside [from, to) (at most 48 hour rows and three hours of minute rows, 60 × 4
- * slots each, per kind), plus the view's rows before `from` and after `to`, counted on the list's index (a
- * part of a minute at each end; an hour at most at the archived view's start, whose hour is folded). Where
- * the rollups alone pass the cap, the ends are not read. The view's events are never deleted (retention
- * removes older ones, their rollup rows too), so nothing is counted that the view does not hold.
- * Assumes, as the trigger stats and the overview do, that the sweep folds no minute of the active window's
- * hour or the hour before it (relays' clocks within an hour of the API's).
+ * the rollups' rows wholly inside [from, to), plus the view's rows before `from` and after `to`, counted on
+ * the list's index ranges (a part of a minute at each end; an hour at most at the archived view's start,
+ * whose hour is folded). Where the rollups alone pass the cap, the ends are not read. The view's events are
+ * never deleted (retention removes older ones, their rollup rows too), so nothing is counted that the view
+ * does not hold. Assumes, as the trigger stats and the overview do, that the sweep folds no minute of the
+ * active window's hour or the hour before it (relays' clocks within an hour of the API's).
  */
 async function totalFromRollups(
   q: Q,
   f: EventFilter,
-  span: NonNullable<ReturnType<typeof rollupSpan>>,
+  span: RollupSpan,
   range: (rf: EventFilter) => Knex.QueryBuilder,
   timeoutMs: number,
 ): Promise<number> {
-  const rollup = eventRollupRows(span.from, span.to);
-  const sql = 'SELECT SUM(n) AS n FROM ' + rollup.sql + ' WHERE kind = ?'; // a fixed text; every value bound
-  const [[row]] = (await q.raw(sql, [...rollup.bindings, span.kind]).timeout(timeoutMs, { cancel: true })) as [
-    [{ n: number | string | null }],
-  ];
+  const union = unionAll(rollupRowsOf(q, span));
+  const derived = union.sql + ' AS c'; // knex-compiled parts, values bound (see unionAll)
+  const sum = q.from(q.raw(derived, union.bindings)).sum({ n: 'n' });
+  const [row] = (await sum.timeout(timeoutMs, { cancel: true })) as Array<{ n: number | string | null }>;
   const whole = Number(row?.n ?? 0);
   if (whole > COUNT_CAP) return COUNT_CAP + 1;
   const { from, to } = span;
-  const ends = range(f)
-    .where((b) => {
-      b.where('fired_at', '<', from);
-      if (to) b.orWhere('fired_at', '>=', to);
-    })
-    .select(q.raw('1'))
-    .limit(COUNT_CAP + 1 - whole);
-  return Math.min(whole + (await cappedCount(q, [ends], timeoutMs)), COUNT_CAP + 1);
+  const ends = triggerRanges(f).map((rf) =>
+    range(rf)
+      .where((b) => {
+        b.where('fired_at', '<', from);
+        if (to) b.orWhere('fired_at', '>=', to);
+      })
+      .select(q.raw('1'))
+      .limit(COUNT_CAP + 1 - whole),
+  );
+  return Math.min(whole + (await cappedCount(q, ends, timeoutMs)), COUNT_CAP + 1);
 }
 
 export interface TriggerStats {

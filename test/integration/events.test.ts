@@ -645,6 +645,44 @@ describe('event log API', () => {
       expect(deep.body.errors[0].field).to.equal('query.page');
     });
 
+    it("takes a trigger's page total from its rollups and the view's ends, reading a few of its 3,000 active index entries", async () => {
+      const app = testApp(t);
+      const captured: Captured[] = [];
+      const onQuery = (q: { sql: string; bindings?: unknown[] }) => {
+        if (/count\(\*\)|sum\(/i.test(q.sql)) captured.push({ sql: q.sql, bindings: q.bindings ?? [] });
+      };
+      t.db.on('query', onQuery);
+      let page: Page;
+      try {
+        page = await list(app, { trigger_id: busy, limit: 20 });
+      } finally {
+        t.db.removeListener('query', onQuery);
+      }
+      const [{ n }] = await t
+        .db('event_logs')
+        .where({ trigger_id: busy })
+        .andWhere('fired_at', '>=', ago(2 * 3600_000))
+        .count<{ n: number }[]>({ n: '*' });
+      expect(Number(n), 'the busy trigger has thousands of active events').to.be.above(2500);
+      expect(page.pagination).to.include({ total_records: Number(n), total_is_exact: true });
+      // Two statements: the rollups' sum, then the count of the view's ends (four ranges, one per status).
+      expect(
+        captured.map((c) => c.sql),
+        'the sum, then the ends',
+      ).to.have.length(2);
+      const [sum, ends] = captured as [Captured, Captured];
+      // The tables' reads, not the derived table's own rows (PRIMARY) or the union's (UNION RESULT).
+      const reads = async (q: Captured) =>
+        (await explain(q)).filter((p) => p.select_type !== 'UNION RESULT' && p.select_type !== 'PRIMARY');
+      const rollupReads = await reads(sum);
+      expect(rollupReads, 'hours and minutes').to.have.length(2);
+      for (const r of rollupReads) expect(r, JSON.stringify(r)).to.include({ key: 'PRIMARY', type: 'range' });
+      const endReads = await reads(ends);
+      expect(endReads, 'one range per status').to.have.length(4);
+      for (const r of endReads) expect(r, JSON.stringify(r)).to.include({ key: 'idx_events_trigger_status_fired', type: 'range' });
+      expect(await indexReads(ends), `index entries read for ${ends.sql}`).to.be.below(200);
+    });
+
     for (const view of ['default', 'per-trigger'] as const) {
       it(`reads about one page of index entries for a deep ${view} cursor page, where OFFSET reads every row above it`, async () => {
         const app = testApp(t);
