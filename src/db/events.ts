@@ -397,11 +397,19 @@ export async function listEvents(
 
 /** COUNT(*) over the parts' rows (each part limited by the caller), at most COUNT_CAP + 1. */
 async function cappedCount(q: Q, parts: Knex.QueryBuilder[], timeoutMs: number): Promise<number> {
-  const union = unionAll(parts);
-  const derived = union.sql + ' AS m'; // knex-compiled parts, values bound (see unionAll)
-  const matching = parts.length === 1 ? parts[0]!.as('m') : q.raw(derived, union.bindings);
-  const [row] = await q.from(matching).count<{ n: number }[]>({ n: '*' }).timeout(timeoutMs, { cancel: true });
+  const [row] = await q
+    .from(derivedUnion(q, parts, 'm'))
+    .count<{ n: number }[]>({ n: '*' })
+    .timeout(timeoutMs, { cancel: true });
   return Math.min(Number(row?.n ?? 0), COUNT_CAP + 1);
+}
+
+/** The parts as one derived table named `alias` for a FROM clause: one part as it is, several as their UNION ALL. */
+function derivedUnion(q: Q, parts: Knex.QueryBuilder[], alias: string): Knex.QueryBuilder | Knex.Raw {
+  if (parts.length === 1) return parts[0]!.as(alias);
+  const union = unionAll(parts);
+  const derived = union.sql + ' AS ??'; // knex-compiled parts, values bound (see unionAll); the alias an identifier
+  return q.raw(derived, [...union.bindings, alias]);
 }
 
 /**
@@ -451,11 +459,12 @@ function rollupRowsOf(q: Q, span: RollupSpan): Knex.QueryBuilder[] {
     if (span.source) b.where('source', span.source);
     b.where('kind', span.kind);
   };
-  const h = q(hours).select('n').modify(keyed).where('hour', '>=', ceilHour(span.from));
-  const m = q(minutes).select('n').modify(keyed).where('minute', '>=', span.from);
-  if (span.to) {
-    h.where('hour', '<=', new Date(span.to.getTime() - HOUR_MS));
-    m.where('minute', '<', span.to);
+  const b = rollupBounds(span.from, span.to);
+  const h = q(hours).select('n').modify(keyed).where('hour', '>=', b.hourFrom);
+  const m = q(minutes).select('n').modify(keyed).where('minute', '>=', b.minuteFrom);
+  if (b.hourTo && b.minuteTo) {
+    h.where('hour', '<=', b.hourTo);
+    m.where('minute', '<', b.minuteTo);
   }
   return [h, m];
 }
@@ -476,9 +485,7 @@ async function totalFromRollups(
   range: (rf: EventFilter) => Knex.QueryBuilder,
   timeoutMs: number,
 ): Promise<number> {
-  const union = unionAll(rollupRowsOf(q, span));
-  const derived = union.sql + ' AS c'; // knex-compiled parts, values bound (see unionAll)
-  const sum = q.from(q.raw(derived, union.bindings)).sum({ n: 'n' });
+  const sum = q.from(derivedUnion(q, rollupRowsOf(q, span), 'c')).sum({ n: 'n' });
   const [row] = (await sum.timeout(timeoutMs, { cancel: true })) as Array<{ n: number | string | null }>;
   const whole = Number(row?.n ?? 0);
   if (whole > COUNT_CAP) return COUNT_CAP + 1;
@@ -779,8 +786,23 @@ export const EVENT_ROLLUP: Rollup = {
  * folded hour counts as a minute. The text is fixed; the bounds are bindings, in order.
  */
 export function eventRollupRows(from: Date, to: Date | null): { sql: string; bindings: Date[] } {
-  if (to === null) return { sql: ROLLUP_ROWS_FROM, bindings: [ceilHour(from), ceilMinute(from)] };
-  return { sql: ROLLUP_ROWS_BETWEEN, bindings: [ceilHour(from), new Date(to.getTime() - HOUR_MS), ceilMinute(from), floorMinute(to)] };
+  const b = rollupBounds(from, to);
+  if (!b.hourTo || !b.minuteTo) return { sql: ROLLUP_ROWS_FROM, bindings: [b.hourFrom, b.minuteFrom] };
+  return { sql: ROLLUP_ROWS_BETWEEN, bindings: [b.hourFrom, b.hourTo, b.minuteFrom, b.minuteTo] };
+}
+
+/**
+ * Which rollup rows lie wholly inside [from, to) (no end where `to` is null): hour rows from `hourFrom` to
+ * `hourTo` (their hour's start, both included), minute rows from `minuteFrom` and before `minuteTo`. The one
+ * rule behind the overview's rows (eventRollupRows) and a page total's (rollupRowsOf).
+ */
+function rollupBounds(from: Date, to: Date | null): { hourFrom: Date; hourTo: Date | null; minuteFrom: Date; minuteTo: Date | null } {
+  return {
+    hourFrom: ceilHour(from),
+    hourTo: to && new Date(to.getTime() - HOUR_MS),
+    minuteFrom: ceilMinute(from),
+    minuteTo: to && floorMinute(to),
+  };
 }
 
 const ROLLUP_ROWS_FROM = `(SELECT hour AS at, kind, n FROM event_hours WHERE hour >= ?
