@@ -107,6 +107,9 @@ function postJson(url: string, body: unknown): Promise<{ status: number; body: s
  * Extra Kafka copies the at-least-once contract allows, from the soak's faults:
  *  - a relay killed -9 re-publishes at most what its lanes had in flight: per lane one fire batch
  *    (produced, not committed) and one outbox batch;
+ *  - a database killed -9 (a server restarted, or the Galera node taking the writes) rolls back every
+ *    relay's transactions in flight, as if each relay had been killed: per relay and lane one fire batch
+ *    and one outbox batch, already on Kafka, fired or published again once the database is back;
  *  - a broker that goes away may have written a batch it could not acknowledge: each relay's outbox lanes
  *    publish that batch again;
  *  - a scheduled event whose delivery report came later than RELAY_DIRECT_TIMEOUT went through the outbox
@@ -114,6 +117,8 @@ function postJson(url: string, body: unknown): Promise<{ status: number; body: s
  */
 export function kafkaDuplicateBound(f: {
   relayKills: number;
+  /** Database restarts and Galera writer kills. */
+  databaseKills: number;
   relays: number;
   outages: number;
   relayConcurrency: number;
@@ -121,7 +126,7 @@ export function kafkaDuplicateBound(f: {
   scheduledViaOutbox: number;
 }): number {
   const batch = f.relayConcurrency * f.relayBatchSize;
-  return f.relayKills * batch * 2 + f.outages * f.relays * batch + f.scheduledViaOutbox;
+  return (f.relayKills + f.databaseKills * f.relays) * batch * 2 + f.outages * f.relays * batch + f.scheduledViaOutbox;
 }
 
 /**
@@ -542,6 +547,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakFigures> {
       kafkaDuplicates,
       kafkaDuplicateBound: kafkaDuplicateBound({
         relayKills,
+        databaseKills: databaseRestarts + writerKills,
         relays: procs.relays.length,
         // A killed cluster broker may also leave each relay's batch unacknowledged.
         outages: (outageMs > 0 ? 1 : 0) + brokerKills,
