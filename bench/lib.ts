@@ -436,8 +436,6 @@ export class BenchReader {
         'group.id': `etp-bench-reader-${randomBytes(4).toString('hex')}`,
         'metadata.broker.list': KAFKA_BROKERS,
         'enable.auto.commit': false,
-        'fetch.wait.max.ms': 50,
-        'topic.metadata.refresh.interval.ms': 1000,
       },
       { 'auto.offset.reset': 'earliest' },
     );

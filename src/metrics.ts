@@ -7,6 +7,9 @@ import { countDue } from './db/schedules';
 import type { Lifecycle } from './events';
 
 /** Every metric of the platform, on one registry per process; roles subscribe them to lifecycle events. */
+/** How often the event-loop lag histogram (etp_nodejs_eventloop_lag_*) samples the loop's delay. */
+export const EVENT_LOOP_SAMPLE_MS = 100;
+
 export class Metrics {
   readonly registry = new client.Registry();
   readonly httpDuration: client.Histogram<'method' | 'route' | 'status'>;
@@ -35,7 +38,9 @@ export class Metrics {
     private db: Db | null,
     private retention: { activeSeconds: number; keepSeconds: number } = { activeSeconds: 7200, keepSeconds: 172_800 },
   ) {
-    client.collectDefaultMetrics({ register: this.registry, prefix: 'etp_' });
+    // The event-loop lag histogram samples every EVENT_LOOP_SAMPLE_MS (prom-client's default, 10 ms, woke an
+    // idle process 100 times a second for it: the largest part of an idle relay's wake-ups).
+    client.collectDefaultMetrics({ register: this.registry, prefix: 'etp_', eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
     const r = [this.registry];
     this.httpDuration = new client.Histogram({
       name: 'etp_http_request_duration_seconds',

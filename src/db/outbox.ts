@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import type { OutgoingMessage } from '../kafka/producer';
 import { errorText } from './errors';
+import type { RawQuery } from './multi';
 import { dbSettings, dbTime, parseJson } from './knex';
 
 type Q = Knex | Knex.Transaction;
@@ -339,7 +340,7 @@ export function queuedShardsStatement(shards: number[]): { sql: string; values: 
  * Two index dives in one statement. Each names its index: on (published, id) MariaDB would walk other
  * shards' ready rows to find one of these.
  */
-export async function probeOutbox(q: Q, shards: number[] | null): Promise<{ ready: boolean; due: boolean }> {
+export async function probeOutbox(q: Q | RawQuery, shards: number[] | null): Promise<{ ready: boolean; due: boolean }> {
   const inShards = shards ? ' AND shard IN (?)' : '';
   const sql =
     `SELECT EXISTS (SELECT id FROM outbox FORCE INDEX (${shards ? 'idx_outbox_shard_claim' : 'idx_outbox_claim'})` +

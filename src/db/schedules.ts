@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import type { RawQuery } from './multi';
 
 type Q = Knex | Knex.Transaction;
 
@@ -164,7 +165,7 @@ export async function countDue(q: Q): Promise<number> {
  * The earliest pending occurrence: when it fires (so an idle relay sleeps exactly until it, bounded by the
  * poll ceiling) and whether it is due by the database's clock, the one the claim uses.
  */
-export async function nextPending(q: Q): Promise<{ fire_at: Date; due: boolean } | null> {
+export async function nextPending(q: Q | RawQuery): Promise<{ fire_at: Date; due: boolean } | null> {
   const [rows] = (await q.raw(NEXT_PENDING_SQL)) as [Array<{ fire_at: Date; due: number }>];
   return nextPendingOf(rows);
 }

@@ -15,7 +15,7 @@ import {
   type ClaimedOutbox,
 } from '../db/outbox';
 import { leasesOf, LOCK_LEASES_SQL } from '../db/leases';
-import { ScriptTransaction, type MultiPool, type Statement } from '../db/multi';
+import { rawOf, ScriptTransaction, type MultiPool, type Statement } from '../db/multi';
 import type { Lifecycle } from '../events';
 import type { EventProducer } from '../kafka/producer';
 import { coerceError } from '../logger';
@@ -190,7 +190,7 @@ export class PublishLane {
    * `found` says the probe or the claim saw rows.
    */
   async publish(probeAll = false): Promise<{ full: boolean; claimed: number; found: boolean }> {
-    const { db, events, ordering } = this.publisher.deps;
+    const { db, events, ordering, script } = this.publisher.deps;
     let promote = ordering ? this.promotion.due() : this.publisher.promotion.due();
     let probed = false;
     // An idle lane first asks, in one statement without a transaction or a lock, whether anything is ready
@@ -198,7 +198,7 @@ export class PublishLane {
     // claim transaction (lease check + one lookup per shard).
     if (this.idle) {
       const shards = ordering ? (probeAll ? this.relayShards() : this.shards()) : null;
-      const probe = shards?.length === 0 ? { ready: false, due: false } : await probeOutbox(db, shards);
+      const probe = shards?.length === 0 ? { ready: false, due: false } : await probeOutbox(script ? rawOf(script) : db, shards);
       if (!probe.ready && !probe.due) return { full: false, claimed: 0, found: false };
       promote = promote || probe.due;
       probed = true;
@@ -208,7 +208,6 @@ export class PublishLane {
     // connection) they are marked again in a fresh transaction below, rather than left to be re-published
     // as a whole batch of duplicates. Marking a delivered row is always safe: it is on Kafka.
     const delivered: ClaimedOutbox[] = [];
-    const { script } = this.publisher.deps;
     const r = await (script ? this.publishScripted(script, delivered) : db.transaction((trx) => this.publishBatch(trx, delivered))).catch(
       async (e: unknown) => {
         if (delivered.length === 0) throw e;

@@ -15,10 +15,30 @@ import { fireDue, sweep } from './steps';
 import { Tracing } from '../tracing/tracing';
 import { createMultiStatementPool, type MultiPool } from '../db/multi';
 
-type Step = () => Promise<{ full: boolean; nextInMs?: number }>;
+export type Step = () => Promise<{ full: boolean; nextInMs?: number }>;
 
-/** A follower lane's idle ceiling, in idle intervals (SCHEDULER_INTERVAL): 1 s at the default 250 ms. */
-const FOLLOWER_IDLE_FACTOR = 4;
+/**
+ * A follower lane's idle ceiling, in idle intervals (SCHEDULER_INTERVAL): 10 s at the default 250 ms. Lane 0
+ * wakes the followers when it finds work and when one of its steps runs longer than its idle interval
+ * (`watched`), so a follower's own poll is only a safety net.
+ */
+const FOLLOWER_IDLE_FACTOR = 40;
+
+/**
+ * Lane 0's step, which wakes the other lanes of its loop when it runs longer than `afterMs`: lane 0 held up
+ * in a long batch (a slow claim, Kafka slow to acknowledge) then does not hold up their work, and they need
+ * no frequent polls of their own to make sure of it.
+ */
+export function watched(step: Step, afterMs: number, wakeOthers: () => void): Step {
+  return async () => {
+    const timer = setTimeout(wakeOthers, afterMs);
+    try {
+      return await step();
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+}
 
 /**
  * RELAY_FIRE_WINDOW: after a fire batch that was not full, waiting at least the window lets events due
@@ -87,14 +107,18 @@ export class Relay {
       }
     };
     const wakeFireLanes = () => this.fireDelays.forEach((d) => d.wake());
+    // Lane 0 held up: the others poll on their own now (a probe first), not at their idle ceiling.
+    const wakeFireFollowers = () => this.fireDelays.slice(1).forEach((d) => d.wake());
+    const wakePublishFollowers = () => this.publishDelays.slice(1).forEach((d) => d.wake());
+    const publishIdleMs = Math.min(idleMs, config.outboxPollIntervalMs * 4);
     this.loops = [];
     // RELAY_CONCURRENCY lanes of each claim loop: one relay keeps several batches in flight, so the time a
     // batch waits on MySQL or on Kafka's delivery reports is overlapped by the other lanes (the loop is
     // latency-bound, not CPU-bound). Fire lanes claim disjoint rows (SKIP LOCKED); in ordered mode each
     // publish lane takes the held shards with shard % lanes = lane, so a shard is still published by one
     // lane, in id order. After a step that found nothing, a lane's next poll is one probe statement
-    // without a transaction; lane 0 polls at the short intervals and wakes the others when it finds work,
-    // the others poll only at the idle ceiling (docs/decisions/relay-wakeups.md).
+    // without a transaction; lane 0 polls at the short intervals and wakes the others when it finds work or
+    // is held up in a step, the others poll only at the idle ceiling (docs/decisions/relay-wakeups.md).
     for (let lane = 0; lane < config.relayConcurrency; lane++) {
       const fireDelay = new WakeableDelay();
       const publishDelay = new WakeableDelay();
@@ -104,31 +128,36 @@ export class Relay {
       let fireIdle = false;
       this.fireDelays.push(fireDelay);
       this.publishDelays.push(publishDelay);
+      const fire: Step = async () => {
+        const r = await withDbRetry(() => fireDue(db, config, events, direct, this.tracing, { probeFirst: fireIdle, script }));
+        fireIdle = r.claimed === 0;
+        if (r.queued > 0) wakePublishLanes(0); // new outbox rows: publish them now, not at the next poll
+        // Lane 0 wakes the other lanes when it finds more than a batch due, so a steady trickle of fires
+        // does not cost an empty claim per lane.
+        if (r.full) wakeFireLanes();
+        // A follower that found nothing polls at its own ceiling; one that found work, at the idle interval.
+        if (!leader) return { ...r, nextInMs: r.claimed > 0 ? idleMs : undefined };
+        const relays = this.leases?.liveRelays() ?? 1;
+        return { ...r, nextInMs: Math.max(r.nextInMs ?? idleMs, fireWindowMs(config.relayFireWindowMs, relays, Math.random())) };
+      };
+      const publish: Step = async () => {
+        const r = await publishLane.publish(leader);
+        if (leader && r.found) wakePublishLanes(1);
+        // A lane that keeps finding nothing polls less often: OUTBOX_POLL_INTERVAL while rows come, up to
+        // 4× that after quiet polls (scheduled events bypass the outbox, so it is often empty). Any row
+        // resets it. The other lanes, after a claim that found nothing, wait for lane 0 (which wakes them
+        // when it finds rows, or when one of its steps is held up) or their idle ceiling.
+        quietPolls = r.claimed > 0 ? 0 : quietPolls + 1;
+        if (!leader && r.claimed === 0) return { ...r, nextInMs: undefined };
+        return { ...r, nextInMs: config.outboxPollIntervalMs * 2 ** Math.min(quietPolls, 2) };
+      };
       this.loops.push(
-        this.loop(`schedules-${lane}`, fireDelay, leader ? idleMs : followerIdleMs, async () => {
-          const r = await withDbRetry(() => fireDue(db, config, events, direct, this.tracing, { probeFirst: fireIdle, script }));
-          fireIdle = r.claimed === 0;
-          if (r.queued > 0) wakePublishLanes(0); // new outbox rows: publish them now, not at the next poll
-          // Lane 0 wakes the other lanes when it finds more than a batch due, so a steady trickle of fires
-          // does not cost an empty claim per lane.
-          if (r.full) wakeFireLanes();
-          // A follower that found nothing polls at its own ceiling; one that found work, at the idle interval.
-          if (!leader) return { ...r, nextInMs: r.claimed > 0 ? idleMs : undefined };
-          const relays = this.leases?.liveRelays() ?? 1;
-          return { ...r, nextInMs: Math.max(r.nextInMs ?? idleMs, fireWindowMs(config.relayFireWindowMs, relays, Math.random())) };
-        }),
-        this.loop(`outbox-${lane}`, publishDelay, leader ? Math.min(idleMs, config.outboxPollIntervalMs * 4) : followerIdleMs, async () => {
-          const r = await publishLane.publish(leader);
-          if (leader && r.found) wakePublishLanes(1);
-          // A lane that keeps finding nothing polls less often: OUTBOX_POLL_INTERVAL while rows come, up to
-          // 4× that after quiet polls (scheduled events bypass the outbox, so it is often empty). Any row
-          // resets it. The other lanes, after a claim that found nothing, wait for lane 0 or poll on their own
-          // at the idle ceiling, so a lane 0 held up in a long batch (Kafka slow to acknowledge) does not
-          // hold up their claims.
-          quietPolls = r.claimed > 0 ? 0 : quietPolls + 1;
-          if (!leader && r.claimed === 0) return { ...r, nextInMs: undefined };
-          return { ...r, nextInMs: config.outboxPollIntervalMs * 2 ** Math.min(quietPolls, 2) };
-        }),
+        leader
+          ? this.loop(`schedules-${lane}`, fireDelay, idleMs, watched(fire, idleMs, wakeFireFollowers))
+          : this.loop(`schedules-${lane}`, fireDelay, followerIdleMs, fire),
+        leader
+          ? this.loop(`outbox-${lane}`, publishDelay, publishIdleMs, watched(publish, publishIdleMs, wakePublishFollowers))
+          : this.loop(`outbox-${lane}`, publishDelay, followerIdleMs, publish),
       );
     }
     this.loops.push(

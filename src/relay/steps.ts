@@ -30,7 +30,7 @@ import {
 } from '../db/events';
 import { ANY_QUEUED, insertOutboxStatement, outboxShardsOf, queuedShardsOf, queuedShardsStatement, shardsWithBacklog } from '../db/outbox';
 import { isDuplicateKey } from '../db/errors';
-import { ScriptTransaction, type MultiPool, type Statement } from '../db/multi';
+import { rawOf, ScriptTransaction, type MultiPool, type Statement } from '../db/multi';
 import { deleteKeysBefore, IDEMPOTENCY_WINDOW_SECONDS } from '../db/idempotency';
 import { deleteRejectionsBefore } from '../db/webhook-requests';
 import { deleteFireLagsBefore, FIRE_LAG_WINDOW_SECONDS, insertFireLags, insertFireLagsStatement } from '../db/fire-lags';
@@ -70,7 +70,7 @@ export async function fireDue(
   // After a claim that found nothing, one statement without a transaction says whether anything is due
   // (and when the next is): an idle relay costs that, not a claim transaction, per poll.
   if (options.probeFirst) {
-    const next = await nextPending(db);
+    const next = await nextPending(options.script ? rawOf(options.script) : db);
     if (!next?.due) return { full: false, claimed: 0, fired: 0, queued: 0, nextInMs: msUntil(next) };
   }
   // Recorded fire spans (none without an exporter), ended once the transaction is over.

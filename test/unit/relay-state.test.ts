@@ -4,7 +4,7 @@ import { Lifecycle } from '../../src/events';
 import type { OutgoingMessage } from '../../src/kafka/producer';
 import { DirectFire } from '../../src/relay/direct-fire';
 import { BatchBackoff, OutboxPublisher, ShardBackoff, Throttle } from '../../src/relay/publisher';
-import { fireWindowMs } from '../../src/relay/relay';
+import { fireWindowMs, watched } from '../../src/relay/relay';
 import { createDb, dbSettings, type Db } from '../../src/db/knex';
 import { outboxShardsOf, shardOf } from '../../src/db/outbox';
 
@@ -227,5 +227,50 @@ describe('the fire window', () => {
     const draws = Array.from({ length: 1000 }, (_, i) => (i + 0.5) / 1000);
     const mean = draws.reduce((a, r) => a + fireWindowMs(10, 4, r), 0) / draws.length;
     expect(mean / 4).to.be.closeTo(10, 1e-9);
+  });
+});
+
+describe("lane 0's watched step", () => {
+  /** A step the test finishes by hand, and a count of the wake-ups of the other lanes. */
+  function heldStep() {
+    let finish: () => void = () => undefined;
+    const step = () => new Promise<{ full: boolean }>((resolve) => (finish = () => resolve({ full: false })));
+    return { step, finish: () => finish() };
+  }
+
+  it('wakes the other lanes when the step runs longer than its idle interval, once, and passes its answer on', async () => {
+    const held = heldStep();
+    let wakes = 0;
+    const run = watched(held.step, 20, () => wakes++)();
+    const t0 = Date.now();
+    while (wakes === 0 && Date.now() - t0 < 2000) await new Promise((r) => setTimeout(r, 5));
+    expect(wakes).to.equal(1);
+    expect(Date.now() - t0).to.be.at.least(15);
+    held.finish();
+    expect(await run).to.deep.equal({ full: false });
+    await new Promise((r) => setTimeout(r, 40));
+    expect(wakes).to.equal(1);
+  });
+
+  it('leaves them asleep when the step ends in time, or fails in time', async () => {
+    let wakes = 0;
+    expect(
+      await watched(
+        () => Promise.resolve({ full: true }),
+        30,
+        () => wakes++,
+      )(),
+    ).to.deep.equal({ full: true });
+    const failing = watched(
+      () => Promise.reject(new Error('deadlock')),
+      30,
+      () => wakes++,
+    );
+    await failing().then(
+      () => expect.fail('the step failed'),
+      (e: Error) => expect(e.message).to.equal('deadlock'),
+    );
+    await new Promise((r) => setTimeout(r, 60));
+    expect(wakes).to.equal(0);
   });
 });
