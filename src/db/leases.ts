@@ -5,6 +5,7 @@
  * agree on who holds what.
  */
 import type { Knex } from 'knex';
+import type { Statement } from './multi';
 
 type Q = Knex | Knex.Transaction;
 
@@ -16,37 +17,53 @@ export async function ensureLeaseRows(q: Q, shards: number): Promise<void> {
   await q.raw(sql, rows.flat());
 }
 
-/** Records that `relayId` is alive now. */
-export async function heartbeat(q: Q, relayId: string): Promise<void> {
-  await q.raw(
-    'INSERT INTO relay_heartbeats (relay_id, seen_at) VALUES (?, UTC_TIMESTAMP(3)) ON DUPLICATE KEY UPDATE seen_at = VALUES(seen_at)',
-    [relayId],
-  );
+/**
+ * A relay's regular lease refresh, in this order: its heartbeat; the relays seen within `leaseMs`; its
+ * unexpired leases extended by `leaseMs` from now; the shards below `shards` it holds afterwards, with each
+ * lease's fencing token; relays not seen for an hour forgotten (any relay may do it, a hundred at a time).
+ * Each statement stands alone (no transaction), so they can go in one round trip (refreshOf reads the answers).
+ */
+export function refreshStatements(relayId: string, leaseMs: number, shards: number): Statement[] {
+  return [
+    {
+      sql: 'INSERT INTO relay_heartbeats (relay_id, seen_at) VALUES (?, UTC_TIMESTAMP(3)) ON DUPLICATE KEY UPDATE seen_at = VALUES(seen_at)',
+      values: [relayId],
+    },
+    {
+      sql: 'SELECT COUNT(*) AS n FROM relay_heartbeats WHERE seen_at > UTC_TIMESTAMP(3) - INTERVAL ? MICROSECOND',
+      values: [leaseMs * 1000],
+    },
+    {
+      sql: 'UPDATE relay_leases SET expires_at = UTC_TIMESTAMP(3) + INTERVAL ? MICROSECOND WHERE owner = ? AND expires_at > UTC_TIMESTAMP(3)',
+      values: [leaseMs * 1000, relayId],
+    },
+    heldLeasesStatement(relayId, shards),
+    { sql: 'DELETE FROM relay_heartbeats WHERE seen_at < UTC_TIMESTAMP(3) - INTERVAL 1 HOUR LIMIT 100', values: [] },
+  ];
 }
 
-/** Relays seen within `withinMs` (at least 1: the caller is one). */
-export async function countLiveRelays(q: Q, withinMs: number): Promise<number> {
-  const [rows] = (await q.raw('SELECT COUNT(*) AS n FROM relay_heartbeats WHERE seen_at > UTC_TIMESTAMP(3) - INTERVAL ? MICROSECOND', [
-    withinMs * 1000,
-  ])) as [Array<{ n: number }>];
-  return Math.max(1, Number(rows[0]?.n ?? 1));
-}
-
-/** Extends every unexpired lease `relayId` holds by `leaseMs` from now. */
-export async function renewLeases(q: Q, relayId: string, leaseMs: number): Promise<void> {
-  await q.raw(
-    'UPDATE relay_leases SET expires_at = UTC_TIMESTAMP(3) + INTERVAL ? MICROSECOND WHERE owner = ? AND expires_at > UTC_TIMESTAMP(3)',
-    [leaseMs * 1000, relayId],
-  );
+/** The answers of refreshStatements: live relays (at least 1: the caller is one), and shard → fencing token held. */
+export function refreshOf(results: unknown[]): { live: number; held: Map<number, number> } {
+  const count = results[1] as Array<{ n: number }>;
+  return { live: Math.max(1, Number(count[0]?.n ?? 1)), held: heldOf(results[3] as unknown[]) };
 }
 
 /** The shards below `shards` that `relayId` holds now, with the fencing token of each lease. */
 export async function heldLeases(q: Q, relayId: string, shards: number): Promise<Map<number, number>> {
-  const [rows] = (await q.raw('SELECT shard, token FROM relay_leases WHERE owner = ? AND expires_at > UTC_TIMESTAMP(3) AND shard < ?', [
-    relayId,
-    shards,
-  ])) as [Array<{ shard: number; token: number }>];
-  return new Map(rows.map((r) => [Number(r.shard), Number(r.token)]));
+  const { sql, values } = heldLeasesStatement(relayId, shards);
+  const [rows] = (await q.raw(sql, values as Knex.RawBinding[])) as [unknown[]];
+  return heldOf(rows);
+}
+
+function heldLeasesStatement(relayId: string, shards: number): Statement {
+  return {
+    sql: 'SELECT shard, token FROM relay_leases WHERE owner = ? AND expires_at > UTC_TIMESTAMP(3) AND shard < ?',
+    values: [relayId, shards],
+  };
+}
+
+function heldOf(rows: unknown[]): Map<number, number> {
+  return new Map((rows as Array<{ shard: number; token: number }>).map((r) => [Number(r.shard), Number(r.token)]));
 }
 
 /**
@@ -75,11 +92,6 @@ export async function takeFreeLeases(q: Q, relayId: string, leaseMs: number, sha
       ORDER BY shard LIMIT ?`,
     [relayId, leaseMs * 1000, shards, count],
   );
-}
-
-/** Forgets relays not seen for an hour (any relay may do it; a hundred at a time). */
-export async function deleteStaleHeartbeats(q: Q): Promise<void> {
-  await q.raw('DELETE FROM relay_heartbeats WHERE seen_at < UTC_TIMESTAMP(3) - INTERVAL 1 HOUR LIMIT 100');
 }
 
 export async function deleteHeartbeat(q: Q, relayId: string): Promise<void> {

@@ -61,6 +61,27 @@ export interface Statement {
   values: readonly unknown[];
 }
 
+/** `statements` as one multi-statement query on `on` (a pool or one of its connections): one answer each, in order. */
+async function queryScript(on: mysql.Pool | mysql.PoolConnection, statements: Statement[]): Promise<unknown[]> {
+  const [results] = (await on.query(
+    statements.map((s) => s.sql).join(';\n'),
+    statements.flatMap((s) => s.values) as Knex.RawBinding[],
+  )) as unknown as [unknown];
+  // mysql2 nests the results only when there is more than one statement.
+  return statements.length === 1 ? [results] : (results as unknown[]);
+}
+
+/**
+ * Statements that each stand alone (no transaction between them), sent in one round trip on `pool`, or one
+ * at a time through `q` (knex) without a pool: one answer per statement either way, in order.
+ */
+export async function sendStatements(pool: MultiPool | null, q: RawQuery, statements: Statement[]): Promise<unknown[]> {
+  if (pool) return queryScript(pool, statements);
+  const results: unknown[] = [];
+  for (const s of statements) results.push(((await q.raw(s.sql, s.values)) as [unknown])[0]);
+  return results;
+}
+
 /**
  * A transaction on one connection of a MultiPool whose statements go in batches: each `send` is one round
  * trip, and its answer holds one result per statement (rows for a SELECT, a header with affectedRows for the
@@ -84,12 +105,7 @@ export class ScriptTransaction {
   /** One round trip: the statements' results, in order. */
   async send(statements: Statement[]): Promise<unknown[]> {
     try {
-      const [results] = (await this.conn.query(
-        statements.map((s) => s.sql).join(';\n'),
-        statements.flatMap((s) => s.values) as Knex.RawBinding[],
-      )) as unknown as [unknown];
-      // mysql2 nests the results only when there is more than one statement.
-      return statements.length === 1 ? [results] : (results as unknown[]);
+      return await queryScript(this.conn, statements);
     } catch (e) {
       await this.rollback();
       throw e;

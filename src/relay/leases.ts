@@ -2,17 +2,16 @@ import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
 import type { Db } from '../db/knex';
 import {
-  countLiveRelays,
   deleteHeartbeat,
-  deleteStaleHeartbeats,
   ensureLeaseRows,
-  heartbeat,
   heldLeases,
   lockLeases,
+  refreshOf,
+  refreshStatements,
   releaseLeases,
-  renewLeases,
   takeFreeLeases,
 } from '../db/leases';
+import { sendStatements, type MultiPool } from '../db/multi';
 
 /**
  * Shard leases for ordered publishing. Each relay:
@@ -31,10 +30,12 @@ export class ShardLeases {
   /** Relays seen alive at the last refresh (this one included; 1 before the first). */
   private live = 1;
 
+  /** `script`: the relay's multi-statement pool, on which a refresh is one round trip (statement by statement through knex without it). */
   constructor(
     private readonly db: Db,
     private readonly shardCount: number,
     private readonly leaseMs: number,
+    private readonly script: MultiPool | null = null,
   ) {}
 
   /** How many relays were alive at the last refresh, this one included. */
@@ -54,13 +55,12 @@ export class ShardLeases {
   /** Heartbeat, renew, rebalance. Returns the shards held afterwards. */
   async refresh(): Promise<number[]> {
     const { db, relayId, leaseMs, shardCount } = this;
-    await heartbeat(db, relayId);
-    this.live = Math.max(1, await countLiveRelays(db, leaseMs));
+    // Heartbeat, count the live relays, renew everything we still hold, read what we hold (the database's
+    // word is the truth from here on), forget relays gone for an hour: one round trip on the pool.
+    const { live, held } = refreshOf(await sendStatements(this.script, db, refreshStatements(relayId, leaseMs, shardCount)));
+    this.live = live;
+    this.held = held;
     const fair = Math.ceil(shardCount / this.live);
-
-    // Renew everything we still hold; what the database says we hold is the truth from here on.
-    await renewLeases(db, relayId, leaseMs);
-    this.held = await heldLeases(db, relayId, shardCount);
 
     // Above the fair share (a relay joined): hand the extra shards over.
     if (this.held.size > fair) {
@@ -73,8 +73,6 @@ export class ShardLeases {
       await takeFreeLeases(db, relayId, leaseMs, shardCount, fair - this.held.size);
       this.held = await heldLeases(db, relayId, shardCount);
     }
-    // Forget dead relays' heartbeats now and then (any relay may do it).
-    await deleteStaleHeartbeats(db);
     return this.owned();
   }
 

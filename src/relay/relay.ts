@@ -86,8 +86,10 @@ export class Relay {
     // Lanes other than 0 poll on their own only this seldom while they find nothing: lane 0 wakes them when
     // it finds work (docs/decisions/relay-wakeups.md).
     const followerIdleMs = idleMs * FOLLOWER_IDLE_FACTOR;
+    // One connection per fire lane and per publish lane, and one for the lease refresh.
+    const script = (this.script = createMultiStatementPool(config.databaseUrl, 2 * config.relayConcurrency + 1));
     if (config.outboxOrdering) {
-      const leases = new ShardLeases(db, config.outboxShards, config.relayLeaseMs);
+      const leases = new ShardLeases(db, config.outboxShards, config.relayLeaseMs, script);
       await withDbRetry(() => leases.init());
       await withDbRetry(() => ensureShardFences(db, config.outboxShards));
       await withDbRetry(() => leases.refresh());
@@ -95,8 +97,6 @@ export class Relay {
     }
     const ordering: Ordering | undefined = this.leases && { leases: this.leases, backoff: new ShardBackoff() };
     const direct = config.relayFireMode === 'direct' ? new DirectFire(producer, config) : null;
-    // One connection per fire lane and per publish lane.
-    const script = (this.script = createMultiStatementPool(config.databaseUrl, 2 * config.relayConcurrency));
     const publisher = new OutboxPublisher({ db, producer, config, events, ordering, script });
     const publishLanes = Array.from({ length: config.relayConcurrency }, (_, lane) => publisher.lane(lane, config.relayConcurrency));
     // Publish lanes from `from` on: claim at once (no probe first), now rather than at their next poll.

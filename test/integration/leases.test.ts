@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { createTestEnv, type TestEnv } from '../helpers/env';
 import { ShardLeases } from '../../src/relay/leases';
 import { inShortLockWaitTransaction } from '../helpers/lock-wait';
+import { createMultiStatementPool } from '../../src/db/multi';
 
 /** The lease check inside a claim transaction: lanes do not wait for each other, a takeover waits for the claim. */
 describe('shard lease checks in claim transactions', function () {
@@ -68,6 +69,34 @@ describe('shard lease checks in claim transactions', function () {
       expect(await leases.verify(again, [stale, fresh])).to.deep.equal([stale, fresh]);
     } finally {
       await again.rollback();
+    }
+  });
+
+  it('shares the shards with a relay that joins and refreshes in one round trip, each holding its half, none twice', async () => {
+    // The second relay refreshes as a running relay does, on its multi-statement pool; this one through knex.
+    const pool = createMultiStatementPool(t.config.databaseUrl, 1);
+    let poolQueries = 0;
+    const query = pool.query.bind(pool);
+    pool.query = ((...a: Parameters<typeof query>) => (poolQueries++, query(...a))) as typeof pool.query;
+    const joiner = new ShardLeases(t.db, t.config.outboxShards, 30_000, pool);
+    try {
+      // It sees two live relays (itself and this one) and takes its fair share of what is free: none yet.
+      expect(await joiner.refresh()).to.deep.equal([]);
+      expect(joiner.liveRelays()).to.equal(2);
+      // Heartbeat, count, renew, read and clean-up went as one query on the pool.
+      expect(poolQueries).to.equal(1);
+      // This relay hands half back; the joiner takes it.
+      const kept = await leases.refresh();
+      expect(kept).to.have.length(Math.ceil(t.config.outboxShards / 2));
+      const taken = await joiner.refresh();
+      expect(taken).to.have.length(t.config.outboxShards - kept.length);
+      expect(taken.filter((s) => kept.includes(s))).to.deep.equal([]);
+    } finally {
+      await joiner.release();
+      await pool.end();
+      // Back to one relay holding everything, for the tests after this one.
+      await t.db.raw('DELETE FROM relay_heartbeats WHERE relay_id = ?', [joiner.relayId]);
+      expect(await leases.refresh()).to.have.length(t.config.outboxShards);
     }
   });
 });
