@@ -6,10 +6,10 @@ import { retentionWindow, statsFrom } from './db/events';
 import { countDue } from './db/schedules';
 import type { Lifecycle } from './events';
 
-/** Every metric of the platform, on one registry per process; roles subscribe them to lifecycle events. */
 /** How often the event-loop lag histogram (etp_nodejs_eventloop_lag_*) samples the loop's delay. */
 export const EVENT_LOOP_SAMPLE_MS = 100;
 
+/** Every metric of the platform, on one registry per process; roles subscribe them to lifecycle events. */
 export class Metrics {
   readonly registry = new client.Registry();
   readonly httpDuration: client.Histogram<'method' | 'route' | 'status'>;
