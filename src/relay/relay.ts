@@ -84,7 +84,7 @@ export class Relay {
     const { db, producer, config, events } = this.deps;
     const idleMs = config.schedulerIntervalMs;
     // Lanes other than 0 poll on their own only this seldom while they find nothing: lane 0 wakes them when
-    // it finds work (docs/decisions/relay-wakeups.md).
+    // it finds work or is held up in a step (docs/decisions/relay-wakeups.md).
     const followerIdleMs = idleMs * FOLLOWER_IDLE_FACTOR;
     // One connection per fire lane and per publish lane, and one for the lease refresh.
     const script = (this.script = createMultiStatementPool(config.databaseUrl, 2 * config.relayConcurrency + 1));
@@ -152,12 +152,18 @@ export class Relay {
         return { ...r, nextInMs: config.outboxPollIntervalMs * 2 ** Math.min(quietPolls, 2) };
       };
       this.loops.push(
-        leader
-          ? this.loop(`schedules-${lane}`, fireDelay, idleMs, watched(fire, idleMs, wakeFireFollowers))
-          : this.loop(`schedules-${lane}`, fireDelay, followerIdleMs, fire),
-        leader
-          ? this.loop(`outbox-${lane}`, publishDelay, publishIdleMs, watched(publish, publishIdleMs, wakePublishFollowers))
-          : this.loop(`outbox-${lane}`, publishDelay, followerIdleMs, publish),
+        this.loop(
+          `schedules-${lane}`,
+          fireDelay,
+          leader ? idleMs : followerIdleMs,
+          leader ? watched(fire, idleMs, wakeFireFollowers) : fire,
+        ),
+        this.loop(
+          `outbox-${lane}`,
+          publishDelay,
+          leader ? publishIdleMs : followerIdleMs,
+          leader ? watched(publish, publishIdleMs, wakePublishFollowers) : publish,
+        ),
       );
     }
     this.loops.push(
