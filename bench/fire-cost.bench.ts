@@ -5,15 +5,15 @@
  *
  * Fills N time triggers due at once (full 50,000, quick 10,000) and fires them in batches of the relay's
  * size on one connection, with the relay's own statements (the claim, the triggers' read, the counted event
- * insert and its rollups, the schedule rows' mark), one statement per round trip. Around each statement it
+ * insert and its rollups, the fired schedule rows deleted and the batch's fire lags), one statement per round trip. Around each statement it
  * reads the database server's CPU time from /proc (every thread's schedstat, in nanoseconds), so each phase
  * gets the server's CPU per fired event. Background threads (purge, page flushing) count in the phase they
  * run during: compare runs of one bench, and rounds against each other for the spread.
  *
- * It also measures, in the same run and alternating with the product's statements, how the schedule rows
- * were handled before: each fired row marked completed (its entry in idx_schedules_claim moved, the row
- * rewritten) and kept until the sweep deleted it after the retention window, where the product now deletes
- * it and writes the batch's fire lags as one row of fire_lags.
+ * It also measures, in the same run and alternating with the product's statements, how these one-shot
+ * triggers were counted before: per trigger as well, a trigger_event_counts row for each event (a new
+ * (trigger, minute) key every time), where the product now leaves one-shot triggers out of the per-trigger
+ * rollup (countedPerTrigger) and counts their few events from their rows when asked.
  *
  * The server must run on this machine (its pid file is read). Results: bench/results/<date>-fire-cost.json.
  */
@@ -36,14 +36,19 @@ const BATCH = intArg(args, 'batch', 500);
 
 const PHASES = ['claim', 'triggers', 'event_logs', 'event_counts', 'trigger_event_counts', 'schedule rows', 'begin + commit'] as const;
 type Phase = (typeof PHASES)[number];
-const VARIANTS = ['deleted (the product)', 'marked (before)'] as const;
+const PRODUCT = 'one-shot, not counted per trigger (the product)';
+const BEFORE = 'counted per trigger (before)';
+const VARIANTS = [PRODUCT, BEFORE] as const;
 type Variant = (typeof VARIANTS)[number];
 
 const live = new Live();
 
-/** How a fired schedule row was marked before the fire batch deleted it. */
-const MARK_COMPLETED =
-  "UPDATE trigger_schedules SET status = 'completed', updated_at = ?, last_attempt_at = ?, attempt_count = attempt_count + 1 WHERE id IN (?)";
+/** The phase of one of insertCountedEventsStatements' statements, by the table it writes. */
+function countedPhase(sql: string): Phase {
+  if (sql.startsWith('INSERT INTO trigger_event_counts')) return 'trigger_event_counts';
+  if (sql.startsWith('INSERT INTO event_counts')) return 'event_counts';
+  return 'event_logs'; // the INSERT, and the session flag set before it and cleared after
+}
 
 /** The server's CPU time so far, in ns: the sum of its threads' run time (/proc/<pid>/task/<tid>/schedstat). */
 function serverNs(pid: number): number {
@@ -100,24 +105,17 @@ async function fireAll(q: Query, pid: number, variant: Variant): Promise<{ ns: R
         trace_parent: `00-${randomBytes(16).toString('hex')}-${randomBytes(8).toString('hex')}-01`,
       };
     });
-    const [setCounted, insert, eventCounts, triggerCounts, clearCounted] = insertCountedEventsStatements(events, now);
-    await step('event_logs', setCounted!.sql, setCounted!.values);
-    await step('event_logs', insert!.sql, insert!.values);
-    await step('event_counts', eventCounts!.sql, eventCounts!.values);
-    await step('trigger_event_counts', triggerCounts!.sql, triggerCounts!.values);
-    await step('event_logs', clearCounted!.sql, clearCounted!.values);
-    const ids = due.map((d) => d.id);
-    if (variant === 'deleted (the product)') {
-      const del = deleteFiredStatement(ids);
-      await step('schedule rows', del.sql, del.values as unknown[]);
-      const lags = insertFireLagsStatement(
-        due.map((d) => Math.max(0, now.getTime() - d.fire_at.getTime())),
-        now,
-      );
-      await step('schedule rows', lags.sql, lags.values as unknown[]);
-    } else {
-      await step('schedule rows', MARK_COMPLETED, [now, now, ids]);
-    }
+    // Before: the same batch counted per trigger, as a recurring trigger's events are (its rows then say
+    // cron_scheduled, which costs the insert the same).
+    const counted = variant === PRODUCT ? events : events.map((ev) => ({ ...ev, trigger_type: 'cron_scheduled' as const }));
+    for (const st of insertCountedEventsStatements(counted, now)) await step(countedPhase(st.sql), st.sql, st.values);
+    const del = deleteFiredStatement(due.map((d) => d.id));
+    await step('schedule rows', del.sql, del.values as unknown[]);
+    const lags = insertFireLagsStatement(
+      due.map((d) => Math.max(0, now.getTime() - d.fire_at.getTime())),
+      now,
+    );
+    await step('schedule rows', lags.sql, lags.values as unknown[]);
     await step('begin + commit', 'COMMIT');
     fired += events.length;
   }
@@ -154,7 +152,7 @@ async function main(): Promise<void> {
           const usPerEvent = Object.fromEntries(PHASES.map((p) => [p, round(ns[p] / fired / 1000, 2)])) as Record<Phase, number>;
           const total = round(PHASES.reduce((a, p) => a + ns[p], 0) / fired / 1000, 1);
           runs.push({ variant, round: r, fired, usPerEvent, total });
-          log(`  round ${r}, schedule rows ${variant}: ${total} µs of server CPU per fired event`);
+          log(`  round ${r}, ${variant}: ${total} µs of server CPU per fired event`);
         }
       }
     } finally {
@@ -190,19 +188,15 @@ async function main(): Promise<void> {
       ),
     ]);
     process.stdout.write(`\nServer CPU µs per fired event, by phase (mean of ${ROUNDS} rounds; whole batch: mean (min–max))\n`);
-    process.stdout.write(`${table(['phase', 'schedule rows deleted + fire lags (the product)', 'marked (before)'], rows)}\n`);
-    const product = 'deleted (the product)';
-    const before = 'marked (before)';
-    const rowsRatio = mean(product, (x) => x.usPerEvent['schedule rows']) / mean(before, (x) => x.usPerEvent['schedule rows']);
-    const totalRatio = mean(product, (x) => x.total) / mean(before, (x) => x.total);
-    log(`schedule rows, the product ÷ before: ${round(rowsRatio, 2)}×`);
+    process.stdout.write(`${table(['phase', PRODUCT, BEFORE], rows)}\n`);
+    const totalRatio = mean(PRODUCT, (x) => x.total) / mean(BEFORE, (x) => x.total);
     log(`whole batch, the product ÷ before: ${round(totalRatio, 2)}×`);
     writeResults(QUICK ? 'fire-cost-quick' : 'fire-cost', {
       events: EVENTS,
       batch: BATCH,
       rounds: ROUNDS,
       runs,
-      ratio: { scheduleRows: rowsRatio, total: totalRatio },
+      ratio: { total: totalRatio },
     });
   } finally {
     live.envs.delete(e);

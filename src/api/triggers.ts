@@ -216,7 +216,7 @@ export function triggerRoutes(deps: { db: Db; config: Config; caches: WebhookCac
     const w = windowOf(config, now);
     // Events past the retention window are gone even before the sweep deletes their rows.
     const since = new Date(Math.max(now.getTime() - windowHours * 3600_000, w.keepFrom.getTime()));
-    const s = await boundedRead(db, res, (q) => triggerStats(q, t.id, since, w, config.readTimeoutMs));
+    const s = await boundedRead(db, res, (q) => triggerStats(q, t, since, w, config.readTimeoutMs));
     res.json({
       trigger_id: t.id,
       window_hours: windowHours,

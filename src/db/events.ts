@@ -101,6 +101,16 @@ export function insertEventsStatement(rows: EventInsert[], now: Date): { sql: st
  * one script of a transaction: if any fails, the rest do not run and the transaction is rolled back, and
  * ScriptTransaction's rollback clears the variable too.
  */
+/**
+ * Whether a trigger of this type is counted per trigger in trigger_event_counts (and trigger_event_hours). A
+ * one-shot trigger (time_scheduled) is not (migration 20261206000001_one_shot_counts.ts): it fires once, so its
+ * events are a few index entries to count, and a rollup row per event cost more than it saved. Its stats and
+ * its list's totals are counted from its rows; event_counts, the platform's totals, counts every event.
+ */
+export function countedPerTrigger(type: TriggerType): boolean {
+  return type !== 'time_scheduled';
+}
+
 export function insertCountedEventsStatements(rows: EventInsert[], now: Date): Array<{ sql: string; values: unknown[] }> {
   if (rows.length === 0) return [];
   // Keyed by the minute's instant; each minute is formatted once (a batch fired at one `now` has one).
@@ -112,7 +122,7 @@ export function insertCountedEventsStatements(rows: EventInsert[], now: Date): A
     let minute = minutes.get(at);
     if (minute === undefined) minutes.set(at, (minute = dbTime(new Date(at))));
     byMinute.set(minute, (byMinute.get(minute) ?? 0) + 1);
-    if (e.trigger_id === null) continue;
+    if (e.trigger_id === null || !countedPerTrigger(e.trigger_type)) continue;
     const key = `${e.trigger_id} ${minute} ${e.source}`;
     const c = byTrigger.get(key);
     if (c) c.n++;
@@ -385,7 +395,9 @@ export async function listEvents(
   // leave the next one queued behind it.
   const rows = (await mergedRanges(q, parts, 'desc', limit, page.offset, timeoutMs)).map(fromDb);
   const span = rollupSpan(f);
-  if (span) return { rows, total: await totalFromRollups(q, f, span, range, timeoutMs) };
+  if (span && (span.trigger_id === undefined || (await countedTrigger(q, span.trigger_id, timeoutMs)))) {
+    return { rows, total: await totalFromRollups(q, f, span, range, timeoutMs) };
+  }
   // Any other filter: the same index ranges counted, stopping after COUNT_CAP + 1 entries (each).
   const counted = triggerRanges(f).map((rf) =>
     range(rf)
@@ -393,6 +405,20 @@ export async function listEvents(
       .limit(COUNT_CAP + 1),
   );
   return { rows, total: await cappedCount(q, counted, timeoutMs) };
+}
+
+/**
+ * Whether a trigger's events are in the per-trigger rollups (countedPerTrigger of its type), read from its
+ * newest entry on idx_events_trigger_status_fired: a trigger's type never changes, and the events of a deleted
+ * trigger keep it. A trigger without events has nothing to count either way.
+ */
+async function countedTrigger(q: Q, triggerId: string, timeoutMs: number): Promise<boolean> {
+  const [row] = (await q(q.raw('?? FORCE INDEX (??)', ['event_logs', 'idx_events_trigger_status_fired']))
+    .select('trigger_type')
+    .where('trigger_id', triggerId)
+    .limit(1)
+    .timeout(timeoutMs, { cancel: true })) as Array<{ trigger_type: TriggerType }>;
+  return row ? countedPerTrigger(row.trigger_type) : true;
 }
 
 /** COUNT(*) over the parts' rows (each part limited by the caller), at most COUNT_CAP + 1. */
@@ -552,12 +578,37 @@ function edgeMinutes(since: Date, w: RetentionWindow): Date[] {
  * minutes the window's start and the active/archived boundary cut, from the trigger's own rows on
  * idx_events_trigger_status_fired (one range per status and minute); and the trigger's pending events
  * (not yet on Kafka: few) on the same index. Published is what is left. The figures are exact, and the read
- * grows with the window's hours and its last few hours' minutes, not with its events.
+ * grows with the window's hours and its last few hours' minutes, not with its events. A trigger the rollups do
+ * not count (countedPerTrigger: a one-shot trigger) is counted from its rows alone.
  */
-export async function triggerStats(q: Q, triggerId: string, since: Date, w: RetentionWindow, timeoutMs: number): Promise<TriggerStats> {
+export async function triggerStats(
+  q: Q,
+  trigger: { id: string; type: TriggerType },
+  since: Date,
+  w: RetentionWindow,
+  timeoutMs: number,
+): Promise<TriggerStats> {
   const from = statsFrom(since, w);
-  const parts = await triggerStatsParts(q, triggerId, from, w, timeoutMs);
-  return foldTriggerStats(from, parts, await lastFiredSince(q, triggerId, from, timeoutMs));
+  const parts = countedPerTrigger(trigger.type)
+    ? await triggerStatsParts(q, trigger.id, from, w, timeoutMs)
+    : { rollup: [], pending: [], exact: await rowCounts(q, trigger.id, from, w, timeoutMs) };
+  return foldTriggerStats(from, parts, await lastFiredSince(q, trigger.id, from, timeoutMs));
+}
+
+/**
+ * A trigger's events from `since` by retention state, source and status, counted from its rows on
+ * idx_events_trigger_status_fired (one range per status): the stats of a trigger the rollups do not count (a
+ * one-shot trigger: its occurrence, its test runs and its replays).
+ */
+function rowCounts(q: Q, triggerId: string, since: Date, w: RetentionWindow, timeoutMs: number): Promise<StatsParts['exact']> {
+  return q(q.raw('?? FORCE INDEX (??)', ['event_logs', 'idx_events_trigger_status_fired']))
+    .select(q.raw('fired_at >= ? AS active', [w.activeFrom]), 'source', 'execution_status')
+    .count({ n: '*' })
+    .where('trigger_id', triggerId)
+    .whereIn('execution_status', EXECUTION_STATUSES)
+    .andWhere('fired_at', '>=', since)
+    .groupBy('active', 'source', 'execution_status')
+    .timeout(timeoutMs, { cancel: true }) as unknown as Promise<StatsParts['exact']>;
 }
 
 type StatsPart = { active: number; source: string; n: number };

@@ -607,7 +607,7 @@ describe('event log API', () => {
         // The active boundary cuts a minute, which the stats read from the rows (`since` is in folded hours:
         // the window starts at the next whole hour, which cuts nothing).
         const w = windowOf(t.config, new Date(Date.now() - 30_000));
-        stats = await triggerStats(t.db, busy, new Date(Date.now() - 40 * 3600_000 + 30_000), w, 10_000);
+        stats = await triggerStats(t.db, { id: busy, type: 'webhook' }, new Date(Date.now() - 40 * 3600_000 + 30_000), w, 10_000);
         await webhookCalls(t.db, busy, w.keepFrom, 20, 10_000);
         await eventsToReplay(t.db, { keepFrom: w.keepFrom, trigger_id: busy }, new Date(), null, 20);
       } finally {
