@@ -94,14 +94,6 @@ export function insertEventsStatement(rows: EventInsert[], now: Date): { sql: st
 }
 
 /**
- * insertEventsStatement with the rollups counted by the batch instead of row by row: the session tells the
- * event_logs insert trigger to stand aside (@etp_events_counted, migration 20261205000002), the INSERT
- * runs, one grouped upsert per rollup adds the batch's 'fired' counts, and the variable is cleared. The
- * rows are new (pending or published), so 'fired' is the only count they move. The statements belong in
- * one script of a transaction: if any fails, the rest do not run and the transaction is rolled back, and
- * ScriptTransaction's rollback clears the variable too.
- */
-/**
  * Whether a trigger of this type is counted per trigger in trigger_event_counts (and trigger_event_hours). A
  * one-shot trigger (time_scheduled) is not (migration 20261206000001_one_shot_counts.ts): it fires once, so its
  * events are a few index entries to count, and a rollup row per event cost more than it saved. Its stats and
@@ -111,6 +103,14 @@ export function countedPerTrigger(type: TriggerType): boolean {
   return type !== 'time_scheduled';
 }
 
+/**
+ * insertEventsStatement with the rollups counted by the batch instead of row by row: the session tells the
+ * event_logs insert trigger to stand aside (@etp_events_counted, migration 20261205000002), the INSERT
+ * runs, one grouped upsert per rollup adds the batch's 'fired' counts, and the variable is cleared. The
+ * rows are new (pending or published), so 'fired' is the only count they move. The statements belong in
+ * one script of a transaction: if any fails, the rest do not run and the transaction is rolled back, and
+ * ScriptTransaction's rollback clears the variable too.
+ */
 export function insertCountedEventsStatements(rows: EventInsert[], now: Date): Array<{ sql: string; values: unknown[] }> {
   if (rows.length === 0) return [];
   // Keyed by the minute's instant; each minute is formatted once (a batch fired at one `now` has one).
@@ -408,9 +408,9 @@ export async function listEvents(
 }
 
 /**
- * Whether a trigger's events are in the per-trigger rollups (countedPerTrigger of its type), read from its
- * newest entry on idx_events_trigger_status_fired: a trigger's type never changes, and the events of a deleted
- * trigger keep it. A trigger without events has nothing to count either way.
+ * Whether a trigger's events are in the per-trigger rollups (countedPerTrigger of its type), read from one of
+ * its events (the first entry of its range of idx_events_trigger_status_fired): a trigger's type never changes,
+ * and the events of a deleted trigger keep it. A trigger without events has nothing to count either way.
  */
 async function countedTrigger(q: Q, triggerId: string, timeoutMs: number): Promise<boolean> {
   const [row] = (await q(q.raw('?? FORCE INDEX (??)', ['event_logs', 'idx_events_trigger_status_fired']))
