@@ -395,7 +395,7 @@ export async function listEvents(
   // leave the next one queued behind it.
   const rows = (await mergedRanges(q, parts, 'desc', limit, page.offset, timeoutMs)).map(fromDb);
   const span = rollupSpan(f);
-  if (span && (span.trigger_id === undefined || (await countedTrigger(q, span.trigger_id, timeoutMs)))) {
+  if (span && (span.trigger_id === undefined || (await countedTrigger(q, span.trigger_id, rows, timeoutMs)))) {
     return { rows, total: await totalFromRollups(q, f, span, range, timeoutMs) };
   }
   // Any other filter: the same index ranges counted, stopping after COUNT_CAP + 1 entries (each).
@@ -408,11 +408,13 @@ export async function listEvents(
 }
 
 /**
- * Whether a trigger's events are in the per-trigger rollups (countedPerTrigger of its type), read from one of
- * its events (the first entry of its range of idx_events_trigger_status_fired): a trigger's type never changes,
- * and the events of a deleted trigger keep it. A trigger without events has nothing to count either way.
+ * Whether a trigger's events are in the per-trigger rollups (countedPerTrigger of its type), from one of its
+ * events: a trigger's type never changes, and the events of a deleted trigger keep it. The page just read holds
+ * some when it is not empty; else the first entry of the trigger's range of idx_events_trigger_status_fired is
+ * read. A trigger without events has nothing to count either way.
  */
-async function countedTrigger(q: Q, triggerId: string, timeoutMs: number): Promise<boolean> {
+async function countedTrigger(q: Q, triggerId: string, page: EventRow[], timeoutMs: number): Promise<boolean> {
+  if (page.length > 0) return countedPerTrigger(page[0]!.trigger_type);
   const [row] = (await q(q.raw('?? FORCE INDEX (??)', ['event_logs', 'idx_events_trigger_status_fired']))
     .select('trigger_type')
     .where('trigger_id', triggerId)
@@ -601,14 +603,23 @@ export async function triggerStats(
  * one-shot trigger: its occurrence, its test runs and its replays).
  */
 function rowCounts(q: Q, triggerId: string, since: Date, w: RetentionWindow, timeoutMs: number): Promise<StatsParts['exact']> {
+  return statusCounts(q, triggerId, w).andWhere('fired_at', '>=', since).timeout(timeoutMs, { cancel: true }) as unknown as Promise<
+    StatsParts['exact']
+  >;
+}
+
+/**
+ * A trigger's rows counted by retention state, source and status, for the caller to bound by fired_at. Every
+ * status is named, so the read is one range of idx_events_trigger_status_fired per (trigger, status, bound),
+ * not the trigger's whole history.
+ */
+function statusCounts(q: Q, triggerId: string, w: RetentionWindow): Knex.QueryBuilder {
   return q(q.raw('?? FORCE INDEX (??)', ['event_logs', 'idx_events_trigger_status_fired']))
     .select(q.raw('fired_at >= ? AS active', [w.activeFrom]), 'source', 'execution_status')
     .count({ n: '*' })
     .where('trigger_id', triggerId)
     .whereIn('execution_status', EXECUTION_STATUSES)
-    .andWhere('fired_at', '>=', since)
-    .groupBy('active', 'source', 'execution_status')
-    .timeout(timeoutMs, { cancel: true }) as unknown as Promise<StatsParts['exact']>;
+    .groupBy('active', 'source', 'execution_status');
 }
 
 type StatsPart = { active: number; source: string; n: number };
@@ -666,18 +677,7 @@ async function triggerStatsParts(q: Q, triggerId: string, since: Date, w: Retent
       .groupBy('active', 'source'),
   );
   const exact =
-    edges.length === 0
-      ? () => Promise.resolve([])
-      : rowsOf<StatsParts['exact'][number]>(
-          q(q.raw('?? FORCE INDEX (??)', ['event_logs', 'idx_events_trigger_status_fired']))
-            .select(q.raw('fired_at >= ? AS active', [w.activeFrom]), 'source', 'execution_status')
-            .count({ n: '*' })
-            .where('trigger_id', triggerId)
-            // every status named: the range is (trigger, status, edge minute) for each, not the trigger's whole history
-            .whereIn('execution_status', EXECUTION_STATUSES)
-            .andWhere(inEdge)
-            .groupBy('active', 'source', 'execution_status'),
-        );
+    edges.length === 0 ? () => Promise.resolve([]) : rowsOf<StatsParts['exact'][number]>(statusCounts(q, triggerId, w).andWhere(inEdge));
   return { rollup: [...(await hours()), ...(await minutes())], pending: await pending(), exact: await exact() };
 }
 

@@ -287,6 +287,12 @@ describe('history at scale', () => {
                   if (status) direct.where('execution_status', status);
                   const [{ n }] = await direct;
                   expect(total, `${retention} view, ${status ?? 'any status'}, ${JSON.stringify(of)}`).to.equal(Number(n));
+                  // A page past the end holds no row to tell the trigger's type from: the same total.
+                  const { rows: none, total: past } = await listEvents(t.db, f, 1, { offset: 1000 }, 10_000);
+                  expect(none).to.deep.equal([]);
+                  expect(past, `${retention} view, ${status ?? 'any status'}, ${JSON.stringify(of)}, a page past the end`).to.equal(
+                    Number(n),
+                  );
                 }
               }
             }
