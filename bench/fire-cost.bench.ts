@@ -4,16 +4,16 @@
  *   npm run bench -- fire-cost [--quick] [--events=N] [--rounds=R]
  *
  * Fills N time triggers due at once (full 50,000, quick 10,000) and fires them in batches of the relay's
- * size on one connection, with the relay's own statements (the claim, the triggers' read, the counted event
+ * size on one connection, with the relay's own statements (the claim with its triggers, the counted event
  * insert and its rollups, the fired schedule rows deleted and the batch's fire lags), one statement per round trip. Around each statement it
  * reads the database server's CPU time from /proc (every thread's schedstat, in nanoseconds), so each phase
  * gets the server's CPU per fired event. Background threads (purge, page flushing) count in the phase they
  * run during: compare runs of one bench, and rounds against each other for the spread.
  *
- * It also measures, in the same run and alternating with the product's statements, how these one-shot
- * triggers were counted before: per trigger as well, a trigger_event_counts row for each event (a new
- * (trigger, minute) key every time), where the product now leaves one-shot triggers out of the per-trigger
- * rollup (countedPerTrigger) and counts their few events from their rows when asked.
+ * It also measures, in the same run and alternating with the product's statements, how the claimed rows'
+ * triggers were read before: the claim alone, then a statement of its own reading the triggers by id,
+ * where the product's claim joins them (a plain read beside the locking claim) and saves the fire
+ * transaction a round trip.
  *
  * The server must run on this machine (its pid file is read). Results: bench/results/<date>-fire-cost.json.
  */
@@ -21,12 +21,11 @@ import fs from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { createBenchEnv, dbServerPid, intArg, Live, log, parseArgs, round, runBench, table, writeResults, type BenchEnv } from './lib';
 import { insertScheduledTriggers } from '../test/helpers/fixtures';
-import { CLAIM_DUE_SQL, deleteFiredStatement, type DueRow } from '../src/db/schedules';
+import { CLAIM_DUE_SQL, claimedOf, deleteFiredStatement, type Claimed } from '../src/db/schedules';
 import { insertFireLagsStatement } from '../src/db/fire-lags';
-import { FIRE_TRIGGERS_SQL } from '../src/db/triggers';
+import { fireTriggerOf } from '../src/db/triggers';
 import { insertCountedEventsStatements, type EventInsert } from '../src/db/events';
 import { scheduledEventId } from '../src/triggers/event-id';
-import type { TriggerType } from '../src/triggers/types';
 
 const args = parseArgs();
 const QUICK = args.flags.has('quick');
@@ -36,8 +35,15 @@ const BATCH = intArg(args, 'batch', 500);
 
 const PHASES = ['claim', 'triggers', 'event_logs', 'event_counts', 'trigger_event_counts', 'schedule rows', 'begin + commit'] as const;
 type Phase = (typeof PHASES)[number];
-const PRODUCT = 'one-shot, not counted per trigger (the product)';
-const BEFORE = 'counted per trigger (before)';
+const PRODUCT = 'claim joins its triggers (the product)';
+const BEFORE = 'claim, then the triggers read (before)';
+
+/** The statements of before: the claim alone, then its rows' triggers by id. */
+const CLAIM_ALONE_SQL = `SELECT id, trigger_id, fire_at, scheduled_for FROM trigger_schedules
+      WHERE status = 'pending' AND fire_at <= UTC_TIMESTAMP(3)
+      ORDER BY fire_at
+      LIMIT ? FOR UPDATE SKIP LOCKED`;
+const TRIGGERS_SQL = 'SELECT id, type, status, config, version FROM triggers WHERE id IN (?)';
 const VARIANTS = [PRODUCT, BEFORE] as const;
 type Variant = (typeof VARIANTS)[number];
 
@@ -79,36 +85,38 @@ async function fireAll(q: Query, pid: number, variant: Variant): Promise<{ ns: R
       return r;
     };
     await step('begin + commit', 'BEGIN');
-    const due = await step<DueRow[]>('claim', CLAIM_DUE_SQL, [BATCH]);
+    let claim: Claimed;
+    if (variant === PRODUCT) {
+      claim = claimedOf(await step<Array<Record<string, unknown>>>('claim', CLAIM_DUE_SQL, [BATCH]));
+    } else {
+      const due = await step<Claimed['due']>('claim', CLAIM_ALONE_SQL, [BATCH]);
+      const rows =
+        due.length === 0 ? [] : await step<Array<Record<string, unknown>>>('triggers', TRIGGERS_SQL, [due.map((d) => d.trigger_id)]);
+      claim = { due, triggers: new Map(rows.map((r) => [r.id as string, fireTriggerOf(r.id as string, r)])) };
+    }
+    const due = claim.due;
     if (due.length === 0) {
       await step('begin + commit', 'COMMIT');
       return { ns, fired };
     }
-    const triggers = await step<Array<{ id: string; type: TriggerType; config: string }>>('triggers', FIRE_TRIGGERS_SQL, [
-      due.map((d) => d.trigger_id),
-    ]);
-    const byId = new Map(triggers.map((tr) => [tr.id, tr]));
     const now = new Date();
     // What the direct path logs: published events with their payload and a trace parent of their own.
     const events: EventInsert[] = due.map((d) => {
-      const tr = byId.get(d.trigger_id)!;
+      const tr = claim.triggers.get(d.trigger_id)!;
       return {
         id: scheduledEventId(tr.id, d.fire_at),
         trigger_id: tr.id,
         trigger_type: tr.type,
         source: 'scheduler',
         is_test_run: false,
-        payload: (JSON.parse(tr.config) as { payload?: unknown }).payload ?? null,
+        payload: (tr.config as { payload?: unknown }).payload ?? null,
         scheduled_for: d.fire_at,
         fired_at: now,
         published_at: now,
         trace_parent: `00-${randomBytes(16).toString('hex')}-${randomBytes(8).toString('hex')}-01`,
       };
     });
-    // Before: the same batch counted per trigger, as a recurring trigger's events are (its rows then say
-    // cron_scheduled, which costs the insert the same).
-    const counted = variant === PRODUCT ? events : events.map((ev) => ({ ...ev, trigger_type: 'cron_scheduled' as const }));
-    for (const st of insertCountedEventsStatements(counted, now)) await step(countedPhase(st.sql), st.sql, st.values);
+    for (const st of insertCountedEventsStatements(events, now)) await step(countedPhase(st.sql), st.sql, st.values);
     const del = deleteFiredStatement(due.map((d) => d.id));
     await step('schedule rows', del.sql, del.values as unknown[]);
     const lags = insertFireLagsStatement(

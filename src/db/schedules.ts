@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import type { RawQuery } from './multi';
+import { fireTriggerOf, type FireTrigger } from './triggers';
 
 type Q = Knex | Knex.Transaction;
 
@@ -89,23 +90,49 @@ export interface DueRow {
 }
 
 /**
- * The relay's claim. Shape matters:
- *  - WHERE status='pending' AND fire_at <= now ORDER BY fire_at walks idx_schedules_claim (status, fire_at)
- *    in order, so there is no filesort and InnoDB locks only the rows it returns;
+ * The relay's claim, with what firing needs of each claimed row's trigger. Shape matters:
+ *  - the claim is a derived table: WHERE status='pending' AND fire_at <= now ORDER BY fire_at walks
+ *    idx_schedules_claim (status, fire_at) in order, so there is no filesort and InnoDB locks only the rows
+ *    it returns;
  *  - SKIP LOCKED (after LIMIT, as MariaDB wants it) lets any number of relays claim disjoint batches with
- *    no leader; a killed relay's locks vanish with its connection and another relay takes the rows.
- * Runs inside a READ COMMITTED transaction (set per connection in db/knex.ts).
+ *    no leader; a killed relay's locks vanish with its connection and another relay takes the rows;
+ *  - the triggers are joined outside it, by primary key, and the outer query has no locking clause, so
+ *    their rows are a plain (non-locking) read: locking them would make every API edit of a trigger wait on
+ *    the relays' fire transactions (relay.test.ts checks that an edit does not wait). Joining them here,
+ *    not in a statement of their own, spares the fire transaction a round trip to the database.
+ * A row whose trigger is gone has NULL trigger columns. Rows come in no particular order (nothing in a
+ * batch depends on it). Runs inside a READ COMMITTED transaction (set per connection in db/knex.ts).
  */
-export async function claimDue(trx: Knex.Transaction, limit: number): Promise<DueRow[]> {
-  const [rows] = (await trx.raw(CLAIM_DUE_SQL, [limit])) as [DueRow[]];
-  return rows;
+export async function claimDue(trx: Knex.Transaction, limit: number): Promise<Claimed> {
+  const [rows] = (await trx.raw(CLAIM_DUE_SQL, [limit])) as [Array<Record<string, unknown>>];
+  return claimedOf(rows);
 }
 
 /** claimDue's statement; its one binding is the batch size. */
-export const CLAIM_DUE_SQL = `SELECT id, trigger_id, fire_at, scheduled_for FROM trigger_schedules
-      WHERE status = 'pending' AND fire_at <= UTC_TIMESTAMP(3)
-      ORDER BY fire_at
-      LIMIT ? FOR UPDATE SKIP LOCKED`;
+export const CLAIM_DUE_SQL = `SELECT c.id, c.trigger_id, c.fire_at, c.scheduled_for, t.type, t.status, t.config, t.version
+      FROM (SELECT id, trigger_id, fire_at, scheduled_for FROM trigger_schedules
+        WHERE status = 'pending' AND fire_at <= UTC_TIMESTAMP(3)
+        ORDER BY fire_at
+        LIMIT ? FOR UPDATE SKIP LOCKED) c
+      LEFT JOIN triggers t ON t.id = c.trigger_id`;
+
+/** A claim: the due rows, and their triggers by id (a trigger that is gone is not in the map). */
+export interface Claimed {
+  due: DueRow[];
+  triggers: Map<string, FireTrigger>;
+}
+
+/** claimDue's answer from the rows of CLAIM_DUE_SQL (the scripted fire reads them too). */
+export function claimedOf(rows: Array<Record<string, unknown>>): Claimed {
+  const due: DueRow[] = [];
+  const triggers = new Map<string, FireTrigger>();
+  for (const r of rows) {
+    const triggerId = r.trigger_id as string;
+    due.push({ id: r.id as number, trigger_id: triggerId, fire_at: r.fire_at as Date, scheduled_for: r.scheduled_for as Date | null });
+    if (r.type !== null && !triggers.has(triggerId)) triggers.set(triggerId, fireTriggerOf(triggerId, r));
+  }
+  return { due, triggers };
+}
 
 export async function markCancelled(trx: Knex.Transaction, ids: number[], now: Date): Promise<void> {
   if (ids.length === 0) return;

@@ -49,36 +49,22 @@ export async function getTriggersByIds(q: Q, ids: string[]): Promise<Map<string,
   return out;
 }
 
+/** What firing needs of trigger `id`, from a row with its type, status, config and version (the relay's claim reads them). */
+export function fireTriggerOf(id: string, r: Record<string, unknown>): FireTrigger {
+  return {
+    id,
+    type: r.type as TriggerType,
+    status: r.status as TriggerStatus,
+    config: parseJson<TriggerConfig>(r.config),
+    version: Number(r.version),
+  };
+}
+
 /**
  * What firing needs of each trigger (type, status, config, version), without the rest of the row: the
- * relay reads its claimed rows' triggers on every fire, and `SELECT *` also fetched and converted the
- * name and two timestamps per trigger that it never looks at.
+ * relay reads it with every claim, and `SELECT *` would also fetch and convert the name and two timestamps
+ * per trigger that it never looks at.
  */
-export async function getTriggersForFire(q: Q, ids: string[]): Promise<Map<string, FireTrigger>> {
-  const out = new Map<string, FireTrigger>();
-  if (ids.length === 0) return out;
-  const [rows] = (await q.raw(FIRE_TRIGGERS_SQL, [ids])) as [Record<string, unknown>[]];
-  return fireTriggersOf(rows);
-}
-
-/** getTriggersForFire's statement; its one binding is the array of trigger ids. */
-export const FIRE_TRIGGERS_SQL = 'SELECT id, type, status, config, version FROM triggers WHERE id IN (?)';
-
-/** getTriggersForFire's answer from the rows of FIRE_TRIGGERS_SQL. */
-export function fireTriggersOf(rows: Record<string, unknown>[]): Map<string, FireTrigger> {
-  const out = new Map<string, FireTrigger>();
-  for (const r of rows) {
-    out.set(r.id as string, {
-      id: r.id as string,
-      type: r.type as TriggerType,
-      status: r.status as TriggerStatus,
-      config: parseJson<TriggerConfig>(r.config),
-      version: Number(r.version),
-    });
-  }
-  return out;
-}
-
 export type FireTrigger = Pick<TriggerRow, 'id' | 'type' | 'status' | 'config' | 'version'>;
 
 export interface TriggerFilter {

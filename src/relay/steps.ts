@@ -15,9 +15,9 @@ import {
   NEXT_PENDING_SQL,
   nextPending,
   nextPendingOf,
-  type DueRow,
+  claimedOf,
+  type Claimed,
 } from '../db/schedules';
-import { FIRE_TRIGGERS_SQL, fireTriggersOf, getTriggersForFire } from '../db/triggers';
 import {
   deleteBefore,
   deleteCountsBefore,
@@ -122,12 +122,11 @@ interface FireDeps {
  */
 async function fireWithKnex({ db, config, direct, tracing, spans }: FireDeps): Promise<FireBatch> {
   return db.transaction(async (trx) => {
-    const due = await claimDue(trx, config.relayBatchSize);
-    if (due.length === 0) return { claimed: 0, fired: 0, queued: 0, lags: [] };
-    // A plain (non-locking) read: taking trigger row locks here would make every API edit wait on relays.
-    const triggers = await getTriggersForFire(trx, [...new Set(due.map((d) => d.trigger_id))]);
+    // The triggers come with the claim, a plain (non-locking) read: locking them would make every API edit wait on relays.
+    const claim = await claimDue(trx, config.relayBatchSize);
+    if (claim.due.length === 0) return { claimed: 0, fired: 0, queued: 0, lags: [] };
     const now = new Date();
-    const { toLog, next, plannedAt, completed, cancelled } = planFiring(due, triggers, now, config.misfireGraceSeconds * 1000);
+    const { toLog, next, plannedAt, completed, cancelled } = planFiring(claim, now, config.misfireGraceSeconds * 1000);
     spans.push(...traceFirings(tracing, toLog));
     if (direct && toLog.length > 0 && direct.isOpen()) await direct.produce(toLog, outboxShardsOf(trx), (s) => shardsWithBacklog(trx, s));
     const inserted = await recordEvents(trx, toLog, config.kafkaTopic, now);
@@ -138,7 +137,7 @@ async function fireWithKnex({ db, config, direct, tracing, spans }: FireDeps): P
     const lags = lagsOf(fired, plannedAt, now);
     await insertFireLags(trx, lagsMsOf(lags), now);
     return {
-      claimed: due.length,
+      claimed: claim.due.length,
       fired: inserted.size,
       queued: fired.filter((e) => !e.published_at).length,
       lags,
@@ -147,9 +146,9 @@ async function fireWithKnex({ db, config, direct, tracing, spans }: FireDeps): P
 }
 
 /**
- * The same fire transaction in three round trips on a multi-statement connection (db/multi.ts) instead of
- * about nine: (1) BEGIN and the claim; (2) the triggers' plain read, with the outbox probe of the direct
- * path; [Kafka]; (3) event logs (counted in the rollups per batch), outbox rows, the claimed rows marked,
+ * The same fire transaction in two round trips on a multi-statement connection (db/multi.ts) instead of
+ * about eight: (1) BEGIN, the claim with its triggers' plain read, and the outbox probe of the direct
+ * path; [Kafka]; (2) event logs (counted in the rollups per batch), outbox rows, the claimed rows marked,
  * the next occurrences, COMMIT, and after it the next pending occurrence for the lane's sleep. The
  * statements are the knex path's own (the builders of db/), so plan tests check what this sends. Returns
  * null, rolled back, when an event of the batch is already logged: the caller fires it again on the knex
@@ -157,24 +156,22 @@ async function fireWithKnex({ db, config, direct, tracing, spans }: FireDeps): P
  */
 async function fireScripted(pool: MultiPool, { db, config, direct, tracing, spans }: FireDeps): Promise<FireBatch | null> {
   const limit = config.relayBatchSize;
-  const { tx, results } = await ScriptTransaction.begin(pool, [{ sql: CLAIM_DUE_SQL, values: [limit] }]);
+  const produce = direct !== null && direct.isOpen();
+  // The outbox probe rides with the claim (before anything is produced); when nothing is due it was one index dive for nothing.
+  const probe = produce && config.outboxOrdering;
+  const { tx, results } = await ScriptTransaction.begin(pool, [{ sql: CLAIM_DUE_SQL, values: [limit] }, ...(probe ? [ANY_QUEUED] : [])]);
   try {
-    const due = results[0] as DueRow[];
+    const claim = claimedOf(results[0] as Array<Record<string, unknown>>);
+    const due = claim.due;
     // A batch that is not full is the last due one: the next pending occurrence is read after the commit.
     const after: Statement[] = due.length < limit ? [{ sql: NEXT_PENDING_SQL, values: [] }] : [];
     if (due.length === 0) {
       const read = await tx.commit([], after);
       return { claimed: 0, fired: 0, queued: 0, lags: [], next: nextPendingOf(read[0] as Array<{ fire_at: Date; due: number }>) };
     }
-    const produce = direct !== null && direct.isOpen();
-    const probe = produce && config.outboxOrdering;
-    const read = await tx.send([
-      { sql: FIRE_TRIGGERS_SQL, values: [[...new Set(due.map((d) => d.trigger_id))]] },
-      ...(probe ? [ANY_QUEUED] : []),
-    ]);
-    const anyQueued = probe && (read[1] as unknown[]).length > 0;
+    const anyQueued = probe && (results[1] as unknown[]).length > 0;
     const now = new Date();
-    const plan = planFiring(due, fireTriggersOf(read[0] as Record<string, unknown>[]), now, config.misfireGraceSeconds * 1000);
+    const plan = planFiring(claim, now, config.misfireGraceSeconds * 1000);
     spans.push(...traceFirings(tracing, plan.toLog));
     const shards = outboxShardsOf(db);
     if (produce && plan.toLog.length > 0)
@@ -245,12 +242,7 @@ function msUntil(next: { fire_at: Date } | null): number | undefined {
  * What a claimed batch of due schedule rows becomes (pure): the event logs to write, the next occurrences,
  * the planned instant of each event (for the fire lag), and the rows to mark completed or cancelled.
  */
-function planFiring(
-  due: Awaited<ReturnType<typeof claimDue>>,
-  triggers: Awaited<ReturnType<typeof getTriggersForFire>>,
-  now: Date,
-  graceMs: number,
-) {
+function planFiring({ due, triggers }: Claimed, now: Date, graceMs: number) {
   const toLog: EventInsert[] = [];
   const next: Array<{ trigger_id: string } & Occurrence> = [];
   const plannedAt = new Map<string, Date>(); // event id → the (jittered) instant it was due, for the lag

@@ -272,14 +272,48 @@ describe('relay: due schedules and the outbox to Kafka', function () {
     const ours = (rows: Array<{ id: number; trigger_id: string }>) => rows.filter((r) => ids.includes(r.trigger_id)).map((r) => r.id);
     const first = await t.db.transaction();
     try {
-      const a = ours(await claimDue(first, 8));
+      const a = ours((await claimDue(first, 8)).due);
       expect(a).to.have.length(8);
-      const b = ours(await claimBeside(t, (second) => claimDue(second, 100)));
+      const b = ours((await claimBeside(t, (second) => claimDue(second, 100))).due);
       expect(
         b.filter((id) => a.includes(id)),
         'rows claimed by both',
       ).to.deep.equal([]);
       expect(b, 'the second claim takes every other due row').to.have.length(12);
+    } finally {
+      await first.rollback();
+      await t.db('trigger_schedules').whereIn('trigger_id', ids).delete();
+      await t.db('triggers').whereIn('id', ids).delete();
+    }
+  });
+
+  it("reads the claimed rows' triggers without locking them: an edit of such a trigger does not wait for the fire transaction", async () => {
+    await platform?.stop(); // no relay of this process may claim meanwhile
+    platform = null;
+    const ids = await insertScheduledTriggers(t.db, 3, { fireAt: new Date(Date.now() - 1000) });
+    const first = await t.db.transaction();
+    try {
+      const claim = await claimDue(first, 100);
+      const ours = claim.due.filter((d) => ids.includes(d.trigger_id));
+      expect(ours, 'every due row claimed').to.have.length(3);
+      for (const d of ours)
+        expect(claim.triggers.get(d.trigger_id), `trigger of row ${d.id}`).to.include({ id: d.trigger_id, status: 'active' });
+      // While the claim is held (its transaction open), another connection edits a claimed row's trigger.
+      const edited = await inShortLockWaitTransaction(t.db, 2, (trx) =>
+        trx('triggers').where({ id: ours[0]!.trigger_id }).update({ status: 'inactive', updated_at: new Date() }),
+      ).catch((e: { errno?: number }) => {
+        if (e.errno === 1205) throw new Error("the trigger edit waited for the claim's transaction: the claim locked the trigger row");
+        throw e;
+      });
+      expect(edited, 'trigger rows updated').to.equal(1);
+      // The claimed schedule rows themselves stay locked.
+      const schedule = await inShortLockWaitTransaction(t.db, 1, (trx) =>
+        trx('trigger_schedules').where({ id: ours[0]!.id }).update({ attempt_count: 1 }),
+      ).then(
+        () => 'updated',
+        (e: { errno?: number }) => (e.errno === 1205 ? 'waited' : Promise.reject(e)),
+      );
+      expect(schedule, "a claimed schedule row is locked by the claim's transaction").to.equal('waited');
     } finally {
       await first.rollback();
       await t.db('trigger_schedules').whereIn('trigger_id', ids).delete();
@@ -465,9 +499,17 @@ describe('relay: due schedules and the outbox to Kafka', function () {
       const [row] = await explain(t.db, sent[index]!);
       return { ...row!, Extra: row!.Extra ?? '', sql: sent[index]!.sql };
     };
-    const s = await plan('claimDue', (trx) => claimDue(trx, 500));
-    expect(s.key, s.sql).to.equal('idx_schedules_claim');
-    expect(s.Extra, s.sql).not.to.match(/filesort/);
+    // The claim is a derived table (walked in index order, no filesort) joined to its triggers by primary key.
+    const { sql: claimSent } = await captureSql(t.db, (trx) => claimDue(trx, 500));
+    const claimPlan = await explain(t.db, claimSent[0]!);
+    const s = claimPlan.find((r) => r.table === 'trigger_schedules');
+    expect(s, claimSent[0]!.sql).to.include({ key: 'idx_schedules_claim' });
+    expect(s!.Extra ?? '', claimSent[0]!.sql).not.to.match(/filesort/);
+    expect(
+      claimPlan.find((r) => r.table === 't'),
+      claimSent[0]!.sql,
+    ).to.include({ type: 'eq_ref', key: 'PRIMARY' });
+    expect(claimPlan.map((r) => r.Extra ?? '').join(' | '), claimSent[0]!.sql).not.to.match(/filesort/);
     // The fire batch deletes the rows it fired, and cancels those of inactive triggers, one by one by
     // primary key: a scan would wait on (and lock) rows of other relays' batches, and two batches' deletes
     // deadlocked.
