@@ -19,17 +19,32 @@ export function dbRetryDelayMs(kind: DbErrorKind, attempt: number): number {
 /**
  * Runs fn, retrying transient database errors (the table in db/errors.ts) with jittered back-off: a lost
  * race at once, an unavailable server or cluster node (a failover in progress) after a longer wait.
+ * `retried`: the kinds tried again; an error of another kind is thrown at once.
  */
-export async function withDbRetry<T>(fn: () => Promise<T>, maxAttempts = 5): Promise<T> {
+export async function withDbRetry<T>(
+  fn: () => Promise<T>,
+  maxAttempts = 5,
+  retried: readonly DbErrorKind[] = ['conflict', 'unavailable'],
+): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await fn();
     } catch (e) {
       const kind = dbErrorKind(e);
-      if (attempt >= maxAttempts || kind === null) throw e;
+      if (attempt >= maxAttempts || kind === null || !retried.includes(kind)) throw e;
       await sleep(dbRetryDelayMs(kind, attempt));
     }
   }
+}
+
+/**
+ * Runs a transaction again when it lost a race (a deadlock, a lock wait timeout, a Galera certification
+ * failure): such a transaction wrote nothing, so running it again is correct even where the write is not
+ * idempotent by key (a new id drawn per request). An unavailable server is not retried here: a connection
+ * lost during COMMIT leaves the outcome unknown, and the caller answers 503 instead of writing twice.
+ */
+export function withConflictRetry<T>(fn: () => Promise<T>, maxAttempts = 5): Promise<T> {
+  return withDbRetry(fn, maxAttempts, ['conflict']);
 }
 
 export function sleep(ms: number): Promise<void> {

@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { isDuplicateKey } from './errors';
+import { withConflictRetry } from '../util';
 import type { Db } from './knex';
 import { parseJson } from './knex';
 
@@ -85,15 +86,19 @@ export async function withIdempotencyKey(
   key: string | undefined,
   write: (trx: Knex.Transaction) => Promise<StoredAnswer>,
 ): Promise<{ answer: StoredAnswer; fresh: boolean }> {
-  if (!key) return { answer: await db.transaction(write), fresh: true };
+  // A transaction that lost a race (a deadlock with the worker's or the relay's writes) wrote nothing: it
+  // runs again rather than answering 503 for the platform's own contention.
+  if (!key) return { answer: await withConflictRetry(() => db.transaction(write)), fresh: true };
   const stored = await storedResponse(db, scope, key, IDEMPOTENCY_WINDOW_SECONDS);
   if (stored) return { answer: stored, fresh: false };
   try {
-    const answer = await db.transaction(async (trx) => {
-      const a = await write(trx);
-      await claimIdempotencyKey(trx, scope, key, a, new Date(), IDEMPOTENCY_WINDOW_SECONDS);
-      return a;
-    });
+    const answer = await withConflictRetry(() =>
+      db.transaction(async (trx) => {
+        const a = await write(trx);
+        await claimIdempotencyKey(trx, scope, key, a, new Date(), IDEMPOTENCY_WINDOW_SECONDS);
+        return a;
+      }),
+    );
     return { answer, fresh: true };
   } catch (e) {
     // A concurrent request with the same key committed first: answer as it did.

@@ -31,7 +31,7 @@ import { getTrigger, getTriggersByIds } from '../db/triggers';
 import { newEventId } from '../triggers/event-id';
 import { Attr, endSpan, type Begun, type Tracing } from '../tracing/tracing';
 import { coerceError } from '../logger';
-import { withDbRetry } from '../util';
+import { withConflictRetry, withDbRetry } from '../util';
 
 /** Events written per transaction by a bulk replay. */
 export const REPLAY_BATCH = 500;
@@ -61,7 +61,7 @@ export async function recordTestRun(
   };
   await ended(
     begun,
-    db.transaction((trx) => recordEvents(trx, [event], topic, now)),
+    withConflictRetry(() => db.transaction((trx) => recordEvents(trx, [event], topic, now))),
   );
   return id;
 }

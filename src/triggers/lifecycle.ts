@@ -25,7 +25,7 @@ import {
   type TriggerRow,
   type TriggerStatus,
 } from '../db/triggers';
-import { withDbRetry } from '../util';
+import { withConflictRetry, withDbRetry } from '../util';
 import { newTriggerId, scheduledEventId } from './event-id';
 import { firstOccurrence, occurrenceAt, type Occurrence } from './schedule';
 import type { TimeConfig, TriggerConfig, TriggerType, WebhookConfig } from './types';
@@ -142,11 +142,14 @@ export async function createTrigger(
   };
   const next = row.status === 'active' ? firstRun(row, now, true) : null;
   const tags = input.tags ?? [];
-  await db.transaction(async (trx) => {
-    await insertTrigger(trx, row);
-    await setTags(trx, row.id, tags);
-    if (next) await insertOccurrences(trx, [{ trigger_id: row.id, ...next }], now);
-  });
+  // A lost race (the counts' rows, a schedule index gap) wrote nothing: the same row is written again.
+  await withConflictRetry(() =>
+    db.transaction(async (trx) => {
+      await insertTrigger(trx, row);
+      await setTags(trx, row.id, tags);
+      if (next) await insertOccurrences(trx, [{ trigger_id: row.id, ...next }], now);
+    }),
+  );
   return { row, tags, next };
 }
 

@@ -80,6 +80,60 @@ describe('failover errors: retried or answered 503, never a 202 without a commit
     ).to.not.equal(undefined);
   });
 
+  describe('a lost race (1213) in a management write is run again: 2xx, written once', () => {
+    const CONFLICT = ['40001', 'Deadlock found when trying to get lock; try restarting transaction'] as const;
+    const eventsWhere = async (where: Record<string, unknown>) =>
+      Number(((await t.db('event_logs').where(where).count({ n: '*' })) as Array<{ n: number }>)[0]!.n);
+
+    it('a replay of a failed event', async () => {
+      const id = await webhookTrigger();
+      const original = ((await fire(id).expect(202)).body as { event_id: string }).event_id;
+      await t.db('event_logs').where({ id: original }).update({ execution_status: 'failure' });
+      await failInserts('outbox', 2, 1213, ...CONFLICT);
+      const res = await request(app).post(`/api/v1/events/${original}/replay`);
+      expect(res.status, JSON.stringify(res.body)).to.equal(202);
+      expect(await budgetLeft('outbox'), 'both injected failures were met').to.equal(0);
+      expect(await eventsWhere({ replay_of: original })).to.equal(1);
+      expect(await eventsWhere({ id: (res.body as { event_id: string }).event_id })).to.equal(1);
+    });
+
+    it('a webhook event sent with an Idempotency-Key', async () => {
+      const id = await webhookTrigger();
+      await failInserts('outbox', 2, 1213, ...CONFLICT);
+      const key = `key-${randomUUID()}`;
+      const res = await fire(id, key);
+      expect(res.status, JSON.stringify(res.body)).to.equal(202);
+      expect(await budgetLeft('outbox')).to.equal(0);
+      expect(await logsOf(id)).to.equal(1);
+      // The key was stored with the commit: a repeat gets the same event back and writes nothing.
+      const again = await fire(id, key).expect(202);
+      expect((again.body as { event_id: string }).event_id).to.equal((res.body as { event_id: string }).event_id);
+      expect(await logsOf(id)).to.equal(1);
+    });
+
+    it('a test run of a stored trigger', async () => {
+      const id = await webhookTrigger();
+      await failInserts('outbox', 2, 1213, ...CONFLICT);
+      const res = await request(app)
+        .post(`/api/v1/triggers/${id}/test`)
+        .send({ payload: { order: 1 } });
+      expect(res.status, JSON.stringify(res.body)).to.equal(202);
+      expect(await budgetLeft('outbox')).to.equal(0);
+      expect(await eventsWhere({ trigger_id: id, is_test_run: true })).to.equal(1);
+    });
+
+    it('a trigger created', async () => {
+      await failInserts('triggers', 2, 1213, ...CONFLICT);
+      const name = `raced-${randomUUID().slice(0, 8)}`;
+      const res = await request(app)
+        .post('/api/v1/triggers')
+        .send({ name, type: 'webhook', config: { endpoint: 'https://example.com/h', schema: { type: 'object' } } });
+      expect(res.status, JSON.stringify(res.body)).to.equal(201);
+      expect(await budgetLeft('triggers')).to.equal(0);
+      expect(Number(((await t.db('triggers').where({ name }).count({ n: '*' })) as Array<{ n: number }>)[0]!.n)).to.equal(1);
+    });
+  });
+
   for (const [what, errno, message] of [
     ['a node not yet synced (1047)', 1047, 'WSREP has not yet prepared node for application use'],
     ['a read-only node (1290)', 1290, 'The MariaDB server is running with the --read-only option so it cannot execute this statement'],
