@@ -4,6 +4,7 @@ import type { TriggerType } from '../triggers/types';
 import { errorText, insertUnlessDuplicate } from './errors';
 import { dbTime, parseJson } from './knex';
 import { SLICED_TABLES } from './partitions';
+import { ROW_BASE_BYTES, STATEMENT_MAX_BYTES, textBytes } from './packets';
 
 type Q = Knex | Knex.Transaction;
 
@@ -83,14 +84,68 @@ const EVENT_COLUMNS = [
 const EVENT_ROW = `(${EVENT_COLUMNS.map(() => '?').join(',')})`;
 
 /**
- * The fast path's statement as text: the relay logs a batch of events per fire, and knex's builder cost
+ * The fast path's statements as text: the relay logs a batch of events per fire, and knex's builder cost
  * more CPU per row (an object per row, its keys sorted and compared, one binding object per value) than
  * the INSERT itself. Same columns and values as toDb; the dates as DATETIME(3) text in UTC (the session's
  * time zone, db/knex.ts), each distinct instant formatted once.
+ *
+ * The multi-row INSERTs of `rows` (the fast path of insertEvents; the relay's scripted fire sends them too):
+ * one statement, or several where the rows' text would pass STATEMENT_MAX_BYTES (large payloads: see
+ * db/packets.ts). Each says how many of `rows` it holds, in order, and its estimated size.
  */
-/** The multi-row INSERT of `rows` (the fast path of insertEvents; the relay's scripted fire sends it too). */
-export function insertEventsStatement(rows: EventInsert[], now: Date): { sql: string; values: Knex.RawBinding[] } {
-  return { sql: insertEventsSql(rows.length), values: eventValues(rows, now) };
+export function insertEventsStatements(rows: EventInsert[], now: Date): EventsStatement[] {
+  const times = new Map<number, string>();
+  const at = (d: Date | null | undefined): string | null => {
+    if (!d) return null;
+    let text = times.get(d.getTime());
+    if (text === undefined) times.set(d.getTime(), (text = dbTime(d)));
+    return text;
+  };
+  const nowText = at(now);
+  const statements: EventsStatement[] = [];
+  let values: Knex.RawBinding[] = [];
+  let n = 0;
+  let bytes = 0;
+  for (const e of rows) {
+    const payload = e.payload === undefined ? null : JSON.stringify(e.payload);
+    const config = e.delivery_config === undefined || e.delivery_config === null ? null : JSON.stringify(e.delivery_config);
+    const size = ROW_BASE_BYTES + textBytes(payload) + textBytes(config);
+    if (n > 0 && bytes + size > STATEMENT_MAX_BYTES) {
+      statements.push({ sql: insertEventsSql(n), values, rows: n, bytes });
+      values = [];
+      n = 0;
+      bytes = 0;
+    }
+    values.push(
+      e.id,
+      e.trigger_id,
+      e.trigger_type,
+      e.source,
+      e.is_test_run ? 1 : 0,
+      payload,
+      config,
+      e.replay_of ?? null,
+      at(e.scheduled_for),
+      at(e.fired_at),
+      at(e.published_at),
+      e.published_at ? 'published' : 'pending',
+      nowText,
+      nowText,
+      e.trace_parent ?? null,
+    );
+    n++;
+    bytes += size;
+  }
+  if (n > 0) statements.push({ sql: insertEventsSql(n), values, rows: n, bytes });
+  return statements;
+}
+
+/** One INSERT of insertEventsStatements: `rows` events, about `bytes` of text. */
+export interface EventsStatement {
+  sql: string;
+  values: Knex.RawBinding[];
+  rows: number;
+  bytes: number;
 }
 
 /**
@@ -104,7 +159,7 @@ export function countedPerTrigger(type: TriggerType): boolean {
 }
 
 /**
- * insertEventsStatement with the rollups counted by the batch instead of row by row: the session tells the
+ * insertEventsStatements with the rollups counted by the batch instead of row by row: the session tells the
  * event_logs insert trigger to stand aside (@etp_events_counted, migration 20261205000002), the INSERT
  * runs, one grouped upsert per rollup adds the batch's 'fired' counts, and the variable is cleared. The
  * rows are new (pending or published), so 'fired' is the only count they move. The statements belong in
@@ -130,7 +185,7 @@ export function insertCountedEventsStatements(rows: EventInsert[], now: Date): A
   }
   const statements = [
     { sql: 'SET @etp_events_counted = 1', values: [] },
-    insertEventsStatement(rows, now),
+    ...insertEventsStatements(rows, now),
     {
       sql: `INSERT INTO event_counts (minute, kind, slot, n) VALUES ${[...byMinute].map(() => `(?, 'fired', ${SLOT}, ?)`).join(',')}
               ON DUPLICATE KEY UPDATE n = n + VALUES(n)`,
@@ -159,38 +214,6 @@ const SLOT = 'CONNECTION_ID() % 4';
 
 function insertEventsSql(n: number): string {
   return `INSERT INTO event_logs (${EVENT_COLUMNS.join(',')}) VALUES ${Array.from({ length: n }, () => EVENT_ROW).join(',')}`;
-}
-
-function eventValues(rows: EventInsert[], now: Date): Knex.RawBinding[] {
-  const times = new Map<number, string>();
-  const at = (d: Date | null | undefined): string | null => {
-    if (!d) return null;
-    let text = times.get(d.getTime());
-    if (text === undefined) times.set(d.getTime(), (text = dbTime(d)));
-    return text;
-  };
-  const nowText = at(now);
-  const values: Knex.RawBinding[] = [];
-  for (const e of rows) {
-    values.push(
-      e.id,
-      e.trigger_id,
-      e.trigger_type,
-      e.source,
-      e.is_test_run ? 1 : 0,
-      e.payload === undefined ? null : JSON.stringify(e.payload),
-      e.delivery_config === undefined || e.delivery_config === null ? null : JSON.stringify(e.delivery_config),
-      e.replay_of ?? null,
-      at(e.scheduled_for),
-      at(e.fired_at),
-      at(e.published_at),
-      e.published_at ? 'published' : 'pending',
-      nowText,
-      nowText,
-      e.trace_parent ?? null,
-    );
-  }
-  return values;
 }
 
 export function fromDb(r: Record<string, unknown>): EventRow {
@@ -241,22 +264,28 @@ export function retentionOf(firedAt: Date, w: RetentionWindow): RetentionStatus 
 }
 
 /**
- * Inserts event logs and returns the ids actually inserted. The fast path is one multi-row INSERT; if an
- * id already exists (an occurrence re-run after a crash that had in fact committed), it falls back to
- * INSERT IGNORE row by row, so an existing event log is never doubled and its id is left out of the result.
+ * Inserts event logs and returns the ids actually inserted. The fast path is one multi-row INSERT (several
+ * for large payloads); if an id already exists (an occurrence re-run after a crash that had in fact
+ * committed), that statement falls back to INSERT IGNORE row by row, so an existing event log is never
+ * doubled and its id is left out of the result.
  */
 export async function insertEvents(trx: Knex.Transaction, rows: EventInsert[], now: Date): Promise<Set<string>> {
-  if (rows.length === 0) return new Set();
-  const batch = insertEventsStatement(rows, now);
-  if (await insertUnlessDuplicate(trx, () => trx.raw(batch.sql, batch.values))) return new Set(rows.map((r) => r.id));
   const inserted = new Set<string>();
-  for (const r of rows) {
-    const values = toDb(r, now);
-    const cols = Object.keys(values);
-    // Only "??" / "?" placeholders are put into the text; column names and values are bound.
-    const sql = `INSERT IGNORE INTO event_logs (${cols.map(() => '??').join(',')}) VALUES (${cols.map(() => '?').join(',')})`;
-    const [res] = (await trx.raw(sql, [...cols, ...Object.values(values)] as Knex.RawBinding[])) as [{ affectedRows: number }];
-    if (res.affectedRows === 1) inserted.add(r.id);
+  let from = 0;
+  for (const batch of insertEventsStatements(rows, now)) {
+    const chunk = rows.slice(from, (from += batch.rows));
+    if (await insertUnlessDuplicate(trx, () => trx.raw(batch.sql, batch.values))) {
+      for (const r of chunk) inserted.add(r.id);
+      continue;
+    }
+    for (const r of chunk) {
+      const values = toDb(r, now);
+      const cols = Object.keys(values);
+      // Only "??" / "?" placeholders are put into the text; column names and values are bound.
+      const sql = `INSERT IGNORE INTO event_logs (${cols.map(() => '??').join(',')}) VALUES (${cols.map(() => '?').join(',')})`;
+      const [res] = (await trx.raw(sql, [...cols, ...Object.values(values)] as Knex.RawBinding[])) as [{ affectedRows: number }];
+      if (res.affectedRows === 1) inserted.add(r.id);
+    }
   }
   return inserted;
 }

@@ -2,6 +2,7 @@ import mysql from 'mysql2/promise';
 import type { Knex } from 'knex';
 import { EVENTS_COUNTED_BY_TRIGGER } from './events';
 import { connectionOptions } from './knex';
+import { chunksBySize, PACKET_MAX_BYTES, textBytes } from './packets';
 
 /**
  * A small mysql2 pool whose connections accept several statements in one query (`multipleStatements`), for
@@ -55,14 +56,40 @@ export function rawOf(pool: MultiPool): RawQuery {
   return { raw: (sql, values = []) => pool.query(sql, values as Knex.RawBinding[]) };
 }
 
-/** One statement of a script: text with `?` placeholders, and its values. */
+/** One statement of a script: text with `?` placeholders, and its values; `bytes`, its size if the builder knows it. */
 export interface Statement {
   sql: string;
   values: readonly unknown[];
+  bytes?: number;
 }
 
-/** `statements` as one multi-statement query on `on` (a pool or one of its connections): one answer each, in order. */
+/**
+ * `statements` as one multi-statement query on `on` (a pool or one of its connections): one answer each, in
+ * order. A script larger than PACKET_MAX_BYTES (large payloads) goes in several round trips, in order, on one
+ * connection (a pool's next query could take another).
+ */
 async function queryScript(on: mysql.Pool | mysql.PoolConnection, statements: Statement[]): Promise<unknown[]> {
+  const packets = chunksBySize(statements, statementBytes, PACKET_MAX_BYTES);
+  if (packets.length <= 1) return queryPacket(on, statements);
+  const conn = 'release' in on ? on : await on.getConnection();
+  try {
+    const results: unknown[] = [];
+    for (const packet of packets) results.push(...(await queryPacket(conn, packet)));
+    return results;
+  } finally {
+    if (conn !== on) conn.release();
+  }
+}
+
+/** A statement's size: the builder's figure, else its text and each value at most (db/packets.ts). */
+function statementBytes(s: Statement): number {
+  if (s.bytes !== undefined) return s.bytes;
+  let bytes = s.sql.length;
+  for (const v of s.values) bytes += typeof v === 'string' ? textBytes(v) : Buffer.isBuffer(v) ? 2 * v.length + 3 : 24;
+  return bytes;
+}
+
+async function queryPacket(on: mysql.Pool | mysql.PoolConnection, statements: Statement[]): Promise<unknown[]> {
   const [results] = (await on.query(
     statements.map((s) => s.sql).join(';\n'),
     statements.flatMap((s) => s.values) as Knex.RawBinding[],

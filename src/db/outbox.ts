@@ -1,7 +1,8 @@
 import type { Knex } from 'knex';
 import type { OutgoingMessage } from '../kafka/producer';
 import { errorText } from './errors';
-import type { RawQuery } from './multi';
+import type { RawQuery, Statement } from './multi';
+import { chunksBySize, ROW_BASE_BYTES, STATEMENT_MAX_BYTES } from './packets';
 import { dbSettings, dbTime, parseJson } from './knex';
 
 type Q = Knex | Knex.Transaction;
@@ -51,30 +52,47 @@ export function shardOf(key: string | null, shards: number): number {
 }
 
 export async function insertOutbox(q: Q, rows: OutboxInsert[], now: Date): Promise<void> {
-  if (rows.length === 0) return;
-  const { sql, values } = insertOutboxStatement(rows, now, outboxShardsOf(q));
-  await q.raw(sql, values);
+  for (const { sql, values } of insertOutboxStatements(rows, now, outboxShardsOf(q))) await q.raw(sql, values);
 }
 
-/** The INSERT of `rows` into the outbox, each with its key's shard of `shards` (as text rather than knex's builder: see insertEvents). */
-export function insertOutboxStatement(rows: OutboxInsert[], now: Date, shards: number): { sql: string; values: Knex.RawBinding[] } {
+/**
+ * The INSERTs of `rows` into the outbox, each with its key's shard of `shards` (as text rather than knex's
+ * builder: see insertEvents): one statement, or several where large messages would pass STATEMENT_MAX_BYTES
+ * (db/packets.ts). None for no rows.
+ */
+export function insertOutboxStatements(rows: OutboxInsert[], now: Date, shards: number): OutboxStatement[] {
   const nowText = dbTime(now);
-  const values: Knex.RawBinding[] = [];
-  for (const r of rows) {
-    const m = r.message;
-    values.push(
-      r.event_id,
-      m.topic,
-      m.key,
-      shardOf(m.key, shards),
-      m.value,
-      JSON.stringify(m.headers),
-      r.available_at.getTime() === now.getTime() ? nowText : dbTime(r.available_at),
-      r.available_at.getTime() > now.getTime() ? OutboxState.Waiting : OutboxState.Ready,
-      nowText,
-    );
+  const statements: OutboxStatement[] = [];
+  for (const chunk of chunksBySize(rows, outboxRowBytes, STATEMENT_MAX_BYTES)) {
+    const values: Knex.RawBinding[] = [];
+    for (const r of chunk) {
+      const m = r.message;
+      values.push(
+        r.event_id,
+        m.topic,
+        m.key,
+        shardOf(m.key, shards),
+        m.value,
+        JSON.stringify(m.headers),
+        r.available_at.getTime() === now.getTime() ? nowText : dbTime(r.available_at),
+        r.available_at.getTime() > now.getTime() ? OutboxState.Waiting : OutboxState.Ready,
+        nowText,
+      );
+    }
+    statements.push({ sql: insertOutboxSql(chunk.length), values, bytes: chunk.reduce((b, r) => b + outboxRowBytes(r), 0) });
   }
-  return { sql: insertOutboxSql(rows.length), values };
+  return statements;
+}
+
+/** One INSERT of insertOutboxStatements, about `bytes` of text. */
+interface OutboxStatement extends Statement {
+  values: Knex.RawBinding[];
+  bytes: number;
+}
+
+/** At most what an outbox row adds to its INSERT's text: the message value goes as hex (two characters a byte). */
+function outboxRowBytes(r: OutboxInsert): number {
+  return ROW_BASE_BYTES + 2 * r.message.value.length + 3;
 }
 
 const OUTBOX_COLUMNS = 'event_id, topic, msg_key, shard, value, headers, available_at, published, created_at';

@@ -28,7 +28,7 @@ import {
   retentionWindow,
   type EventInsert,
 } from '../db/events';
-import { ANY_QUEUED, insertOutboxStatement, outboxShardsOf, queuedShardsOf, queuedShardsStatement, shardsWithBacklog } from '../db/outbox';
+import { ANY_QUEUED, insertOutboxStatements, outboxShardsOf, queuedShardsOf, queuedShardsStatement, shardsWithBacklog } from '../db/outbox';
 import { isDuplicateKey } from '../db/errors';
 import { rawOf, ScriptTransaction, type MultiPool, type Statement } from '../db/multi';
 import { deleteKeysBefore, IDEMPOTENCY_WINDOW_SECONDS } from '../db/idempotency';
@@ -182,7 +182,7 @@ async function fireScripted(pool: MultiPool, { db, config, direct, tracing, span
     const lags = lagsOf(plan.toLog, plan.plannedAt, now);
     const write: Statement[] = [
       ...insertCountedEventsStatements(plan.toLog, now),
-      ...(outbox.length > 0 ? [insertOutboxStatement(outbox, now, shards)] : []),
+      ...insertOutboxStatements(outbox, now, shards),
       ...(plan.completed.length > 0 ? [deleteFiredStatement(plan.completed)] : []),
       ...(plan.cancelled.length > 0 ? [markCancelledStatement(plan.cancelled, now)] : []),
       ...(plan.next.length > 0 ? [insertOccurrencesStatement(plan.next, now)] : []),

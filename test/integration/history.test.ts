@@ -12,7 +12,7 @@ import { randomUUID } from 'node:crypto';
 import {
   insertCountedEventsStatements,
   insertEvents,
-  insertEventsStatement,
+  insertEventsStatements,
   foldBefore,
   foldCountsBefore,
   listEvents,
@@ -204,7 +204,7 @@ describe('history at scale', () => {
                 );
                 await withDbRetry(async () => {
                   const { tx } = await ScriptTransaction.begin(scripts, []);
-                  await tx.commit([insertEventsStatement(rows, now)]);
+                  await tx.commit(insertEventsStatements(rows, now));
                 });
                 return rows.map((r) => r.id);
               }),
