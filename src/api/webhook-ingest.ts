@@ -54,11 +54,13 @@ export class WebhookIngest {
     triggerId: string;
     version: number;
     payload: unknown;
+    /** JSON.stringify(payload ?? null), when the caller has it already. */
+    payloadJson?: string;
     firedAt: Date;
     traceParent?: string | null;
   }): Promise<IngestOutcome> {
     // Serialised once: the same text is the stored payload and part of the Kafka value (toKafka's message, byte for byte).
-    const payload = JSON.stringify(e.payload ?? null);
+    const payload = e.payloadJson ?? JSON.stringify(e.payload ?? null);
     const value = eventMessageJson(
       {
         id: e.eventId,

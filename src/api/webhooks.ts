@@ -11,6 +11,7 @@ import { coerceError } from '../logger';
 import { Attr, endSpan, SpanKind, Tracing } from '../tracing/tracing';
 import { compileWebhookSchema } from '../triggers/json-schema';
 import { newEventId } from '../triggers/event-id';
+import { payloadLimitMessage, payloadOverLimit } from '../kafka/message';
 import type { WebhookConfig } from '../triggers/types';
 import { ApiError } from './errors';
 import { JsonTooDeepError, jsonDepthExceeds } from './json-depth';
@@ -173,6 +174,7 @@ export class WebhookReceiver {
     const t = await this.loadWebhookTrigger(call);
     const payload = call.body;
     this.checkPayload(t, payload);
+    serialisedWithinLimit(payload);
     return this.idempotent(call, t.id, async (trx) => {
       const now = new Date();
       const id = newEventId();
@@ -198,7 +200,11 @@ export class WebhookReceiver {
     const items = (call.body as { events: unknown[] }).events;
     const schema = (t.config as WebhookConfig).schema;
     const { caches } = this.deps;
-    const checked = items.map((payload, index) => ({ index, payload, errors: caches.validate(t.id, t.version, schema, payload) }));
+    const checked = items.map((payload, index) => ({
+      index,
+      payload,
+      errors: itemErrors(caches.validate(t.id, t.version, schema, payload), payload),
+    }));
     const valid = checked.filter((c) => c.errors.length === 0);
     const answerFor = (ids: Map<number, string>) => {
       const results = checked.map((c) =>
@@ -308,8 +314,17 @@ export class WebhookReceiver {
         }
         throw e;
       }
+      const payloadJson = serialisedWithinLimit(payload);
       const eventId = newEventId();
-      const outcome = await ingest.submit({ eventId, triggerId: t.id, version: t.version, payload, firedAt: new Date(), traceParent });
+      const outcome = await ingest.submit({
+        eventId,
+        triggerId: t.id,
+        version: t.version,
+        payload,
+        payloadJson,
+        firedAt: new Date(),
+        traceParent,
+      });
       if (outcome === 'logged') return eventId;
       if (outcome === 'failed') {
         throw new ApiError('SERVICE_UNAVAILABLE', 'The event could not be stored; nothing was recorded. Retry later.', [], {
@@ -472,4 +487,29 @@ function sendJson(res: Response, answer: WebhookAnswer): void {
   const text = JSON.stringify(answer.body);
   res.writeHead(answer.status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
   res.end(text);
+}
+
+/**
+ * The payload serialised (the text the event log stores and its Kafka message carries), or a 413 when that
+ * text is over PAYLOAD_MAX_BYTES: such a message would be refused by Kafka on every retry.
+ */
+function serialisedWithinLimit(payload: unknown): string {
+  const json = JSON.stringify(payload ?? null);
+  const over = payloadOverLimit(json);
+  if (over !== null) {
+    throw new ApiError('PAYLOAD_TOO_LARGE', `The payload is too large for an event (${over} bytes as JSON)`, [
+      { field: 'body', message: payloadLimitMessage(over) },
+    ]);
+  }
+  return json;
+}
+
+/** A batch item's errors: the schema's, or (when it passes) its size over the limit, as a pointer to the whole item. */
+function itemErrors(
+  schemaErrors: Array<{ pointer: string; message: string }>,
+  payload: unknown,
+): Array<{ pointer: string; message: string }> {
+  if (schemaErrors.length > 0) return schemaErrors;
+  const over = payloadOverLimit(JSON.stringify(payload ?? null));
+  return over === null ? schemaErrors : [{ pointer: '/', message: payloadLimitMessage(over) }];
 }

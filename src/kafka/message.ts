@@ -10,6 +10,31 @@ export type EventSource = 'webhook' | 'scheduler' | 'manual-test' | 'replay';
  */
 export const TRACE_PARENT = Symbol('traceparent');
 
+/**
+ * The largest event payload the platform accepts, as serialised JSON in UTF-8 bytes. The event's Kafka
+ * message is the payload in an envelope of ids, instants and headers (under 1 KiB), and it must fit both
+ * librdkafka's `message.max.bytes` (1,000,000 by default; the producer keeps it) and the broker's (1,048,588
+ * by default). A larger message is refused by Kafka on every retry, so it would never leave the outbox.
+ * Checked where payloads enter: a webhook call (413), a scheduled trigger's `config.payload` and a test
+ * run's payload (400).
+ */
+export const PAYLOAD_MAX_BYTES = 1_000_000 - 1024;
+
+/**
+ * The UTF-8 size of a serialised payload when it is over PAYLOAD_MAX_BYTES, else null. A string of n UTF-16
+ * units is at most 3n bytes, so small payloads (every hot-path one) skip the count.
+ */
+export function payloadOverLimit(json: string): number | null {
+  if (json.length * 3 <= PAYLOAD_MAX_BYTES) return null;
+  const bytes = Buffer.byteLength(json);
+  return bytes > PAYLOAD_MAX_BYTES ? bytes : null;
+}
+
+/** The words of the limit, for the field error a refused payload gets. */
+export function payloadLimitMessage(bytes: number): string {
+  return `is ${bytes} bytes as JSON; an event payload is at most ${PAYLOAD_MAX_BYTES} bytes, so that its Kafka message fits the broker's message size`;
+}
+
 /** What the platform puts on `trigger-events` (and what any consumer, in any language, reads). */
 export interface EventMessage {
   event_id: string;

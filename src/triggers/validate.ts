@@ -9,6 +9,7 @@
  * of its model may send `"payload": null`); an absent payload is stored as null. A webhook's `has_secret`
  * (the read-only marker GET shows) is ignored, so a config read from GET can be sent back.
  */
+import { payloadLimitMessage, payloadOverLimit } from '../kafka/message';
 import { compileWebhookSchema } from './json-schema';
 import { compileCron, firstOccurrence, isValidTimeZone, parseLocalDateTime } from './schedule';
 import {
@@ -255,7 +256,12 @@ function isJsonValue(v: unknown, depth = 0): boolean {
 function payload(obj: Obj, errors: Errors): unknown {
   const v = obj.payload;
   if (v === undefined || v === null) return null;
-  if (!isJsonValue(v)) errors.add('config.payload', 'must be a JSON value');
+  if (!isJsonValue(v)) {
+    errors.add('config.payload', 'must be a JSON value');
+    return v;
+  }
+  const over = payloadOverLimit(JSON.stringify(v));
+  if (over !== null) errors.add('config.payload', payloadLimitMessage(over));
   return v;
 }
 

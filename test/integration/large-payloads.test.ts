@@ -9,6 +9,7 @@ import { count } from '../helpers/fixtures';
 import { startPlatform, type Platform } from '../../src/platform';
 import { createLogger } from '../../src/logger';
 import type { Config } from '../../src/config';
+import { PAYLOAD_MAX_BYTES } from '../../src/kafka/message';
 
 /**
  * Payloads near the API's body limit, many of them due together: the fire batch that logs them (and, in
@@ -84,6 +85,77 @@ describe('large payloads: a fire batch larger than max_allowed_packet', function
     for (const e of logged) expect((reader.byEventId(e.id)[0]!.value.payload as { tag: string }).tag).to.equal(tag);
     expect(await count(t.db, 'trigger_schedules', { status: 'pending' })).to.equal(0);
   }
+
+  describe('a payload whose Kafka message would be over the size Kafka takes is refused where it enters, and nothing is stored', () => {
+    let webhook = '';
+    const stored = async () =>
+      Number(((await t.db('event_logs').where({ trigger_id: webhook }).count({ n: '*' })) as Array<{ n: number }>)[0]!.n) +
+      Number(((await t.db('outbox').where({ msg_key: webhook }).count({ n: '*' })) as Array<{ n: number }>)[0]!.n);
+    const over = JSON.stringify({ text: 'x'.repeat(PAYLOAD_MAX_BYTES) });
+
+    before(async () => {
+      const res = await request(app)
+        .post('/api/v1/triggers')
+        .send({ name: 'sized', type: 'webhook', config: { endpoint: 'http://127.0.0.1:9/x', schema: {} } })
+        .expect(201);
+      webhook = res.body.id as string;
+    });
+
+    it('a webhook call: 413 naming the body, on the fast path and with an Idempotency-Key', async () => {
+      for (const key of [undefined, 'sized-1']) {
+        const r = request(app).post(`/api/v1/webhook/${webhook}`).set('content-type', 'application/json');
+        const res = await (key ? r.set('Idempotency-Key', key) : r).send(over);
+        expect(res.status, JSON.stringify(res.body).slice(0, 300)).to.equal(413);
+        expect(res.headers['content-type']).to.match(/^application\/problem\+json/);
+        expect(res.body.code).to.equal('PAYLOAD_TOO_LARGE');
+        expect(res.body.errors[0].field).to.equal('body');
+        expect(res.body.errors[0].message).to.include(String(PAYLOAD_MAX_BYTES));
+      }
+      // The limit is on the payload as stored and sent: a body well inside the request limit whose numbers
+      // serialise longer (1e20 is written out in full) is refused too.
+      const expanding = `[${Array.from({ length: 180_000 }, () => '1e20').join(',')}]`;
+      expect(expanding.length).to.be.below(1_000_000);
+      await request(app).post(`/api/v1/webhook/${webhook}`).set('content-type', 'application/json').send(expanding).expect(413);
+      expect(await stored()).to.equal(0);
+      // Just inside the limit: accepted, and Kafka takes its message.
+      const inside = JSON.stringify({ text: 'x'.repeat(PAYLOAD_MAX_BYTES - 20) });
+      const accepted = await request(app)
+        .post(`/api/v1/webhook/${webhook}`)
+        .set('content-type', 'application/json')
+        .send(inside)
+        .expect(202);
+      const eventId = accepted.body.event_id as string;
+      platform = await startPlatform(t.config, ['relay'], { logger: createLogger('error', 'test'), migrate: false });
+      await until(() => reader.byEventId(eventId).length > 0, { timeoutMs: 30_000, message: 'the largest accepted payload on Kafka' });
+      expect((reader.byEventId(eventId)[0]!.value.payload as { text: string }).text).to.have.length(PAYLOAD_MAX_BYTES - 20);
+      await t.db('event_logs').where({ trigger_id: webhook }).delete();
+    });
+
+    it('a batch item: rejected on its own (207), the others accepted', async () => {
+      const body = `{"events":[{"small":1},${over.slice(0, -2)}"}]}`;
+      const res = await request(app).post(`/api/v1/webhook/${webhook}/batch`).set('content-type', 'application/json').send(body);
+      expect(res.status, JSON.stringify(res.body).slice(0, 300)).to.equal(207);
+      expect(res.body.accepted).to.equal(1);
+      expect(res.body.results[1].status).to.equal('rejected');
+      expect(res.body.results[1].errors[0].field).to.equal('/events/1');
+      expect(Number(((await t.db('event_logs').where({ trigger_id: webhook }).count({ n: '*' })) as Array<{ n: number }>)[0]!.n)).to.equal(
+        1,
+      );
+    });
+
+    it("a scheduled trigger's config.payload and a test run's payload: 400 naming the field", async () => {
+      const big = { text: 'x'.repeat(PAYLOAD_MAX_BYTES) };
+      const created = await request(app)
+        .post('/api/v1/triggers')
+        .send({ name: 'too-big', type: 'time_scheduled', config: { endpoint: 'http://127.0.0.1:9/x', delay_seconds: 60, payload: big } });
+      expect(created.status).to.equal(400);
+      expect(created.body.errors.map((e: { field: string }) => e.field)).to.deep.equal(['config.payload']);
+      expect(await t.db('triggers').where({ name: 'too-big' }).first()).to.equal(undefined);
+      const run = await request(app).post(`/api/v1/triggers/${webhook}/test`).send({ payload: big });
+      expect(run.status).to.equal(400);
+      expect(run.body.errors.map((e: { field: string }) => e.field)).to.deep.equal(['payload']);
+    });
+  });
 
   it('fires them all through the direct path, each logged once with its whole payload and on Kafka', async () => {
     await firesAll('direct', 'direct');
