@@ -51,21 +51,26 @@ export async function getTriggersByIds(q: Q, ids: string[]): Promise<Map<string,
 
 /** What firing needs of trigger `id`, from a row with its type, status, config and version (the relay's claim reads them). */
 export function fireTriggerOf(id: string, r: Record<string, unknown>): FireTrigger {
+  const text = r.config as string | Buffer | null;
   return {
     id,
     type: r.type as TriggerType,
     status: r.status as TriggerStatus,
-    config: parseJson<TriggerConfig>(r.config),
+    config: parseJson<TriggerConfig>(text),
     version: Number(r.version),
+    configChars: text === null || text === undefined ? 0 : text.length,
   };
 }
 
 /**
  * What firing needs of each trigger (type, status, config, version), without the rest of the row: the
  * relay reads it with every claim, and `SELECT *` would also fetch and convert the name and two timestamps
- * per trigger that it never looks at.
+ * per trigger that it never looks at. `configChars`: the stored config's length, what bounds the text each
+ * of its events carries (the payload is part of it).
  */
-export type FireTrigger = Pick<TriggerRow, 'id' | 'type' | 'status' | 'config' | 'version'>;
+export interface FireTrigger extends Pick<TriggerRow, 'id' | 'type' | 'status' | 'config' | 'version'> {
+  configChars: number;
+}
 
 export interface TriggerFilter {
   type?: TriggerType;

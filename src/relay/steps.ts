@@ -83,11 +83,12 @@ export async function fireDue(
     },
   );
   if (result.claimed > 0) {
-    events.emitEvent('relay:claimed', { kind: 'schedules', count: result.claimed });
+    events.emitEvent('relay:claimed', { kind: 'schedules', count: result.claimed - result.left });
     events.emitEvent('relay:fired', { count: result.fired, lagsSeconds: result.lags });
     if (result.fired > result.queued) events.emitEvent('relay:published', { count: result.fired - result.queued });
   }
-  const full = result.claimed >= config.relayBatchSize;
+  // Rows left for the next batch (the payload bound) make it full too: the lane claims again at once.
+  const full = result.claimed >= config.relayBatchSize || result.left > 0;
   const done = { full, claimed: result.claimed, fired: result.fired, queued: result.queued };
   if (full) return done;
   const next = result.next !== undefined ? result.next : await nextPending(db);
@@ -97,6 +98,8 @@ export async function fireDue(
 /** What one fire transaction did; `next` is the next pending occurrence when the transaction read it too. */
 interface FireBatch {
   claimed: number;
+  /** Claimed rows left pending for the next batch (planFiring's payload bound). */
+  left: number;
   fired: number;
   queued: number;
   lags: number[];
@@ -124,9 +127,9 @@ async function fireWithKnex({ db, config, direct, tracing, spans }: FireDeps): P
   return db.transaction(async (trx) => {
     // The triggers come with the claim, a plain (non-locking) read: locking them would make every API edit wait on relays.
     const claim = await claimDue(trx, config.relayBatchSize);
-    if (claim.due.length === 0) return { claimed: 0, fired: 0, queued: 0, lags: [] };
+    if (claim.due.length === 0) return { claimed: 0, left: 0, fired: 0, queued: 0, lags: [] };
     const now = new Date();
-    const { toLog, next, plannedAt, completed, cancelled } = planFiring(claim, now, config.misfireGraceSeconds * 1000);
+    const { toLog, next, plannedAt, completed, cancelled, left } = planFiring(claim, now, config.misfireGraceSeconds * 1000);
     spans.push(...traceFirings(tracing, toLog));
     if (direct && toLog.length > 0 && direct.isOpen()) await direct.produce(toLog, outboxShardsOf(trx), (s) => shardsWithBacklog(trx, s));
     const inserted = await recordEvents(trx, toLog, config.kafkaTopic, now);
@@ -138,6 +141,7 @@ async function fireWithKnex({ db, config, direct, tracing, spans }: FireDeps): P
     await insertFireLags(trx, lagsMsOf(lags), now);
     return {
       claimed: claim.due.length,
+      left,
       fired: inserted.size,
       queued: fired.filter((e) => !e.published_at).length,
       lags,
@@ -167,7 +171,7 @@ async function fireScripted(pool: MultiPool, { db, config, direct, tracing, span
     const after: Statement[] = due.length < limit ? [{ sql: NEXT_PENDING_SQL, values: [] }] : [];
     if (due.length === 0) {
       const read = await tx.commit([], after);
-      return { claimed: 0, fired: 0, queued: 0, lags: [], next: nextPendingOf(read[0] as Array<{ fire_at: Date; due: number }>) };
+      return { claimed: 0, left: 0, fired: 0, queued: 0, lags: [], next: nextPendingOf(read[0] as Array<{ fire_at: Date; due: number }>) };
     }
     const anyQueued = probe && (results[1] as unknown[]).length > 0;
     const now = new Date();
@@ -191,6 +195,7 @@ async function fireScripted(pool: MultiPool, { db, config, direct, tracing, span
     const read2 = await tx.commit(write, after);
     return {
       claimed: due.length,
+      left: plan.left,
       fired: plan.toLog.length,
       queued: outbox.length,
       lags,
@@ -239,15 +244,27 @@ function msUntil(next: { fire_at: Date } | null): number | undefined {
 }
 
 /**
+ * The most payload text (counted as the triggers' stored configs, which hold the payloads) one fire batch
+ * takes: a batch of triggers with payloads near the limit is fired over several transactions, so a relay's
+ * memory per batch stays bounded (about 32 MiB of payloads, plus their copies in the SQL text and the Kafka
+ * messages) whatever RELAY_BATCH_SIZE says. The first row of a batch is always fired.
+ */
+export const FIRE_BATCH_MAX_CHARS = 32 * 1024 * 1024;
+
+/**
  * What a claimed batch of due schedule rows becomes (pure): the event logs to write, the next occurrences,
  * the planned instant of each event (for the fire lag), and the rows to mark completed or cancelled.
+ * Rows past `maxChars` of payload text are `left`: untouched, they stay pending, and their locks go with the
+ * commit, so the next batch claims them.
  */
-function planFiring({ due, triggers }: Claimed, now: Date, graceMs: number) {
+export function planFiring({ due, triggers }: Claimed, now: Date, graceMs: number, maxChars = FIRE_BATCH_MAX_CHARS) {
   const toLog: EventInsert[] = [];
   const next: Array<{ trigger_id: string } & Occurrence> = [];
   const plannedAt = new Map<string, Date>(); // event id → the (jittered) instant it was due, for the lag
   const completed: number[] = [];
   const cancelled: number[] = [];
+  let chars = 0;
+  let left = 0;
   for (const row of due) {
     const t = triggers.get(row.trigger_id);
     if (!t || t.status !== 'active') {
@@ -257,6 +274,12 @@ function planFiring({ due, triggers }: Claimed, now: Date, graceMs: number) {
     }
     // Jitter: the row's fire_at may lie after its nominal scheduled_for, which names the event.
     const plan = planOccurrence(t.id, t.type, t.config, row, now, graceMs);
+    const rowChars = t.configChars * plan.fire.length;
+    if (toLog.length > 0 && chars + rowChars > maxChars) {
+      left++;
+      continue;
+    }
+    chars += rowChars;
     for (const { scheduled_for: at, fire_at } of plan.fire) {
       const id = scheduledEventId(t.id, at);
       plannedAt.set(id, fire_at);
@@ -274,7 +297,7 @@ function planFiring({ due, triggers }: Claimed, now: Date, graceMs: number) {
     if (plan.next) next.push({ trigger_id: t.id, ...plan.next });
     completed.push(row.id);
   }
-  return { toLog, next, plannedAt, completed, cancelled };
+  return { toLog, next, plannedAt, completed, cancelled, left };
 }
 
 const SWEEP_BATCH = 1000;

@@ -10,6 +10,7 @@ import { startPlatform, type Platform } from '../../src/platform';
 import { createLogger } from '../../src/logger';
 import type { Config } from '../../src/config';
 import { PAYLOAD_MAX_BYTES } from '../../src/kafka/message';
+import { FIRE_BATCH_MAX_CHARS } from '../../src/relay/steps';
 
 /**
  * Payloads near the API's body limit, many of them due together: the fire batch that logs them (and, in
@@ -17,7 +18,7 @@ import { PAYLOAD_MAX_BYTES } from '../../src/kafka/message';
  * statements and round trips were cut by size (db/packets.ts), such a batch was refused on every retry: the
  * occurrences never fired, and the direct path produced the batch to Kafka again on each attempt.
  */
-describe('large payloads: a fire batch larger than max_allowed_packet', function () {
+describe('large payloads: fire batches past max_allowed_packet and past their payload bound; payloads past what Kafka takes', function () {
   this.timeout(240_000);
   const PAYLOAD_CHARS = 900_000;
   let t: TestEnv;
@@ -30,8 +31,9 @@ describe('large payloads: a fire batch larger than max_allowed_packet', function
     t = await createTestEnv('largepayloads');
     app = testApp(t);
     const [[row]] = (await t.db.raw('SELECT @@max_allowed_packet AS p')) as unknown as [[{ p: number }]];
-    // Enough triggers that their events' text is well past the packet limit (one lane claims them all).
-    triggersPerBatch = Math.ceil(Number(row.p) / PAYLOAD_CHARS) + 4;
+    // Enough triggers that their events' text is well past the packet limit (one lane claims them all) and
+    // past a fire batch's payload bound, so they take two batches.
+    triggersPerBatch = Math.max(Math.ceil(Number(row.p) / PAYLOAD_CHARS), Math.ceil(FIRE_BATCH_MAX_CHARS / PAYLOAD_CHARS)) + 4;
     reader = await new KafkaReader([t.topic]).start();
   });
   afterEach(async () => {
@@ -65,6 +67,7 @@ describe('large payloads: a fire batch larger than max_allowed_packet', function
 
   async function firesAll(mode: Config['relayFireMode'], tag: string): Promise<void> {
     const ids = await bigTriggers(triggersPerBatch, tag);
+    await t.db('fire_lags').delete();
     platform = await startPlatform({ ...t.config, relayConcurrency: 1, relayFireMode: mode }, ['relay'], {
       logger: createLogger('error', 'test'),
       migrate: false,
@@ -84,6 +87,8 @@ describe('large payloads: a fire batch larger than max_allowed_packet', function
     });
     for (const e of logged) expect((reader.byEventId(e.id)[0]!.value.payload as { tag: string }).tag).to.equal(tag);
     expect(await count(t.db, 'trigger_schedules', { status: 'pending' })).to.equal(0);
+    // One fire_lags row per fire transaction: the rows past the payload bound went in a later one.
+    expect(await count(t.db, 'fire_lags')).to.be.at.least(2);
   }
 
   describe('a payload whose Kafka message would be over the size Kafka takes is refused where it enters, and nothing is stored', () => {

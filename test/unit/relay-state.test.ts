@@ -7,6 +7,9 @@ import { BatchBackoff, OutboxPublisher, ShardBackoff, Throttle } from '../../src
 import { fireWindowMs, watched } from '../../src/relay/relay';
 import { createDb, dbSettings, type Db } from '../../src/db/knex';
 import { outboxShardsOf, shardOf } from '../../src/db/outbox';
+import type { Claimed } from '../../src/db/schedules';
+import { FIRE_BATCH_MAX_CHARS, planFiring } from '../../src/relay/steps';
+import type { TriggerConfig } from '../../src/triggers/types';
 
 /**
  * The relay's run-time state, each piece on its own object with the clock passed in: the direct fire
@@ -272,5 +275,43 @@ describe("lane 0's watched step", () => {
     );
     await new Promise((r) => setTimeout(r, 60));
     expect(wakes).to.equal(0);
+  });
+});
+
+describe('a fire batch bounded by its payload text (planFiring)', () => {
+  const now = new Date('2030-01-01T00:00:10Z');
+  /** A claim of `sizes.length` one-shot triggers due now, trigger i with a stored config of sizes[i] characters. */
+  function claimOf(sizes: number[]): Claimed {
+    const due = sizes.map((_, i) => ({ id: i + 1, trigger_id: `t${i}`, fire_at: new Date('2030-01-01T00:00:00Z'), scheduled_for: null }));
+    const triggers = new Map(
+      sizes.map((chars, i) => [
+        `t${i}`,
+        {
+          id: `t${i}`,
+          type: 'time_scheduled' as const,
+          status: 'active' as const,
+          config: { endpoint: 'https://example.com/h', run_at: '2030-01-01T00:00:00Z', timezone: 'UTC' } as TriggerConfig,
+          version: 1,
+          configChars: chars,
+        },
+      ]),
+    );
+    return { due, triggers };
+  }
+
+  it('fires rows while their payload text fits, and leaves the rest pending (neither completed nor cancelled)', () => {
+    const plan = planFiring(claimOf([10, 10, 10, 10]), now, 60_000, 25);
+    expect(plan.toLog.map((e) => e.trigger_id)).to.deep.equal(['t0', 't1']);
+    expect(plan.completed).to.deep.equal([1, 2]);
+    expect(plan.cancelled).to.deep.equal([]);
+    expect(plan.left).to.equal(2);
+  });
+
+  it('always fires the first row, however large, and everything when under the bound', () => {
+    expect(planFiring(claimOf([100, 10]), now, 60_000, 25).toLog).to.have.length(1);
+    const all = planFiring(claimOf([10, 10, 10]), now, 60_000);
+    expect(all.toLog).to.have.length(3);
+    expect(all.left).to.equal(0);
+    expect(FIRE_BATCH_MAX_CHARS).to.be.at.least(16 * 1024 * 1024);
   });
 });
