@@ -245,9 +245,9 @@ function msUntil(next: { fire_at: Date } | null): number | undefined {
 
 /**
  * The most payload text (counted as the triggers' stored configs, which hold the payloads) one fire batch
- * takes: a batch of triggers with payloads near the limit is fired over several transactions, so a relay's
- * memory per batch stays bounded (about 32 MiB of payloads, plus their copies in the SQL text and the Kafka
- * messages) whatever RELAY_BATCH_SIZE says. The first row of a batch is always fired.
+ * takes: a batch of triggers with payloads near the limit is fired over several transactions, so what one
+ * batch writes and produces (about 32 MiB of payloads, and their copies in the SQL text and the Kafka
+ * messages) stays bounded whatever RELAY_BATCH_SIZE says. The first row of a batch is always fired.
  */
 export const FIRE_BATCH_MAX_CHARS = 32 * 1024 * 1024;
 
