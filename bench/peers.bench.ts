@@ -73,6 +73,14 @@ const QUICK = args.flags.has('quick');
 /** --cpu-prof=<dir>: our relays run with `node --cpu-prof`, their profiles written to <dir> as they stop. */
 const CPU_PROF_DIR = args.values.get('cpu-prof');
 const BURST = intArg(args, 'burst', QUICK ? 5_000 : 50_000);
+/**
+ * --warmup=<jobs>: before the measured workloads, each system runs one burst of this many jobs that is not
+ * measured (0: none), so the servers are warm as in a long-running deployment: Kafka's JVM compiles its hot
+ * paths in the first tens of thousands of messages, and without it our first measured burst paid for that
+ * (the broker's CPU per event 24 µs in a session's first burst, 8–15 afterwards). The relays and the peers'
+ * worker processes are still started afresh for every workload, so their own warm-up stays in the measure.
+ */
+const WARMUP = intArg(args, 'warmup', QUICK ? 1_000 : 5_000);
 const RATE = intArg(args, 'rate', 2_000);
 const SECONDS = numArg(args, 'seconds', QUICK ? 10 : 60);
 const N = intArg(args, 'n', QUICK ? 20_000 : 200_000);
@@ -699,25 +707,25 @@ function instantAfterCreate(system: System, jobs: number): number {
   return Math.ceil((Date.now() + (jobs / rate) * 1500 + 2000) / 1000) * 1000;
 }
 
-async function usBurst(k: number): Promise<RunResult> {
+async function usBurst(k: number, jobs = BURST): Promise<RunResult> {
   return withUs(`pburst${k}`, async (e) => {
     const warnings: string[] = [];
     const relays = await spawnRelays(e, k);
     const reader = await new BenchReader(e.topic).start();
     try {
-      const T = instantAfterCreate('us', BURST);
+      const T = instantAfterCreate('us', jobs);
       const f0 = performance.now();
-      await insertScheduledTriggers(e.db, BURST, { fireAt: new Date(T) });
+      await insertScheduledTriggers(e.db, jobs, { fireAt: new Date(T) });
       const createSeconds = (performance.now() - f0) / 1000;
-      createRate.set('us', BURST / createSeconds);
+      createRate.set('us', jobs / createSeconds);
       const margin = T - Date.now();
       if (margin < 100) warnings.push(`creation finished ${-margin} ms after T: the burst is not one instant`);
       const meter = usMeter(relays);
       await sleep(T - Date.now() - 50);
       meter.begin();
-      const stop = progress(() => `us burst (${k}): consumed ${fmtInt(reader.distinct)} / ${fmtInt(BURST)}`);
+      const stop = progress(() => `us burst (${k}): consumed ${fmtInt(reader.distinct)} / ${fmtInt(jobs)}`);
       try {
-        await waitFor(async () => reader.distinct >= BURST, { timeoutMs: 10 * 60_000, intervalMs: 5, what: 'every burst event on Kafka' });
+        await waitFor(async () => reader.distinct >= jobs, { timeoutMs: 10 * 60_000, intervalMs: 5, what: 'every burst event on Kafka' });
       } finally {
         stop();
       }
@@ -730,11 +738,11 @@ async function usBurst(k: number): Promise<RunResult> {
         workload: 'burst',
         workers: k,
         ok: true,
-        jobs: BURST,
+        jobs,
         loadAverage1m: round(os.loadavg()[0]!, 2),
         createSeconds: round(createSeconds, 2),
         lastConsumedMs: lag.max,
-        jobsPerSecond: Math.round(BURST / (lag.max / 1000)),
+        jobsPerSecond: Math.round(jobs / (lag.max / 1000)),
         lagMs: lag,
         cpu,
         duplicates: reader.duplicates,
@@ -990,23 +998,23 @@ async function waitArrivals(a: Arrivals, total: number, label: string, timeoutMs
   }
 }
 
-async function peerBurst(peer: Peer, k: number): Promise<RunResult> {
+async function peerBurst(peer: Peer, k: number, jobs = BURST): Promise<RunResult> {
   return withPeer(peer, k, async ({ producer, workers, meter }) => {
     const warnings: string[] = [];
-    const a = new Arrivals(BURST);
+    const a = new Arrivals(jobs);
     for (const w of workers) {
       w.onSeen = (d) => a.add(d);
       w.go();
     }
-    const T = instantAfterCreate(peer, BURST);
-    const c = await enqueueVia(producer, `${peer} burst (${k})`, BURST, { mode: 'at', at: T });
-    createRate.set(peer, BURST / c.wallSeconds);
+    const T = instantAfterCreate(peer, jobs);
+    const c = await enqueueVia(producer, `${peer} burst (${k})`, jobs, { mode: 'at', at: T });
+    createRate.set(peer, jobs / c.wallSeconds);
     const margin = T - Date.now();
     if (margin < 100) warnings.push(`creation finished ${-margin} ms after T: the burst is not one instant`);
     const m = meter();
     await sleep(T - Date.now() - 50);
     m.begin();
-    await waitArrivals(a, BURST, `${peer} burst (${k})`, 10 * 60_000);
+    await waitArrivals(a, jobs, `${peer} burst (${k})`, 10 * 60_000);
     const cpu = m.end();
     const lag = lagStats(Array.from(a.at, (t) => t - T));
     const allFinishedMs = await finishedAfter(producer, T);
@@ -1016,11 +1024,11 @@ async function peerBurst(peer: Peer, k: number): Promise<RunResult> {
       workload: 'burst',
       workers: k,
       ok: true,
-      jobs: BURST,
+      jobs,
       loadAverage1m: round(os.loadavg()[0]!, 2),
       createSeconds: round(c.wallSeconds, 2),
       lastConsumedMs: lag.max,
-      jobsPerSecond: Math.round(BURST / (lag.max / 1000)),
+      jobsPerSecond: Math.round(jobs / (lag.max / 1000)),
       lagMs: lag,
       cpu,
       allFinishedMs,
@@ -1375,6 +1383,7 @@ async function main(): Promise<void> {
   const settings = {
     quick: QUICK,
     burstJobs: BURST,
+    warmupJobs: WARMUP,
     steadyRatePerSecond: RATE,
     steadySeconds: SECONDS,
     throughputJobs: N,
@@ -1406,6 +1415,16 @@ async function main(): Promise<void> {
   log(`durability: ${JSON.stringify(durability)}`);
   for (const s of skipped) log(`SKIPPED ${LABEL[s.system]}: ${s.reason}`);
 
+  if (WARMUP > 0) {
+    for (const s of systems) {
+      log(`--- warm-up (not measured): a burst of ${fmtInt(WARMUP)} jobs, ${LABEL[s]}`);
+      try {
+        await (s === 'us' ? usBurst(1, WARMUP) : peerBurst(s, 1, WARMUP));
+      } catch (e) {
+        log(`    warm-up failed (the measured runs go on): ${e instanceof Error ? e.message : String(e)}`);
+      }
+    }
+  }
   const runs: RunResult[] = [];
   const loadAtStart = os.loadavg().map((l) => round(l, 2));
   for (const w of WORKLOADS) {
