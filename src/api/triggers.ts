@@ -21,7 +21,7 @@ import {
 import { REJECTIONS_KEPT_PER_TRIGGER, webhookCalls } from '../db/webhook-requests';
 import { recordTestRun } from '../operator/actions';
 import type { Tracing } from '../tracing/tracing';
-import { payloadLimitMessage, payloadOverLimit } from '../kafka/message';
+import { payloadTooLarge } from '../kafka/message';
 import {
   checkedConfig,
   createTrigger,
@@ -287,10 +287,8 @@ async function testPayload(
   triggerId: string | null,
   version: number,
 ): Promise<unknown> {
-  if (given !== undefined) {
-    const over = payloadOverLimit(JSON.stringify(given ?? null));
-    if (over !== null) throw validationError([{ field: 'payload', message: payloadLimitMessage(over) }]);
-  }
+  const tooLarge = given === undefined ? null : payloadTooLarge(given);
+  if (tooLarge !== null) throw validationError([{ field: 'payload', message: tooLarge }]);
   if (type !== 'webhook') return given !== undefined ? given : ((cfg as { payload?: unknown }).payload ?? null);
   const payload = given !== undefined ? given : {};
   const errors = caches.validate(triggerId, version, (cfg as WebhookConfig).schema, payload);

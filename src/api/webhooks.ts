@@ -11,7 +11,7 @@ import { coerceError } from '../logger';
 import { Attr, endSpan, SpanKind, Tracing } from '../tracing/tracing';
 import { compileWebhookSchema } from '../triggers/json-schema';
 import { newEventId } from '../triggers/event-id';
-import { PAYLOAD_MAX_BYTES, payloadLimitMessage, payloadOverLimit } from '../kafka/message';
+import { PAYLOAD_MAX_BYTES, payloadLimitMessage, payloadOverLimit, payloadTooLarge } from '../kafka/message';
 import type { WebhookConfig } from '../triggers/types';
 import { ApiError } from './errors';
 import { JsonTooDeepError, jsonDepthExceeds } from './json-depth';
@@ -518,6 +518,6 @@ function itemErrors(
   payload: unknown,
 ): Array<{ pointer: string; message: string }> {
   if (schemaErrors.length > 0) return schemaErrors;
-  const over = payloadOverLimit(JSON.stringify(payload ?? null));
-  return over === null ? schemaErrors : [{ pointer: '/', message: payloadLimitMessage(over) }];
+  const tooLarge = payloadTooLarge(payload);
+  return tooLarge === null ? schemaErrors : [{ pointer: '/', message: tooLarge }];
 }

@@ -4,7 +4,7 @@ import type { TriggerType } from '../triggers/types';
 import { errorText, insertUnlessDuplicate } from './errors';
 import { dbTime, parseJson } from './knex';
 import { SLICED_TABLES } from './partitions';
-import { ROW_BASE_BYTES, STATEMENT_MAX_BYTES, textBytes } from './packets';
+import { chunksBySize, ROW_BASE_BYTES, STATEMENT_MAX_BYTES, textBytes } from './packets';
 
 type Q = Knex | Knex.Transaction;
 
@@ -102,42 +102,35 @@ export function insertEventsStatements(rows: EventInsert[], now: Date): EventsSt
     return text;
   };
   const nowText = at(now);
-  const statements: EventsStatement[] = [];
-  let values: Knex.RawBinding[] = [];
-  let n = 0;
-  let bytes = 0;
-  for (const e of rows) {
+  // Each row's JSON columns serialised once: their size decides the cuts, their text is the bound value.
+  const serialised = rows.map((e) => {
     const payload = e.payload === undefined ? null : JSON.stringify(e.payload);
     const config = e.delivery_config === undefined || e.delivery_config === null ? null : JSON.stringify(e.delivery_config);
-    const size = ROW_BASE_BYTES + textBytes(payload) + textBytes(config);
-    if (n > 0 && bytes + size > STATEMENT_MAX_BYTES) {
-      statements.push({ sql: insertEventsSql(n), values, rows: n, bytes });
-      values = [];
-      n = 0;
-      bytes = 0;
+    return { e, payload, config, bytes: ROW_BASE_BYTES + textBytes(payload) + textBytes(config) };
+  });
+  return chunksBySize(serialised, (r) => r.bytes, STATEMENT_MAX_BYTES).map(({ items, bytes }) => {
+    const values: Knex.RawBinding[] = [];
+    for (const { e, payload, config } of items) {
+      values.push(
+        e.id,
+        e.trigger_id,
+        e.trigger_type,
+        e.source,
+        e.is_test_run ? 1 : 0,
+        payload,
+        config,
+        e.replay_of ?? null,
+        at(e.scheduled_for),
+        at(e.fired_at),
+        at(e.published_at),
+        e.published_at ? 'published' : 'pending',
+        nowText,
+        nowText,
+        e.trace_parent ?? null,
+      );
     }
-    values.push(
-      e.id,
-      e.trigger_id,
-      e.trigger_type,
-      e.source,
-      e.is_test_run ? 1 : 0,
-      payload,
-      config,
-      e.replay_of ?? null,
-      at(e.scheduled_for),
-      at(e.fired_at),
-      at(e.published_at),
-      e.published_at ? 'published' : 'pending',
-      nowText,
-      nowText,
-      e.trace_parent ?? null,
-    );
-    n++;
-    bytes += size;
-  }
-  if (n > 0) statements.push({ sql: insertEventsSql(n), values, rows: n, bytes });
-  return statements;
+    return { sql: insertEventsSql(items.length), values, rows: items.length, bytes };
+  });
 }
 
 /** One INSERT of insertEventsStatements: `rows` events, about `bytes` of text. */

@@ -74,7 +74,7 @@ async function queryScript(on: mysql.Pool | mysql.PoolConnection, statements: St
   const conn = 'release' in on ? on : await on.getConnection();
   try {
     const results: unknown[] = [];
-    for (const packet of packets) results.push(...(await queryPacket(conn, packet)));
+    for (const packet of packets) results.push(...(await queryPacket(conn, packet.items)));
     return results;
   } finally {
     if (conn !== on) conn.release();

@@ -63,7 +63,7 @@ export async function insertOutbox(q: Q, rows: OutboxInsert[], now: Date): Promi
 export function insertOutboxStatements(rows: OutboxInsert[], now: Date, shards: number): OutboxStatement[] {
   const nowText = dbTime(now);
   const statements: OutboxStatement[] = [];
-  for (const chunk of chunksBySize(rows, outboxRowBytes, STATEMENT_MAX_BYTES)) {
+  for (const { items: chunk, bytes } of chunksBySize(rows, outboxRowBytes, STATEMENT_MAX_BYTES)) {
     const values: Knex.RawBinding[] = [];
     for (const r of chunk) {
       const m = r.message;
@@ -79,7 +79,7 @@ export function insertOutboxStatements(rows: OutboxInsert[], now: Date, shards: 
         nowText,
       );
     }
-    statements.push({ sql: insertOutboxSql(chunk.length), values, bytes: chunk.reduce((b, r) => b + outboxRowBytes(r), 0) });
+    statements.push({ sql: insertOutboxSql(chunk.length), values, bytes });
   }
   return statements;
 }

@@ -23,23 +23,23 @@ export function textBytes(s: string | null | undefined): number {
 }
 
 /**
- * `items` cut into runs in order, each run's `sizeOf` sum within `maxBytes` (a run always holds at least one
- * item, however large).
+ * `items` cut into runs in order, each run's `sizeOf` sum (`bytes`) within `maxBytes` (a run always holds at
+ * least one item, however large).
  */
-export function chunksBySize<T>(items: readonly T[], sizeOf: (item: T) => number, maxBytes: number): T[][] {
-  const chunks: T[][] = [];
+export function chunksBySize<T>(items: readonly T[], sizeOf: (item: T) => number, maxBytes: number): Array<{ items: T[]; bytes: number }> {
+  const chunks: Array<{ items: T[]; bytes: number }> = [];
   let current: T[] = [];
   let bytes = 0;
   for (const item of items) {
     const b = sizeOf(item);
     if (current.length > 0 && bytes + b > maxBytes) {
-      chunks.push(current);
+      chunks.push({ items: current, bytes });
       current = [];
       bytes = 0;
     }
     current.push(item);
     bytes += b;
   }
-  if (current.length > 0) chunks.push(current);
+  if (current.length > 0) chunks.push({ items: current, bytes });
   return chunks;
 }

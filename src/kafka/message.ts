@@ -30,6 +30,12 @@ export function payloadOverLimit(json: string): number | null {
   return bytes > PAYLOAD_MAX_BYTES ? bytes : null;
 }
 
+/** The field error of a payload over PAYLOAD_MAX_BYTES once serialised, or null when it fits. */
+export function payloadTooLarge(payload: unknown): string | null {
+  const over = payloadOverLimit(JSON.stringify(payload ?? null));
+  return over === null ? null : payloadLimitMessage(over);
+}
+
 /** The words of the limit, for the field error a refused payload gets. */
 export function payloadLimitMessage(bytes: number): string {
   return `is ${bytes} bytes as JSON; an event payload is at most ${PAYLOAD_MAX_BYTES} bytes, so that its Kafka message fits the broker's message size`;

@@ -9,7 +9,7 @@
  * of its model may send `"payload": null`); an absent payload is stored as null. A webhook's `has_secret`
  * (the read-only marker GET shows) is ignored, so a config read from GET can be sent back.
  */
-import { payloadLimitMessage, payloadOverLimit } from '../kafka/message';
+import { payloadTooLarge } from '../kafka/message';
 import { compileWebhookSchema } from './json-schema';
 import { compileCron, firstOccurrence, isValidTimeZone, parseLocalDateTime } from './schedule';
 import {
@@ -260,8 +260,8 @@ function payload(obj: Obj, errors: Errors): unknown {
     errors.add('config.payload', 'must be a JSON value');
     return v;
   }
-  const over = payloadOverLimit(JSON.stringify(v));
-  if (over !== null) errors.add('config.payload', payloadLimitMessage(over));
+  const tooLarge = payloadTooLarge(v);
+  if (tooLarge !== null) errors.add('config.payload', tooLarge);
   return v;
 }
 

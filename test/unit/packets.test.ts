@@ -5,10 +5,14 @@ import { insertEventsStatements, type EventInsert } from '../../src/db/events';
 describe('statements cut by size (db/packets.ts)', () => {
   it('cuts items into runs within the bound, in order, and puts an item larger than the bound alone', () => {
     expect(chunksBySize([3, 3, 3, 3], (n) => n, 7)).to.deep.equal([
-      [3, 3],
-      [3, 3],
+      { items: [3, 3], bytes: 6 },
+      { items: [3, 3], bytes: 6 },
     ]);
-    expect(chunksBySize([2, 10, 2, 2], (n) => n, 5)).to.deep.equal([[2], [10], [2, 2]]);
+    expect(chunksBySize([2, 10, 2, 2], (n) => n, 5)).to.deep.equal([
+      { items: [2], bytes: 2 },
+      { items: [10], bytes: 10 },
+      { items: [2, 2], bytes: 4 },
+    ]);
     expect(chunksBySize([], (n: number) => n, 5)).to.deep.equal([]);
   });
 
