@@ -75,12 +75,12 @@ const CPU_PROF_DIR = args.values.get('cpu-prof');
 const BURST = intArg(args, 'burst', QUICK ? 5_000 : 50_000);
 /**
  * --warmup=<jobs>: before the measured workloads, each system runs one burst of this many jobs that is not
- * measured (0: none), so the servers are warm as in a long-running deployment: Kafka's JVM compiles its hot
+ * measured (--no-warmup: none), so the servers are warm as in a long-running deployment: Kafka's JVM compiles its hot
  * paths in the first tens of thousands of messages, and without it our first measured burst paid for that
  * (the broker's CPU per event 24 µs in a session's first burst, 8–15 afterwards). The relays and the peers'
  * worker processes are still started afresh for every workload, so their own warm-up stays in the measure.
  */
-const WARMUP = intArg(args, 'warmup', QUICK ? 1_000 : 5_000);
+const WARMUP = args.flags.has('no-warmup') ? 0 : intArg(args, 'warmup', QUICK ? 1_000 : 5_000);
 const RATE = intArg(args, 'rate', 2_000);
 const SECONDS = numArg(args, 'seconds', QUICK ? 10 : 60);
 const N = intArg(args, 'n', QUICK ? 20_000 : 200_000);
