@@ -59,6 +59,8 @@ export interface Config {
   readonly schedulerIntervalMs: number;
   readonly outboxPollIntervalMs: number;
   readonly relayBatchSize: number;
+  /** The most rows a fire claim grows to while claims come back full (a burst); RELAY_BATCH_SIZE again after one that is not. */
+  readonly relayBatchMax: number;
   readonly relayConcurrency: number;
   readonly outboxOrdering: boolean;
   /** direct: a due schedule is produced to Kafka inside its fire transaction; outbox: it goes through the outbox table. */
@@ -239,6 +241,7 @@ export function loadConfig(env: Env = process.env): Config {
   const apiPort = int(env, 'API_PORT', 8080, 0, 65535);
   const kafkaTopic = topic(env, 'KAFKA_TOPIC', 'trigger-events');
   const apiKeys = list(env, 'API_KEYS');
+  const relayBatchSize = int(env, 'RELAY_BATCH_SIZE', 500, 1, 10_000);
   if (apiKeys.some((k) => k.length < 8)) {
     throw new ConfigError('API_KEYS', 'comma-separated keys of at least 8 characters', '<redacted>');
   }
@@ -271,7 +274,8 @@ export function loadConfig(env: Env = process.env): Config {
     rateLimitPerWebhook: int(env, 'RATE_LIMIT_PER_WEBHOOK', 1000, 0, 1_000_000),
     schedulerIntervalMs: duration(env, 'SCHEDULER_INTERVAL', 250, 10, 60_000),
     outboxPollIntervalMs: duration(env, 'OUTBOX_POLL_INTERVAL', 20, 5, 60_000),
-    relayBatchSize: int(env, 'RELAY_BATCH_SIZE', 500, 1, 10_000),
+    relayBatchSize,
+    relayBatchMax: int(env, 'RELAY_BATCH_MAX', Math.min(4 * relayBatchSize, 10_000), relayBatchSize, 10_000),
     relayConcurrency: int(env, 'RELAY_CONCURRENCY', 3, 1, 32),
     outboxOrdering: oneOf(env, 'OUTBOX_ORDERING', 'on', ['on', 'off']) === 'on',
     relayFireMode: oneOf(env, 'RELAY_FIRE_MODE', 'direct', ['direct', 'outbox']),

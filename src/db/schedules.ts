@@ -103,35 +103,105 @@ export interface DueRow {
  * A row whose trigger is gone has NULL trigger columns. Rows come in no particular order (nothing in a
  * batch depends on it). Runs inside a READ COMMITTED transaction (set per connection in db/knex.ts).
  */
-export async function claimDue(trx: Knex.Transaction, limit: number): Promise<Claimed> {
+export async function claimDue(trx: Knex.Transaction, limit: number, maxChars = Infinity): Promise<Claimed> {
   const [rows] = (await trx.raw(CLAIM_DUE_SQL, [limit])) as [Array<Record<string, unknown>>];
-  return claimedOf(rows);
+  const claim = claimedOf(rows);
+  const ids = largeConfigsToRead(claim, maxChars);
+  if (ids.length === 0) return claim;
+  const { sql, values } = readLargeConfigsStatement(ids);
+  const [large] = (await trx.raw(sql, values)) as [Array<Record<string, unknown>>];
+  return withLargeConfigs(claim, large);
 }
 
-/** claimDue's statement; its one binding is the batch size. */
-export const CLAIM_DUE_SQL = `SELECT c.id, c.trigger_id, c.fire_at, c.scheduled_for, t.type, t.status, t.config, t.version
+/**
+ * The largest trigger config the claim reads with its rows (bytes as stored). A larger one (a scheduled
+ * trigger's payload can be up to about 1 MB) stays on the server: the claim says only how large it is, and
+ * the fire batch reads those it fires afterwards (`readLargeConfigs`), within its payload bound. So a claim
+ * of `limit` rows brings at most `limit` × 16 KiB of configs into the relay, whatever the payloads.
+ */
+export const CLAIM_CONFIG_MAX_BYTES = 16_384;
+
+/**
+ * claimDue's statement; its one binding is the batch size. `config` is NULL for a config over
+ * CLAIM_CONFIG_MAX_BYTES, whose size `config_bytes` gives.
+ */
+export const CLAIM_DUE_SQL = `SELECT c.id, c.trigger_id, c.fire_at, c.scheduled_for, t.type, t.status, t.version,
+        IF(LENGTH(t.config) <= ${CLAIM_CONFIG_MAX_BYTES}, t.config, NULL) AS config, LENGTH(t.config) AS config_bytes
       FROM (SELECT id, trigger_id, fire_at, scheduled_for FROM trigger_schedules
         WHERE status = 'pending' AND fire_at <= UTC_TIMESTAMP(3)
         ORDER BY fire_at
         LIMIT ? FOR UPDATE SKIP LOCKED) c
       LEFT JOIN triggers t ON t.id = c.trigger_id`;
 
-/** A claim: the due rows, and their triggers by id (a trigger that is gone is not in the map). */
+/**
+ * A claim: the due rows, and their triggers by id (a trigger that is gone is in neither map). A trigger
+ * whose config was too large to come with the claim is in `unread` (its status, and its config's size in
+ * bytes) until `withLargeConfigs` moves it to `triggers`.
+ */
 export interface Claimed {
   due: DueRow[];
   triggers: Map<string, FireTrigger>;
+  unread?: Map<string, { status: FireTrigger['status']; bytes: number }>;
 }
 
 /** claimDue's answer from the rows of CLAIM_DUE_SQL (the scripted fire reads them too). */
 export function claimedOf(rows: Array<Record<string, unknown>>): Claimed {
   const due: DueRow[] = [];
   const triggers = new Map<string, FireTrigger>();
+  const unread = new Map<string, { status: FireTrigger['status']; bytes: number }>();
   for (const r of rows) {
     const triggerId = r.trigger_id as string;
     due.push({ id: r.id as number, trigger_id: triggerId, fire_at: r.fire_at as Date, scheduled_for: r.scheduled_for as Date | null });
-    if (r.type !== null && !triggers.has(triggerId)) triggers.set(triggerId, fireTriggerOf(triggerId, r));
+    if (r.type === null || triggers.has(triggerId)) continue;
+    if (r.config === null && r.config_bytes !== null)
+      unread.set(triggerId, { status: r.status as FireTrigger['status'], bytes: Number(r.config_bytes) });
+    else triggers.set(triggerId, fireTriggerOf(triggerId, r));
   }
-  return { due, triggers };
+  return { due, triggers, unread };
+}
+
+/**
+ * The unread triggers of a claim to read before firing (pure): the active ones, in the claim's order,
+ * while the batch's config text stays within `maxChars` (the first row's trigger always). What is not
+ * read is not fired by this batch: its row stays pending (planFiring counts it as left).
+ */
+export function largeConfigsToRead({ due, triggers, unread }: Claimed, maxChars: number): string[] {
+  if (!unread || unread.size === 0) return [];
+  const ids: string[] = [];
+  let chars = 0;
+  for (const row of due) {
+    const t = triggers.get(row.trigger_id);
+    if (t) {
+      if (t.status === 'active') chars += t.configChars;
+      continue;
+    }
+    const u = unread.get(row.trigger_id);
+    if (!u || u.status !== 'active') continue;
+    if (chars > 0 && chars + u.bytes > maxChars) break;
+    chars += u.bytes;
+    ids.push(row.trigger_id);
+  }
+  return ids;
+}
+
+/**
+ * The statement that reads the large configs of `ids` (their whole rows as the claim reads them, a plain
+ * read: the claim's own read of them was plain too). At most FIRE_BATCH_MAX_CHARS / CLAIM_CONFIG_MAX_BYTES ids.
+ */
+export function readLargeConfigsStatement(ids: string[]): { sql: string; values: Knex.RawBinding[] } {
+  return { sql: `SELECT id, type, status, config, version FROM triggers WHERE id IN (${ids.map(() => '?').join(',')})`, values: ids };
+}
+
+/** The claim with the rows of readLargeConfigsStatement moved from `unread` to `triggers` (a new object). */
+export function withLargeConfigs(claim: Claimed, rows: Array<Record<string, unknown>>): Claimed {
+  const triggers = new Map(claim.triggers);
+  const unread = new Map(claim.unread);
+  for (const r of rows) {
+    const id = r.id as string;
+    triggers.set(id, fireTriggerOf(id, r));
+    unread.delete(id);
+  }
+  return { due: claim.due, triggers, unread };
 }
 
 export async function markCancelled(trx: Knex.Transaction, ids: number[], now: Date): Promise<void> {

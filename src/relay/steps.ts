@@ -16,6 +16,9 @@ import {
   nextPending,
   nextPendingOf,
   claimedOf,
+  largeConfigsToRead,
+  readLargeConfigsStatement,
+  withLargeConfigs,
   type Claimed,
 } from '../db/schedules';
 import {
@@ -65,17 +68,18 @@ export async function fireDue(
   events: Lifecycle,
   direct: DirectFire | null,
   tracing: Tracing,
-  options: { probeFirst?: boolean; script?: MultiPool | null } = {},
-): Promise<{ full: boolean; claimed: number; fired: number; queued: number; nextInMs?: number }> {
+  options: { probeFirst?: boolean; script?: MultiPool | null; limit?: number } = {},
+): Promise<{ full: boolean; claimed: number; left: number; fired: number; queued: number; nextInMs?: number }> {
   // After a claim that found nothing, one statement without a transaction says whether anything is due
   // (and when the next is): an idle relay costs that, not a claim transaction, per poll.
   if (options.probeFirst) {
     const next = await nextPending(options.script ? rawOf(options.script) : db);
-    if (!next?.due) return { full: false, claimed: 0, fired: 0, queued: 0, nextInMs: msUntil(next) };
+    if (!next?.due) return { full: false, claimed: 0, left: 0, fired: 0, queued: 0, nextInMs: msUntil(next) };
   }
   // Recorded fire spans (none without an exporter), ended once the transaction is over.
   const spans: Span[] = [];
-  const result = await fireBatch({ db, config, direct, tracing, spans }, options.script ?? null).then(
+  const limit = options.limit ?? config.relayBatchSize;
+  const result = await fireBatch({ db, config, direct, tracing, spans, limit }, options.script ?? null).then(
     (r) => (spans.forEach((s) => endSpan(s)), r),
     (e: unknown) => {
       spans.forEach((s) => endSpan(s, coerceError(e).message));
@@ -88,8 +92,8 @@ export async function fireDue(
     if (result.fired > result.queued) events.emitEvent('relay:published', { count: result.fired - result.queued });
   }
   // Rows left for the next batch (the payload bound) make it full too: the lane claims again at once.
-  const full = result.claimed >= config.relayBatchSize || result.left > 0;
-  const done = { full, claimed: result.claimed, fired: result.fired, queued: result.queued };
+  const full = result.claimed >= limit || result.left > 0;
+  const done = { full, claimed: result.claimed, left: result.left, fired: result.fired, queued: result.queued };
   if (full) return done;
   const next = result.next !== undefined ? result.next : await nextPending(db);
   return { ...done, nextInMs: msUntil(next) };
@@ -117,16 +121,18 @@ interface FireDeps {
   direct: DirectFire | null;
   tracing: Tracing;
   spans: Span[];
+  /** The claim's size (ClaimSize: RELAY_BATCH_SIZE, more while a burst lasts). */
+  limit: number;
 }
 
 /**
  * The fire transaction through knex, a statement per round trip. It is the path of a batch that meets an
  * event already logged (duplicate key on the scripted path): insertEvents then skips such events row by row.
  */
-async function fireWithKnex({ db, config, direct, tracing, spans }: FireDeps): Promise<FireBatch> {
+async function fireWithKnex({ db, config, direct, tracing, spans, limit }: FireDeps): Promise<FireBatch> {
   return db.transaction(async (trx) => {
     // The triggers come with the claim, a plain (non-locking) read: locking them would make every API edit wait on relays.
-    const claim = await claimDue(trx, config.relayBatchSize);
+    const claim = await claimDue(trx, limit, FIRE_BATCH_MAX_CHARS);
     if (claim.due.length === 0) return { claimed: 0, left: 0, fired: 0, queued: 0, lags: [] };
     const now = new Date();
     const { toLog, next, plannedAt, completed, cancelled, left } = planFiring(claim, now, config.misfireGraceSeconds * 1000);
@@ -158,14 +164,13 @@ async function fireWithKnex({ db, config, direct, tracing, spans }: FireDeps): P
  * null, rolled back, when an event of the batch is already logged: the caller fires it again on the knex
  * path.
  */
-async function fireScripted(pool: MultiPool, { db, config, direct, tracing, spans }: FireDeps): Promise<FireBatch | null> {
-  const limit = config.relayBatchSize;
+async function fireScripted(pool: MultiPool, { db, config, direct, tracing, spans, limit }: FireDeps): Promise<FireBatch | null> {
   const produce = direct !== null && direct.isOpen();
   // The outbox probe rides with the claim (before anything is produced); when nothing is due it was one index dive for nothing.
   const probe = produce && config.outboxOrdering;
   const { tx, results } = await ScriptTransaction.begin(pool, [{ sql: CLAIM_DUE_SQL, values: [limit] }, ...(probe ? [ANY_QUEUED] : [])]);
   try {
-    const claim = claimedOf(results[0] as Array<Record<string, unknown>>);
+    let claim = claimedOf(results[0] as Array<Record<string, unknown>>);
     const due = claim.due;
     // A batch that is not full is the last due one: the next pending occurrence is read after the commit.
     const after: Statement[] = due.length < limit ? [{ sql: NEXT_PENDING_SQL, values: [] }] : [];
@@ -174,6 +179,11 @@ async function fireScripted(pool: MultiPool, { db, config, direct, tracing, span
       return { claimed: 0, left: 0, fired: 0, queued: 0, lags: [], next: nextPendingOf(read[0] as Array<{ fire_at: Date; due: number }>) };
     }
     const anyQueued = probe && (results[1] as unknown[]).length > 0;
+    // Configs too large to come with the claim: those this batch fires are read now (a round trip more,
+    // only for such batches).
+    const large = largeConfigsToRead(claim, FIRE_BATCH_MAX_CHARS);
+    if (large.length > 0)
+      claim = withLargeConfigs(claim, (await tx.send([readLargeConfigsStatement(large)]))[0] as Array<Record<string, unknown>>);
     const now = new Date();
     const plan = planFiring(claim, now, config.misfireGraceSeconds * 1000);
     spans.push(...traceFirings(tracing, plan.toLog));
@@ -254,10 +264,11 @@ export const FIRE_BATCH_MAX_CHARS = 32 * 1024 * 1024;
 /**
  * What a claimed batch of due schedule rows becomes (pure): the event logs to write, the next occurrences,
  * the planned instant of each event (for the fire lag), and the rows to mark completed or cancelled.
- * Rows past `maxChars` of payload text are `left`: untouched, they stay pending, and their locks go with the
- * commit, so the next batch claims them.
+ * Rows past `maxChars` of payload text, and rows of active triggers whose large config was not read
+ * (`unread`), are `left`: untouched, they stay pending, and their locks go with the commit, so the next
+ * batch claims them.
  */
-export function planFiring({ due, triggers }: Claimed, now: Date, graceMs: number, maxChars = FIRE_BATCH_MAX_CHARS) {
+export function planFiring({ due, triggers, unread }: Claimed, now: Date, graceMs: number, maxChars = FIRE_BATCH_MAX_CHARS) {
   const toLog: EventInsert[] = [];
   const next: Array<{ trigger_id: string } & Occurrence> = [];
   const plannedAt = new Map<string, Date>(); // event id → the (jittered) instant it was due, for the lag
@@ -267,6 +278,11 @@ export function planFiring({ due, triggers }: Claimed, now: Date, graceMs: numbe
   let left = 0;
   for (const row of due) {
     const t = triggers.get(row.trigger_id);
+    // An active trigger whose large config this batch did not read (largeConfigsToRead): for the next batch.
+    if (!t && unread?.get(row.trigger_id)?.status === 'active') {
+      left++;
+      continue;
+    }
     if (!t || t.status !== 'active') {
       // Inactive: no event for this occurrence; re-activation schedules from "now" (see triggers/lifecycle.ts).
       cancelled.push(row.id);

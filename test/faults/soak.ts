@@ -123,10 +123,17 @@ export function kafkaDuplicateBound(f: {
   outages: number;
   relayConcurrency: number;
   relayBatchSize: number;
+  /** A fire claim grows up to this while claims come back full (RELAY_BATCH_MAX). */
+  relayBatchMax: number;
   scheduledViaOutbox: number;
 }): number {
-  const batch = f.relayConcurrency * f.relayBatchSize;
-  return (f.relayKills + f.databaseKills * f.relays) * batch * 2 + f.outages * f.relays * batch + f.scheduledViaOutbox;
+  const publishBatches = f.relayConcurrency * f.relayBatchSize;
+  const fireBatches = f.relayConcurrency * f.relayBatchMax;
+  return (
+    (f.relayKills + f.databaseKills * f.relays) * (fireBatches + publishBatches) +
+    f.outages * f.relays * publishBatches +
+    f.scheduledViaOutbox
+  );
 }
 
 /**
@@ -168,8 +175,10 @@ export async function runSoak(opts: SoakOptions): Promise<SoakFigures> {
       'soak',
       {
         // The soak's load (~100 webhooks/s) seldom fills a batch of 50; small batches keep the duplicate bound
-        // (a kill may re-publish 2 × RELAY_CONCURRENCY × RELAY_BATCH_SIZE) close to what a kill can really do.
+        // (a kill may re-publish RELAY_CONCURRENCY × (RELAY_BATCH_MAX + RELAY_BATCH_SIZE)) close to what a kill
+        // can really do.
         RELAY_BATCH_SIZE: '50',
+        RELAY_BATCH_MAX: '100',
         KAFKA_MESSAGE_TIMEOUT_MS: '3000',
         RELAY_LEASE_MS: '2000',
         RETENTION_SWEEP_INTERVAL: '1h',
@@ -553,6 +562,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakFigures> {
         outages: (outageMs > 0 ? 1 : 0) + brokerKills,
         relayConcurrency: t.config.relayConcurrency,
         relayBatchSize: t.config.relayBatchSize,
+        relayBatchMax: t.config.relayBatchMax,
         scheduledViaOutbox,
       }),
       kafkaStrays,

@@ -11,6 +11,7 @@ import { createLogger } from '../../src/logger';
 import type { Config } from '../../src/config';
 import { PAYLOAD_MAX_BYTES } from '../../src/kafka/message';
 import { FIRE_BATCH_MAX_CHARS } from '../../src/relay/steps';
+import { CLAIM_CONFIG_MAX_BYTES, CLAIM_DUE_SQL } from '../../src/db/schedules';
 
 /**
  * Payloads near the API's body limit, many of them due together: the fire batch that logs them (and, in
@@ -160,6 +161,67 @@ describe('large payloads: fire batches past max_allowed_packet and past their pa
       expect(run.status).to.equal(400);
       expect(run.body.errors.map((e: { field: string }) => e.field)).to.deep.equal(['payload']);
     });
+  });
+
+  it('the claim brings a config over 16 KiB only by its size; the fire batch reads it afterwards and fires it with the small ones', async () => {
+    const runAt = new Date(Date.now() + 60_000).toISOString();
+    const sizes = [10, CLAIM_CONFIG_MAX_BYTES + 4000, 20, 3 * CLAIM_CONFIG_MAX_BYTES];
+    const ids: string[] = [];
+    for (const [i, chars] of sizes.entries()) {
+      const res = await request(app)
+        .post('/api/v1/triggers')
+        .send({
+          name: `mixed-${i}`,
+          type: 'time_scheduled',
+          config: { endpoint: 'http://127.0.0.1:9/x', run_at: runAt, payload: { i, text: 'y'.repeat(chars) } },
+        })
+        .expect(201);
+      ids.push(res.body.id as string);
+    }
+    await t
+      .db('trigger_schedules')
+      .whereIn('trigger_id', ids)
+      .update({ fire_at: new Date(Date.now() - 1000) });
+    // What the claim statement itself returns for them (read in a transaction that is rolled back).
+    const trx = await t.db.transaction();
+    try {
+      const [rows] = (await trx.raw(CLAIM_DUE_SQL, [100])) as unknown as [
+        Array<{ trigger_id: string; config: string | null; config_bytes: number }>,
+      ];
+      const byId = new Map(rows.map((r) => [r.trigger_id, r]));
+      for (const [i, chars] of sizes.entries()) {
+        const row = byId.get(ids[i]!)!;
+        expect(row, `claim row of trigger ${i}`).to.not.equal(undefined);
+        if (chars > CLAIM_CONFIG_MAX_BYTES) {
+          expect(row.config, `trigger ${i}: its config stays on the server`).to.equal(null);
+          expect(Number(row.config_bytes)).to.be.above(chars);
+        } else {
+          expect((JSON.parse(row.config!) as { payload: { text: string } }).payload.text).to.have.length(chars);
+        }
+      }
+    } finally {
+      await trx.rollback();
+    }
+    await t.db('fire_lags').delete();
+    platform = await startPlatform({ ...t.config, relayConcurrency: 1 }, ['relay'], {
+      logger: createLogger('error', 'test'),
+      migrate: false,
+    });
+    await until(async () => (await t.db('event_logs').whereIn('trigger_id', ids).pluck('id')).length === ids.length, {
+      timeoutMs: 30_000,
+      message: 'all four logged',
+    });
+    const logged = (await t.db('event_logs').whereIn('trigger_id', ids).select('id', 'trigger_id', 'payload')) as Array<{
+      id: string;
+      trigger_id: string;
+      payload: string;
+    }>;
+    for (const e of logged) {
+      const i = ids.indexOf(e.trigger_id);
+      expect((JSON.parse(e.payload) as { text: string }).text, `payload of trigger ${i}`).to.have.length(sizes[i]!);
+    }
+    await until(() => logged.every((e) => reader.byEventId(e.id).length > 0), { timeoutMs: 30_000, message: 'all four on Kafka' });
+    expect(await count(t.db, 'fire_lags'), 'one fire transaction for the four').to.equal(1);
   });
 
   it('fires them all through the direct path, each logged once with its whole payload and on Kafka', async () => {

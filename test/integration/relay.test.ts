@@ -188,6 +188,31 @@ describe('relay: due schedules and the outbox to Kafka', function () {
     expect(o.body.fire_lag.sample_size).to.be.at.least(ids.length);
   });
 
+  it('grows its claim while claims come back full (RELAY_BATCH_SIZE doubled up to RELAY_BATCH_MAX), each occurrence fired once', async () => {
+    await platform?.stop(); // one relay, one lane: its claims are the only ones
+    platform = null;
+    const before = Number(((await t.db('fire_lags').max({ id: 'id' })) as Array<{ id: number | null }>)[0]!.id ?? 0);
+    const ids = await insertScheduledTriggers(t.db, 700, { fireAt: new Date(Date.now() - 500) });
+    const grown = await startPlatform({ ...t.config, relayBatchSize: 50, relayBatchMax: 200, relayConcurrency: 1 }, ['relay'], {
+      logger: quiet,
+      migrate: false,
+    });
+    try {
+      await until(async () => (await count(t.db, 'trigger_schedules', { status: 'pending' })) === 0, { message: 'all 700 fired' });
+    } finally {
+      await grown.stop();
+      platform = await startPlatform(t.config, ['relay'], { logger: quiet, migrate: false });
+    }
+    expect(await t.db('event_logs').whereIn('trigger_id', ids).pluck('id')).to.have.length(700);
+    // One fire_lags row per fire transaction, a lag per event fired: the batches' sizes, in order.
+    const batches = ((await t.db('fire_lags').where('id', '>', before).orderBy('id').pluck('lags_ms')) as string[]).map(
+      (l) => l.split(',').length,
+    );
+    expect(batches[0], `batch sizes ${batches.join(', ')}`).to.equal(50);
+    expect(Math.max(...batches), `batch sizes ${batches.join(', ')}`).to.equal(200);
+    expect(batches.reduce((a, b) => a + b, 0)).to.equal(700);
+  });
+
   it('does not fire the due rows of inactive triggers', async () => {
     const [id] = await insertScheduledTriggers(t.db, 1, { fireAt: new Date(Date.now() - 1000), status: 'inactive' });
     await until(async () => (await count(t.db, 'trigger_schedules', { trigger_id: id, status: 'cancelled' })) === 1, {
@@ -410,6 +435,7 @@ describe('relay: due schedules and the outbox to Kafka', function () {
 
   it('loses nothing when a relay is killed -9 while publishing; Kafka duplicates only of the batches it had in flight', async () => {
     const n = 10_000;
+    // Claims start at 100 rows and grow to 200 while they come back full (RELAY_BATCH_MAX): the bound is the larger.
     const batch = 200;
     const inserts = await logOutboxInserts(t.db);
     try {
@@ -417,7 +443,12 @@ describe('relay: due schedules and the outbox to Kafka', function () {
       const ids = await insertScheduledTriggers(t.db, n, { fireAt });
       const expected = new Set(ids.map((id) => scheduledEventId(id, fireAt)));
       const base = await eventCount(t);
-      const victim = await spawnRole('relay', { ...t.env, ...PATIENT_DIRECT, RELAY_BATCH_SIZE: String(batch) });
+      const victim = await spawnRole('relay', {
+        ...t.env,
+        ...PATIENT_DIRECT,
+        RELAY_BATCH_SIZE: String(batch / 2),
+        RELAY_BATCH_MAX: String(batch),
+      });
       procs.push(victim);
       // Kill it as soon as its first batch has committed: the other lanes' batches are then in flight.
       await until(async () => (await eventCount(t)) > base, { timeoutMs: 30_000, intervalMs: 5, message: 'first batch committed' });

@@ -68,6 +68,17 @@ describe('config', () => {
     expect(loadConfig({ RELAY_FIRE_WINDOW: '50ms' }).relayFireWindowMs).to.equal(50);
   });
 
+  it('lets a fire claim grow to 4 × RELAY_BATCH_SIZE by default, and refuses a RELAY_BATCH_MAX below RELAY_BATCH_SIZE', () => {
+    expect(loadConfig({}).relayBatchMax).to.equal(2000);
+    expect(loadConfig({ RELAY_BATCH_SIZE: '100' }).relayBatchMax).to.equal(400);
+    expect(loadConfig({ RELAY_BATCH_SIZE: '5000' }).relayBatchMax).to.equal(10_000);
+    expect(loadConfig({ RELAY_BATCH_SIZE: '100', RELAY_BATCH_MAX: '100' }).relayBatchMax).to.equal(100);
+    expect(() => loadConfig({ RELAY_BATCH_SIZE: '500', RELAY_BATCH_MAX: '499' })).to.throw(
+      ConfigError,
+      /RELAY_BATCH_MAX.*integer from 500 to 10000/,
+    );
+  });
+
   it('parses durations with units', () => {
     expect(parseDurationMs('250')).to.equal(250);
     expect(parseDurationMs('250ms')).to.equal(250);

@@ -4,10 +4,10 @@ import { Lifecycle } from '../../src/events';
 import type { OutgoingMessage } from '../../src/kafka/producer';
 import { DirectFire } from '../../src/relay/direct-fire';
 import { BatchBackoff, OutboxPublisher, ShardBackoff, Throttle } from '../../src/relay/publisher';
-import { fireWindowMs, watched } from '../../src/relay/relay';
+import { ClaimSize, fireWindowMs, watched } from '../../src/relay/relay';
 import { createDb, dbSettings, type Db } from '../../src/db/knex';
 import { outboxShardsOf, shardOf } from '../../src/db/outbox';
-import type { Claimed } from '../../src/db/schedules';
+import { claimedOf, largeConfigsToRead, withLargeConfigs, type Claimed } from '../../src/db/schedules';
 import { FIRE_BATCH_MAX_CHARS, planFiring } from '../../src/relay/steps';
 import type { TriggerConfig } from '../../src/triggers/types';
 
@@ -313,5 +313,79 @@ describe('a fire batch bounded by its payload text (planFiring)', () => {
     expect(all.toLog).to.have.length(3);
     expect(all.left).to.equal(0);
     expect(FIRE_BATCH_MAX_CHARS).to.be.at.least(16 * 1024 * 1024);
+  });
+});
+
+describe('a fire claim that grows while a burst lasts (ClaimSize)', () => {
+  it('doubles after each full claim up to the most, and is back at the base after one that was not full', () => {
+    const size = new ClaimSize(500, 2000);
+    expect(size.current).to.equal(500);
+    size.after(500, 0);
+    expect(size.current).to.equal(1000);
+    size.after(1000, 0);
+    expect(size.current).to.equal(2000);
+    size.after(2000, 0);
+    expect(size.current).to.equal(2000);
+    size.after(1999, 0);
+    expect(size.current).to.equal(500);
+  });
+
+  it('does not grow after a claim the payload bound cut short, nor past a most that is not a power of two of the base', () => {
+    const size = new ClaimSize(500, 1500);
+    size.after(500, 3);
+    expect(size.current).to.equal(500);
+    size.after(500, 0);
+    size.after(1000, 0);
+    expect(size.current).to.equal(1500);
+    expect(new ClaimSize(500, 500).current).to.equal(500);
+  });
+});
+
+describe('large trigger configs are read after the claim, within the fire batch bound', () => {
+  const at = new Date('2030-01-01T00:00:00Z');
+  const config = JSON.stringify({ endpoint: 'https://example.com/h', run_at: '2030-01-01T00:00:00Z', timezone: 'UTC' });
+  /** Claim rows as CLAIM_DUE_SQL returns them: trigger i's config inline when `sizes[i]` is null, else left on the server at that many bytes. */
+  function rowsOf(sizes: Array<number | null>, status = 'active') {
+    return sizes.map((bytes, i) => ({
+      id: i + 1,
+      trigger_id: `t${i}`,
+      fire_at: at,
+      scheduled_for: null,
+      type: 'time_scheduled',
+      status,
+      version: 1,
+      config: bytes === null ? config : null,
+      config_bytes: bytes ?? config.length,
+    }));
+  }
+
+  it('keeps a trigger whose config did not come with the claim apart, with its size and status', () => {
+    const claim = claimedOf(rowsOf([null, 100_000]));
+    expect([...claim.triggers.keys()]).to.deep.equal(['t0']);
+    expect(claim.unread!.get('t1')).to.deep.equal({ status: 'active', bytes: 100_000 });
+  });
+
+  it('reads the large configs that fit the bound in claim order (the first row always), and the batch leaves the others pending', () => {
+    const claim = claimedOf(rowsOf([null, 100_000, 100_000, 100_000]));
+    const ids = largeConfigsToRead(claim, 250_000);
+    expect(ids).to.deep.equal(['t1', 't2']);
+    const read = withLargeConfigs(
+      claim,
+      ids.map((id) => ({ id, type: 'time_scheduled', status: 'active', config, version: 1 })),
+    );
+    const plan = planFiring(read, new Date('2030-01-01T00:00:05Z'), 60_000);
+    expect(plan.toLog.map((e) => e.trigger_id)).to.deep.equal(['t0', 't1', 't2']);
+    expect(plan.completed).to.deep.equal([1, 2, 3]);
+    expect(plan.cancelled).to.deep.equal([]);
+    expect(plan.left).to.equal(1);
+    expect(largeConfigsToRead(claimedOf(rowsOf([5_000_000, 100_000])), 1000)).to.deep.equal(['t0']);
+  });
+
+  it('reads no config for an inactive trigger: its row is cancelled, as with a small config', () => {
+    const claim = claimedOf(rowsOf([100_000], 'paused'));
+    expect(largeConfigsToRead(claim, FIRE_BATCH_MAX_CHARS)).to.deep.equal([]);
+    const plan = planFiring(claim, new Date('2030-01-01T00:00:05Z'), 60_000);
+    expect(plan.cancelled).to.deep.equal([1]);
+    expect(plan.left).to.equal(0);
   });
 });
