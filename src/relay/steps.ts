@@ -69,7 +69,7 @@ export async function fireDue(
   direct: DirectFire | null,
   tracing: Tracing,
   options: { probeFirst?: boolean; script?: MultiPool | null; limit?: number } = {},
-): Promise<{ full: boolean; claimed: number; left: number; fired: number; queued: number; nextInMs?: number }> {
+): Promise<{ full: boolean; claimed: number; left: number; fired: number; queued: number; kafkaMs?: number; nextInMs?: number }> {
   // After a claim that found nothing, one statement without a transaction says whether anything is due
   // (and when the next is): an idle relay costs that, not a claim transaction, per poll.
   if (options.probeFirst) {
@@ -93,7 +93,7 @@ export async function fireDue(
   }
   // Rows left for the next batch (the payload bound) make it full too: the lane claims again at once.
   const full = result.claimed >= limit || result.left > 0;
-  const done = { full, claimed: result.claimed, left: result.left, fired: result.fired, queued: result.queued };
+  const done = { full, claimed: result.claimed, left: result.left, fired: result.fired, queued: result.queued, kafkaMs: result.kafkaMs };
   if (full) return done;
   const next = result.next !== undefined ? result.next : await nextPending(db);
   return { ...done, nextInMs: msUntil(next) };
@@ -107,6 +107,8 @@ interface FireBatch {
   fired: number;
   queued: number;
   lags: number[];
+  /** How long the direct path's produce took, delivery reports included (undefined: nothing was produced). */
+  kafkaMs?: number;
   next?: { fire_at: Date; due: boolean } | null;
 }
 
@@ -137,7 +139,10 @@ async function fireWithKnex({ db, config, direct, tracing, spans, limit }: FireD
     const now = new Date();
     const { toLog, next, plannedAt, completed, cancelled, left } = planFiring(claim, now, config.misfireGraceSeconds * 1000);
     spans.push(...traceFirings(tracing, toLog));
-    if (direct && toLog.length > 0 && direct.isOpen()) await direct.produce(toLog, outboxShardsOf(trx), (s) => shardsWithBacklog(trx, s));
+    const sent = performance.now();
+    const produced = direct !== null && toLog.length > 0 && direct.isOpen();
+    if (produced) await direct.produce(toLog, outboxShardsOf(trx), (s) => shardsWithBacklog(trx, s));
+    const kafkaMs = produced ? performance.now() - sent : undefined;
     const inserted = await recordEvents(trx, toLog, config.kafkaTopic, now);
     await deleteFired(trx, completed);
     await markCancelled(trx, cancelled, now);
@@ -151,6 +156,7 @@ async function fireWithKnex({ db, config, direct, tracing, spans, limit }: FireD
       fired: inserted.size,
       queued: fired.filter((e) => !e.published_at).length,
       lags,
+      kafkaMs,
     };
   });
 }
@@ -188,10 +194,13 @@ async function fireScripted(pool: MultiPool, { db, config, direct, tracing, span
     const plan = planFiring(claim, now, config.misfireGraceSeconds * 1000);
     spans.push(...traceFirings(tracing, plan.toLog));
     const shards = outboxShardsOf(db);
-    if (produce && plan.toLog.length > 0)
+    const sent = performance.now();
+    const produced = produce && plan.toLog.length > 0;
+    if (produced)
       await direct.produce(plan.toLog, shards, async (s) =>
         anyQueued ? queuedShardsOf((await tx.send([queuedShardsStatement(s)]))[0] as unknown[]) : new Set(),
       );
+    const kafkaMs = produced ? performance.now() - sent : undefined;
     const outbox = outboxRowsOf(plan.toLog, config.kafkaTopic, now);
     const lags = lagsOf(plan.toLog, plan.plannedAt, now);
     const write: Statement[] = [
@@ -209,6 +218,7 @@ async function fireScripted(pool: MultiPool, { db, config, direct, tracing, span
       fired: plan.toLog.length,
       queued: outbox.length,
       lags,
+      kafkaMs,
       next: after.length > 0 ? nextPendingOf(read2[0] as Array<{ fire_at: Date; due: number }>) : undefined,
     };
   } catch (e) {

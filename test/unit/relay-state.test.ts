@@ -330,6 +330,20 @@ describe('a fire claim that grows while a burst lasts (ClaimSize)', () => {
     expect(size.current).to.equal(500);
   });
 
+  it("grows only while the batch's produce took at most a quarter of the direct timeout, and halves after one that took over half", () => {
+    const size = new ClaimSize(500, 4000, 500);
+    size.after(500, 0, 100);
+    expect(size.current, 'a produce of 100 ms: well inside 500 ms').to.equal(1000);
+    size.after(1000, 0, 200);
+    expect(size.current, 'a produce of 200 ms: twice as many might not fit').to.equal(1000);
+    size.after(1000, 0, 300);
+    expect(size.current, 'a produce of 300 ms: over half the timeout').to.equal(500);
+    size.after(500, 0, 400);
+    expect(size.current, 'never below the base').to.equal(500);
+    size.after(500, 0, undefined);
+    expect(size.current, 'nothing produced (outbox mode): grows on the claim alone').to.equal(1000);
+  });
+
   it('does not grow after a claim the payload bound cut short, nor past a most that is not a power of two of the base', () => {
     const size = new ClaimSize(500, 1500);
     size.after(500, 3);
