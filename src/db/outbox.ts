@@ -108,6 +108,10 @@ export interface ClaimedOutbox {
   message: OutgoingMessage;
   attempts: number;
   shard: number;
+  /** The message's size in bytes as stored. */
+  valueBytes: number;
+  /** The message was too large to come with the claim (OUTBOX_INLINE_MAX_BYTES): `message.value` is empty until boundedBatch's read fills it. */
+  unread?: true;
 }
 
 type OutboxDbRow = {
@@ -116,10 +120,13 @@ type OutboxDbRow = {
   topic: string;
   msg_key: string | null;
   shard: number;
-  value: Buffer;
+  value: Buffer | null;
+  value_bytes: number;
   headers: string | null;
   attempts: number;
 };
+
+const NO_VALUE = Buffer.alloc(0);
 
 function fromDb(r: OutboxDbRow): ClaimedOutbox {
   return {
@@ -127,8 +134,60 @@ function fromDb(r: OutboxDbRow): ClaimedOutbox {
     event_id: r.event_id,
     attempts: r.attempts,
     shard: Number(r.shard),
-    message: { topic: r.topic, key: r.msg_key, value: r.value, headers: parseJson<Record<string, string>>(r.headers) ?? {} },
+    valueBytes: Number(r.value_bytes),
+    ...(r.value === null ? { unread: true as const } : {}),
+    message: { topic: r.topic, key: r.msg_key, value: r.value ?? NO_VALUE, headers: parseJson<Record<string, string>>(r.headers) ?? {} },
   };
+}
+
+/**
+ * The largest message an outbox claim reads with its rows (bytes). A larger one (up to about 1 MB, the
+ * payload limit) stays on the server: the claim reads its size, and the batch reads those it publishes
+ * afterwards (boundedBatch), so a claim of RELAY_BATCH_SIZE rows holds at most that many × 16 KiB.
+ */
+export const OUTBOX_INLINE_MAX_BYTES = 16_384;
+/** The most message bytes one publish batch holds and produces; the first row always goes. */
+export const OUTBOX_BATCH_MAX_BYTES = 32 * 1024 * 1024;
+/** The claim statements' columns: the message only when small, and its size. */
+const CLAIM_COLUMNS = `id, event_id, topic, msg_key, shard, IF(LENGTH(value) <= ${OUTBOX_INLINE_MAX_BYTES}, value, NULL) AS value,
+      LENGTH(value) AS value_bytes, headers, attempts`;
+
+/**
+ * The claimed rows a publish batch takes (pure): the longest prefix, in claim order, whose messages come to
+ * at most `maxBytes` (the first row always). A prefix keeps each shard's id order: the rows after the cut
+ * stay ready, locked until the commit, and the next batch claims them. `unread`: the ids of the prefix's
+ * messages to read before producing.
+ */
+export function boundedBatch(
+  rows: ClaimedOutbox[],
+  maxBytes = OUTBOX_BATCH_MAX_BYTES,
+): { rows: ClaimedOutbox[]; cut: boolean; unread: number[] } {
+  let bytes = 0;
+  let n = 0;
+  for (const row of rows) {
+    if (n > 0 && bytes + row.valueBytes > maxBytes) break;
+    bytes += row.valueBytes;
+    n++;
+  }
+  const kept = n === rows.length ? rows : rows.slice(0, n);
+  return { rows: kept, cut: n < rows.length, unread: kept.filter((r) => r.unread).map((r) => r.id) };
+}
+
+/** The statement that reads the messages of `ids` (boundedBatch's `unread`), rows the claim has locked. */
+export function readOutboxValuesStatement(ids: number[]): { sql: string; values: Knex.RawBinding[] } {
+  return { sql: `SELECT id, value FROM outbox WHERE id IN (${ids.map(() => '?').join(',')})`, values: ids };
+}
+
+/** Fills the unread messages of `rows` from the rows of readOutboxValuesStatement. */
+export function withOutboxValues(rows: ClaimedOutbox[], read: Array<{ id: number; value: Buffer }>): void {
+  const values = new Map(read.map((r) => [Number(r.id), r.value]));
+  for (const row of rows) {
+    if (!row.unread) continue;
+    const value = values.get(row.id);
+    if (!value) throw new Error(`outbox row ${row.id}: its message could not be read after the claim`);
+    row.message.value = value;
+    delete row.unread;
+  }
 }
 
 /**
@@ -145,7 +204,7 @@ export async function claimUnpublished(trx: Knex.Transaction, limit: number): Pr
 /** claimUnpublished's statement. */
 export function claimUnpublishedStatement(limit: number): { sql: string; values: Knex.RawBinding[] } {
   return {
-    sql: `SELECT id, event_id, topic, msg_key, shard, value, headers, attempts FROM outbox
+    sql: `SELECT ${CLAIM_COLUMNS} FROM outbox
       WHERE published = ?
       ORDER BY id
       LIMIT ? FOR UPDATE SKIP LOCKED`,
@@ -209,7 +268,7 @@ export async function claimInShards(
  */
 export function claimShardsStatement(shards: number[], limit: number): { sql: string; values: Knex.RawBinding[] } {
   return {
-    sql: `SELECT id, event_id, topic, msg_key, shard, value, headers, attempts FROM outbox FORCE INDEX (idx_outbox_shard_claim)
+    sql: `SELECT ${CLAIM_COLUMNS} FROM outbox FORCE INDEX (idx_outbox_shard_claim)
         WHERE shard IN (?) AND published = ? ORDER BY shard, id LIMIT ? FOR UPDATE`,
     values: [shards, OutboxState.Ready, limit] as unknown as Knex.RawBinding[],
   };

@@ -12,6 +12,9 @@ import {
   markPublishedStatements,
   probeOutbox,
   promoteDue,
+  boundedBatch,
+  readOutboxValuesStatement,
+  withOutboxValues,
   type ClaimedOutbox,
 } from '../db/outbox';
 import { leasesOf, LOCK_LEASES_SQL } from '../db/leases';
@@ -240,7 +243,12 @@ export class PublishLane {
       full = rows.length >= config.relayBatchSize;
     }
     if (rows.length === 0) return NOTHING;
-    const { outcome, write } = await this.send(rows, full, delivered);
+    const batch = boundedBatch(rows);
+    if (batch.unread.length > 0) {
+      const { sql, values } = readOutboxValuesStatement(batch.unread);
+      withOutboxValues(batch.rows, ((await trx.raw(sql, values)) as [Array<{ id: number; value: Buffer }>])[0]);
+    }
+    const { outcome, write } = await this.send(batch.rows, full || batch.cut, delivered);
     for (const { sql, values } of write) await trx.raw(sql, values as Knex.RawBinding[]);
     return outcome;
   }
@@ -273,7 +281,11 @@ export class PublishLane {
         await tx.commit([]);
         return NOTHING;
       }
-      const { outcome, write } = await this.send(rows, full, delivered);
+      // Messages too large to come with the claim are read now, for the rows this batch publishes.
+      const batch = boundedBatch(rows);
+      if (batch.unread.length > 0)
+        withOutboxValues(batch.rows, (await tx.send([readOutboxValuesStatement(batch.unread)]))[0] as Array<{ id: number; value: Buffer }>);
+      const { outcome, write } = await this.send(batch.rows, full || batch.cut, delivered);
       await tx.commit(write);
       return outcome;
     } catch (e) {

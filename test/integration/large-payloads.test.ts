@@ -12,6 +12,7 @@ import type { Config } from '../../src/config';
 import { PAYLOAD_MAX_BYTES } from '../../src/kafka/message';
 import { FIRE_BATCH_MAX_CHARS } from '../../src/relay/steps';
 import { CLAIM_CONFIG_MAX_BYTES, CLAIM_DUE_SQL } from '../../src/db/schedules';
+import { claimUnpublishedStatement, OUTBOX_INLINE_MAX_BYTES } from '../../src/db/outbox';
 
 /**
  * Payloads near the API's body limit, many of them due together: the fire batch that logs them (and, in
@@ -222,6 +223,42 @@ describe('large payloads: fire batches past max_allowed_packet and past their pa
     }
     await until(() => logged.every((e) => reader.byEventId(e.id).length > 0), { timeoutMs: 30_000, message: 'all four on Kafka' });
     expect(await count(t.db, 'fire_lags'), 'one fire transaction for the four').to.equal(1);
+  });
+
+  it('an outbox claim brings a message over 16 KiB only by its size; the publish batch reads it afterwards and sends it whole', async () => {
+    const res = await request(app)
+      .post('/api/v1/triggers')
+      .send({ name: 'outbox-sized', type: 'webhook', config: { endpoint: 'http://127.0.0.1:9/x', schema: {} } })
+      .expect(201);
+    const webhook = res.body.id as string;
+    const ids: string[] = [];
+    for (const chars of [10, OUTBOX_INLINE_MAX_BYTES + 1000, 20]) {
+      const accepted = await request(app)
+        .post(`/api/v1/webhook/${webhook}`)
+        .set('content-type', 'application/json')
+        .send(JSON.stringify({ text: 'z'.repeat(chars) }))
+        .expect(202);
+      ids.push(accepted.body.event_id as string);
+    }
+    // What the claim statement itself returns for their outbox rows (in a transaction rolled back).
+    const trx = await t.db.transaction();
+    try {
+      const { sql, values } = claimUnpublishedStatement(1000);
+      const [rows] = (await trx.raw(sql, values)) as unknown as [Array<{ event_id: string; value: Buffer | null; value_bytes: number }>];
+      const byEvent = new Map(rows.map((r) => [r.event_id, r]));
+      expect(byEvent.get(ids[0]!)!.value, 'a small message comes with the claim').to.be.instanceOf(Buffer);
+      expect(byEvent.get(ids[1]!)!.value, 'a large one stays on the server').to.equal(null);
+      expect(Number(byEvent.get(ids[1]!)!.value_bytes)).to.be.above(OUTBOX_INLINE_MAX_BYTES);
+    } finally {
+      await trx.rollback();
+    }
+    platform = await startPlatform({ ...t.config, relayConcurrency: 1 }, ['relay'], {
+      logger: createLogger('error', 'test'),
+      migrate: false,
+    });
+    await until(() => ids.every((id) => reader.byEventId(id).length > 0), { timeoutMs: 30_000, message: 'the three on Kafka' });
+    expect((reader.byEventId(ids[1]!)[0]!.value.payload as { text: string }).text).to.have.length(OUTBOX_INLINE_MAX_BYTES + 1000);
+    expect(await count(t.db, 'outbox', { msg_key: webhook })).to.equal(0);
   });
 
   it('fires them all through the direct path, each logged once with its whole payload and on Kafka', async () => {

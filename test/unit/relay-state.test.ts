@@ -6,7 +6,7 @@ import { DirectFire } from '../../src/relay/direct-fire';
 import { BatchBackoff, OutboxPublisher, ShardBackoff, Throttle } from '../../src/relay/publisher';
 import { ClaimSize, fireWindowMs, watched } from '../../src/relay/relay';
 import { createDb, dbSettings, type Db } from '../../src/db/knex';
-import { outboxShardsOf, shardOf } from '../../src/db/outbox';
+import { boundedBatch, OUTBOX_INLINE_MAX_BYTES, outboxShardsOf, shardOf, withOutboxValues, type ClaimedOutbox } from '../../src/db/outbox';
 import { claimedOf, largeConfigsToRead, withLargeConfigs, type Claimed } from '../../src/db/schedules';
 import { FIRE_BATCH_MAX_CHARS, planFiring } from '../../src/relay/steps';
 import type { TriggerConfig } from '../../src/triggers/types';
@@ -401,5 +401,41 @@ describe('large trigger configs are read after the claim, within the fire batch 
     const plan = planFiring(claim, new Date('2030-01-01T00:00:05Z'), 60_000);
     expect(plan.cancelled).to.deep.equal([1]);
     expect(plan.left).to.equal(0);
+  });
+});
+
+describe('an outbox batch bounded by its messages’ bytes (boundedBatch)', () => {
+  /** Claimed rows of `sizes` bytes each; those over 16 KiB came without their message, as the claim reads them. */
+  function claimed(sizes: number[]): ClaimedOutbox[] {
+    return sizes.map((bytes, i) => ({
+      id: i + 1,
+      event_id: `e${i}`,
+      attempts: 0,
+      shard: i % 2,
+      valueBytes: bytes,
+      ...(bytes > OUTBOX_INLINE_MAX_BYTES ? { unread: true as const } : {}),
+      message: { topic: 't', key: `k${i}`, value: bytes > OUTBOX_INLINE_MAX_BYTES ? Buffer.alloc(0) : Buffer.alloc(bytes), headers: {} },
+    }));
+  }
+
+  it('takes the longest prefix within the bound (the first row always), and names the large messages to read', () => {
+    const b = boundedBatch(claimed([100, 20_000, 100, 20_000, 100]), 40_000);
+    expect(b.rows.map((r) => r.id)).to.deep.equal([1, 2, 3]);
+    expect(b.cut).to.equal(true);
+    expect(b.unread).to.deep.equal([2]);
+    const first = boundedBatch(claimed([50_000, 100]), 1000);
+    expect(first.rows.map((r) => r.id)).to.deep.equal([1]);
+    expect(first.unread).to.deep.equal([1]);
+    const all = boundedBatch(claimed([100, 100]));
+    expect(all.cut).to.equal(false);
+    expect(all.rows).to.have.length(2);
+  });
+
+  it('fills the messages read after the claim, and refuses a batch whose message could not be read', () => {
+    const rows = claimed([100, 20_000]);
+    withOutboxValues(rows, [{ id: 2, value: Buffer.from('large') }]);
+    expect(rows[1]!.message.value.toString()).to.equal('large');
+    expect(rows[1]!.unread).to.equal(undefined);
+    expect(() => withOutboxValues(claimed([20_000]), [])).to.throw(/outbox row 1/);
   });
 });
