@@ -65,7 +65,7 @@ export class Metrics {
       name: 'etp_relay_batch_size',
       help: 'Rows claimed per relay batch',
       labelNames: ['kind'],
-      buckets: [1, 5, 10, 50, 100, 250, 500, 1000, 5000],
+      buckets: [1, 5, 10, 50, 100, 250, 500, 1000, 2000, 5000],
       registers: r,
     });
     // _count = group commits, _sum = webhook events in them: their ratio is the mean group size.

@@ -48,11 +48,19 @@ describe('large payloads: fire batches past max_allowed_packet and past their pa
   });
 
   /** `n` one-shot triggers, each with a payload of PAYLOAD_CHARS characters, all due at one instant; their ids. */
-  async function bigTriggers(n: number, tag: string): Promise<string[]> {
+  function bigTriggers(n: number, tag: string): Promise<string[]> {
+    return dueTriggers(
+      Array.from({ length: n }, () => PAYLOAD_CHARS),
+      tag,
+    );
+  }
+
+  /** One-shot triggers whose payloads hold texts of `sizes` characters, all due at one instant; their ids. */
+  async function dueTriggers(sizes: number[], tag: string): Promise<string[]> {
     const runAt = new Date(Date.now() + 60_000).toISOString();
     const ids: string[] = [];
-    for (let i = 0; i < n; i++) {
-      const payload = { tag, i, text: 'x'.repeat(PAYLOAD_CHARS) };
+    for (const [i, chars] of sizes.entries()) {
+      const payload = { tag, i, text: 'x'.repeat(chars) };
       const res = await request(app)
         .post('/api/v1/triggers')
         .send({ name: `${tag}-${i}`, type: 'time_scheduled', config: { endpoint: 'http://127.0.0.1:9/x', run_at: runAt, payload } })
@@ -165,24 +173,8 @@ describe('large payloads: fire batches past max_allowed_packet and past their pa
   });
 
   it('the claim brings a config over 16 KiB only by its size; the fire batch reads it afterwards and fires it with the small ones', async () => {
-    const runAt = new Date(Date.now() + 60_000).toISOString();
     const sizes = [10, CLAIM_CONFIG_MAX_BYTES + 4000, 20, 3 * CLAIM_CONFIG_MAX_BYTES];
-    const ids: string[] = [];
-    for (const [i, chars] of sizes.entries()) {
-      const res = await request(app)
-        .post('/api/v1/triggers')
-        .send({
-          name: `mixed-${i}`,
-          type: 'time_scheduled',
-          config: { endpoint: 'http://127.0.0.1:9/x', run_at: runAt, payload: { i, text: 'y'.repeat(chars) } },
-        })
-        .expect(201);
-      ids.push(res.body.id as string);
-    }
-    await t
-      .db('trigger_schedules')
-      .whereIn('trigger_id', ids)
-      .update({ fire_at: new Date(Date.now() - 1000) });
+    const ids = await dueTriggers(sizes, 'mixed');
     // What the claim statement itself returns for them (read in a transaction that is rolled back).
     const trx = await t.db.transaction();
     try {
