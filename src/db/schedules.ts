@@ -116,7 +116,7 @@ export async function claimDue(trx: Knex.Transaction, limit: number, maxChars = 
 /**
  * The largest trigger config the claim reads with its rows (bytes as stored). A larger one (a scheduled
  * trigger's payload can be up to about 1 MB) stays on the server: the claim says only how large it is, and
- * the fire batch reads those it fires afterwards (`readLargeConfigs`), within its payload bound. So a claim
+ * the fire batch reads those it fires afterwards (`largeConfigsToRead`), within its payload bound. So a claim
  * of `limit` rows brings at most `limit` × 16 KiB of configs into the relay, whatever the payloads.
  */
 export const CLAIM_CONFIG_MAX_BYTES = 16_384;
