@@ -162,15 +162,22 @@ export function boundedBatch(
   rows: ClaimedOutbox[],
   maxBytes = OUTBOX_BATCH_MAX_BYTES,
 ): { rows: ClaimedOutbox[]; cut: boolean; unread: number[] } {
-  let bytes = 0;
-  let n = 0;
-  for (const row of rows) {
-    if (n > 0 && bytes + row.valueBytes > maxBytes) break;
-    bytes += row.valueBytes;
-    n++;
-  }
-  const kept = n === rows.length ? rows : rows.slice(0, n);
-  return { rows: kept, cut: n < rows.length, unread: kept.filter((r) => r.unread).map((r) => r.id) };
+  const kept = chunksBySize(rows, (r) => r.valueBytes, maxBytes)[0]?.items ?? [];
+  return { rows: kept, cut: kept.length < rows.length, unread: kept.filter((r) => r.unread).map((r) => r.id) };
+}
+
+/**
+ * A publish batch of claimed rows (boundedBatch) with its large messages read, over any transport (`run`
+ * sends one statement in the claim's transaction and returns its rows). `cut`: rows were left for the next batch.
+ */
+export async function readBoundedBatch(
+  rows: ClaimedOutbox[],
+  run: (statement: { sql: string; values: Knex.RawBinding[] }) => Promise<unknown[]>,
+): Promise<{ rows: ClaimedOutbox[]; cut: boolean }> {
+  const batch = boundedBatch(rows);
+  if (batch.unread.length > 0)
+    withOutboxValues(batch.rows, (await run(readOutboxValuesStatement(batch.unread))) as Array<{ id: number; value: Buffer }>);
+  return batch;
 }
 
 /** The statement that reads the messages of `ids` (boundedBatch's `unread`), rows the claim has locked. */

@@ -105,12 +105,7 @@ export interface DueRow {
  */
 export async function claimDue(trx: Knex.Transaction, limit: number, maxChars = Infinity): Promise<Claimed> {
   const [rows] = (await trx.raw(CLAIM_DUE_SQL, [limit])) as [Array<Record<string, unknown>>];
-  const claim = claimedOf(rows);
-  const ids = largeConfigsToRead(claim, maxChars);
-  if (ids.length === 0) return claim;
-  const { sql, values } = readLargeConfigsStatement(ids);
-  const [large] = (await trx.raw(sql, values)) as [Array<Record<string, unknown>>];
-  return withLargeConfigs(claim, large);
+  return readLargeConfigs(claimedOf(rows), maxChars, async ({ sql, values }) => ((await trx.raw(sql, values)) as [unknown[]])[0]);
 }
 
 /**
@@ -190,6 +185,19 @@ export function largeConfigsToRead({ due, triggers, unread }: Claimed, maxChars:
  */
 export function readLargeConfigsStatement(ids: string[]): { sql: string; values: Knex.RawBinding[] } {
   return { sql: `SELECT id, type, status, config, version FROM triggers WHERE id IN (${ids.map(() => '?').join(',')})`, values: ids };
+}
+
+/**
+ * The claim with the large configs it fires read (largeConfigsToRead), over any transport (`run` sends one
+ * statement in the claim's transaction and returns its rows): the claim itself when there are none.
+ */
+export async function readLargeConfigs(
+  claim: Claimed,
+  maxChars: number,
+  run: (statement: { sql: string; values: Knex.RawBinding[] }) => Promise<unknown[]>,
+): Promise<Claimed> {
+  const ids = largeConfigsToRead(claim, maxChars);
+  return ids.length === 0 ? claim : withLargeConfigs(claim, (await run(readLargeConfigsStatement(ids))) as Array<Record<string, unknown>>);
 }
 
 /** The claim with the rows of readLargeConfigsStatement moved from `unread` to `triggers` (a new object). */

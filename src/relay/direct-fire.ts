@@ -44,14 +44,17 @@ export class DirectFire {
    * rest keep `published_at` unset and get outbox rows from the caller. In ordered mode an event whose shard
    * still has queued outbox rows (a test run, a replay, an outage's backlog) is not sent: it queues behind them.
    * `backlog` says which of the given shards (of `shards`) have queued rows, read in the fire transaction.
+   * Returns how long it took, in ms (the backlog read and the delivery reports included).
    */
-  async produce(toLog: EventInsert[], shards: number, backlog: (shards: number[]) => Promise<Set<number>>): Promise<void> {
+  async produce(toLog: EventInsert[], shards: number, backlog: (shards: number[]) => Promise<Set<number>>): Promise<number> {
+    const started = performance.now();
     let sendable = toLog;
     if (this.config.outboxOrdering) {
       const busy = await backlog([...new Set(toLog.map((e) => shardOf(e.trigger_id, shards)))]);
       if (busy.size > 0) sendable = toLog.filter((e) => !busy.has(shardOf(e.trigger_id, shards)));
     }
     await this.send(sendable);
+    return performance.now() - started;
   }
 
   /** Produces `events`, stamps the acknowledged ones, and pauses the path (or resets the pause) by the outcome. */

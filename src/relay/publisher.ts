@@ -12,9 +12,7 @@ import {
   markPublishedStatements,
   probeOutbox,
   promoteDue,
-  boundedBatch,
-  readOutboxValuesStatement,
-  withOutboxValues,
+  readBoundedBatch,
   type ClaimedOutbox,
 } from '../db/outbox';
 import { leasesOf, LOCK_LEASES_SQL } from '../db/leases';
@@ -243,11 +241,7 @@ export class PublishLane {
       full = rows.length >= config.relayBatchSize;
     }
     if (rows.length === 0) return NOTHING;
-    const batch = boundedBatch(rows);
-    if (batch.unread.length > 0) {
-      const { sql, values } = readOutboxValuesStatement(batch.unread);
-      withOutboxValues(batch.rows, ((await trx.raw(sql, values)) as [Array<{ id: number; value: Buffer }>])[0]);
-    }
+    const batch = await readBoundedBatch(rows, async ({ sql, values }) => ((await trx.raw(sql, values)) as [unknown[]])[0]);
     const { outcome, write } = await this.send(batch.rows, full || batch.cut, delivered);
     for (const { sql, values } of write) await trx.raw(sql, values as Knex.RawBinding[]);
     return outcome;
@@ -282,9 +276,7 @@ export class PublishLane {
         return NOTHING;
       }
       // Messages too large to come with the claim are read now, for the rows this batch publishes.
-      const batch = boundedBatch(rows);
-      if (batch.unread.length > 0)
-        withOutboxValues(batch.rows, (await tx.send([readOutboxValuesStatement(batch.unread)]))[0] as Array<{ id: number; value: Buffer }>);
+      const batch = await readBoundedBatch(rows, async (s) => (await tx.send([s]))[0] as unknown[]);
       const { outcome, write } = await this.send(batch.rows, full || batch.cut, delivered);
       await tx.commit(write);
       return outcome;

@@ -16,9 +16,7 @@ import {
   nextPending,
   nextPendingOf,
   claimedOf,
-  largeConfigsToRead,
-  readLargeConfigsStatement,
-  withLargeConfigs,
+  readLargeConfigs,
   type Claimed,
 } from '../db/schedules';
 import {
@@ -139,10 +137,10 @@ async function fireWithKnex({ db, config, direct, tracing, spans, limit }: FireD
     const now = new Date();
     const { toLog, next, plannedAt, completed, cancelled, left } = planFiring(claim, now, config.misfireGraceSeconds * 1000);
     spans.push(...traceFirings(tracing, toLog));
-    const sent = performance.now();
-    const produced = direct !== null && toLog.length > 0 && direct.isOpen();
-    if (produced) await direct.produce(toLog, outboxShardsOf(trx), (s) => shardsWithBacklog(trx, s));
-    const kafkaMs = produced ? performance.now() - sent : undefined;
+    const kafkaMs =
+      direct && toLog.length > 0 && direct.isOpen()
+        ? await direct.produce(toLog, outboxShardsOf(trx), (s) => shardsWithBacklog(trx, s))
+        : undefined;
     const inserted = await recordEvents(trx, toLog, config.kafkaTopic, now);
     await deleteFired(trx, completed);
     await markCancelled(trx, cancelled, now);
@@ -176,8 +174,8 @@ async function fireScripted(pool: MultiPool, { db, config, direct, tracing, span
   const probe = produce && config.outboxOrdering;
   const { tx, results } = await ScriptTransaction.begin(pool, [{ sql: CLAIM_DUE_SQL, values: [limit] }, ...(probe ? [ANY_QUEUED] : [])]);
   try {
-    let claim = claimedOf(results[0] as Array<Record<string, unknown>>);
-    const due = claim.due;
+    const claimed = claimedOf(results[0] as Array<Record<string, unknown>>);
+    const due = claimed.due;
     // A batch that is not full is the last due one: the next pending occurrence is read after the commit.
     const after: Statement[] = due.length < limit ? [{ sql: NEXT_PENDING_SQL, values: [] }] : [];
     if (due.length === 0) {
@@ -187,20 +185,17 @@ async function fireScripted(pool: MultiPool, { db, config, direct, tracing, span
     const anyQueued = probe && (results[1] as unknown[]).length > 0;
     // Configs too large to come with the claim: those this batch fires are read now (a round trip more,
     // only for such batches).
-    const large = largeConfigsToRead(claim, FIRE_BATCH_MAX_CHARS);
-    if (large.length > 0)
-      claim = withLargeConfigs(claim, (await tx.send([readLargeConfigsStatement(large)]))[0] as Array<Record<string, unknown>>);
+    const claim = await readLargeConfigs(claimed, FIRE_BATCH_MAX_CHARS, async (s) => (await tx.send([s]))[0] as unknown[]);
     const now = new Date();
     const plan = planFiring(claim, now, config.misfireGraceSeconds * 1000);
     spans.push(...traceFirings(tracing, plan.toLog));
     const shards = outboxShardsOf(db);
-    const sent = performance.now();
-    const produced = produce && plan.toLog.length > 0;
-    if (produced)
-      await direct.produce(plan.toLog, shards, async (s) =>
-        anyQueued ? queuedShardsOf((await tx.send([queuedShardsStatement(s)]))[0] as unknown[]) : new Set(),
-      );
-    const kafkaMs = produced ? performance.now() - sent : undefined;
+    const kafkaMs =
+      produce && plan.toLog.length > 0
+        ? await direct.produce(plan.toLog, shards, async (s) =>
+            anyQueued ? queuedShardsOf((await tx.send([queuedShardsStatement(s)]))[0] as unknown[]) : new Set(),
+          )
+        : undefined;
     const outbox = outboxRowsOf(plan.toLog, config.kafkaTopic, now);
     const lags = lagsOf(plan.toLog, plan.plannedAt, now);
     const write: Statement[] = [
