@@ -135,7 +135,7 @@ async function fireWithKnex({ db, config, direct, tracing, spans, limit }: FireD
     const claim = await claimDue(trx, limit, FIRE_BATCH_MAX_CHARS);
     if (claim.due.length === 0) return { claimed: 0, left: 0, fired: 0, queued: 0, lags: [] };
     const now = new Date();
-    const { toLog, next, plannedAt, completed, cancelled, left } = planFiring(claim, now, config.misfireGraceSeconds * 1000);
+    const { toLog, next, lags: planned, completed, cancelled, left } = planFiring(claim, now, config.misfireGraceSeconds * 1000);
     spans.push(...traceFirings(tracing, toLog));
     const kafkaMs =
       direct && toLog.length > 0 && direct.isOpen()
@@ -146,7 +146,7 @@ async function fireWithKnex({ db, config, direct, tracing, spans, limit }: FireD
     await markCancelled(trx, cancelled, now);
     await insertOccurrences(trx, next, now);
     const fired = toLog.filter((e) => inserted.has(e.id));
-    const lags = lagsOf(fired, plannedAt, now);
+    const lags = planned.filter((_, i) => inserted.has(toLog[i]!.id));
     await insertFireLags(trx, lagsMsOf(lags), now);
     return {
       claimed: claim.due.length,
@@ -172,23 +172,16 @@ async function fireScripted(pool: MultiPool, { db, config, direct, tracing, span
   const produce = direct !== null && direct.isOpen();
   // The outbox probe rides with the claim (before anything is produced); when nothing is due it was one index dive for nothing.
   const probe = produce && config.outboxOrdering;
-  const { tx, results } = await ScriptTransaction.begin(pool, [{ sql: CLAIM_DUE_SQL, values: [limit] }, ...(probe ? [ANY_QUEUED] : [])]);
+  const { tx, claimed, plan, anyQueued, now } = await claimAndPlan(pool, config, limit, probe);
   try {
-    const claimed = claimedOf(results[0] as Array<Record<string, unknown>>);
-    const due = claimed.due;
     // A batch that is not full is the last due one: the next pending occurrence is read after the commit.
-    const after: Statement[] = due.length < limit ? [{ sql: NEXT_PENDING_SQL, values: [] }] : [];
-    if (due.length === 0) {
+    const after: Statement[] = claimed < limit ? [{ sql: NEXT_PENDING_SQL, values: [] }] : [];
+    if (!plan) {
       const read = await tx.commit([], after);
       return { claimed: 0, left: 0, fired: 0, queued: 0, lags: [], next: nextPendingOf(read[0] as Array<{ fire_at: Date; due: number }>) };
     }
-    const anyQueued = probe && (results[1] as unknown[]).length > 0;
-    // Configs too large to come with the claim: those this batch fires are read now (a round trip more,
-    // only for such batches).
-    const claim = await readLargeConfigs(claimed, FIRE_BATCH_MAX_CHARS, async (s) => (await tx.send([s]))[0] as unknown[]);
-    const now = new Date();
-    const plan = planFiring(claim, now, config.misfireGraceSeconds * 1000);
     spans.push(...traceFirings(tracing, plan.toLog));
+    const lags = plan.lags;
     const shards = outboxShardsOf(db);
     const kafkaMs =
       produce && plan.toLog.length > 0
@@ -197,7 +190,6 @@ async function fireScripted(pool: MultiPool, { db, config, direct, tracing, span
           )
         : undefined;
     const outbox = outboxRowsOf(plan.toLog, config.kafkaTopic, now);
-    const lags = lagsOf(plan.toLog, plan.plannedAt, now);
     const write: Statement[] = [
       ...insertCountedEventsStatements(plan.toLog, now),
       ...insertOutboxStatements(outbox, now, shards),
@@ -208,7 +200,7 @@ async function fireScripted(pool: MultiPool, { db, config, direct, tracing, span
     ];
     const read2 = await tx.commit(write, after);
     return {
-      claimed: due.length,
+      claimed,
       left: plan.left,
       fired: plan.toLog.length,
       queued: outbox.length,
@@ -225,15 +217,36 @@ async function fireScripted(pool: MultiPool, { db, config, direct, tracing, span
   }
 }
 
+/**
+ * The first round trip of the scripted fire (BEGIN, the claim with its triggers, the outbox probe) and the
+ * plan made of it. Only the plan leaves this function: the claim's rows, their config text and the parsed
+ * configs become garbage here, before the batch waits for Kafka. Kept alive through that wait (up to
+ * RELAY_CONCURRENCY × RELAY_BATCH_MAX rows in a burst), every scavenge copied them and promoted them.
+ * `plan` is null when nothing was due (the transaction is still open: the caller commits it).
+ */
+async function claimAndPlan(pool: MultiPool, config: Config, limit: number, probe: boolean) {
+  const { tx, results } = await ScriptTransaction.begin(pool, [{ sql: CLAIM_DUE_SQL, values: [limit] }, ...(probe ? [ANY_QUEUED] : [])]);
+  try {
+    const claimed = claimedOf(results[0] as Array<Record<string, unknown>>);
+    if (claimed.due.length === 0) return { tx, claimed: 0, plan: null, anyQueued: false, now: new Date() };
+    const anyQueued = probe && (results[1] as unknown[]).length > 0;
+    // Configs too large to come with the claim: those this batch fires are read now (a round trip more,
+    // only for such batches).
+    const claim = await readLargeConfigs(claimed, FIRE_BATCH_MAX_CHARS, async (s) => (await tx.send([s]))[0] as unknown[]);
+    const now = new Date();
+    const plan = planFiring(claim, now, config.misfireGraceSeconds * 1000);
+    return { tx, claimed: claimed.due.length, plan, anyQueued, now };
+  } catch (e) {
+    await tx.rollback();
+    throw e;
+  }
+}
+
 /** Fire lags (s) as fire_lags stores them: whole ms, never negative (a relay's clock a little behind the database's). */
 function lagsMsOf(lags: number[]): number[] {
   return lags.map((s) => Math.max(0, Math.round(s * 1000)));
 }
 
-/** Fire lags (s): from each fired event's planned (jittered) instant to the fire transaction's time. */
-function lagsOf(fired: EventInsert[], plannedAt: Map<string, Date>, now: Date): number[] {
-  return fired.map((e) => (now.getTime() - plannedAt.get(e.id)!.getTime()) / 1000);
-}
 
 /**
  * Each firing starts a trace of its own, whose id is the event id (a retried fire transaction keeps it):
@@ -268,7 +281,7 @@ export const FIRE_BATCH_MAX_CHARS = 32 * 1024 * 1024;
 
 /**
  * What a claimed batch of due schedule rows becomes (pure): the event logs to write, the next occurrences,
- * the planned instant of each event (for the fire lag), and the rows to mark completed or cancelled.
+ * each event's fire lag (from its planned instant to `now`), and the rows to mark completed or cancelled.
  * Rows past `maxChars` of payload text, and rows of active triggers whose large config was not read
  * (`unread`), are `left`: untouched, they stay pending, and their locks go with the commit, so the next
  * batch claims them.
@@ -276,7 +289,8 @@ export const FIRE_BATCH_MAX_CHARS = 32 * 1024 * 1024;
 export function planFiring({ due, triggers, unread }: Claimed, now: Date, graceMs: number, maxChars = FIRE_BATCH_MAX_CHARS) {
   const toLog: EventInsert[] = [];
   const next: Array<{ trigger_id: string } & Occurrence> = [];
-  const plannedAt = new Map<string, Date>(); // event id → the (jittered) instant it was due, for the lag
+  // Each event's fire lag (s), in toLog's order: from its planned (jittered) instant to `now`.
+  const lags: number[] = [];
   const completed: number[] = [];
   const cancelled: number[] = [];
   let chars = 0;
@@ -303,7 +317,7 @@ export function planFiring({ due, triggers, unread }: Claimed, now: Date, graceM
     chars += rowChars;
     for (const { scheduled_for: at, fire_at } of plan.fire) {
       const id = scheduledEventId(t.id, at);
-      plannedAt.set(id, fire_at);
+      lags.push((now.getTime() - fire_at.getTime()) / 1000);
       toLog.push({
         id,
         trigger_id: t.id,
@@ -318,7 +332,7 @@ export function planFiring({ due, triggers, unread }: Claimed, now: Date, graceM
     if (plan.next) next.push({ trigger_id: t.id, ...plan.next });
     completed.push(row.id);
   }
-  return { toLog, next, plannedAt, completed, cancelled, left };
+  return { toLog, next, lags, completed, cancelled, left };
 }
 
 const SWEEP_BATCH = 1000;
