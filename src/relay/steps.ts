@@ -247,7 +247,6 @@ function lagsMsOf(lags: number[]): number[] {
   return lags.map((s) => Math.max(0, Math.round(s * 1000)));
 }
 
-
 /**
  * Each firing starts a trace of its own, whose id is the event id (a retried fire transaction keeps it):
  * sets the events' trace_parent and returns the recorded fire spans (none without an exporter; then no
