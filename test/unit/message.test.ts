@@ -41,6 +41,17 @@ describe('Kafka message text built around a serialised payload', () => {
     expect(eventMessageJson(e, JSON.stringify(e.payload))).to.equal(JSON.stringify(eventMessage(e)));
   });
 
+  it('writes each message its own instants, whether they repeat or change from one message to the next', () => {
+    const instants = ['2026-12-04T10:11:12.345Z', '2026-12-04T10:11:12.345Z', '2026-12-04T10:11:12.346Z', '2026-12-04T10:11:12.345Z'];
+    for (const [i, fired] of instants.entries()) {
+      const scheduled = instants[instants.length - 1 - i]!;
+      // A new Date each time: an instant is remembered by its value, not by its object.
+      const m = eventMessage({ ...base, fired_at: new Date(fired), scheduled_for: new Date(scheduled) });
+      expect([m.fired_at, m.scheduled_for], `message ${i}`).to.deep.equal([fired, scheduled]);
+    }
+    expect(() => eventMessage({ ...base, fired_at: new Date(NaN) }), 'an invalid date').to.throw(RangeError);
+  });
+
   it('gives the headers toKafka sets, as JSON', () => {
     const m = toKafka('t', eventMessage(base));
     expect(eventHeadersJson(base.id, 'webhook')).to.equal(JSON.stringify(m.headers));
