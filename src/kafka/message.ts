@@ -79,10 +79,23 @@ export interface EventFacts {
 }
 
 /**
- * toISOString with the last instant remembered, one per field of the message: a fire batch's events share
- * their fired_at (and, in a burst, their scheduled_for), and two date formats per event were a fifth of
- * building its message.
+ * toISOString with the last instant remembered, one per field of the message: the events of one fire batch
+ * share their fired_at (and, in a burst, their scheduled_for), and two date formats per event were a fifth
+ * of building its message. A caller that builds many messages passes one (DirectFire: one per batch).
  */
+export class MessageInstants {
+  private readonly fired = new IsoText();
+  private readonly scheduled = new IsoText();
+
+  firedAt(d: Date): string {
+    return this.fired.of(d);
+  }
+
+  scheduledFor(d: Date): string {
+    return this.scheduled.of(d);
+  }
+}
+
 class IsoText {
   private time = NaN;
   private text = '';
@@ -96,17 +109,15 @@ class IsoText {
     return this.text;
   }
 }
-const firedAtText = new IsoText();
-const scheduledForText = new IsoText();
 
-export function eventMessage(e: EventFacts): EventMessage {
+export function eventMessage(e: EventFacts, instants?: MessageInstants): EventMessage {
   const msg: EventMessage = {
     event_id: e.id,
     trigger_id: e.trigger_id,
     type: e.trigger_type,
     payload: e.payload ?? null,
-    fired_at: firedAtText.of(e.fired_at),
-    scheduled_for: e.scheduled_for ? scheduledForText.of(e.scheduled_for) : null,
+    fired_at: instants ? instants.firedAt(e.fired_at) : e.fired_at.toISOString(),
+    scheduled_for: e.scheduled_for ? (instants ? instants.scheduledFor(e.scheduled_for) : e.scheduled_for.toISOString()) : null,
     source: e.source,
     is_test_run: e.is_test_run,
     replay_of: e.replay_of ?? null,

@@ -2,7 +2,7 @@ import type { Config } from '../config';
 import type { EventInsert } from '../db/events';
 import { shardOf } from '../db/outbox';
 import type { EventProducer } from '../kafka/producer';
-import { eventMessage, toKafka } from '../kafka/message';
+import { eventMessage, MessageInstants, toKafka } from '../kafka/message';
 import { backoffMs, type Clock } from '../util';
 
 /** The least pause of the direct path after a failed produce, before the jittered back-off is added. */
@@ -62,8 +62,9 @@ export class DirectFire {
     if (events.length === 0) return;
     // Bounded: a fire transaction never waits out a broker outage (a late chain would misfire). What is not
     // acknowledged in time goes through the outbox; a late report then only makes a duplicate.
+    const instants = new MessageInstants();
     const outcomes = await this.producer.publish(
-      events.map((e) => toKafka(this.config.kafkaTopic, eventMessage(e))),
+      events.map((e) => toKafka(this.config.kafkaTopic, eventMessage(e, instants))),
       this.config.relayDirectTimeoutMs,
     );
     const at = new Date(this.clock());

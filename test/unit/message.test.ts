@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { eventHeadersJson, eventMessage, eventMessageJson, toKafka, type EventFacts } from '../../src/kafka/message';
+import { eventHeadersJson, eventMessage, eventMessageJson, MessageInstants, toKafka, type EventFacts } from '../../src/kafka/message';
 
 describe('Kafka message text built around a serialised payload', () => {
   const base: EventFacts = {
@@ -42,14 +42,17 @@ describe('Kafka message text built around a serialised payload', () => {
   });
 
   it('writes each message its own instants, whether they repeat or change from one message to the next', () => {
-    const instants = ['2026-12-04T10:11:12.345Z', '2026-12-04T10:11:12.345Z', '2026-12-04T10:11:12.346Z', '2026-12-04T10:11:12.345Z'];
-    for (const [i, fired] of instants.entries()) {
-      const scheduled = instants[instants.length - 1 - i]!;
+    const times = ['2026-12-04T10:11:12.345Z', '2026-12-04T10:11:12.345Z', '2026-12-04T10:11:12.346Z', '2026-12-04T10:11:12.345Z'];
+    const instants = new MessageInstants();
+    for (const [i, fired] of times.entries()) {
+      const scheduled = times[times.length - 1 - i]!;
       // A new Date each time: an instant is remembered by its value, not by its object.
-      const m = eventMessage({ ...base, fired_at: new Date(fired), scheduled_for: new Date(scheduled) });
+      const e = { ...base, fired_at: new Date(fired), scheduled_for: new Date(scheduled) };
+      const m = eventMessage(e, instants);
       expect([m.fired_at, m.scheduled_for], `message ${i}`).to.deep.equal([fired, scheduled]);
+      expect(JSON.stringify(m), `message ${i}, as without remembered instants`).to.equal(JSON.stringify(eventMessage(e)));
     }
-    expect(() => eventMessage({ ...base, fired_at: new Date(NaN) }), 'an invalid date').to.throw(RangeError);
+    expect(() => eventMessage({ ...base, fired_at: new Date(NaN) }, instants), 'an invalid date').to.throw(RangeError);
   });
 
   it('gives the headers toKafka sets, as JSON', () => {
