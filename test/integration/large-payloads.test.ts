@@ -12,7 +12,7 @@ import type { Config } from '../../src/config';
 import { PAYLOAD_MAX_BYTES } from '../../src/kafka/message';
 import { FIRE_BATCH_MAX_CHARS } from '../../src/relay/steps';
 import { CLAIM_CONFIG_MAX_BYTES, CLAIM_DUE_SQL } from '../../src/db/schedules';
-import { claimUnpublishedStatement, OUTBOX_INLINE_MAX_BYTES } from '../../src/db/outbox';
+import { claimUnpublishedStatement, OUTBOX_BATCH_MAX_BYTES, OUTBOX_INLINE_MAX_BYTES } from '../../src/db/outbox';
 
 /**
  * Payloads near the API's body limit, many of them due together: the fire batch that logs them (and, in
@@ -251,6 +251,42 @@ describe('large payloads: fire batches past max_allowed_packet and past their pa
     await until(() => ids.every((id) => reader.byEventId(id).length > 0), { timeoutMs: 30_000, message: 'the three on Kafka' });
     expect((reader.byEventId(ids[1]!)[0]!.value.payload as { text: string }).text).to.have.length(OUTBOX_INLINE_MAX_BYTES + 1000);
     expect(await count(t.db, 'outbox', { msg_key: webhook })).to.equal(0);
+  });
+
+  it('publishes an outbox of messages past 32 MiB in more than one batch, each message whole and on Kafka once', async () => {
+    const res = await request(app)
+      .post('/api/v1/triggers')
+      .send({ name: 'outbox-bound', type: 'webhook', config: { endpoint: 'http://127.0.0.1:9/x', schema: {} } })
+      .expect(201);
+    const webhook = res.body.id as string;
+    // More message bytes than one publish batch takes: one claim holds them all (under RELAY_BATCH_SIZE rows),
+    // so only the byte bound can split them.
+    const n = Math.ceil(OUTBOX_BATCH_MAX_BYTES / PAYLOAD_CHARS) + 4;
+    const ids: string[] = [];
+    for (let i = 0; i < n; i++) {
+      const accepted = await request(app)
+        .post(`/api/v1/webhook/${webhook}`)
+        .set('content-type', 'application/json')
+        .send(JSON.stringify({ i, text: 'b'.repeat(PAYLOAD_CHARS) }))
+        .expect(202);
+      ids.push(accepted.body.event_id as string);
+    }
+    expect(await count(t.db, 'outbox', { msg_key: webhook })).to.equal(n);
+    platform = await startPlatform({ ...t.config, relayConcurrency: 1 }, ['relay'], {
+      logger: createLogger('error', 'test'),
+      migrate: false,
+    });
+    await until(() => ids.every((id) => reader.byEventId(id).length > 0), { timeoutMs: 60_000, message: `the ${n} messages on Kafka` });
+    for (const [i, id] of ids.entries()) {
+      const copies = reader.byEventId(id);
+      expect(copies, `event ${i}`).to.have.length(1);
+      expect((copies[0]!.value.payload as { text: string }).text, `event ${i}`).to.have.length(PAYLOAD_CHARS);
+    }
+    expect(await count(t.db, 'outbox', { msg_key: webhook })).to.equal(0);
+    // Each publish batch is one observation of the relay's batch-size histogram (kind "outbox").
+    const metrics = await (await fetch(`http://127.0.0.1:${platform.ports.relay}/metrics`)).text();
+    const batches = Number(/^etp_relay_batch_size_count\{[^}]*kind="outbox"[^}]*\} (\d+)$/m.exec(metrics)?.[1] ?? 0);
+    expect(batches, 'publish batches').to.be.at.least(2);
   });
 
   it('fires them all through the direct path, each logged once with its whole payload and on Kafka', async () => {
