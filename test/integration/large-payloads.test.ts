@@ -75,6 +75,25 @@ describe('large payloads: fire batches past max_allowed_packet and past their pa
     return ids;
   }
 
+  /** A webhook trigger, and one accepted call per size with a payload text of that many characters: its id and the event ids. */
+  async function webhookEvents(name: string, sizes: number[]): Promise<{ webhook: string; ids: string[] }> {
+    const res = await request(app)
+      .post('/api/v1/triggers')
+      .send({ name, type: 'webhook', config: { endpoint: 'http://127.0.0.1:9/x', schema: {} } })
+      .expect(201);
+    const webhook = res.body.id as string;
+    const ids: string[] = [];
+    for (const chars of sizes) {
+      const accepted = await request(app)
+        .post(`/api/v1/webhook/${webhook}`)
+        .set('content-type', 'application/json')
+        .send(JSON.stringify({ text: 'z'.repeat(chars) }))
+        .expect(202);
+      ids.push(accepted.body.event_id as string);
+    }
+    return { webhook, ids };
+  }
+
   async function firesAll(mode: Config['relayFireMode'], tag: string): Promise<void> {
     const ids = await bigTriggers(triggersPerBatch, tag);
     await t.db('fire_lags').delete();
@@ -218,20 +237,7 @@ describe('large payloads: fire batches past max_allowed_packet and past their pa
   });
 
   it('an outbox claim brings a message over 16 KiB only by its size; the publish batch reads it afterwards and sends it whole', async () => {
-    const res = await request(app)
-      .post('/api/v1/triggers')
-      .send({ name: 'outbox-sized', type: 'webhook', config: { endpoint: 'http://127.0.0.1:9/x', schema: {} } })
-      .expect(201);
-    const webhook = res.body.id as string;
-    const ids: string[] = [];
-    for (const chars of [10, OUTBOX_INLINE_MAX_BYTES + 1000, 20]) {
-      const accepted = await request(app)
-        .post(`/api/v1/webhook/${webhook}`)
-        .set('content-type', 'application/json')
-        .send(JSON.stringify({ text: 'z'.repeat(chars) }))
-        .expect(202);
-      ids.push(accepted.body.event_id as string);
-    }
+    const { webhook, ids } = await webhookEvents('outbox-sized', [10, OUTBOX_INLINE_MAX_BYTES + 1000, 20]);
     // What the claim statement itself returns for their outbox rows (in a transaction rolled back).
     const trx = await t.db.transaction();
     try {
@@ -254,23 +260,10 @@ describe('large payloads: fire batches past max_allowed_packet and past their pa
   });
 
   it('publishes an outbox of messages past 32 MiB in more than one batch, each message whole and on Kafka once', async () => {
-    const res = await request(app)
-      .post('/api/v1/triggers')
-      .send({ name: 'outbox-bound', type: 'webhook', config: { endpoint: 'http://127.0.0.1:9/x', schema: {} } })
-      .expect(201);
-    const webhook = res.body.id as string;
     // More message bytes than one publish batch takes: one claim holds them all (under RELAY_BATCH_SIZE rows),
     // so only the byte bound can split them.
     const n = Math.ceil(OUTBOX_BATCH_MAX_BYTES / PAYLOAD_CHARS) + 4;
-    const ids: string[] = [];
-    for (let i = 0; i < n; i++) {
-      const accepted = await request(app)
-        .post(`/api/v1/webhook/${webhook}`)
-        .set('content-type', 'application/json')
-        .send(JSON.stringify({ i, text: 'b'.repeat(PAYLOAD_CHARS) }))
-        .expect(202);
-      ids.push(accepted.body.event_id as string);
-    }
+    const { webhook, ids } = await webhookEvents('outbox-bound', Array<number>(n).fill(PAYLOAD_CHARS));
     expect(await count(t.db, 'outbox', { msg_key: webhook })).to.equal(n);
     platform = await startPlatform({ ...t.config, relayConcurrency: 1 }, ['relay'], {
       logger: createLogger('error', 'test'),
