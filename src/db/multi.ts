@@ -56,6 +56,18 @@ export function rawOf(pool: MultiPool): RawQuery {
   return { raw: (sql, values = []) => pool.query(sql, values as Knex.RawBinding[]) };
 }
 
+/**
+ * One statement in the caller's transaction, answering its rows: how claimInShards, readLargeConfigs and
+ * readBoundedBatch reach the database, whichever transport the transaction runs on (knex, statementOn; a
+ * ScriptTransaction, its sendOne).
+ */
+export type RunStatement = (statement: { sql: string; values: Knex.RawBinding[] }) => Promise<unknown[]>;
+
+/** RunStatement over a knex transaction (or any RawQuery on mysql2, which answers [rows, fields]). */
+export function statementOn(q: RawQuery): RunStatement {
+  return async ({ sql, values }) => ((await q.raw(sql, values)) as [unknown[]])[0];
+}
+
 /** One statement of a script: text with `?` placeholders, and its values; `bytes`, its size if the builder knows it. */
 export interface Statement {
   sql: string;
@@ -143,6 +155,9 @@ export class ScriptTransaction {
       throw e;
     }
   }
+
+  /** One statement in its own round trip: its rows (a RunStatement). */
+  readonly sendOne: RunStatement = async (statement) => (await this.send([statement]))[0] as unknown[];
 
   /** `statements`, COMMIT, then `after` (outside the transaction), in one round trip: the results of `after`. */
   async commit(statements: Statement[], after: Statement[] = []): Promise<unknown[]> {

@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import type { OutgoingMessage } from '../kafka/producer';
 import { errorText } from './errors';
-import type { RawQuery, Statement } from './multi';
+import { statementOn, type RawQuery, type RunStatement, type Statement } from './multi';
 import { chunksBySize, ROW_BASE_BYTES, STATEMENT_MAX_BYTES } from './packets';
 import { dbSettings, dbTime, parseJson } from './knex';
 
@@ -170,10 +170,7 @@ export function boundedBatch(
  * A publish batch of claimed rows (boundedBatch) with its large messages read, over any transport (`run`
  * sends one statement in the claim's transaction and returns its rows). `cut`: rows were left for the next batch.
  */
-export async function readBoundedBatch(
-  rows: ClaimedOutbox[],
-  run: (statement: { sql: string; values: Knex.RawBinding[] }) => Promise<unknown[]>,
-): Promise<{ rows: ClaimedOutbox[]; cut: boolean }> {
+export async function readBoundedBatch(rows: ClaimedOutbox[], run: RunStatement): Promise<{ rows: ClaimedOutbox[]; cut: boolean }> {
   const batch = boundedBatch(rows);
   if (batch.unread.length > 0)
     withOutboxValues(batch.rows, (await run(readOutboxValuesStatement(batch.unread))) as Array<{ id: number; value: Buffer }>);
@@ -245,7 +242,7 @@ export async function claimUnpublishedInShards(
   shards: number[],
   cursor: { next: number } = { next: 0 },
 ): Promise<{ rows: ClaimedOutbox[]; full: boolean }> {
-  return claimInShards(async ({ sql, values }) => ((await trx.raw(sql, values)) as [unknown[]])[0], limit, shards, cursor);
+  return claimInShards(statementOn(trx), limit, shards, cursor);
 }
 
 /**
@@ -253,7 +250,7 @@ export async function claimUnpublishedInShards(
  * rows): the part from `cursor.next` on, then, only while the batch is short, the part before it.
  */
 export async function claimInShards(
-  run: (statement: { sql: string; values: Knex.RawBinding[] }) => Promise<unknown[]>,
+  run: RunStatement,
   limit: number,
   shards: number[],
   cursor: { next: number },

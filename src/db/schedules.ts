@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import type { RawQuery } from './multi';
+import { statementOn, type RawQuery, type RunStatement } from './multi';
 import { fireTriggerOf, type FireTrigger } from './triggers';
 
 type Q = Knex | Knex.Transaction;
@@ -105,7 +105,7 @@ export interface DueRow {
  */
 export async function claimDue(trx: Knex.Transaction, limit: number, maxChars = Infinity): Promise<Claimed> {
   const [rows] = (await trx.raw(CLAIM_DUE_SQL, [limit])) as [Array<Record<string, unknown>>];
-  return readLargeConfigs(claimedOf(rows), maxChars, async ({ sql, values }) => ((await trx.raw(sql, values)) as [unknown[]])[0]);
+  return readLargeConfigs(claimedOf(rows), maxChars, statementOn(trx));
 }
 
 /**
@@ -191,11 +191,7 @@ export function readLargeConfigsStatement(ids: string[]): { sql: string; values:
  * The claim with the large configs it fires read (largeConfigsToRead), over any transport (`run` sends one
  * statement in the claim's transaction and returns its rows): the claim itself when there are none.
  */
-export async function readLargeConfigs(
-  claim: Claimed,
-  maxChars: number,
-  run: (statement: { sql: string; values: Knex.RawBinding[] }) => Promise<unknown[]>,
-): Promise<Claimed> {
+export async function readLargeConfigs(claim: Claimed, maxChars: number, run: RunStatement): Promise<Claimed> {
   const ids = largeConfigsToRead(claim, maxChars);
   return ids.length === 0 ? claim : withLargeConfigs(claim, (await run(readLargeConfigsStatement(ids))) as Array<Record<string, unknown>>);
 }

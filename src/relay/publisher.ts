@@ -16,7 +16,7 @@ import {
   type ClaimedOutbox,
 } from '../db/outbox';
 import { leasesOf, LOCK_LEASES_SQL } from '../db/leases';
-import { rawOf, ScriptTransaction, type MultiPool, type Statement } from '../db/multi';
+import { rawOf, ScriptTransaction, statementOn, type MultiPool, type Statement } from '../db/multi';
 import type { Lifecycle } from '../events';
 import type { EventProducer } from '../kafka/producer';
 import { coerceError } from '../logger';
@@ -241,7 +241,7 @@ export class PublishLane {
       full = rows.length >= config.relayBatchSize;
     }
     if (rows.length === 0) return NOTHING;
-    const batch = await readBoundedBatch(rows, async ({ sql, values }) => ((await trx.raw(sql, values)) as [unknown[]])[0]);
+    const batch = await readBoundedBatch(rows, statementOn(trx));
     const { outcome, write } = await this.send(batch.rows, full || batch.cut, delivered);
     for (const { sql, values } of write) await trx.raw(sql, values as Knex.RawBinding[]);
     return outcome;
@@ -266,7 +266,7 @@ export class PublishLane {
       let full: boolean;
       if (ordering) {
         const shards = ordering.leases.ours(leasesOf(results[0] as unknown[]));
-        ({ rows, full } = await claimInShards(async (s) => (await tx.send([s]))[0] as unknown[], limit, shards, this.cursor));
+        ({ rows, full } = await claimInShards(tx.sendOne, limit, shards, this.cursor));
       } else {
         rows = claimedOf(results[0] as unknown[]);
         full = rows.length >= limit;
@@ -276,7 +276,7 @@ export class PublishLane {
         return NOTHING;
       }
       // Messages too large to come with the claim are read now, for the rows this batch publishes.
-      const batch = await readBoundedBatch(rows, async (s) => (await tx.send([s]))[0] as unknown[]);
+      const batch = await readBoundedBatch(rows, tx.sendOne);
       const { outcome, write } = await this.send(batch.rows, full || batch.cut, delivered);
       await tx.commit(write);
       return outcome;

@@ -186,7 +186,7 @@ async function fireScripted(pool: MultiPool, { db, config, direct, tracing, span
     const kafkaMs =
       produce && plan.toLog.length > 0
         ? await direct.produce(plan.toLog, shards, async (s) =>
-            anyQueued ? queuedShardsOf((await tx.send([queuedShardsStatement(s)]))[0] as unknown[]) : new Set(),
+            anyQueued ? queuedShardsOf(await tx.sendOne(queuedShardsStatement(s))) : new Set(),
           )
         : undefined;
     const outbox = outboxRowsOf(plan.toLog, config.kafkaTopic, now);
@@ -232,7 +232,7 @@ async function claimAndPlan(pool: MultiPool, config: Config, limit: number, prob
     const anyQueued = probe && (results[1] as unknown[]).length > 0;
     // Configs too large to come with the claim: those this batch fires are read now (a round trip more,
     // only for such batches).
-    const claim = await readLargeConfigs(claimed, FIRE_BATCH_MAX_CHARS, async (s) => (await tx.send([s]))[0] as unknown[]);
+    const claim = await readLargeConfigs(claimed, FIRE_BATCH_MAX_CHARS, tx.sendOne);
     const now = new Date();
     const plan = planFiring(claim, now, config.misfireGraceSeconds * 1000);
     return { tx, claimed: claimed.due.length, plan, anyQueued, now };
