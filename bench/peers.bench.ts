@@ -31,6 +31,7 @@ import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { loadConfig } from '../src/config';
 import { ensureTopics } from '../src/kafka/producer';
 import { insertScheduledTriggers } from '../test/helpers/fixtures';
 import { spawnRole, type RoleProcess } from '../test/helpers/proc';
@@ -1342,11 +1343,15 @@ async function main(): Promise<void> {
     const probe = await createBenchEnv('pfacts');
     try {
       machine = await machineFacts(probe.db);
-      // The relay settings that shape our figures, as the relays read them (product defaults unless set).
-      const c = probe.config as unknown as Record<string, unknown>;
+      // The relay settings that shape our figures, as the relays read them: product defaults unless set, in
+      // the bench's own environment too (the relays inherit it, e.g. RELAY_FIRE_WINDOW_MAX=10ms for a run).
+      const c = loadConfig({ ...process.env, ...probe.env }) as unknown as Record<string, unknown>;
       usSettings = Object.fromEntries(
         [
           'relayBatchSize',
+          'relayBatchMax',
+          'relayFireWindowMs',
+          'relayFireWindowMaxMs',
           'relayConcurrency',
           'outboxOrdering',
           'outboxShards',

@@ -69,6 +69,8 @@ export interface Config {
   readonly relayDirectTimeoutMs: number;
   /** After a fire batch that was not full, the least time before the next claim (events due close together share a transaction). */
   readonly relayFireWindowMs: number;
+  /** The most the fire window widens to while fire batches are small (moderate rates): fewer, larger batches. */
+  readonly relayFireWindowMaxMs: number;
   readonly outboxShards: number;
   readonly relayLeaseMs: number;
   readonly misfireGraceSeconds: number;
@@ -242,6 +244,7 @@ export function loadConfig(env: Env = process.env): Config {
   const kafkaTopic = topic(env, 'KAFKA_TOPIC', 'trigger-events');
   const apiKeys = list(env, 'API_KEYS');
   const relayBatchSize = int(env, 'RELAY_BATCH_SIZE', 500, 1, 10_000);
+  const relayFireWindowMs = duration(env, 'RELAY_FIRE_WINDOW', 10, 0, 1000);
   if (apiKeys.some((k) => k.length < 8)) {
     throw new ConfigError('API_KEYS', 'comma-separated keys of at least 8 characters', '<redacted>');
   }
@@ -280,7 +283,8 @@ export function loadConfig(env: Env = process.env): Config {
     outboxOrdering: oneOf(env, 'OUTBOX_ORDERING', 'on', ['on', 'off']) === 'on',
     relayFireMode: oneOf(env, 'RELAY_FIRE_MODE', 'direct', ['direct', 'outbox']),
     relayDirectTimeoutMs: duration(env, 'RELAY_DIRECT_TIMEOUT', 500, 10, 60_000),
-    relayFireWindowMs: duration(env, 'RELAY_FIRE_WINDOW', 10, 0, 1000),
+    relayFireWindowMs,
+    relayFireWindowMaxMs: duration(env, 'RELAY_FIRE_WINDOW_MAX', Math.min(4 * relayFireWindowMs, 1000), relayFireWindowMs, 1000),
     outboxShards: int(env, 'OUTBOX_SHARDS', DEFAULT_OUTBOX_SHARDS, 1, 4096),
     relayLeaseMs: duration(env, 'RELAY_LEASE_MS', 5000, 500, 600_000),
     misfireGraceSeconds: int(env, 'MISFIRE_GRACE_SECONDS', 60, 1, 86_400),

@@ -52,6 +52,42 @@ export function fireWindowMs(windowMs: number, relays: number, random: number): 
   return relays > 1 ? windowMs * relays * (0.5 + random) : windowMs;
 }
 
+/** The fire batch size (events) the window aims at while it widens: below it, a batch's fixed cost is most of its cost. */
+export const FIRE_WINDOW_TARGET_BATCH = 16;
+/** How much of each batch's size goes into the running average (the rest is the history's). */
+const FIRE_WINDOW_SMOOTHING = 0.25;
+
+/**
+ * The platform's fire window (before fireWindowMs shares it out among the relays), after the batches the
+ * lane fired. Each fire batch has a fixed cost whatever its size: two round trips and a commit on MariaDB,
+ * a Kafka produce request per partition it touches, the relay's own wake-ups. At a moderate rate (a few
+ * hundred fires a second) a window of RELAY_FIRE_WINDOW holds a few events, and that fixed cost is almost
+ * all of the platform's CPU: 200 fires/s cost about as much as 2,000/s (docs/performance-cpu.md). So while
+ * batches are small the window widens, in inverse proportion to the average batch (about
+ * FIRE_WINDOW_TARGET_BATCH events a batch), up to RELAY_FIRE_WINDOW_MAX; at high rates batches are large
+ * and it stays at RELAY_FIRE_WINDOW, the lowest lag. It costs lag only where it merges: after a batch the
+ * relay sleeps until the next due occurrence anyway, so a trickle whose events lie further apart than the
+ * window is fired as promptly as before. RELAY_FIRE_WINDOW=0 (claim each as soon as it is due) stays 0.
+ */
+export class FireWindow {
+  private average = FIRE_WINDOW_TARGET_BATCH;
+
+  constructor(
+    private readonly minMs: number,
+    private readonly maxMs: number,
+  ) {}
+
+  get ms(): number {
+    return Math.min(this.maxMs, Math.max(this.minMs, (this.minMs * FIRE_WINDOW_TARGET_BATCH) / this.average));
+  }
+
+  /** After a fire batch (not full) that fired `events`; a claim that found nothing says nothing of the rate. */
+  after(events: number): void {
+    if (events <= 0) return;
+    this.average += FIRE_WINDOW_SMOOTHING * (events - this.average);
+  }
+}
+
 /**
  * A fire lane's claim size: RELAY_BATCH_SIZE, doubled after each claim that came back full (up to
  * RELAY_BATCH_MAX), back to RELAY_BATCH_SIZE after one that did not. A burst is fired in fewer, larger
@@ -165,6 +201,7 @@ export class Relay {
       let quietPolls = 0;
       let fireIdle = false;
       const claimSize = new ClaimSize(config.relayBatchSize, config.relayBatchMax, config.relayDirectTimeoutMs);
+      const fireWindow = new FireWindow(config.relayFireWindowMs, config.relayFireWindowMaxMs);
       this.fireDelays.push(fireDelay);
       this.publishDelays.push(publishDelay);
       const fire: Step = async () => {
@@ -178,8 +215,9 @@ export class Relay {
         if (r.full) wakeFireLanes();
         // A follower that found nothing polls at its own ceiling; one that found work, at the idle interval.
         if (!leader) return { ...r, nextInMs: r.claimed > 0 ? idleMs : undefined };
+        if (!r.full) fireWindow.after(r.claimed - r.left);
         const relays = this.leases?.liveRelays() ?? 1;
-        return { ...r, nextInMs: Math.max(r.nextInMs ?? idleMs, fireWindowMs(config.relayFireWindowMs, relays, Math.random())) };
+        return { ...r, nextInMs: Math.max(r.nextInMs ?? idleMs, fireWindowMs(fireWindow.ms, relays, Math.random())) };
       };
       const publish: Step = async () => {
         const r = await publishLane.publish(leader);

@@ -29,6 +29,7 @@ describe('config', () => {
     ['DELIVERY_CIRCUIT_FAILURES', '-1', /DELIVERY_CIRCUIT_FAILURES.*integer from 0/],
     ['DELIVERY_CIRCUIT_COOLDOWN', '10ms', /DELIVERY_CIRCUIT_COOLDOWN.*duration from 100ms/],
     ['RELAY_FIRE_WINDOW', '2s', /RELAY_FIRE_WINDOW.*duration from 0ms to 1000ms/],
+    ['RELAY_FIRE_WINDOW_MAX', '5ms', /RELAY_FIRE_WINDOW_MAX.*duration from 10ms to 1000ms/],
     ['KAFKA_REPLICATION_FACTOR', 'three', /KAFKA_REPLICATION_FACTOR.*auto or an integer/],
     ['KAFKA_MIN_INSYNC_REPLICAS', '0', /KAFKA_MIN_INSYNC_REPLICAS.*auto or an integer from 1/],
   ];
@@ -66,6 +67,14 @@ describe('config', () => {
     expect(loadConfig({}).relayFireWindowMs).to.equal(10);
     expect(loadConfig({ RELAY_FIRE_WINDOW: '0' }).relayFireWindowMs).to.equal(0);
     expect(loadConfig({ RELAY_FIRE_WINDOW: '50ms' }).relayFireWindowMs).to.equal(50);
+  });
+
+  it('lets the fire window widen to 4 × RELAY_FIRE_WINDOW by default, and refuses a RELAY_FIRE_WINDOW_MAX below it', () => {
+    expect(loadConfig({}).relayFireWindowMaxMs).to.equal(40);
+    expect(loadConfig({ RELAY_FIRE_WINDOW: '0' }).relayFireWindowMaxMs).to.equal(0);
+    expect(loadConfig({ RELAY_FIRE_WINDOW: '400ms' }).relayFireWindowMaxMs).to.equal(1000);
+    expect(loadConfig({ RELAY_FIRE_WINDOW_MAX: '10ms' }).relayFireWindowMaxMs).to.equal(10);
+    expect(() => loadConfig({ RELAY_FIRE_WINDOW: '20ms', RELAY_FIRE_WINDOW_MAX: '19ms' })).to.throw(/RELAY_FIRE_WINDOW_MAX.*from 20ms/);
   });
 
   it('lets a fire claim grow to 4 × RELAY_BATCH_SIZE by default, and refuses a RELAY_BATCH_MAX below RELAY_BATCH_SIZE', () => {

@@ -4,7 +4,7 @@ import { Lifecycle } from '../../src/events';
 import type { OutgoingMessage } from '../../src/kafka/producer';
 import { DirectFire } from '../../src/relay/direct-fire';
 import { BatchBackoff, OutboxPublisher, ShardBackoff, Throttle } from '../../src/relay/publisher';
-import { ClaimSize, fireWindowMs, watched } from '../../src/relay/relay';
+import { ClaimSize, FIRE_WINDOW_TARGET_BATCH, FireWindow, fireWindowMs, watched } from '../../src/relay/relay';
 import { createDb, dbSettings, type Db } from '../../src/db/knex';
 import { boundedBatch, OUTBOX_INLINE_MAX_BYTES, outboxShardsOf, shardOf, withOutboxValues, type ClaimedOutbox } from '../../src/db/outbox';
 import { claimedOf, largeConfigsToRead, withLargeConfigs, type Claimed } from '../../src/db/schedules';
@@ -230,6 +230,45 @@ describe('the fire window', () => {
     const draws = Array.from({ length: 1000 }, (_, i) => (i + 0.5) / 1000);
     const mean = draws.reduce((a, r) => a + fireWindowMs(10, 4, r), 0) / draws.length;
     expect(mean / 4).to.be.closeTo(10, 1e-9);
+  });
+});
+
+describe('the fire window widens while fire batches are small (FireWindow)', () => {
+  /** The window after `n` batches of `events` each. */
+  function after(window: FireWindow, events: number, n = 40): number {
+    for (let i = 0; i < n; i++) window.after(events);
+    return window.ms;
+  }
+
+  it('is RELAY_FIRE_WINDOW at the start and while batches hold the target or more (high rates keep the lowest lag)', () => {
+    expect(new FireWindow(10, 40).ms).to.equal(10);
+    expect(after(new FireWindow(10, 40), FIRE_WINDOW_TARGET_BATCH)).to.equal(10);
+    expect(after(new FireWindow(10, 40), 500)).to.equal(10);
+  });
+
+  it('widens in inverse proportion to the average batch, up to RELAY_FIRE_WINDOW_MAX', () => {
+    expect(after(new FireWindow(10, 40), FIRE_WINDOW_TARGET_BATCH / 2)).to.be.closeTo(20, 0.01);
+    expect(after(new FireWindow(10, 40), FIRE_WINDOW_TARGET_BATCH / 4)).to.be.closeTo(40, 0.01);
+    expect(after(new FireWindow(10, 40), 1)).to.equal(40);
+    expect(after(new FireWindow(10, 10), 1), 'RELAY_FIRE_WINDOW_MAX = RELAY_FIRE_WINDOW: no widening').to.equal(10);
+    expect(after(new FireWindow(0, 40), 1), 'RELAY_FIRE_WINDOW=0: each occurrence claimed as soon as it is due').to.equal(0);
+  });
+
+  it('follows the rate both ways, on an average (one odd batch moves it only a little)', () => {
+    const window = new FireWindow(10, 40);
+    after(window, 1);
+    expect(window.ms).to.equal(40);
+    window.after(FIRE_WINDOW_TARGET_BATCH);
+    expect(window.ms, 'one batch of the target after small ones').to.be.within(20, 39);
+    expect(after(window, 64), 'the rate went up: back to the least window').to.equal(10);
+    expect(after(window, 1), 'and down again').to.equal(40);
+  });
+
+  it('ignores claims that found nothing (an idle probe says nothing of the rate)', () => {
+    const window = new FireWindow(10, 40);
+    after(window, 64);
+    for (let i = 0; i < 100; i++) window.after(0);
+    expect(window.ms).to.equal(10);
   });
 });
 
