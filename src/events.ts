@@ -7,6 +7,8 @@ import { EventEmitter } from 'node:events';
 export interface LifecycleEvents {
   'relay:fired': { count: number; lagsSeconds: number[] };
   'relay:claimed': { kind: 'schedules' | 'outbox'; count: number };
+  /** The fire window after a fire batch that was not full (RELAY_FIRE_WINDOW, wider while batches are small). */
+  'relay:fire_window': { ms: number };
   'relay:published': { count: number };
   'relay:publish_failed': { count: number; error: string };
   'relay:error': { step: string; error: Error };

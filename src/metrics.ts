@@ -29,6 +29,7 @@ export class Metrics {
   readonly deliveryControls: client.Counter;
   readonly webhookRejections: client.Counter;
   readonly deliveryAttempts: client.Counter<'outcome'>;
+  readonly fireWindow: client.Gauge;
   readonly circuitOpen: client.Gauge<'origin'>;
   readonly flowWait: client.Histogram<'reason'>;
   private consumerLag: client.Gauge<'topic' | 'partition'> | null = null;
@@ -128,6 +129,11 @@ export class Metrics {
       labelNames: ['outcome'],
       registers: r,
     });
+    this.fireWindow = new client.Gauge({
+      name: 'etp_relay_fire_window_seconds',
+      help: 'The least wait of the fire loop after a batch that was not full: RELAY_FIRE_WINDOW, wider (up to RELAY_FIRE_WINDOW_MAX) while batches are small',
+      registers: r,
+    });
     this.circuitOpen = new client.Gauge({
       name: 'etp_circuit_open',
       help: "1 while a delivery endpoint origin's circuit is open (deliveries deferred), 0 once it closed again",
@@ -209,6 +215,7 @@ export class Metrics {
   subscribe(events: Lifecycle): void {
     events.onEvent('relay:fired', (e) => e.lagsSeconds.forEach((l) => this.fireLag.observe(Math.max(0, l))));
     events.onEvent('relay:claimed', (e) => this.batchSize.observe({ kind: e.kind }, e.count));
+    events.onEvent('relay:fire_window', (e) => this.fireWindow.set(e.ms / 1000));
     events.onEvent('relay:published', (e) => this.published.inc(e.count));
     events.onEvent('relay:publish_failed', (e) => this.publishFailures.inc(e.count));
     events.onEvent('relay:swept', (e) => {

@@ -215,7 +215,10 @@ export class Relay {
         if (r.full) wakeFireLanes();
         // A follower that found nothing polls at its own ceiling; one that found work, at the idle interval.
         if (!leader) return { ...r, nextInMs: r.claimed > 0 ? idleMs : undefined };
-        if (!r.full) fireWindow.after(r.claimed - r.left);
+        if (!r.full && r.claimed > r.left) {
+          fireWindow.after(r.claimed - r.left);
+          events.emitEvent('relay:fire_window', { ms: fireWindow.ms });
+        }
         const relays = this.leases?.liveRelays() ?? 1;
         return { ...r, nextInMs: Math.max(r.nextInMs ?? idleMs, fireWindowMs(fireWindow.ms, relays, Math.random())) };
       };

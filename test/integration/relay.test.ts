@@ -213,6 +213,36 @@ describe('relay: due schedules and the outbox to Kafka', function () {
     expect(batches.reduce((a, b) => a + b, 0)).to.equal(700);
   });
 
+  it('widens its fire window while fire batches are small (a trickle), up to RELAY_FIRE_WINDOW_MAX, and reports it in etp_relay_fire_window_seconds', async () => {
+    await platform?.stop(); // one relay, one lane: its batches are the only ones
+    platform = null;
+    const windows: number[] = [];
+    try {
+      for (const most of [10, 40]) {
+        // A trickle: one occurrence every 100 ms, so each fire batch holds one event, or two.
+        const first = Date.now() + 1000;
+        const ids = (
+          await Promise.all(Array.from({ length: 12 }, (_, i) => insertScheduledTriggers(t.db, 1, { fireAt: new Date(first + i * 100) })))
+        ).flat();
+        const config = { ...t.config, relayConcurrency: 1, relayFireWindowMs: 10, relayFireWindowMaxMs: most };
+        const relay = await startPlatform(config, ['relay'], { logger: quiet, migrate: false });
+        try {
+          await until(async () => (await t.db('event_logs').whereIn('trigger_id', ids).pluck('id')).length === ids.length, {
+            message: 'the trickle fired',
+          });
+          const metrics = await (await fetch(`http://127.0.0.1:${relay.ports.relay}/metrics`)).text();
+          windows.push(Number(/^etp_relay_fire_window_seconds (\S+)$/m.exec(metrics)?.[1]));
+        } finally {
+          await relay.stop();
+        }
+      }
+    } finally {
+      platform = await startPlatform(t.config, ['relay'], { logger: quiet, migrate: false });
+    }
+    expect(windows[0], 'RELAY_FIRE_WINDOW_MAX = RELAY_FIRE_WINDOW: a fixed window').to.equal(0.01);
+    expect(windows[1], 'batches of one or two events: widened to the most').to.be.closeTo(0.04, 0.002);
+  });
+
   it('does not fire the due rows of inactive triggers', async () => {
     const [id] = await insertScheduledTriggers(t.db, 1, { fireAt: new Date(Date.now() - 1000), status: 'inactive' });
     await until(async () => (await count(t.db, 'trigger_schedules', { trigger_id: id, status: 'cancelled' })) === 1, {
