@@ -5,6 +5,7 @@ import { createTestEnv, type TestEnv } from '../helpers/env';
 import { testApp } from '../helpers/app';
 import { KafkaReader } from '../helpers/kafka';
 import { until } from '../helpers/until';
+import { metricValue, scrapeMetrics } from '../helpers/metrics';
 import { count } from '../helpers/fixtures';
 import { startPlatform, type Platform } from '../../src/platform';
 import { createLogger } from '../../src/logger';
@@ -277,8 +278,7 @@ describe('large payloads: fire batches past max_allowed_packet and past their pa
     }
     expect(await count(t.db, 'outbox', { msg_key: webhook })).to.equal(0);
     // Each publish batch is one observation of the relay's batch-size histogram (kind "outbox").
-    const metrics = await (await fetch(`http://127.0.0.1:${platform.ports.relay}/metrics`)).text();
-    const batches = Number(/^etp_relay_batch_size_count\{[^}]*kind="outbox"[^}]*\} (\d+)$/m.exec(metrics)?.[1] ?? 0);
+    const batches = metricValue(await scrapeMetrics(platform.ports.relay), 'etp_relay_batch_size_count{kind="outbox"}');
     expect(batches, 'publish batches').to.be.at.least(2);
   });
 

@@ -7,6 +7,7 @@ import { testApp } from '../helpers/app';
 import { KafkaReader } from '../helpers/kafka';
 import { Receiver, type Received } from '../helpers/receiver';
 import { until } from '../helpers/until';
+import { metricValue, scrapeMetrics } from '../helpers/metrics';
 import { count } from '../helpers/fixtures';
 import { startPlatform, type Platform } from '../../src/platform';
 import { createLogger } from '../../src/logger';
@@ -115,14 +116,6 @@ describe('operator toolkit (issue 11)', function () {
     return ((await request(app).post(`/api/v1/webhook/${triggerId}`).send(payload).expect(202)).body as { event_id: string }).event_id;
   }
   const fieldsOf = (res: request.Response) => ((res.body.errors ?? []) as Array<{ field: string }>).map((e) => e.field);
-  async function relayMetrics(): Promise<string> {
-    const res = await fetch(`http://127.0.0.1:${platform.ports.relay}/metrics`);
-    return res.text();
-  }
-  const metricValue = (text: string, series: string): number => {
-    const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-    return line ? Number(line.slice(series.length + 1)) : 0;
-  };
 
   describe('delivery history and replay', () => {
     let failedId: string;
@@ -218,7 +211,7 @@ describe('operator toolkit (issue 11)', function () {
 
       // Metrics: the API counts the replay, the worker the attempts by outcome.
       expect(metricValue((await request(app).get('/metrics').expect(200)).text, 'etp_replays_total')).to.equal(1);
-      const worker = await relayMetrics();
+      const worker = await scrapeMetrics(platform.ports.relay);
       expect(metricValue(worker, 'etp_delivery_attempts_total{outcome="retry"}')).to.be.at.least(1);
       expect(metricValue(worker, 'etp_delivery_attempts_total{outcome="failure"}')).to.be.at.least(1);
       expect(metricValue(worker, 'etp_delivery_attempts_total{outcome="success"}')).to.be.at.least(1);

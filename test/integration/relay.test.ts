@@ -4,6 +4,7 @@ import { createTestEnv, type TestEnv } from '../helpers/env';
 import { testApp } from '../helpers/app';
 import { KafkaReader } from '../helpers/kafka';
 import { until } from '../helpers/until';
+import { metricValue, scrapeMetrics } from '../helpers/metrics';
 import { spawnRole, type RoleProcess } from '../helpers/proc';
 import { count, insertScheduledTriggers } from '../helpers/fixtures';
 import { logOutboxInserts } from '../helpers/outbox-log';
@@ -230,8 +231,7 @@ describe('relay: due schedules and the outbox to Kafka', function () {
           await until(async () => (await t.db('event_logs').whereIn('trigger_id', ids).pluck('id')).length === ids.length, {
             message: 'the trickle fired',
           });
-          const metrics = await (await fetch(`http://127.0.0.1:${relay.ports.relay}/metrics`)).text();
-          windows.push(Number(/^etp_relay_fire_window_seconds (\S+)$/m.exec(metrics)?.[1]));
+          windows.push(metricValue(await scrapeMetrics(relay.ports.relay), 'etp_relay_fire_window_seconds'));
         } finally {
           await relay.stop();
         }

@@ -6,6 +6,7 @@ import { testApp } from '../helpers/app';
 import { KafkaReader } from '../helpers/kafka';
 import { Receiver } from '../helpers/receiver';
 import { until } from '../helpers/until';
+import { scrapeMetrics } from '../helpers/metrics';
 import { spawnRole, type RoleProcess } from '../helpers/proc';
 import { startPlatform, type Platform } from '../../src/platform';
 import { createLogger } from '../../src/logger';
@@ -416,10 +417,7 @@ describe('delivery worker: statements per batch, consumer lag and endpoint circu
       { id: string } & EventRow
     >;
   const allSucceeded = async (ids: string[]) => (await statuses(ids)).filter((e) => e.execution_status === 'success').length === ids.length;
-  async function scrape(): Promise<string> {
-    const res = await fetch(`http://127.0.0.1:${worker!.ports.worker}/metrics`);
-    return res.text();
-  }
+  const scrape = () => scrapeMetrics(worker!.ports.worker);
   const series = (text: string, name: string) =>
     text
       .split('\n')
