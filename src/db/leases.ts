@@ -18,7 +18,8 @@ export async function ensureLeaseRows(q: Q, shards: number): Promise<void> {
 }
 
 /**
- * A relay's regular lease refresh, in this order: its heartbeat; the relays seen within `leaseMs`; its
+ * A relay's regular lease refresh, in this order: its heartbeat; the relays seen within `leaseMs` (how many,
+ * and how many of them have a lower relay id: this relay's rank, which spaces the relays' fire claims); its
  * unexpired leases extended by `leaseMs` from now; the shards below `shards` it holds afterwards, with each
  * lease's fencing token; relays not seen for an hour forgotten (any relay may do it, a hundred at a time).
  * Each statement stands alone (no transaction), so they can go in one round trip (refreshOf reads the answers).
@@ -30,8 +31,8 @@ export function refreshStatements(relayId: string, leaseMs: number, shards: numb
       values: [relayId],
     },
     {
-      sql: 'SELECT COUNT(*) AS n FROM relay_heartbeats WHERE seen_at > UTC_TIMESTAMP(3) - INTERVAL ? MICROSECOND',
-      values: [leaseMs * 1000],
+      sql: 'SELECT COUNT(*) AS n, COALESCE(SUM(relay_id < ?), 0) AS below FROM relay_heartbeats WHERE seen_at > UTC_TIMESTAMP(3) - INTERVAL ? MICROSECOND',
+      values: [relayId, leaseMs * 1000],
     },
     {
       sql: 'UPDATE relay_leases SET expires_at = UTC_TIMESTAMP(3) + INTERVAL ? MICROSECOND WHERE owner = ? AND expires_at > UTC_TIMESTAMP(3)',
@@ -42,10 +43,15 @@ export function refreshStatements(relayId: string, leaseMs: number, shards: numb
   ];
 }
 
-/** The answers of refreshStatements: live relays (at least 1: the caller is one), and shard → fencing token held. */
-export function refreshOf(results: unknown[]): { live: number; held: Map<number, number> } {
-  const count = results[1] as Array<{ n: number }>;
-  return { live: Math.max(1, Number(count[0]?.n ?? 1)), held: heldOf(results[3] as unknown[]) };
+/**
+ * The answers of refreshStatements: live relays (at least 1: the caller is one), the caller's rank among them
+ * (0 to live − 1, by relay id), and shard → fencing token held.
+ */
+export function refreshOf(results: unknown[]): { live: number; rank: number; held: Map<number, number> } {
+  const count = results[1] as Array<{ n: number; below: number | string }>;
+  const live = Math.max(1, Number(count[0]?.n ?? 1));
+  const rank = Math.min(live - 1, Math.max(0, Number(count[0]?.below ?? 0)));
+  return { live, rank, held: heldOf(results[3] as unknown[]) };
 }
 
 /** The shards below `shards` that `relayId` holds now, with the fencing token of each lease. */

@@ -29,6 +29,8 @@ export class ShardLeases {
   private held = new Map<number, number>();
   /** Relays seen alive at the last refresh (this one included; 1 before the first). */
   private live = 1;
+  /** This relay's place among them, by relay id (0 before the first refresh). */
+  private place = 0;
 
   /** `script`: the relay's multi-statement pool, on which a refresh is one round trip (statement by statement through knex without it). */
   constructor(
@@ -41,6 +43,11 @@ export class ShardLeases {
   /** How many relays were alive at the last refresh, this one included. */
   liveRelays(): number {
     return this.live;
+  }
+
+  /** This relay's rank among the live relays at the last refresh, 0 to liveRelays() − 1 (by relay id). */
+  rank(): number {
+    return this.place;
   }
 
   owned(): number[] {
@@ -57,8 +64,9 @@ export class ShardLeases {
     const { db, relayId, leaseMs, shardCount } = this;
     // Heartbeat, count the live relays, renew everything we still hold, read what we hold (the database's
     // word is the truth from here on), forget relays gone for an hour: one round trip on the pool.
-    const { live, held } = refreshOf(await sendStatements(this.script, db, refreshStatements(relayId, leaseMs, shardCount)));
+    const { live, rank, held } = refreshOf(await sendStatements(this.script, db, refreshStatements(relayId, leaseMs, shardCount)));
     this.live = live;
+    this.place = rank;
     this.held = held;
     const fair = Math.ceil(shardCount / this.live);
 

@@ -91,6 +91,8 @@ describe('shard lease checks in claim transactions', function () {
       const taken = await joiner.refresh();
       expect(taken).to.have.length(t.config.outboxShards - kept.length);
       expect(taken.filter((s) => kept.includes(s))).to.deep.equal([]);
+      // Each knows its rank among the two by relay id (the order of their fire slots), and the ranks differ.
+      expect([leases.rank(), joiner.rank()]).to.deep.equal(leases.relayId < joiner.relayId ? [0, 1] : [1, 0]);
     } finally {
       await joiner.release();
       await pool.end();

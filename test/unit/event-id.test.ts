@@ -1,5 +1,6 @@
 import { expect } from 'chai';
-import { eventIdTime, newEventId, scheduledEventId } from '../../src/triggers/event-id';
+import { createHash, randomUUID } from 'node:crypto';
+import { EVENT_ID_NAMESPACE, eventIdTime, newEventId, scheduledEventId } from '../../src/triggers/event-id';
 
 const V8_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 const V7_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -44,6 +45,35 @@ describe('event ids', () => {
       expect(scheduledEventId(triggerId, new Date(at.getTime() + 1000))).to.not.equal(base);
       expect(scheduledEventId(triggerId, new Date(at.getTime() + 1))).to.not.equal(base);
       expect(scheduledEventId('another-trigger', at)).to.not.equal(base);
+    });
+
+    it('equals the RFC 9562 construction from the SHA-1 digest, for any trigger id and instant, in any order', () => {
+      // The reference: the digest's first 16 bytes, the time written over bytes 0–5, version and variant set.
+      const reference = (trigger: string, when: Date): string => {
+        const ns = Buffer.from(EVENT_ID_NAMESPACE.replace(/-/g, ''), 'hex');
+        const b = createHash('sha1').update(ns).update(`${trigger}|${when.toISOString()}`, 'utf8').digest().subarray(0, 16);
+        b.writeUIntBE(when.getTime(), 0, 6);
+        b[6] = (b[6]! & 0x0f) | 0x80;
+        b[8] = (b[8]! & 0x3f) | 0x80;
+        const hex = b.toString('hex');
+        return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+      };
+      // Instants repeat and alternate (a batch shares one; the next batch another), and trigger ids include
+      // non-ASCII text and one longer than any buffer kept between calls.
+      const triggers = [
+        triggerId,
+        'trigger-ü',
+        '触发器',
+        'x'.repeat(700),
+        '\ud800 lone surrogate',
+        ...Array.from({ length: 50 }, () => randomUUID()),
+      ];
+      const instants = [0, 1, 999, 1_700_000_000_123, 1_700_000_000_124, 2 ** 48 - 1].map((ms) => new Date(ms));
+      for (let i = 0; i < 2000; i++) {
+        const trigger = triggers[(i * 7) % triggers.length]!;
+        const when = instants[Math.floor(i / 3) % instants.length]!;
+        expect(scheduledEventId(trigger, when), `${trigger} at ${when.getTime()}`).to.equal(reference(trigger, when));
+      }
     });
 
     it('refuses an instant a UUID cannot carry', () => {

@@ -4,7 +4,15 @@ import { Lifecycle } from '../../src/events';
 import type { OutgoingMessage } from '../../src/kafka/producer';
 import { DirectFire } from '../../src/relay/direct-fire';
 import { BatchBackoff, OutboxPublisher, ShardBackoff, Throttle } from '../../src/relay/publisher';
-import { ClaimSize, FIRE_WINDOW_TARGET_BATCH, FireWindow, fireWindowMs, watched } from '../../src/relay/relay';
+import {
+  ClaimSize,
+  FIRE_SLOT_BATCH_MS,
+  FIRE_WINDOW_TARGET_BATCH,
+  FireWindow,
+  fireSlotMs,
+  fireSlotWaitMs,
+  watched,
+} from '../../src/relay/relay';
 import { createDb, dbSettings, type Db } from '../../src/db/knex';
 import { boundedBatch, OUTBOX_INLINE_MAX_BYTES, outboxShardsOf, shardOf, withOutboxValues, type ClaimedOutbox } from '../../src/db/outbox';
 import { claimedOf, largeConfigsToRead, withLargeConfigs, type Claimed } from '../../src/db/schedules';
@@ -217,19 +225,66 @@ describe('outbox shard count', () => {
   });
 });
 
-describe('the fire window', () => {
-  it('is the configured window for a relay alone, whatever the draw', () => {
-    for (const r of [0, 0.5, 0.999]) expect(fireWindowMs(10, 1, r)).to.equal(10);
+describe('several relays take turns in fire slots', () => {
+  /** The instants (ms) at which relay `rank` of `relays` claims from `start` on, `n` times, each batch taking `batchMs`. */
+  function claims(rank: number, relays: number, slotMs: number, start: number, n: number, batchMs: number): number[] {
+    const at: number[] = [];
+    let now = start;
+    for (let i = 0; i < n; i++) {
+      now += fireSlotWaitMs(now, 0, slotMs, relays, rank);
+      at.push(now);
+      now += batchMs;
+    }
+    return at;
+  }
+
+  it('relay k of N claims at the start of slots k, k + N, k + 2N, …', () => {
+    for (const relays of [2, 3, 4]) {
+      for (let rank = 0; rank < relays; rank++) {
+        for (const t of claims(rank, relays, 20, 1_765_000_000_003, 50, 8)) {
+          expect(t % 20).to.equal(0);
+          expect((t / 20) % relays).to.equal(rank);
+        }
+      }
+    }
   });
 
-  it('is N windows for each of N relays, jittered 0.5–1.5×, so together they claim about once a window', () => {
-    expect(fireWindowMs(10, 4, 0)).to.equal(20);
-    expect(fireWindowMs(10, 4, 0.5)).to.equal(40);
-    expect(fireWindowMs(10, 4, 0.999)).to.be.closeTo(59.96, 1e-9);
-    // Averaged over the draws: N windows per relay, hence one window between claims of the platform.
-    const draws = Array.from({ length: 1000 }, (_, i) => (i + 0.5) / 1000);
-    const mean = draws.reduce((a, r) => a + fireWindowMs(10, 4, r), 0) / draws.length;
-    expect(mean / 4).to.be.closeTo(10, 1e-9);
+  it('so the platform claims once a slot, evenly spaced, whatever the number of relays', () => {
+    for (const relays of [2, 4, 7]) {
+      const all = Array.from({ length: relays }, (_, rank) => claims(rank, relays, 20, 1_765_000_000_000, 40, 8))
+        .flat()
+        .sort((x, y) => x - y);
+      const gaps = all.slice(1).map((t, i) => t - all[i]!);
+      expect(new Set(gaps)).to.deep.equal(new Set([20]));
+    }
+  });
+
+  it('waits for the next due occurrence, and then for the relay whose slot comes first after it', () => {
+    const now = 1_765_000_000_000; // a slot boundary: slot 88,250,000,000
+    const due = 1_234; // ms from now
+    const waits = [0, 1, 2, 3].map((rank) => fireSlotWaitMs(now, due, 20, 4, rank));
+    for (const w of waits) expect(w).to.be.at.least(due);
+    // One relay claims within a slot of the due time; each other one a slot after the last.
+    expect([...waits].sort((x, y) => x - y).map((w) => w - Math.min(...waits))).to.deep.equal([0, 20, 40, 60]);
+    expect(Math.min(...waits) - due).to.be.below(20);
+  });
+
+  it('never claims at once after its own batch: the next own slot starts later, an overdue occurrence included', () => {
+    for (const now of [1_765_000_000_000, 1_765_000_000_007, 1_765_000_000_019]) {
+      for (let rank = 0; rank < 3; rank++) {
+        const w = fireSlotWaitMs(now, -50, 20, 3, rank);
+        expect(w).to.be.above(0);
+        expect(w).to.be.at.most(60);
+      }
+    }
+  });
+
+  it('slots are the window in whole RELAY_FIRE_WINDOW steps and a batch allowance, so relays agree on them', () => {
+    expect(fireSlotMs(10, 10)).to.equal(10 + FIRE_SLOT_BATCH_MS);
+    expect(fireSlotMs(23.7, 10)).to.equal(20 + FIRE_SLOT_BATCH_MS);
+    expect(fireSlotMs(26.1, 10)).to.equal(30 + FIRE_SLOT_BATCH_MS);
+    expect(fireSlotMs(40, 10)).to.equal(40 + FIRE_SLOT_BATCH_MS);
+    expect(fireSlotMs(3, 10)).to.equal(10 + FIRE_SLOT_BATCH_MS);
   });
 });
 
