@@ -57,7 +57,13 @@ export function scheduledEventId(triggerId: string, scheduledFor: Date): string 
 /** A hex digit's two low bits under the variant bits 10 (RFC 9562): 8, 9, a or b. */
 const VARIANT_DIGIT = '89ab89ab89ab89ab';
 
-/** The namespace bytes, then room for the name: reused by every scheduledEventId call (synchronous). */
+/*
+ * nameBuffer and lastInstant are module-level on purpose: a scratch buffer and a one-entry memo, not state of
+ * the process. scheduledEventId stays a pure function (the same occurrence gives the same id, whatever was
+ * asked before), and it is synchronous, so no two calls share the buffer at once.
+ */
+
+/** The namespace bytes, then room for the name: reused by every scheduledEventId call. */
 let nameBuffer = namespacedBuffer(256);
 
 function namespacedBuffer(size: number): Buffer {
