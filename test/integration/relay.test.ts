@@ -256,7 +256,7 @@ describe('relay: due schedules and the outbox to Kafka', function () {
     try {
       // 1,000 occurrences, five every 10 ms (500 a second for 2 s), due once both relays have seen each
       // other (a lease refresh every quarter lease time; the lease time is short here).
-      const first = Date.now() + 3000;
+      const first = Date.now() + 5000;
       const ids: string[] = [];
       for (let i = 0; i < 200; i += 20) {
         const groups = await Promise.all(
