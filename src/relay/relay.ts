@@ -242,10 +242,10 @@ export class Relay {
           events.emitEvent('relay:fire_window', { ms: fireWindow.ms });
         }
         const untilDue = r.nextInMs ?? idleMs;
-        const relays = this.leases?.liveRelays() ?? 1;
-        if (relays > 1 && config.relayFireWindowMs > 0) {
+        const leases = this.leases;
+        if (leases && leases.liveRelays() > 1 && config.relayFireWindowMs > 0) {
           const slotMs = fireSlotMs(fireWindow.ms, config.relayFireWindowMs);
-          return { ...r, nextInMs: fireSlotWaitMs(Date.now(), untilDue, slotMs, relays, this.leases!.rank()) };
+          return { ...r, nextInMs: fireSlotWaitMs(Date.now(), untilDue, slotMs, leases.liveRelays(), leases.rank()) };
         }
         return { ...r, nextInMs: Math.max(untilDue, fireWindow.ms) };
       };

@@ -22,9 +22,14 @@ function format(b: Buffer): string {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
+/** Throws unless `ms` fits a UUID's 48-bit Unix millisecond time field. */
+function checkUuidTime(ms: number): void {
+  if (!Number.isSafeInteger(ms) || ms < 0 || ms >= 2 ** 48) throw new RangeError(`time out of range for a UUID: ${ms}`);
+}
+
 /** Writes the 48-bit Unix millisecond time `ms` big-endian into b[0..5], and the version and variant bits. */
 function stamp(b: Buffer, ms: number, version: 7 | 8): Buffer {
-  if (!Number.isSafeInteger(ms) || ms < 0 || ms >= 2 ** 48) throw new RangeError(`time out of range for a UUID: ${ms}`);
+  checkUuidTime(ms);
   b.writeUIntBE(ms, 0, 6);
   b[6] = (b[6]! & 0x0f) | (version << 4);
   b[8] = (b[8]! & 0x3f) | 0x80;
@@ -79,7 +84,7 @@ function scheduledInstant(at: Date): { iso: string; head: string } {
   const ms = at.getTime();
   if (ms === lastInstant.ms) return lastInstant;
   const iso = at.toISOString(); // throws for an invalid date, as before (NaN is never remembered)
-  if (!Number.isSafeInteger(ms) || ms < 0 || ms >= 2 ** 48) throw new RangeError(`time out of range for a UUID: ${ms}`);
+  checkUuidTime(ms);
   const t = ms.toString(16).padStart(12, '0');
   lastInstant = { ms, iso, head: `${t.slice(0, 8)}-${t.slice(8, 12)}-8` };
   return lastInstant;

@@ -2,6 +2,7 @@ import type { Db } from '../../src/db/knex';
 import { validateTriggerConfig } from '../../src/triggers/validate';
 import type { TriggerType } from '../../src/triggers/types';
 import { newTriggerId } from '../../src/triggers/event-id';
+import { until } from './until';
 
 /**
  * Inserts triggers and their first schedule row straight into the database, in bulk (the API would take
@@ -52,4 +53,9 @@ export async function insertScheduledTriggers(
 export async function count(db: Db, table: string, where: Record<string, unknown> = {}): Promise<number> {
   const row = (await db(table).where(where).count<{ n: number }[]>({ n: '*' }))[0];
   return Number(row?.n ?? 0);
+}
+
+/** Waits until every one of `triggerIds` has an event log (each fires once here): polling, never a fixed sleep. */
+export async function untilLogged(db: Db, triggerIds: string[], opts: { message: string; timeoutMs?: number }): Promise<void> {
+  await until(async () => (await db('event_logs').whereIn('trigger_id', triggerIds).pluck('id')).length === triggerIds.length, opts);
 }

@@ -6,7 +6,7 @@ import { testApp } from '../helpers/app';
 import { KafkaReader } from '../helpers/kafka';
 import { until } from '../helpers/until';
 import { metricValue, scrapeMetrics } from '../helpers/metrics';
-import { count } from '../helpers/fixtures';
+import { count, untilLogged } from '../helpers/fixtures';
 import { startPlatform, type Platform } from '../../src/platform';
 import { createLogger } from '../../src/logger';
 import type { Config } from '../../src/config';
@@ -220,7 +220,7 @@ describe('large payloads: fire batches past max_allowed_packet and past their pa
       logger: createLogger('error', 'test'),
       migrate: false,
     });
-    await until(async () => (await t.db('event_logs').whereIn('trigger_id', ids).pluck('id')).length === ids.length, {
+    await untilLogged(t.db, ids, {
       timeoutMs: 30_000,
       message: 'all four logged',
     });

@@ -6,7 +6,7 @@ import { KafkaReader } from '../helpers/kafka';
 import { until } from '../helpers/until';
 import { metricValue, scrapeMetrics } from '../helpers/metrics';
 import { spawnRole, type RoleProcess } from '../helpers/proc';
-import { count, insertScheduledTriggers } from '../helpers/fixtures';
+import { count, insertScheduledTriggers, untilLogged } from '../helpers/fixtures';
 import { logOutboxInserts } from '../helpers/outbox-log';
 import { inShortLockWaitTransaction } from '../helpers/lock-wait';
 import { captureSql, explain } from '../helpers/capture-sql';
@@ -177,7 +177,7 @@ describe('relay: due schedules and the outbox to Kafka', function () {
     const since = new Date(Date.now() - 1000);
     const fireAt = new Date(Date.now() - 500);
     const ids = await insertScheduledTriggers(t.db, 5, { fireAt });
-    await until(async () => (await t.db('event_logs').whereIn('trigger_id', ids).pluck('id')).length === ids.length, {
+    await untilLogged(t.db, ids, {
       message: 'all five fired',
     });
     expect(await t.db('trigger_schedules').whereIn('trigger_id', ids).pluck('id'), 'no schedule row left').to.deep.equal([]);
@@ -229,7 +229,7 @@ describe('relay: due schedules and the outbox to Kafka', function () {
         const config = { ...t.config, relayConcurrency: 1, relayFireWindowMs: 10, relayFireWindowMaxMs: most };
         const relay = await startPlatform(config, ['relay'], { logger: quiet, migrate: false });
         try {
-          await until(async () => (await t.db('event_logs').whereIn('trigger_id', ids).pluck('id')).length === ids.length, {
+          await untilLogged(t.db, ids, {
             message: 'the trickle fired',
           });
           windows.push(metricValue(await scrapeMetrics(relay.ports.relay), 'etp_relay_fire_window_seconds'));
@@ -265,7 +265,7 @@ describe('relay: due schedules and the outbox to Kafka', function () {
         ids.push(...groups.flat());
       }
       expect(Date.now(), 'the stream was written before it fell due').to.be.below(first);
-      await until(async () => (await t.db('event_logs').whereIn('trigger_id', ids).pluck('id')).length === ids.length, {
+      await untilLogged(t.db, ids, {
         message: 'the stream fired',
         timeoutMs: 60_000,
       });
