@@ -27,6 +27,10 @@
  *              (swapped in at one instant once the relays hold their shard leases, as relay.bench.ts
  *              does): events/s;
  *   burst      BURST time triggers (50k; quick 10k) due at one instant T, relays running: T → all on Kafka;
+ *   steady     STEADY_RATE (2,000) time triggers a second due over STEADY_SECONDS (30; quick 10), created
+ *              beforehand, the same relays running: each event's lag from due to on Kafka (p50/p95/p99), and
+ *              the CPU per event of the relays, MariaDB and Kafka (with several relays, they take turns in
+ *              fire slots: this is where that is measured on a database that holds history);
  *   reads      every read route over HTTP, one request at a time, in READS rounds (50; quick 20) of
  *              READ_REPEATS calls of each route (4) and one of the overview, p50/p99 (not in the second
  *              empty phase). The overview keeps an answer for 2 s per api process: its calls are spaced
@@ -41,7 +45,7 @@
  * failure or Ctrl-C), so the history is many times the pool, as it is in production.
  * Prints a summary, one line per full ÷ empty ratio (and a control: the load generator's CPU per request,
  * full ÷ empty, whose work does not depend on the database; see loadGenUs), and the targets: ingest, publish and burst ≥ 0.9× of
- * empty; ≤ 0.05 buffer-pool reads per ingested event; every read's p99 ≤ 50 ms; the retention cost per hour
+ * empty; steady lag p99 ≤ 1.2× and CPU per event ≤ 1.11× (1 ÷ 0.9) of empty; ≤ 0.05 buffer-pool reads per ingested event; every read's p99 ≤ 50 ms; the retention cost per hour
  * flat (within ±20 %: the full table's hour at most 1.2× the small fill's).
  * The buffer-pool counter is the server's: other work on the same MariaDB shows up in it, so its rate over
  * 3 idle seconds just before each ingest run is printed beside it. Run it against a server of its own
@@ -50,7 +54,7 @@
  * each index brought into the pool (PageReads): where the reads go, not only how many.
  * Options: --quick, --events= (history size), --small-fill= (events at the first retention measurement),
  * --seconds= (ingest; 30, quick 10), --connections= (64), --burst=, --bursts= (per phase, the median
- * reported; 3, quick 1), --publish-rows=, --reads= (rounds), --read-repeats= (calls of each route but the
+ * reported; 3, quick 1), --steady-rate=, --steady-seconds=, --publish-rows=, --reads= (rounds), --read-repeats= (calls of each route but the
  * overview per round), --relays= (4; RELAY_CONCURRENCY=1 each when more than one, as Operations recommends
  * on a shared host), --relay-env=K=V,…,
  * --writers= (fill connections, 3), --chunk= (events per fill statement, 2500), --events-only, --keep,
@@ -83,9 +87,11 @@ import {
   createBenchEnv,
   fmtInt,
   fmtMs,
+  insertTriggersAt,
   log,
   machineFacts,
   closeBenchEnv,
+  cpuPerEvent,
   envArg,
   intArg,
   numArg,
@@ -133,6 +139,9 @@ const READS = intArg(args, 'reads', QUICK ? 20 : 50);
 /** Calls of each route but the overview per round: a p99 of many calls rather than the slowest of 50. */
 const READ_REPEATS = intArg(args, 'read-repeats', 4);
 const RELAYS = intArg(args, 'relays', 4);
+/** Steady: occurrences due per second, and for how long (the peers bench's steady workload, on this database). */
+const STEADY_RATE = intArg(args, 'steady-rate', 2_000);
+const STEADY_SECONDS = numArg(args, 'steady-seconds', QUICK ? 10 : 30);
 /**
  * Outbox rows each publish phase times: the same backlog in every phase, whatever rate its ingest ran at
  * (a larger backlog outgrows the 128 MiB pool sooner and reads more pages back per event). The newer rows
@@ -152,7 +161,7 @@ const IDLE_MS = 3000;
 /** Spacing of the overview's calls: past its per-process cache, so each call measured computes. */
 const OVERVIEW_GAP_MS = OVERVIEW_CACHE_MS + 100;
 
-const TARGET = { ratio: 0.9, bufferPoolReadsPerEvent: 0.05, readP99Ms: 50, retentionGrowth: 1.2 };
+const TARGET = { ratio: 0.9, bufferPoolReadsPerEvent: 0.05, readP99Ms: 50, retentionGrowth: 1.2, steadyLagGrowth: 1.2 };
 
 /** `--relay-env=K=V,K=V`: extra settings for every relay. */
 const RELAY_ENV: Record<string, string> = {
@@ -849,6 +858,16 @@ function medianBurst(runs: BurstResult[]): BurstResult {
   return { ...median, warnings: runs.flatMap((r) => r.warnings), runsMs: runs.map((r) => r.allOnKafkaMs) };
 }
 
+/** Messages on the run's topic now (its partitions' high watermarks). */
+async function topicCount(e: BenchEnv): Promise<number> {
+  const w = await new Watermarks(e.topic, e.config.kafkaPartitions).connect();
+  try {
+    return await w.count();
+  } finally {
+    await w.close();
+  }
+}
+
 /** Measured trigger insert rate (to place T just after the insert); conservative before the first burst. */
 let triggerInsertRate = 3000;
 
@@ -858,13 +877,7 @@ async function burst(e: BenchEnv, relays: RoleProcess[]): Promise<BurstResult> {
   const reader = await new BenchReader(e.topic).start();
   try {
     // The topic already holds this run's earlier messages: the reader reads them first, before T.
-    const onTopic = await new Watermarks(e.topic, e.config.kafkaPartitions).connect().then(async (w) => {
-      try {
-        return await w.count();
-      } finally {
-        await w.close();
-      }
-    });
+    const onTopic = await topicCount(e);
     await waitFor(async () => reader.total >= onTopic, { timeoutMs: 120_000, intervalMs: 50, what: 'the reader to catch up' });
     // Nothing else produces to the topic now (the api is idle): what the reader sees from here on is the burst.
     const seenBefore = reader.distinct;
@@ -911,6 +924,100 @@ async function burst(e: BenchEnv, relays: RoleProcess[]): Promise<BurstResult> {
       lastPublishedAtMs: logged.last ? logged.last.getTime() - T.getTime() : null,
       duplicatesOnKafka: reader.duplicates,
       bufferPoolReadsPerEvent: round(bp / BURST, 4),
+      cpu,
+      warnings,
+    };
+  } finally {
+    await reader.stop();
+  }
+}
+
+interface SteadyResult {
+  rate: number;
+  seconds: number;
+  events: number;
+  /** Consumed on Kafka − due, per event (ms). */
+  lagMs: Summary;
+  /** Events on Kafka per second, first to last. */
+  achievedPerSecond: number;
+  /** CPU µs per event of the relays, MariaDB and Kafka together (not the bench's reader). */
+  systemCpuUsPerEvent: number;
+  bufferPoolReadsPerEvent: number;
+  duplicatesOnKafka: number;
+  cpu: CpuUse;
+  warnings: string[];
+}
+
+/**
+ * STEADY_RATE time triggers a second due over STEADY_SECONDS, created beforehand, the relays running (as
+ * the peers bench's steady workload): each event's lag from its due instant to its arrival on Kafka, and
+ * the CPU per event of the relays, MariaDB and Kafka. With several relays this is where they take turns in
+ * fire slots; the events are told from the cron / interval triggers' by their ids (scheduledEventId).
+ */
+async function steady(e: BenchEnv, relays: RoleProcess[]): Promise<SteadyResult> {
+  const warnings: string[] = [];
+  const total = Math.round(STEADY_RATE * STEADY_SECONDS);
+  const reader = await new BenchReader(e.topic).start();
+  try {
+    // The reader reads the run's earlier messages first: caught up before the first due instant, it reads
+    // the steady events as they land.
+    const onTopic = await topicCount(e);
+    await waitFor(async () => reader.total >= onTopic, { timeoutMs: 120_000, intervalMs: 50, what: 'the reader to catch up' });
+    const seenBefore = reader.distinct;
+    const S = Math.ceil((Date.now() + (total / triggerInsertRate) * 1500 + 2000) / 1000) * 1000;
+    const times = Array.from({ length: total }, (_, i) => S + Math.floor((i * 1000) / STEADY_RATE));
+    log(`steady: inserting ${fmtInt(total)} time triggers due from ${new Date(S).toISOString()}, ${fmtInt(STEADY_RATE)} a second`);
+    const f0 = performance.now();
+    const ids = await insertTriggersAt(e.db, times);
+    triggerInsertRate = total / ((performance.now() - f0) / 1000);
+    const expected = new Set(ids.map((id, i) => scheduledEventId(id, new Date(times[i]!))));
+    const margin = S - Date.now();
+    if (margin < 100) warnings.push(`the insert finished ${-margin} ms after the first due instant`);
+    await sleep(S - Date.now() - 50);
+    const meter = meterFor(() => relays, 'relays').begin();
+    const bp0 = await bufferPoolReads(e.db);
+    // The cron / interval triggers' events land too: ours are counted one by one only once enough have.
+    let arrived = 0;
+    const count = () => {
+      if (reader.distinct - seenBefore < total) return 0;
+      arrived = 0;
+      for (const id of expected) if (reader.seen.has(id)) arrived++;
+      return arrived;
+    };
+    const stop = progress(
+      () =>
+        `steady on Kafka ${fmtInt(Math.max(arrived, reader.distinct - seenBefore))} / ${fmtInt(total)} (${round((Date.now() - S) / 1000, 0)} s of ${STEADY_SECONDS})`,
+    );
+    try {
+      await waitFor(async () => count() >= total, {
+        timeoutMs: STEADY_SECONDS * 1000 + 10 * 60_000,
+        intervalMs: 20,
+        what: 'every steady event on Kafka',
+      });
+    } finally {
+      stop();
+    }
+    const bp = (await bufferPoolReads(e.db)) - bp0;
+    const cpu = meter.end();
+    await sleep(300); // late duplicates, if any
+    const ours = [...expected].map((id) => reader.seen.get(id)!);
+    const lagMs = roundSummary(summarize(ours.map((s) => s.consumedAt - s.scheduledFor)));
+    let first = Infinity;
+    let last = -Infinity;
+    for (const s of ours) {
+      first = Math.min(first, s.consumedAt);
+      last = Math.max(last, s.consumedAt);
+    }
+    const per = cpuPerEvent(cpu, total);
+    return {
+      rate: STEADY_RATE,
+      seconds: STEADY_SECONDS,
+      events: total,
+      lagMs,
+      achievedPerSecond: Math.round(total / Math.max(0.001, (last - first) / 1000)),
+      systemCpuUsPerEvent: round((per.relays ?? 0) + (per.mariadb ?? 0) + (per.kafka ?? 0), 1),
+      bufferPoolReadsPerEvent: round(bp / total, 4),
+      duplicatesOnKafka: reader.duplicates,
       cpu,
       warnings,
     };
@@ -1085,6 +1192,7 @@ interface PhaseResult {
   ingest: IngestResult;
   publish: PublishResult;
   burst: BurstResult;
+  steady: SteadyResult;
   reads: ReadsResult;
   retention: RetentionResult | null;
 }
@@ -1102,16 +1210,21 @@ async function measure(label: string, e: BenchEnv, triggers: HistoryTriggers, wi
     const { result: pub, relays } = await publishBacklog(e);
     log(`  publish: ${fmtInt(pub.events)} in ${pub.seconds.toFixed(2)} s, ${fmtInt(pub.eventsPerSecond)} events/s`);
     const runs: BurstResult[] = [];
+    let st: SteadyResult;
     try {
       for (let i = 0; i < BURSTS; i++) runs.push(await burst(e, relays));
+      st = await steady(e, relays);
     } finally {
       await stopRoles(relays, live.procs);
     }
     const b = medianBurst(runs);
     const each = b.runsMs ? `; runs ${b.runsMs.map(fmtMs).join(', ')}` : '';
     log(`  burst: ${fmtInt(b.triggers)} on Kafka ${fmtMs(b.allOnKafkaMs)} after T (${fmtInt(b.eventsPerSecond)} events/s, median${each})`);
+    log(
+      `  steady: lag p50 ${fmtMs(st.lagMs.p50)}, p99 ${fmtMs(st.lagMs.p99)}; ${st.systemCpuUsPerEvent} CPU µs per event (relays, MariaDB, Kafka)`,
+    );
     const r = withReads ? await reads(e, base, triggers.webhook[0]!) : { routes: {}, overviewFreshAnswers: 0, notes: [] };
-    return { eventsAtStart, ingest: ing, publish: pub, burst: b, reads: r, retention: null };
+    return { eventsAtStart, ingest: ing, publish: pub, burst: b, steady: st, reads: r, retention: null };
   } finally {
     await stopRoles([api!], live.procs);
   }
@@ -1214,7 +1327,7 @@ async function mainReuse(e: BenchEnv): Promise<void> {
       .join(' ')}`,
     `ingest ${fmtInt(full.ingest.acceptedPerSecond)} events/s, ${full.ingest.bufferPoolReadsPerEvent} buffer-pool reads/event (idle before: ${full.ingest.idleReadsPerSecond}/s)`,
     `  ${fmtPageReads(full.ingest.readsByIndex)}`,
-    `publish ${fmtInt(full.publish.eventsPerSecond)} events/s; burst ${fmtMs(full.burst.allOnKafkaMs)}`,
+    `publish ${fmtInt(full.publish.eventsPerSecond)} events/s; burst ${fmtMs(full.burst.allOnKafkaMs)}; steady lag p99 ${fmtMs(full.steady.lagMs.p99)}, ${full.steady.systemCpuUsPerEvent} CPU µs per event`,
     `retention ${full.retention.secondsPerHour.toFixed(2)} s per hour (${fmtInt(full.retention.deleted)} rows, ${full.retention.bufferPoolReadsPerRow} reads/row)`,
     `  ${fmtPageReads(full.retention.readsByIndex)}`,
     ...ROUTES.flatMap((r) => {
@@ -1229,6 +1342,8 @@ async function mainReuse(e: BenchEnv): Promise<void> {
           `ingest full ÷ empty: ${x(ratio(full.ingest.acceptedPerSecond, empty.ingest.acceptedPerSecond))} (target ≥ ${TARGET.ratio}×)`,
           `publish full ÷ empty: ${x(ratio(full.publish.eventsPerSecond, empty.publish.eventsPerSecond))} (target ≥ ${TARGET.ratio}×)`,
           `burst full ÷ empty: ${x(ratio(full.burst.eventsPerSecond, empty.burst.eventsPerSecond))} (target ≥ ${TARGET.ratio}×)`,
+          `steady lag p99 full ÷ empty: ${x(ratio(full.steady.lagMs.p99, empty.steady.lagMs.p99))} (target ≤ ${TARGET.steadyLagGrowth}×)`,
+          `steady CPU per event full ÷ empty: ${x(ratio(full.steady.systemCpuUsPerEvent, empty.steady.systemCpuUsPerEvent))} (target ≤ ${x(1 / TARGET.ratio)})`,
           `control — load generator CPU per request, full ÷ empty: ${x(ratio(loadGenUs(full), loadGenUs(empty)))} (${loadGenUs(empty).toFixed(0)} → ${loadGenUs(full).toFixed(0)} µs)`,
         ]
       : []),
@@ -1276,6 +1391,8 @@ async function main(): Promise<void> {
       publishRows: PUBLISH_ROWS,
       overviewGapMs: OVERVIEW_GAP_MS,
       relays: RELAYS,
+      steadyRate: STEADY_RATE,
+      steadySeconds: STEADY_SECONDS,
       relayEnv: RELAY_ENV,
       fillWriters: WRITERS,
       fillChunk: CHUNK,
@@ -1426,6 +1543,14 @@ function report(
       full.burst.eventsPerSecond,
       emptyRate((p) => p.burst.eventsPerSecond),
     ),
+    steadyLagP99: ratio(
+      full.steady.lagMs.p99,
+      emptyRate((p) => p.steady.lagMs.p99),
+    ),
+    steadyCpuPerEvent: ratio(
+      full.steady.systemCpuUsPerEvent,
+      emptyRate((p) => p.steady.systemCpuUsPerEvent),
+    ),
     retention: ratio(full.retention!.secondsPerHour, small.secondsPerHour),
     loadGeneratorCpuPerRequest: ratio(loadGenUs(full), emptyRate(loadGenUs)),
   };
@@ -1457,6 +1582,27 @@ function report(
       x(ratios.burst!),
     ],
     [
+      `steady (${fmtInt(STEADY_RATE)} due/s for ${STEADY_SECONDS} s): lag p99`,
+      both((p) => p.steady.lagMs.p99, fmtMs),
+      fmtMs(full.steady.lagMs.p99),
+      x(ratios.steadyLagP99!),
+    ],
+    [
+      '  lag p50 / p95',
+      both((p) => p.steady.lagMs.p50, fmtMs) + ' / ' + both((p) => p.steady.lagMs.p95, fmtMs),
+      `${fmtMs(full.steady.lagMs.p50)} / ${fmtMs(full.steady.lagMs.p95)}`,
+      '',
+    ],
+    [
+      '  CPU µs per event (relays, MariaDB, Kafka)',
+      both(
+        (p) => p.steady.systemCpuUsPerEvent,
+        (n) => n.toFixed(0),
+      ),
+      full.steady.systemCpuUsPerEvent.toFixed(0),
+      x(ratios.steadyCpuPerEvent!),
+    ],
+    [
       'retention: s per hour removed',
       `${small.secondsPerHour.toFixed(2)} s at ${fmtInt(small.tableEvents)} events`,
       `${full.retention!.secondsPerHour.toFixed(2)} s at ${fmtInt(full.retention!.tableEvents)} events`,
@@ -1486,6 +1632,18 @@ function report(
     ['ingest full ÷ empty', x(ratios.ingest!), `≥ ${TARGET.ratio}×`, verdict(ratios.ingest! >= TARGET.ratio)],
     ['publish full ÷ empty', x(ratios.publish!), `≥ ${TARGET.ratio}×`, verdict(ratios.publish! >= TARGET.ratio)],
     ['burst full ÷ empty', x(ratios.burst!), `≥ ${TARGET.ratio}×`, verdict(ratios.burst! >= TARGET.ratio)],
+    [
+      'steady lag p99 full ÷ empty',
+      x(ratios.steadyLagP99!),
+      `≤ ${TARGET.steadyLagGrowth}×`,
+      verdict(ratios.steadyLagP99! <= TARGET.steadyLagGrowth),
+    ],
+    [
+      'steady CPU per event full ÷ empty',
+      x(ratios.steadyCpuPerEvent!),
+      `≤ ${x(1 / TARGET.ratio)}`,
+      verdict(ratios.steadyCpuPerEvent! <= 1 / TARGET.ratio),
+    ],
     [
       'buffer-pool reads / ingested event (full)',
       String(full.ingest.bufferPoolReadsPerEvent),
@@ -1534,6 +1692,8 @@ function report(
   out.push(`ingest full ÷ empty: ${x(ratios.ingest!)}`);
   out.push(`publish full ÷ empty: ${x(ratios.publish!)}`);
   out.push(`burst full ÷ empty: ${x(ratios.burst!)}`);
+  out.push(`steady lag p99 full ÷ empty: ${x(ratios.steadyLagP99!)}`);
+  out.push(`steady CPU per event full ÷ empty: ${x(ratios.steadyCpuPerEvent!)}`);
   out.push(
     `control — load generator CPU per request, full ÷ empty: ${x(ratios.loadGeneratorCpuPerRequest!)} ` +
       `(${both(loadGenUs, (n) => n.toFixed(0))} → ${loadGenUs(full).toFixed(0)} µs; its work does not depend on the database, so far from 1× the machine's own speed moved)`,
@@ -1560,6 +1720,7 @@ function report(
     out.push(cpuLine(`${label} ingest`, p.ingest.cpu, p.ingest.accepted));
     out.push(cpuLine(`${label} publish`, p.publish.cpu, p.publish.events));
     out.push(cpuLine(`${label} burst`, p.burst.cpu, p.burst.eventLogs));
+    out.push(cpuLine(`${label} steady`, p.steady.cpu, p.steady.events));
   }
   out.push('');
   out.push(
@@ -1571,8 +1732,14 @@ function report(
     ...empty.reads.notes.map((w) => `empty reads: ${w}`),
     ...full.reads.notes.map((w) => `full reads: ${w}`),
     ...(after ? after.burst.warnings.map((w) => `empty (after) burst: ${w}`) : []),
+    ...phases.flatMap(([label, p]) => p.steady.warnings.map((w) => `${label} steady: ${w}`)),
     ...phases.flatMap(([label, p]) =>
-      [p.ingest.cpu, p.publish.cpu, p.burst.cpu].flatMap((c) =>
+      p.steady.duplicatesOnKafka + p.burst.duplicatesOnKafka > 0
+        ? [`${label}: ${p.burst.duplicatesOnKafka + p.steady.duplicatesOnKafka} duplicate messages on Kafka`]
+        : [],
+    ),
+    ...phases.flatMap(([label, p]) =>
+      [p.ingest.cpu, p.publish.cpu, p.burst.cpu, p.steady.cpu].flatMap((c) =>
         c.lost.length ? [`${label}: ${c.lost.join(', ')} went away during a phase — do not trust its figures`] : [],
       ),
     ),

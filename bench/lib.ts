@@ -578,8 +578,8 @@ export async function stopRoles(procs: RoleProcess[], live: Set<RoleProcess>): P
   );
 }
 
-/** Time triggers whose (pending) schedule rows fall at the given instants, bulk-inserted (the API would take minutes for 100k). */
-export async function insertTriggersAt(db: Db, fireTimes: number[], onDone: (n: number) => void = () => undefined): Promise<void> {
+/** Time triggers whose (pending) schedule rows fall at the given instants, bulk-inserted (the API would take minutes for 100k); returns their ids in `fireTimes` order. */
+export async function insertTriggersAt(db: Db, fireTimes: number[], onDone: (n: number) => void = () => undefined): Promise<string[]> {
   const now = new Date();
   const v = validateTriggerConfig(
     'time_scheduled',
@@ -588,6 +588,7 @@ export async function insertTriggersAt(db: Db, fireTimes: number[], onDone: (n: 
   );
   if (!v.ok) throw new Error(JSON.stringify(v.errors));
   const chunk = 1000;
+  const ids: string[] = [];
   for (let i = 0; i < fireTimes.length; i += chunk) {
     const rows = fireTimes.slice(i, i + chunk).map((at, j) => ({
       id: newTriggerId(), // as the API creates them
@@ -604,6 +605,8 @@ export async function insertTriggersAt(db: Db, fireTimes: number[], onDone: (n: 
     await db('trigger_schedules').insert(
       rows.map((r) => ({ trigger_id: r.id, fire_at: r.fire_at, status: 'pending', created_at: now, updated_at: now })),
     );
+    for (const r of rows) ids.push(r.id);
     onDone(i + rows.length);
   }
+  return ids;
 }
