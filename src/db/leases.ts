@@ -25,21 +25,16 @@ export async function ensureLeaseRows(q: Q, shards: number): Promise<void> {
  * Each statement stands alone (no transaction), so they can go in one round trip (refreshOf reads the answers).
  */
 export function refreshStatements(relayId: string, leaseMs: number, shards: number): Statement[] {
+  const [heartbeat, count, forget] = rosterStatements(relayId, leaseMs);
   return [
-    {
-      sql: 'INSERT INTO relay_heartbeats (relay_id, seen_at) VALUES (?, UTC_TIMESTAMP(3)) ON DUPLICATE KEY UPDATE seen_at = VALUES(seen_at)',
-      values: [relayId],
-    },
-    {
-      sql: 'SELECT COUNT(*) AS n, COALESCE(SUM(relay_id < ?), 0) AS below FROM relay_heartbeats WHERE seen_at > UTC_TIMESTAMP(3) - INTERVAL ? MICROSECOND',
-      values: [relayId, leaseMs * 1000],
-    },
+    heartbeat!,
+    count!,
     {
       sql: 'UPDATE relay_leases SET expires_at = UTC_TIMESTAMP(3) + INTERVAL ? MICROSECOND WHERE owner = ? AND expires_at > UTC_TIMESTAMP(3)',
       values: [leaseMs * 1000, relayId],
     },
     heldLeasesStatement(relayId, shards),
-    { sql: 'DELETE FROM relay_heartbeats WHERE seen_at < UTC_TIMESTAMP(3) - INTERVAL 1 HOUR LIMIT 100', values: [] },
+    forget!,
   ];
 }
 
@@ -48,10 +43,34 @@ export function refreshStatements(relayId: string, leaseMs: number, shards: numb
  * (0 to live − 1, by relay id), and shard → fencing token held.
  */
 export function refreshOf(results: unknown[]): { live: number; rank: number; held: Map<number, number> } {
+  return { ...rosterOf(results), held: heldOf(results[3] as unknown[]) };
+}
+
+/**
+ * The roster alone, for relays without shard leases (unordered mode), in this order: the relay's heartbeat;
+ * the relays seen within `windowMs` (how many, and how many of them have a lower relay id: this relay's
+ * rank); relays not seen for an hour forgotten. Each statement stands alone, so they go in one round trip.
+ */
+export function rosterStatements(relayId: string, windowMs: number): Statement[] {
+  return [
+    {
+      sql: 'INSERT INTO relay_heartbeats (relay_id, seen_at) VALUES (?, UTC_TIMESTAMP(3)) ON DUPLICATE KEY UPDATE seen_at = VALUES(seen_at)',
+      values: [relayId],
+    },
+    {
+      sql: 'SELECT COUNT(*) AS n, COALESCE(SUM(relay_id < ?), 0) AS below FROM relay_heartbeats WHERE seen_at > UTC_TIMESTAMP(3) - INTERVAL ? MICROSECOND',
+      values: [relayId, windowMs * 1000],
+    },
+    { sql: 'DELETE FROM relay_heartbeats WHERE seen_at < UTC_TIMESTAMP(3) - INTERVAL 1 HOUR LIMIT 100', values: [] },
+  ];
+}
+
+/** Live relays (at least 1: the caller is one) and the caller's rank among them (0 to live − 1, by relay id), from the answers of rosterStatements or refreshStatements. */
+export function rosterOf(results: unknown[]): { live: number; rank: number } {
   const count = results[1] as Array<{ n: number; below: number | string }>;
   const live = Math.max(1, Number(count[0]?.n ?? 1));
   const rank = Math.min(live - 1, Math.max(0, Number(count[0]?.below ?? 0)));
-  return { live, rank, held: heldOf(results[3] as unknown[]) };
+  return { live, rank };
 }
 
 /** The shards below `shards` that `relayId` holds now, with the fencing token of each lease. */

@@ -9,9 +9,55 @@ import {
   refreshOf,
   refreshStatements,
   releaseLeases,
+  rosterOf,
+  rosterStatements,
   takeFreeLeases,
 } from '../db/leases';
 import { sendStatements, type MultiPool } from '../db/multi';
+
+/** How many relays are alive and where this one stands among them: what the relays' fire slots are cut by (relay.ts). */
+export interface Roster {
+  /** Relays alive at the last refresh, this one included (1 before the first). */
+  liveRelays(): number;
+  /** This relay's rank among them, 0 to liveRelays() − 1 (by relay id; 0 before the first refresh). */
+  rank(): number;
+}
+
+/**
+ * The roster of relays without shard leases (unordered mode, OUTBOX_ORDERING=off): a heartbeat into
+ * relay_heartbeats and a count of the relays seen within `windowMs`, one round trip per refresh. With
+ * leases, ShardLeases keeps the same roster in its own refresh.
+ */
+export class RelayRoster implements Roster {
+  readonly relayId = `relay-${randomUUID()}`;
+  private live = 1;
+  private place = 0;
+
+  constructor(
+    private readonly db: Db,
+    private readonly windowMs: number,
+    private readonly script: MultiPool | null = null,
+  ) {}
+
+  liveRelays(): number {
+    return this.live;
+  }
+
+  rank(): number {
+    return this.place;
+  }
+
+  async refresh(): Promise<void> {
+    const { live, rank } = rosterOf(await sendStatements(this.script, this.db, rosterStatements(this.relayId, this.windowMs)));
+    this.live = live;
+    this.place = rank;
+  }
+
+  /** On stop: leave the roster at once, so the others count one relay fewer at their next refresh. */
+  async release(): Promise<void> {
+    await deleteHeartbeat(this.db, this.relayId);
+  }
+}
 
 /**
  * Shard leases for ordered publishing. Each relay:
@@ -23,7 +69,7 @@ import { sendStatements, type MultiPool } from '../db/multi';
  * A taker has to wait for that lock, so it starts only after the previous owner's last batch committed:
  * one relay at a time per shard, and rows of one shard (hence of one trigger) go out in id order.
  */
-export class ShardLeases {
+export class ShardLeases implements Roster {
   readonly relayId = `relay-${randomUUID()}`;
   /** shard → fencing token of our lease */
   private held = new Map<number, number>();

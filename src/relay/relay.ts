@@ -7,7 +7,7 @@ import type { EventProducer } from '../kafka/producer';
 import { coerceError } from '../logger';
 import { dbErrorKind } from '../db/errors';
 import { backoffMs, WakeableDelay, withDbRetry } from '../util';
-import { ShardLeases } from './leases';
+import { RelayRoster, ShardLeases, type Roster } from './leases';
 import { ensureShardFences } from '../db/outbox';
 import { DirectFire } from './direct-fire';
 import { OutboxPublisher, ShardBackoff, type Ordering } from './publisher';
@@ -45,8 +45,8 @@ export function watched(step: Step, afterMs: number, wakeOthers: () => void): St
  * close together share one transaction, for at most that much more lag. A relay alone so claims about once
  * per window plus the time its batch took (the claim, Kafka's acknowledgements, the commit).
  *
- * The window is the platform's, not each relay's: with N relays alive (counted and ranked by relay id through
- * the shard leases) the relays take turns. Time is cut into fire slots of `fireSlotMs` (the window and about a
+ * The window is the platform's, not each relay's: with N relays alive (counted and ranked by relay id in the
+ * shard leases' refresh, or in unordered mode the roster's: relay/leases.ts) the relays take turns. Time is cut into fire slots of `fireSlotMs` (the window and about a
  * batch's time), and relay k claims at the start of slots k, k + N, k + 2N, … (`fireSlotWaitMs`). The
  * platform then claims once a slot, evenly spaced, whatever N: as often as one relay does, and with its lag.
  * Before, each relay waited N windows, jittered 0.5–1.5× so that relays woken together would drift apart; their
@@ -161,6 +161,8 @@ export class Relay {
   private readonly fireDelays: WakeableDelay[] = [];
   private readonly publishDelays: WakeableDelay[] = [];
   private leases: ShardLeases | undefined;
+  /** Without leases (unordered mode): the relays alive and this one's rank, for the fire slots. */
+  private roster: RelayRoster | undefined;
   private stopped: Promise<void> | null = null;
   /** The multi-statement connections of the fire and publish lanes (one per lane): see fireDue and PublishLane. */
   private script: MultiPool | null = null;
@@ -190,6 +192,10 @@ export class Relay {
       await withDbRetry(() => ensureShardFences(db, config.outboxShards));
       await withDbRetry(() => leases.refresh());
       this.leases = leases;
+    } else {
+      const roster = new RelayRoster(db, config.relayLeaseMs, script);
+      await withDbRetry(() => roster.refresh());
+      this.roster = roster;
     }
     const ordering: Ordering | undefined = this.leases && { leases: this.leases, backoff: new ShardBackoff() };
     const direct = config.relayFireMode === 'direct' ? new DirectFire(producer, config) : null;
@@ -242,10 +248,10 @@ export class Relay {
           events.emitEvent('relay:fire_window', { ms: fireWindow.ms });
         }
         const untilDue = r.nextInMs ?? idleMs;
-        const leases = this.leases;
-        if (leases && leases.liveRelays() > 1 && config.relayFireWindowMs > 0) {
+        const roster: Roster | undefined = this.leases ?? this.roster;
+        if (roster && roster.liveRelays() > 1 && config.relayFireWindowMs > 0) {
           const slotMs = fireSlotMs(fireWindow.ms, config.relayFireWindowMs);
-          return { ...r, nextInMs: fireSlotWaitMs(Date.now(), untilDue, slotMs, leases.liveRelays(), leases.rank()) };
+          return { ...r, nextInMs: fireSlotWaitMs(Date.now(), untilDue, slotMs, roster.liveRelays(), roster.rank()) };
         }
         return { ...r, nextInMs: Math.max(untilDue, fireWindow.ms) };
       };
@@ -280,13 +286,14 @@ export class Relay {
         withDbRetry(() => sweep(db, config, events, this.partitions)),
       ),
     );
-    const leases = this.leases;
-    if (leases) {
-      // Renew well inside the lease time, so a live relay never loses a shard to a slow tick.
-      const every = Math.max(100, Math.floor(config.relayLeaseMs / 4));
+    // Renew well inside the lease time, so a live relay never loses a shard to a slow tick; the roster alone
+    // (unordered mode) is refreshed as often, so both modes count the relays alike.
+    const every = Math.max(100, Math.floor(config.relayLeaseMs / 4));
+    const refreshed = this.leases ?? this.roster;
+    if (refreshed) {
       this.loops.push(
-        this.loop('leases', this.delays.leases, every, async () => {
-          await leases.refresh();
+        this.loop(this.leases ? 'leases' : 'roster', this.delays.leases, every, async () => {
+          await refreshed.refresh();
           return { full: false };
         }),
       );
@@ -328,7 +335,7 @@ export class Relay {
     [...Object.values(this.delays), ...this.fireDelays, ...this.publishDelays].forEach((d) => d.wake());
     this.stopped = Promise.all(this.loops).then(async () => {
       // Hand our shards over at once rather than making the others wait for the leases to expire.
-      await this.leases?.release().catch(() => undefined);
+      await (this.leases ?? this.roster)?.release().catch(() => undefined);
       await this.script?.end().catch(() => undefined);
     });
     return this.stopped;

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { createTestEnv, type TestEnv } from '../helpers/env';
-import { ShardLeases } from '../../src/relay/leases';
+import { RelayRoster, ShardLeases } from '../../src/relay/leases';
 import { inShortLockWaitTransaction } from '../helpers/lock-wait';
 import { createMultiStatementPool } from '../../src/db/multi';
 
@@ -99,6 +99,35 @@ describe('shard lease checks in claim transactions', function () {
       // Back to one relay holding everything, for the tests after this one.
       await t.db.raw('DELETE FROM relay_heartbeats WHERE relay_id = ?', [joiner.relayId]);
       expect(await leases.refresh()).to.have.length(t.config.outboxShards);
+    }
+  });
+
+  it('counts and ranks relays without leases too (the roster of unordered mode), and a stopped relay leaves it at once', async () => {
+    const pool = createMultiStatementPool(t.config.databaseUrl, 1);
+    // Two relays of unordered mode beside the leased one: the roster counts every relay's heartbeat.
+    const a = new RelayRoster(t.db, 30_000, pool);
+    const b = new RelayRoster(t.db, 30_000);
+    try {
+      await a.refresh();
+      expect(a.liveRelays(), 'before b heartbeats: a and the leased relay').to.equal(2);
+      await b.refresh();
+      await a.refresh();
+      await leases.refresh();
+      expect([a.liveRelays(), b.liveRelays(), leases.liveRelays()]).to.deep.equal([3, 3, 3]);
+      const ids = [a.relayId, b.relayId, leases.relayId].sort();
+      expect([a.rank(), b.rank(), leases.rank()]).to.deep.equal([
+        ids.indexOf(a.relayId),
+        ids.indexOf(b.relayId),
+        ids.indexOf(leases.relayId),
+      ]);
+      await b.release();
+      await a.refresh();
+      expect(a.liveRelays(), 'b released: counted no more').to.equal(2);
+    } finally {
+      await a.release();
+      await b.release();
+      await pool.end();
+      await leases.refresh();
     }
   });
 });

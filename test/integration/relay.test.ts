@@ -244,52 +244,62 @@ describe('relay: due schedules and the outbox to Kafka', function () {
     expect(windows[1], 'batches of one or two events: widened to the most').to.be.closeTo(0.04, 0.002);
   });
 
-  it('with two relays, takes turns in fire slots: their claims fall a slot apart, not at random moments', async () => {
-    await platform?.stop(); // only the two relays below claim
-    platform = null;
-    const config = { ...t.config, relayConcurrency: 1, relayFireWindowMs: 10, relayFireWindowMaxMs: 10, relayLeaseMs: 1000 };
-    const slotMs = fireSlotMs(10, 10);
-    const relays = [
-      await startPlatform(config, ['relay'], { logger: quiet, migrate: false }),
-      await startPlatform(config, ['relay'], { logger: quiet, migrate: false }),
-    ];
-    try {
-      // 1,000 occurrences, five every 10 ms (500 a second for 2 s), due once both relays have seen each
-      // other (a lease refresh every quarter lease time; the lease time is short here).
-      const first = Date.now() + 5000;
-      const ids: string[] = [];
-      for (let i = 0; i < 200; i += 20) {
-        const groups = await Promise.all(
-          Array.from({ length: 20 }, (_, j) => insertScheduledTriggers(t.db, 5, { fireAt: new Date(first + (i + j) * 10) })),
-        );
-        ids.push(...groups.flat());
+  for (const ordering of [true, false]) {
+    it(`with two relays, takes turns in fire slots: their claims fall a slot apart, not at random moments (${ordering ? 'shard leases' : 'unordered mode: the roster'})`, async () => {
+      await platform?.stop(); // only the two relays below claim
+      platform = null;
+      // Ordered mode counts the relays in the shard leases' refresh, unordered mode (no leases) in the roster's.
+      const config = {
+        ...t.config,
+        outboxOrdering: ordering,
+        relayConcurrency: 1,
+        relayFireWindowMs: 10,
+        relayFireWindowMaxMs: 10,
+        relayLeaseMs: 1000,
+      };
+      const slotMs = fireSlotMs(10, 10);
+      const relays = [
+        await startPlatform(config, ['relay'], { logger: quiet, migrate: false }),
+        await startPlatform(config, ['relay'], { logger: quiet, migrate: false }),
+      ];
+      try {
+        // 1,000 occurrences, five every 10 ms (500 a second for 2 s), due once both relays have seen each
+        // other (a lease refresh every quarter lease time; the lease time is short here).
+        const first = Date.now() + 5000;
+        const ids: string[] = [];
+        for (let i = 0; i < 200; i += 20) {
+          const groups = await Promise.all(
+            Array.from({ length: 20 }, (_, j) => insertScheduledTriggers(t.db, 5, { fireAt: new Date(first + (i + j) * 10) })),
+          );
+          ids.push(...groups.flat());
+        }
+        expect(Date.now(), 'the stream was written before it fell due').to.be.below(first);
+        await untilLogged(t.db, ids, {
+          message: 'the stream fired',
+          timeoutMs: 60_000,
+        });
+        // Each fire transaction writes one fire_lags row stamped at its claim: the platform's claims, in order.
+        const claims = (
+          (await t
+            .db('fire_lags')
+            .where('fired_at', '>=', new Date(first + 100))
+            .andWhere('fired_at', '<', new Date(first + 1900))
+            .orderBy('fired_at')
+            .pluck('fired_at')) as Date[]
+        ).map((d) => d.getTime());
+        const gaps = claims.slice(1).map((c, i) => c - claims[i]!);
+        // Evenly spaced, nearly every gap is a slot (give or take a timer's delay). Claims at random moments (each
+        // relay waiting its own jittered time, as before the slots) spread the gaps from a few ms to twice a slot,
+        // and two relays in the same slots leave gaps of about 0 and 2 slots: under half fall near a slot then.
+        const nearSlot = gaps.filter((g) => Math.abs(g - slotMs) <= slotMs / 4).length;
+        expect(nearSlot / gaps.length, `gaps (ms) ${gaps.join(', ')}`).to.be.at.least(0.7);
+        expect(gaps.length, 'about one claim a slot').to.be.within(1800 / slotMs / 2, (1800 / slotMs) * 1.3);
+      } finally {
+        await Promise.all(relays.map((r) => r.stop()));
+        platform = await startPlatform(t.config, ['relay'], { logger: quiet, migrate: false });
       }
-      expect(Date.now(), 'the stream was written before it fell due').to.be.below(first);
-      await untilLogged(t.db, ids, {
-        message: 'the stream fired',
-        timeoutMs: 60_000,
-      });
-      // Each fire transaction writes one fire_lags row stamped at its claim: the platform's claims, in order.
-      const claims = (
-        (await t
-          .db('fire_lags')
-          .where('fired_at', '>=', new Date(first + 100))
-          .andWhere('fired_at', '<', new Date(first + 1900))
-          .orderBy('fired_at')
-          .pluck('fired_at')) as Date[]
-      ).map((d) => d.getTime());
-      const gaps = claims.slice(1).map((c, i) => c - claims[i]!);
-      // Evenly spaced, nearly every gap is a slot (give or take a timer's delay). Claims at random moments (each
-      // relay waiting its own jittered time, as before the slots) spread the gaps from a few ms to twice a slot,
-      // and two relays in the same slots leave gaps of about 0 and 2 slots: under half fall near a slot then.
-      const nearSlot = gaps.filter((g) => Math.abs(g - slotMs) <= slotMs / 4).length;
-      expect(nearSlot / gaps.length, `gaps (ms) ${gaps.join(', ')}`).to.be.at.least(0.7);
-      expect(gaps.length, 'about one claim a slot').to.be.within(1800 / slotMs / 2, (1800 / slotMs) * 1.3);
-    } finally {
-      await Promise.all(relays.map((r) => r.stop()));
-      platform = await startPlatform(t.config, ['relay'], { logger: quiet, migrate: false });
-    }
-  });
+    });
+  }
 
   it('does not fire the due rows of inactive triggers', async () => {
     const [id] = await insertScheduledTriggers(t.db, 1, { fireAt: new Date(Date.now() - 1000), status: 'inactive' });
