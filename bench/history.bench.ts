@@ -858,6 +858,26 @@ function medianBurst(runs: BurstResult[]): BurstResult {
   return { ...median, warnings: runs.flatMap((r) => r.warnings), runsMs: runs.map((r) => r.allOnKafkaMs) };
 }
 
+/**
+ * The relays' timed wait: from now until `done`, with a progress line, the buffer-pool reads and the CPU of
+ * the relays, MariaDB, Kafka and the bench over it.
+ */
+async function measuredWait(
+  e: BenchEnv,
+  relays: RoleProcess[],
+  o: { done: () => Promise<boolean>; line: () => string; what: string; timeoutMs: number; intervalMs: number },
+): Promise<{ bp: number; cpu: CpuUse }> {
+  const meter = meterFor(() => relays, 'relays').begin();
+  const bp0 = await bufferPoolReads(e.db);
+  const stop = progress(o.line);
+  try {
+    await waitFor(o.done, { timeoutMs: o.timeoutMs, intervalMs: o.intervalMs, what: o.what });
+  } finally {
+    stop();
+  }
+  return { bp: (await bufferPoolReads(e.db)) - bp0, cpu: meter.end() };
+}
+
 /** Messages on the run's topic now (its partitions' high watermarks). */
 async function topicCount(e: BenchEnv): Promise<number> {
   const w = await new Watermarks(e.topic, e.config.kafkaPartitions).connect();
@@ -890,20 +910,13 @@ async function burst(e: BenchEnv, relays: RoleProcess[]): Promise<BurstResult> {
     const margin = T.getTime() - Date.now();
     if (margin < 100) warnings.push(`the insert finished ${-margin} ms after T: the burst is not one instant`);
     await sleep(T.getTime() - Date.now() - 50);
-    const meter = meterFor(() => relays, 'relays').begin();
-    const bp0 = await bufferPoolReads(e.db);
-    const stop = progress(() => `burst on Kafka ${fmtInt(reader.distinct - seenBefore)} / ${fmtInt(BURST)}`);
-    try {
-      await waitFor(async () => reader.distinct - seenBefore >= BURST, {
-        timeoutMs: 10 * 60_000,
-        intervalMs: 5,
-        what: 'every burst event on Kafka',
-      });
-    } finally {
-      stop();
-    }
-    const bp = (await bufferPoolReads(e.db)) - bp0;
-    const cpu = meter.end();
+    const { bp, cpu } = await measuredWait(e, relays, {
+      done: async () => reader.distinct - seenBefore >= BURST,
+      line: () => `burst on Kafka ${fmtInt(reader.distinct - seenBefore)} / ${fmtInt(BURST)}`,
+      what: 'every burst event on Kafka',
+      timeoutMs: 10 * 60_000,
+      intervalMs: 5,
+    });
     await sleep(500); // late duplicates, if any
     const ours = [...reader.seen.values()].filter((s) => s.scheduledFor === T.getTime());
     if (ours.length !== BURST) warnings.push(`${ours.length} messages scheduled for T on Kafka for ${BURST} burst triggers`);
@@ -974,8 +987,6 @@ async function steady(e: BenchEnv, relays: RoleProcess[]): Promise<SteadyResult>
     const margin = S - Date.now();
     if (margin < 100) warnings.push(`the insert finished ${-margin} ms after the first due instant`);
     await sleep(S - Date.now() - 50);
-    const meter = meterFor(() => relays, 'relays').begin();
-    const bp0 = await bufferPoolReads(e.db);
     // The cron / interval triggers' events land too: ours are counted one by one only once enough have.
     let arrived = 0;
     const count = () => {
@@ -984,21 +995,14 @@ async function steady(e: BenchEnv, relays: RoleProcess[]): Promise<SteadyResult>
       for (const id of expected) if (reader.seen.has(id)) arrived++;
       return arrived;
     };
-    const stop = progress(
-      () =>
+    const { bp, cpu } = await measuredWait(e, relays, {
+      done: async () => count() >= total,
+      line: () =>
         `steady on Kafka ${fmtInt(Math.max(arrived, reader.distinct - seenBefore))} / ${fmtInt(total)} (${round((Date.now() - S) / 1000, 0)} s of ${STEADY_SECONDS})`,
-    );
-    try {
-      await waitFor(async () => count() >= total, {
-        timeoutMs: STEADY_SECONDS * 1000 + 10 * 60_000,
-        intervalMs: 20,
-        what: 'every steady event on Kafka',
-      });
-    } finally {
-      stop();
-    }
-    const bp = (await bufferPoolReads(e.db)) - bp0;
-    const cpu = meter.end();
+      what: 'every steady event on Kafka',
+      timeoutMs: STEADY_SECONDS * 1000 + 10 * 60_000,
+      intervalMs: 20,
+    });
     await sleep(300); // late duplicates, if any
     const ours = [...expected].map((id) => reader.seen.get(id)!);
     const lagMs = roundSummary(summarize(ours.map((s) => s.consumedAt - s.scheduledFor)));

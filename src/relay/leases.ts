@@ -28,16 +28,13 @@ export interface Roster {
  * relay_heartbeats and a count of the relays seen within `windowMs`, one round trip per refresh. With
  * leases, ShardLeases keeps the same roster in its own refresh.
  */
-export class RelayRoster implements Roster {
+/** A relay's id, and the count and rank of the live relays as its last refresh left them. */
+abstract class CountedRelay implements Roster {
   readonly relayId = `relay-${randomUUID()}`;
-  private live = 1;
-  private place = 0;
-
-  constructor(
-    private readonly db: Db,
-    private readonly windowMs: number,
-    private readonly script: MultiPool | null = null,
-  ) {}
+  /** Relays seen alive at the last refresh (this one included; 1 before the first). */
+  protected live = 1;
+  /** This relay's place among them, by relay id (0 before the first refresh). */
+  protected place = 0;
 
   liveRelays(): number {
     return this.live;
@@ -45,6 +42,16 @@ export class RelayRoster implements Roster {
 
   rank(): number {
     return this.place;
+  }
+}
+
+export class RelayRoster extends CountedRelay {
+  constructor(
+    private readonly db: Db,
+    private readonly windowMs: number,
+    private readonly script: MultiPool | null = null,
+  ) {
+    super();
   }
 
   async refresh(): Promise<void> {
@@ -69,14 +76,9 @@ export class RelayRoster implements Roster {
  * A taker has to wait for that lock, so it starts only after the previous owner's last batch committed:
  * one relay at a time per shard, and rows of one shard (hence of one trigger) go out in id order.
  */
-export class ShardLeases implements Roster {
-  readonly relayId = `relay-${randomUUID()}`;
+export class ShardLeases extends CountedRelay {
   /** shard → fencing token of our lease */
   private held = new Map<number, number>();
-  /** Relays seen alive at the last refresh (this one included; 1 before the first). */
-  private live = 1;
-  /** This relay's place among them, by relay id (0 before the first refresh). */
-  private place = 0;
 
   /** `script`: the relay's multi-statement pool, on which a refresh is one round trip (statement by statement through knex without it). */
   constructor(
@@ -84,16 +86,8 @@ export class ShardLeases implements Roster {
     private readonly shardCount: number,
     private readonly leaseMs: number,
     private readonly script: MultiPool | null = null,
-  ) {}
-
-  /** How many relays were alive at the last refresh, this one included. */
-  liveRelays(): number {
-    return this.live;
-  }
-
-  /** This relay's rank among the live relays at the last refresh, 0 to liveRelays() − 1 (by relay id). */
-  rank(): number {
-    return this.place;
+  ) {
+    super();
   }
 
   owned(): number[] {
