@@ -23,11 +23,6 @@ export interface Roster {
   rank(): number;
 }
 
-/**
- * The roster of relays without shard leases (unordered mode, OUTBOX_ORDERING=off): a heartbeat into
- * relay_heartbeats and a count of the relays seen within `windowMs`, one round trip per refresh. With
- * leases, ShardLeases keeps the same roster in its own refresh.
- */
 /** A relay's id, and the count and rank of the live relays as its last refresh left them. */
 abstract class CountedRelay implements Roster {
   readonly relayId = `relay-${randomUUID()}`;
@@ -45,6 +40,11 @@ abstract class CountedRelay implements Roster {
   }
 }
 
+/**
+ * The roster of relays without shard leases (unordered mode, OUTBOX_ORDERING=off): a heartbeat into
+ * relay_heartbeats and a count of the relays seen within `windowMs`, one round trip per refresh. With
+ * leases, ShardLeases keeps the same roster in its own refresh.
+ */
 export class RelayRoster extends CountedRelay {
   constructor(
     private readonly db: Db,

@@ -46,9 +46,10 @@ export function watched(step: Step, afterMs: number, wakeOthers: () => void): St
  * per window plus the time its batch took (the claim, Kafka's acknowledgements, the commit).
  *
  * The window is the platform's, not each relay's: with N relays alive (counted and ranked by relay id in the
- * shard leases' refresh, or in unordered mode the roster's: relay/leases.ts) the relays take turns. Time is cut into fire slots of `fireSlotMs` (the window and about a
- * batch's time), and relay k claims at the start of slots k, k + N, k + 2N, … (`fireSlotWaitMs`). The
- * platform then claims once a slot, evenly spaced, whatever N: as often as one relay does, and with its lag.
+ * shard leases' refresh, or in unordered mode the roster's: relay/leases.ts) the relays take turns. Time is
+ * cut into fire slots of `fireSlotMs` (the window and about a batch's time), and relay k claims at the start
+ * of slots k, k + N, k + 2N, … (`fireSlotWaitMs`). The platform then claims once a slot, evenly spaced,
+ * whatever N: as often as one relay does, and with its lag.
  * Before, each relay waited N windows, jittered 0.5–1.5× so that relays woken together would drift apart; their
  * claims fell at random moments, so the gaps between them were as uneven as random arrivals (two relays at 500
  * fires/s: 2 to 34 ms apart, against 15 to 25 in slots of 20), and four claimed half as often again as one relay
