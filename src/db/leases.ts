@@ -18,23 +18,19 @@ export async function ensureLeaseRows(q: Q, shards: number): Promise<void> {
 }
 
 /**
- * A relay's regular lease refresh, in this order: its heartbeat; the relays seen within `leaseMs` (how many,
- * and how many of them have a lower relay id: this relay's rank, which spaces the relays' fire claims); its
- * unexpired leases extended by `leaseMs` from now; the shards below `shards` it holds afterwards, with each
- * lease's fencing token; relays not seen for an hour forgotten (any relay may do it, a hundred at a time).
- * Each statement stands alone (no transaction), so they can go in one round trip (refreshOf reads the answers).
+ * A relay's regular lease refresh, in this order: the roster's statements (rosterStatements: its heartbeat,
+ * the live relays counted and ranked, relays gone for an hour forgotten); its unexpired leases extended by
+ * `leaseMs` from now; the shards below `shards` it holds afterwards, with each lease's fencing token. Each
+ * statement stands alone (no transaction), so they can go in one round trip (refreshOf reads the answers).
  */
 export function refreshStatements(relayId: string, leaseMs: number, shards: number): Statement[] {
-  const [heartbeat, count, forget] = rosterStatements(relayId, leaseMs);
   return [
-    heartbeat!,
-    count!,
+    ...rosterStatements(relayId, leaseMs),
     {
       sql: 'UPDATE relay_leases SET expires_at = UTC_TIMESTAMP(3) + INTERVAL ? MICROSECOND WHERE owner = ? AND expires_at > UTC_TIMESTAMP(3)',
       values: [leaseMs * 1000, relayId],
     },
     heldLeasesStatement(relayId, shards),
-    forget!,
   ];
 }
 
@@ -43,7 +39,7 @@ export function refreshStatements(relayId: string, leaseMs: number, shards: numb
  * (0 to live − 1, by relay id), and shard → fencing token held.
  */
 export function refreshOf(results: unknown[]): { live: number; rank: number; held: Map<number, number> } {
-  return { ...rosterOf(results), held: heldOf(results[3] as unknown[]) };
+  return { ...rosterOf(results), held: heldOf(results[4] as unknown[]) };
 }
 
 /**

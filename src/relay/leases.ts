@@ -15,29 +15,33 @@ import {
 } from '../db/leases';
 import { sendStatements, type MultiPool } from '../db/multi';
 
-/** How many relays are alive and where this one stands among them: what the relays' fire slots are cut by (relay.ts). */
-export interface Roster {
-  /** Relays alive at the last refresh, this one included (1 before the first). */
-  liveRelays(): number;
-  /** This relay's rank among them, 0 to liveRelays() − 1 (by relay id; 0 before the first refresh). */
-  rank(): number;
-}
-
-/** A relay's id, and the count and rank of the live relays as its last refresh left them. */
-abstract class CountedRelay implements Roster {
+/**
+ * A relay's place among the live relays: its id, and how many relays its last refresh counted and its rank
+ * among them, by relay id. What the relays' fire slots are cut by (relay.ts); ShardLeases keeps it in its
+ * lease refresh, RelayRoster (unordered mode) on its own.
+ */
+export abstract class CountedRelay {
   readonly relayId = `relay-${randomUUID()}`;
   /** Relays seen alive at the last refresh (this one included; 1 before the first). */
   protected live = 1;
   /** This relay's place among them, by relay id (0 before the first refresh). */
   protected place = 0;
 
+  /** Relays alive at the last refresh, this one included (1 before the first). */
   liveRelays(): number {
     return this.live;
   }
 
+  /** This relay's rank among them, 0 to liveRelays() − 1 (0 before the first refresh). */
   rank(): number {
     return this.place;
   }
+
+  /** Heartbeat and count again (and whatever else the subclass keeps fresh). */
+  abstract refresh(): Promise<unknown>;
+
+  /** On stop: leave at once, so the others count one relay fewer at their next refresh. */
+  abstract release(): Promise<void>;
 }
 
 /**
@@ -60,7 +64,6 @@ export class RelayRoster extends CountedRelay {
     this.place = rank;
   }
 
-  /** On stop: leave the roster at once, so the others count one relay fewer at their next refresh. */
   async release(): Promise<void> {
     await deleteHeartbeat(this.db, this.relayId);
   }

@@ -7,7 +7,7 @@ import type { EventProducer } from '../kafka/producer';
 import { coerceError } from '../logger';
 import { dbErrorKind } from '../db/errors';
 import { backoffMs, WakeableDelay, withDbRetry } from '../util';
-import { RelayRoster, ShardLeases, type Roster } from './leases';
+import { RelayRoster, ShardLeases, type CountedRelay } from './leases';
 import { ensureShardFences } from '../db/outbox';
 import { DirectFire } from './direct-fire';
 import { OutboxPublisher, ShardBackoff, type Ordering } from './publisher';
@@ -162,8 +162,11 @@ export class Relay {
   private readonly fireDelays: WakeableDelay[] = [];
   private readonly publishDelays: WakeableDelay[] = [];
   private leases: ShardLeases | undefined;
-  /** Without leases (unordered mode): the relays alive and this one's rank, for the fire slots. */
-  private roster: RelayRoster | undefined;
+  /**
+   * The relays alive and this one's rank, for the fire slots: the shard leases, or without them (unordered
+   * mode) a roster of its own.
+   */
+  private roster: CountedRelay | undefined;
   private stopped: Promise<void> | null = null;
   /** The multi-statement connections of the fire and publish lanes (one per lane): see fireDue and PublishLane. */
   private script: MultiPool | null = null;
@@ -193,6 +196,7 @@ export class Relay {
       await withDbRetry(() => ensureShardFences(db, config.outboxShards));
       await withDbRetry(() => leases.refresh());
       this.leases = leases;
+      this.roster = leases;
     } else {
       const roster = new RelayRoster(db, config.relayLeaseMs, script);
       await withDbRetry(() => roster.refresh());
@@ -249,7 +253,7 @@ export class Relay {
           events.emitEvent('relay:fire_window', { ms: fireWindow.ms });
         }
         const untilDue = r.nextInMs ?? idleMs;
-        const roster: Roster | undefined = this.leases ?? this.roster;
+        const roster = this.roster;
         if (roster && roster.liveRelays() > 1 && config.relayFireWindowMs > 0) {
           const slotMs = fireSlotMs(fireWindow.ms, config.relayFireWindowMs);
           return { ...r, nextInMs: fireSlotWaitMs(Date.now(), untilDue, slotMs, roster.liveRelays(), roster.rank()) };
@@ -290,7 +294,7 @@ export class Relay {
     // Renew well inside the lease time, so a live relay never loses a shard to a slow tick; the roster alone
     // (unordered mode) is refreshed as often, so both modes count the relays alike.
     const every = Math.max(100, Math.floor(config.relayLeaseMs / 4));
-    const refreshed = this.leases ?? this.roster;
+    const refreshed = this.roster;
     if (refreshed) {
       this.loops.push(
         this.loop(this.leases ? 'leases' : 'roster', this.delays.leases, every, async () => {
@@ -336,7 +340,7 @@ export class Relay {
     [...Object.values(this.delays), ...this.fireDelays, ...this.publishDelays].forEach((d) => d.wake());
     this.stopped = Promise.all(this.loops).then(async () => {
       // Hand our shards over at once rather than making the others wait for the leases to expire.
-      await (this.leases ?? this.roster)?.release().catch(() => undefined);
+      await this.roster?.release().catch(() => undefined);
       await this.script?.end().catch(() => undefined);
     });
     return this.stopped;
