@@ -1,5 +1,5 @@
 /**
- * The end-to-end benchmark of issue 6 (`npm run bench -- e2e [--quick]`): webhook 202 → relay → Kafka →
+ * The end-to-end benchmark (`npm run bench -- e2e [--quick]`): webhook 202 → relay → Kafka →
  * worker → a local HTTP receiver. One fresh database and topic; 1 api, 1 relay and 1 worker process
  * (`node dist/main.js …`, RATE_LIMIT_PER_WEBHOOK=0, DELIVERY_ALLOW_PRIVATE_NETWORKS=true); the receiver is a
  * plain node:http server in this process on 127.0.0.1 answering 200. Webhook trigger(s) with a small JSON
@@ -11,7 +11,7 @@
  *       stages from the event log's own times (fired_at, published_at).
  *   (2) full speed: autocannon, 64 connections, FULL s (20; quick 5), then wait for every accepted event:
  *       deliveries/s while sending, while draining afterwards, and over the whole phase.
- * Target (issue 6): p99 < 100 ms at 1k/s — printed met / NOT met.
+ * Target: p99 < 100 ms at 1k/s — printed met / NOT met.
  * Options: --quick, --rate=, --seconds=, --full-seconds=, --connections= (64), --triggers= (1), --only=1,2,
  * --keep (keep the database and topics).
  */
@@ -510,7 +510,7 @@ async function main(): Promise<void> {
     }
     if (targets.length) {
       out.push('');
-      out.push(table(['target (issue 6)', 'measured', 'target', 'verdict'], targets));
+      out.push(table(['measurement', 'measured', 'target', 'verdict'], targets));
     }
     out.push('');
     out.push(`Where the CPU went (${os.cpus().length} cores; % of the whole machine; bench = sender + receiver in this process):`);

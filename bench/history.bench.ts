@@ -1707,7 +1707,7 @@ function report(
     `retention s/hour full (${fmtInt(full.retention!.tableEvents)}) ÷ small fill (${fmtInt(small.tableEvents)}): ${x(ratios.retention!)}`,
   );
   out.push('');
-  out.push(table(['target', 'measured', 'target', 'verdict'], targets));
+  out.push(table(['measurement', 'measured', 'target', 'verdict'], targets));
   out.push('');
   out.push(`Where the CPU went (${os.cpus().length} cores; % of the whole machine):`);
   const phases: Array<[string, PhaseResult]> = after

@@ -1,5 +1,5 @@
 /**
- * The webhook ingestion benchmark of issue 5 (`npm run bench -- ingest [--quick]`). One fresh database, one
+ * The webhook ingestion benchmark (`npm run bench -- ingest [--quick]`). One fresh database, one
  * `node dist/main.js api` process (RATE_LIMIT_PER_WEBHOOK=0), webhook trigger(s) with a small JSON Schema,
  * a ≈200-byte payload; no relay runs (the outbox only fills). In one run:
  *   (a) naive ceiling: in this process, 64 concurrent callers on a knex/mysql2 pool, each doing what the
@@ -11,7 +11,7 @@
  *   (f) the two floors (bench/floor-server.js, each its own process, the same autocannon load and body):
  *       a bare node:http server that parses the JSON and answers 202, and Express 5 + express.json() with
  *       a route that does nothing.
- * Prints (b)/(a), (b) ÷ the do-nothing Express route (issue 22: ≥ 1.0×), the issue's targets (≥ 8k req/s;
+ * Prints (b)/(a), (b) ÷ the do-nothing Express route (target ≥ 1.0×), the targets (≥ 8k req/s;
  * p99 < 25 ms at 4k req/s) with a met / NOT met verdict, and every phase's CPU µs per request per process.
  * Options: --quick (smoke run, ≈15 s), --seconds= (per phase), --connections= (64), --rate= (4000),
  * --pool= (DB_POOL_MAX of the api and the ceiling's pool; default the api's default), --triggers= (1),
@@ -390,7 +390,7 @@ async function main(): Promise<void> {
     }
     if (b && fBare) out.push(`Ratio durable POST /webhook/{id} ÷ bare node:http server: ${ratioBare.toFixed(2)}×`);
     out.push('');
-    out.push(table(['target (issue 5)', 'measured', 'target', 'verdict'], targets));
+    out.push(table(['measurement', 'measured', 'target', 'verdict'], targets));
     out.push('');
     out.push(
       `Where the CPU went (${os.cpus().length} cores; % of the whole machine; bench = this process: the ceiling's callers or autocannon):`,

@@ -1,5 +1,5 @@
 /**
- * The platform side by side with the job queues people would pick instead (issue 7):
+ * The platform side by side with the job queues people would pick instead:
  * `npm run bench -- peers [--quick] [--systems=us,graphile-worker,pg-boss,bullmq] [--workers=1,4]
  * [--only=burst,steady,throughput] [--cpu-prof=<dir>]`.
  *

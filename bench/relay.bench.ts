@@ -1,5 +1,5 @@
 /**
- * The relay benchmark of issue 4 (`npm run bench -- relay [--quick]`). Each phase in its own fresh database
+ * The relay benchmark (`npm run bench -- relay [--quick]`). Each phase in its own fresh database
  * and topic, dropped afterwards:
  *   (a) database-only ceiling: the relay's own publish lanes (src/relay/publisher.ts) claiming and marking
  *       500-row outbox batches with Kafka left out, 1 and 4 lanes at once;
@@ -69,7 +69,7 @@ const RATE = intArg(args, 'rate', 2_000);
 const SECONDS = numArg(args, 'seconds', QUICK ? 10 : 60);
 const MANY = intArg(args, 'relays', 4);
 const KEYS = intArg(args, 'keys', 1000); // distinct triggers (message keys) in a pre-filled outbox
-const BATCH = intArg(args, 'batch', 500); // issue 4 fixes 500; --batch is for tuning runs
+const BATCH = intArg(args, 'batch', 500); // the target is stated for batches of 500; --batch is for tuning runs
 const ONLY = new Set(listArg(args, 'only', 'a,b,c,d,e'));
 const CPU_PROF_DIR = args.values.get('cpu-prof');
 /** `--env=OUTBOX_ORDERING=off,OUTBOX_SHARDS=16`: extra settings for the relays (and this process's view of them). */
@@ -938,7 +938,7 @@ async function main(): Promise<void> {
     out.push(table(['lag', 'p50', 'p95', 'p99', 'max'], lags));
   }
   out.push('');
-  out.push(table(['target (issue 4)', 'measured', 'target', 'verdict'], targets));
+  out.push(table(['measurement', 'measured', 'target', 'verdict'], targets));
   const cpuLines = [
     ...[a1, a4, ao1, ao4]
       .filter((x): x is CeilingResult => !!x)

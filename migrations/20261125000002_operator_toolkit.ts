@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 
 /*
- * The operator's toolkit (issue 11): delivery history, tags, and the nominal time of a jittered occurrence.
+ * The operator's toolkit: delivery history, tags, and the nominal time of a jittered occurrence.
  */
 export async function up(knex: Knex): Promise<void> {
   // One row per HTTP attempt, written by the worker in the transaction that records the attempt's outcome.

@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 
 /*
- * The operator's day one (issue 24): safe replay, retry controls, a log of inbound calls. Nothing here adds a
+ * The operator's day one: safe replay, retry controls, a log of inbound calls. Nothing here adds a
  * write to the ingest path: an accepted webhook call writes exactly what it wrote before.
  *
  * event_replays: one row per event that has been replayed, written only by a replay. Its primary key makes

@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 
 /*
- * One per-trigger index of event_logs instead of two (issue 18, measured in docs/history.md).
+ * One per-trigger index of event_logs instead of two (measured in docs/history.md).
  *
  * idx_events_trigger_fired (trigger_id, fired_at, id) goes. A trigger's events without a status filter
  * are read from idx_events_trigger_status_fired (trigger_id, execution_status, fired_at, id) as one range

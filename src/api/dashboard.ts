@@ -1,5 +1,5 @@
 /**
- * Serves the operator dashboard (issue 12): the files `npm run build` bundles from src/dashboard into
+ * Serves the operator dashboard: the files `npm run build` bundles from src/dashboard into
  * dist/dashboard. index.html is revalidated on every load; the assets it names carry a content hash in
  * their file names, so they are cached for a year and never revalidated. A strict Content-Security-Policy
  * applies to everything under /dashboard (and only there: Swagger UI needs inline script).

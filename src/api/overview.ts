@@ -1,5 +1,5 @@
 /**
- * GET /api/v1/overview: the platform at a glance, for the dashboard (issue 12). JSON computed from the
+ * GET /api/v1/overview: the platform at a glance, for the dashboard. JSON computed from the
  * database, not parsed from the Prometheus text: any api process answers the same, whichever roles it runs.
  */
 import { Router } from 'express';

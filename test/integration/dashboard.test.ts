@@ -49,7 +49,7 @@ function findChromium(): { ok: true } | { ok: false; reason: string } {
   return fs.existsSync(CHROMIUM) ? { ok: true } : { ok: false, reason: `apt-get installed chromium, yet ${CHROMIUM} is missing` };
 }
 
-describe('operator dashboard in Chromium (issue 12)', function () {
+describe('operator dashboard in Chromium', function () {
   this.timeout(300_000);
   let t: TestEnv;
   let platform: Platform;

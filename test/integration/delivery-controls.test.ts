@@ -30,7 +30,7 @@ interface EventBody {
 }
 type Answer = { status: number; body?: string; headers?: Record<string, string>; delayMs?: number };
 
-describe('delivery controls: replay at most once, retry now, cancel retries (issue 24)', function () {
+describe('delivery controls: replay at most once, retry now, cancel retries', function () {
   this.timeout(180_000);
   let t: TestEnv;
   let app: Express;

@@ -155,11 +155,11 @@ describe('event log API', () => {
         'replay_of',
         'created_at',
         'updated_at',
-        // issue 24: the waiting attempt's due time, and the replay mark
+        // the waiting attempt's due time, and the replay mark
         'next_attempt_at',
         'replayed_as',
         'replay_count',
-        // issue 24 item 4: the trigger in the operator's words
+        // the trigger in the operator's words
         'trigger_name',
         'trigger_timezone',
         'max_attempts',

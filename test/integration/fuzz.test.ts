@@ -891,7 +891,7 @@ describe('fuzzing the API from openapi.yaml (fast-check)', function () {
       "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = ? AND table_name NOT LIKE 'knex\\_%'",
       [t.dbName],
     )) as [Array<{ name: string }>];
-    // webhook_rejections is the log of rejected webhook calls (issue 24): a rejection is meant to write it
+    // webhook_rejections is the log of rejected webhook calls: a rejection is meant to write it
     // (a moment after its answer), so it is left out of "a rejection changes nothing".
     tables = rows
       .map((r) => r.name)

@@ -60,7 +60,7 @@ interface Occurrence {
   scheduled_for: string;
 }
 
-describe('operator toolkit (issue 11)', function () {
+describe('operator toolkit', function () {
   this.timeout(180_000);
   let t: TestEnv;
   let app: Express;
@@ -220,7 +220,7 @@ describe('operator toolkit (issue 11)', function () {
     it('answers a retried replay carrying the same Idempotency-Key with the first answer, and replays once', async () => {
       const before = await count(t.db, 'event_logs', { replay_of: failedId });
       const key = `replay-${randomUUID()}`;
-      // Replayed before (the test above): a further replay needs force (issue 24).
+      // Replayed before (the test above): a further replay needs force.
       const first = await request(app)
         .post(`/api/v1/events/${failedId}/replay`)
         .query({ force: true })

@@ -34,7 +34,7 @@ interface OverviewBody {
   failed_events: number;
 }
 
-describe('overview, name search and the dashboard files (issue 12)', function () {
+describe('overview, name search and the dashboard files', function () {
   this.timeout(120_000);
   let t: TestEnv;
 

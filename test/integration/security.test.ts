@@ -110,7 +110,7 @@ describe('security', function () {
     });
 
     /**
-     * An event of its own in the state a route acts on (issue 24): replay needs one that has ended, retry
+     * An event of its own in the state a route acts on: replay needs one that has ended, retry
      * one whose next attempt waits (its outbox row at published = 2, due at next_attempt_at), cancel one
      * that has not ended. No relay or worker runs here: the state is written as they would leave it.
      */

@@ -60,7 +60,7 @@ function expectFieldError(res: request.Response, field: string): void {
   expect(fieldsOf(res), JSON.stringify(res.body)).to.include(field);
 }
 
-describe('trigger management API (issue 3)', () => {
+describe('trigger management API', () => {
   let t: TestEnv;
   let app: Express;
 

@@ -29,7 +29,7 @@ interface Call {
   event_id: string | null;
 }
 
-describe('webhook request log: accepted and rejected calls per trigger (issue 24)', function () {
+describe('webhook request log: accepted and rejected calls per trigger', function () {
   this.timeout(60_000);
   let t: TestEnv;
   let app: Express;

@@ -453,7 +453,7 @@ describe('delivery worker: statements per batch, consumer lag and endpoint circu
     // Each batch reads its events once (joined to the triggers' versions): that statement counts batches.
     const batches = sqls.filter((q) => /FROM event_logs e LEFT JOIN triggers/.test(q)).length;
     expect(batches).to.be.within(1, N / 2);
-    // Per batch: the read, BEGIN, the batch's event rows locked (issue 24: a cancel is never overwritten),
+    // Per batch: the read, BEGIN, the batch's event rows locked (a cancel is never overwritten),
     // idempotency keys, event updates, attempts, COMMIT (and the outbox, for retries: none here); plus one
     // load of the trigger's config into the cache.
     expect(sqls.length, sqls.join('\n')).to.be.at.most(7 * batches + 1);
