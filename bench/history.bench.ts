@@ -50,8 +50,9 @@
  * The buffer-pool counter is the server's: other work on the same MariaDB shows up in it, so its rate over
  * 3 idle seconds just before each ingest run is printed beside it. Run it against a server of its own
  * (TEST_DATABASE_URL=mysql://root@127.0.0.1:<port>/) for counts that are the run's alone; with
- * performance_schema on there, ingest and retention also print their reads per table, and always the pages
- * each index brought into the pool (PageReads): where the reads go, not only how many.
+ * performance_schema on there, every phase's ingest, publish, burst, steady and retention also print their
+ * reads per table, and always the pages each index brought into the pool (PageReads): where the reads go,
+ * not only how many.
  * Options: --quick, --events= (history size), --small-fill= (events at the first retention measurement),
  * --seconds= (ingest; 30, quick 10), --connections= (64), --burst=, --bursts= (per phase, the median
  * reported; 3, quick 1), --steady-rate=, --steady-seconds=, --publish-rows=, --reads= (rounds), --read-repeats= (calls of each route but the
@@ -749,6 +750,8 @@ interface PublishResult {
   seconds: number;
   eventsPerSecond: number;
   bufferPoolReadsPerEvent: number;
+  /** Where the reads went, per published event (see PageReads). */
+  readsByIndex: PageReadsResult;
   cpu: CpuUse;
 }
 
@@ -784,6 +787,7 @@ async function publishBacklog(e: BenchEnv): Promise<{ result: PublishResult; rel
     try {
       const before = await wm.count();
       const meter = meterFor(() => relays, 'relays').begin();
+      const pages = await new PageReads(e.db, e.dbName).begin();
       const bp0 = await bufferPoolReads(e.db);
       const t0 = performance.now();
       await e.db.raw('RENAME TABLE outbox TO outbox_empty, outbox_filled TO outbox');
@@ -803,6 +807,7 @@ async function publishBacklog(e: BenchEnv): Promise<{ result: PublishResult; rel
       }
       const seconds = (performance.now() - t0) / 1000;
       const bp = (await bufferPoolReads(e.db)) - bp0;
+      const readsByIndex = await pages.end(events);
       const cpu = meter.end();
       await e.db.raw('DROP TABLE outbox_empty');
       if (waiting > events) {
@@ -821,6 +826,7 @@ async function publishBacklog(e: BenchEnv): Promise<{ result: PublishResult; rel
           seconds: round(seconds, 3),
           eventsPerSecond: Math.round(events / seconds),
           bufferPoolReadsPerEvent: events > 0 ? round(bp / events, 4) : NaN,
+          readsByIndex,
           cpu,
         },
         relays,
@@ -844,6 +850,8 @@ interface BurstResult {
   lastPublishedAtMs: number | null;
   duplicatesOnKafka: number;
   bufferPoolReadsPerEvent: number;
+  /** Where the reads went, per burst event (see PageReads). */
+  readsByIndex: PageReadsResult;
   cpu: CpuUse;
   warnings: string[];
   /** With --bursts above 1: every burst's T → all on Kafka (ms), in the order run; the rest is the median burst's. */
@@ -859,15 +867,16 @@ function medianBurst(runs: BurstResult[]): BurstResult {
 }
 
 /**
- * The relays' timed wait: from now until `done`, with a progress line, the buffer-pool reads and the CPU of
- * the relays, MariaDB, Kafka and the bench over it.
+ * The relays' timed wait: from now until `done`, with a progress line, the buffer-pool reads (how many, and
+ * per index for each of `events`: PageReads) and the CPU of the relays, MariaDB, Kafka and the bench over it.
  */
 async function measuredWait(
   e: BenchEnv,
   relays: RoleProcess[],
-  o: { done: () => Promise<boolean>; line: () => string; what: string; timeoutMs: number; intervalMs: number },
-): Promise<{ bp: number; cpu: CpuUse }> {
+  o: { done: () => Promise<boolean>; line: () => string; what: string; timeoutMs: number; intervalMs: number; events: number },
+): Promise<{ bp: number; readsByIndex: PageReadsResult; cpu: CpuUse }> {
   const meter = meterFor(() => relays, 'relays').begin();
+  const pages = await new PageReads(e.db, e.dbName).begin();
   const bp0 = await bufferPoolReads(e.db);
   const stop = progress(o.line);
   try {
@@ -875,7 +884,8 @@ async function measuredWait(
   } finally {
     stop();
   }
-  return { bp: (await bufferPoolReads(e.db)) - bp0, cpu: meter.end() };
+  const bp = (await bufferPoolReads(e.db)) - bp0;
+  return { bp, readsByIndex: await pages.end(o.events), cpu: meter.end() };
 }
 
 /** Messages on the run's topic now (its partitions' high watermarks). */
@@ -910,7 +920,8 @@ async function burst(e: BenchEnv, relays: RoleProcess[]): Promise<BurstResult> {
     const margin = T.getTime() - Date.now();
     if (margin < 100) warnings.push(`the insert finished ${-margin} ms after T: the burst is not one instant`);
     await sleep(T.getTime() - Date.now() - 50);
-    const { bp, cpu } = await measuredWait(e, relays, {
+    const { bp, readsByIndex, cpu } = await measuredWait(e, relays, {
+      events: BURST,
       done: async () => reader.distinct - seenBefore >= BURST,
       line: () => `burst on Kafka ${fmtInt(reader.distinct - seenBefore)} / ${fmtInt(BURST)}`,
       what: 'every burst event on Kafka',
@@ -937,6 +948,7 @@ async function burst(e: BenchEnv, relays: RoleProcess[]): Promise<BurstResult> {
       lastPublishedAtMs: logged.last ? logged.last.getTime() - T.getTime() : null,
       duplicatesOnKafka: reader.duplicates,
       bufferPoolReadsPerEvent: round(bp / BURST, 4),
+      readsByIndex,
       cpu,
       warnings,
     };
@@ -956,6 +968,8 @@ interface SteadyResult {
   /** CPU µs per event of the relays, MariaDB and Kafka together (not the bench's reader). */
   systemCpuUsPerEvent: number;
   bufferPoolReadsPerEvent: number;
+  /** Where the reads went, per steady event (see PageReads). */
+  readsByIndex: PageReadsResult;
   duplicatesOnKafka: number;
   cpu: CpuUse;
   warnings: string[];
@@ -995,7 +1009,8 @@ async function steady(e: BenchEnv, relays: RoleProcess[]): Promise<SteadyResult>
       for (const id of expected) if (reader.seen.has(id)) arrived++;
       return arrived;
     };
-    const { bp, cpu } = await measuredWait(e, relays, {
+    const { bp, readsByIndex, cpu } = await measuredWait(e, relays, {
+      events: total,
       done: async () => count() >= total,
       line: () =>
         `steady on Kafka ${fmtInt(Math.max(arrived, reader.distinct - seenBefore))} / ${fmtInt(total)} (${round((Date.now() - S) / 1000, 0)} s of ${STEADY_SECONDS})`,
@@ -1021,6 +1036,7 @@ async function steady(e: BenchEnv, relays: RoleProcess[]): Promise<SteadyResult>
       achievedPerSecond: Math.round(total / Math.max(0.001, (last - first) / 1000)),
       systemCpuUsPerEvent: round((per.relays ?? 0) + (per.mariadb ?? 0) + (per.kafka ?? 0), 1),
       bufferPoolReadsPerEvent: round(bp / total, 4),
+      readsByIndex,
       duplicatesOnKafka: reader.duplicates,
       cpu,
       warnings,
@@ -1213,6 +1229,7 @@ async function measure(label: string, e: BenchEnv, triggers: HistoryTriggers, wi
     log(`  ingest: ${fmtInt(ing.acceptedPerSecond)} events/s, ${ing.bufferPoolReadsPerEvent} buffer-pool reads/event`);
     const { result: pub, relays } = await publishBacklog(e);
     log(`  publish: ${fmtInt(pub.events)} in ${pub.seconds.toFixed(2)} s, ${fmtInt(pub.eventsPerSecond)} events/s`);
+    log(`  publish reads per event: ${fmtPageReads(pub.readsByIndex)}`);
     const runs: BurstResult[] = [];
     let st: SteadyResult;
     try {
@@ -1224,9 +1241,11 @@ async function measure(label: string, e: BenchEnv, triggers: HistoryTriggers, wi
     const b = medianBurst(runs);
     const each = b.runsMs ? `; runs ${b.runsMs.map(fmtMs).join(', ')}` : '';
     log(`  burst: ${fmtInt(b.triggers)} on Kafka ${fmtMs(b.allOnKafkaMs)} after T (${fmtInt(b.eventsPerSecond)} events/s, median${each})`);
+    log(`  burst reads per event (the median burst): ${fmtPageReads(b.readsByIndex)}`);
     log(
       `  steady: lag p50 ${fmtMs(st.lagMs.p50)}, p99 ${fmtMs(st.lagMs.p99)}; ${st.systemCpuUsPerEvent} CPU µs per event (relays, MariaDB, Kafka)`,
     );
+    log(`  steady reads per event: ${fmtPageReads(st.readsByIndex)}`);
     const r = withReads ? await reads(e, base, triggers.webhook[0]!) : { routes: {}, overviewFreshAnswers: 0, notes: [] };
     return { eventsAtStart, ingest: ing, publish: pub, burst: b, steady: st, reads: r, retention: null };
   } finally {
