@@ -807,8 +807,8 @@ async function publishBacklog(e: BenchEnv): Promise<{ result: PublishResult; rel
       }
       const seconds = (performance.now() - t0) / 1000;
       const bp = (await bufferPoolReads(e.db)) - bp0;
-      const readsByIndex = await pages.end(events);
       const cpu = meter.end();
+      const readsByIndex = await pages.end(events);
       await e.db.raw('DROP TABLE outbox_empty');
       if (waiting > events) {
         await e.db.raw('INSERT INTO outbox SELECT * FROM outbox_rest');
@@ -885,7 +885,8 @@ async function measuredWait(
     stop();
   }
   const bp = (await bufferPoolReads(e.db)) - bp0;
-  return { bp, readsByIndex: await pages.end(o.events), cpu: meter.end() };
+  const cpu = meter.end();
+  return { bp, readsByIndex: await pages.end(o.events), cpu };
 }
 
 /** Messages on the run's topic now (its partitions' high watermarks). */
