@@ -44,6 +44,15 @@ describe('webhook fast path: trigger cache and group commit', () => {
     request(app).post(`/api/v1/webhook/${id}`).set('content-type', 'application/json').send(JSON.stringify(body));
   const rowsFor = async (table: 'event_logs' | 'outbox', column: string, ids: string[]) =>
     ids.length === 0 ? 0 : Number(((await t.db(table).whereIn(column, ids).count({ n: '*' })) as Array<{ n: number }>)[0]!.n);
+  /** The trigger's events as the rollups count them ('fired'), to compare with its rows. */
+  const countedFor = async (triggerId: string) =>
+    Number(
+      (
+        (await t.db('trigger_event_counts').where({ trigger_id: triggerId, kind: 'fired' }).sum({ n: 'n' })) as Array<{ n: number | null }>
+      )[0]!.n ?? 0,
+    );
+  const countedAll = async () =>
+    Number(((await t.db('event_counts').where({ kind: 'fired' }).sum({ n: 'n' })) as Array<{ n: number | null }>)[0]!.n ?? 0);
   const editInDb = (id: string, patch: Record<string, unknown>) =>
     t
       .db('triggers')
@@ -152,6 +161,7 @@ describe('webhook fast path: trigger cache and group commit', () => {
         expect(new Set(outbox.map((o) => o.event_id)).size).to.equal(300);
         const msg = JSON.parse(outbox[0]!.value.toString('utf8')) as Record<string, unknown>;
         expect(msg).to.include({ event_id: outbox[0]!.event_id, trigger_id: id, type: 'webhook', source: 'webhook', is_test_run: false });
+        expect(await countedFor(id), "the trigger's events in the rollup").to.equal(301);
       } finally {
         agent.destroy();
         await new Promise<void>((r) => server.close(() => r()));
@@ -164,6 +174,7 @@ describe('webhook fast path: trigger cache and group commit', () => {
       const stale = await webhookTrigger(app);
       const ingest = ingestOf(t)!;
       const before = ingest.stats.flushes;
+      const countedBefore = await countedAll();
       const items = [fresh, stale, fresh, stale, fresh].map((triggerId) => ({
         eventId: randomUUID(),
         triggerId,
@@ -180,6 +191,10 @@ describe('webhook fast path: trigger cache and group commit', () => {
       expect(await rowsFor('outbox', 'event_id', logged)).to.equal(3);
       expect(await rowsFor('event_logs', 'id', refused)).to.equal(0);
       expect(await rowsFor('outbox', 'event_id', refused)).to.equal(0);
+      // Counted as written: the stale items, which wrote nothing, count nothing.
+      expect(await countedFor(fresh)).to.equal(3);
+      expect(await countedFor(stale)).to.equal(0);
+      expect((await countedAll()) - countedBefore).to.equal(3);
     });
 
     it('accepts concurrent requests for a trigger edited elsewhere alongside requests for a fresh one', async () => {
@@ -230,6 +245,8 @@ describe('webhook fast path: trigger cache and group commit', () => {
       const outbox = Number(((await t.db('outbox').where({ msg_key: id }).count({ n: '*' })) as Array<{ n: number }>)[0]!.n);
       expect(logs).to.equal(5);
       expect(outbox).to.equal(5);
+      // The failed groups counted nothing (their counts went with their rollback), the later ones their events.
+      expect(await countedFor(id)).to.equal(5);
     });
 
     it('closes idempotently after answering what was queued', async () => {
