@@ -799,10 +799,10 @@ async function warmBacklog(db: Db): Promise<{ pagesRead: number; seconds: number
  * swapped in with one RENAME: the clock starts with every row ready. Returns the relays, still running.
  */
 async function publishBacklog(e: BenchEnv): Promise<{ result: PublishResult; relays: RoleProcess[] }> {
-  // The minutes that aged past the fold point since the fill was settled (the ingest phase and its set-up:
-  // minutes, at a thousand triggers' rows a minute, each on its own page of the rollup's primary key). A
-  // running platform folds them a minute at a time; left to the relays that start here, they would all be
-  // folded in the timed publish, and their page reads would take the backlog's pages out of the pool.
+  // The fold point moves on the hour (foldBefore): when an hour has turned since the fill was settled, a whole
+  // hour of minute rows becomes foldable at once (a thousand triggers' rows a minute, each trigger's on its
+  // own pages of the rollup's primary key). Left to the relays that start here, they would be folded inside
+  // the timed publish, and their reads would take the backlog's pages out of the pool (history.md).
   const fold = await catchUpFold(e);
   if (fold.folded > 0) log(`publish: ${fmtInt(fold.folded)} rollup minute rows folded first (${fold.seconds.toFixed(2)} s, untimed)`);
   const waiting = await countUnpublished(e.db);
