@@ -803,8 +803,7 @@ async function publishBacklog(e: BenchEnv): Promise<{ result: PublishResult; rel
   // hour of minute rows becomes foldable at once (a thousand triggers' rows a minute, each trigger's on its
   // own pages of the rollup's primary key). Left to the relays that start here, they would be folded inside
   // the timed publish, and their reads would take the backlog's pages out of the pool (history.md).
-  const fold = await catchUpFold(e);
-  if (fold.folded > 0) log(`publish: ${fmtInt(fold.folded)} rollup minute rows folded first (${fold.seconds.toFixed(2)} s, untimed)`);
+  await catchUpFold(e, 'publish');
   const waiting = await countUnpublished(e.db);
   const events = Math.min(waiting, PUBLISH_ROWS);
   if (waiting > events) {
@@ -953,8 +952,7 @@ let triggerInsertRate = 3000;
 async function burst(e: BenchEnv, relays: RoleProcess[]): Promise<BurstResult> {
   const warnings: string[] = [];
   // As before the publish phase: an hour that passed the fold point is folded now, not inside the timed burst.
-  const fold = await catchUpFold(e);
-  if (fold.folded > 0) log(`burst: ${fmtInt(fold.folded)} rollup minute rows folded first (${fold.seconds.toFixed(2)} s, untimed)`);
+  await catchUpFold(e, 'burst');
   const reader = await new BenchReader(e.topic).start();
   try {
     // The topic already holds this run's earlier messages: the reader reads them first, before T.
@@ -1035,8 +1033,7 @@ interface SteadyResult {
 async function steady(e: BenchEnv, relays: RoleProcess[]): Promise<SteadyResult> {
   const warnings: string[] = [];
   // As before the publish phase: an hour that passed the fold point is folded now, not inside the timed steady.
-  const fold = await catchUpFold(e);
-  if (fold.folded > 0) log(`steady: ${fmtInt(fold.folded)} rollup minute rows folded first (${fold.seconds.toFixed(2)} s, untimed)`);
+  await catchUpFold(e, 'steady');
   const total = Math.round(STEADY_RATE * STEADY_SECONDS);
   const reader = await new BenchReader(e.topic).start();
   try {
@@ -1322,9 +1319,10 @@ async function existingHistoryTriggers(db: Db): Promise<HistoryTriggers> {
 
 /**
  * The product's fold of the rollups' minute rows into hours (what the relays' sweeps do), run to the end now:
- * every minute row past the fold point becomes hour rows. Returns the minute rows folded.
+ * every minute row past the fold point becomes hour rows. Returns the minute rows folded; before a timed
+ * `phase`, says so when there were any.
  */
-async function catchUpFold(e: BenchEnv): Promise<{ folded: number; seconds: number }> {
+async function catchUpFold(e: BenchEnv, phase?: string): Promise<{ folded: number; seconds: number }> {
   const f0 = performance.now();
   const foldPoint = foldBefore(windowOf(e.config, new Date()));
   let folded = 0;
@@ -1335,7 +1333,9 @@ async function catchUpFold(e: BenchEnv): Promise<{ folded: number; seconds: numb
       if (n < FOLD_MAX_ROWS) break;
     }
   }
-  return { folded, seconds: (performance.now() - f0) / 1000 };
+  const seconds = (performance.now() - f0) / 1000;
+  if (phase && folded > 0) log(`${phase}: ${fmtInt(folded)} rollup minute rows folded first (${seconds.toFixed(2)} s, untimed)`);
+  return { folded, seconds };
 }
 
 /**
