@@ -91,9 +91,10 @@ export interface DueRow {
 
 /**
  * The relay's claim, with what firing needs of each claimed row's trigger. Shape matters:
- *  - the claim is a derived table: WHERE status='pending' AND fire_at <= now ORDER BY fire_at walks
- *    idx_schedules_claim (status, fire_at) in order, so there is no filesort and InnoDB locks only the rows
- *    it returns;
+ *  - the claim is a derived table: WHERE status='pending' AND fire_at <= now ORDER BY fire_at, id walks
+ *    idx_schedules_claim (status, fire_at, and the primary key every secondary index ends with) in order, so
+ *    there is no filesort and InnoDB locks only the rows it returns; a fire lane's claims start past its own
+ *    earlier ones (CLAIM_DUE_AFTER_SQL, relay/claim-cursor.ts), this statement is the claim from the head;
  *  - SKIP LOCKED (after LIMIT, as MariaDB wants it) lets any number of relays claim disjoint batches with
  *    no leader; a killed relay's locks vanish with its connection and another relay takes the rows;
  *  - the triggers are joined outside it, by primary key, and the outer query has no locking clause, so
@@ -124,9 +125,56 @@ export const CLAIM_DUE_SQL = `SELECT c.id, c.trigger_id, c.fire_at, c.scheduled_
         IF(LENGTH(t.config) <= ${CLAIM_CONFIG_MAX_BYTES}, t.config, NULL) AS config, LENGTH(t.config) AS config_bytes
       FROM (SELECT id, trigger_id, fire_at, scheduled_for FROM trigger_schedules
         WHERE status = 'pending' AND fire_at <= UTC_TIMESTAMP(3)
-        ORDER BY fire_at
+        ORDER BY fire_at, id
         LIMIT ? FOR UPDATE SKIP LOCKED) c
       LEFT JOIN triggers t ON t.id = c.trigger_id`;
+
+/**
+ * Where a claim ended, in the claim index's order: idx_schedules_claim is (status, fire_at) and, as every
+ * InnoDB secondary index, ends with the primary key, so its pending entries are in (fire_at, id) order.
+ */
+export interface ClaimPoint {
+  fire_at: Date;
+  id: number;
+}
+
+/**
+ * The claim past a point (a fire lane's last claim: relay/claim-cursor.ts), CLAIM_DUE_SQL's rows from there
+ * on. Its bindings: the point's fire_at twice and id, then the batch size.
+ *
+ * Why: a fired row is deleted, but its entry in idx_schedules_claim stays, delete-marked, until InnoDB's
+ * purge removes it, and those entries lie at the head of the pending range, where every claim from the head
+ * starts, and a locking read visits each one it passes (0.7–1.4 µs of server CPU each, measured with the
+ * purge held). At a steady 2,000 fires/s that was about 0.5 ms on top of a claim's own 0.8 ms; while a long
+ * transaction's read view holds the purge up (a backup, a report) the entries pile up and every claim from
+ * the head walks all of them: 36–68 ms for a claim of 50 behind 50,000 of them (docs/performance-cpu.md).
+ * Starting past the lane's earlier claims skips them. The range is forced: with a non-covering select list the optimizer otherwise takes the index
+ * as a ref on status alone, which starts at the head again.
+ */
+export const CLAIM_DUE_AFTER_SQL = `SELECT c.id, c.trigger_id, c.fire_at, c.scheduled_for, t.type, t.status, t.version,
+        IF(LENGTH(t.config) <= ${CLAIM_CONFIG_MAX_BYTES}, t.config, NULL) AS config, LENGTH(t.config) AS config_bytes
+      FROM (SELECT id, trigger_id, fire_at, scheduled_for FROM trigger_schedules FORCE INDEX (idx_schedules_claim)
+        WHERE status = 'pending' AND (fire_at > ? OR (fire_at = ? AND id > ?)) AND fire_at <= UTC_TIMESTAMP(3)
+        ORDER BY fire_at, id
+        LIMIT ? FOR UPDATE SKIP LOCKED) c
+      LEFT JOIN triggers t ON t.id = c.trigger_id`;
+
+/** The claim of up to `limit` due rows: from the head of the pending rows, or past `after`. */
+export function claimDueStatement(limit: number, after: ClaimPoint | null): { sql: string; values: Knex.RawBinding[] } {
+  return after
+    ? { sql: CLAIM_DUE_AFTER_SQL, values: [after.fire_at, after.fire_at, after.id, limit] }
+    : { sql: CLAIM_DUE_SQL, values: [limit] };
+}
+
+/** The last of `rows` in the claim index's order (fire_at, then id), or `from` when it comes later. */
+export function claimEnd(rows: readonly ClaimPoint[], from: ClaimPoint | null = null): ClaimPoint | null {
+  let end = from;
+  for (const r of rows) {
+    if (!end || r.fire_at.getTime() > end.fire_at.getTime() || (r.fire_at.getTime() === end.fire_at.getTime() && r.id > end.id))
+      end = { fire_at: r.fire_at, id: r.id };
+  }
+  return end;
+}
 
 /**
  * A claim: the due rows, and their triggers by id (a trigger that is gone is in neither map). A trigger
@@ -274,6 +322,18 @@ export async function nextPending(q: Q | RawQuery): Promise<{ fire_at: Date; due
 /** nextPending's statement (no bindings). */
 export const NEXT_PENDING_SQL =
   "SELECT fire_at, fire_at <= UTC_TIMESTAMP(3) AS due FROM trigger_schedules WHERE status = 'pending' ORDER BY fire_at LIMIT 1";
+
+/**
+ * The earliest pending occurrence past a claim point (CLAIM_DUE_AFTER_SQL's range, for the same reason):
+ * its bindings are the point's fire_at twice and id.
+ */
+export const NEXT_PENDING_AFTER_SQL = `SELECT fire_at, fire_at <= UTC_TIMESTAMP(3) AS due FROM trigger_schedules FORCE INDEX (idx_schedules_claim)
+  WHERE status = 'pending' AND (fire_at > ? OR (fire_at = ? AND id > ?)) ORDER BY fire_at, id LIMIT 1`;
+
+/** The next pending occurrence's statement: from the head, or past `after`. */
+export function nextPendingStatement(after: ClaimPoint | null): { sql: string; values: Knex.RawBinding[] } {
+  return after ? { sql: NEXT_PENDING_AFTER_SQL, values: [after.fire_at, after.fire_at, after.id] } : { sql: NEXT_PENDING_SQL, values: [] };
+}
 
 /** nextPending's answer from the rows of NEXT_PENDING_SQL. */
 export function nextPendingOf(rows: Array<{ fire_at: Date; due: number }>): { fire_at: Date; due: boolean } | null {

@@ -10,6 +10,7 @@ import { backoffMs, WakeableDelay, withDbRetry } from '../util';
 import { RelayRoster, ShardLeases, type CountedRelay } from './leases';
 import { ensureShardFences } from '../db/outbox';
 import { DirectFire } from './direct-fire';
+import { ClaimCursor } from './claim-cursor';
 import { OutboxPublisher, ShardBackoff, type Ordering } from './publisher';
 import { fireDue, sweep } from './steps';
 import { Tracing } from '../tracing/tracing';
@@ -235,11 +236,15 @@ export class Relay {
       let fireIdle = false;
       const claimSize = new ClaimSize(config.relayBatchSize, config.relayBatchMax, config.relayDirectTimeoutMs);
       const fireWindow = new FireWindow(config.relayFireWindowMs, config.relayFireWindowMaxMs);
+      // Where the lane's claims start: past its last claim, from the head at least every idle interval.
+      const claimCursor = new ClaimCursor(idleMs);
       this.fireDelays.push(fireDelay);
       this.publishDelays.push(publishDelay);
       const fire: Step = async () => {
         const limit = claimSize.current;
-        const r = await withDbRetry(() => fireDue(db, config, events, direct, this.tracing, { probeFirst: fireIdle, script, limit }));
+        const r = await withDbRetry(() =>
+          fireDue(db, config, events, direct, this.tracing, { probeFirst: fireIdle, script, limit, cursor: claimCursor }),
+        );
         fireIdle = r.claimed === 0;
         claimSize.after(r.claimed, r.left, r.kafkaMs);
         if (r.queued > 0) wakePublishLanes(0); // new outbox rows: publish them now, not at the next poll

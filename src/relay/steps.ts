@@ -4,7 +4,6 @@ import type { Db } from '../db/knex';
 import { outboxRowsOf, recordEvents } from '../db/record-events';
 import {
   claimDue,
-  CLAIM_DUE_SQL,
   deleteFinishedBefore,
   insertOccurrences,
   insertOccurrencesStatement,
@@ -12,9 +11,11 @@ import {
   deleteFiredStatement,
   markCancelled,
   markCancelledStatement,
-  NEXT_PENDING_SQL,
   nextPending,
   nextPendingOf,
+  nextPendingStatement,
+  claimDueStatement,
+  claimEnd,
   claimedOf,
   readLargeConfigs,
   type Claimed,
@@ -43,6 +44,7 @@ import type { DirectFire } from './direct-fire';
 import { Attr, endSpan, type Tracing } from '../tracing/tracing';
 import type { Span } from '@opentelemetry/api';
 import { coerceError } from '../logger';
+import type { ClaimCursor } from './claim-cursor';
 
 /**
  * Step 1: fire due schedules. One short READ COMMITTED transaction per batch:
@@ -66,7 +68,7 @@ export async function fireDue(
   events: Lifecycle,
   direct: DirectFire | null,
   tracing: Tracing,
-  options: { probeFirst?: boolean; script?: MultiPool | null; limit?: number } = {},
+  options: { probeFirst?: boolean; script?: MultiPool | null; limit?: number; cursor?: ClaimCursor } = {},
 ): Promise<{ full: boolean; claimed: number; left: number; fired: number; queued: number; kafkaMs?: number; nextInMs?: number }> {
   // After a claim that found nothing, one statement without a transaction says whether anything is due
   // (and when the next is): an idle relay costs that, not a claim transaction, per poll.
@@ -77,7 +79,7 @@ export async function fireDue(
   // Recorded fire spans (none without an exporter), ended once the transaction is over.
   const spans: Span[] = [];
   const limit = options.limit ?? config.relayBatchSize;
-  const result = await fireBatch({ db, config, direct, tracing, spans, limit }, options.script ?? null).then(
+  const result = await fireBatch({ db, config, direct, tracing, spans, limit, cursor: options.cursor }, options.script ?? null).then(
     (r) => (spans.forEach((s) => endSpan(s)), r),
     (e: unknown) => {
       spans.forEach((s) => endSpan(s, coerceError(e).message));
@@ -112,7 +114,16 @@ interface FireBatch {
 
 /** The scripted fire transaction when there is a multi-statement pool, else (and after it met a logged event) the knex one. */
 async function fireBatch(fire: FireDeps, script: MultiPool | null): Promise<FireBatch> {
-  return (script && (await fireScripted(script, fire))) || fireWithKnex(fire);
+  try {
+    const scripted = script && (await fireScripted(script, fire));
+    if (scripted) return scripted;
+    // The knex path claims from the head and leaves no point: the next claim starts at the head too.
+    fire.cursor?.reset();
+    return await fireWithKnex(fire);
+  } catch (e) {
+    fire.cursor?.reset();
+    throw e;
+  }
 }
 
 interface FireDeps {
@@ -123,6 +134,8 @@ interface FireDeps {
   spans: Span[];
   /** The claim's size (ClaimSize: RELAY_BATCH_SIZE, more while a burst lasts). */
   limit: number;
+  /** Where the lane's claim starts (the scripted path); without it every claim starts at the head. */
+  cursor?: ClaimCursor;
 }
 
 /**
@@ -168,16 +181,21 @@ async function fireWithKnex({ db, config, direct, tracing, spans, limit }: FireD
  * null, rolled back, when an event of the batch is already logged: the caller fires it again on the knex
  * path.
  */
-async function fireScripted(pool: MultiPool, { db, config, direct, tracing, spans, limit }: FireDeps): Promise<FireBatch | null> {
+async function fireScripted(pool: MultiPool, { db, config, direct, tracing, spans, limit, cursor }: FireDeps): Promise<FireBatch | null> {
   const produce = direct !== null && direct.isOpen();
   // The outbox probe rides with the claim (before anything is produced); when nothing is due it was one index dive for nothing.
   const probe = produce && config.outboxOrdering;
-  const { tx, claimed, plan, anyQueued, now } = await claimAndPlan(pool, config, limit, probe);
+  const { tx, claimed, plan, anyQueued, now, end, claimedAtMs } = await claimAndPlan(pool, config, limit, probe, cursor ?? null);
   try {
-    // A batch that is not full is the last due one: the next pending occurrence is read after the commit.
-    const after: Statement[] = claimed < limit ? [{ sql: NEXT_PENDING_SQL, values: [] }] : [];
+    // Where the lane's next claim starts once this one commits: past its rows when all of them leave the
+    // pending state (none left for the next batch) and no next occurrence it inserts falls behind them (a
+    // recurring trigger catching up), else at the head (relay/claim-cursor.ts).
+    const point = plan && plan.left === 0 && end && plan.next.every((o) => o.fire_at > end.fire_at) ? end : null;
+    // A batch that is not full is the last due one: the next pending occurrence (past the point) is read after the commit.
+    const after: Statement[] = claimed < limit ? [nextPendingStatement(point)] : [];
     if (!plan) {
       const read = await tx.commit([], after);
+      cursor?.committed(claimedAtMs, null);
       return { claimed: 0, left: 0, fired: 0, queued: 0, lags: [], next: nextPendingOf(read[0] as Array<{ fire_at: Date; due: number }>) };
     }
     spans.push(...traceFirings(tracing, plan.toLog));
@@ -199,6 +217,7 @@ async function fireScripted(pool: MultiPool, { db, config, direct, tracing, span
       ...(lags.length > 0 ? [insertFireLagsStatement(lagsMsOf(lags), now)] : []),
     ];
     const read2 = await tx.commit(write, after);
+    cursor?.committed(claimedAtMs, point);
     return {
       claimed,
       left: plan.left,
@@ -224,18 +243,25 @@ async function fireScripted(pool: MultiPool, { db, config, direct, tracing, span
  * RELAY_CONCURRENCY × RELAY_BATCH_MAX rows in a burst), every scavenge copied them and promoted them.
  * `plan` is null when nothing was due (the transaction is still open: the caller commits it).
  */
-async function claimAndPlan(pool: MultiPool, config: Config, limit: number, probe: boolean) {
-  const { tx, results } = await ScriptTransaction.begin(pool, [{ sql: CLAIM_DUE_SQL, values: [limit] }, ...(probe ? [ANY_QUEUED] : [])]);
+async function claimAndPlan(pool: MultiPool, config: Config, limit: number, probe: boolean, cursor: ClaimCursor | null) {
+  const claimedAtMs = Date.now();
+  const from = cursor ? cursor.start(claimedAtMs) : null;
+  const { tx, results } = await ScriptTransaction.begin(pool, [claimDueStatement(limit, from), ...(probe ? [ANY_QUEUED] : [])]);
+  if (cursor && from === null) {
+    const nowMs = Date.now();
+    cursor.fromHead(nowMs, nowMs - claimedAtMs);
+  }
   try {
     const claimed = claimedOf(results[0] as Array<Record<string, unknown>>);
-    if (claimed.due.length === 0) return { tx, claimed: 0, plan: null, anyQueued: false, now: new Date() };
+    if (claimed.due.length === 0) return { tx, claimed: 0, plan: null, anyQueued: false, now: new Date(), end: null, claimedAtMs };
+    const end = cursor ? claimEnd(claimed.due) : null;
     const anyQueued = probe && (results[1] as unknown[]).length > 0;
     // Configs too large to come with the claim: those this batch fires are read now (a round trip more,
     // only for such batches).
     const claim = await readLargeConfigs(claimed, FIRE_BATCH_MAX_CHARS, tx.sendOne);
     const now = new Date();
     const plan = planFiring(claim, now, config.misfireGraceSeconds * 1000);
-    return { tx, claimed: claimed.due.length, plan, anyQueued, now };
+    return { tx, claimed: claimed.due.length, plan, anyQueued, now, end, claimedAtMs };
   } catch (e) {
     await tx.rollback();
     throw e;

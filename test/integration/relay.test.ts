@@ -16,7 +16,7 @@ import { fireSlotMs } from '../../src/relay/relay';
 import { createLogger } from '../../src/logger';
 import { scheduledEventId } from '../../src/triggers/event-id';
 import { claimUnpublished, claimUnpublishedInShards, probeOutbox, promoteDue, shardOf, shardsWithBacklog } from '../../src/db/outbox';
-import { claimDue, deleteFired, markCancelled, nextPending } from '../../src/db/schedules';
+import { claimDue, claimDueStatement, deleteFired, markCancelled, nextPending, nextPendingStatement } from '../../src/db/schedules';
 import { insertEvents } from '../../src/db/events';
 import { randomUUID } from 'node:crypto';
 
@@ -213,6 +213,39 @@ describe('relay: due schedules and the outbox to Kafka', function () {
     expect(batches[0], `batch sizes ${batches.join(', ')}`).to.equal(50);
     expect(Math.max(...batches), `batch sizes ${batches.join(', ')}`).to.equal(200);
     expect(batches.reduce((a, b) => a + b, 0)).to.equal(700);
+  });
+
+  it('claims an occurrence committed behind its last claim (already due when written) within a claim from the head, while a stream keeps it busy', async () => {
+    await platform?.stop(); // one relay, one lane: its claims start past its own earlier ones
+    platform = null;
+    const config = { ...t.config, relayConcurrency: 1, relayFireWindowMs: 10, relayFireWindowMaxMs: 10 };
+    const relay = await startPlatform(config, ['relay'], { logger: quiet, migrate: false });
+    try {
+      // A stream of 800 occurrences, five every 25 ms (200 a second for 4 s), written before it falls due.
+      const first = Date.now() + 5000;
+      const stream: string[] = [];
+      for (let i = 0; i < 160; i += 20) {
+        const groups = await Promise.all(
+          Array.from({ length: 20 }, (_, j) => insertScheduledTriggers(t.db, 5, { fireAt: new Date(first + (i + j) * 25) })),
+        );
+        stream.push(...groups.flat());
+      }
+      expect(Date.now(), 'the stream was written before it fell due').to.be.below(first);
+      // 1 s into the stream, an occurrence due 900 ms ago: behind every point the lane has passed since.
+      await until(async () => Date.now() >= first + 1000, { intervalMs: 5, message: 'one second into the stream' });
+      const [late] = await insertScheduledTriggers(t.db, 1, { fireAt: new Date(first + 100) });
+      const writtenAt = Date.now();
+      await untilLogged(t.db, [late!], { message: 'the late occurrence fired' });
+      const [row] = (await t.db('event_logs').where('trigger_id', late!).select('fired_at')) as Array<{ fired_at: Date }>;
+      // A claim from the head comes every SCHEDULER_INTERVAL (250 ms here) while the stream runs; a lane that
+      // only claimed past its points would leave it until the stream ends (first + 4 s) and claims come back empty.
+      expect(row!.fired_at.getTime() - writtenAt, 'fired this long after it was written (ms)').to.be.below(1500);
+      expect(row!.fired_at.getTime(), 'fired while the stream was still running').to.be.below(first + 3500);
+      await untilLogged(t.db, stream, { message: 'the stream fired', timeoutMs: 60_000 });
+    } finally {
+      await relay.stop();
+      platform = await startPlatform(t.config, ['relay'], { logger: quiet, migrate: false });
+    }
   });
 
   it('widens its fire window while fire batches are small (a trickle), up to RELAY_FIRE_WINDOW_MAX, and reports it in etp_relay_fire_window_seconds', async () => {
@@ -646,6 +679,20 @@ describe('relay: due schedules and the outbox to Kafka', function () {
     const e = await plan('nextPending', (trx) => nextPending(trx));
     expect(e.key, e.sql).to.equal('idx_schedules_claim');
     expect(e.Extra, e.sql).not.to.match(/filesort/);
+    // A fire lane's claim, and its read of the next pending occurrence, past its last claim (relay/claim-cursor.ts):
+    // a range of idx_schedules_claim that starts at the point (a ref on status alone would start at the head, and
+    // walk the fired rows' delete-marked entries there), in the index's order.
+    const point = { fire_at: new Date(), id: 1 };
+    for (const [name, statement] of [
+      ['claim past a point', claimDueStatement(500, point)],
+      ['next pending past a point', nextPendingStatement(point)],
+    ] as const) {
+      const { sql: sent } = await captureSql(t.db, (trx) => trx.raw(statement.sql, statement.values));
+      const rows = await explain(t.db, sent[0]!);
+      const s2 = rows.find((r) => r.table === 'trigger_schedules');
+      expect(s2, `${name}: ${statement.sql}`).to.include({ key: 'idx_schedules_claim', type: 'range' });
+      expect(rows.map((r) => r.Extra ?? '').join(' | '), `${name}: ${statement.sql}`).not.to.match(/filesort/);
+    }
     const o = await plan('claimUnpublished', (trx) => claimUnpublished(trx, 500));
     expect(o.key, o.sql).to.equal('idx_outbox_claim');
     expect(o.Extra, o.sql).not.to.match(/filesort/);

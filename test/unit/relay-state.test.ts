@@ -15,7 +15,8 @@ import {
 } from '../../src/relay/relay';
 import { createDb, dbSettings, type Db } from '../../src/db/knex';
 import { boundedBatch, OUTBOX_INLINE_MAX_BYTES, outboxShardsOf, shardOf, withOutboxValues, type ClaimedOutbox } from '../../src/db/outbox';
-import { claimedOf, largeConfigsToRead, withLargeConfigs, type Claimed } from '../../src/db/schedules';
+import { claimedOf, claimEnd, largeConfigsToRead, withLargeConfigs, type Claimed } from '../../src/db/schedules';
+import { CLAIM_RESCAN_MS, ClaimCursor } from '../../src/relay/claim-cursor';
 import { FIRE_BATCH_MAX_CHARS, planFiring } from '../../src/relay/steps';
 import type { TriggerConfig } from '../../src/triggers/types';
 
@@ -531,5 +532,58 @@ describe('an outbox batch bounded by its messages’ bytes (boundedBatch)', () =
     expect(rows[1]!.message.value.toString()).to.equal('large');
     expect(rows[1]!.unread).to.equal(undefined);
     expect(() => withOutboxValues(claimed([20_000]), [])).to.throw(/outbox row 1/);
+  });
+});
+
+describe("a fire lane's claims start past its own earlier claims (ClaimCursor)", () => {
+  const at = (ms: number, id: number) => ({ fire_at: new Date(1_700_000_000_000 + ms), id });
+  const HEAD_EVERY = 250;
+
+  it('orders claim points by fire_at, then id (claimEnd)', () => {
+    expect(claimEnd([at(5, 9), at(7, 2), at(7, 1), at(6, 50)])).to.deep.equal(at(7, 2));
+    expect(claimEnd([])).to.equal(null);
+    expect(claimEnd([at(1, 1)], at(3, 3)), 'a point that comes later wins').to.deep.equal(at(3, 3));
+  });
+
+  it('starts at the head until a committed claim is CLAIM_RESCAN_MS old, then past the newest such claim', () => {
+    const c = new ClaimCursor(HEAD_EVERY);
+    expect(c.start(0), 'the first claim').to.equal(null);
+    c.fromHead(0, 1);
+    c.committed(0, at(10, 100));
+    expect(c.start(CLAIM_RESCAN_MS - 1), 'no claim old enough yet: its range may hold rows another claim held').to.equal(null);
+    c.committed(20, at(30, 300));
+    c.committed(40, at(50, 500));
+    expect(c.start(CLAIM_RESCAN_MS)).to.deep.equal(at(10, 100));
+    expect(c.start(CLAIM_RESCAN_MS + 20), 'the newest claim at least CLAIM_RESCAN_MS old').to.deep.equal(at(30, 300));
+    expect(c.start(CLAIM_RESCAN_MS + 45)).to.deep.equal(at(50, 500));
+  });
+
+  it('claims from the head every SCHEDULER_INTERVAL, or ten times as long as the last claim from the head took', () => {
+    const c = new ClaimCursor(HEAD_EVERY);
+    expect(c.start(0)).to.equal(null);
+    c.fromHead(0, 2);
+    c.committed(0, at(10, 100));
+    expect(c.start(HEAD_EVERY - 1)).to.deep.equal(at(10, 100));
+    expect(c.start(HEAD_EVERY), 'the periodic claim from the head: rows left behind the point are claimed').to.equal(null);
+    // A claim from the head that took 100 ms (entries of fired rows piled up while purge was held): the next
+    // one waits ten times as long.
+    c.fromHead(HEAD_EVERY, 100);
+    c.committed(HEAD_EVERY, at(20, 200));
+    expect(c.start(HEAD_EVERY + 999)).to.deep.equal(at(20, 200));
+    expect(c.start(HEAD_EVERY + 1000)).to.equal(null);
+  });
+
+  it('starts at the head after a claim that came back empty, left rows pending, or failed', () => {
+    const c = new ClaimCursor(10_000); // no periodic claim from the head within this test
+    c.fromHead(0, 1);
+    c.committed(0, at(10, 100));
+    expect(c.start(100)).to.deep.equal(at(10, 100));
+    c.committed(100, null); // empty, or rows left pending
+    expect(c.start(200)).to.equal(null);
+    c.committed(200, at(20, 200));
+    expect(c.start(240)).to.equal(null);
+    expect(c.start(CLAIM_RESCAN_MS + 200)).to.deep.equal(at(20, 200));
+    c.reset(); // the fire transaction failed
+    expect(c.start(CLAIM_RESCAN_MS + 201)).to.equal(null);
   });
 });
