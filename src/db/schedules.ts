@@ -145,7 +145,7 @@ export interface ClaimPoint {
  * Why: a fired row is deleted, but its entry in idx_schedules_claim stays, delete-marked, until InnoDB's
  * purge removes it, and those entries lie at the head of the pending range, where every claim from the head
  * starts, and a locking read visits each one it passes (0.7–1.4 µs of server CPU each, measured with the
- * purge held). At a steady 2,000 fires/s that was about 0.5 ms on top of a claim's own 0.8 ms; while a long
+ * purge held). At a steady 2,000 fires/s that was about 0.5 ms on top of a claim's own 0.8–1 ms; while a long
  * transaction's read view holds the purge up (a backup, a report) the entries pile up and every claim from
  * the head walks all of them: 36–68 ms for a claim of 50 behind 50,000 of them (docs/performance-cpu.md).
  * Starting past the lane's earlier claims skips them. The range is forced: with a non-covering select list the optimizer otherwise takes the index
