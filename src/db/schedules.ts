@@ -139,8 +139,8 @@ export interface ClaimPoint {
 }
 
 /**
- * The claim past a point (a fire lane's last claim: relay/claim-cursor.ts), CLAIM_DUE_SQL's rows from there
- * on. Its bindings: the point's fire_at twice and id, then the batch size.
+ * The claim past a point (the end of an earlier claim of the fire lane: relay/claim-cursor.ts), CLAIM_DUE_SQL's
+ * rows from there on. Its bindings: the point's fire_at twice and id, then the batch size.
  *
  * Why: a fired row is deleted, but its entry in idx_schedules_claim stays, delete-marked, until InnoDB's
  * purge removes it, and those entries lie at the head of the pending range, where every claim from the head
@@ -148,8 +148,8 @@ export interface ClaimPoint {
  * purge held). At a steady 2,000 fires/s that was about 0.5 ms on top of a claim's own 0.8–1 ms; while a long
  * transaction's read view holds the purge up (a backup, a report) the entries pile up and every claim from
  * the head walks all of them: 36–68 ms for a claim of 50 behind 50,000 of them (docs/performance-cpu.md).
- * Starting past the lane's earlier claims skips them. The range is forced: with a non-covering select list the optimizer otherwise takes the index
- * as a ref on status alone, which starts at the head again.
+ * Starting past the lane's earlier claims skips them. The range is forced: with a select list the index does
+ * not cover, the optimizer otherwise takes the index as a ref on status alone, which starts at the head again.
  */
 export const CLAIM_DUE_AFTER_SQL = `SELECT c.id, c.trigger_id, c.fire_at, c.scheduled_for, t.type, t.status, t.version,
         IF(LENGTH(t.config) <= ${CLAIM_CONFIG_MAX_BYTES}, t.config, NULL) AS config, LENGTH(t.config) AS config_bytes
