@@ -19,8 +19,22 @@
  *
  * The server must run on this machine (its pid file is read). Results: bench/results/<date>-claim-walk.json.
  */
-import fs from 'node:fs';
-import { createBenchEnv, dbServerPid, intArg, Live, log, parseArgs, round, runBench, table, writeResults, type BenchEnv } from './lib';
+import {
+  createBenchEnv,
+  dbServerPid,
+  heldConnection,
+  intArg,
+  Live,
+  log,
+  parseArgs,
+  round,
+  runBench,
+  serverCpuNs,
+  table,
+  writeResults,
+  type BenchEnv,
+  type ConnQuery,
+} from './lib';
 import { insertScheduledTriggers } from '../test/helpers/fixtures';
 import { claimDueStatement, claimEnd, deleteFiredStatement, type ClaimPoint } from '../src/db/schedules';
 import { ClaimCursor } from '../src/relay/claim-cursor';
@@ -42,21 +56,6 @@ const PURGE = ['purge running', 'purge held (a read view open)'] as const;
 type Purge = (typeof PURGE)[number];
 
 const live = new Live();
-
-/** The server's CPU time so far, in ns: the sum of its threads' run time (/proc/<pid>/task/<tid>/schedstat). */
-function serverNs(pid: number): number {
-  let sum = 0;
-  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
-    try {
-      sum += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
-    } catch {
-      /* thread gone */
-    }
-  }
-  return sum;
-}
-
-type Query = (sql: string, values?: unknown[]) => Promise<unknown>;
 
 interface Run {
   way: Way;
@@ -85,22 +84,22 @@ async function writeStream(e: BenchEnv, startMs: number): Promise<void> {
 }
 
 /** Claims the stream as a lane does at a steady rate, one claim every GAP_MS; the server's CPU meanwhile. */
-async function claimStream(q: Query, pid: number, way: Way): Promise<Omit<Run, 'way' | 'purge' | 'round'>> {
+async function claimStream(q: ConnQuery, pid: number, way: Way): Promise<Omit<Run, 'way' | 'purge' | 'round'>> {
   const total = RATE * SECONDS;
   const cursor = way === WAYS[1] ? new ClaimCursor(HEAD_EVERY_MS) : null;
   let claimNs = 0;
   let claims = 0;
   let headClaims = 0;
   let fired = 0;
-  const t0 = serverNs(pid);
+  const t0 = serverCpuNs(pid);
   while (fired < total) {
     const atMs = Date.now();
     const from: ClaimPoint | null = cursor ? cursor.start(atMs) : null;
     await q('BEGIN');
-    const s0 = serverNs(pid);
+    const s0 = serverCpuNs(pid);
     const { sql, values } = claimDueStatement(LIMIT, from);
     const rows = (await q(sql, values as unknown[])) as Array<{ id: number; fire_at: Date }>;
-    claimNs += serverNs(pid) - s0;
+    claimNs += serverCpuNs(pid) - s0;
     claims++;
     if (from === null) {
       headClaims++;
@@ -120,7 +119,7 @@ async function claimStream(q: Query, pid: number, way: Way): Promise<Omit<Run, '
     headClaims,
     fired,
     claimUs: round(claimNs / claims / 1000, 0),
-    perRowUs: round((serverNs(pid) - t0) / fired / 1000, 1),
+    perRowUs: round((serverCpuNs(pid) - t0) / fired / 1000, 1),
   };
 }
 
@@ -131,14 +130,8 @@ async function main(): Promise<void> {
     const pid = await dbServerPid(e.db);
     if (pid === null) throw new Error('claim-walk reads the database server from /proc: run it against a server on this machine');
     log(`claim-walk: ${RATE.toLocaleString()} occurrences a second for ${SECONDS} s, a claim every ${GAP_MS} ms, server pid ${pid}`);
-    const conn = (await e.db.client.acquireConnection()) as {
-      query: (o: { sql: string; values: unknown[] }, cb: (err: unknown, rows: unknown) => void) => void;
-    };
-    const on =
-      (c: typeof conn): Query =>
-      (sql, values = []) =>
-        new Promise((res, rej) => c.query({ sql, values }, (err, rows) => (err ? rej(err) : res(rows))));
-    const q = on(conn);
+    const conn = await heldConnection(e.db);
+    const q = conn.query;
     const runs: Run[] = [];
     try {
       await q('SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED');
@@ -150,14 +143,14 @@ async function main(): Promise<void> {
             await e.db.raw('DELETE FROM triggers');
             const start = Date.now() + 3000 + SECONDS * 400;
             await writeStream(e, start);
-            const holder = purge === PURGE[1] ? ((await e.db.client.acquireConnection()) as typeof conn) : null;
+            const holder = purge === PURGE[1] ? await heldConnection(e.db) : null;
             try {
               if (holder) {
                 // REPEATABLE READ, as a backup's or a report's: the pool's connections read committed, whose read
                 // view lasts one statement and would not hold the purge up.
-                await on(holder)('SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ');
-                await on(holder)('START TRANSACTION WITH CONSISTENT SNAPSHOT');
-                await on(holder)('SELECT COUNT(*) FROM triggers');
+                await holder.query('SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ');
+                await holder.query('START TRANSACTION WITH CONSISTENT SNAPSHOT');
+                await holder.query('SELECT COUNT(*) FROM triggers');
               }
               const wait = start - Date.now();
               if (wait < 0) throw new Error(`the stream was written ${-wait} ms after it fell due`);
@@ -170,16 +163,16 @@ async function main(): Promise<void> {
               );
             } finally {
               if (holder) {
-                await on(holder)('ROLLBACK');
-                await on(holder)('SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED');
-                e.db.client.releaseConnection(holder);
+                await holder.query('ROLLBACK');
+                await holder.query('SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED');
+                holder.release();
               }
             }
           }
         }
       }
     } finally {
-      e.db.client.releaseConnection(conn);
+      conn.release();
     }
     const mean = (way: Way, purge: Purge, f: (x: Run) => number) => {
       const xs = runs.filter((x) => x.way === way && x.purge === purge).map(f);

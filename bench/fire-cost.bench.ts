@@ -17,9 +17,23 @@
  *
  * The server must run on this machine (its pid file is read). Results: bench/results/<date>-fire-cost.json.
  */
-import fs from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { createBenchEnv, dbServerPid, intArg, Live, log, parseArgs, round, runBench, table, writeResults, type BenchEnv } from './lib';
+import {
+  createBenchEnv,
+  dbServerPid,
+  heldConnection,
+  intArg,
+  Live,
+  log,
+  parseArgs,
+  round,
+  runBench,
+  serverCpuNs,
+  table,
+  writeResults,
+  type BenchEnv,
+  type ConnQuery,
+} from './lib';
 import { insertScheduledTriggers } from '../test/helpers/fixtures';
 import { CLAIM_DUE_SQL, claimedOf, deleteFiredStatement, type Claimed } from '../src/db/schedules';
 import { insertFireLagsStatement } from '../src/db/fire-lags';
@@ -56,30 +70,17 @@ function countedPhase(sql: string): Phase {
   return 'event_logs'; // the INSERT, and the session flag set before it and cleared after
 }
 
-/** The server's CPU time so far, in ns: the sum of its threads' run time (/proc/<pid>/task/<tid>/schedstat). */
-function serverNs(pid: number): number {
-  let sum = 0;
-  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
-    try {
-      sum += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
-    } catch {
-      /* thread gone */
-    }
-  }
-  return sum;
-}
-
-type Query = (sql: string, values?: unknown[]) => Promise<unknown>;
+type Query = ConnQuery;
 
 /** Fires every due occurrence in batches; returns the server's ns per phase and the events fired. */
 async function fireAll(q: Query, pid: number, variant: Variant): Promise<{ ns: Record<Phase, number>; fired: number }> {
   const ns = Object.fromEntries(PHASES.map((p) => [p, 0])) as Record<Phase, number>;
   let fired = 0;
   for (;;) {
-    let t = serverNs(pid);
+    let t = serverCpuNs(pid);
     const step = async <T>(phase: Phase, sql: string, values: unknown[] = []): Promise<T> => {
       const r = (await q(sql, values)) as T;
-      const n = serverNs(pid);
+      const n = serverCpuNs(pid);
       ns[phase] += n - t;
       t = n;
       return r;
@@ -143,11 +144,8 @@ async function main(): Promise<void> {
     log(
       `fire-cost: ${EVENTS.toLocaleString()} due occurrences, batches of ${BATCH}, ${ROUNDS} round(s) of each variant, server pid ${pid}`,
     );
-    const conn = (await e.db.client.acquireConnection()) as {
-      query: (o: { sql: string; values: unknown[] }, cb: (err: unknown, rows: unknown) => void) => void;
-    };
-    const q: Query = (sql, values = []) =>
-      new Promise((res, rej) => conn.query({ sql, values }, (err, rows) => (err ? rej(err) : res(rows))));
+    const conn = await heldConnection(e.db);
+    const q: Query = conn.query;
     const runs: Array<{ variant: Variant; round: number; fired: number; usPerEvent: Record<Phase, number>; total: number }> = [];
     try {
       for (let r = 1; r <= ROUNDS; r++) {
@@ -164,7 +162,7 @@ async function main(): Promise<void> {
         }
       }
     } finally {
-      e.db.client.releaseConnection(conn);
+      conn.release();
     }
     const mean = (v: Variant, f: (run: (typeof runs)[number]) => number) => {
       const xs = runs.filter((x) => x.variant === v).map(f);

@@ -210,6 +210,36 @@ export function cpuSecondsOf(pid: number): number | null {
 const CLOCK_TICKS = 100; // USER_HZ on every Linux this runs on
 
 /**
+ * A server's CPU time so far, in ns: the sum of its threads' run time (/proc/<pid>/task/<tid>/schedstat), read
+ * around single statements by the benches that measure the database server's share (fire-cost, claim-walk).
+ */
+export function serverCpuNs(pid: number): number {
+  let sum = 0;
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    try {
+      sum += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      /* thread gone */
+    }
+  }
+  return sum;
+}
+
+/** A statement on one connection taken from a knex pool (mysql2's callback API): the rows, or the result. */
+export type ConnQuery = (sql: string, values?: unknown[]) => Promise<unknown>;
+
+/** A connection of `db`'s pool, held until `release`, and its query function. */
+export async function heldConnection(db: Db): Promise<{ query: ConnQuery; release: () => void }> {
+  const conn = (await db.client.acquireConnection()) as {
+    query: (o: { sql: string; values: unknown[] }, cb: (err: unknown, rows: unknown) => void) => void;
+  };
+  return {
+    query: (sql, values = []) => new Promise((res, rej) => conn.query({ sql, values }, (err, rows) => (err ? rej(err) : res(rows)))),
+    release: () => db.client.releaseConnection(conn),
+  };
+}
+
+/**
  * The pid of the server `db` is connected to, from its pid file (a local server; null if unreadable). Where
  * several MariaDB servers run (the machine's own and one a bench started for itself on another port), the
  * first one servicePids finds by name need not be the one measured.

@@ -50,6 +50,23 @@ export async function insertScheduledTriggers(
   return ids;
 }
 
+/**
+ * A stream of due occurrences: `per` time triggers due at each of `instants` instants `stepMs` apart from
+ * `first`, written 20 instants at a time. Returns the trigger ids.
+ */
+export async function insertStream(db: Db, first: number, opts: { instants: number; per: number; stepMs: number }): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 0; i < opts.instants; i += 20) {
+    const groups = await Promise.all(
+      Array.from({ length: Math.min(20, opts.instants - i) }, (_, j) =>
+        insertScheduledTriggers(db, opts.per, { fireAt: new Date(first + (i + j) * opts.stepMs) }),
+      ),
+    );
+    ids.push(...groups.flat());
+  }
+  return ids;
+}
+
 export async function count(db: Db, table: string, where: Record<string, unknown> = {}): Promise<number> {
   const row = (await db(table).where(where).count<{ n: number }[]>({ n: '*' }))[0];
   return Number(row?.n ?? 0);

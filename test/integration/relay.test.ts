@@ -6,7 +6,7 @@ import { KafkaReader } from '../helpers/kafka';
 import { until } from '../helpers/until';
 import { metricValue, scrapeMetrics } from '../helpers/metrics';
 import { spawnRole, type RoleProcess } from '../helpers/proc';
-import { count, insertScheduledTriggers, untilLogged } from '../helpers/fixtures';
+import { count, insertScheduledTriggers, insertStream, untilLogged } from '../helpers/fixtures';
 import { logOutboxInserts } from '../helpers/outbox-log';
 import { inShortLockWaitTransaction } from '../helpers/lock-wait';
 import { captureSql, explain } from '../helpers/capture-sql';
@@ -223,13 +223,7 @@ describe('relay: due schedules and the outbox to Kafka', function () {
     try {
       // A stream of 800 occurrences, five every 25 ms (200 a second for 4 s), written before it falls due.
       const first = Date.now() + 5000;
-      const stream: string[] = [];
-      for (let i = 0; i < 160; i += 20) {
-        const groups = await Promise.all(
-          Array.from({ length: 20 }, (_, j) => insertScheduledTriggers(t.db, 5, { fireAt: new Date(first + (i + j) * 25) })),
-        );
-        stream.push(...groups.flat());
-      }
+      const stream = await insertStream(t.db, first, { instants: 160, per: 5, stepMs: 25 });
       expect(Date.now(), 'the stream was written before it fell due').to.be.below(first);
       // 1 s into the stream, an occurrence due 900 ms ago: behind every point the lane has passed since.
       await until(async () => Date.now() >= first + 1000, { intervalMs: 5, message: 'one second into the stream' });
@@ -299,13 +293,7 @@ describe('relay: due schedules and the outbox to Kafka', function () {
         // 1,000 occurrences, five every 10 ms (500 a second for 2 s), due once both relays have seen each
         // other (a lease refresh every quarter lease time; the lease time is short here).
         const first = Date.now() + 5000;
-        const ids: string[] = [];
-        for (let i = 0; i < 200; i += 20) {
-          const groups = await Promise.all(
-            Array.from({ length: 20 }, (_, j) => insertScheduledTriggers(t.db, 5, { fireAt: new Date(first + (i + j) * 10) })),
-          );
-          ids.push(...groups.flat());
-        }
+        const ids = await insertStream(t.db, first, { instants: 200, per: 5, stepMs: 10 });
         expect(Date.now(), 'the stream was written before it fell due').to.be.below(first);
         await untilLogged(t.db, ids, {
           message: 'the stream fired',
