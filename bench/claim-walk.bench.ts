@@ -20,8 +20,6 @@
  * The server must run on this machine (its pid file is read). Results: bench/results/<date>-claim-walk.json.
  */
 import {
-  createBenchEnv,
-  dbServerPid,
   heldConnection,
   intArg,
   Live,
@@ -31,6 +29,7 @@ import {
   runBench,
   serverCpuNs,
   table,
+  withMeasuredServer,
   writeResults,
   type BenchEnv,
   type ConnQuery,
@@ -124,55 +123,45 @@ async function claimStream(q: ConnQuery, pid: number, way: Way): Promise<Omit<Ru
 }
 
 async function main(): Promise<void> {
-  const e = await createBenchEnv('claimwalk');
-  live.envs.add(e);
-  try {
-    const pid = await dbServerPid(e.db);
-    if (pid === null) throw new Error('claim-walk reads the database server from /proc: run it against a server on this machine');
+  await withMeasuredServer('claim-walk', live, async ({ e, pid, q }) => {
     log(`claim-walk: ${RATE.toLocaleString()} occurrences a second for ${SECONDS} s, a claim every ${GAP_MS} ms, server pid ${pid}`);
-    const conn = await heldConnection(e.db);
-    const q = conn.query;
     const runs: Run[] = [];
-    try {
-      await q('SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED');
-      for (let r = 1; r <= ROUNDS; r++) {
-        for (const purge of PURGE) {
-          // Alternating which goes first, so a drift of the machine does not favour one.
-          for (const way of r % 2 === 1 ? WAYS : [...WAYS].reverse()) {
-            await e.db.raw('DELETE FROM trigger_schedules');
-            await e.db.raw('DELETE FROM triggers');
-            const start = Date.now() + 3000 + SECONDS * 400;
-            await writeStream(e, start);
-            const holder = purge === PURGE[1] ? await heldConnection(e.db) : null;
-            try {
-              if (holder) {
-                // REPEATABLE READ, as a backup's or a report's: the pool's connections read committed, whose read
-                // view lasts one statement and would not hold the purge up.
-                await holder.query('SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ');
-                await holder.query('START TRANSACTION WITH CONSISTENT SNAPSHOT');
-                await holder.query('SELECT COUNT(*) FROM triggers');
-              }
-              const wait = start - Date.now();
-              if (wait < 0) throw new Error(`the stream was written ${-wait} ms after it fell due`);
-              await sleep(wait);
-              const run = { way, purge, round: r, ...(await claimStream(q, pid, way)) };
-              runs.push(run);
-              log(
-                `  round ${r}, ${purge}, ${way}: ${run.claims} claims (${run.headClaims} from the head), ` +
-                  `${run.claimUs} µs of server CPU per claim, ${run.perRowUs} per fired row`,
-              );
-            } finally {
-              if (holder) {
-                await holder.query('ROLLBACK');
-                await holder.query('SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED');
-                holder.release();
-              }
+    await q('SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED');
+    for (let r = 1; r <= ROUNDS; r++) {
+      for (const purge of PURGE) {
+        // Alternating which goes first, so a drift of the machine does not favour one.
+        for (const way of r % 2 === 1 ? WAYS : [...WAYS].reverse()) {
+          await e.db.raw('DELETE FROM trigger_schedules');
+          await e.db.raw('DELETE FROM triggers');
+          const start = Date.now() + 3000 + SECONDS * 400;
+          await writeStream(e, start);
+          const holder = purge === PURGE[1] ? await heldConnection(e.db) : null;
+          try {
+            if (holder) {
+              // REPEATABLE READ, as a backup's or a report's: the pool's connections read committed, whose read
+              // view lasts one statement and would not hold the purge up.
+              await holder.query('SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ');
+              await holder.query('START TRANSACTION WITH CONSISTENT SNAPSHOT');
+              await holder.query('SELECT COUNT(*) FROM triggers');
+            }
+            const wait = start - Date.now();
+            if (wait < 0) throw new Error(`the stream was written ${-wait} ms after it fell due`);
+            await sleep(wait);
+            const run = { way, purge, round: r, ...(await claimStream(q, pid, way)) };
+            runs.push(run);
+            log(
+              `  round ${r}, ${purge}, ${way}: ${run.claims} claims (${run.headClaims} from the head), ` +
+                `${run.claimUs} µs of server CPU per claim, ${run.perRowUs} per fired row`,
+            );
+          } finally {
+            if (holder) {
+              await holder.query('ROLLBACK');
+              await holder.query('SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED');
+              holder.release();
             }
           }
         }
       }
-    } finally {
-      conn.release();
     }
     const mean = (way: Way, purge: Purge, f: (x: Run) => number) => {
       const xs = runs.filter((x) => x.way === way && x.purge === purge).map(f);
@@ -210,10 +199,7 @@ async function main(): Promise<void> {
     for (const purge of PURGE)
       log(`${purge}: the product ÷ from the head: ${ratios[purge]!.perClaim}× per claim, ${ratios[purge]!.perRow}× per fired row`);
     writeResults(QUICK ? 'claim-walk-quick' : 'claim-walk', { rate: RATE, seconds: SECONDS, rounds: ROUNDS, runs, ratios });
-  } finally {
-    live.envs.delete(e);
-    await e.cleanup();
-  }
+  });
 }
 
 runBench('claim-walk', main, () => live.abandon());

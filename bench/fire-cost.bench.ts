@@ -19,9 +19,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import {
-  createBenchEnv,
-  dbServerPid,
-  heldConnection,
   intArg,
   Live,
   log,
@@ -30,6 +27,7 @@ import {
   runBench,
   serverCpuNs,
   table,
+  withMeasuredServer,
   writeResults,
   type BenchEnv,
   type ConnQuery,
@@ -70,10 +68,8 @@ function countedPhase(sql: string): Phase {
   return 'event_logs'; // the INSERT, and the session flag set before it and cleared after
 }
 
-type Query = ConnQuery;
-
 /** Fires every due occurrence in batches; returns the server's ns per phase and the events fired. */
-async function fireAll(q: Query, pid: number, variant: Variant): Promise<{ ns: Record<Phase, number>; fired: number }> {
+async function fireAll(q: ConnQuery, pid: number, variant: Variant): Promise<{ ns: Record<Phase, number>; fired: number }> {
   const ns = Object.fromEntries(PHASES.map((p) => [p, 0])) as Record<Phase, number>;
   let fired = 0;
   for (;;) {
@@ -136,33 +132,23 @@ async function clear(e: BenchEnv): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const e = await createBenchEnv('firecost');
-  live.envs.add(e);
-  try {
-    const pid = await dbServerPid(e.db);
-    if (pid === null) throw new Error('fire-cost reads the database server from /proc: run it against a server on this machine');
+  await withMeasuredServer('fire-cost', live, async ({ e, pid, q }) => {
     log(
       `fire-cost: ${EVENTS.toLocaleString()} due occurrences, batches of ${BATCH}, ${ROUNDS} round(s) of each variant, server pid ${pid}`,
     );
-    const conn = await heldConnection(e.db);
-    const q: Query = conn.query;
     const runs: Array<{ variant: Variant; round: number; fired: number; usPerEvent: Record<Phase, number>; total: number }> = [];
-    try {
-      for (let r = 1; r <= ROUNDS; r++) {
-        // Alternating which goes first, so a drift of the machine does not favour one.
-        for (const variant of r % 2 === 1 ? VARIANTS : [...VARIANTS].reverse()) {
-          await clear(e);
-          await insertScheduledTriggers(e.db, EVENTS, { fireAt: new Date(Date.now() - 1000) });
-          const { ns, fired } = await fireAll(q, pid, variant);
-          if (fired !== EVENTS) throw new Error(`${variant}: fired ${fired} of ${EVENTS}`);
-          const usPerEvent = Object.fromEntries(PHASES.map((p) => [p, round(ns[p] / fired / 1000, 2)])) as Record<Phase, number>;
-          const total = round(PHASES.reduce((a, p) => a + ns[p], 0) / fired / 1000, 1);
-          runs.push({ variant, round: r, fired, usPerEvent, total });
-          log(`  round ${r}, ${variant}: ${total} µs of server CPU per fired event`);
-        }
+    for (let r = 1; r <= ROUNDS; r++) {
+      // Alternating which goes first, so a drift of the machine does not favour one.
+      for (const variant of r % 2 === 1 ? VARIANTS : [...VARIANTS].reverse()) {
+        await clear(e);
+        await insertScheduledTriggers(e.db, EVENTS, { fireAt: new Date(Date.now() - 1000) });
+        const { ns, fired } = await fireAll(q, pid, variant);
+        if (fired !== EVENTS) throw new Error(`${variant}: fired ${fired} of ${EVENTS}`);
+        const usPerEvent = Object.fromEntries(PHASES.map((p) => [p, round(ns[p] / fired / 1000, 2)])) as Record<Phase, number>;
+        const total = round(PHASES.reduce((a, p) => a + ns[p], 0) / fired / 1000, 1);
+        runs.push({ variant, round: r, fired, usPerEvent, total });
+        log(`  round ${r}, ${variant}: ${total} µs of server CPU per fired event`);
       }
-    } finally {
-      conn.release();
     }
     const mean = (v: Variant, f: (run: (typeof runs)[number]) => number) => {
       const xs = runs.filter((x) => x.variant === v).map(f);
@@ -204,10 +190,7 @@ async function main(): Promise<void> {
       runs,
       ratio: { total: totalRatio },
     });
-  } finally {
-    live.envs.delete(e);
-    await e.cleanup();
-  }
+  });
 }
 
 runBench('fire-cost', main, () => live.abandon());

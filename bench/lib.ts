@@ -240,6 +240,28 @@ export async function heldConnection(db: Db): Promise<{ query: ConnQuery; releas
 }
 
 /**
+ * The frame of a bench that reads the database server's CPU from /proc around statements it sends on one
+ * connection (fire-cost, claim-walk): a bench environment tracked by `live`, the server's pid (it must run on
+ * this machine), one held connection; the connection released and the environment dropped after `body`.
+ */
+export async function withMeasuredServer(
+  name: string,
+  live: Live,
+  body: (m: { e: BenchEnv; pid: number; q: ConnQuery }) => Promise<void>,
+): Promise<void> {
+  await live.withEnv(await createBenchEnv(name.replace(/[^a-z0-9]/g, '')), false, async (e) => {
+    const pid = await dbServerPid(e.db);
+    if (pid === null) throw new Error(`${name} reads the database server from /proc: run it against a server on this machine`);
+    const conn = await heldConnection(e.db);
+    try {
+      await body({ e, pid, q: conn.query });
+    } finally {
+      conn.release();
+    }
+  });
+}
+
+/**
  * The pid of the server `db` is connected to, from its pid file (a local server; null if unreadable). Where
  * several MariaDB servers run (the machine's own and one a bench started for itself on another port), the
  * first one servicePids finds by name need not be the one measured.

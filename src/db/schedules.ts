@@ -166,9 +166,9 @@ export function claimDueStatement(limit: number, after: ClaimPoint | null): { sq
     : { sql: CLAIM_DUE_SQL, values: [limit] };
 }
 
-/** The last of `rows` in the claim index's order (fire_at, then id), or `from` when it comes later. */
-export function claimEnd(rows: readonly ClaimPoint[], from: ClaimPoint | null = null): ClaimPoint | null {
-  let end = from;
+/** The last of `rows` in the claim index's order (fire_at, then id); null when there are none. */
+export function claimEnd(rows: readonly ClaimPoint[]): ClaimPoint | null {
+  let end: ClaimPoint | null = null;
   for (const r of rows) {
     if (!end || r.fire_at.getTime() > end.fire_at.getTime() || (r.fire_at.getTime() === end.fire_at.getTime() && r.id > end.id))
       end = { fire_at: r.fire_at, id: r.id };

@@ -542,7 +542,6 @@ describe("a fire lane's claims start past its own earlier claims (ClaimCursor)",
   it('orders claim points by fire_at, then id (claimEnd)', () => {
     expect(claimEnd([at(5, 9), at(7, 2), at(7, 1), at(6, 50)])).to.deep.equal(at(7, 2));
     expect(claimEnd([])).to.equal(null);
-    expect(claimEnd([at(1, 1)], at(3, 3)), 'a point that comes later wins').to.deep.equal(at(3, 3));
   });
 
   it('starts at the head until a committed claim is CLAIM_RESCAN_MS old, then past the newest such claim', () => {
