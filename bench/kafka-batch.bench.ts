@@ -51,7 +51,9 @@ function message(topic: string, n: number): OutgoingMessage {
   return {
     topic,
     key: randomBytes(16).toString('hex'),
-    value: Buffer.from(JSON.stringify({ id, trigger_type: 'time_scheduled', payload: { n, note: 'x'.repeat(120) }, fired_at: new Date().toISOString() })),
+    value: Buffer.from(
+      JSON.stringify({ id, trigger_type: 'time_scheduled', payload: { n, note: 'x'.repeat(120) }, fired_at: new Date().toISOString() }),
+    ),
     headers: { 'event-id': id, 'trigger-type': 'time_scheduled', source: 'scheduled', traceparent: `00-${id}-${id.slice(0, 16)}-01` },
   };
 }
@@ -108,7 +110,13 @@ runBench('kafka-batch', async () => {
   log(
     table(
       ['way', 'round', 'batches/s', 'broker CPU-s/s', 'broker CPU ms per batch'],
-      runs.map((x) => [x.way, String(x.round), String(x.batchesPerSecond), String(x.brokerCpuSecondsPerSecond), String(x.brokerCpuMsPerBatch)]),
+      runs.map((x) => [
+        x.way,
+        String(x.round),
+        String(x.batchesPerSecond),
+        String(x.brokerCpuSecondsPerSecond),
+        String(x.brokerCpuMsPerBatch),
+      ]),
     ),
   );
   const mean = (name: string) => {
@@ -119,6 +127,13 @@ runBench('kafka-batch', async () => {
   const ratio = { oneOverSix: round(mean(WAYS[2].name) / spread, 2), produceShareOfSix: round(mean(WAYS[1].name) / spread, 2) };
   log(`broker CPU per batch, one partition ÷ six (both with a consumer): ${ratio.oneOverSix}`);
   log(`broker CPU per batch, six partitions without the consumer ÷ with it: ${ratio.produceShareOfSix}`);
-  const file = writeResults(QUICK ? 'kafka-batch-quick' : 'kafka-batch', { batch: BATCH, everyMs: EVERY_MS, seconds: SECONDS, rounds: ROUNDS, runs, ratio });
+  const file = writeResults(QUICK ? 'kafka-batch-quick' : 'kafka-batch', {
+    batch: BATCH,
+    everyMs: EVERY_MS,
+    seconds: SECONDS,
+    rounds: ROUNDS,
+    runs,
+    ratio,
+  });
   log(`results: ${file}`);
 });

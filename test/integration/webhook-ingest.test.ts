@@ -8,6 +8,10 @@ import type { Express } from 'express';
 import { WebhookIngest } from '../../src/api/webhook-ingest';
 import { createTestEnv, type TestEnv } from '../helpers/env';
 import { ingestOf, testApp } from '../helpers/app';
+import { createMultiStatementPool } from '../../src/db/multi';
+import { webhookGroupSql, type WebhookEventWrite } from '../../src/db/ingest';
+
+const ids = (items: WebhookEventWrite[]) => items.map((it) => it.eventId);
 
 /**
  * The webhook receiver's fast path (src/api/webhook-ingest.ts, src/db/ingest.ts): the in-process trigger
@@ -195,6 +199,46 @@ describe('webhook fast path: trigger cache and group commit', () => {
       expect(await countedFor(fresh)).to.equal(3);
       expect(await countedFor(stale)).to.equal(0);
       expect((await countedAll()) - countedBefore).to.equal(3);
+    });
+
+    it('writes a group under one guard: all of it while its triggers are current, none of it when one is not', async () => {
+      const app = testApp(t);
+      const a = await webhookTrigger(app);
+      const b = await webhookTrigger(app);
+      const pool = createMultiStatementPool(t.config.databaseUrl, 1);
+      try {
+        const group = (versionOfB: number): WebhookEventWrite[] =>
+          [a, b, a].map((triggerId) => {
+            const eventId = randomUUID();
+            return {
+              eventId,
+              triggerId,
+              version: triggerId === b ? versionOfB : 1,
+              payload: JSON.stringify(V1_ONLY),
+              firedAt: new Date(),
+              traceParent: null,
+              topic: t.config.kafkaTopic,
+              value: JSON.stringify({ id: eventId }),
+              headers: '{}',
+              shard: 0,
+            };
+          });
+        const run = async (items: WebhookEventWrite[]) => {
+          const { sql, values } = webhookGroupSql(items);
+          const [results] = (await pool.query(sql, values as never[])) as unknown as [Array<{ affectedRows: number }>];
+          return results[1]!.affectedRows;
+        };
+        const current = group(1);
+        expect(await run(current), 'every trigger current: the events inserted').to.equal(3);
+        expect(await rowsFor('event_logs', 'id', ids(current))).to.equal(3);
+        expect(await rowsFor('outbox', 'event_id', ids(current))).to.equal(3);
+        const oneStale = group(2);
+        expect(await run(oneStale), 'one trigger stale: nothing inserted').to.equal(0);
+        expect(await rowsFor('event_logs', 'id', ids(oneStale))).to.equal(0);
+        expect(await rowsFor('outbox', 'event_id', ids(oneStale))).to.equal(0);
+      } finally {
+        await pool.end();
+      }
     });
 
     it('accepts concurrent requests for a trigger edited elsewhere alongside requests for a fresh one', async () => {
