@@ -82,12 +82,13 @@ export function webhookCheckedGroupSql(items: WebhookEventWrite[]): { sql: strin
  */
 export function webhookGroupSql(items: WebhookEventWrite[]): { sql: string; values: unknown[] } {
   const values: unknown[] = [];
-  for (const it of items) values.push(it.eventId, it.triggerId, it.payload, dbTime(it.firedAt), it.traceParent);
+  const firedAt = items.map((it) => dbTime(it.firedAt));
+  items.forEach((it, i) => values.push(it.eventId, it.triggerId, it.payload, firedAt[i], it.traceParent));
   const pairs = new Map<string, WebhookEventWrite>();
   for (const it of items) pairs.set(`${it.triggerId} ${it.version}`, it);
   for (const it of pairs.values()) values.push(it.triggerId, it.version);
   values.push(pairs.size);
-  for (const it of items) values.push(it.eventId, it.topic, it.triggerId, it.shard, it.value, it.headers, dbTime(it.firedAt));
+  items.forEach((it, i) => values.push(it.eventId, it.topic, it.triggerId, it.shard, it.value, it.headers, firedAt[i]));
   values.push(items.length);
   const sql =
     'START TRANSACTION;\n' +

@@ -121,13 +121,24 @@ export const CLAIM_CONFIG_MAX_BYTES = 16_384;
  * claimDue's statement; its one binding is the batch size. `config` is NULL for a config over
  * CLAIM_CONFIG_MAX_BYTES, whose size `config_bytes` gives.
  */
-export const CLAIM_DUE_SQL = `SELECT c.id, c.trigger_id, c.fire_at, c.scheduled_for, t.type, t.status, t.version,
+export const CLAIM_DUE_SQL = claimSql('trigger_schedules', '');
+
+/**
+ * The text of a claim of due rows from `source` (the table, with or without an index hint), those also
+ * matching `where` (a condition and its AND, or nothing), in the claim index's order, with their triggers.
+ */
+function claimSql(source: string, where: string): string {
+  return `SELECT c.id, c.trigger_id, c.fire_at, c.scheduled_for, t.type, t.status, t.version,
         IF(LENGTH(t.config) <= ${CLAIM_CONFIG_MAX_BYTES}, t.config, NULL) AS config, LENGTH(t.config) AS config_bytes
-      FROM (SELECT id, trigger_id, fire_at, scheduled_for FROM trigger_schedules
-        WHERE status = 'pending' AND fire_at <= UTC_TIMESTAMP(3)
+      FROM (SELECT id, trigger_id, fire_at, scheduled_for FROM ${source}
+        WHERE status = 'pending' AND ${where}fire_at <= UTC_TIMESTAMP(3)
         ORDER BY fire_at, id
         LIMIT ? FOR UPDATE SKIP LOCKED) c
       LEFT JOIN triggers t ON t.id = c.trigger_id`;
+}
+
+/** Pending rows past a claim point, in the claim index's order; its bindings are the point's fire_at twice and id. */
+const PAST_POINT = '(fire_at > ? OR (fire_at = ? AND id > ?))';
 
 /**
  * Where a claim ended, in the claim index's order: idx_schedules_claim is (status, fire_at) and, as every
@@ -151,13 +162,7 @@ export interface ClaimPoint {
  * Starting past the lane's earlier claims skips them. The range is forced: with a select list the index does
  * not cover, the optimizer otherwise takes the index as a ref on status alone, which starts at the head again.
  */
-export const CLAIM_DUE_AFTER_SQL = `SELECT c.id, c.trigger_id, c.fire_at, c.scheduled_for, t.type, t.status, t.version,
-        IF(LENGTH(t.config) <= ${CLAIM_CONFIG_MAX_BYTES}, t.config, NULL) AS config, LENGTH(t.config) AS config_bytes
-      FROM (SELECT id, trigger_id, fire_at, scheduled_for FROM trigger_schedules FORCE INDEX (idx_schedules_claim)
-        WHERE status = 'pending' AND (fire_at > ? OR (fire_at = ? AND id > ?)) AND fire_at <= UTC_TIMESTAMP(3)
-        ORDER BY fire_at, id
-        LIMIT ? FOR UPDATE SKIP LOCKED) c
-      LEFT JOIN triggers t ON t.id = c.trigger_id`;
+export const CLAIM_DUE_AFTER_SQL = claimSql('trigger_schedules FORCE INDEX (idx_schedules_claim)', `${PAST_POINT} AND `);
 
 /** The claim of up to `limit` due rows: from the head of the pending rows, or past `after`. */
 export function claimDueStatement(limit: number, after: ClaimPoint | null): { sql: string; values: Knex.RawBinding[] } {
@@ -328,7 +333,7 @@ export const NEXT_PENDING_SQL =
  * its bindings are the point's fire_at twice and id.
  */
 export const NEXT_PENDING_AFTER_SQL = `SELECT fire_at, fire_at <= UTC_TIMESTAMP(3) AS due FROM trigger_schedules FORCE INDEX (idx_schedules_claim)
-  WHERE status = 'pending' AND (fire_at > ? OR (fire_at = ? AND id > ?)) ORDER BY fire_at, id LIMIT 1`;
+  WHERE status = 'pending' AND ${PAST_POINT} ORDER BY fire_at, id LIMIT 1`;
 
 /** The next pending occurrence's statement: from the head, or past `after`. */
 export function nextPendingStatement(after: ClaimPoint | null): { sql: string; values: Knex.RawBinding[] } {
