@@ -1,7 +1,7 @@
 /**
  * What a fire batch costs the Kafka broker, by how many partitions it touches.
  *
- *   npm run bench -- kafka-batch [--quick] [--batch=N] [--every=MS] [--seconds=S] [--rounds=R]
+ *   npm run bench -- kafka-batch [--quick] [--batch=N] [--every=MS] [--seconds=S] [--rounds=R] [--compression=lz4|none|…]
  *
  * The steady workload's relay sends a batch of about 40 events every 20 ms (2,000 fires/s), keyed by trigger
  * id, and waits for their delivery reports before it commits. librdkafka sends one ProduceRequest per
@@ -18,10 +18,11 @@
  * The broker must run on this machine (found by name in /proc). Results: bench/results/<date>-kafka-batch.json.
  */
 import { randomBytes } from 'node:crypto';
-import { BenchReader, cpuSecondsOf, intArg, log, parseArgs, round, runBench, servicePids, table, writeResults } from './lib';
+import { BenchReader, choicesArg, cpuSecondsOf, intArg, log, parseArgs, round, runBench, servicePids, table, writeResults } from './lib';
 import { KAFKA_BROKERS } from '../test/helpers/env';
 import { EventProducer, ensureTopics, type OutgoingMessage } from '../src/kafka/producer';
 import { sleep } from '../src/util';
+import type { KafkaCompression } from '../src/config';
 
 const args = parseArgs();
 const QUICK = args.flags.has('quick');
@@ -29,6 +30,9 @@ const BATCH = intArg(args, 'batch', 40);
 const EVERY_MS = intArg(args, 'every', 20);
 const SECONDS = intArg(args, 'seconds', QUICK ? 4 : 12);
 const ROUNDS = intArg(args, 'rounds', QUICK ? 1 : 2);
+/** The producer's codec (the product's default, lz4, unless given): what the broker decompresses to validate. */
+const CODECS: readonly KafkaCompression[] = ['none', 'lz4', 'snappy', 'zstd', 'gzip'];
+const COMPRESSION: KafkaCompression = args.values.get('compression') ? choicesArg(args, 'compression', CODECS)[0]! : 'lz4';
 
 const WAYS = [
   { name: 'six partitions, keys spread, a consumer', partitions: 6, consumer: true },
@@ -77,7 +81,7 @@ async function produceFor(producer: EventProducer, topic: string, seconds: numbe
 async function run(kafkaPid: number, way: (typeof WAYS)[number], roundNo: number): Promise<Run> {
   const topic = `etp-bench-kafka-batch-${randomBytes(4).toString('hex')}`;
   await ensureTopics(KAFKA_BROKERS, [{ name: topic, partitions: way.partitions }]);
-  const producer = new EventProducer({ brokers: KAFKA_BROKERS, messageTimeoutMs: 10_000, clientId: 'etp-bench-kafka-batch' });
+  const producer = new EventProducer({ brokers: KAFKA_BROKERS, messageTimeoutMs: 10_000, clientId: 'etp-bench-kafka-batch', compression: COMPRESSION });
   await producer.connect();
   const reader = way.consumer ? await new BenchReader(topic).start() : null;
   try {
@@ -104,7 +108,7 @@ async function run(kafkaPid: number, way: (typeof WAYS)[number], roundNo: number
 runBench('kafka-batch', async () => {
   const kafkaPid = servicePids().kafka;
   if (kafkaPid === null) throw new Error('kafka-batch reads the broker from /proc: run it against a broker on this machine');
-  log(`kafka-batch: batches of ${BATCH} every ${EVERY_MS} ms, ${SECONDS} s per run, ${ROUNDS} round(s)`);
+  log(`kafka-batch: batches of ${BATCH} every ${EVERY_MS} ms, ${SECONDS} s per run, ${ROUNDS} round(s), compression ${COMPRESSION}`);
   const runs: Run[] = [];
   for (let r = 1; r <= ROUNDS; r++) for (const way of WAYS) runs.push(await run(kafkaPid, way, r));
   log(
@@ -132,6 +136,7 @@ runBench('kafka-batch', async () => {
     everyMs: EVERY_MS,
     seconds: SECONDS,
     rounds: ROUNDS,
+    compression: COMPRESSION,
     runs,
     ratio,
   });
