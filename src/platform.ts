@@ -219,7 +219,7 @@ export async function startPlatform(
   let requestLog: WebhookRequestLog | null = null;
   if (roles.includes('api')) {
     // The API's stack (Express routes, the OpenAPI validator, the dashboard) is loaded only in a process
-    // that serves it: a relay or worker alone starts in about half the CPU and a smaller heap.
+    // that serves it: a relay or worker alone starts with about a quarter less CPU and a smaller heap.
     const { createApp, webhookRequestLog } = await import('./api/app');
     ingest = config.webhookGroupCommit ? webhookIngest(config, logger, metrics) : null;
     requestLog = webhookRequestLog(db, config, metrics, logger);

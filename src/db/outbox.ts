@@ -206,9 +206,10 @@ export async function claimUnpublished(trx: Knex.Transaction, limit: number): Pr
 }
 
 /**
- * claimUnpublished's statement. The index is forced, as in every other claim of the outbox: on a small or
- * new outbox the optimizer chose the primary key (ORDER BY id), which walks every waiting row (retries due
- * later) on its way to the ready ones once there are many.
+ * claimUnpublished's statement. The index is forced, as in every other claim of the outbox: left to the
+ * table's statistics the optimizer chose the primary key (ORDER BY id) on an outbox holding a few rows (seen
+ * in the plan test), a scan that passes every waiting row (a retry due later) with a lower id on its way to
+ * the ready ones.
  */
 export function claimUnpublishedStatement(limit: number): { sql: string; values: Knex.RawBinding[] } {
   return {
