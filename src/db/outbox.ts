@@ -205,15 +205,10 @@ export async function claimUnpublished(trx: Knex.Transaction, limit: number): Pr
   return claimedOf(rows);
 }
 
-/**
- * claimUnpublished's statement. The index is forced, as in every other claim of the outbox: left to the
- * table's statistics the optimizer chose the primary key (ORDER BY id) on an outbox holding a few rows (seen
- * in the plan test), a scan that passes every waiting row (a retry due later) with a lower id on its way to
- * the ready ones.
- */
+/** claimUnpublished's statement. */
 export function claimUnpublishedStatement(limit: number): { sql: string; values: Knex.RawBinding[] } {
   return {
-    sql: `SELECT ${CLAIM_COLUMNS} FROM outbox FORCE INDEX (idx_outbox_claim)
+    sql: `SELECT ${CLAIM_COLUMNS} FROM outbox
       WHERE published = ?
       ORDER BY id
       LIMIT ? FOR UPDATE SKIP LOCKED`,
