@@ -684,7 +684,7 @@ describe('relay: due schedules and the outbox to Kafka', function () {
     // The unordered claim is left to the optimizer: both indexes that hold the claim's order serve it, and which one
     // it takes depends on the outbox's statistics (the primary key with a few rows left by the tests before). Forcing
     // idx_outbox_claim was measured slower with four relays of three lanes each (4,369 and 5,147 events/s against
-    // 7,009): each row another claimer holds then costs a primary-key lookup before it is skipped.
+    // 7,009), probably because each row another claimer holds then costs a primary-key lookup before it is skipped.
     const o = await plan('claimUnpublished', (trx) => claimUnpublished(trx, 500));
     expect(['idx_outbox_claim', 'PRIMARY'], o.sql).to.include(o.key);
     expect(o.type, o.sql).to.not.equal('ALL');
