@@ -14,7 +14,7 @@
 import { randomUUID } from 'node:crypto';
 import { intArg, Live, log, parseArgs, round, runBench, serverCpuNs, table, withMeasuredServer, writeResults } from './lib';
 import { createMultiStatementPool, type MultiPool } from '../src/db/multi';
-import { webhookCheckedGroupSql, webhookGroupSql, type WebhookEventWrite } from '../src/db/ingest';
+import { webhookCheckedGroupSql, webhookGroupSql, writeGroupScript, type WebhookEventWrite } from '../src/db/ingest';
 import { newEventId, newTriggerId } from '../src/triggers/event-id';
 
 const args = parseArgs();
@@ -51,9 +51,8 @@ function groupOf(triggers: string[], topic: string): WebhookEventWrite[] {
 }
 
 async function write(pool: MultiPool, way: Way, items: WebhookEventWrite[]): Promise<void> {
-  const { sql, values } = WAYS[way](items);
-  const [results] = (await pool.query(sql, values as never[])) as unknown as [Array<{ affectedRows: number }>];
-  if (results[1]!.affectedRows !== items.length) throw new Error(`${way}: ${results[1]!.affectedRows} of ${items.length} events written`);
+  const written = await writeGroupScript(pool, WAYS[way](items));
+  if (written !== items.length) throw new Error(`${way}: ${written} of ${items.length} events written`);
 }
 
 runBench(

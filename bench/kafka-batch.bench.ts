@@ -22,7 +22,7 @@ import { BenchReader, choicesArg, cpuSecondsOf, intArg, log, parseArgs, round, r
 import { KAFKA_BROKERS } from '../test/helpers/env';
 import { EventProducer, ensureTopics, type OutgoingMessage } from '../src/kafka/producer';
 import { sleep } from '../src/util';
-import type { KafkaCompression } from '../src/config';
+import { KAFKA_COMPRESSIONS, type KafkaCompression } from '../src/config';
 
 const args = parseArgs();
 const QUICK = args.flags.has('quick');
@@ -31,8 +31,7 @@ const EVERY_MS = intArg(args, 'every', 20);
 const SECONDS = intArg(args, 'seconds', QUICK ? 4 : 12);
 const ROUNDS = intArg(args, 'rounds', QUICK ? 1 : 2);
 /** The producer's codec (the product's default, lz4, unless given): what the broker decompresses to validate. */
-const CODECS: readonly KafkaCompression[] = ['none', 'lz4', 'snappy', 'zstd', 'gzip'];
-const COMPRESSION: KafkaCompression = args.values.get('compression') ? choicesArg(args, 'compression', CODECS)[0]! : 'lz4';
+const COMPRESSION: KafkaCompression = args.values.get('compression') ? choicesArg(args, 'compression', KAFKA_COMPRESSIONS)[0]! : 'lz4';
 
 const WAYS = [
   { name: 'six partitions, keys spread, a consumer', partitions: 6, consumer: true },

@@ -9,6 +9,8 @@ export const DEFAULT_OUTBOX_SHARDS = 64;
 
 /** librdkafka's compression.codec values. */
 export type KafkaCompression = 'none' | 'lz4' | 'snappy' | 'zstd' | 'gzip';
+/** Every KafkaCompression value, as KAFKA_COMPRESSION accepts them. */
+export const KAFKA_COMPRESSIONS: readonly KafkaCompression[] = ['none', 'lz4', 'snappy', 'zstd', 'gzip'];
 
 export type Environment = 'development' | 'test' | 'production';
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
@@ -259,7 +261,7 @@ export function loadConfig(env: Env = process.env): Config {
     kafkaPartitions: int(env, 'KAFKA_PARTITIONS', 6, 1, 1000),
     kafkaConsumerGroup: str(env, 'KAFKA_CONSUMER_GROUP', 'etp-delivery-worker'),
     kafkaMessageTimeoutMs: duration(env, 'KAFKA_MESSAGE_TIMEOUT_MS', 10_000, 1000, 300_000),
-    kafkaCompression: oneOf<KafkaCompression>(env, 'KAFKA_COMPRESSION', 'lz4', ['none', 'lz4', 'snappy', 'zstd', 'gzip']),
+    kafkaCompression: oneOf<KafkaCompression>(env, 'KAFKA_COMPRESSION', 'lz4', KAFKA_COMPRESSIONS),
     kafkaReplicationFactor: countOrAuto(env, 'KAFKA_REPLICATION_FACTOR', 1, 32),
     kafkaMinInsyncReplicas: countOrAuto(env, 'KAFKA_MIN_INSYNC_REPLICAS', 1, 32),
     apiPort,

@@ -124,8 +124,11 @@ export async function writeWebhookGroup(pool: MultiPool, items: WebhookEventWrit
   return writeGroupScript(pool, webhookCheckedGroupSql(items));
 }
 
-/** One group script in one round trip: the affected rows of its event insert (the script's second statement). */
-async function writeGroupScript(pool: MultiPool, { sql, values }: { sql: string; values: unknown[] }): Promise<number> {
+/**
+ * One group script (webhookGroupSql or webhookCheckedGroupSql) in one round trip: the affected rows of its event
+ * insert (the script's second statement).
+ */
+export async function writeGroupScript(pool: MultiPool, { sql, values }: { sql: string; values: unknown[] }): Promise<number> {
   const conn = await pool.getConnection();
   try {
     const [results] = (await conn.query(sql, values)) as unknown as [Array<{ affectedRows: number }>];

@@ -9,7 +9,7 @@ import { WebhookIngest } from '../../src/api/webhook-ingest';
 import { createTestEnv, type TestEnv } from '../helpers/env';
 import { ingestOf, testApp } from '../helpers/app';
 import { createMultiStatementPool } from '../../src/db/multi';
-import { webhookGroupSql, type WebhookEventWrite } from '../../src/db/ingest';
+import { webhookGroupSql, writeGroupScript, type WebhookEventWrite } from '../../src/db/ingest';
 
 const ids = (items: WebhookEventWrite[]) => items.map((it) => it.eventId);
 
@@ -223,11 +223,7 @@ describe('webhook fast path: trigger cache and group commit', () => {
               shard: 0,
             };
           });
-        const run = async (items: WebhookEventWrite[]) => {
-          const { sql, values } = webhookGroupSql(items);
-          const [results] = (await pool.query(sql, values as never[])) as unknown as [Array<{ affectedRows: number }>];
-          return results[1]!.affectedRows;
-        };
+        const run = (items: WebhookEventWrite[]) => writeGroupScript(pool, webhookGroupSql(items));
         const current = group(1);
         expect(await run(current), 'every trigger current: the events inserted').to.equal(3);
         expect(await rowsFor('event_logs', 'id', ids(current))).to.equal(3);
