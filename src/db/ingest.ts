@@ -1,4 +1,5 @@
-import type { MultiPool } from './multi';
+import type { Knex } from 'knex';
+import { quotedText, type MultiPool } from './multi';
 import { dbTime } from './knex';
 import { OutboxState } from './outbox';
 
@@ -131,7 +132,7 @@ export async function writeWebhookGroup(pool: MultiPool, items: WebhookEventWrit
 export async function writeGroupScript(pool: MultiPool, { sql, values }: { sql: string; values: unknown[] }): Promise<number> {
   const conn = await pool.getConnection();
   try {
-    const [results] = (await conn.query(sql, values)) as unknown as [Array<{ affectedRows: number }>];
+    const [results] = (await conn.query(sql, quotedText(values) as Knex.RawBinding[])) as unknown as [Array<{ affectedRows: number }>];
     conn.release();
     return results[1]!.affectedRows;
   } catch (e) {

@@ -8,7 +8,7 @@ import type { Express } from 'express';
 import { WebhookIngest } from '../../src/api/webhook-ingest';
 import { createTestEnv, type TestEnv } from '../helpers/env';
 import { ingestOf, testApp } from '../helpers/app';
-import { createMultiStatementPool } from '../../src/db/multi';
+import { createMultiStatementPool, sendStatements } from '../../src/db/multi';
 import { webhookGroupSql, writeGroupScript, type WebhookEventWrite } from '../../src/db/ingest';
 
 const ids = (items: WebhookEventWrite[]) => items.map((it) => it.eventId);
@@ -232,6 +232,58 @@ describe('webhook fast path: trigger cache and group commit', () => {
         expect(await run(oneStale), 'one trigger stale: nothing inserted').to.equal(0);
         expect(await rowsFor('event_logs', 'id', ids(oneStale))).to.equal(0);
         expect(await rowsFor('outbox', 'event_id', ids(oneStale))).to.equal(0);
+      } finally {
+        await pool.end();
+      }
+    });
+
+    it('stores every text of a group byte for byte, whatever quotes, backslashes and control characters it holds', async () => {
+      const app = testApp(t);
+      const a = await webhookTrigger(app);
+      const pool = createMultiStatementPool(t.config.databaseUrl, 1);
+      // Texts bound as they are (a double quote and nothing else to escape) and texts mysql2 escapes, side by side.
+      const texts = [
+        JSON.stringify({ order_id: 'A-1', note: 'plain "quoted" text', n: [1, 2.5, null, true] }),
+        JSON.stringify({ order_id: 'é ü 日本 🎉', q: '? ?? -- /* */ #' }),
+        JSON.stringify({ order_id: "it's", back: 'slash \\ and \\"', nl: 'line\nbreak', nul: '\u0000' }),
+        '{"order_id":"raw \' apostrophe"}',
+        '{"order_id":"raw\ttab and \r\n newline"}',
+        '{"order_id":"A-1"}\u001a',
+      ];
+      try {
+        const items: WebhookEventWrite[] = texts.map((text, i) => {
+          const eventId = randomUUID();
+          return {
+            eventId,
+            triggerId: a,
+            version: 1,
+            payload: JSON.stringify(text),
+            firedAt: new Date(),
+            traceParent: null,
+            topic: t.config.kafkaTopic,
+            value: text,
+            headers: JSON.stringify({ 'x-text': texts[texts.length - 1 - i] }),
+            shard: 0,
+          };
+        });
+        expect(await writeGroupScript(pool, webhookGroupSql(items))).to.equal(items.length);
+        const stored = (await t.db('outbox').whereIn('event_id', ids(items)).select('event_id', 'value', 'headers')) as Array<{
+          event_id: string;
+          value: Buffer | string;
+          headers: string;
+        }>;
+        const logs = (await t.db('event_logs').whereIn('id', ids(items)).select('id', 'payload')) as Array<{ id: string; payload: string }>;
+        for (const it of items) {
+          const row = stored.find((r) => r.event_id === it.eventId)!;
+          expect(String(row.value), 'outbox value').to.equal(it.value);
+          expect(row.headers, 'outbox headers').to.equal(it.headers);
+          expect(logs.find((r) => r.id === it.eventId)!.payload, 'event log payload').to.equal(it.payload);
+        }
+        // The relay's scripts (multi-statement queries) bind their texts the same way.
+        const [rows] = (await sendStatements(pool, t.db, [
+          { sql: `SELECT ${texts.map((_, i) => `? AS t${i}`).join(', ')}`, values: texts },
+        ])) as [Array<Record<string, string>>];
+        expect(Object.values(rows[0]!)).to.deep.equal(texts);
       } finally {
         await pool.end();
       }
