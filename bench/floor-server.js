@@ -1,8 +1,11 @@
-// The two floors of the ingest benchmark (bench/ingest.bench.ts), each run as its own process so its CPU
-// is counted apart from the load generator's: `node bench/floor-server.js bare|express`. Both read a JSON
-// body and answer 202 with a small JSON body; neither stores anything.
-//   bare:    node:http, the body collected and JSON.parse'd by hand.
-//   express: Express 5 with express.json() and a route that does nothing else.
+// The floors of the ingest benchmark (bench/ingest.bench.ts), each run as its own process so its CPU
+// is counted apart from the load generator's: `node bench/floor-server.js bare|express|express-first`. Each
+// reads a JSON body and answers 202 with a small JSON body; none stores anything.
+//   bare:          node:http, the body collected and JSON.parse'd by hand.
+//   express:       Express 5 with express.json() and a route that does nothing else.
+//   express-first: Express 5 whose first middleware reads the body, JSON.parse's it and answers with
+//                  writeHead/end, as the api's webhook lane does: what any route inside Express costs at
+//                  least (Express's own entry, before a middleware runs, and Node's HTTP).
 // Prints `listening <port>` on stdout once bound (port 0: the OS picks one).
 'use strict';
 const http = require('node:http');
@@ -35,9 +38,31 @@ function expressApp() {
   return http.createServer(app);
 }
 
-const server = kind === 'bare' ? bare() : kind === 'express' ? expressApp() : null;
+function expressFirst() {
+  const express = require('express');
+  const app = express();
+  app.disable('x-powered-by');
+  app.use((req, res, next) => {
+    if (req.method !== 'POST') return next();
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      try {
+        JSON.parse(Buffer.concat(chunks).toString('utf8'));
+      } catch {
+        res.writeHead(400).end();
+        return;
+      }
+      res.writeHead(202, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(ANSWER) }).end(ANSWER);
+    });
+  });
+  return http.createServer(app);
+}
+
+const servers = { bare, express: expressApp, 'express-first': expressFirst };
+const server = Object.hasOwn(servers, kind) ? servers[kind]() : null;
 if (!server) {
-  process.stderr.write('usage: node bench/floor-server.js bare|express\n');
+  process.stderr.write('usage: node bench/floor-server.js bare|express|express-first\n');
   process.exit(2);
 }
 server.keepAliveTimeout = 60_000;

@@ -8,11 +8,13 @@
  *   (b) the real `POST /api/v1/webhook/{id}` under autocannon, 64 connections at full speed: req/s,
  *       p50/p99 latency, non-2xx;
  *   (c) the same at a fixed 4,000 req/s (autocannon overallRate, coordinated-omission corrected): p50/p99;
- *   (f) the two floors (bench/floor-server.js, each its own process, the same autocannon load and body):
- *       a bare node:http server that parses the JSON and answers 202, and Express 5 + express.json() with
- *       a route that does nothing.
+ *   (f) the floors (bench/floor-server.js, each its own process, the same autocannon load and body):
+ *       a bare node:http server that parses the JSON and answers 202; Express 5 + express.json() with a
+ *       route that does nothing; Express 5 whose first middleware reads, parses and answers, as the api's
+ *       webhook lane does (the least any route inside Express costs).
  * Prints (b)/(a), (b) ÷ the do-nothing Express route (target ≥ 1.0×), the targets (≥ 8k req/s;
- * p99 < 25 ms at 4k req/s) with a met / NOT met verdict, and every phase's CPU µs per request per process.
+ * p99 < 25 ms at 4k req/s) with a met / NOT met verdict, every phase's CPU µs per request per process, and the
+ * api's CPU per request above the Express first-middleware floor.
  * Options: --quick (smoke run, ≈15 s), --seconds= (per phase), --connections= (64), --rate= (4000),
  * --pool= (DB_POOL_MAX of the api and the ceiling's pool; default the api's default), --triggers= (1),
  * --only=a,b,c,f, --keep (keep the database), --cpu-prof=<dir> (the api runs with `node --cpu-prof`, its
@@ -224,7 +226,14 @@ async function loadRun(label: string, base: string, triggerIds: string[], meter:
 }
 
 /** (f) One floor server (bench/floor-server.js) in its own process under the same load as (b). */
-async function floorRun(kind: 'bare' | 'express'): Promise<HttpResult> {
+/** Each floor's process name in the CPU lines, and its phase label. */
+const FLOORS = {
+  bare: { process: 'node:http', label: 'bare node:http' },
+  express: { process: 'express', label: 'do-nothing Express' },
+  'express-first': { process: 'express', label: 'Express first middleware' },
+} as const;
+
+async function floorRun(kind: keyof typeof FLOORS): Promise<HttpResult> {
   const child = spawn(process.execPath, [path.join(__dirname, 'floor-server.js'), kind], { stdio: ['ignore', 'pipe', 'inherit'] });
   try {
     const port = await new Promise<number>((resolve, reject) => {
@@ -236,14 +245,8 @@ async function floorRun(kind: 'bare' | 'express'): Promise<HttpResult> {
       });
       child.once('exit', (code) => reject(new Error(`floor server ${kind} exited with ${code}`)));
     });
-    const meter = new CpuMeter(() => ({ [kind === 'bare' ? 'node:http' : 'express']: [child.pid ?? 0], bench: [process.pid] }));
-    return await loadRun(
-      `(f) ${kind === 'bare' ? 'bare node:http' : 'do-nothing Express'}`,
-      `http://127.0.0.1:${port}`,
-      [FLOOR_ID],
-      meter,
-      null,
-    );
+    const meter = new CpuMeter(() => ({ [FLOORS[kind].process]: [child.pid ?? 0], bench: [process.pid] }));
+    return await loadRun(`(f) ${FLOORS[kind].label}`, `http://127.0.0.1:${port}`, [FLOOR_ID], meter, null);
   } finally {
     child.kill('SIGTERM');
   }
@@ -313,6 +316,8 @@ async function main(): Promise<void> {
     const fBare = ONLY.has('f') ? await floorRun('bare') : null;
     await sleep(500);
     const fExpress = ONLY.has('f') ? await floorRun('express') : null;
+    await sleep(500);
+    const fFirst = ONLY.has('f') ? await floorRun('express-first') : null;
 
     const [[counts]] = (await e.db.raw('SELECT (SELECT COUNT(*) FROM event_logs) AS ev, (SELECT COUNT(*) FROM outbox) AS ob')) as [
       [{ ev: number; ob: number }],
@@ -335,6 +340,7 @@ async function main(): Promise<void> {
       [`(c) POST /webhook/{id} at ${fmtInt(RATE)} req/s, ${CONNECTIONS} conns`, c],
       [`(f) floor: bare node:http, JSON.parse, 202, ${CONNECTIONS} conns`, fBare],
       [`(f) floor: Express 5 + express.json(), do-nothing route, ${CONNECTIONS} conns`, fExpress],
+      [`(f) floor: Express 5, a first middleware answers, ${CONNECTIONS} conns`, fFirst],
     ];
     for (const [label, r] of httpPhases) {
       if (!r) continue;
@@ -389,6 +395,13 @@ async function main(): Promise<void> {
       );
     }
     if (b && fBare) out.push(`Ratio durable POST /webhook/{id} ÷ bare node:http server: ${ratioBare.toFixed(2)}×`);
+    if (b && fFirst) {
+      const api = cpuPerEvent(b.cpu, b.ok).api ?? NaN;
+      const floor = cpuPerEvent(fFirst.cpu, fFirst.ok).express ?? NaN;
+      out.push(
+        `The api's CPU per request: ${Math.round(api)} µs, against ${Math.round(floor)} µs for an Express first middleware that only answers (the floor of a route inside Express): ${Math.round(api - floor)} µs of its own`,
+      );
+    }
     out.push('');
     out.push(table(['measurement', 'measured', 'target', 'verdict'], targets));
     out.push('');
@@ -400,16 +413,17 @@ async function main(): Promise<void> {
     if (c) out.push(cpuLine(`(c) ${fmtInt(RATE)} req/s`, c.cpu));
     if (fBare) out.push(cpuLine('(f) bare node:http', fBare.cpu));
     if (fExpress) out.push(cpuLine('(f) do-nothing Express', fExpress.cpu));
+    if (fFirst) out.push(cpuLine('(f) Express first mw', fFirst.cpu));
     out.push("CPU µs per request / commit, per process (bench = the ceiling's knex + mysql2 callers, or autocannon):");
     if (a) out.push(`  ${'(a) naive ceiling'.padEnd(24)} ${fmtCpuPerEvent(a.cpu, a.commits, 'commit')}`);
-    const short = ['(b) full speed', `(c) ${fmtInt(RATE)} req/s`, '(f) bare node:http', '(f) do-nothing Express'];
+    const short = ['(b) full speed', `(c) ${fmtInt(RATE)} req/s`, '(f) bare node:http', '(f) do-nothing Express', '(f) Express first mw'];
     httpPhases.forEach(([, r], i) => r && out.push(`  ${short[i]!.padEnd(24)} ${fmtCpuPerEvent(r.cpu, r.ok, 'request')}`));
     const loadEnd = os.loadavg().map((l) => round(l, 2));
     out.push('');
     out.push(
       `Load average: ${machine.loadAverageAtStart.join(' ')} at start, ${loadEnd.join(' ')} at end (other work shares this machine).`,
     );
-    const warnings = [a?.cpu, b?.cpu, c?.cpu, fBare?.cpu, fExpress?.cpu].flatMap((u) =>
+    const warnings = [a?.cpu, b?.cpu, c?.cpu, fBare?.cpu, fExpress?.cpu, fFirst?.cpu].flatMap((u) =>
       u && u.lost.length ? [`${u.lost.join(', ')} went away during a phase: do not trust its figures`] : [],
     );
     if (counts.ev !== counts.ob) warnings.push(`${counts.ev} event logs but ${counts.ob} outbox rows`);
@@ -429,6 +443,7 @@ async function main(): Promise<void> {
         fixedRate: c,
         floorBareHttp: fBare,
         floorExpress: fExpress,
+        floorExpressFirstMiddleware: fFirst,
         ratio: Number.isFinite(ratio) ? round(ratio, 3) : null,
         ratioToExpressFloor: Number.isFinite(ratioExpress) ? round(ratioExpress, 3) : null,
         ratioToBareFloor: Number.isFinite(ratioBare) ? round(ratioBare, 3) : null,
@@ -438,6 +453,7 @@ async function main(): Promise<void> {
           fixedRate: c ? cpuPerEvent(c.cpu, c.ok) : null,
           floorBareHttp: fBare ? cpuPerEvent(fBare.cpu, fBare.ok) : null,
           floorExpress: fExpress ? cpuPerEvent(fExpress.cpu, fExpress.ok) : null,
+          floorExpressFirstMiddleware: fFirst ? cpuPerEvent(fFirst.cpu, fFirst.ok) : null,
         },
         rows: counts,
       },
