@@ -389,6 +389,13 @@ export function fmtCpuPerEvent(c: CpuUse, events: number, unit = 'event'): strin
   return parts.length ? `CPU µs per ${unit}: ${parts.join(', ')}` : `CPU µs per ${unit}: —`;
 }
 
+/** The median of `xs` (of an even count, the lower middle one: a verdict never rests on an average of two). */
+export function median(xs: readonly number[]): number {
+  if (xs.length === 0) return NaN;
+  const sorted = [...xs].sort((x, y) => x - y);
+  return sorted[Math.floor((sorted.length - 1) / 2)]!;
+}
+
 export function round(n: number, digits = 1): number {
   const f = 10 ** digits;
   return Math.round(n * f) / f;
