@@ -15,7 +15,8 @@ import { validateTriggerConfig } from '../src/triggers/validate';
 import { newTriggerId } from '../src/triggers/event-id';
 
 export const BENCH_ROOT = __dirname;
-export const RESULTS_DIR = path.join(BENCH_ROOT, 'results');
+/** Where benches write their results: bench/results, or BENCH_RESULTS_DIR (the suite's smoke runs use a temporary one). */
+export const RESULTS_DIR = process.env.BENCH_RESULTS_DIR || path.join(BENCH_ROOT, 'results');
 
 // ------------------------------------------------------------------------------- arguments, environment
 
