@@ -10,7 +10,8 @@ import { chunksBySize, PACKET_MAX_BYTES, textBytes } from './packets';
  * webhook group commit (db/ingest.ts) and the relay's fire and publish batches (relay/steps.ts,
  * relay/publisher.ts). The knex pool must not
  * have that flag; here only the fixed statement texts of db/ are sent, and every value is a bound `?` that
- * mysql2 escapes, so user text never becomes SQL. Sessions are set up as the knex pool's (db/knex.ts): UTC,
+ * mysql2 escapes (a text with nothing to escape but double quotes is quoted as it is: quotedText), so user
+ * text never becomes SQL. Sessions are set up as the knex pool's (db/knex.ts): UTC,
  * READ COMMITTED; values are typed alike (dates as Dates, numbers as numbers).
  */
 export type MultiPool = mysql.Pool;
