@@ -14,20 +14,23 @@ const kind = process.argv[2];
 const ANSWER_OBJECT = { event_id: '00000000-0000-0000-0000-000000000000', status: 'accepted' };
 const ANSWER = JSON.stringify(ANSWER_OBJECT);
 
-function bare() {
-  return http.createServer((req, res) => {
-    const chunks = [];
-    req.on('data', (c) => chunks.push(c));
-    req.on('end', () => {
-      try {
-        JSON.parse(Buffer.concat(chunks).toString('utf8'));
-      } catch {
-        res.writeHead(400).end();
-        return;
-      }
-      res.writeHead(202, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(ANSWER) }).end(ANSWER);
-    });
+/** Collects the body, parses it as JSON and answers 202 (400 when it is not JSON), with Node's own response API. */
+function readParseAnswer(req, res) {
+  const chunks = [];
+  req.on('data', (c) => chunks.push(c));
+  req.on('end', () => {
+    try {
+      JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    } catch {
+      res.writeHead(400).end();
+      return;
+    }
+    res.writeHead(202, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(ANSWER) }).end(ANSWER);
   });
+}
+
+function bare() {
+  return http.createServer(readParseAnswer);
 }
 
 function expressApp() {
@@ -42,20 +45,7 @@ function expressFirst() {
   const express = require('express');
   const app = express();
   app.disable('x-powered-by');
-  app.use((req, res, next) => {
-    if (req.method !== 'POST') return next();
-    const chunks = [];
-    req.on('data', (c) => chunks.push(c));
-    req.on('end', () => {
-      try {
-        JSON.parse(Buffer.concat(chunks).toString('utf8'));
-      } catch {
-        res.writeHead(400).end();
-        return;
-      }
-      res.writeHead(202, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(ANSWER) }).end(ANSWER);
-    });
-  });
+  app.use((req, res, next) => (req.method === 'POST' ? readParseAnswer(req, res) : next()));
   return http.createServer(app);
 }
 
