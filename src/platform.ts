@@ -103,8 +103,11 @@ function sideApp(role: string, metrics: Metrics, checks: Record<string, Check>):
   return app;
 }
 
-/** The webhook receiver's group commit, its size and time reported to the metrics. */
-export function webhookIngest(config: Config, logger: Logger | null, metrics: Metrics | null): WebhookIngest {
+/**
+ * The webhook receiver's group commit, its size and time reported to the metrics. `afterFlush`: called after
+ * each group (a relay in the same process publishes its rows at once: Relay.wakeOutbox).
+ */
+export function webhookIngest(config: Config, logger: Logger | null, metrics: Metrics | null, afterFlush?: () => void): WebhookIngest {
   return WebhookIngest.create(config.databaseUrl, {
     topic: config.kafkaTopic,
     outboxShards: config.outboxShards,
@@ -112,12 +115,14 @@ export function webhookIngest(config: Config, logger: Logger | null, metrics: Me
     maxBytes: config.webhookGroupMaxBytes,
     maxInFlight: config.webhookGroupFlushes,
     logger: logger ?? undefined,
-    onFlush: metrics
-      ? (size, seconds) => {
-          metrics.webhookGroupSize.observe(size);
-          metrics.webhookGroupDuration.observe(seconds);
-        }
-      : undefined,
+    onFlush:
+      metrics || afterFlush
+        ? (size, seconds) => {
+            metrics?.webhookGroupSize.observe(size);
+            metrics?.webhookGroupDuration.observe(seconds);
+            afterFlush?.();
+          }
+        : undefined,
   });
 }
 
@@ -221,7 +226,10 @@ export async function startPlatform(
     // The API's stack (Express routes, the OpenAPI validator, the dashboard) is loaded only in a process
     // that serves it: a relay or worker alone starts with about a quarter less CPU and a smaller heap.
     const { createApp, webhookRequestLog } = await import('./api/app');
-    ingest = config.webhookGroupCommit ? webhookIngest(config, logger, metrics) : null;
+    const sameProcessRelay = relay;
+    ingest = config.webhookGroupCommit
+      ? webhookIngest(config, logger, metrics, sameProcessRelay ? () => sameProcessRelay.wakeOutbox() : undefined)
+      : null;
     requestLog = webhookRequestLog(db, config, metrics, logger);
     const app = createApp({ config, db, logger, metrics, checks, ingest, requestLog, role: roles.join('+'), tracing });
     const server = await listen(app, config.apiPort);

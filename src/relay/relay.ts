@@ -26,6 +26,32 @@ export type Step = () => Promise<{ full: boolean; nextInMs?: number }>;
 const FOLLOWER_IDLE_FACTOR = 40;
 
 /**
+ * The sweep's idle ceiling, in RETENTION_SWEEP_INTERVAL: 30 s at the default 5 s. Sweeps that change nothing
+ * (nothing aged out, no slice to make or retire) come twice as far apart each time up to it. Retention is
+ * counted in hours, so a row may outlive its window by that much more on a platform that had been idle.
+ */
+const SWEEP_IDLE_FACTOR = 6;
+
+/**
+ * A poll that keeps finding nothing: each quiet one asks for the next twice as far off, from `baseMs` up to
+ * `ceilingMs`; one that finds work brings it back to `baseMs`.
+ */
+export class QuietBackoff {
+  private quiet = 0;
+
+  constructor(
+    private readonly baseMs: number,
+    private readonly ceilingMs: number,
+  ) {}
+
+  /** The wait before the next poll, after one that found work or not. */
+  after(found: boolean): number {
+    this.quiet = found ? 0 : Math.min(this.quiet + 1, 30);
+    return Math.min(this.ceilingMs, this.baseMs * 2 ** this.quiet);
+  }
+}
+
+/**
  * Lane 0's step, which wakes the other lanes of its loop when it runs longer than `afterMs`: lane 0 held up
  * in a long batch (a slow claim, Kafka slow to acknowledge) then does not hold up their work, and they need
  * no frequent polls of their own to make sure of it.
@@ -162,6 +188,8 @@ export class Relay {
   private readonly delays = { sweep: new WakeableDelay(), leases: new WakeableDelay() };
   private readonly fireDelays: WakeableDelay[] = [];
   private readonly publishDelays: WakeableDelay[] = [];
+  /** Publish lane 0's last step found nothing: it polls at its backed-off interval (wakeOutbox). */
+  private outboxQuiet = false;
   private leases: ShardLeases | undefined;
   /**
    * The relays alive and this one's rank, for the fire slots: the shard leases, or without them (unordered
@@ -218,7 +246,8 @@ export class Relay {
     // Lane 0 held up: the others poll on their own now (a probe first), not at their idle ceiling.
     const wakeFireFollowers = () => this.fireDelays.slice(1).forEach((d) => d.wake());
     const wakePublishFollowers = () => this.publishDelays.slice(1).forEach((d) => d.wake());
-    const publishIdleMs = Math.min(idleMs, config.outboxPollIntervalMs * 4);
+    // Lane 0 of the publish loop wakes its followers when one of its steps runs longer than this.
+    const publishHeldUpMs = Math.min(idleMs, config.outboxPollIntervalMs * 4);
     this.loops = [];
     // RELAY_CONCURRENCY lanes of each claim loop: one relay keeps several batches in flight, so the time a
     // batch waits on MySQL or on Kafka's delivery reports is overlapped by the other lanes (the loop is
@@ -232,7 +261,7 @@ export class Relay {
       const publishDelay = new WakeableDelay();
       const publishLane = publishLanes[lane]!;
       const leader = lane === 0;
-      let quietPolls = 0;
+      const publishBackoff = new QuietBackoff(config.outboxPollIntervalMs, idleMs);
       let fireIdle = false;
       const claimSize = new ClaimSize(config.relayBatchSize, config.relayBatchMax, config.relayDirectTimeoutMs);
       const fireWindow = new FireWindow(config.relayFireWindowMs, config.relayFireWindowMaxMs);
@@ -268,13 +297,16 @@ export class Relay {
       const publish: Step = async () => {
         const r = await publishLane.publish(leader);
         if (leader && r.found) wakePublishLanes(1);
-        // A lane that keeps finding nothing polls less often: OUTBOX_POLL_INTERVAL while rows come, up to
-        // 4× that after quiet polls (scheduled events bypass the outbox, so it is often empty). Any row
-        // resets it. The other lanes, after a claim that found nothing, wait for lane 0 (which wakes them
-        // when it finds rows, or when one of its steps is held up) or their idle ceiling.
-        quietPolls = r.claimed > 0 ? 0 : quietPolls + 1;
+        // A lane that keeps finding nothing polls less often: OUTBOX_POLL_INTERVAL while rows come, twice as
+        // far apart after each quiet poll, up to SCHEDULER_INTERVAL, the relay's idle ceiling (scheduled events
+        // bypass the outbox, so it is often empty). Any row resets it. An API in the same process wakes a
+        // quiet lane 0 when it commits rows (wakeOutbox). The other lanes, after a claim that found nothing,
+        // wait for lane 0 (which wakes them when it finds rows, or when one of its steps is held up) or their
+        // idle ceiling.
+        const nextInMs = publishBackoff.after(r.claimed > 0);
+        if (leader) this.outboxQuiet = r.claimed === 0;
         if (!leader && r.claimed === 0) return { ...r, nextInMs: undefined };
-        return { ...r, nextInMs: config.outboxPollIntervalMs * 2 ** Math.min(quietPolls, 2) };
+        return { ...r, nextInMs };
       };
       this.loops.push(
         this.loop(
@@ -286,15 +318,20 @@ export class Relay {
         this.loop(
           `outbox-${lane}`,
           publishDelay,
-          leader ? publishIdleMs : followerIdleMs,
-          leader ? watched(publish, publishIdleMs, wakePublishFollowers) : publish,
+          leader ? idleMs : followerIdleMs,
+          leader ? watched(publish, publishHeldUpMs, wakePublishFollowers) : publish,
         ),
       );
     }
+    // A sweep that changed nothing (an idle platform, or one with no history yet) asks for the next one
+    // twice as far off, up to SWEEP_IDLE_FACTOR × RETENTION_SWEEP_INTERVAL; any change resets it.
+    const sweepEvery = config.retentionSweepIntervalMs;
+    const sweepBackoff = new QuietBackoff(sweepEvery, sweepEvery * SWEEP_IDLE_FACTOR);
     this.loops.push(
-      this.loop('sweep', this.delays.sweep, config.retentionSweepIntervalMs, () =>
-        withDbRetry(() => sweep(db, config, events, this.partitions)),
-      ),
+      this.loop('sweep', this.delays.sweep, sweepEvery * SWEEP_IDLE_FACTOR, async () => {
+        const r = await withDbRetry(() => sweep(db, config, events, this.partitions));
+        return { full: r.full, nextInMs: sweepBackoff.after(!r.quiet) };
+      }),
     );
     // Renew well inside the lease time, so a live relay never loses a shard to a slow tick; the roster alone
     // (unordered mode) is refreshed as often, so both modes count the relays alike.
@@ -310,9 +347,16 @@ export class Relay {
     }
   }
 
-  /** Lets an API in the same process signal "there is something to publish". */
+  /**
+   * An API in the same process committed outbox rows: a publish lane 0 that found nothing at its last poll
+   * (so may be waiting up to SCHEDULER_INTERVAL) polls now. Its probe covers every lane's shards, and it
+   * wakes the lane whose shards hold the rows. A lane 0 that is publishing already is left to its poll, so
+   * commits coming fast do not split its batches.
+   */
   wakeOutbox(): void {
-    this.publishDelays.forEach((d) => d.wake());
+    if (!this.outboxQuiet) return;
+    this.outboxQuiet = false;
+    this.publishDelays[0]?.wake();
   }
 
   /**

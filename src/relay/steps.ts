@@ -386,7 +386,7 @@ const FOLD_BATCH = 2000;
  * age (see RetentionWindow in db/events.ts). Events leave by time slice (`keeper`, db/partitions.ts); what
  * no slice retires is deleted row by row once it is a slice's width past the window (rowDeleteLagMs).
  * A relay that was down for days catches up slice by slice and batch by batch (`full` asks for the next
- * sweep at once). `now` is for tests.
+ * sweep at once); `quiet` says it changed nothing at all (the relay then sweeps less often). `now` is for tests.
  */
 export async function sweep(
   db: Db,
@@ -394,7 +394,7 @@ export async function sweep(
   events: Lifecycle,
   keeper: PartitionKeeper = new PartitionKeeper(`sweep-${randomUUID().slice(0, 8)}`),
   now: Date = new Date(),
-): Promise<{ full: boolean }> {
+): Promise<{ full: boolean; quiet: boolean }> {
   const window = retentionWindow(now, config.retentionActiveSeconds, config.retentionDeleteAfterSeconds);
   const keepFrom = window.keepFrom;
   const slices = await keeper.maintain(db, now.getTime(), keepFrom.getTime());
@@ -422,5 +422,6 @@ export async function sweep(
   if (deleted > 0) events.emitEvent('relay:swept', { deleted });
   if (slices.created > 0 || slices.retired > 0) events.emitEvent('relay:slices', { created: slices.created, retired: slices.retired });
   const more = [deleted, counts, ...cleaned].some((n) => n === SWEEP_BATCH);
-  return { full: slices.more || more || folded === FOLD_BATCH };
+  const quiet = slices.created + slices.retired + folded + [deleted, counts, ...cleaned].reduce((a, n) => a + n, 0) === 0;
+  return { full: slices.more || more || folded === FOLD_BATCH, quiet };
 }

@@ -11,6 +11,7 @@ import {
   FireWindow,
   fireSlotMs,
   fireSlotWaitMs,
+  QuietBackoff,
   watched,
 } from '../../src/relay/relay';
 import { createDb, dbSettings, type Db } from '../../src/db/knex';
@@ -325,6 +326,21 @@ describe('the fire window widens while fire batches are small (FireWindow)', () 
     after(window, 64);
     for (let i = 0; i < 100; i++) window.after(0);
     expect(window.ms).to.equal(10);
+  });
+});
+
+describe('a poll that keeps finding nothing comes further apart (QuietBackoff)', () => {
+  it('doubles the wait after each quiet poll up to its ceiling, and is back at the base after one that found work', () => {
+    const b = new QuietBackoff(20, 250);
+    expect([1, 2, 3, 4, 5].map(() => b.after(false))).to.deep.equal([40, 80, 160, 250, 250]);
+    expect(b.after(true)).to.equal(20);
+    expect(b.after(false)).to.equal(40);
+  });
+
+  it('stays at its ceiling however long it is quiet (no overflow)', () => {
+    const b = new QuietBackoff(5000, 30_000);
+    for (let i = 0; i < 1000; i++) b.after(false);
+    expect(b.after(false)).to.equal(30_000);
   });
 });
 
