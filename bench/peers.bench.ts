@@ -1,7 +1,7 @@
 /**
  * The platform side by side with the job queues people would pick instead:
  * `npm run bench -- peers [--quick] [--systems=us,graphile-worker,pg-boss,bullmq] [--workers=1,4]
- * [--only=burst,steady,throughput] [--cpu-prof=<dir>]`.
+ * [--only=burst,steady,throughput] [--settled-idle=<s>] [--cpu-prof=<dir>]`.
  *
  * Systems
  *   us               time triggers / webhook events → `node dist/main.js relay` × k → Kafka `trigger-events`
@@ -17,6 +17,9 @@
  *               delayed jobs); T → last consumed, jobs/s, lag = consumed − T.
  *   steady      RATE due jobs/s for SECONDS s, created beforehand; lag = consumed − due; CPU seconds of the
  *               system's own processes (us: relays + mariadbd + kafka; peers: workers + postgres / redis).
+ *               Idle CPU twice: settled (the system up with nothing queued, --settled-idle s, 10, quick 5, after
+ *               as long again left quiet, before the jobs are created), and the quiet moment between the jobs'
+ *               creation and the first due job.
  *   throughput  enqueue N immediately due jobs as fast as possible (workers/relays not running), then start
  *               them and drain: enqueue/s and drain/s (first → last consumed). Our enqueue is the product's
  *               bulk path: `POST /api/v1/webhook/{id}/batch` (500 events a request) to one api process;
@@ -84,6 +87,12 @@ const BURST = intArg(args, 'burst', QUICK ? 5_000 : 50_000);
 const WARMUP = args.flags.has('no-warmup') ? 0 : intArg(args, 'warmup', QUICK ? 1_000 : 5_000);
 const RATE = intArg(args, 'rate', 2_000);
 const SECONDS = numArg(args, 'seconds', QUICK ? 10 : 60);
+/**
+ * steady: seconds of idle measured once the system is up with nothing queued, after as long again left quiet
+ * (before the jobs are created, so the steady run's own timing is as without it); 0 leaves it out.
+ */
+const SETTLED_IDLE_SECONDS = numArg(args, 'settled-idle', QUICK ? 5 : 10);
+const SETTLED_IDLE_MS = SETTLED_IDLE_SECONDS * 1000;
 const N = intArg(args, 'n', QUICK ? 20_000 : 200_000);
 const ENQUEUE_BATCH = intArg(args, 'batch', 500);
 const INFLIGHT = intArg(args, 'inflight', 4);
@@ -594,6 +603,12 @@ interface RunResult {
   idleSystemCpuPerSecond?: number | null;
   /** steady: the same quiet moment's CPU seconds per second by process group (bench included) */
   idleCpuPerSecond?: Record<string, number> | null;
+  /**
+   * steady: CPU seconds per second with the system up and nothing queued, over SETTLED_IDLE_SECONDS after as long
+   * again left quiet, before the jobs are created: what an idle system costs. By process group below.
+   */
+  settledIdleSystemCpuPerSecond?: number | null;
+  settledIdleCpuPerSecond?: Record<string, number> | null;
   /** throughput */
   enqueueSeconds?: number;
   enqueuePerSecond?: number;
@@ -688,6 +703,17 @@ async function idleCpu(
   };
 }
 
+/**
+ * The system up with nothing queued: SETTLED_IDLE_MS left quiet, then as long measured (nothing when
+ * SETTLED_IDLE_MS is 0).
+ */
+async function settledIdle(m: GroupMeter): Promise<Partial<RunResult>> {
+  if (SETTLED_IDLE_MS === 0) return {};
+  await sleep(SETTLED_IDLE_MS);
+  const settled = await idleCpu(m, Date.now() + SETTLED_IDLE_MS);
+  return { settledIdleSystemCpuPerSecond: settled.idleSystemCpuPerSecond, settledIdleCpuPerSecond: settled.idleCpuPerSecond };
+}
+
 /** [min, max] without spreading a large array into arguments. */
 function span(values: number[]): [number, number] {
   let lo = Infinity;
@@ -763,6 +789,7 @@ async function usSteady(k: number): Promise<RunResult> {
     const relays = await spawnRelays(e, k);
     const reader = await new BenchReader(e.topic).start();
     try {
+      const settled = await settledIdle(usMeter(relays));
       const S = instantAfterCreate('us', total);
       const times = Array.from({ length: total }, (_, i) => S + Math.floor((i * 1000) / RATE));
       let created = 0;
@@ -777,7 +804,7 @@ async function usSteady(k: number): Promise<RunResult> {
       createRate.set('us', total / createSeconds);
       const margin = S - Date.now();
       if (margin < 100) warnings.push(`creation finished ${-margin} ms after the first due time`);
-      const idle = await idleCpu(usMeter(relays), S);
+      const idle = { ...(await idleCpu(usMeter(relays), S)), ...settled };
       const meter = usMeter(relays);
       meter.begin();
       const stop = progress(
@@ -1048,12 +1075,13 @@ async function peerSteady(peer: Peer, k: number): Promise<RunResult> {
       w.onSeen = (d) => a.add(d);
       w.go();
     }
+    const settled = await settledIdle(meter());
     const S = instantAfterCreate(peer, total);
     const c = await enqueueVia(producer, `${peer} steady (${k})`, total, { mode: 'rate', start: S, rate: RATE });
     createRate.set(peer, total / c.wallSeconds);
     const margin = S - Date.now();
     if (margin < 100) warnings.push(`creation finished ${-margin} ms after the first due time`);
-    const idle = await idleCpu(meter(), S);
+    const idle = { ...(await idleCpu(meter(), S)), ...settled };
     const m = meter();
     m.begin();
     await waitArrivals(a, total, `${peer} steady (${k})`, SECONDS * 1000 + 10 * 60_000);
@@ -1128,6 +1156,13 @@ const LABEL: Record<System, string> = {
   bullmq: 'BullMQ',
 };
 
+/** "relays 0.023, mariadb 0.015, …": CPU seconds per second by process group. */
+function groupLine(perSecond: Record<string, number>): string {
+  return Object.entries(perSecond)
+    .map(([k, v]) => `${k} ${v.toFixed(3)}`)
+    .join(', ');
+}
+
 function cpuCell(c?: CpuResult): string {
   if (!c) return '—';
   return Object.entries(c.cpuSeconds)
@@ -1164,7 +1199,7 @@ function report(runs: RunResult[], header: string, skipped: Array<{ system: Syst
     out.push(`Steady: ${fmtInt(RATE)} due jobs/s for ${SECONDS} s (lag = consumed − due); CPU seconds of the system's processes`);
     out.push(
       table(
-        ['system, workers', 'lag p50', 'p95', 'p99', 'max', 'CPU s', 'machine', 'of which', 'bench/consumer', 'idle CPU s/s'],
+        ['system, workers', 'lag p50', 'p95', 'p99', 'max', 'CPU s', 'machine', 'of which', 'bench/consumer', 'idle CPU s/s', 'settled'],
         rowsFor('steady').map((r) => [
           name(r),
           fmtMs(r.lagMs!.p50),
@@ -1176,6 +1211,7 @@ function report(runs: RunResult[], header: string, skipped: Array<{ system: Syst
           cpuCell(r.cpu),
           (r.cpu!.cpuSeconds.bench ?? 0).toFixed(1),
           r.idleSystemCpuPerSecond == null ? '—' : r.idleSystemCpuPerSecond.toFixed(2),
+          r.settledIdleSystemCpuPerSecond == null ? '—' : r.settledIdleSystemCpuPerSecond.toFixed(3),
         ]),
       ),
     );
@@ -1211,12 +1247,14 @@ function report(runs: RunResult[], header: string, skipped: Array<{ system: Syst
     const idle = metered.filter((r) => r.idleCpuPerSecond);
     if (idle.length) {
       out.push('Idle CPU seconds per second, per process group (the quiet moment before the first due job of the steady run):');
-      for (const r of idle)
-        out.push(
-          `  ${name(r).padEnd(36)} ${Object.entries(r.idleCpuPerSecond!)
-            .map(([k, v]) => `${k} ${v.toFixed(3)}`)
-            .join(', ')}`,
-        );
+      for (const r of idle) out.push(`  ${name(r).padEnd(36)} ${groupLine(r.idleCpuPerSecond!)}`);
+    }
+    const settled = metered.filter((r) => r.settledIdleCpuPerSecond);
+    if (settled.length) {
+      out.push(
+        `Settled idle CPU seconds per second, per process group (up, nothing queued: ${SETTLED_IDLE_SECONDS} s after ${SETTLED_IDLE_SECONDS} s left quiet):`,
+      );
+      for (const r of settled) out.push(`  ${name(r).padEnd(36)} ${groupLine(r.settledIdleCpuPerSecond!)}`);
     }
     out.push('');
   }

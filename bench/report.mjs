@@ -130,12 +130,13 @@ if (byWorkload('steady').length) {
     "Lag = consumed − due. CPU = seconds used during the run by the system's own processes (us: relays + mariadbd + Kafka; " +
       'peers: worker processes + PostgreSQL / Redis); "consumer" = the bench process (for us, it hosts the Kafka consumer). ' +
       '"Idle CPU s/s before" = what those processes used per second in the quiet moment just before the first due job: ' +
-      'pollers, background flushing, and other work sharing the same servers (MariaDB and Kafka are shared with other test runs on this machine).',
+      'pollers, background flushing, and other work sharing the same servers (MariaDB and Kafka are shared with other test runs on this machine). ' +
+      '"settled" = the same with the system up and nothing queued, after some seconds left quiet (before the jobs are created).',
   );
   md.push('');
   md.push(
     mdTable(
-      ['system × processes', 'lag p50', 'p95', 'p99', 'max', 'CPU s', 'of which', 'consumer CPU s', 'idle CPU s/s before'],
+      ['system × processes', 'lag p50', 'p95', 'p99', 'max', 'CPU s', 'of which', 'consumer CPU s', 'idle CPU s/s before', 'settled'],
       byWorkload('steady').map((r) => [
         name(r),
         ms(r.lagMs.p50),
@@ -152,6 +153,7 @@ if (byWorkload('steady').length) {
           .join(' + '),
         (r.cpu.cpuSeconds.bench ?? 0).toFixed(1),
         r.idleSystemCpuPerSecond == null ? '—' : r.idleSystemCpuPerSecond.toFixed(2),
+        r.settledIdleSystemCpuPerSecond == null ? '—' : r.settledIdleSystemCpuPerSecond.toFixed(3),
       ]),
     ),
   );
