@@ -190,6 +190,8 @@ export class Relay {
   private readonly publishDelays: WakeableDelay[] = [];
   /** Publish lane 0's last step found nothing: it polls at its backed-off interval (wakeOutbox). */
   private outboxQuiet = false;
+  /** wakeOutbox was called since publish lane 0's current step began. */
+  private outboxRung = false;
   private leases: ShardLeases | undefined;
   /**
    * The relays alive and this one's rank, for the fire slots: the shard leases, or without them (unordered
@@ -295,6 +297,7 @@ export class Relay {
         return { ...r, nextInMs: Math.max(untilDue, fireWindow.ms) };
       };
       const publish: Step = async () => {
+        if (leader) this.outboxRung = false;
         const r = await publishLane.publish(leader);
         if (leader && r.found) wakePublishLanes(1);
         // A lane that keeps finding nothing polls less often: OUTBOX_POLL_INTERVAL while rows come, twice as
@@ -304,7 +307,11 @@ export class Relay {
         // wait for lane 0 (which wakes them when it finds rows, or when one of its steps is held up) or their
         // idle ceiling.
         const nextInMs = publishBackoff.after(r.claimed > 0);
-        if (leader) this.outboxQuiet = r.claimed === 0;
+        if (leader) {
+          this.outboxQuiet = r.claimed === 0;
+          // Woken while this step ran: the rows may have come after its probe, so it polls again now.
+          if (this.outboxRung) return { ...r, nextInMs: 0 };
+        }
         if (!leader && r.claimed === 0) return { ...r, nextInMs: undefined };
         return { ...r, nextInMs };
       };
@@ -350,12 +357,14 @@ export class Relay {
   /**
    * An API in the same process committed outbox rows: a publish lane 0 that found nothing at its last poll
    * (so may be waiting up to SCHEDULER_INTERVAL) polls now. Its probe covers every lane's shards, and it
-   * wakes the lane whose shards hold the rows. A lane 0 that is publishing already is left to its poll, so
+   * wakes the lane whose shards hold the rows; one woken in the middle of a step polls again as it ends (its
+   * probe may have run before the commit). A lane 0 that is publishing already is left to its poll, so
    * commits coming fast do not split its batches.
    */
   wakeOutbox(): void {
     if (!this.outboxQuiet) return;
     this.outboxQuiet = false;
+    this.outboxRung = true;
     this.publishDelays[0]?.wake();
   }
 
