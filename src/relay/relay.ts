@@ -6,7 +6,7 @@ import type { Lifecycle } from '../events';
 import type { EventProducer } from '../kafka/producer';
 import { coerceError } from '../logger';
 import { dbErrorKind } from '../db/errors';
-import { backoffMs, WakeableDelay, withDbRetry } from '../util';
+import { backoffMs, WakeableDelay, withDbRetry, type Clock } from '../util';
 import { RelayRoster, ShardLeases, type CountedRelay } from './leases';
 import { ensureShardFences } from '../db/outbox';
 import { DirectFire } from './direct-fire';
@@ -33,21 +33,40 @@ const FOLLOWER_IDLE_FACTOR = 40;
 const SWEEP_IDLE_FACTOR = 6;
 
 /**
+ * How long after publish lane 0 last found rows its quiet polls stay within 4 × OUTBOX_POLL_INTERVAL (80 ms),
+ * as they always did; only an outbox quiet for longer is polled up to SCHEDULER_INTERVAL apart. Webhook
+ * events a second or a few apart are so published as promptly as before (docs/decisions/relay-wakeups.md).
+ */
+const OUTBOX_RECENT_MS = 30_000;
+
+/**
  * A poll that keeps finding nothing: each quiet one asks for the next twice as far off, from `baseMs` up to
- * `ceilingMs`; one that finds work brings it back to `baseMs`.
+ * `ceilingMs`; one that finds work brings it back to `baseMs`. With `recent`, the waits stay within
+ * `recent.ceilingMs` until `recent.forMs` have passed since work was last found: a source that is merely
+ * slow (work every second or so) keeps the short polls, one that has gone quiet gets the long ones.
  */
 export class QuietBackoff {
   private quiet = 0;
+  private foundAt = -Infinity;
 
   constructor(
     private readonly baseMs: number,
     private readonly ceilingMs: number,
+    private readonly recent?: { ceilingMs: number; forMs: number },
+    private readonly clock: Clock = Date.now,
   ) {}
 
-  /** The wait before the next poll, after one that found work or not. */
-  after(found: boolean): number {
+  /**
+   * The wait before the next poll, after one that did work (`found`) or not. `seen`: it saw work, done or
+   * not (a publish lane 0 whose probe found rows in the other lanes' shards): it counts as recent.
+   */
+  after(found: boolean, seen = found): number {
+    const now = this.clock();
+    if (seen) this.foundAt = now;
     this.quiet = found ? 0 : Math.min(this.quiet + 1, 30);
-    return Math.min(this.ceilingMs, this.baseMs * 2 ** this.quiet);
+    const ceiling =
+      this.recent && now - this.foundAt < this.recent.forMs ? Math.min(this.ceilingMs, this.recent.ceilingMs) : this.ceilingMs;
+    return Math.min(ceiling, this.baseMs * 2 ** this.quiet);
   }
 }
 
@@ -263,7 +282,10 @@ export class Relay {
       const publishDelay = new WakeableDelay();
       const publishLane = publishLanes[lane]!;
       const leader = lane === 0;
-      const publishBackoff = new QuietBackoff(config.outboxPollIntervalMs, idleMs);
+      const publishBackoff = new QuietBackoff(config.outboxPollIntervalMs, idleMs, {
+        ceilingMs: publishHeldUpMs,
+        forMs: OUTBOX_RECENT_MS,
+      });
       let fireIdle = false;
       const claimSize = new ClaimSize(config.relayBatchSize, config.relayBatchMax, config.relayDirectTimeoutMs);
       const fireWindow = new FireWindow(config.relayFireWindowMs, config.relayFireWindowMaxMs);
@@ -301,12 +323,13 @@ export class Relay {
         const r = await publishLane.publish(leader);
         if (leader && r.found) wakePublishLanes(1);
         // A lane that keeps finding nothing polls less often: OUTBOX_POLL_INTERVAL while rows come, twice as
-        // far apart after each quiet poll, up to SCHEDULER_INTERVAL, the relay's idle ceiling (scheduled events
-        // bypass the outbox, so it is often empty). Any row resets it. An API in the same process wakes a
-        // quiet lane 0 when it commits rows (wakeOutbox). The other lanes, after a claim that found nothing,
+        // far apart after each quiet poll, up to 4× that within OUTBOX_RECENT_MS of the last row found and
+        // up to SCHEDULER_INTERVAL, the relay's idle ceiling, after (scheduled events bypass the outbox, so it
+        // is often empty). Any row resets it. An API in the same process wakes a quiet lane 0 when it commits
+        // rows (wakeOutbox). The other lanes, after a claim that found nothing,
         // wait for lane 0 (which wakes them when it finds rows, or when one of its steps is held up) or their
         // idle ceiling.
-        const nextInMs = publishBackoff.after(r.claimed > 0);
+        const nextInMs = publishBackoff.after(r.claimed > 0, r.found);
         if (leader) {
           this.outboxQuiet = r.claimed === 0;
           // Woken while this step ran: the rows may have come after its probe, so it polls again now.

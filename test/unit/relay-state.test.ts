@@ -337,6 +337,25 @@ describe('a poll that keeps finding nothing comes further apart (QuietBackoff)',
     expect(b.after(false)).to.equal(40);
   });
 
+  it('keeps the waits within the recent ceiling until that long after work was last found, then backs off to the full ceiling', () => {
+    let now = 1_000_000;
+    const b = new QuietBackoff(20, 250, { ceilingMs: 80, forMs: 30_000 }, () => now);
+    expect(b.after(false), 'never found work: not recent').to.equal(40);
+    expect([1, 2, 3].map(() => b.after(false))).to.deep.equal([80, 160, 250]);
+    expect(b.after(true)).to.equal(20);
+    now += 29_000;
+    expect(
+      [1, 2, 3, 4].map(() => b.after(false)),
+      'within 30 s of the last work',
+    ).to.deep.equal([40, 80, 80, 80]);
+    now += 1_000;
+    expect(
+      [1, 2].map(() => b.after(false)),
+      '30 s after it',
+    ).to.deep.equal([250, 250]);
+    expect(b.after(false, true), 'work seen, not done: recent again, still backing off').to.equal(80);
+  });
+
   it('stays at its ceiling however long it is quiet (no overflow)', () => {
     const b = new QuietBackoff(5000, 30_000);
     for (let i = 0; i < 1000; i++) b.after(false);
