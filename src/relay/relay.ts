@@ -323,12 +323,11 @@ export class Relay {
         const r = await publishLane.publish(leader);
         if (leader && r.found) wakePublishLanes(1);
         // A lane that keeps finding nothing polls less often: OUTBOX_POLL_INTERVAL while rows come, twice as
-        // far apart after each quiet poll, up to 4× that within OUTBOX_RECENT_MS of the last row found and
-        // up to SCHEDULER_INTERVAL, the relay's idle ceiling, after (scheduled events bypass the outbox, so it
-        // is often empty). Any row resets it. An API in the same process wakes a quiet lane 0 when it commits
-        // rows (wakeOutbox). The other lanes, after a claim that found nothing,
-        // wait for lane 0 (which wakes them when it finds rows, or when one of its steps is held up) or their
-        // idle ceiling.
+        // far apart after each quiet poll, up to 4× that within OUTBOX_RECENT_MS of the last row seen and up
+        // to SCHEDULER_INTERVAL, the relay's idle ceiling, after that (scheduled events bypass the outbox, so
+        // it is often empty). Any row resets it. An API in the same process wakes a quiet lane 0 when it
+        // commits rows (wakeOutbox). The other lanes, after a claim that found nothing, wait for lane 0 (which
+        // wakes them when it finds rows, or when one of its steps is held up) or their idle ceiling.
         const nextInMs = publishBackoff.after(r.claimed > 0, r.found);
         if (leader) {
           this.outboxQuiet = r.claimed === 0;
@@ -354,7 +353,8 @@ export class Relay {
       );
     }
     // A sweep that changed nothing (an idle platform, or one with no history yet) asks for the next one
-    // twice as far off, up to SWEEP_IDLE_FACTOR × RETENTION_SWEEP_INTERVAL; any change resets it.
+    // twice as far off, up to SWEEP_IDLE_FACTOR × RETENTION_SWEEP_INTERVAL; any change resets it. A failed
+    // sweep is also tried again at that ceiling (30 s at the defaults): nothing waits on it.
     const sweepEvery = config.retentionSweepIntervalMs;
     const sweepBackoff = new QuietBackoff(sweepEvery, sweepEvery * SWEEP_IDLE_FACTOR);
     this.loops.push(
