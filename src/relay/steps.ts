@@ -421,7 +421,8 @@ export async function sweep(
   ];
   if (deleted > 0) events.emitEvent('relay:swept', { deleted });
   if (slices.created > 0 || slices.retired > 0) events.emitEvent('relay:slices', { created: slices.created, retired: slices.retired });
-  const more = [deleted, counts, ...cleaned].some((n) => n === SWEEP_BATCH);
-  const quiet = slices.created + slices.retired + folded + [deleted, counts, ...cleaned].reduce((a, n) => a + n, 0) === 0;
+  const batches = [deleted, counts, ...cleaned];
+  const more = batches.some((n) => n === SWEEP_BATCH);
+  const quiet = slices.created + slices.retired + folded === 0 && batches.every((n) => n === 0);
   return { full: slices.more || more || folded === FOLD_BATCH, quiet };
 }
