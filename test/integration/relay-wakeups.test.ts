@@ -7,7 +7,8 @@ import { createLogger } from '../../src/logger';
 /*
  * A relay's publish lane that keeps finding its outbox empty polls less and less often, up to
  * SCHEDULER_INTERVAL. An API in the relay's own process wakes it when it commits webhook events, so they are
- * published at once; an API in another process leaves them to the relay's next poll. The polls here are a
+ * published at once; an API in another process (here another platform in the test's process, which shares
+ * nothing with the relay's) leaves them to the relay's next poll. The polls here are a
  * minute apart (OUTBOX_POLL_INTERVAL 30 s, doubled after the first empty one), so which of the two published
  * an event cannot be mistaken.
  */
@@ -54,7 +55,7 @@ describe('relay wake-ups: webhook events and a quiet outbox', function () {
     await until(async () => (await publishedAt(id)) !== null, { timeoutMs: 5000, message: 'published by the woken lane' });
   });
 
-  it('leaves the event to the relay’s next poll when the API runs in another process (the control)', async () => {
+  it('leaves the event to the relay’s next poll when the API is another platform, as in another process (the control)', async () => {
     const relay = await startPlatform(t.config, ['relay'], { logger: quiet, migrate: false });
     running.push(relay);
     const api = await startPlatform(t.config, ['api'], { logger: quiet, migrate: false });
