@@ -9,6 +9,8 @@ export interface LifecycleEvents {
   'relay:claimed': { kind: 'schedules' | 'outbox'; count: number };
   /** The fire window after a fire batch that was not full (RELAY_FIRE_WINDOW, wider while batches are small). */
   'relay:fire_window': { ms: number };
+  /** An idle lane's probe: one statement asking whether anything is due (schedules) or queued (outbox). */
+  'relay:probed': { kind: 'schedules' | 'outbox' };
   'relay:published': { count: number };
   'relay:publish_failed': { count: number; error: string };
   'relay:error': { step: string; error: Error };

@@ -30,6 +30,7 @@ export class Metrics {
   readonly webhookRejections: client.Counter;
   readonly deliveryAttempts: client.Counter<'outcome'>;
   readonly fireWindow: client.Gauge;
+  readonly probes: client.Counter<'kind'>;
   readonly circuitOpen: client.Gauge<'origin'>;
   readonly flowWait: client.Histogram<'reason'>;
   private consumerLag: client.Gauge<'topic' | 'partition'> | null = null;
@@ -57,6 +58,12 @@ export class Metrics {
       registers: r,
     });
     this.published = new client.Counter({ name: 'etp_events_published_total', help: 'Outbox rows published to Kafka', registers: r });
+    this.probes = new client.Counter({
+      name: 'etp_relay_probes_total',
+      help: "Idle relay lanes' probes: one statement asking whether anything is due (kind schedules) or queued (kind outbox)",
+      labelNames: ['kind'],
+      registers: r,
+    });
     this.publishFailures = new client.Counter({
       name: 'etp_outbox_publish_failures_total',
       help: 'Outbox rows whose publish failed (left unpublished for a retry)',
@@ -217,6 +224,7 @@ export class Metrics {
     events.onEvent('relay:claimed', (e) => this.batchSize.observe({ kind: e.kind }, e.count));
     events.onEvent('relay:fire_window', (e) => this.fireWindow.set(e.ms / 1000));
     events.onEvent('relay:published', (e) => this.published.inc(e.count));
+    events.onEvent('relay:probed', (e) => this.probes.inc({ kind: e.kind }));
     events.onEvent('relay:publish_failed', (e) => this.publishFailures.inc(e.count));
     events.onEvent('relay:swept', (e) => {
       this.deleted.inc(e.deleted);

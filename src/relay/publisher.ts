@@ -200,6 +200,7 @@ export class PublishLane {
     if (this.idle) {
       const shards = ordering ? (probeAll ? this.relayShards() : this.shards()) : null;
       const probe = shards?.length === 0 ? { ready: false, due: false } : await probeOutbox(script ? rawOf(script) : db, shards);
+      if (shards?.length !== 0) events.emitEvent('relay:probed', { kind: 'outbox' });
       if (!probe.ready && !probe.due) return { full: false, claimed: 0, found: false };
       promote = promote || probe.due;
       probed = true;

@@ -110,6 +110,28 @@ export function fireSlotWaitMs(nowMs: number, earliestMs: number, slotMs: number
   return slot * slotMs - nowMs;
 }
 
+/**
+ * The idle probe's turn: with nothing due within the idle interval (SCHEDULER_INTERVAL), N relays take turns
+ * at the fire lane's probe, as they take turns at claims (fireSlotWaitMs). Time is cut into turns of the idle
+ * interval and relay k probes at the start of turns k, k + N, k + 2N, …, so the platform probes once an idle
+ * interval whatever N, as one relay does: an occurrence that falls due unannounced (a trigger created
+ * "in 0 seconds", a relay's clock behind) is found as soon as with one relay, and an idle platform's probes do
+ * not grow with its relays. A relay whose probe saw the next occurrence wakes for it (its slot after the due
+ * time) if that comes before its next turn. Turns, like slots, are read from each relay's clock.
+ */
+export function idleTurnWaitMs(
+  nowMs: number,
+  untilDueMs: number | undefined,
+  idleMs: number,
+  relays: number,
+  rank: number,
+  slotMs: number,
+): number {
+  const turn = fireSlotWaitMs(nowMs, 0, idleMs, relays, rank);
+  if (untilDueMs === undefined) return turn;
+  return Math.min(turn, slotMs > 0 ? fireSlotWaitMs(nowMs, untilDueMs, slotMs, relays, rank) : Math.max(0, untilDueMs));
+}
+
 /** What a fire slot adds to the window for the batch itself: about a batch's time at 2,000 fires/s on the bench machine. */
 export const FIRE_SLOT_BATCH_MS = 10;
 
@@ -312,11 +334,17 @@ export class Relay {
         }
         const untilDue = r.nextInMs ?? idleMs;
         const roster = this.roster;
-        if (roster && roster.liveRelays() > 1 && config.relayFireWindowMs > 0) {
-          const slotMs = fireSlotMs(fireWindow.ms, config.relayFireWindowMs);
-          return { ...r, nextInMs: fireSlotWaitMs(Date.now(), untilDue, slotMs, roster.liveRelays(), roster.rank()) };
+        const relays = roster?.liveRelays() ?? 1;
+        const slotMs = config.relayFireWindowMs > 0 ? fireSlotMs(fireWindow.ms, config.relayFireWindowMs) : 0;
+        // Nothing due within the idle interval: the relays take turns at the probe (idleTurnWaitMs).
+        if (roster && relays > 1 && (r.nextInMs === undefined || r.nextInMs > idleMs)) {
+          return { ...r, nextInMs: idleTurnWaitMs(Date.now(), r.nextInMs, idleMs, relays, roster.rank(), slotMs) };
         }
-        return { ...r, nextInMs: Math.max(untilDue, fireWindow.ms) };
+        const waitMs =
+          roster && relays > 1 && slotMs > 0
+            ? fireSlotWaitMs(Date.now(), untilDue, slotMs, relays, roster.rank())
+            : Math.max(untilDue, fireWindow.ms);
+        return { ...r, nextInMs: Math.min(idleMs, waitMs) };
       };
       const publish: Step = async () => {
         if (leader) this.outboxRung = false;
@@ -343,6 +371,8 @@ export class Relay {
           fireDelay,
           leader ? idleMs : followerIdleMs,
           leader ? watched(fire, idleMs, wakeFireFollowers) : fire,
+          // Lane 0 always says how long to wait: up to its idle turn among N relays (N idle intervals).
+          followerIdleMs,
         ),
         this.loop(
           `outbox-${lane}`,
@@ -393,16 +423,17 @@ export class Relay {
 
   /**
    * The one loop shape: run the step; go again at once after a full batch; otherwise wait until the step's
-   * hint (e.g. the next due fire_at) or the idle ceiling; back off with jitter while the step keeps failing.
+   * hint (e.g. the next due fire_at; at most `ceilingMs`) or the idle ceiling; back off with jitter while the
+   * step keeps failing.
    */
-  private async loop(name: string, delay: WakeableDelay, idleMs: number, step: Step): Promise<void> {
+  private async loop(name: string, delay: WakeableDelay, idleMs: number, step: Step, ceilingMs = idleMs): Promise<void> {
     let failures = 0;
     while (!this.stopping) {
       let waitMs: number;
       try {
         const r = await step();
         failures = 0;
-        waitMs = r.full ? 0 : Math.max(0, Math.min(idleMs, r.nextInMs ?? idleMs));
+        waitMs = r.full ? 0 : Math.max(0, Math.min(ceilingMs, r.nextInMs ?? idleMs));
       } catch (e) {
         failures++;
         this.deps.events.emitEvent('relay:error', { step: name, error: coerceError(e) });

@@ -74,6 +74,7 @@ export async function fireDue(
   // (and when the next is): an idle relay costs that, not a claim transaction, per poll.
   if (options.probeFirst) {
     const next = await nextPending(options.script ? rawOf(options.script) : db);
+    events.emitEvent('relay:probed', { kind: 'schedules' });
     if (!next?.due) return { full: false, claimed: 0, left: 0, fired: 0, queued: 0, nextInMs: msUntil(next) };
   }
   // Recorded fire spans (none without an exporter), ended once the transaction is over.

@@ -11,6 +11,7 @@ import {
   FireWindow,
   fireSlotMs,
   fireSlotWaitMs,
+  idleTurnWaitMs,
   QuietBackoff,
   watched,
 } from '../../src/relay/relay';
@@ -287,6 +288,43 @@ describe('several relays take turns in fire slots', () => {
     expect(fireSlotMs(26.1, 10)).to.equal(30 + FIRE_SLOT_BATCH_MS);
     expect(fireSlotMs(40, 10)).to.equal(40 + FIRE_SLOT_BATCH_MS);
     expect(fireSlotMs(3, 10)).to.equal(10 + FIRE_SLOT_BATCH_MS);
+  });
+});
+
+describe('idle relays take turns at the fire probe (idleTurnWaitMs)', () => {
+  /** The instants (ms) at which relay `rank` of `relays` probes an idle platform from `start` on, `n` times. */
+  function probes(rank: number, relays: number, idleMs: number, start: number, n: number): number[] {
+    const at: number[] = [];
+    let now = start;
+    for (let i = 0; i < n; i++) {
+      now += idleTurnWaitMs(now, undefined, idleMs, relays, rank, 20);
+      at.push(now);
+      now += 2; // the probe's round trip
+    }
+    return at;
+  }
+
+  it('N idle relays probe as one: once an idle interval, evenly spaced, each every N intervals', () => {
+    for (const relays of [2, 3, 5]) {
+      const each = Array.from({ length: relays }, (_, rank) => probes(rank, relays, 250, 1_765_000_000_017, 20));
+      for (const own of each) {
+        const gaps = own.slice(1).map((t, i) => t - own[i]!);
+        expect(new Set(gaps)).to.deep.equal(new Set([250 * relays]));
+      }
+      const all = each.flat().sort((x, y) => x - y);
+      expect(new Set(all.slice(1).map((t, i) => t - all[i]!))).to.deep.equal(new Set([250]));
+    }
+  });
+
+  it('a relay that saw the next occurrence wakes for it when that comes before its turn: at its slot after the due time', () => {
+    const now = 1_765_000_000_000; // a turn boundary for 250 ms turns and a slot boundary for 20 ms slots
+    // 4 relays, rank 3: its next turn is 3 idle intervals away; an occurrence due in 400 ms comes first.
+    expect(idleTurnWaitMs(now, 400, 250, 4, 3, 20)).to.equal(fireSlotWaitMs(now, 400, 20, 4, 3));
+    expect(idleTurnWaitMs(now, 400, 250, 4, 3, 20)).to.be.within(400, 400 + 4 * 20);
+    // Due after its turn: the turn (it probes again then, and may learn of an earlier one).
+    expect(idleTurnWaitMs(now, 5_000, 250, 4, 3, 20)).to.equal(750);
+    // No fire slots (RELAY_FIRE_WINDOW=0): the due time itself.
+    expect(idleTurnWaitMs(now, 400, 250, 4, 3, 0)).to.equal(400);
   });
 });
 
