@@ -226,12 +226,12 @@ export async function startPlatform(
     // The API's stack (Express routes, the OpenAPI validator, the dashboard) is loaded only in a process
     // that serves it: a relay or worker alone starts with about a quarter less CPU and a smaller heap.
     const { createApp, webhookRequestLog } = await import('./api/app');
+    // A relay in the same process publishes the webhook events at once when their transaction commits.
     const sameProcessRelay = relay;
-    ingest = config.webhookGroupCommit
-      ? webhookIngest(config, logger, metrics, sameProcessRelay ? () => sameProcessRelay.wakeOutbox() : undefined)
-      : null;
+    const outboxWritten = sameProcessRelay ? () => sameProcessRelay.wakeOutbox() : undefined;
+    ingest = config.webhookGroupCommit ? webhookIngest(config, logger, metrics, outboxWritten) : null;
     requestLog = webhookRequestLog(db, config, metrics, logger);
-    const app = createApp({ config, db, logger, metrics, checks, ingest, requestLog, role: roles.join('+'), tracing });
+    const app = createApp({ config, db, logger, metrics, checks, ingest, requestLog, role: roles.join('+'), tracing, outboxWritten });
     const server = await listen(app, config.apiPort);
     servers.push(server);
     ports.api = (server.address() as AddressInfo).port;

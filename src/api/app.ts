@@ -44,6 +44,11 @@ export interface AppDeps {
    */
   ingest?: WebhookIngest | null;
   /**
+   * Called after a webhook transaction outside the group commit (an Idempotency-Key, a batch, the group
+   * commit off) has committed: a relay in the same process then publishes its rows at once (Relay.wakeOutbox).
+   */
+  outboxWritten?: () => void;
+  /**
    * The log of rejected webhook calls (platform.ts creates and closes it); without one the app makes its
    * own, whose last rejections may go unwritten when the process exits.
    */
@@ -126,7 +131,7 @@ export function createApp(deps: AppDeps): express.Express {
   const limits = rateLimits(config);
   const caches = new WebhookCaches();
   const tracing = deps.tracing ?? new Tracing();
-  const receiver = new WebhookReceiver({ db: deps.db, config, caches, ingest: deps.ingest, tracing });
+  const receiver = new WebhookReceiver({ db: deps.db, config, caches, ingest: deps.ingest, tracing, outboxWritten: deps.outboxWritten });
   // The hottest route first, before anything else looks at the request (see webhookLane). With CORS
   // configured the general stack answers, so its headers are set in one place.
   if (config.corsOrigins.length === 0) {

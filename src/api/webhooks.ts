@@ -149,6 +149,8 @@ export class WebhookReceiver {
       ingest?: WebhookIngest | null;
       /** Keeps the caller's `traceparent` (or starts a trace) and records the ingest span when exporting. */
       tracing?: Tracing;
+      /** Called after a transaction of `idempotent` committed (a relay in the same process publishes its rows at once). */
+      outboxWritten?: () => void;
     },
   ) {
     this.tracing = deps.tracing ?? new Tracing();
@@ -348,6 +350,8 @@ export class WebhookReceiver {
     write: (trx: Knex.Transaction) => Promise<WebhookAnswer>,
   ): Promise<WebhookAnswer> {
     const stored = await withIdempotencyKey(this.deps.db, `webhook:${triggerId}`, call.header('idempotency-key'), write);
+    // A repeat's stored answer wrote nothing; waking the relay for it costs one probe.
+    this.deps.outboxWritten?.();
     return stored.answer as WebhookAnswer;
   }
 }

@@ -30,7 +30,7 @@ describe('relay wake-ups: webhook events and a quiet outbox', function () {
   after(() => t?.cleanup());
 
   /** A webhook trigger created and called through the API on `port`: the event id of the 202. */
-  async function webhookEvent(port: number): Promise<string> {
+  async function webhookEvent(port: number, headers: Record<string, string> = {}): Promise<string> {
     const base = `http://127.0.0.1:${port}/api/v1`;
     const created = await fetch(`${base}/triggers`, {
       method: 'POST',
@@ -41,7 +41,7 @@ describe('relay wake-ups: webhook events and a quiet outbox', function () {
     const { id } = (await created.json()) as { id: string };
     const fired = await fetch(`${base}/webhook/${id}`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', ...headers },
       body: '{"a":1}',
     });
     expect(fired.status).to.equal(202);
@@ -55,6 +55,13 @@ describe('relay wake-ups: webhook events and a quiet outbox', function () {
     const p = await startPlatform(t.config, ['api', 'relay'], { logger: quiet, migrate: false });
     running.push(p);
     const id = await webhookEvent(p.ports.api!);
+    await until(async () => (await publishedAt(id)) !== null, { timeoutMs: 5000, message: 'published by the woken lane' });
+  });
+
+  it('publishes at once an event sent with an Idempotency-Key (its own transaction, not the group commit) when the API runs in the relay’s process', async () => {
+    const p = await startPlatform(t.config, ['api', 'relay'], { logger: quiet, migrate: false });
+    running.push(p);
+    const id = await webhookEvent(p.ports.api!, { 'idempotency-key': 'wake-1' });
     await until(async () => (await publishedAt(id)) !== null, { timeoutMs: 5000, message: 'published by the woken lane' });
   });
 
