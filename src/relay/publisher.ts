@@ -199,8 +199,10 @@ export class PublishLane {
     // claim transaction (lease check + one lookup per shard).
     if (this.idle) {
       const shards = ordering ? (probeAll ? this.relayShards() : this.shards()) : null;
-      const probe = shards?.length === 0 ? { ready: false, due: false } : await probeOutbox(script ? rawOf(script) : db, shards);
-      if (shards?.length !== 0) events.emitEvent('relay:probed', { kind: 'outbox' });
+      // A lane that holds no shards has nothing to ask.
+      if (shards?.length === 0) return { full: false, claimed: 0, found: false };
+      const probe = await probeOutbox(script ? rawOf(script) : db, shards);
+      events.emitEvent('relay:probed', { kind: 'outbox' });
       if (!probe.ready && !probe.due) return { full: false, claimed: 0, found: false };
       promote = promote || probe.due;
       probed = true;
