@@ -109,13 +109,27 @@ describe('relay wake-ups: idle relays take turns at the fire probe', function ()
       )
     ).reduce((a, b) => a + b, 0);
 
-  /** Three relays started; resolves once each has heartbeated, and its next lease refresh has counted all three. */
+  /**
+   * Three relays started; resolves once each has counted all three. The shard leases show it: a relay holds at
+   * most its fair share, ceil(shards / live relays), of the count of its last refresh, so the first two (which
+   * held more while they counted fewer) have given shards back and the third has taken its own.
+   */
   async function threeRelays(): Promise<Platform[]> {
     for (let i = 0; i < 3; i++) running.push(await startPlatform(t.config, ['relay'], { logger: quiet, migrate: false }));
-    await until(async () => (await t.db('relay_heartbeats').count({ n: '*' }).first<{ n: number }>())!.n >= 3, {
-      message: 'three heartbeats',
-    });
-    await sleep(600); // two lease refreshes (every 250 ms): each relay has counted the three
+    const fair = Math.ceil(t.config.outboxShards / 3);
+    await until(
+      async () => {
+        const held = (await t
+          .db('relay_leases')
+          .whereNotNull('owner')
+          .andWhere('expires_at', '>', t.db.raw('UTC_TIMESTAMP(3)'))
+          .groupBy('owner')
+          .select('owner')
+          .count({ n: '*' })) as Array<{ owner: string; n: number }>;
+        return held.length === 3 && held.every((h) => Number(h.n) <= fair);
+      },
+      { message: 'the shards shared out among three relays' },
+    );
     return running.slice();
   }
 
