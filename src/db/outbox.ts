@@ -320,16 +320,32 @@ export async function markPublished(trx: Knex.Transaction, rows: ClaimedOutbox[]
   for (const { sql, values } of markPublishedStatements(rows, now)) await trx.raw(sql, values);
 }
 
+/**
+ * A batch's outbox rows (`o`), each by its primary key (eq_ref), the ids handed over as one JSON list (the
+ * statement's first binding). A plain `WHERE id IN (…)` of a batch's 500 ids is left to the optimizer, and
+ * with the statistics of a table that is mostly empty (an outbox drains as it goes) it was planned as a
+ * scan: two publish lanes' deletes then waited on each other's claimed rows and deadlocked, and the victim's
+ * delivered rows had to be marked again in a transaction of their own. The join order and the index are
+ * fixed, so no statistics make it a scan (the same shape as the fire batch's, CLAIMED_ROWS in db/schedules.ts).
+ */
+const BATCH_ROWS = `JSON_TABLE(?, '$[*]' COLUMNS (id BIGINT UNSIGNED PATH '$')) AS k
+  STRAIGHT_JOIN outbox AS o FORCE INDEX (PRIMARY) ON o.id = k.id`;
+
+/** A batch's events (`e`), each by its primary key, the ids as one JSON list: as BATCH_ROWS, for event_logs. */
+const BATCH_EVENTS = `JSON_TABLE(?, '$[*]' COLUMNS (id CHAR(36) CHARACTER SET ascii COLLATE ascii_bin PATH '$')) AS k
+  STRAIGHT_JOIN event_logs AS e FORCE INDEX (PRIMARY) ON e.id = k.id`;
+
 /** markPublished's statements (none for no rows): the rows deleted, their events stamped. */
 export function markPublishedStatements(rows: ClaimedOutbox[], now: Date): Array<{ sql: string; values: Knex.RawBinding[] }> {
   if (rows.length === 0) return [];
   return [
-    { sql: 'DELETE FROM outbox WHERE id IN (?)', values: [rows.map((r) => r.id)] as unknown as Knex.RawBinding[] },
+    { sql: `DELETE o FROM ${BATCH_ROWS}`, values: [JSON.stringify(rows.map((r) => r.id))] },
     // Only the first publish of an event moves it to `published` (delivery retries reuse the outbox).
     {
-      sql: `UPDATE event_logs SET published_at = ?, execution_status = IF(execution_status = 'pending', 'published', execution_status), updated_at = ?
-             WHERE id IN (?) AND published_at IS NULL`,
-      values: [now, now, [...new Set(rows.map((r) => r.event_id))]] as unknown as Knex.RawBinding[],
+      sql: `UPDATE ${BATCH_EVENTS}
+             SET e.published_at = ?, e.execution_status = IF(e.execution_status = 'pending', 'published', e.execution_status), e.updated_at = ?
+             WHERE e.published_at IS NULL`,
+      values: [JSON.stringify([...new Set(rows.map((r) => r.event_id))]), now, now] as unknown as Knex.RawBinding[],
     },
   ];
 }
@@ -345,12 +361,12 @@ export async function markFailed(trx: Knex.Transaction, ids: number[], error: st
 export function markFailedStatement(ids: number[], error: string, retryAt: Date | null): { sql: string; values: Knex.RawBinding[] } {
   return retryAt
     ? {
-        sql: 'UPDATE outbox SET attempts = attempts + 1, last_error = ?, available_at = ?, published = ? WHERE id IN (?)',
-        values: [errorText(error), retryAt, OutboxState.Waiting, ids] as unknown as Knex.RawBinding[],
+        sql: `UPDATE ${BATCH_ROWS} SET o.attempts = o.attempts + 1, o.last_error = ?, o.available_at = ?, o.published = ?`,
+        values: [JSON.stringify(ids), errorText(error), retryAt, OutboxState.Waiting] as unknown as Knex.RawBinding[],
       }
     : {
-        sql: 'UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id IN (?)',
-        values: [errorText(error), ids] as unknown as Knex.RawBinding[],
+        sql: `UPDATE ${BATCH_ROWS} SET o.attempts = o.attempts + 1, o.last_error = ?`,
+        values: [JSON.stringify(ids), errorText(error)] as unknown as Knex.RawBinding[],
       };
 }
 

@@ -8,11 +8,14 @@ import {
   claimUnpublishedInShards,
   ensureShardFences,
   insertOutbox,
+  markFailedStatement,
   markPublished,
+  markPublishedStatements,
   promoteDue,
   SHARD_FENCE,
   shardOf,
   shardsWithBacklog,
+  type ClaimedOutbox,
 } from '../../src/db/outbox';
 
 /**
@@ -222,6 +225,91 @@ describe('ordered claims of neighbouring shards', function () {
     } finally {
       await t.db('outbox').where({ topic: 'seven' }).delete();
       await seven.destroy();
+    }
+  });
+});
+
+describe("a publish batch's writes on an outbox that is nearly drained", function () {
+  this.timeout(60_000);
+  let t: TestEnv;
+
+  /** A message key (trigger id) whose rows land in `shard`. */
+  function keyIn(shard: number): string {
+    for (;;) {
+      const k = randomUUID();
+      if (shardOf(k, t.config.outboxShards) === shard) return k;
+    }
+  }
+
+  before(async () => {
+    t = await createTestEnv('outboxbatchwrites');
+    // The statistics of an empty outbox, as a table that drains as it goes mostly has, then two lanes'
+    // batches: the batch ids are then most of the table, where a plain `id IN (…)` is planned as a scan.
+    await t.db.raw('ANALYZE TABLE outbox');
+    const now = new Date();
+    const rows = [11, 12].flatMap((shard) =>
+      Array.from({ length: 60 }, () => ({
+        event_id: randomUUID(),
+        message: { topic: 'drained', key: keyIn(shard), value: Buffer.from('{}'), headers: {} },
+        available_at: new Date(now.getTime() - 1000),
+      })),
+    );
+    await insertOutbox(t.db, rows, now);
+  });
+  after(async () => {
+    await t?.cleanup();
+  });
+
+  it('deletes its delivered rows without waiting for the rows another lane has claimed, and marks failed rows the same way', async () => {
+    await ensureShardFences(t.db, t.config.outboxShards);
+    const other = await t.db.transaction(); // another lane, in the middle of publishing shard 12
+    try {
+      expect((await claimUnpublishedInShards(other, 500, [12])).rows).to.have.length(60);
+      // A scan of the outbox waits on the other lane's rows here until the timeout (error 1205); two lanes
+      // doing that to each other deadlocked.
+      const { deleted, failed } = await inShortLockWaitTransaction(t.db, 2, async (mine) => {
+        const { rows } = await claimUnpublishedInShards(mine, 500, [11]);
+        expect(rows).to.have.length(60);
+        const [done, retry] = [rows.slice(0, 50), rows.slice(50)];
+        for (const s of markPublishedStatements(done, new Date())) await mine.raw(s.sql, s.values);
+        const mark = markFailedStatement(
+          retry.map((r) => r.id),
+          'kafka: timed out',
+          null,
+        );
+        await mine.raw(mark.sql, mark.values);
+        const left = (await mine('outbox').where({ topic: 'drained', shard: 11 }).select('id', 'attempts', 'last_error')) as Array<{
+          id: number;
+          attempts: number;
+          last_error: string;
+        }>;
+        return { deleted: 60 - left.length, failed: left };
+      });
+      expect(deleted).to.equal(50);
+      expect(failed.map((r) => [Number(r.attempts), r.last_error])).to.deep.equal(Array(10).fill([1, 'kafka: timed out']));
+      // The statements as the relay sends them: every row and every event found by its primary key.
+      const rows = (await t.db('outbox').where({ topic: 'drained', shard: 11 }).select('id', 'event_id')) as ClaimedOutbox[];
+      for (const s of [
+        ...markPublishedStatements(rows, new Date()),
+        markFailedStatement(
+          rows.map((r) => r.id),
+          'x',
+          null,
+        ),
+        markFailedStatement(
+          rows.map((r) => r.id),
+          'x',
+          new Date(),
+        ),
+      ]) {
+        const plan = await explainSql(t.db, { sql: s.sql, bindings: s.values as unknown[] });
+        expect(
+          plan.find((r) => r.table === 'o' || r.table === 'e'),
+          s.sql,
+        ).to.include({ type: 'eq_ref', key: 'PRIMARY' });
+      }
+    } finally {
+      await other.rollback();
     }
   });
 });
