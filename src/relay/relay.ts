@@ -361,6 +361,14 @@ export class Relay {
           this.outboxQuiet = r.claimed === 0;
           // Woken while this step ran: the rows may have come after its probe, so it polls again now.
           if (this.outboxRung) return { ...r, nextInMs: 0 };
+          // Unordered mode, quiet at the idle interval: any relay may publish any row, so one relay's probe
+          // stands in for all of them and the relays take turns at it, as at the fire probe. (Ordered: a
+          // relay publishes only the shards it leases, and only its own probe can tell it they hold rows.)
+          const roster = this.roster;
+          const relays = roster?.liveRelays() ?? 1;
+          if (!config.outboxOrdering && roster && relays > 1 && !r.found && nextInMs >= idleMs) {
+            return { ...r, nextInMs: idleTurnWaitMs(Date.now(), undefined, idleMs, relays, roster.rank(), 0) };
+          }
         }
         if (!leader && r.claimed === 0) return { ...r, nextInMs: undefined };
         return { ...r, nextInMs };
@@ -379,6 +387,8 @@ export class Relay {
           publishDelay,
           leader ? idleMs : followerIdleMs,
           leader ? watched(publish, publishHeldUpMs, wakePublishFollowers) : publish,
+          // Lane 0 always says how long to wait: in unordered mode up to its idle turn among N relays.
+          followerIdleMs,
         ),
       );
     }
