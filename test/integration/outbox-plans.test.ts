@@ -18,6 +18,23 @@ import {
   type ClaimedOutbox,
 } from '../../src/db/outbox';
 
+/** A message key (trigger id) whose rows land in `shard` of `shards`. */
+function keyInShard(shard: number, shards: number): string {
+  for (;;) {
+    const k = randomUUID();
+    if (shardOf(k, shards) === shard) return k;
+  }
+}
+
+/** Outbox rows of `topic` ready since a second before `now`, one in each of the shards listed (a shard once per row). */
+function readyRowsIn(topic: string, rowShards: number[], shards: number, now: Date) {
+  return rowShards.map((shard) => ({
+    event_id: randomUUID(),
+    message: { topic, key: keyInShard(shard, shards), value: Buffer.from('{}'), headers: {} },
+    available_at: new Date(now.getTime() - 1000),
+  }));
+}
+
 /**
  * Query plans of the relay's outbox statements on a large outbox. On an empty table MariaDB's choice of
  * index says little: these run the real statements against 60,000 rows (in a transaction that is rolled
@@ -121,22 +138,12 @@ describe('ordered claims of neighbouring shards', function () {
   let t: TestEnv;
 
   /** A message key (trigger id) whose rows land in `shard`. */
-  function keyIn(shard: number): string {
-    for (;;) {
-      const k = randomUUID();
-      if (shardOf(k, t.config.outboxShards) === shard) return k;
-    }
-  }
+  const keyIn = (shard: number): string => keyInShard(shard, t.config.outboxShards);
 
   before(async () => {
     t = await createTestEnv('outboxfences');
     const now = new Date();
-    const rows = [5, 5, 5, 6, 6, 6].map((shard) => ({
-      event_id: randomUUID(),
-      message: { topic: 'fences', key: keyIn(shard), value: Buffer.from('{}'), headers: {} },
-      available_at: new Date(now.getTime() - 1000),
-    }));
-    await insertOutbox(t.db, rows, now);
+    await insertOutbox(t.db, readyRowsIn('fences', [5, 5, 5, 6, 6, 6], t.config.outboxShards, now), now);
   });
   after(async () => {
     await t?.cleanup();
@@ -233,28 +240,14 @@ describe("a publish batch's writes on an outbox that is nearly drained", functio
   this.timeout(60_000);
   let t: TestEnv;
 
-  /** A message key (trigger id) whose rows land in `shard`. */
-  function keyIn(shard: number): string {
-    for (;;) {
-      const k = randomUUID();
-      if (shardOf(k, t.config.outboxShards) === shard) return k;
-    }
-  }
-
   before(async () => {
     t = await createTestEnv('outboxbatchwrites');
     // The statistics of an empty outbox, as a table that drains as it goes mostly has, then two lanes'
     // batches: the batch ids are then most of the table, where a plain `id IN (…)` is planned as a scan.
     await t.db.raw('ANALYZE TABLE outbox');
     const now = new Date();
-    const rows = [11, 12].flatMap((shard) =>
-      Array.from({ length: 60 }, () => ({
-        event_id: randomUUID(),
-        message: { topic: 'drained', key: keyIn(shard), value: Buffer.from('{}'), headers: {} },
-        available_at: new Date(now.getTime() - 1000),
-      })),
-    );
-    await insertOutbox(t.db, rows, now);
+    const rowShards = [11, 12].flatMap((shard) => Array<number>(60).fill(shard));
+    await insertOutbox(t.db, readyRowsIn('drained', rowShards, t.config.outboxShards, now), now);
   });
   after(async () => {
     await t?.cleanup();

@@ -7,6 +7,25 @@ import { metricValue, scrapeMetrics } from '../helpers/metrics';
 import { insertScheduledTriggers, untilLogged } from '../helpers/fixtures';
 import { sleep } from '../../src/util';
 
+/** A suite's test environment, made before its tests, and the platforms a test starts, stopped after it. */
+function suiteWithPlatforms(label: string, overrides: Record<string, string>): { readonly t: TestEnv; running: Platform[] } {
+  let t: TestEnv | undefined;
+  const running: Platform[] = [];
+  before(async () => {
+    t = await createTestEnv(label, overrides);
+  });
+  afterEach(async () => {
+    for (const p of running.splice(0)) await p.stop();
+  });
+  after(() => t?.cleanup());
+  return {
+    get t() {
+      return t!;
+    },
+    running,
+  };
+}
+
 /*
  * A relay's publish lane that keeps finding its outbox empty polls less and less often, up to
  * SCHEDULER_INTERVAL. An API in the relay's own process wakes it when it commits webhook events, so they are
@@ -90,17 +109,9 @@ describe('relay wake-ups: idle relays take turns at the fire probe', function ()
   this.timeout(120_000);
   const quiet = createLogger('error', 'test');
   const IDLE_MS = 200;
-  let t: TestEnv;
-  const running: Platform[] = [];
-
-  before(async () => {
-    // One lane per relay (no follower lanes' probes), leases refreshed every 250 ms so the relays count each other at once.
-    t = await createTestEnv('idleturns', { SCHEDULER_INTERVAL: `${IDLE_MS}ms`, RELAY_CONCURRENCY: '1', RELAY_LEASE_MS: '1000' });
-  });
-  afterEach(async () => {
-    for (const p of running.splice(0)) await p.stop();
-  });
-  after(() => t?.cleanup());
+  // One lane per relay (no follower lanes' probes), leases refreshed every 250 ms so the relays count each other at once.
+  const suite = suiteWithPlatforms('idleturns', { SCHEDULER_INTERVAL: `${IDLE_MS}ms`, RELAY_CONCURRENCY: '1', RELAY_LEASE_MS: '1000' });
+  const { running } = suite;
 
   const scheduleProbes = async (relays: Platform[]) =>
     (
@@ -115,14 +126,14 @@ describe('relay wake-ups: idle relays take turns at the fire probe', function ()
    * held more while they counted fewer) have given shards back and the third has taken its own.
    */
   async function threeRelays(): Promise<Platform[]> {
-    for (let i = 0; i < 3; i++) running.push(await startPlatform(t.config, ['relay'], { logger: quiet, migrate: false }));
-    const fair = Math.ceil(t.config.outboxShards / 3);
+    for (let i = 0; i < 3; i++) running.push(await startPlatform(suite.t.config, ['relay'], { logger: quiet, migrate: false }));
+    const fair = Math.ceil(suite.t.config.outboxShards / 3);
     await until(
       async () => {
-        const held = (await t
+        const held = (await suite.t
           .db('relay_leases')
           .whereNotNull('owner')
-          .andWhere('expires_at', '>', t.db.raw('UTC_TIMESTAMP(3)'))
+          .andWhere('expires_at', '>', suite.t.db.raw('UTC_TIMESTAMP(3)'))
           .groupBy('owner')
           .select('owner')
           .count({ n: '*' })) as Array<{ owner: string; n: number }>;
@@ -150,9 +161,9 @@ describe('relay wake-ups: idle relays take turns at the fire probe', function ()
     for (let i = 0; i < 8; i++) {
       // Written at a random moment, due at once: found by whichever relay's turn comes next.
       await sleep(Math.random() * 3 * IDLE_MS);
-      const [id] = await insertScheduledTriggers(t.db, 1, { fireAt: new Date() });
-      await untilLogged(t.db, [id!], { message: 'fired', timeoutMs: 10_000 });
-      const e = (await t.db('event_logs').where({ trigger_id: id }).first('fired_at', 'scheduled_for')) as {
+      const [id] = await insertScheduledTriggers(suite.t.db, 1, { fireAt: new Date() });
+      await untilLogged(suite.t.db, [id!], { message: 'fired', timeoutMs: 10_000 });
+      const e = (await suite.t.db('event_logs').where({ trigger_id: id }).first('fired_at', 'scheduled_for')) as {
         fired_at: Date;
         scheduled_for: Date;
       };
@@ -175,25 +186,17 @@ describe('relay wake-ups: idle relays take turns at the outbox probe in unordere
   this.timeout(120_000);
   const quiet = createLogger('error', 'test');
   const IDLE_MS = 200;
-  let t: TestEnv;
-  const running: Platform[] = [];
-
-  before(async () => {
-    // One lane per relay, the roster refreshed every 250 ms so the relays count each other at once. A relay
-    // that published polls sooner for a while, up to 4 × OUTBOX_POLL_INTERVAL: here that is the idle interval,
-    // so it is back at its turns a few polls after each event.
-    t = await createTestEnv('outboxturns', {
-      OUTBOX_ORDERING: 'off',
-      OUTBOX_POLL_INTERVAL: `${IDLE_MS / 4}ms`,
-      SCHEDULER_INTERVAL: `${IDLE_MS}ms`,
-      RELAY_CONCURRENCY: '1',
-      RELAY_LEASE_MS: '1000',
-    });
+  // One lane per relay, the roster refreshed every 250 ms so the relays count each other at once. A relay
+  // that published polls sooner for a while, up to 4 × OUTBOX_POLL_INTERVAL: here that is the idle interval,
+  // so it is back at its turns a few polls after each event.
+  const suite = suiteWithPlatforms('outboxturns', {
+    OUTBOX_ORDERING: 'off',
+    OUTBOX_POLL_INTERVAL: `${IDLE_MS / 4}ms`,
+    SCHEDULER_INTERVAL: `${IDLE_MS}ms`,
+    RELAY_CONCURRENCY: '1',
+    RELAY_LEASE_MS: '1000',
   });
-  afterEach(async () => {
-    for (const p of running.splice(0)) await p.stop();
-  });
-  after(() => t?.cleanup());
+  const { running } = suite;
 
   const outboxProbes = async (relays: Platform[]) =>
     (
@@ -205,13 +208,16 @@ describe('relay wake-ups: idle relays take turns at the outbox probe in unordere
    * round trip that counts the live relays) is later than the third relay's first one.
    */
   async function threeRelays(): Promise<Platform[]> {
-    for (let i = 0; i < 3; i++) running.push(await startPlatform(t.config, ['relay'], { logger: quiet, migrate: false }));
+    for (let i = 0; i < 3; i++) running.push(await startPlatform(suite.t.config, ['relay'], { logger: quiet, migrate: false }));
     const beats = async () =>
-      (await t.db('relay_heartbeats').where('seen_at', '>', t.db.raw('UTC_TIMESTAMP(3) - INTERVAL 1 SECOND')).select('seen_at')) as Array<{
+      (await suite.t
+        .db('relay_heartbeats')
+        .where('seen_at', '>', suite.t.db.raw('UTC_TIMESTAMP(3) - INTERVAL 1 SECOND'))
+        .select('seen_at')) as Array<{
         seen_at: Date;
       }>;
     await until(async () => (await beats()).length === 3, { message: 'three relays in the roster' });
-    const [[{ now }]] = (await t.db.raw('SELECT UTC_TIMESTAMP(3) AS now')) as [[{ now: Date }]];
+    const [[{ now }]] = (await suite.t.db.raw('SELECT UTC_TIMESTAMP(3) AS now')) as [[{ now: Date }]];
     await until(async () => (await beats()).every((b) => b.seen_at.getTime() > now.getTime()), {
       message: 'every relay counted the three',
     });
@@ -229,7 +235,7 @@ describe('relay wake-ups: idle relays take turns at the outbox probe in unordere
     expect(probes, `outbox probes in ${Date.now() - started} ms`).to.be.within(0.6 * oneRelay, 1.4 * oneRelay);
     // An API in another process (another platform here) writes events at random moments: whichever relay's
     // turn comes next publishes each.
-    const api = await startPlatform(t.config, ['api'], { logger: quiet, migrate: false });
+    const api = await startPlatform(suite.t.config, ['api'], { logger: quiet, migrate: false });
     running.push(api);
     const base = `http://127.0.0.1:${api.ports.api!}/api/v1`;
     const created = await fetch(`${base}/triggers`, {
@@ -251,7 +257,7 @@ describe('relay wake-ups: idle relays take turns at the outbox probe in unordere
       let row: { fired_at: Date; published_at: Date | null } | undefined;
       await until(
         async () => {
-          row = (await t.db('event_logs').where({ id: event_id }).first('fired_at', 'published_at')) as typeof row;
+          row = (await suite.t.db('event_logs').where({ id: event_id }).first('fired_at', 'published_at')) as typeof row;
           return !!row?.published_at;
         },
         { timeoutMs: 10_000, message: 'published' },
