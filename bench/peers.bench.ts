@@ -1,7 +1,7 @@
 /**
  * The platform side by side with the job queues people would pick instead:
  * `npm run bench -- peers [--quick] [--systems=us,graphile-worker,pg-boss,bullmq] [--workers=1,4]
- * [--only=burst,steady,throughput] [--settled-idle=<s>] [--cpu-prof=<dir>] [--relay-node-args="<flags>"] [--relay-env="K=V …"]`.
+ * [--only=burst,steady,throughput] [--settled-idle=<s>] [--cpu-prof=<dir>] [--relay-node-args="<flags>"] [--relay-env=K=V,…]`.
  *
  * Systems
  *   us               time triggers / webhook events → `node dist/main.js relay` × k → Kafka `trigger-events`
@@ -48,6 +48,7 @@ import {
   log,
   machineFacts,
   choicesArg,
+  envArg,
   intArg,
   listArg,
   numArg,
@@ -78,17 +79,8 @@ const QUICK = args.flags.has('quick');
 const CPU_PROF_DIR = args.values.get('cpu-prof');
 /** --relay-node-args="<flags>": node/V8 flags for our relay processes, space separated (`--relay-node-args=--max-semi-space-size=32`). */
 const RELAY_NODE_ARGS = (args.values.get('relay-node-args') ?? '').split(' ').filter(Boolean);
-/** --relay-env="K=V …": settings for our relay processes, over the bench's own (`--relay-env=RELAY_FIRE_MODE=outbox`). */
-const RELAY_ENV = Object.fromEntries(
-  (args.values.get('relay-env') ?? '')
-    .split(' ')
-    .filter(Boolean)
-    .map((kv) => {
-      const at = kv.indexOf('=');
-      if (at < 1) throw new Error(`--relay-env: expected KEY=VALUE, got "${kv}"`);
-      return [kv.slice(0, at), kv.slice(at + 1)];
-    }),
-);
+/** --relay-env=K=V,K=V: settings for our relay processes, over the bench's own (`--relay-env=RELAY_FIRE_MODE=outbox`), as the history bench's. */
+const RELAY_ENV = envArg(args, 'relay-env');
 const BURST = intArg(args, 'burst', QUICK ? 5_000 : 50_000);
 /**
  * --warmup=<jobs>: before the measured workloads, each system runs one burst of this many jobs that is not
