@@ -102,3 +102,20 @@ export function parseJson<T = unknown>(v: unknown): T {
 export function dbTime(d: Date): string {
   return d.toISOString().slice(0, 23).replace('T', ' ');
 }
+
+/** The key types rowsByKeys joins on: an auto-increment id, or an event id (CHAR(36), ascii_bin as the column). */
+const KEY_COLUMN = { bigint: 'BIGINT UNSIGNED', eventId: 'CHAR(36) CHARACTER SET ascii COLLATE ascii_bin' } as const;
+
+/**
+ * The rows of `table` (as `alias`) whose primary keys come as one JSON list (the statement's first binding),
+ * for a batch's DELETE or UPDATE: each found by its primary key (eq_ref), the list driving the join. A plain
+ * `WHERE id IN (…)` is left to the optimizer, which plans it as a scan when the ids are much of what the
+ * table's statistics show (a table that drains as it goes, one freshly analysed), and a locking scan waits on
+ * the rows other transactions hold: two batches doing that to each other deadlocked, for the fire batch's
+ * schedule rows and for the publish batch's outbox rows alike. The join order and the index are fixed, so
+ * no statistics make it a scan.
+ */
+export function rowsByKeys(table: string, alias: string, key: keyof typeof KEY_COLUMN): string {
+  return `JSON_TABLE(?, '$[*]' COLUMNS (id ${KEY_COLUMN[key]} PATH '$')) AS k
+  STRAIGHT_JOIN ${table} AS ${alias} FORCE INDEX (PRIMARY) ON ${alias}.id = k.id`;
+}

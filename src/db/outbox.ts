@@ -3,7 +3,7 @@ import type { OutgoingMessage } from '../kafka/producer';
 import { errorText } from './errors';
 import { statementOn, type RawQuery, type RunStatement, type Statement } from './multi';
 import { chunksBySize, ROW_BASE_BYTES, STATEMENT_MAX_BYTES } from './packets';
-import { dbSettings, dbTime, parseJson } from './knex';
+import { dbSettings, dbTime, parseJson, rowsByKeys } from './knex';
 
 type Q = Knex | Knex.Transaction;
 
@@ -321,19 +321,13 @@ export async function markPublished(trx: Knex.Transaction, rows: ClaimedOutbox[]
 }
 
 /**
- * A batch's outbox rows (`o`), each by its primary key (eq_ref), the ids handed over as one JSON list (the
- * statement's first binding). A plain `WHERE id IN (…)` of a batch's 500 ids is left to the optimizer, and
- * with the statistics of a table that is mostly empty (an outbox drains as it goes) it was planned as a
- * scan: two publish lanes' deletes then waited on each other's claimed rows and deadlocked, and the victim's
- * delivered rows had to be marked again in a transaction of their own. The join order and the index are
- * fixed, so no statistics make it a scan (the same shape as the fire batch's, CLAIMED_ROWS in db/schedules.ts).
+ * A publish batch's outbox rows (`o`) and its events (`e`), each by its primary key (rowsByKeys). An outbox
+ * drains as it goes, so its statistics are mostly an empty table's: a plain `WHERE id IN (…)` of a batch's
+ * ids was planned as a scan, two publish lanes' deletes waited on each other's claimed rows and deadlocked,
+ * and the victim's delivered rows had to be marked again in a transaction of their own.
  */
-const BATCH_ROWS = `JSON_TABLE(?, '$[*]' COLUMNS (id BIGINT UNSIGNED PATH '$')) AS k
-  STRAIGHT_JOIN outbox AS o FORCE INDEX (PRIMARY) ON o.id = k.id`;
-
-/** A batch's events (`e`), each by its primary key, the ids as one JSON list: as BATCH_ROWS, for event_logs. */
-const BATCH_EVENTS = `JSON_TABLE(?, '$[*]' COLUMNS (id CHAR(36) CHARACTER SET ascii COLLATE ascii_bin PATH '$')) AS k
-  STRAIGHT_JOIN event_logs AS e FORCE INDEX (PRIMARY) ON e.id = k.id`;
+const BATCH_ROWS = rowsByKeys('outbox', 'o', 'bigint');
+const BATCH_EVENTS = rowsByKeys('event_logs', 'e', 'eventId');
 
 /** markPublished's statements (none for no rows): the rows deleted, their events stamped. */
 export function markPublishedStatements(rows: ClaimedOutbox[], now: Date): Array<{ sql: string; values: Knex.RawBinding[] }> {

@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { statementOn, type RawQuery, type RunStatement } from './multi';
 import { fireTriggerOf, type FireTrigger } from './triggers';
+import { rowsByKeys } from './knex';
 
 type Q = Knex | Knex.Transaction;
 
@@ -295,14 +296,12 @@ export function deleteFiredStatement(ids: number[]): { sql: string; values: Knex
 }
 
 /**
- * A fire batch's claimed rows (`s`), each by its primary key (eq_ref), the keys handed over as one JSON list
- * (the statement's first binding): a plain `WHERE id IN (…)` of 500 ids was planned as a scan that locked
- * rows of other relays' batches, and two relays' deletes deadlocked (a fire batch rolled back after its
- * events were on Kafka: duplicates). The join order and the index are fixed, so a small or freshly analysed
- * table does not make it a scan either. Used by the delete of fired rows and the cancel of inactive ones.
+ * A fire batch's claimed rows (`s`), each by its primary key (rowsByKeys): a plain `WHERE id IN (…)` of 500 ids
+ * was planned as a scan that locked rows of other relays' batches, and two relays' deletes deadlocked (a fire
+ * batch rolled back after its events were on Kafka: duplicates). Used by the delete of fired rows and the
+ * cancel of inactive ones.
  */
-const CLAIMED_ROWS = `JSON_TABLE(?, '$[*]' COLUMNS (id BIGINT UNSIGNED PATH '$')) AS k
-  STRAIGHT_JOIN trigger_schedules AS s FORCE INDEX (PRIMARY) ON s.id = k.id`;
+const CLAIMED_ROWS = rowsByKeys('trigger_schedules', 's', 'bigint');
 const DELETE_FIRED_SQL = 'DELETE s FROM ' + CLAIMED_ROWS;
 const MARK_CANCELLED_SQL =
   'UPDATE ' + CLAIMED_ROWS + " SET s.status = 'cancelled', s.updated_at = ?, s.last_attempt_at = ?, s.attempt_count = s.attempt_count + 1";
