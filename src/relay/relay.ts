@@ -333,17 +333,14 @@ export class Relay {
           events.emitEvent('relay:fire_window', { ms: fireWindow.ms });
         }
         const untilDue = r.nextInMs ?? idleMs;
-        const roster = this.roster;
-        const relays = roster?.liveRelays() ?? 1;
+        const turns = this.turns();
         const slotMs = config.relayFireWindowMs > 0 ? fireSlotMs(fireWindow.ms, config.relayFireWindowMs) : 0;
         // Nothing due within the idle interval: the relays take turns at the probe (idleTurnWaitMs).
-        if (roster && relays > 1 && (r.nextInMs === undefined || r.nextInMs > idleMs)) {
-          return { ...r, nextInMs: idleTurnWaitMs(Date.now(), r.nextInMs, idleMs, relays, roster.rank(), slotMs) };
+        if (turns && (r.nextInMs === undefined || r.nextInMs > idleMs)) {
+          return { ...r, nextInMs: idleTurnWaitMs(Date.now(), r.nextInMs, idleMs, turns.relays, turns.rank, slotMs) };
         }
         const waitMs =
-          roster && relays > 1 && slotMs > 0
-            ? fireSlotWaitMs(Date.now(), untilDue, slotMs, relays, roster.rank())
-            : Math.max(untilDue, fireWindow.ms);
+          turns && slotMs > 0 ? fireSlotWaitMs(Date.now(), untilDue, slotMs, turns.relays, turns.rank) : Math.max(untilDue, fireWindow.ms);
         return { ...r, nextInMs: Math.min(idleMs, waitMs) };
       };
       const publish: Step = async () => {
@@ -364,10 +361,9 @@ export class Relay {
           // Unordered mode, quiet at the idle interval: any relay may publish any row, so one relay's probe
           // stands in for all of them and the relays take turns at it, as at the fire probe. (Ordered: a
           // relay publishes only the shards it leases, and only its own probe can tell it they hold rows.)
-          const roster = this.roster;
-          const relays = roster?.liveRelays() ?? 1;
-          if (!config.outboxOrdering && roster && relays > 1 && !r.found && nextInMs >= idleMs) {
-            return { ...r, nextInMs: idleTurnWaitMs(Date.now(), undefined, idleMs, relays, roster.rank(), 0) };
+          const turns = this.turns();
+          if (!config.outboxOrdering && turns && !r.found && nextInMs >= idleMs) {
+            return { ...r, nextInMs: idleTurnWaitMs(Date.now(), undefined, idleMs, turns.relays, turns.rank, 0) };
           }
         }
         if (!leader && r.claimed === 0) return { ...r, nextInMs: undefined };
@@ -415,6 +411,12 @@ export class Relay {
         }),
       );
     }
+  }
+
+  /** The live relays and this relay's rank among them, when it takes turns with others (more than one counted); else null. */
+  private turns(): { relays: number; rank: number } | null {
+    const relays = this.roster?.liveRelays() ?? 1;
+    return this.roster && relays > 1 ? { relays, rank: this.roster.rank() } : null;
   }
 
   /**
