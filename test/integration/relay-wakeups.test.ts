@@ -26,6 +26,34 @@ function suiteWithPlatforms(label: string, overrides: Record<string, string>): {
   };
 }
 
+/** A webhook trigger created through the API on `port`, any JSON object accepted: its id. */
+async function createWebhookTrigger(port: number, name: string): Promise<string> {
+  const created = await fetch(`http://127.0.0.1:${port}/api/v1/triggers`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ name, type: 'webhook', config: { endpoint: 'http://127.0.0.1:9/x', schema: { type: 'object' } } }),
+  });
+  expect(created.status).to.equal(201);
+  return ((await created.json()) as { id: string }).id;
+}
+
+/** One call of a webhook trigger through the API on `port`: the event id of the 202. */
+async function callWebhook(port: number, triggerId: string, headers: Record<string, string> = {}): Promise<string> {
+  const fired = await fetch(`http://127.0.0.1:${port}/api/v1/webhook/${triggerId}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: '{"a":1}',
+  });
+  expect(fired.status).to.equal(202);
+  return ((await fired.json()) as { event_id: string }).event_id;
+}
+
+/** An event log's firing and publishing times (undefined: no such event). */
+async function eventTimes(db: TestEnv['db'], id: string): Promise<{ fired_at: Date; published_at: Date | null } | undefined> {
+  return (await db('event_logs').where({ id }).first('fired_at', 'published_at')) as
+    { fired_at: Date; published_at: Date | null } | undefined;
+}
+
 /*
  * A relay's publish lane that keeps finding its outbox empty polls less and less often, up to
  * SCHEDULER_INTERVAL. An API in the relay's own process wakes it when it commits webhook events, so they are
@@ -37,57 +65,33 @@ function suiteWithPlatforms(label: string, overrides: Record<string, string>): {
 describe('relay wake-ups: webhook events and a quiet outbox', function () {
   this.timeout(120_000);
   const quiet = createLogger('error', 'test');
-  let t: TestEnv;
-  const running: Platform[] = [];
-
-  before(async () => {
-    t = await createTestEnv('wakeups', { OUTBOX_POLL_INTERVAL: '30s', SCHEDULER_INTERVAL: '60s' });
-  });
-  afterEach(async () => {
-    for (const p of running.splice(0)) await p.stop();
-  });
-  after(() => t?.cleanup());
+  const suite = suiteWithPlatforms('wakeups', { OUTBOX_POLL_INTERVAL: '30s', SCHEDULER_INTERVAL: '60s' });
+  const { running } = suite;
 
   /** A webhook trigger created and called through the API on `port`: the event id of the 202. */
-  async function webhookEvent(port: number, headers: Record<string, string> = {}): Promise<string> {
-    const base = `http://127.0.0.1:${port}/api/v1`;
-    const created = await fetch(`${base}/triggers`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ name: 'wake', type: 'webhook', config: { endpoint: 'http://127.0.0.1:9/x', schema: { type: 'object' } } }),
-    });
-    expect(created.status).to.equal(201);
-    const { id } = (await created.json()) as { id: string };
-    const fired = await fetch(`${base}/webhook/${id}`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...headers },
-      body: '{"a":1}',
-    });
-    expect(fired.status).to.equal(202);
-    return ((await fired.json()) as { event_id: string }).event_id;
-  }
+  const webhookEvent = async (port: number, headers: Record<string, string> = {}): Promise<string> =>
+    callWebhook(port, await createWebhookTrigger(port, 'wake'), headers);
 
-  const publishedAt = async (id: string): Promise<Date | null> =>
-    ((await t.db('event_logs').where({ id }).first('published_at')) as { published_at: Date | null } | undefined)?.published_at ?? null;
+  const publishedAt = async (id: string): Promise<Date | null> => (await eventTimes(suite.t.db, id))?.published_at ?? null;
 
   it('publishes a webhook event at once when the API runs in the relay’s process', async () => {
-    const p = await startPlatform(t.config, ['api', 'relay'], { logger: quiet, migrate: false });
+    const p = await startPlatform(suite.t.config, ['api', 'relay'], { logger: quiet, migrate: false });
     running.push(p);
     const id = await webhookEvent(p.ports.api!);
     await until(async () => (await publishedAt(id)) !== null, { timeoutMs: 5000, message: 'published by the woken lane' });
   });
 
   it('publishes at once an event sent with an Idempotency-Key (its own transaction, not the group commit) when the API runs in the relay’s process', async () => {
-    const p = await startPlatform(t.config, ['api', 'relay'], { logger: quiet, migrate: false });
+    const p = await startPlatform(suite.t.config, ['api', 'relay'], { logger: quiet, migrate: false });
     running.push(p);
     const id = await webhookEvent(p.ports.api!, { 'idempotency-key': 'wake-1' });
     await until(async () => (await publishedAt(id)) !== null, { timeoutMs: 5000, message: 'published by the woken lane' });
   });
 
   it('leaves the event to the relay’s next poll when the API is another platform, as in another process (the control)', async () => {
-    const relay = await startPlatform(t.config, ['relay'], { logger: quiet, migrate: false });
+    const relay = await startPlatform(suite.t.config, ['relay'], { logger: quiet, migrate: false });
     running.push(relay);
-    const api = await startPlatform(t.config, ['api'], { logger: quiet, migrate: false });
+    const api = await startPlatform(suite.t.config, ['api'], { logger: quiet, migrate: false });
     running.push(api);
     const id = await webhookEvent(api.ports.api!);
     // Nothing wakes the relay: its lane 0 sleeps out the minute it chose after its first empty poll.
@@ -96,7 +100,7 @@ describe('relay wake-ups: webhook events and a quiet outbox', function () {
       () => 'still queued',
     );
     expect(waited).to.equal('still queued');
-    expect(await t.db('outbox').where({ event_id: id }).count({ n: '*' }).first()).to.deep.equal({ n: 1 });
+    expect(await suite.t.db('outbox').where({ event_id: id }).count({ n: '*' }).first()).to.deep.equal({ n: 1 });
   });
 });
 
@@ -237,27 +241,15 @@ describe('relay wake-ups: idle relays take turns at the outbox probe in unordere
     // turn comes next publishes each.
     const api = await startPlatform(suite.t.config, ['api'], { logger: quiet, migrate: false });
     running.push(api);
-    const base = `http://127.0.0.1:${api.ports.api!}/api/v1`;
-    const created = await fetch(`${base}/triggers`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ name: 'turns', type: 'webhook', config: { endpoint: 'http://127.0.0.1:9/x', schema: { type: 'object' } } }),
-    });
-    const { id } = (await created.json()) as { id: string };
+    const triggerId = await createWebhookTrigger(api.ports.api!, 'turns');
     const lags: number[] = [];
     for (let i = 0; i < 6; i++) {
       await sleep(Math.random() * 3 * IDLE_MS);
-      const fired = await fetch(`${base}/webhook/${id}`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: '{"a":1}',
-      });
-      expect(fired.status).to.equal(202);
-      const { event_id } = (await fired.json()) as { event_id: string };
-      let row: { fired_at: Date; published_at: Date | null } | undefined;
+      const eventId = await callWebhook(api.ports.api!, triggerId);
+      let row: Awaited<ReturnType<typeof eventTimes>>;
       await until(
         async () => {
-          row = (await suite.t.db('event_logs').where({ id: event_id }).first('fired_at', 'published_at')) as typeof row;
+          row = await eventTimes(suite.t.db, eventId);
           return !!row?.published_at;
         },
         { timeoutMs: 10_000, message: 'published' },
